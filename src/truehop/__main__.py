@@ -1,0 +1,3 @@
+from truehop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The configuration language: text -> directive tree -> frozen model. No I/O but reading files."""
