@@ -1,0 +1,1005 @@
+"""Directive tree -> `model.Config`, with nginx's meaning and nginx's error wording.
+
+The tree has already passed `directives.check_tree` (names, contexts, arity). Here values are
+parsed, variables resolved, regexes compiled, inheritance merged, and references checked
+(an unknown upstream is an implicit one, an unknown variable is an error). Like nginx, every
+setting is "unset" at its own level and merged with the enclosing one afterwards.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from truehop.conf import directives as dtable
+from truehop.conf import parser
+from truehop.conf.ast import ConfigError, Directive
+from truehop.conf.model import (
+    DEFAULTS,
+    SETTING_FIELDS,
+    AccessLog,
+    BreakOp,
+    Condition,
+    Config,
+    ErrorPage,
+    Expires,
+    HeaderSetting,
+    HttpConf,
+    IfOp,
+    Listen,
+    LocationConf,
+    LogFormat,
+    MainConf,
+    MapConf,
+    PeerConf,
+    ProxyPass,
+    ProxyRedirect,
+    ReturnOp,
+    RewriteOp,
+    ServerConf,
+    SetOp,
+    Settings,
+    SslConf,
+    UpstreamConf,
+)
+from truehop.conf.values import parse_flag, parse_size, parse_time
+from truehop.route.locations import LocationTree, compile_nginx_regex
+from truehop.route.variables import Template, UnknownVariable, VariableScope, literal
+
+COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+            '"$http_referer" "$http_user_agent"')
+
+NEXT_UPSTREAM_FLAGS = frozenset({
+    "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
+    "http_403", "http_404", "http_429", "non_idempotent", "off",
+})
+
+BUILTIN_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+
+# The rewrite module's directives: run in order; everything else is a setting.
+REWRITE_DIRECTIVES = frozenset({"return", "rewrite", "set", "if", "break"})
+
+
+class Compiler:
+    def __init__(self, conf_path: str, prefix: str) -> None:
+        self.conf_path = conf_path
+        self.conf_dir = os.path.dirname(conf_path)
+        self.prefix = prefix
+        self.scope = VariableScope()
+        self.upstreams: dict[str, UpstreamConf] = {}
+        self.implicit: dict[str, UpstreamConf] = {}
+        self.warnings: list[str] = []
+        self.log_formats: dict[str, LogFormat] = {}
+        self._pending_proxy: list[tuple[Directive, LocationConf]] = []
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def prefixed(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.prefix, path))
+
+    def conf_relative(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.conf_dir, path))
+
+    def template(self, text: str, d: Directive, named: set[str] | None = None) -> Template:
+        try:
+            return self.scope.compile(text, named)
+        except UnknownVariable as e:
+            raise ConfigError.at(str(e), d) from None
+
+    def regex(self, pattern: str, caseless: bool, d: Directive) -> re.Pattern[str]:
+        try:
+            return compile_nginx_regex(pattern, caseless)
+        except ValueError as e:
+            raise ConfigError.at(f'{e} in "{pattern}"' if "in \"" not in str(e) else str(e), d) from None
+
+    @staticmethod
+    def invalid(d: Directive, value: str | None = None) -> ConfigError:
+        v = value if value is not None else " ".join(d.values)
+        return ConfigError.at(f'invalid value "{v}" in "{d.name}" directive', d)
+
+    def time(self, d: Directive, i: int = 0) -> float:
+        try:
+            return parse_time(d.args[i].value)
+        except ValueError:
+            raise ConfigError.at(f'"{d.name}" directive invalid value', d) from None
+
+    def size(self, d: Directive, i: int = 0) -> int:
+        try:
+            return parse_size(d.args[i].value)
+        except ValueError:
+            raise ConfigError.at(f'"{d.name}" directive invalid value', d) from None
+
+    def flag(self, d: Directive) -> bool:
+        try:
+            return parse_flag(d.args[0].value)
+        except ValueError:
+            raise ConfigError.at(
+                f'invalid value "{d.args[0].value}" in "{d.name}" directive, '
+                f'it must be "on" or "off"', d) from None
+
+    def integer(self, d: Directive, i: int = 0) -> int:
+        v = d.args[i].value
+        if not v.isdigit():
+            raise self.invalid(d, v)
+        return int(v)
+
+    # --- entry ---------------------------------------------------------------------------
+
+    def compile(self, tree: tuple[Directive, ...], top: str) -> tuple[MainConf, HttpConf]:
+        main = MainConf()
+        http_blocks: list[Directive] = []
+        if top == "main":
+            for d in tree:
+                if d.name == "http":
+                    http_blocks.append(d)
+                elif d.name == "events":
+                    for e in d.block or ():
+                        if e.name == "worker_connections":
+                            main.worker_connections = self.integer(e)
+                else:
+                    self.main_directive(main, d)
+            if not http_blocks:
+                http_tree: tuple[Directive, ...] = ()
+            elif len(http_blocks) > 1:
+                raise ConfigError.at('"http" directive is duplicate', http_blocks[1])
+            else:
+                http_tree = http_blocks[0].block or ()
+        else:
+            http_tree = tree
+        http = self.compile_http(http_tree)
+        return main, http
+
+    def main_directive(self, main: MainConf, d: Directive) -> None:
+        v = d.values
+        main.where[d.name] = (d.file, d.line)
+        if d.name == "worker_processes":
+            if v[0] == "auto":
+                main.worker_processes = os.cpu_count() or 1
+            else:
+                main.worker_processes = self.integer(d)
+        elif d.name == "pid":
+            main.pid = "off" if v[0] == "off" else self.prefixed(v[0])
+        elif d.name == "error_log":
+            level = v[1] if len(v) > 1 else "error"
+            if level not in ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"):
+                raise ConfigError.at(f'invalid log level "{level}"', d)
+            path = v[0] if v[0] in ("stderr",) or v[0].startswith("syslog:") else self.prefixed(v[0])
+            main.error_logs.append((path, level))
+        elif d.name == "daemon":
+            main.daemon = self.flag(d)
+        elif d.name == "worker_shutdown_timeout":
+            main.worker_shutdown_timeout = self.time(d)
+        elif d.name == "user":
+            main.user = v[0]
+        # worker_rlimit_nofile, pcre_jit, ... are accepted and have no effect here.
+
+    # --- http ----------------------------------------------------------------------------
+
+    def prescan(self, tree: Iterable[Directive]) -> None:
+        """Declare `map` and `set` variables before any template is compiled: nginx resolves
+        variables after the whole file is read, so order in the file does not matter."""
+        for d in tree:
+            if d.name == "map" and len(d.args) == 2:
+                name = d.args[1].value
+                if not name.startswith("$"):
+                    raise ConfigError.at(f'invalid variable name "{name}"', d)
+                self.scope.define_lazy(name[1:], lambda r: "")
+            elif d.name == "set" and d.args and d.args[0].value.startswith("$"):
+                self.scope.define_settable(d.args[0].value[1:])
+            if d.block and d.name not in ("map", "types"):
+                self.prescan(d.block)
+
+    def compile_http(self, tree: tuple[Directive, ...]) -> HttpConf:
+        self.prescan(tree)
+        for d in tree:
+            if d.name == "upstream":
+                self.compile_upstream(d)
+        for d in tree:
+            if d.name == "log_format":
+                self.compile_log_format(d)
+        maps = [self.compile_map(d) for d in tree if d.name == "map"]
+        local = Settings()
+        self.fill_settings(local, [d for d in tree if d.name not in ("server", "upstream", "map")])
+        top = self.http_defaults(local)
+        servers = [self.compile_server(d, top) for d in tree if d.name == "server"]
+        for pd, loc in self._pending_proxy:
+            loc.proxy = self.proxy_pass(pd)
+        self.upstreams.update(self.implicit)
+        return HttpConf(servers, self.upstreams, maps, self.log_formats, top, local, self.scope)
+
+    def http_defaults(self, local: Settings) -> Settings:
+        base = Settings()
+        for f in SETTING_FIELDS:
+            setattr(base, f, DEFAULTS.get(f))
+        base.index = (literal("index.html"),)
+        base.types = dict(BUILTIN_TYPES)
+        base.root = self.prefixed("html")
+        base.access_log = (AccessLog(self.prefixed("logs/access.log"), "combined"),)
+        return local.merged_with(base)
+
+    def compile_log_format(self, d: Directive) -> None:
+        args = d.values
+        name = args[0]
+        escape = "default"
+        rest = args[1:]
+        if rest and rest[0].startswith("escape="):
+            escape = rest[0][7:]
+            if escape not in ("default", "json", "none"):
+                raise ConfigError.at(f'unknown log format escaping "{escape}"', d)
+            rest = rest[1:]
+        if name in self.log_formats or name == "combined":
+            raise ConfigError.at(f'duplicate "log_format" name "{name}"', d)
+        if not rest:
+            raise ConfigError.at('invalid number of arguments in "log_format" directive', d)
+        self.log_formats[name] = LogFormat(name, self.template("".join(rest), d), escape)
+
+    def compile_map(self, d: Directive) -> MapConf:
+        src = self.template(d.args[0].value, d)
+        var = d.args[1].value[1:]
+        m = MapConf(var, src, {}, [], [], literal(""), False, (d.file, d.line))
+        pending: list[tuple[Directive, str, str]] = []
+        for e in d.block or ():
+            key = e.name
+            vals = e.values
+            if key == "hostnames" and not vals:
+                m.hostnames = True
+                continue
+            if key == "include":
+                raise ConfigError.at('"include" inside "map" is not supported by truehop', e)
+            if key == "volatile" and not vals:
+                continue
+            if len(vals) != 1:
+                raise ConfigError.at('invalid number of the map parameters', e)
+            pending.append((e, key, vals[0]))
+        for e, key, val in pending:
+            if key.startswith("~"):
+                caseless = key.startswith("~*")
+                pattern = key[2:] if caseless else key[1:]
+                rx = self.regex(pattern, caseless, e)
+                tpl = self.template(val, e, set(rx.groupindex))
+                m.regexes.append((rx, tpl))
+            else:
+                tpl = self.template(val, e)
+                k = key[1:] if key.startswith("\\") else key
+                if key == "default":
+                    m.default = tpl
+                elif m.hostnames and (k.startswith("*.") or k.startswith(".") or k.endswith(".*")):
+                    m.wildcards.append((k.lower(), tpl))
+                else:
+                    kk = k.lower() if m.hostnames else k
+                    if kk in m.exact:
+                        raise ConfigError.at(f'duplicate value "{k}", value: "{val}", '
+                                             f'old value: "{m.exact[kk].source}"', e)
+                    m.exact[kk] = tpl
+            m.entries.append((key, tpl, (e.file, e.line)))
+        self.scope.define_lazy(var, _map_evaluator(m))
+        return m
+
+    # --- upstream ------------------------------------------------------------------------
+
+    def compile_upstream(self, d: Directive) -> None:
+        name = d.args[0].value
+        if name in self.upstreams:
+            raise ConfigError.at(f'duplicate upstream "{name}"', d)
+        up = UpstreamConf(name, [], where=(d.file, d.line), keepalive=32)
+        for e in d.block or ():
+            v = e.values
+            if e.name == "server":
+                up.peers.extend(self.peers(e))
+            elif e.name == "keepalive":
+                up.keepalive = self.integer(e)
+                up.keepalive_set = True
+                if up.keepalive == 0:
+                    raise ConfigError.at(f'invalid value "{v[0]}" in "keepalive" directive', e)
+                up.keepalive_local = len(v) > 1 and v[1] == "local"
+                if len(v) > 1 and v[1] != "local":
+                    raise self.invalid(e, v[1])
+            elif e.name == "keepalive_timeout":
+                up.keepalive_timeout = self.time(e)
+            elif e.name == "keepalive_requests":
+                up.keepalive_requests = self.integer(e)
+            elif e.name == "keepalive_time":
+                up.keepalive_time = self.time(e)
+            elif e.name in ("least_conn", "ip_hash", "random"):
+                up.kind = e.name
+            elif e.name == "hash":
+                up.kind = "hash"
+                up.hash_key = self.template(v[0], e)
+                up.hash_consistent = len(v) > 1 and v[1] == "consistent"
+        if not up.peers:
+            raise ConfigError.at(f'no servers are inside upstream', d)
+        self.upstreams[name] = up
+
+    def peers(self, e: Directive) -> list[PeerConf]:
+        v = e.values
+        host, port = split_host_port(v[0], 80, e)
+        opts: dict[str, Any] = {}
+        for p in v[1:]:
+            if p.startswith("weight="):
+                opts["weight"] = self._pos_int(p[7:], e, p)
+            elif p.startswith("max_fails="):
+                opts["max_fails"] = self._pos_int(p[10:], e, p, allow_zero=True)
+            elif p.startswith("fail_timeout="):
+                try:
+                    opts["fail_timeout"] = parse_time(p[13:])
+                except ValueError:
+                    raise ConfigError.at(f'invalid parameter "{p}"', e) from None
+            elif p == "backup":
+                opts["backup"] = True
+            elif p == "down":
+                opts["down"] = True
+            elif p.startswith("max_conns=") or p == "resolve":
+                pass
+            else:
+                raise ConfigError.at(f'invalid parameter "{p}"', e)
+        return [PeerConf(addr, port, where=(e.file, e.line), **opts) for addr in resolve(host, e)]
+
+    @staticmethod
+    def _pos_int(s: str, e: Directive, p: str, allow_zero: bool = False) -> int:
+        if not s.isdigit() or (int(s) == 0 and not allow_zero):
+            raise ConfigError.at(f'invalid parameter "{p}"', e)
+        return int(s)
+
+    # --- server --------------------------------------------------------------------------
+
+    def compile_server(self, d: Directive, http: Settings) -> ServerConf:
+        body = d.block or ()
+        local = Settings()
+        self.fill_settings(local, body)
+        merged = local.merged_with(http)
+        srv = ServerConf([], [], [], {}, merged, local, (), SslConf(), where=(d.file, d.line))
+        for e in body:
+            v = e.values
+            if e.name == "listen":
+                srv.listens.append(self.listen(e))
+            elif e.name == "server_name":
+                for n in v:
+                    if n.startswith("~"):
+                        self.regex(n[1:], False, e)
+                    srv.names.append(n if n.startswith("~") else n.lower())
+            elif e.name == "ssl_certificate":
+                srv.ssl.certificates.append((self.conf_relative(v[0]), "", (e.file, e.line)))
+            elif e.name == "ssl_certificate_key":
+                keys = [k for k in body if k.name == "ssl_certificate_key"]
+                _ = keys
+            elif e.name == "ssl_protocols":
+                for p in v:
+                    if p not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
+                        raise ConfigError.at(f'invalid value "{p}" in "ssl_protocols" directive', e)
+                srv.ssl.protocols = tuple(v)
+            elif e.name == "ssl_ciphers":
+                srv.ssl.ciphers = v[0]
+            elif e.name == "ssl_prefer_server_ciphers":
+                srv.ssl.prefer_server_ciphers = self.flag(e)
+            elif e.name == "ssl_session_cache":
+                srv.ssl.session_cache = " ".join(v)
+            elif e.name == "ssl_session_timeout":
+                srv.ssl.session_timeout = self.time(e)
+            elif e.name == "ssl_session_tickets":
+                srv.ssl.session_tickets = self.flag(e)
+            elif e.name == "http2":
+                srv.http2 = self.flag(e)
+            elif e.name == "merge_slashes":
+                srv.merge_slashes = self.flag(e)
+            elif e.name == "underscores_in_headers":
+                srv.underscores_in_headers = self.flag(e)
+            elif e.name == "ignore_invalid_headers":
+                srv.ignore_invalid_headers = self.flag(e)
+            elif e.name == "client_header_timeout":
+                srv.client_header_timeout = self.time(e)
+            elif e.name == "large_client_header_buffers":
+                srv.large_client_header_buffers = (self.integer(e), self.size(e, 1))
+            elif e.name == "client_header_buffer_size":
+                srv.client_header_buffer_size = self.size(e)
+        # pair certificates with keys in order, as nginx does
+        certs = [e for e in body if e.name == "ssl_certificate"]
+        keys = [e for e in body if e.name == "ssl_certificate_key"]
+        if len(keys) < len(certs):
+            c = certs[len(keys)]
+            raise ConfigError(f'no "ssl_certificate_key" is defined for certificate '
+                              f'"{c.args[0].value}"', c.file, c.line)
+        srv.ssl.certificates = [
+            (self.conf_relative(c.args[0].value), self.conf_relative(k.args[0].value), (c.file, c.line))
+            for c, k in zip(certs, keys, strict=False)
+        ]
+        if not srv.listens:
+            srv.listens.append(Listen("*", 80 if os.geteuid() == 0 else 8000, where=(d.file, d.line)))
+        for ls in srv.listens:
+            if ls.http2:
+                srv.http2 = True
+        if not srv.names:
+            srv.names = [""]
+        srv.ops = self.ops(body, None)
+        for e in body:
+            if e.name == "location":
+                loc = self.compile_location(e, merged, None, srv)
+                if loc.modifier == "@":
+                    if loc.pattern in srv.named:
+                        raise ConfigError.at(f'duplicate location "{loc.pattern}"', e)
+                    srv.named[loc.pattern] = loc
+                else:
+                    srv.locations.append(loc)
+        try:
+            srv.tree = LocationTree.build(srv.locations)
+        except ValueError as ex:
+            raise ConfigError(str(ex), d.file, d.line) from None
+        srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
+        return srv
+
+    def listen(self, e: Directive) -> Listen:
+        v = e.values
+        a = v[0]
+        if a.startswith("unix:"):
+            ls = Listen(a, 0, where=(e.file, e.line))
+        else:
+            if a.startswith("["):
+                host, _, rest = a[1:].partition("]")
+                port_s = rest[1:] if rest.startswith(":") else "80"
+            elif a.isdigit():
+                host, port_s = "*", a
+            elif ":" in a:
+                host, _, port_s = a.rpartition(":")
+            else:
+                host, port_s = a, "80"
+            if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+                raise ConfigError.at(f'invalid port in "{a}" of the "listen" directive', e)
+            if host not in ("*", ""):
+                try:
+                    ipaddress.ip_address(host)
+                except ValueError:
+                    if host == "localhost":
+                        host = "127.0.0.1"
+                    else:
+                        raise ConfigError.at(f'host not found in "{a}" of the "listen" directive', e) from None
+            ls = Listen(host or "*", int(port_s), where=(e.file, e.line))
+        for p in v[1:]:
+            if p == "default_server" or p == "default":
+                ls.default_server = True
+            elif p == "ssl":
+                ls.ssl = True
+            elif p == "http2":
+                ls.http2 = True
+                self.warnings.append(f'the "listen ... http2" directive is deprecated, use the '
+                                     f'"http2" directive instead in {e.file}:{e.line}')
+            elif p == "reuseport":
+                ls.reuseport = True
+            elif p.startswith("backlog="):
+                ls.backlog = self._pos_int(p[8:], e, p)
+            elif p.startswith("ipv6only="):
+                ls.ipv6only = p[9:] == "on"
+            elif p in ("deferred", "bind", "proxy_protocol", "fastopen") or p.startswith(
+                    ("so_keepalive=", "rcvbuf=", "sndbuf=", "fastopen=", "setfib=", "accept_filter=")):
+                pass
+            else:
+                raise ConfigError.at(f'invalid parameter "{p}"', e)
+        return ls
+
+    # --- location ------------------------------------------------------------------------
+
+    def compile_location(self, d: Directive, parent: Settings, parent_loc: LocationConf | None,
+                         srv: ServerConf) -> LocationConf:
+        v = d.values
+        if len(v) == 2:
+            mod, pattern = v
+            if mod not in ("=", "^~", "~", "~*"):
+                raise ConfigError.at(f'invalid location modifier "{mod}"', d)
+        else:
+            pattern = v[0]
+            mod = ""
+            for m in ("=", "^~", "~*", "~", "@"):
+                if pattern.startswith(m) and len(pattern) > len(m):
+                    mod, pattern = m, pattern[len(m):]
+                    break
+        if parent_loc is not None and (parent_loc.modifier == "=" ):
+            raise ConfigError.at(f'location "{pattern}" cannot be inside the exact location '
+                                 f'"{parent_loc.pattern}"', d)
+        if mod == "@" and parent_loc is not None:
+            raise ConfigError.at(f'named location "@{pattern}" can be on the server level only', d)
+        body = d.block or ()
+        local = Settings()
+        self.fill_settings(local, body)
+        merged = local.merged_with(parent)
+        loc = LocationConf(mod, pattern, merged, where=(d.file, d.line), parent=parent_loc, local=local)
+        if mod in ("~", "~*"):
+            loc.regex = self.regex(pattern, mod == "~*", d)
+        if local.alias is not None and local.root is not None:
+            raise ConfigError.at('"alias" directive is duplicate, "root" directive was specified '
+                                 'earlier', d)
+        if local.alias is not None:
+            # an alias replaces an inherited root
+            pass
+        elif parent_loc is None and merged.alias is not None:
+            merged.alias = None
+        loc.internal = any(e.name == "internal" for e in body)
+        named = set(loc.regex.groupindex) if loc.regex else set()
+        loc.ops = self.ops(body, named, loc)
+        for e in body:
+            if e.name == "proxy_pass":
+                if loc.modifier in ("~", "~*", "@") or parent_loc is not None and parent_loc.regex:
+                    uri_part = _proxy_uri_part(e.args[0].value)
+                    if uri_part and "$" not in e.args[0].value and loc.modifier != "@":
+                        raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
+                                             'by regular expression, or inside named location, or '
+                                             'inside "if" statement, or inside "limit_except" block', e)
+                self._pending_proxy.append((e, loc))
+                loc.has_content = True
+                loc.auto_redirect = mod in ("", "^~") and pattern.endswith("/")
+        if local.try_files is not None or any(e.name == "return" for e in body):
+            loc.has_content = True
+        for e in body:
+            if e.name == "location":
+                child = self.compile_location(e, merged, loc, srv)
+                if child.modifier in ("", "^~", "=") and loc.modifier in ("", "^~") and \
+                        not child.pattern.startswith(loc.pattern):
+                    raise ConfigError.at(f'location "{child.pattern}" is outside location '
+                                         f'"{loc.pattern}"', e)
+                loc.children.append(child)
+        return loc
+
+    # --- rewrite module --------------------------------------------------------------------
+
+    def ops(self, body: Iterable[Directive], named: set[str] | None,
+            loc: LocationConf | None = None) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for e in body:
+            if e.name not in REWRITE_DIRECTIVES:
+                continue
+            w = (e.file, e.line)
+            v = e.values
+            if e.name == "return":
+                out.append(self.return_op(e, named))
+            elif e.name == "rewrite":
+                rx = self.regex(v[0], False, e)
+                names = (named or set()) | set(rx.groupindex)
+                flag = v[2] if len(v) > 2 else ""
+                if flag not in ("", "last", "break", "redirect", "permanent"):
+                    raise ConfigError.at(f'invalid parameter "{flag}"', e)
+                out.append(RewriteOp(rx, self.template(v[1], e, names), flag, w))
+            elif e.name == "set":
+                if not v[0].startswith("$"):
+                    raise ConfigError.at(f'invalid variable name "{v[0]}"', e)
+                out.append(SetOp(v[0][1:], self.template(v[1], e, named), w))
+            elif e.name == "break":
+                out.append(BreakOp(w))
+            elif e.name == "if":
+                cond = self.condition(e, named)
+                body_ops = self.ops(e.block or (), named, loc)
+                if_loc = None
+                content = [x for x in e.block or () if x.name not in REWRITE_DIRECTIVES]
+                if content and loc is not None:
+                    local = Settings()
+                    self.fill_settings(local, content)
+                    if_loc = LocationConf("if", "", local.merged_with(loc.settings),
+                                          where=w, parent=loc, local=local)
+                    for x in content:
+                        if x.name == "proxy_pass":
+                            self._pending_proxy.append((x, if_loc))
+                            if_loc.has_content = True
+                out.append(IfOp(cond, body_ops, if_loc, w))
+        return tuple(out)
+
+    def return_op(self, e: Directive, named: set[str] | None) -> ReturnOp:
+        v = e.values
+        w = (e.file, e.line)
+        if v[0].isdigit():
+            code = int(v[0])
+            if code > 999:
+                raise ConfigError.at(f'invalid return code "{v[0]}"', e)
+            text = self.template(v[1], e, named) if len(v) > 1 else None
+            return ReturnOp(code, text, w)
+        if len(v) > 1:
+            raise ConfigError.at(f'invalid return code "{v[0]}"', e)
+        if v[0].startswith(("http://", "https://", "$scheme")):
+            return ReturnOp(302, self.template(v[0], e, named), w)
+        raise ConfigError.at(f'invalid return code "{v[0]}"', e)
+
+    def condition(self, e: Directive, named: set[str] | None) -> Condition:
+        args = list(e.args)
+        # nginx lexes "($a" / "b)" as tokens with the parentheses attached
+        if not args or not args[0].value.startswith("("):
+            raise ConfigError.at('invalid condition "' + " ".join(a.value for a in args) + '"', e)
+        vals = [a.value for a in args]
+        vals[0] = vals[0][1:]
+        if not vals[-1].endswith(")"):
+            raise ConfigError.at(f'invalid condition "{vals[-1]}"', e)
+        vals[-1] = vals[-1][:-1]
+        vals = [x for x in vals if x != ""] if not args[-1].quoted else vals
+        if len(vals) == 1:
+            if not vals[0].startswith("$"):
+                raise ConfigError.at(f'invalid condition "{vals[0]}"', e)
+            return Condition("var", self.template(vals[0], e, named))
+        if len(vals) == 2 and vals[0] in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
+            return Condition("file", self.template(vals[1], e, named), file_test=vals[0])
+        if len(vals) == 3:
+            left = self.template(vals[0], e, named)
+            op = vals[1]
+            if op in ("=", "!="):
+                return Condition("eq" if op == "=" else "ne", left, self.template(vals[2], e, named))
+            if op in ("~", "~*", "!~", "!~*"):
+                rx = self.regex(vals[2], "*" in op, e)
+                return Condition("nre" if op.startswith("!") else "re", left, regex=rx)
+        raise ConfigError.at('unexpected "' + vals[-1] + '" in condition', e)
+
+    # --- proxy_pass ------------------------------------------------------------------------
+
+    def proxy_pass(self, d: Directive) -> ProxyPass:
+        url = d.args[0].value
+        w = (d.file, d.line)
+        if "$" in url:
+            return ProxyPass("http", None, None, self.template(url, d), "", "", w)
+        low = url.lower()
+        if low.startswith("http://"):
+            scheme, rest = "http", url[7:]
+        elif low.startswith("https://"):
+            scheme, rest = "https", url[8:]
+        else:
+            raise ConfigError.at(f'invalid URL prefix in "{url}"', d)
+        hostport, slash, path = rest.partition("/")
+        uri = slash + path if slash else None
+        if hostport.startswith("unix:"):
+            raise ConfigError.at(f'"proxy_pass" to unix sockets is not supported by truehop', d)
+        if not hostport:
+            raise ConfigError.at(f'no host in "{url}"', d)
+        up = self.upstreams.get(hostport)
+        if up is not None:
+            return ProxyPass(scheme, up, uri, None, hostport, "80" if scheme == "http" else "443", w)
+        default_port = 80 if scheme == "http" else 443
+        host, port = split_host_port(hostport, default_port, d)
+        key = f"{host}:{port}"
+        imp = self.implicit.get(key)
+        if imp is None:
+            imp = UpstreamConf(key, [PeerConf(a, port, where=w) for a in resolve(host, d)],
+                               implicit=True, keepalive=0, where=w)
+            self.implicit[key] = imp
+        return ProxyPass(scheme, imp, uri, None, hostport, str(port), w)
+
+    # --- settings --------------------------------------------------------------------------
+
+    def fill_settings(self, s: Settings, body: Iterable[Directive]) -> None:
+        for e in body:
+            h = SETTING_HANDLERS.get(e.name)
+            if h is None:
+                continue
+            fld, fn = h
+            val = fn(self, e, s)
+            if val is not _APPENDED:
+                setattr(s, fld, val)
+            s.where.setdefault(fld, (e.file, e.line))
+            s.where[fld + "@last"] = (e.file, e.line)
+
+
+_APPENDED = object()
+Handler = Callable[[Compiler, Directive, Settings], Any]
+
+
+def _append(field_name: str, make: Callable[[Compiler, Directive], Any]) -> Handler:
+    def h(c: Compiler, d: Directive, s: Settings) -> Any:
+        cur = getattr(s, field_name) or ()
+        setattr(s, field_name, (*cur, make(c, d)))
+        return _APPENDED
+    return h
+
+
+def _header_setting(c: Compiler, d: Directive) -> HeaderSetting:
+    v = d.values
+    always = len(v) > 2 and v[2] == "always"
+    if len(v) > 2 and not always:
+        raise ConfigError.at(f'invalid parameter "{v[2]}"', d)
+    return HeaderSetting(v[0], c.template(v[1], d), (d.file, d.line), always)
+
+
+def _expires(c: Compiler, d: Directive, s: Settings) -> Expires:
+    v = d.values
+    if v[0] == "off":
+        return Expires("off")
+    if v[0] == "epoch":
+        return Expires("epoch")
+    if v[0] == "max":
+        return Expires("max")
+    kind = "rel"
+    val = v[0]
+    if val == "modified" and len(v) > 1:
+        kind, val = "modified", v[1]
+    neg = val.startswith("-")
+    if val.startswith(("+", "-")):
+        val = val[1:]
+    try:
+        secs = parse_time(val)
+    except ValueError:
+        raise ConfigError.at(f'"expires" directive invalid value', d) from None
+    return Expires(kind, -secs if neg else secs)
+
+
+def _access_log(c: Compiler, d: Directive) -> AccessLog:
+    v = d.values
+    if v[0] == "off":
+        return AccessLog("off", "")
+    path = v[0] if v[0].startswith("syslog:") else c.prefixed(v[0])
+    fmt = "combined"
+    rest = v[1:]
+    if rest and "=" not in rest[0]:
+        fmt = rest[0]
+        rest = rest[1:]
+        if fmt not in c.log_formats and fmt != "combined":
+            raise ConfigError.at(f'unknown log format "{fmt}"', d)
+    buffer, flush, cond = 0, 0.0, None
+    for p in rest:
+        if p.startswith("buffer="):
+            buffer = parse_size(p[7:])
+        elif p.startswith("flush="):
+            flush = parse_time(p[6:])
+        elif p.startswith("if="):
+            cond = c.template(p[3:], d)
+        elif p.startswith("gzip"):
+            raise ConfigError.at('"access_log" gzip is not supported by truehop', d)
+        else:
+            raise ConfigError.at(f'invalid parameter "{p}"', d)
+    return AccessLog(path, fmt, buffer, flush, cond, (d.file, d.line))
+
+
+def _error_page(c: Compiler, d: Directive, s: Settings) -> Any:
+    v = d.values
+    target = v[-1]
+    codes = v[:-1]
+    override: int | None = None
+    if codes and codes[-1].startswith("="):
+        o = codes[-1][1:]
+        override = int(o) if o.isdigit() else 0
+        codes = codes[:-1]
+    if not codes:
+        raise ConfigError.at('invalid number of arguments in "error_page" directive', d)
+    cur = dict(s.error_page or {})
+    for code in codes:
+        if not code.isdigit() or not 300 <= int(code) <= 599:
+            raise ConfigError.at(f'value "{code}" must be between 300 and 599', d)
+        cur[int(code)] = ErrorPage(c.template(target, d), override, (d.file, d.line))
+    s.error_page = cur
+    return _APPENDED
+
+
+def _real_ip_from(c: Compiler, d: Directive) -> Any:
+    v = d.values[0]
+    if v == "unix:":
+        return "unix:"
+    try:
+        return ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        try:
+            return ipaddress.ip_network(socket.gethostbyname(v))
+        except OSError:
+            raise ConfigError.at(f'invalid parameter "{v}"', d) from None
+
+
+def _types(c: Compiler, d: Directive, s: Settings) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for e in d.block or ():
+        for ext in e.values:
+            table[ext.lower()] = e.name
+    return table
+
+
+def _proxy_buffers(c: Compiler, d: Directive, s: Settings) -> tuple[int, int]:
+    return (c.integer(d), c.size(d, 1))
+
+
+def _next_upstream(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
+    flags = frozenset(d.values)
+    for f in flags:
+        if f not in NEXT_UPSTREAM_FLAGS:
+            raise ConfigError.at(f'invalid value "{f}"', d)
+    if "off" in flags and len(flags) > 1:
+        raise ConfigError.at('invalid value "off"', d)
+    return frozenset() if "off" in flags else flags
+
+
+def _proxy_redirect(c: Compiler, d: Directive, s: Settings) -> Any:
+    v = d.values
+    if len(v) == 1:
+        if v[0] in ("default", "off"):
+            return ProxyRedirect(v[0])
+        raise ConfigError.at('invalid parameter "' + v[0] + '"', d)
+    match, repl = v
+    rules = s.proxy_redirect.rules if s.proxy_redirect and s.proxy_redirect.kind == "rules" else ()
+    is_re = match.startswith("~")
+    return ProxyRedirect("rules", (*rules, (match, c.template(repl, d), is_re)))
+
+
+def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
+    if d.values[0] not in ("1.0", "1.1"):
+        raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
+                             'it must be "1.0" or "1.1"', d)
+    return d.values[0]
+
+
+def _root(c: Compiler, d: Directive, s: Settings) -> str:
+    if s.alias is not None:
+        raise ConfigError.at('"root" directive is duplicate, "alias" directive was specified earlier', d)
+    return c.prefixed(d.values[0])
+
+
+def _alias(c: Compiler, d: Directive, s: Settings) -> Template:
+    if s.root is not None:
+        raise ConfigError.at('"alias" directive is duplicate, "root" directive was specified earlier', d)
+    return c.template(c.prefixed(d.values[0]) + ("/" if d.values[0].endswith("/") else ""), d)
+
+
+def _flag(c: Compiler, d: Directive, s: Settings) -> bool:
+    return c.flag(d)
+
+
+def _time(c: Compiler, d: Directive, s: Settings) -> float:
+    return c.time(d)
+
+
+def _size(c: Compiler, d: Directive, s: Settings) -> int:
+    return c.size(d)
+
+
+def _int(c: Compiler, d: Directive, s: Settings) -> int:
+    return c.integer(d)
+
+
+SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
+    "root": ("root", _root),
+    "alias": ("alias", _alias),
+    "index": ("index", lambda c, d, s: tuple(c.template(x, d) for x in d.values)),
+    "try_files": ("try_files", lambda c, d, s: tuple(c.template(x, d) for x in d.values)),
+    "expires": ("expires", _expires),
+    "default_type": ("default_type", lambda c, d, s: d.values[0]),
+    "types": ("types", _types),
+    "sendfile": ("sendfile", _flag),
+    "tcp_nodelay": ("tcp_nodelay", _flag),
+    "keepalive_timeout": ("keepalive_timeout", _time),
+    "keepalive_requests": ("keepalive_requests", _int),
+    "client_max_body_size": ("client_max_body_size", _size),
+    "client_body_timeout": ("client_body_timeout", _time),
+    "client_body_buffer_size": ("client_body_buffer_size", _size),
+    "send_timeout": ("send_timeout", _time),
+    "server_tokens": ("server_tokens", lambda c, d, s: d.values[0] != "off"),
+    "absolute_redirect": ("absolute_redirect", _flag),
+    "server_name_in_redirect": ("server_name_in_redirect", _flag),
+    "port_in_redirect": ("port_in_redirect", _flag),
+    "proxy_http_version": ("proxy_http_version", _http_version),
+    "proxy_buffering": ("proxy_buffering", _flag),
+    "proxy_buffer_size": ("proxy_buffer_size", _size),
+    "proxy_buffers": ("proxy_buffers", _proxy_buffers),
+    "proxy_busy_buffers_size": ("proxy_busy_buffers_size", _size),
+    "proxy_request_buffering": ("proxy_request_buffering", _flag),
+    "proxy_connect_timeout": ("proxy_connect_timeout", _time),
+    "proxy_read_timeout": ("proxy_read_timeout", _time),
+    "proxy_send_timeout": ("proxy_send_timeout", _time),
+    "proxy_next_upstream": ("proxy_next_upstream", _next_upstream),
+    "proxy_next_upstream_tries": ("proxy_next_upstream_tries", _int),
+    "proxy_next_upstream_timeout": ("proxy_next_upstream_timeout", _time),
+    "proxy_redirect": ("proxy_redirect", _proxy_redirect),
+    "proxy_pass_request_headers": ("proxy_pass_request_headers", _flag),
+    "proxy_pass_request_body": ("proxy_pass_request_body", _flag),
+    "proxy_hide_header": ("proxy_hide_header", _append("proxy_hide_header",
+                                                       lambda c, d: d.values[0].lower())),
+    "proxy_pass_header": ("proxy_pass_header", _append("proxy_pass_header",
+                                                       lambda c, d: d.values[0].lower())),
+    "proxy_intercept_errors": ("proxy_intercept_errors", _flag),
+    "proxy_ssl_server_name": ("proxy_ssl_server_name", _flag),
+    "proxy_ssl_verify": ("proxy_ssl_verify", _flag),
+    "proxy_ssl_trusted_certificate": ("proxy_ssl_trusted_certificate",
+                                      lambda c, d, s: c.conf_relative(d.values[0])),
+    "proxy_ssl_name": ("proxy_ssl_name", lambda c, d, s: c.template(d.values[0], d)),
+    "proxy_set_header": ("proxy_set_header", _append("proxy_set_header", _header_setting)),
+    "add_header": ("add_header", _append("add_header", _header_setting)),
+    "error_page": ("error_page", _error_page),
+    "access_log": ("access_log", _append("access_log", _access_log)),
+    "log_not_found": ("log_not_found", _flag),
+    "etag": ("etag", _flag),
+    "max_ranges": ("max_ranges", _int),
+    "chunked_transfer_encoding": ("chunked_transfer_encoding", _flag),
+    "set_real_ip_from": ("set_real_ip_from", _append("set_real_ip_from", _real_ip_from)),
+    "real_ip_header": ("real_ip_header", lambda c, d, s: d.values[0]),
+    "real_ip_recursive": ("real_ip_recursive", _flag),
+    "autoindex": ("autoindex", _flag),
+    "if_modified_since": ("if_modified_since", lambda c, d, s: d.values[0]),
+    "disable_symlinks": ("disable_symlinks", lambda c, d, s: d.values[0] != "off"),
+    "proxy_ignore_headers": ("proxy_ignore_headers", lambda c, d, s: frozenset(
+        x.lower() for x in d.values)),
+    "recursive_error_pages": ("recursive_error_pages", _flag),
+}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _proxy_uri_part(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    _, slash, path = rest.partition("/")
+    return slash + path
+
+
+def split_host_port(s: str, default_port: int, d: Directive) -> tuple[str, int]:
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        port_s = rest[1:] if rest.startswith(":") else str(default_port)
+    elif s.count(":") == 1:
+        host, _, port_s = s.partition(":")
+    else:
+        host, port_s = s, str(default_port)
+    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ConfigError.at(f'invalid port in upstream "{s}"', d)
+    return host, int(port_s)
+
+
+def resolve(host: str, d: Directive) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        raise ConfigError.at(f'host not found in upstream "{host}"', d) from None
+    out: list[str] = []
+    for info in infos:
+        a = str(info[4][0])
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def _map_evaluator(m: MapConf) -> Callable[[Any], str]:
+    exact = m.exact
+    regexes = m.regexes
+    wildcards = m.wildcards
+    default = m.default
+    src = m.source
+    hostnames = m.hostnames
+
+    def evaluate(r: Any) -> str:
+        key = src.render(r)
+        if hostnames:
+            key = key.lower().rstrip(".")
+        tpl = exact.get(key)
+        if tpl is not None:
+            return tpl.render(r)
+        for pat, t in wildcards:
+            if pat.startswith("*.") and key.endswith(pat[1:]):
+                return t.render(r)
+            if pat.startswith(".") and (key == pat[1:] or key.endswith(pat)):
+                return t.render(r)
+            if pat.endswith(".*") and key.startswith(pat[:-1]):
+                return t.render(r)
+        for rx, t in regexes:
+            mm = rx.search(key)
+            if mm is not None:
+                saved = r.captures
+                r.captures = mm
+                try:
+                    return t.render(r)
+                finally:
+                    r.captures = saved
+        return default.render(r)
+    return evaluate
+
+
+def load(conf_path: str, prefix: str | None = None, globals_: str | None = None) -> Config:
+    """Parse, check and compile a configuration file. Raises ConfigError."""
+    conf_path = os.path.abspath(conf_path)
+    if prefix is None:
+        prefix = os.path.dirname(conf_path)
+    prefix = os.path.abspath(prefix)
+    tree, sources = parser.parse_file_with_sources(conf_path)
+    top = dtable.detect_top(tree)
+    if globals_:
+        gtree = parser.parse_string(globals_, "command line")
+        if top == "http":
+            # -g holds main-context directives: give a conf.d file a main context around it
+            tree = (*gtree, Directive("http", (), tree, conf_path, 1))
+            top = "main"
+        else:
+            tree = (*gtree, *tree)
+    dtable.check_tree(tree, top)
+    comp = Compiler(conf_path, prefix)
+    main, http = comp.compile(tree, top)
+    cfg = Config(main, http, conf_path, prefix, sources, top, comp.warnings)
+    return cfg

@@ -1,0 +1,435 @@
+"""The compiled configuration: what every later layer reads.
+
+Built once by `conf.compile` from the directive tree and not changed afterwards. Settings that
+nginx inherits (`root`, `proxy_read_timeout`, `proxy_set_header`, ...) live in `Settings`; a
+location's `Settings` is already merged with its server's and the http level's, so the request
+path reads one object. Array directives (`proxy_set_header`, `add_header`, `error_page`,
+`access_log`, `proxy_hide_header`) follow nginx: a level that defines any of them replaces the
+inherited list whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from truehop.route.variables import Template, VariableScope
+
+Where = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSetting:
+    name: str
+    value: Template
+    where: Where
+    always: bool = False  # add_header ... always
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    path: str            # absolute path, or "off"
+    format: str          # log_format name
+    buffer: int = 0
+    flush: float = 0.0
+    condition: Template | None = None
+    where: Where = ("", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    uri: Template        # a URI, a URL or "@named"
+    code: int | None     # "=code" override, 0 for bare "=" (use the upstream's), None = keep
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class Expires:
+    kind: str            # "off", "epoch", "max", "rel", "modified"
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRedirect:
+    kind: str                                   # "default", "off", "rules"
+    rules: tuple[tuple[str, Template, bool], ...] = ()  # (match, replacement, is_regex)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPass:
+    scheme: str                      # "http" or "https"
+    upstream: UpstreamConf | None    # None when the target has variables
+    uri: str | None                  # the URI part after host:port; None when absent
+    dynamic: Template | None         # the whole URL when it contains variables
+    host_header: str                 # $proxy_host: host[:port] as written
+    port: str
+    where: Where
+
+
+# Settings a location inherits. None means "not set at this level"; `compile` merges and then
+# fills DEFAULTS at the http level.
+SETTING_FIELDS = (
+    "root", "alias", "index", "try_files", "expires", "default_type", "types", "sendfile",
+    "tcp_nodelay", "keepalive_timeout", "keepalive_requests", "client_max_body_size",
+    "client_body_timeout", "client_body_buffer_size", "send_timeout", "server_tokens",
+    "absolute_redirect", "server_name_in_redirect", "port_in_redirect",
+    "proxy_http_version", "proxy_buffering", "proxy_buffer_size", "proxy_buffers",
+    "proxy_busy_buffers_size", "proxy_request_buffering", "proxy_connect_timeout",
+    "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream",
+    "proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_redirect",
+    "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_hide_header",
+    "proxy_pass_header", "proxy_intercept_errors", "proxy_ssl_server_name",
+    "proxy_ssl_verify", "proxy_ssl_trusted_certificate", "proxy_ssl_name",
+    "proxy_set_header", "add_header", "error_page", "access_log", "log_not_found",
+    "etag", "max_ranges", "chunked_transfer_encoding", "set_real_ip_from",
+    "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
+    "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages",
+)
+
+
+class Settings:
+    __slots__ = SETTING_FIELDS + ("where",)
+
+    root: str | None
+    alias: Template | None
+    index: tuple[Template, ...] | None
+    try_files: tuple[Template, ...] | None
+    expires: Expires | None
+    default_type: str | None
+    types: dict[str, str] | None
+    sendfile: bool | None
+    tcp_nodelay: bool | None
+    keepalive_timeout: float | None
+    keepalive_requests: int | None
+    client_max_body_size: int | None
+    client_body_timeout: float | None
+    client_body_buffer_size: int | None
+    send_timeout: float | None
+    server_tokens: bool | None
+    absolute_redirect: bool | None
+    server_name_in_redirect: bool | None
+    port_in_redirect: bool | None
+    proxy_http_version: str | None
+    proxy_buffering: bool | None
+    proxy_buffer_size: int | None
+    proxy_buffers: tuple[int, int] | None
+    proxy_busy_buffers_size: int | None
+    proxy_request_buffering: bool | None
+    proxy_connect_timeout: float | None
+    proxy_read_timeout: float | None
+    proxy_send_timeout: float | None
+    proxy_next_upstream: frozenset[str] | None
+    proxy_next_upstream_tries: int | None
+    proxy_next_upstream_timeout: float | None
+    proxy_redirect: ProxyRedirect | None
+    proxy_pass_request_headers: bool | None
+    proxy_pass_request_body: bool | None
+    proxy_hide_header: tuple[str, ...] | None
+    proxy_pass_header: tuple[str, ...] | None
+    proxy_intercept_errors: bool | None
+    proxy_ssl_server_name: bool | None
+    proxy_ssl_verify: bool | None
+    proxy_ssl_trusted_certificate: str | None
+    proxy_ssl_name: Template | None
+    proxy_set_header: tuple[HeaderSetting, ...] | None
+    add_header: tuple[HeaderSetting, ...] | None
+    error_page: dict[int, ErrorPage] | None
+    access_log: tuple[AccessLog, ...] | None
+    log_not_found: bool | None
+    etag: bool | None
+    max_ranges: int | None
+    chunked_transfer_encoding: bool | None
+    set_real_ip_from: tuple[Any, ...] | None   # ipaddress networks
+    real_ip_header: str | None
+    real_ip_recursive: bool | None
+    autoindex: bool | None
+    if_modified_since: str | None
+    disable_symlinks: bool | None
+    proxy_ignore_headers: frozenset[str] | None
+    recursive_error_pages: bool | None
+    where: dict[str, Where]
+
+    def __init__(self) -> None:
+        for f in SETTING_FIELDS:
+            setattr(self, f, None)
+        self.where = {}
+
+    def merged_with(self, parent: Settings) -> Settings:
+        out = Settings()
+        for f in SETTING_FIELDS:
+            v = getattr(self, f)
+            setattr(out, f, v if v is not None else getattr(parent, f))
+        out.where = {**parent.where, **self.where}
+        return out
+
+    def defined_here(self, name: str) -> bool:
+        return getattr(self, name) is not None
+
+
+DEFAULTS: dict[str, Any] = {
+    "index": None,  # filled in compile with literal("index.html")
+    "default_type": "text/plain",
+    "types": None,  # filled in compile with nginx's built-in small table
+    "sendfile": False,
+    "tcp_nodelay": True,
+    "keepalive_timeout": 75.0,
+    "keepalive_requests": 1000,
+    "client_max_body_size": 1024 * 1024,
+    "client_body_timeout": 60.0,
+    "client_body_buffer_size": 16384,
+    "send_timeout": 60.0,
+    "server_tokens": True,
+    "absolute_redirect": True,
+    "server_name_in_redirect": False,
+    "port_in_redirect": True,
+    "proxy_http_version": "1.1",
+    "proxy_buffering": True,
+    "proxy_buffer_size": 8192,
+    "proxy_buffers": (8, 8192),
+    "proxy_busy_buffers_size": 16384,
+    "proxy_request_buffering": True,
+    "proxy_connect_timeout": 60.0,
+    "proxy_read_timeout": 60.0,
+    "proxy_send_timeout": 60.0,
+    "proxy_next_upstream": frozenset({"error", "timeout"}),
+    "proxy_next_upstream_tries": 0,
+    "proxy_next_upstream_timeout": 0.0,
+    "proxy_redirect": ProxyRedirect("default"),
+    "proxy_pass_request_headers": True,
+    "proxy_pass_request_body": True,
+    "proxy_hide_header": (),
+    "proxy_pass_header": (),
+    "proxy_intercept_errors": False,
+    "proxy_ssl_server_name": False,
+    "proxy_ssl_verify": False,
+    "proxy_set_header": (),
+    "add_header": (),
+    "error_page": {},
+    "access_log": None,  # filled in compile: logs/access.log combined
+    "log_not_found": True,
+    "etag": True,
+    "max_ranges": None,
+    "chunked_transfer_encoding": True,
+    "set_real_ip_from": (),
+    "real_ip_header": "X-Real-IP",
+    "real_ip_recursive": False,
+    "autoindex": False,
+    "if_modified_since": "exact",
+    "disable_symlinks": False,
+    "proxy_ignore_headers": frozenset(),
+    "recursive_error_pages": False,
+}
+
+
+# --- the rewrite module's instructions, run in order at server then location level ---------
+
+@dataclass(frozen=True, slots=True)
+class ReturnOp:
+    code: int
+    text: Template | None
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteOp:
+    regex: re.Pattern[str]
+    replacement: Template
+    flag: str            # "", "last", "break", "redirect", "permanent"
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class SetOp:
+    name: str
+    value: Template
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class BreakOp:
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    kind: str                          # "var", "eq", "ne", "re", "nre", "file"
+    left: Template
+    right: Template | None = None
+    regex: re.Pattern[str] | None = None
+    file_test: str = ""                # "-f", "!-f", "-d", ...
+
+
+@dataclass(frozen=True, slots=True)
+class IfOp:
+    cond: Condition
+    ops: tuple[Any, ...]
+    loc: LocationConf | None           # an `if` in a location with content directives
+    where: Where
+
+
+# --- upstreams, servers, locations --------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PeerConf:
+    host: str
+    port: int
+    weight: int = 1
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+    backup: bool = False
+    down: bool = False
+    where: Where = ("", 0)
+
+
+@dataclass(slots=True)
+class UpstreamConf:
+    name: str
+    peers: list[PeerConf]
+    kind: str = "round_robin"          # round_robin, least_conn, ip_hash, hash
+    hash_key: Template | None = None
+    hash_consistent: bool = False
+    keepalive: int = 0                 # 0 = no cache of idle connections
+    keepalive_local: bool = False
+    keepalive_timeout: float = 60.0
+    keepalive_requests: int = 1000
+    keepalive_time: float = 3600.0
+    implicit: bool = False             # from `proxy_pass http://host:port`, no block
+    keepalive_set: bool = False        # `keepalive` written explicitly
+    where: Where = ("", 0)
+
+
+@dataclass(slots=True)
+class MapConf:
+    variable: str
+    source: Template
+    exact: dict[str, Template]
+    wildcards: list[tuple[str, Template]]
+    regexes: list[tuple[re.Pattern[str], Template]]
+    default: Template
+    hostnames: bool
+    where: Where
+    entries: list[tuple[str, Template, Where]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Listen:
+    addr: str                 # "*" | "0.0.0.0" | "127.0.0.1" | "::" | "::1" | "unix:/path"
+    port: int
+    default_server: bool = False
+    ssl: bool = False
+    http2: bool = False
+    reuseport: bool = False
+    backlog: int = 511
+    ipv6only: bool = True
+    where: Where = ("", 0)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.addr, self.port)
+
+    @property
+    def family_host(self) -> str:
+        return "0.0.0.0" if self.addr == "*" else self.addr
+
+
+@dataclass(slots=True)
+class LocationConf:
+    modifier: str                      # "", "=", "^~", "~", "~*", "@", "if"
+    pattern: str
+    settings: Settings
+    ops: tuple[Any, ...] = ()          # rewrite-module instructions
+    proxy: ProxyPass | None = None
+    children: list[LocationConf] = field(default_factory=list)
+    internal: bool = False
+    where: Where = ("", 0)
+    regex: re.Pattern[str] | None = None
+    auto_redirect: bool = False
+    has_content: bool = False          # proxy_pass / return / try_files decide the content
+    parent: LocationConf | None = None
+    local: Settings | None = None      # what this level wrote itself (for lint)
+
+    @property
+    def name(self) -> str:
+        return f"{self.modifier} {self.pattern}".strip()
+
+
+@dataclass(slots=True)
+class SslConf:
+    certificates: list[tuple[str, str, Where]] = field(default_factory=list)
+    protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str = "HIGH:!aNULL:!MD5"
+    prefer_server_ciphers: bool = False
+    session_cache: str = "none"
+    session_timeout: float = 300.0
+    session_tickets: bool = True
+
+
+@dataclass(slots=True)
+class ServerConf:
+    listens: list[Listen]
+    names: list[str]
+    locations: list[LocationConf]
+    named: dict[str, LocationConf]
+    settings: Settings                 # merged server level: the "location" when none matches
+    local: Settings                    # what the server block wrote itself (for lint)
+    ops: tuple[Any, ...]
+    ssl: SslConf
+    http2: bool = False
+    merge_slashes: bool = True
+    underscores_in_headers: bool = False
+    ignore_invalid_headers: bool = True
+    client_header_timeout: float = 60.0
+    large_client_header_buffers: tuple[int, int] = (4, 8192)
+    client_header_buffer_size: int = 1024
+    where: Where = ("", 0)
+    tree: Any = None                   # route.locations.LocationTree
+    default_loc: LocationConf | None = None
+
+    @property
+    def primary_name(self) -> str:
+        for n in self.names:
+            if n and not n.startswith("~") and "*" not in n and n != "_":
+                return n
+        return ""
+
+
+@dataclass(slots=True)
+class LogFormat:
+    name: str
+    template: Template
+    escape: str = "default"
+
+
+@dataclass(slots=True)
+class HttpConf:
+    servers: list[ServerConf]
+    upstreams: dict[str, UpstreamConf]
+    maps: list[MapConf]
+    log_formats: dict[str, LogFormat]
+    settings: Settings
+    local: Settings
+    scope: VariableScope
+
+
+@dataclass(slots=True)
+class MainConf:
+    worker_processes: int = 1
+    pid: str = "logs/truehop.pid"
+    error_logs: list[tuple[str, str]] = field(default_factory=list)
+    daemon: bool = False
+    worker_shutdown_timeout: float = 0.0
+    worker_connections: int = 512
+    user: str | None = None
+    where: dict[str, Where] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Config:
+    main: MainConf
+    http: HttpConf
+    conf_path: str
+    prefix: str
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    top: str = "http"                  # "main" for a whole nginx.conf, "http" for conf.d style
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,543 @@
+"""The client side of a connection: an asyncio.Protocol that turns transport callbacks into
+requests for the pipeline, and the pipeline's answers back into bytes.
+
+Theory of operation. Bytes go to the sans-IO `H1ServerParser`; each `Request` event becomes an
+`Exchange` queued on the connection (pipelined requests wait their turn, answered in order).
+`Data` events feed the exchange's `BodyStream`; when more than `BODY_HIGH_WATER` bytes wait
+unread, reading from the socket pauses (back-pressure). One task at a time runs the pipeline
+for the head of the queue. Responses are written through `Exchange.start_response / write /
+end`; `pause_writing` from the transport makes `drain()` wait (back-pressure the other way).
+Timers: an absolute deadline for the request head (`client_header_timeout`, as nginx), the
+gap between body reads (`client_body_timeout`), idle keep-alive (`keepalive_timeout`), and
+the gap between writes that make progress (`send_timeout`).
+When the pipeline turns the connection into a tunnel (WebSocket), `detach()` hands the
+transport over with whatever bytes were read past the request head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
+from truehop.http.h1 import H1Limits, H1ServerParser, response_head_bytes
+from truehop.route.state import ConnectionInfo
+
+if TYPE_CHECKING:
+    from truehop.process.runtime import Listener, Runtime
+
+BODY_HIGH_WATER = 256 * 1024
+_conn_counter = 0
+
+
+def _next_conn_number() -> int:
+    global _conn_counter
+    _conn_counter += 1
+    return _conn_counter
+
+
+class ClientGone(Exception):
+    """The client closed or reset the connection; nothing more can be sent."""
+
+
+class BodyStream:
+    """A request body as the pipeline reads it: chunks in order, then None."""
+
+    __slots__ = ("_chunks", "_done", "_waiter", "_conn", "buffered", "received", "_continue",
+                 "error", "expect_continue", "length")
+
+    def __init__(self, conn: ClientConnection, expect_continue: bool, length: int | None) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._done = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._conn = conn
+        self.buffered = 0
+        self.received = 0
+        self._continue = expect_continue
+        self.expect_continue = expect_continue
+        self.error: BaseException | None = None
+        self.length = length
+
+    @property
+    def complete(self) -> bool:
+        return self._done and not self._chunks
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.buffered += len(data)
+        self.received += len(data)
+        self._wake()
+
+    def finish(self) -> None:
+        self._done = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self._done = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def read(self, timeout: float | None = None) -> bytes | None:
+        """The next chunk, or None at the end. Raises on a client error or timeout."""
+        if self._continue:
+            self._continue = False
+            self._conn.send_continue()
+        while not self._chunks:
+            if self.error is not None:
+                raise self.error
+            if self._done:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout:
+                    await asyncio.wait_for(self._waiter, timeout)
+                else:
+                    await self._waiter
+            finally:
+                self._waiter = None
+        data = self._chunks.popleft()
+        self.buffered -= len(data)
+        self._conn.body_consumed()
+        return data
+
+    async def read_all(self, limit: int, timeout: float | None = None) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            chunk = await self.read(timeout)
+            if chunk is None:
+                return b"".join(parts)
+            total += len(chunk)
+            if total > limit:
+                raise ProtocolError(413, "client intended to send too large body")
+            parts.append(chunk)
+
+
+class Exchange:
+    """One request on a client connection and the response being written for it."""
+
+    __slots__ = ("conn", "head", "body", "started", "finished", "status", "bytes_sent",
+                 "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
+                 "remaining", "on_done")
+
+    def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
+        self.conn = conn
+        self.head = head
+        has_body = head.chunked or bool(head.content_length)
+        self.body = BodyStream(conn, head.expect_continue and has_body,
+                               head.content_length if not head.chunked else None)
+        if not has_body:
+            self.body.finish()
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self.bytes_sent = 0
+        self.body_bytes_sent = 0
+        self.keep_alive = head.keep_alive
+        self.chunked = False
+        self.head_only = head.method == "HEAD"
+        self.aborted = False
+        self.remaining: int | None = None
+        self.on_done: Callable[[], None] | None = None
+
+    # -- writing the response --------------------------------------------------------------
+
+    def start_response(self, status: int, headers: list[tuple[str, str]],
+                       content_length: int | None, reason: str | None = None,
+                       close: bool = False) -> None:
+        """Write the status line and headers. `headers` must not contain framing or
+        Connection headers: they are decided here."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        c = self.conn
+        h = list(headers)
+        if close or c.closing or not self.body.complete:
+            self.keep_alive = False
+        if c.requests >= c.keepalive_requests or c.keepalive_timeout <= 0:
+            self.keep_alive = False
+        no_body = status < 200 or status in (204, 304)
+        if no_body:
+            pass
+        elif content_length is not None:
+            h.append(("Content-Length", str(content_length)))
+            self.remaining = content_length
+        elif self.head.version == "1.1" and c.chunked_ok:
+            h.append(("Transfer-Encoding", "chunked"))
+            self.chunked = True
+        else:
+            self.keep_alive = False  # the body ends when the connection closes
+        if self.head.version == "1.1":
+            if not self.keep_alive:
+                h.append(("Connection", "close"))
+            else:
+                h.append(("Connection", "keep-alive"))
+        elif self.keep_alive:
+            h.append(("Connection", "keep-alive"))
+        if no_body or self.head_only:
+            self.chunked = False
+            self.head_only = True
+        data = response_head_bytes(status, h, "1.1", reason)
+        self.bytes_sent += len(data)
+        c.write(data)
+
+    def write(self, data: bytes) -> None:
+        if not data or self.head_only or self.aborted:
+            return
+        self.body_bytes_sent += len(data)
+        self.bytes_sent += len(data)
+        if self.chunked:
+            self.conn.write(b"%x\r\n" % len(data) + data + b"\r\n")
+        else:
+            self.conn.write(data)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    async def sendfile(self, path: str, offset: int, count: int) -> None:
+        """Send `count` bytes of a file. Uses the kernel's sendfile when the transport allows."""
+        if self.head_only or count <= 0:
+            return
+        self.body_bytes_sent += count
+        self.bytes_sent += count
+        if self.chunked:
+            self.conn.write(b"%x\r\n" % count)
+        with open(path, "rb") as f:
+            await self.conn.sendfile(f, offset, count)
+        if self.chunked:
+            self.conn.write(b"\r\n")
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.chunked and not self.aborted:
+            self.conn.write(b"0\r\n\r\n")
+        self.conn.exchange_done(self)
+
+    def abort(self) -> None:
+        """Stop mid-response: the client must see an incomplete message, never a complete one."""
+        self.aborted = True
+        self.keep_alive = False
+        self.finished = True
+        self.conn.abort()
+        self.conn.exchange_done(self)
+
+
+Handler = Callable[[Exchange, ConnectionInfo, Any], Any]
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, runtime: Runtime, listener: Listener, scheme: str = "http") -> None:
+        self.runtime = runtime
+        self.listener = listener
+        self.scheme = scheme
+        self.transport: asyncio.Transport | None = None
+        self.parser: H1ServerParser | None = None
+        self.queue: collections.deque[Exchange] = collections.deque()
+        self.current: Exchange | None = None
+        self.closing = False
+        self.closed = False
+        self.requests = 0
+        self.keepalive_requests = 1000
+        self.keepalive_timeout = 75.0
+        self.chunked_ok = True
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tunnel: Callable[[bytes], None] | None = None
+        self._tunnel_lost: Callable[[BaseException | None], None] | None = None
+        self.info: ConnectionInfo | None = None
+        self.loop = asyncio.get_event_loop()
+        self.head_deadline = 0.0
+        self.last_activity = time.monotonic()
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            raddr, rport = peer[0], peer[1]
+            saddr, sport = sock[0], sock[1]
+            if raddr.startswith("::ffff:") and "." in raddr:
+                raddr = raddr[7:]
+        else:
+            raddr, rport, saddr, sport = "unix:", 0, "unix:", 0
+        self.info = ConnectionInfo(raddr, rport, saddr, sport, self.scheme,
+                                   _next_conn_number(), self.listener.key)
+        ssl_obj = transport.get_extra_info("ssl_object")
+        if ssl_obj is not None:
+            self.info.ssl_protocol = ssl_obj.version() or ""
+            c = ssl_obj.cipher()
+            self.info.ssl_cipher = c[0] if c else ""
+            self.info.ssl_server_name = getattr(ssl_obj, "server_hostname", None) or \
+                getattr(ssl_obj, "sni", "") or ""
+        srv = self.listener.default_server
+        self.parser = H1ServerParser(self.listener.limits)
+        self.keepalive_requests = srv.settings.keepalive_requests or 1000
+        self.keepalive_timeout = srv.settings.keepalive_timeout or 0.0
+        self.runtime.connection_opened(self)
+        self.head_deadline = srv.client_header_timeout
+        self._set_timer(srv.client_header_timeout, self._header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel(data)
+            return
+        parser = self.parser
+        if parser is None or self.closed:
+            return
+        if not self.queue and self.current is None and self._timer is not None and \
+                self._timer_kind != "header":
+            # first bytes of a new request after keep-alive idle: the head deadline starts now
+            self._set_timer(self.listener.default_server.client_header_timeout,
+                            self._header_timeout)
+        try:
+            events = parser.feed(data)
+        except ProtocolError as e:
+            self.protocol_error(e)
+            return
+        self._dispatch(events)
+
+    def _dispatch(self, events: list[Any]) -> None:
+        for ev in events:
+            if type(ev) is Data:
+                target = self.queue[-1] if self.queue else self.current
+                if target is not None:
+                    target.body.feed(ev.data)
+                    if target.body.buffered > BODY_HIGH_WATER and not self._read_paused:
+                        self._read_paused = True
+                        assert self.transport is not None
+                        self.transport.pause_reading()
+            elif type(ev) is Request:
+                ex = Exchange(self, ev.head)
+                self.queue.append(ex)
+                if ev.head.upgrade is not None:
+                    # bytes after an upgrade request are not HTTP: stop parsing
+                    break
+            elif type(ev) is EndOfMessage:
+                target = self.queue[-1] if self.queue else self.current
+                if target is not None:
+                    target.body.finish()
+        if self.current is None and self.queue:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        ex = self.queue.popleft()
+        self.current = ex
+        self.requests += 1
+        assert self.info is not None
+        self.info.requests = self.requests
+        self._cancel_timer()
+        self.runtime.start_exchange(self, ex)
+
+    def body_consumed(self) -> None:
+        if self._read_paused and self.transport is not None:
+            total = sum(e.body.buffered for e in self.queue)
+            if self.current is not None:
+                total += self.current.body.buffered
+            if total < BODY_HIGH_WATER // 2:
+                self._read_paused = False
+                self.transport.resume_reading()
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if ex is not self.current:
+            return
+        self.current = None
+        if ex.on_done is not None:
+            ex.on_done()
+        if self.closed:
+            return
+        if not ex.keep_alive or ex.aborted:
+            self.close()
+            return
+        if self.closing:
+            self.close()
+            return
+        if self.queue:
+            self._start_next()
+        else:
+            self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
+
+    def eof_received(self) -> bool | None:
+        if self._tunnel is not None:
+            if self._tunnel_lost is not None:
+                self._tunnel_lost(None)
+            return True
+        # A client that half-closes after sending a request still gets its answer.
+        if self.parser is not None:
+            try:
+                self._dispatch(self.parser.feed_eof())
+            except ProtocolError:
+                pass
+        for ex in [self.current, *self.queue]:
+            if ex is not None and not ex.body.complete:
+                ex.body.fail(ClientGone("client prematurely closed connection"))
+        if self.current is None and not self.queue:
+            self.close()
+            return False
+        return True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self._tunnel_lost is not None:
+            self._tunnel_lost(exc)
+        gone = ClientGone("client closed connection")
+        for ex in [self.current, *self.queue]:
+            if ex is not None:
+                ex.aborted = True
+                if not ex.body.complete:
+                    ex.body.fail(gone)
+        w = self._drain_waiter
+        if w is not None and not w.done():
+            w.set_exception(gone)
+        self.runtime.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        w = self._drain_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ClientGone("client closed connection")
+        if not self._write_paused:
+            return
+        self._drain_waiter = self.loop.create_future()
+        try:
+            await asyncio.wait_for(self._drain_waiter, self.send_timeout())
+        except TimeoutError:
+            self.runtime.log.info("client timed out (110: Connection timed out) while sending "
+                                  "response to client", self.info)
+            self.abort()
+            raise ClientGone("send timeout") from None
+        finally:
+            self._drain_waiter = None
+
+    def send_timeout(self) -> float:
+        return self.listener.default_server.settings.send_timeout or 60.0
+
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        assert self.transport is not None
+        if self.closed:
+            raise ClientGone("client closed connection")
+        try:
+            await self.loop.sendfile(self.transport, f, offset, count)
+        except (ConnectionError, RuntimeError) as e:
+            raise ClientGone(str(e)) from None
+
+    def send_continue(self) -> None:
+        ex = self.current
+        if ex is not None and not ex.started:
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    def graceful_close(self) -> None:
+        """A reload or shutdown: finish what is in flight, answer nothing new on this
+        connection (the next response carries Connection: close), close when idle."""
+        self.closing = True
+        if self.current is None and not self.queue and self._tunnel is None:
+            self.close()
+
+    def protocol_error(self, e: ProtocolError) -> None:
+        """Bad bytes from the client: answer with nginx's status and close."""
+        self.runtime.log.info(f"client sent invalid request: {e.reason}", self.info)
+        self.parser = None
+        if self.current is not None:
+            # a later pipelined request was bad: finish the current one, then close
+            self.closing = True
+            self.current.body.fail(ClientGone(e.reason))
+            return
+        self.queue.clear()
+        self.runtime.send_error_and_close(self, e.status)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    _timer_kind = ""
+
+    def _set_timer(self, delay: float, cb: Callable[[], None], kind: str = "header") -> None:
+        self._cancel_timer()
+        if delay and delay > 0:
+            self._timer = self.loop.call_later(delay, cb)
+            self._timer_kind = kind
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_kind = ""
+
+    def _header_timeout(self) -> None:
+        self._timer = None
+        if self.current is None and not self.queue:
+            # nginx answers a request head that never completes with 408 and closes
+            if self.parser is not None and self.parser_has_partial():
+                self.runtime.log.info("client timed out (110: Connection timed out) while "
+                                      "reading client request headers", self.info)
+                self.runtime.send_error_and_close(self, 408)
+            else:
+                self.close()
+
+    def parser_has_partial(self) -> bool:
+        p = self.parser
+        return bool(p is not None and getattr(p, "has_partial", lambda: True)())
+
+    # -- tunnels ---------------------------------------------------------------------------
+
+    def detach(self, on_data: Callable[[bytes], None],
+               on_lost: Callable[[BaseException | None], None]) -> bytes:
+        """Turn this connection into a raw byte pipe; returns bytes already read past the
+        request head."""
+        self._cancel_timer()
+        self._tunnel = on_data
+        self._tunnel_lost = on_lost
+        leftover = b""
+        if self.parser is not None:
+            leftover = self.parser.take_unparsed()
+            self.parser = None
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return leftover
+
+
+def worker_pid() -> int:
+    return os.getpid()

@@ -1,0 +1,78 @@
+"""Per-request state: what nginx keeps in `ngx_http_request_t`, reduced to what truehop reads.
+
+One `RequestState` lives for one request. The variable getters (`route.variables`), the
+rewrite engine, the proxy pipeline and the access log all read it; only the pipeline writes
+it. Fields are plain attributes (slots) because they are read on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from truehop.http.events import RequestHead
+
+
+class ConnectionInfo:
+    """What is known of the client connection; shared by every request on it."""
+
+    __slots__ = (
+        "remote_addr", "remote_port", "server_addr", "server_port", "scheme", "number",
+        "requests", "ssl_protocol", "ssl_cipher", "ssl_server_name", "listen_key",
+    )
+
+    def __init__(self, remote_addr: str, remote_port: int, server_addr: str, server_port: int,
+                 scheme: str, number: int, listen_key: tuple[str, int] = ("*", 0)) -> None:
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.server_addr = server_addr
+        self.server_port = server_port
+        self.scheme = scheme
+        self.number = number
+        self.requests = 0
+        self.ssl_protocol = ""
+        self.ssl_cipher = ""
+        self.ssl_server_name = ""
+        self.listen_key = listen_key
+
+
+class RequestState:
+    __slots__ = (
+        "conn", "head", "server", "loc", "uri", "args", "captures", "vars", "remote_addr",
+        "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
+        "start", "upstream_addr", "upstream_status", "upstream_response_time",
+        "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
+        "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
+        "extra",
+    )
+
+    def __init__(self, conn: ConnectionInfo, head: RequestHead, server: Any) -> None:
+        self.conn = conn
+        self.head = head
+        self.server = server                    # conf.model.ServerConf
+        self.loc: Any = None                    # conf.model.LocationConf once chosen
+        self.uri = head.path                    # normalised by the pipeline before routing
+        self.args = head.query
+        self.captures: Any = None               # re.Match of the last regex that matched
+        self.vars: dict[str, str] = {}          # `set` variables and cached map results
+        self.remote_addr = conn.remote_addr     # may be replaced by realip
+        self.remote_port = conn.remote_port
+        self.realip_remote_addr = conn.remote_addr
+        self.status = 0
+        self.body_bytes_sent = 0
+        self.bytes_sent = 0
+        self.start = time.time()
+        self.upstream_addr: list[str] = []
+        self.upstream_status: list[str] = []
+        self.upstream_response_time: list[str] = []
+        self.upstream_headers: list[tuple[str, str]] = []
+        self.sent_headers: list[tuple[str, str]] = []
+        self.request_length = head.header_bytes
+        self.host = ""                          # $host: set by the pipeline after server choice
+        self.proxy_host = ""
+        self.proxy_port = ""
+        self.server_name = ""
+        self.internal = False                   # reached through an internal redirect
+        self.uri_changes = 11                   # nginx's NGX_HTTP_MAX_URI_CHANGES + 1
+        self.request_body_length = 0
+        self.extra: dict[str, Any] = {}
