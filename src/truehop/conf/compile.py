@@ -1001,5 +1001,7 @@ def load(conf_path: str, prefix: str | None = None, globals_: str | None = None)
     dtable.check_tree(tree, top)
     comp = Compiler(conf_path, prefix)
     main, http = comp.compile(tree, top)
+    if main.pid != "off" and not os.path.isabs(main.pid):
+        main.pid = comp.prefixed(main.pid)
     cfg = Config(main, http, conf_path, prefix, sources, top, comp.warnings)
     return cfg

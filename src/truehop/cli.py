@@ -1,0 +1,320 @@
+"""The command line, compatible with nginx's where nginx has the flag.
+
+    truehop [-c FILE] [-p PREFIX] [-g DIRECTIVES] [-e ERRORLOG]      run (master + workers)
+    truehop -t | -T [-q] [--strict] [--format json]                   test (and dump) the config
+    truehop -s reload|stop|quit|reopen                                 signal the running master
+    truehop -v | -V                                                    version
+    truehop --to HOST:PORT [--listen ADDR:PORT] [--print-config]      quick mode, no config file
+    truehop explain -c FILE URL [-X METHOD] [-H 'N: v']... [--from ADDR] [--format json]
+    truehop check FILE [--format json] [--strict]                      lint a config meant for nginx
+    truehop demo [--listen ADDR:PORT]                                  the demo app behind truehop
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from typing import Any
+
+from truehop import NGINX_COMPAT, __version__
+from truehop.conf.ast import ConfigError
+
+DEFAULT_PREFIX = "/usr/local/truehop/"
+DEFAULT_CONF = "conf/truehop.conf"
+
+USAGE = f"""truehop version: truehop/{__version__} (nginx/{NGINX_COMPAT} compatible)
+Usage: truehop [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
+       truehop --to HOST:PORT [--listen ADDR:PORT] [--print-config]
+       truehop explain -c FILE URL [-X METHOD] [-H 'Name: value'] [--from ADDR]
+       truehop check FILE | truehop demo
+
+Options:
+  -?,-h         : this help
+  -v            : show version and exit
+  -V            : show version and configure options then exit
+  -t            : test configuration and exit
+  -T            : test configuration, dump it and exit
+  -q            : suppress non-error messages during configuration testing
+  -s signal     : send signal to a master process: stop, quit, reopen, reload
+  -p prefix     : set prefix path (default: {DEFAULT_PREFIX})
+  -e filename   : set error log file (default: logs/error.log)
+  -c filename   : set configuration file (default: conf/truehop.conf)
+  -g directives : set global directives out of configuration file
+  --strict      : with -t: warnings are fatal (exit 1)
+  --format json : with -t: print lint findings as JSON on stdout
+  --to HOST:PORT: quick mode: a correct reverse proxy to HOST:PORT, no config file
+"""
+
+
+class Args:
+    def __init__(self) -> None:
+        self.conf: str | None = None
+        self.prefix: str | None = None
+        self.test = False
+        self.dump = False
+        self.quiet = False
+        self.signal: str | None = None
+        self.globals: str | None = None
+        self.error_log: str | None = None
+        self.strict = False
+        self.format = "text"
+        self.to: str | None = None
+        self.listen: str | None = None
+        self.print_config = False
+        self.command: str | None = None
+        self.rest: list[str] = []
+
+
+def die(msg: str) -> int:
+    print(f"truehop: {msg}", file=sys.stderr)
+    return 1
+
+
+def parse_args(argv: list[str]) -> Args | int:
+    a = Args()
+    i = 0
+    if argv and argv[0] in ("explain", "check", "demo", "status"):
+        a.command = argv[0]
+        argv = argv[1:]
+    while i < len(argv):
+        arg = argv[i]
+
+        def value() -> str:
+            nonlocal i
+            i += 1
+            if i >= len(argv):
+                raise SystemExit(die(f'option "{arg}" requires ' + {
+                    "-c": "file name", "-p": "directory name", "-g": "parameter number",
+                    "-s": "parameter number", "-e": "file name"}.get(arg, "a value")))
+            return argv[i]
+
+        if arg in ("-h", "-?", "--help"):
+            print(USAGE, file=sys.stderr)
+            return 0
+        if arg == "-v":
+            print(f"truehop version: truehop/{__version__} (nginx/{NGINX_COMPAT} compatible)",
+                  file=sys.stderr)
+            return 0
+        if arg == "-V":
+            print(version_long(), file=sys.stderr)
+            return 0
+        if arg == "-t":
+            a.test = True
+        elif arg == "-T":
+            a.test = a.dump = True
+        elif arg == "-q":
+            a.quiet = True
+        elif arg == "-c":
+            a.conf = value()
+        elif arg == "-p":
+            a.prefix = value()
+        elif arg == "-g":
+            a.globals = value()
+        elif arg == "-e":
+            a.error_log = value()
+        elif arg == "-s":
+            a.signal = value()
+            if a.signal not in ("stop", "quit", "reopen", "reload"):
+                return die(f'invalid option: "-s {a.signal}"')
+        elif arg == "--strict":
+            a.strict = True
+        elif arg == "--format":
+            a.format = value()
+        elif arg.startswith("--format="):
+            a.format = arg.split("=", 1)[1]
+        elif arg == "--to":
+            a.to = value()
+        elif arg == "--listen":
+            a.listen = value()
+        elif arg == "--print-config":
+            a.print_config = True
+        elif a.command is not None:
+            a.rest.append(arg)
+        else:
+            return die(f'invalid option: "{arg}"')
+        i += 1
+    return a
+
+
+def version_long() -> str:
+    import ssl
+    return (f"truehop version: truehop/{__version__} (nginx/{NGINX_COMPAT} compatible)\n"
+            f"nginx version: nginx/{NGINX_COMPAT} (truehop/{__version__})\n"
+            f"built with {ssl.OPENSSL_VERSION}\n"
+            f"TLS SNI support enabled\n"
+            f"configure arguments: --prefix={DEFAULT_PREFIX} --with-http_ssl_module "
+            f"--with-http_v2_module --with-http_realip_module --with-ipv6")
+
+
+def resolve_paths(a: Args) -> tuple[str, str]:
+    prefix = a.prefix or (os.path.dirname(os.path.abspath(a.conf)) if a.conf else DEFAULT_PREFIX)
+    prefix = os.path.abspath(prefix)
+    conf = a.conf or DEFAULT_CONF
+    if not os.path.isabs(conf):
+        conf = os.path.join(os.getcwd() if a.conf else prefix, conf)
+    return conf, prefix
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parsed = parse_args(argv)
+    if isinstance(parsed, int):
+        return parsed
+    a = parsed
+    if a.command == "explain":
+        from truehop import explain
+        return explain.main(a)
+    if a.command == "check":
+        if a.rest:
+            a.conf = a.rest[0]
+        a.test = True
+    if a.command == "demo":
+        from truehop import quick
+        return quick.demo(a)
+    if a.to is not None:
+        from truehop import quick
+        return quick.run(a)
+    conf, prefix = resolve_paths(a)
+    if a.signal:
+        return signal_master(a, conf, prefix)
+    if a.test:
+        return test_config(a, conf, prefix)
+    return run_server(a, conf, prefix)
+
+
+def load_config(a: Args, conf: str, prefix: str) -> Any:
+    from truehop.conf.compile import load
+    return load(conf, prefix, a.globals)
+
+
+def lint(cfg: Any) -> list[Any]:
+    try:
+        from truehop.lint import rules
+    except ImportError:  # pragma: no cover - lint ships with truehop
+        return []
+    return rules.run(cfg)
+
+
+def test_config(a: Args, conf: str, prefix: str) -> int:
+    from truehop.process.runtime import Runtime
+    findings: list[Any] = []
+    try:
+        cfg = load_config(a, conf, prefix)
+        from truehop.log import ErrorLog
+        Runtime(cfg, ErrorLog([("stderr", "emerg")]))  # the real start path, minus binding
+        findings = lint(cfg)
+    except ConfigError as e:
+        fatal = getattr(e, "rule", None)
+        if a.format == "json":
+            rule = "map-context" if '"map" directive is not allowed here' in e.message else "config-error"
+            print(json.dumps({"findings": [{"rule": rule, "severity": "error",
+                                            "file": e.file, "line": e.line,
+                                            "message": str(e)}]}))
+        _ = fatal
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        if a.format == "json":
+            print(json.dumps({"findings": [{"rule": "config-error", "severity": "error",
+                                            "file": conf, "line": None, "message": str(e)}]}))
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
+        return 1
+    except Exception as e:  # ssl.SSLError from a certificate/key pair
+        msg = _ssl_message(e)
+        if a.format == "json":
+            print(json.dumps({"findings": [{"rule": "config-error", "severity": "error",
+                                            "file": conf, "line": None, "message": msg}]}))
+        print(f"truehop: [emerg] {msg}", file=sys.stderr)
+        print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
+        return 1
+    for w in cfg.warnings:
+        print(f"truehop: [warn] {w}", file=sys.stderr)
+    loud = [f for f in findings if f.severity in ("warn", "error")]
+    if a.format == "json":
+        print(json.dumps({"findings": [f.as_dict() for f in findings]}, indent=1))
+    else:
+        for f in findings:
+            print(f.render(), file=sys.stderr)
+    failed = any(f.severity == "error" for f in findings) or (a.strict and bool(loud))
+    if a.dump:
+        for path, text in cfg.sources:
+            sys.stdout.write(f"# configuration file {path}:\n{text}")
+            if not text.endswith("\n"):
+                sys.stdout.write("\n")
+            sys.stdout.write("\n")
+    if failed:
+        print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
+        return 1
+    if not a.quiet:
+        print(f"truehop: the configuration file {conf} syntax is ok", file=sys.stderr)
+        print(f"truehop: configuration file {conf} test is successful", file=sys.stderr)
+    return 0
+
+
+def _ssl_message(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def signal_master(a: Args, conf: str, prefix: str) -> int:
+    from truehop.process.master import send_signal
+    try:
+        cfg = load_config(a, conf, prefix)
+    except ConfigError as e:
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        return 1
+    if a.signal == "reload":
+        from truehop.process.runtime import Runtime
+        try:
+            from truehop.log import ErrorLog
+            Runtime(cfg, ErrorLog([("stderr", "emerg")]))
+        except Exception as e:
+            print(f"truehop: [emerg] {e}", file=sys.stderr)
+            return 1
+    pid = cfg.main.pid if cfg.top == "main" else os.path.join(prefix, "logs/truehop.pid")
+    return send_signal(pid, a.signal or "")
+
+
+def run_server(a: Args, conf: str, prefix: str) -> int:
+    from truehop.log import ErrorLog
+    from truehop.process import master
+    from truehop.process.runtime import Runtime
+
+    master.ensure_std_fds()
+    try:
+        cfg = load_config(a, conf, prefix)
+    except ConfigError as e:
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        return 1
+    targets = cfg.main.error_logs or [(os.path.join(prefix, "logs/error.log"), "error")]
+    if a.error_log:
+        el = a.error_log if os.path.isabs(a.error_log) or a.error_log == "stderr" \
+            else os.path.join(prefix, a.error_log)
+        targets = [(el, lv) for _, lv in targets[:1]] + targets[1:] if cfg.main.error_logs \
+            else [(el, "error")]
+        if not cfg.main.error_logs:
+            targets = [(el, "error")]
+    log = ErrorLog(targets)
+    try:
+        rt = Runtime(cfg, log)
+    except Exception as e:
+        log.emerg(str(e))
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        return 1
+    for w in cfg.warnings:
+        log.warn(w)
+    for f in lint(cfg):
+        if f.severity in ("warn", "error"):
+            log.warn(f.render(prefix=False))
+    return master.serve(cfg, conf, prefix, a.globals, log, rt)
+
+
+def write_temp_config(text: str) -> str:
+    d = tempfile.mkdtemp(prefix="truehop-")
+    path = os.path.join(d, "truehop.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    return path

@@ -1,0 +1,107 @@
+"""Live detection: notice the quiet failures of a reverse-proxy setup as they happen.
+
+Each detector logs one `warn` per cause and location, naming the config line and the fix, and
+then stays quiet for `REPEAT_AFTER` seconds (rate limit). Findings are kept for `status`.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+REPEAT_AFTER = 300.0
+LOOP_WINDOW = 10.0
+LOOP_COUNT = 5
+SAME_ADDR_COUNT = 50
+
+
+class Detector:
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.last: dict[tuple[str, str], float] = {}
+        self.findings: dict[tuple[str, str], dict[str, Any]] = {}
+        self.redirects: dict[tuple[str, str], collections.deque[float]] = {}
+        self.addr_seen: dict[str, tuple[str, int]] = {}
+
+    def report(self, rule: str, loc: Any, r: Any, message: str, fix: str) -> None:
+        where = f"{loc.where[0]}:{loc.where[1]}" if loc is not None else "?"
+        key = (rule, where)
+        now = time.monotonic()
+        f = self.findings.setdefault(key, {"rule": rule, "where": where, "message": message,
+                                           "fix": fix, "count": 0})
+        f["count"] += 1
+        last = self.last.get(key)
+        if last is not None and now - last < REPEAT_AFTER:
+            return
+        self.last[key] = now
+        self.log.warn(f"[{rule}] {message} (location at {where}); fix: {fix}",
+                      r.conn if r is not None else None, r)
+
+    # -- hooks called by the proxy -------------------------------------------------------
+
+    def upgrade_not_forwarded(self, r: Any, loc: Any) -> None:
+        self.report("upgrade-not-forwarded", loc, r,
+                    "a WebSocket upgrade request reached a location that does not forward the "
+                    "Upgrade header, so the upstream sees a plain request and the WebSocket fails",
+                    "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "
+                    "$connection_upgrade; (with map $http_upgrade $connection_upgrade)")
+
+    def on_response(self, r: Any, loc: Any, status: int, rh: Any) -> None:
+        if status in (301, 302, 303, 307, 308):
+            location = rh.get("location") or ""
+            if r.conn.scheme == "https" and location.startswith("http://"):
+                host = location[7:].split("/", 1)[0].split(":", 1)[0].lower()
+                if host == r.host:
+                    self.report("https-downgrade-redirect", loc, r,
+                                f"the upstream redirected an HTTPS request to {location!r}: "
+                                "the app does not know the request came over HTTPS",
+                                "proxy_set_header X-Forwarded-Proto $scheme;")
+            self.redirect_seen(r, loc, location)
+        ctype = (rh.get("content-type") or "").lower()
+        if ctype.startswith("text/event-stream"):
+            s = loc.settings
+            if s.proxy_buffering and (rh.get("x-accel-buffering") or "").lower() != "no":
+                self.report("sse-buffered", loc, r,
+                            "the upstream answered text/event-stream while proxy_buffering is on:"
+                            " events may reach clients late",
+                            "proxy_buffering off; in this location")
+        if status == 504:
+            self.report("read-timeout", loc, r,
+                        "the upstream did not answer within proxy_read_timeout",
+                        "raise proxy_read_timeout for this location")
+        self.same_address(r, loc)
+
+    def redirect_seen(self, r: Any, loc: Any, location: str) -> None:
+        key = (r.remote_addr, location)
+        now = time.monotonic()
+        dq = self.redirects.get(key)
+        if dq is None:
+            if len(self.redirects) > 10000:
+                self.redirects.clear()
+            dq = self.redirects[key] = collections.deque(maxlen=LOOP_COUNT)
+        dq.append(now)
+        if len(dq) == LOOP_COUNT and now - dq[0] < LOOP_WINDOW:
+            self.report("redirect-loop", loc, r,
+                        f"client {r.remote_addr} was redirected to {location!r} {LOOP_COUNT} "
+                        f"times in {LOOP_WINDOW:.0f}s: a redirect loop",
+                        "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header Host $host;")
+
+    def same_address(self, r: Any, loc: Any) -> None:
+        where = f"{loc.where[0]}:{loc.where[1]}"
+        addr = r.remote_addr
+        prev = self.addr_seen.get(where)
+        if prev is None or prev[0] != addr:
+            self.addr_seen[where] = (addr, 1)
+            return
+        n = prev[1] + 1
+        self.addr_seen[where] = (addr, n)
+        if n == SAME_ADDR_COUNT and addr.startswith(("127.", "::1", "10.", "192.168.")) and \
+                not loc.settings.set_real_ip_from and r.head.get("x-forwarded-for"):
+            self.report("all-from-one-address", loc, r,
+                        f"every request arrives from {addr} with X-Forwarded-For set: a proxy in "
+                        "front is not trusted, so $remote_addr is the proxy's address",
+                        f"set_real_ip_from {addr}; real_ip_header X-Forwarded-For;")
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return list(self.findings.values())

@@ -1,0 +1,249 @@
+"""A connection to an upstream server: an asyncio.Protocol that turns upstream bytes into
+response events (via the sans-IO `H1ResponseParser`) and lets the proxy await them.
+
+The keepalive pool holds these between requests. `is_closed()` is what the pool checks; a
+connection the upstream closed while idle is noticed by `connection_lost` and never reused.
+The race where the upstream closes just as we reuse the connection shows up as a connection
+error before any response byte: the proxy retries an idempotent request once on a fresh
+connection (see proxy.upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from truehop.http.events import Data, EndOfMessage, ProtocolError
+from truehop.http.h1client import H1ResponseParser
+
+
+class UpstreamError(Exception):
+    """A failure talking to the upstream. `kind` mirrors proxy_next_upstream: "error",
+    "timeout", "invalid_header"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, peer_key: tuple[str, int]) -> None:
+        self.peer_key = peer_key
+        self.transport: asyncio.Transport | None = None
+        self.parser: H1ResponseParser | None = None
+        self.events: collections.deque[Any] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+        self.closed = False
+        self.eof = False
+        self.requests = 0
+        self.created = time.monotonic()
+        self.idle_since = self.created
+        self.received_any = False
+        self._paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.tunnel: Callable[[bytes], None] | None = None
+        self.tunnel_lost: Callable[[BaseException | None], None] | None = None
+        self.buffered = 0
+        self.high_water = 64 * 1024
+
+    # -- pool protocol ---------------------------------------------------------------------
+
+    def is_closed(self) -> bool:
+        return self.closed or self.eof
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel(data)
+            return
+        self.received_any = True
+        p = self.parser
+        if p is None:
+            # bytes while idle: the upstream is not speaking HTTP we can trust; drop it
+            self.abort()
+            return
+        try:
+            evs = p.feed(data)
+        except ProtocolError as e:
+            self.error = UpstreamError("invalid_header", e.reason)
+            self._wake()
+            self.abort()
+            return
+        if evs:
+            self.events.extend(evs)
+            for ev in evs:
+                if type(ev) is Data:
+                    self.buffered += len(ev.data)
+            if self.buffered > self.high_water and not self._paused and self.transport:
+                self._paused = True
+                self.transport.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.tunnel is not None:
+            if self.tunnel_lost is not None:
+                self.tunnel_lost(None)
+            return True
+        p = self.parser
+        if p is not None:
+            try:
+                self.events.extend(p.feed_eof())
+            except ProtocolError as e:
+                self.error = UpstreamError("error", e.reason)
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        if self.tunnel_lost is not None:
+            self.tunnel_lost(exc)
+            return
+        if self.parser is not None and not self.eof:
+            try:
+                self.events.extend(self.parser.feed_eof())
+            except ProtocolError as e:
+                self.error = UpstreamError("error", e.reason)
+        if self.error is None and exc is not None:
+            self.error = UpstreamError("error", f"upstream connection lost ({exc})")
+        self._wake()
+        w = self._drain_waiter
+        if w is not None and not w.done():
+            w.set_exception(UpstreamError("error", "upstream closed connection while sending"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        w = self._drain_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- the proxy's side ------------------------------------------------------------------
+
+    def start(self, method: str, max_head: int) -> None:
+        """Begin a new exchange: a fresh response parser, no stale events."""
+        self.parser = H1ResponseParser(method, max_head=max_head)
+        self.events.clear()
+        self.error = None
+        self.received_any = False
+        self.requests += 1
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.closed:
+            raise UpstreamError("error", "upstream connection closed")
+        self.transport.write(data)
+
+    async def drain(self, timeout: float) -> None:
+        if self.closed:
+            raise UpstreamError("error", "upstream connection closed")
+        if not self._write_paused:
+            return
+        self._drain_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._drain_waiter, timeout)
+        except TimeoutError:
+            raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
+                                           "while sending request to upstream") from None
+        finally:
+            self._drain_waiter = None
+
+    async def next_event(self, timeout: float) -> Any:
+        """The next response event; raises UpstreamError on failure or timeout."""
+        while not self.events:
+            if self.error is not None:
+                raise self.error
+            if self.closed or self.eof:
+                raise UpstreamError("error", "upstream prematurely closed connection while "
+                                             "reading response header from upstream")
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.waiter, timeout)
+            except TimeoutError:
+                raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
+                                               "while reading upstream") from None
+            finally:
+                self.waiter = None
+        ev = self.events.popleft()
+        if type(ev) is Data:
+            self.buffered -= len(ev.data)
+            if self._paused and self.buffered < self.high_water // 2 and self.transport:
+                self._paused = False
+                self.transport.resume_reading()
+        elif type(ev) is EndOfMessage:
+            self.parser = None
+        return ev
+
+    def finished_cleanly(self) -> bool:
+        return self.parser is None and not self.events and not self.closed and not self.eof
+
+    def take_unparsed(self) -> bytes:
+        p = self.parser
+        self.parser = None
+        rest = b""
+        for ev in self.events:
+            if type(ev) is Data:
+                rest += ev.data
+        self.events.clear()
+        if p is not None:
+            rest += p.take_unparsed()
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return rest
+
+
+async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,
+                  server_hostname: str | None = None) -> UpstreamConnection:
+    loop = asyncio.get_running_loop()
+    try:
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection((host, port)), host, port,
+                                   ssl=ssl_ctx, server_hostname=server_hostname if ssl_ctx else None),
+            timeout)
+    except TimeoutError:
+        raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) while "
+                                       "connecting to upstream") from None
+    except ssl.SSLError as e:
+        raise UpstreamError("error", f"SSL_do_handshake() failed ({e.reason}) while SSL "
+                                     f"handshaking to upstream") from None
+    except OSError as e:
+        code = e.errno or 111
+        raise UpstreamError("error", f"connect() failed ({code}: {e.strerror or e}) while "
+                                     f"connecting to upstream") from None
+    return proto

@@ -1,0 +1,365 @@
+"""The model made live, per worker: listeners with their server routing, upstream balancers
+and keepalive pools, log sinks, SSL contexts, and the set of open connections.
+
+`Runtime.build(config)` does everything that can fail before a socket is touched, so the
+`-t` path and a reload run it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, UpstreamConf
+from truehop.detect import Detector
+from truehop.http.h1 import H1Limits
+from truehop.log import AccessSink, ErrorLog, escape_default, escape_json
+from truehop.proxy.balancer import UpstreamBalancer
+from truehop.proxy.pool import KeepalivePool
+from truehop.route.servers import ServerNameIndex
+
+if TYPE_CHECKING:
+    from truehop.net.downstream import ClientConnection, Exchange
+    from truehop.route.state import RequestState
+
+
+@dataclass
+class Listener:
+    """One bound address:port and the servers that listen on it."""
+
+    key: tuple[str, int]
+    listen: Listen
+    servers: list[ServerConf]
+    default_server: ServerConf
+    limits: H1Limits
+    ssl: bool = False
+    http2: bool = False
+    index: Any = None                               # ServerNameIndex for the wildcard address
+    by_addr: dict[str, Any] = field(default_factory=dict)  # local address -> ServerNameIndex
+    ssl_context: ssl.SSLContext | None = None
+
+    def find_server(self, local_addr: str, host: str) -> ServerConf:
+        idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
+        if not host:
+            return idx.default if hasattr(idx, "default") else self.default_server
+        return idx.find(host)  # type: ignore[no-any-return]
+
+
+class UpstreamRuntime:
+    def __init__(self, conf: UpstreamConf) -> None:
+        self.conf = conf
+        self.balancer = UpstreamBalancer.build(conf)
+        self.pool: KeepalivePool | None = None
+        if conf.keepalive and not conf.implicit:
+            self.pool = KeepalivePool(conf.keepalive, conf.keepalive_timeout,
+                                      conf.keepalive_requests, conf.keepalive_time)
+
+
+def _limits(srv: ServerConf) -> H1Limits:
+    n, size = srv.large_client_header_buffers
+    return H1Limits(max_request_line=size, max_header_line=size, max_headers_total=n * size,
+                    underscores_in_headers=srv.underscores_in_headers,
+                    ignore_invalid_headers=srv.ignore_invalid_headers)
+
+
+def listener_groups(cfg: Config) -> dict[tuple[str, int], list[tuple[Listen, ServerConf]]]:
+    """Group listen directives by the socket that serves them, as nginx does: a wildcard
+    address on a port takes every specific address on the same port (one socket, the local
+    address chooses among the servers)."""
+    groups: dict[tuple[str, int], list[tuple[Listen, ServerConf]]] = {}
+    wildcard_ports = {ls.port for s in cfg.http.servers for ls in s.listens
+                      if ls.addr in ("*", "0.0.0.0")}
+    for srv in cfg.http.servers:
+        for ls in srv.listens:
+            addr = ls.addr
+            if addr in ("*", "0.0.0.0"):
+                key = ("*", ls.port)
+            elif ls.port in wildcard_ports and ":" not in addr and not ls.reuseport:
+                key = ("*", ls.port)
+            else:
+                key = (addr, ls.port)
+            groups.setdefault(key, []).append((ls, srv))
+    return groups
+
+
+def build_ssl_context(srv: ServerConf, http2: bool) -> ssl.SSLContext:
+    """A server's TLS context: its certificates, protocols and ciphers. Raises ssl.SSLError
+    or OSError with the path in the message."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    protos = set(srv.ssl.protocols)
+    order = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+    versions = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+    enabled = [p for p in order if p in protos] or ["TLSv1.2", "TLSv1.3"]
+    try:
+        ctx.minimum_version = versions[enabled[0]]
+        ctx.maximum_version = versions[enabled[-1]]
+    except (ValueError, ssl.SSLError):
+        pass
+    try:
+        ctx.set_ciphers(srv.ssl.ciphers)
+    except ssl.SSLError:
+        pass
+    if srv.ssl.prefer_server_ciphers:
+        ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if not srv.ssl.session_tickets:
+        ctx.options |= ssl.OP_NO_TICKET
+    for cert, key, _where in srv.ssl.certificates:
+        ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
+    return ctx
+
+
+class Runtime:
+    def __init__(self, cfg: Config, log: ErrorLog | None = None) -> None:
+        from truehop.proxy.pipeline import Pipeline
+        from truehop.proxy.upstream import Proxy
+
+        self.cfg = cfg
+        self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "error")])
+        self.pipeline = Pipeline(self)
+        self.proxy = Proxy(self)
+        self.detect = Detector(self.log)
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        self.upstreams: dict[int, UpstreamRuntime] = {}
+        self.sinks: dict[str, AccessSink] = {}
+        self.connections: set[ClientConnection] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tunnels: set[asyncio.Future[None]] = set()
+        self.shutting_down = False
+        self._upstream_ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self.build()
+
+    # -- build (can fail; nothing bound yet) -------------------------------------------
+
+    def build(self) -> None:
+        cfg = self.cfg
+        for key, members in listener_groups(cfg).items():
+            servers: list[ServerConf] = []
+            for _, srv in members:
+                if srv not in servers:
+                    servers.append(srv)
+            default = next((srv for ls, srv in members if ls.default_server), servers[0])
+            first = members[0][0]
+            use_ssl = any(ls.ssl for ls, _ in members)
+            use_h2 = any(ls.http2 or srv.http2 for ls, srv in members)
+            lst = Listener(key, first, servers, default, _limits(default), use_ssl, use_h2)
+            lst.index = ServerNameIndex.build([(srv.names, srv) for srv in servers], default)
+            if key[0] == "*":
+                addrs = {ls.addr for ls, _ in members if ls.addr not in ("*", "0.0.0.0")}
+                for a in addrs:
+                    mem = [(ls, srv) for ls, srv in members if ls.addr in (a, "*", "0.0.0.0")]
+                    srvs: list[ServerConf] = []
+                    for ls, srv in mem:
+                        if srv not in srvs and ls.addr == a:
+                            srvs.append(srv)
+                    if not srvs:
+                        continue
+                    d = next((srv for ls, srv in mem if ls.default_server and ls.addr == a), srvs[0])
+                    lst.by_addr[a] = ServerNameIndex.build([(s.names, s) for s in srvs], d)
+            if use_ssl:
+                # SNI: the handshake picks the server by name, then its certificate
+                lst.ssl_context = self.sni_context(lst)
+            self.listeners[key] = lst
+        for up in cfg.http.upstreams.values():
+            self.upstreams[id(up)] = UpstreamRuntime(up)
+        for srv in cfg.http.servers:
+            self._open_sinks(srv.settings)
+            for loc in _walk(srv.locations + list(srv.named.values())):
+                self._open_sinks(loc.settings)
+
+    def sni_context(self, lst: Listener) -> ssl.SSLContext:
+        contexts: dict[int, ssl.SSLContext] = {}
+        for srv in lst.servers:
+            if srv.ssl.certificates:
+                contexts[id(srv)] = build_ssl_context(srv, lst.http2)
+        default = contexts.get(id(lst.default_server))
+        if default is None:
+            if not contexts:
+                raise ssl.SSLError(f'no "ssl_certificate" is defined for the "listen ... ssl" '
+                                   f'directive in {lst.listen.where[0]}:{lst.listen.where[1]}')
+            default = next(iter(contexts.values()))
+
+        def pick(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            if not name:
+                return
+            srv = lst.index.find(name.lower())
+            ctx = contexts.get(id(srv))
+            if ctx is not None and ctx is not default:
+                sslobj.context = ctx
+
+        default.sni_callback = pick  # type: ignore[assignment]
+        return default
+
+    def _open_sinks(self, s: Settings) -> None:
+        for al in s.access_log or ():
+            if al.path != "off" and al.path not in self.sinks and not al.path.startswith("syslog:"):
+                self.sinks[al.path] = AccessSink(al.path, al.buffer, al.flush)
+
+    # -- per connection ------------------------------------------------------------------
+
+    def connection_opened(self, c: ClientConnection) -> None:
+        self.connections.add(c)
+        if self.shutting_down:
+            c.closing = True
+
+    def connection_closed(self, c: ClientConnection) -> None:
+        self.connections.discard(c)
+
+    def start_exchange(self, c: ClientConnection, ex: Exchange) -> None:
+        if self.shutting_down:
+            ex.keep_alive = False
+        t = asyncio.get_running_loop().create_task(self.pipeline.handle(ex, c.info, c.listener))
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    def send_error_and_close(self, c: ClientConnection, status: int) -> None:
+        from truehop.http.events import RequestHead
+        from truehop.net.downstream import Exchange
+        from truehop.proxy.pipeline import Finish
+
+        head = RequestHead("GET", "/", "/", None, "1.1", [], "", None, False, False)
+        ex = Exchange(c, head)
+        ex.keep_alive = False
+        c.current = ex
+        r_task = self.pipeline.finish_bad_request(ex, c.info, c.listener, Finish(status))
+        t = asyncio.get_running_loop().create_task(r_task)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    # -- upstreams -----------------------------------------------------------------------
+
+    def upstream_runtime(self, up: UpstreamConf) -> UpstreamRuntime:
+        urt = self.upstreams.get(id(up))
+        if urt is None:
+            urt = self.upstreams[id(up)] = UpstreamRuntime(up)
+        return urt
+
+    def dynamic_upstream(self, hostport: str, scheme: str) -> UpstreamConf | None:
+        up = self.cfg.http.upstreams.get(hostport)
+        if up is not None:
+            return up
+        from truehop.conf.model import PeerConf
+        host, _, port_s = hostport.rpartition(":") if ":" in hostport.lstrip("[").split("]")[-1] \
+            else (hostport, "", "443" if scheme == "https" else "80")
+        host = host.strip("[]")
+        if host == "localhost":
+            host = "127.0.0.1"
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        if not port_s.isdigit():
+            return None
+        key = f"{host}:{port_s}"
+        up = self.cfg.http.upstreams.get(key)
+        if up is None:
+            up = UpstreamConf(key, [PeerConf(host, int(port_s))], implicit=True, keepalive=0)
+            self.cfg.http.upstreams[key] = up
+        return up
+
+    def upstream_ssl_context(self, s: Settings) -> ssl.SSLContext:
+        key = (bool(s.proxy_ssl_verify), s.proxy_ssl_trusted_certificate)
+        ctx = self._upstream_ssl.get(key)
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if s.proxy_ssl_verify:
+                ctx.check_hostname = True
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                if s.proxy_ssl_trusted_certificate:
+                    ctx.load_verify_locations(s.proxy_ssl_trusted_certificate)
+                else:
+                    ctx.load_default_certs()
+            else:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._upstream_ssl[key] = ctx
+        return ctx
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def write_access(self, r: RequestState, logs: tuple[AccessLog, ...]) -> None:
+        formats = self.cfg.http.log_formats
+        for al in logs:
+            if al.path == "off":
+                return
+            if al.condition is not None:
+                v = al.condition.render(r)
+                if v in ("", "0"):
+                    continue
+            sink = self.sinks.get(al.path)
+            if sink is None:
+                continue
+            if al.format == "combined" and "combined" not in formats:
+                line = self._combined(r)
+            else:
+                lf = formats[al.format]
+                if lf.escape == "none":
+                    line = lf.template.render(r)
+                else:
+                    esc = escape_json if lf.escape == "json" else escape_default
+                    line = "".join(p if isinstance(p, str) else esc(p(r))
+                                   for p in lf.template.parts)
+            sink.write(line + "\n")
+
+    def _combined(self, r: RequestState) -> str:
+        from truehop.route.variables import BUILTIN
+        h = r.head
+        referer = h.get("referer") or "-"
+        ua = h.get("user-agent") or "-"
+        return (f'{r.remote_addr} - - [{BUILTIN["time_local"](r)}] '
+                f'"{escape_default(f"{h.method} {h.target} HTTP/{h.version}")}" {r.status or 0} '
+                f'{r.body_bytes_sent} "{escape_default(referer)}" "{escape_default(ua)}"')
+
+    def flush_logs(self) -> None:
+        for s in self.sinks.values():
+            s.flush()
+
+    def reopen_logs(self) -> None:
+        self.log.reopen()
+        for s in self.sinks.values():
+            s.reopen()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def graceful(self) -> None:
+        self.shutting_down = True
+        for c in list(self.connections):
+            c.graceful_close()
+
+    def busy(self) -> bool:
+        return bool(self.tasks or self.tunnels or any(
+            c.current is not None or c.queue for c in self.connections))
+
+    def close_all(self) -> None:
+        for c in list(self.connections):
+            c.abort()
+        for urt in self.upstreams.values():
+            if urt.pool is not None:
+                urt.pool.close_all()
+        self.flush_logs()
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for urt in self.upstreams.values():
+            if urt.pool is not None:
+                urt.pool.sweep(now)
+        self.flush_logs()
+
+
+def _walk(locs: list[Any]) -> list[Any]:
+    out = []
+    stack = list(locs)
+    while stack:
+        loc = stack.pop()
+        out.append(loc)
+        stack.extend(loc.children)
+        for op in loc.ops:
+            if getattr(op, "loc", None) is not None:
+                out.append(op.loc)
+    return out

@@ -1,0 +1,645 @@
+"""What happens to one request, in nginx's phase order.
+
+    server chosen (by the connection) -> realip -> URI normalised -> server rewrite
+    -> find location -> location rewrite (`last` loops back, at most 10 times)
+    -> content: `return` | `proxy_pass` | `try_files` | static file
+    -> response filters: error_page, add_header, expires, Server/Date
+    -> access log
+
+Each step reads the compiled model; nothing here touches a socket except through the
+`Exchange` the connection gave us.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from truehop import __version__
+from truehop.conf.model import (
+    BreakOp,
+    Condition,
+    IfOp,
+    LocationConf,
+    ReturnOp,
+    RewriteOp,
+    ServerConf,
+    SetOp,
+)
+from truehop.http.events import ProtocolError
+from truehop.net.downstream import ClientGone, Exchange
+from truehop.proxy import static
+from truehop.route.state import ConnectionInfo, RequestState
+from truehop.route.uri import BadRequest, escape_uri, normalize_path
+
+if TYPE_CHECKING:
+    from truehop.process.runtime import Runtime
+
+REASONS = {
+    200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Not Allowed",
+    406: "Not Acceptable", 408: "Request Time-out", 409: "Conflict", 410: "Gone",
+    411: "Length Required", 412: "Precondition Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Large", 415: "Unsupported Media Type",
+    416: "Requested Range Not Satisfiable", 421: "Misdirected Request", 429: "Too Many Requests",
+    494: "Request Header Or Cookie Too Large", 495: "SSL Certificate Error",
+    496: "SSL Certificate Required", 497: "HTTP Request Sent to HTTPS Port",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
+    505: "HTTP Version Not Supported", 507: "Insufficient Storage",
+}
+# nginx sends these statuses with a different status line than its page title
+PAGE_STATUS = {494: 400, 495: 400, 496: 400, 497: 400}
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+SERVER_FULL = f"truehop/{__version__}"
+
+
+def error_page_body(status: int, tokens: bool) -> bytes:
+    title = f"{status} {REASONS.get(status, '')}".rstrip()
+    if status == 497:
+        title = "400 The plain HTTP request was sent to HTTPS port"
+    elif status == 494:
+        title = "400 Request Header Or Cookie Too Large"
+    sig = SERVER_FULL if tokens else "truehop"
+    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n"
+            f"</body>\r\n</html>\r\n").encode()
+
+
+class Finish(Exception):
+    """Stop processing: the response (or a close) has been decided."""
+
+    def __init__(self, status: int, location: str | None = None, text: str | None = None) -> None:
+        self.status = status
+        self.location = location
+        self.text = text
+
+
+class InternalRedirect(Exception):
+    def __init__(self, uri: str, args: str | None = None, named: str | None = None) -> None:
+        self.uri = uri
+        self.args = args
+        self.named = named
+
+
+_HOST_PORT = re.compile(r":\d*$")
+
+
+def compute_host(head_host: str, server: ServerConf) -> str:
+    """nginx's $host: the request's host, lower-cased, without port; else server_name."""
+    if head_host:
+        if head_host.startswith("["):
+            end = head_host.find("]")
+            return head_host[: end + 1]
+        i = head_host.rfind(":")
+        h = head_host[:i] if i >= 0 else head_host
+        return h.rstrip(".")
+    return server.primary_name
+
+
+class Pipeline:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    # -- entry -------------------------------------------------------------------------
+
+    async def handle(self, ex: Exchange, info: ConnectionInfo, listener: Any) -> None:
+        head = ex.head
+        host = compute_host(head.host, listener.default_server)
+        server = listener.find_server(info.server_addr, host)
+        r = RequestState(info, head, server)
+        r.host = host or server.primary_name
+        r.server_name = server.primary_name
+        r.extra["exchange"] = ex
+        try:
+            try:
+                self.realip(r, server.settings)
+                try:
+                    r.uri = normalize_path(head.path, server.merge_slashes)
+                except BadRequest:
+                    raise Finish(400) from None
+                await self.process(r, ex)
+            except Finish as f:
+                await self.finish(r, ex, f)
+            except ProtocolError as e:
+                ex.keep_alive = False
+                await self.finish(r, ex, Finish(e.status))
+        except ClientGone:
+            if not ex.finished:
+                ex.abort()
+        except Exception as e:  # a bug must cost one request, never the worker
+            self.rt.log.alert(f"unexpected error: {type(e).__name__}: {e}", info, r)
+            import traceback
+            self.rt.log.alert("stack: " + traceback.format_exc().replace("\n", " | "), info, r)
+            if not ex.started:
+                ex.keep_alive = False
+                try:
+                    await self.special(r, ex, 500)
+                except Exception:
+                    ex.abort()
+            elif not ex.finished:
+                ex.abort()
+        finally:
+            if not ex.finished:
+                ex.end()
+            self.log_access(r, ex)
+
+    async def finish_bad_request(self, ex: Exchange, info: ConnectionInfo, listener: Any,
+                                 f: Finish) -> None:
+        """Answer a request the parser refused (400, 413, 414, 494, 501, 505) and close."""
+        server = listener.default_server
+        r = RequestState(info, ex.head, server)
+        r.server_name = server.primary_name
+        try:
+            await self.finish(r, ex, f)
+        except ClientGone:
+            pass
+        finally:
+            if not ex.finished:
+                ex.end()
+            self.log_access(r, ex)
+
+    # -- realip ----------------------------------------------------------------------------
+
+    def realip(self, r: RequestState, s: Any) -> None:
+        trusted = s.set_real_ip_from
+        if not trusted:
+            return
+        peer = r.conn.remote_addr
+        if not _trusted(peer, trusted):
+            return
+        header = s.real_ip_header
+        if header == "proxy_protocol":
+            return
+        lname = header.lower()
+        values = [v for k, v in r.head.headers if k.lower() == lname]
+        if not values:
+            return
+        if lname == "x-forwarded-for" or "," in ",".join(values):
+            chain = [x.strip() for x in ",".join(values).split(",") if x.strip()]
+        else:
+            chain = [values[0].strip()]
+        if not chain:
+            return
+        addr = chain[-1]
+        if s.real_ip_recursive:
+            for cand in reversed(chain):
+                addr = cand
+                if not _trusted(cand, trusted):
+                    break
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            return
+        r.realip_remote_addr = peer
+        r.remote_addr = addr
+
+    # -- phases ----------------------------------------------------------------------------
+
+    async def process(self, r: RequestState, ex: Exchange) -> None:
+        server: ServerConf = r.server
+        self.run_ops(r, server.ops, server_level=True)
+        named: str | None = None
+        while True:
+            try:
+                loc = self.find_location(r, named)
+                named = None
+                await self.run_location(r, ex, loc)
+                return
+            except InternalRedirect as ir:
+                r.uri_changes -= 1
+                if r.uri_changes <= 0:
+                    self.rt.log.error(f'rewrite or internal redirection cycle while internally '
+                                      f'redirecting to "{ir.named or ir.uri}"', r.conn, r)
+                    raise Finish(500) from None
+                r.internal = True
+                r.captures = None
+                if ir.named:
+                    named = ir.named
+                else:
+                    r.uri = ir.uri
+                    if ir.args is not None:
+                        r.args = ir.args or None
+
+    def find_location(self, r: RequestState, named: str | None) -> LocationConf:
+        server: ServerConf = r.server
+        if named is not None:
+            loc = server.named.get(named)
+            if loc is None:
+                self.rt.log.error(f'could not find named location "@{named}"', r.conn, r)
+                raise Finish(500)
+            return loc
+        loc, caps = server.tree.match(r.uri)
+        if loc is None:
+            return server.default_loc  # type: ignore[return-value]
+        if caps is not None:
+            r.captures = caps
+        if loc.internal and not r.internal:
+            raise Finish(404)
+        if loc.auto_redirect and r.uri + "/" == loc.pattern:
+            pass
+        return loc  # type: ignore[no-any-return]
+
+    async def run_location(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
+        r.loc = loc
+        if loc.auto_redirect and r.uri + "/" == loc.pattern and loc.modifier != "=":
+            raise Finish(301, location=escape_uri(loc.pattern) + ("?" + r.args if r.args else ""))
+        active = self.run_ops(r, loc.ops)
+        if active is not None:
+            r.loc = loc = active
+        s = loc.settings
+        body = ex.body
+        if body.length is not None and s.client_max_body_size and \
+                body.length > s.client_max_body_size:
+            self.rt.log.error(f"client intended to send too large body: {body.length} bytes",
+                              r.conn, r)
+            ex.keep_alive = False
+            raise Finish(413)
+        if loc.proxy is not None:
+            await self.rt.proxy.run(r, ex, loc)
+            return
+        if s.try_files:
+            await self.try_files(r, ex, loc)
+            return
+        await self.serve_static(r, ex, loc)
+
+    # -- the rewrite module ---------------------------------------------------------------
+
+    def run_ops(self, r: RequestState, ops: tuple[Any, ...], server_level: bool = False
+                ) -> LocationConf | None:
+        """Run rewrite-module instructions. Returns an `if` location that became active."""
+        active: LocationConf | None = None
+        for op in ops:
+            t = type(op)
+            if t is SetOp:
+                r.vars[op.name] = op.value.render(r)
+            elif t is ReturnOp:
+                self.do_return(r, op)
+            elif t is RewriteOp:
+                m = op.regex.search(r.uri)
+                if m is None:
+                    continue
+                r.captures = m
+                new = op.replacement.render(r)
+                if new.startswith(("http://", "https://", "$scheme")) or op.flag in (
+                        "redirect", "permanent"):
+                    code = 301 if op.flag == "permanent" else 302
+                    if not new.startswith(("http://", "https://")) and "?" not in new and r.args:
+                        new += "?" + r.args
+                    elif new.startswith(("http://", "https://")) and r.args and "?" not in new:
+                        new += "?" + r.args
+                    raise Finish(code, location=new)
+                uri, q, args = new.partition("?")
+                if q:
+                    r.args = args if not args.endswith("?") else args[:-1] or None
+                    if op.replacement.source.endswith("?"):
+                        r.args = args[:-1] or None
+                    elif r.head.query:
+                        r.args = (args + "&" + r.head.query) if args else r.head.query
+                r.uri = uri
+                r.extra["uri_rewritten"] = True
+                if op.flag == "last":
+                    if server_level:
+                        return active
+                    raise InternalRedirect(r.uri, r.args)
+                if op.flag == "break":
+                    return active
+            elif t is BreakOp:
+                return active
+            elif t is IfOp:
+                if self.test(r, op.cond):
+                    if op.loc is not None:
+                        active = op.loc
+                    inner = self.run_ops(r, op.ops, server_level)
+                    if inner is not None:
+                        active = inner
+                    if any(type(x) is BreakOp for x in op.ops):
+                        return active
+        return active
+
+    def test(self, r: RequestState, c: Condition) -> bool:
+        left = c.left.render(r)
+        k = c.kind
+        if k == "var":
+            return left not in ("", "0")
+        if k == "eq":
+            return left == (c.right.render(r) if c.right else "")
+        if k == "ne":
+            return left != (c.right.render(r) if c.right else "")
+        if k in ("re", "nre"):
+            assert c.regex is not None
+            m = c.regex.search(left)
+            if m is not None and k == "re":
+                r.captures = m
+            return (m is not None) == (k == "re")
+        if k == "file":
+            neg = c.file_test.startswith("!")
+            test = c.file_test.lstrip("!")
+            if test == "-f":
+                ok = os.path.isfile(left)
+            elif test == "-d":
+                ok = os.path.isdir(left)
+            elif test == "-e":
+                ok = os.path.exists(left)
+            else:
+                ok = os.access(left, os.X_OK)
+            return ok != neg
+        return False
+
+    def do_return(self, r: RequestState, op: ReturnOp) -> None:
+        code = op.code
+        text = op.text.render(r) if op.text is not None else None
+        if code == 444:
+            raise Finish(444)
+        if code in REDIRECTS:
+            raise Finish(code, location=text or "")
+        raise Finish(code, text=text)
+
+    # -- content: files --------------------------------------------------------------------
+
+    def file_path(self, r: RequestState, loc: LocationConf, uri: str) -> tuple[str, str]:
+        """(filesystem path, the root or alias directory it must stay inside)."""
+        s = loc.settings
+        if s.alias is not None and loc.modifier != "":
+            alias = s.alias.render(r)
+        elif s.alias is not None:
+            alias = s.alias.render(r)
+        else:
+            alias = None
+        if alias is not None:
+            if loc.modifier in ("~", "~*"):
+                path = alias
+                base = os.path.dirname(alias.rstrip("/")) if not alias.endswith("/") else alias
+            else:
+                path = static.map_path(uri, root=None, alias=alias, location_prefix=loc.pattern)
+                base = alias
+            return path, base
+        root = s.root or ""
+        return static.map_path(uri, root=root, alias=None, location_prefix=loc.pattern), root
+
+    async def try_files(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
+        s = loc.settings
+        assert s.try_files is not None
+        *cands, last = s.try_files
+        for cand in cands:
+            u = cand.render(r)
+            is_dir = u.endswith("/") and len(u) > 1
+            path, base = self.file_path(r, loc, u)
+            try:
+                st = os.stat(path.encode("latin-1"))
+            except OSError:
+                continue
+            import stat as st_mod
+            if is_dir and st_mod.S_ISDIR(st.st_mode):
+                r.uri = u
+                await self.serve_static(r, ex, loc)
+                return
+            if not is_dir and st_mod.S_ISREG(st.st_mode):
+                r.uri = u
+                await self.serve_static(r, ex, loc)
+                return
+        fallback = last.render(r)
+        if fallback.startswith("="):
+            code = fallback[1:]
+            raise Finish(int(code) if code.isdigit() else 404)
+        if fallback.startswith("@"):
+            raise InternalRedirect("", named=fallback[1:])
+        uri, _, args = fallback.partition("?")
+        raise InternalRedirect(uri, args if _ else None)
+
+    async def serve_static(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
+        s = loc.settings
+        head = r.head
+        if head.method not in ("GET", "HEAD", "POST"):
+            raise Finish(405)
+        uri = r.uri
+        if uri.endswith("/"):
+            for idx in s.index or ():
+                name = idx.render(r)
+                if name.startswith("/"):
+                    raise InternalRedirect(name)
+                path, _ = self.file_path(r, loc, uri + name)
+                if os.path.isfile(path.encode("latin-1")):
+                    raise InternalRedirect(uri + name)
+            path, base = self.file_path(r, loc, uri)
+            if os.path.isdir(path.encode("latin-1")):
+                self.rt.log.error(f'directory index of "{path}" is forbidden', r.conn, r)
+                raise Finish(403)
+            if s.log_not_found:
+                self.rt.log.error(f'"{path}index.html" is not found (2: No such file or '
+                                  f'directory)', r.conn, r)
+            raise Finish(404)
+        if head.method == "POST":
+            raise Finish(405)
+        path, base = self.file_path(r, loc, uri)
+        target = static.resolve(path, root_dir=base,
+                                follow_symlinks_outside=not s.disable_symlinks and False)
+        if isinstance(target, static.StaticError):
+            if target.status == 404 and s.log_not_found:
+                self.rt.log.error(f'open() "{path}" failed (2: No such file or directory)',
+                                  r.conn, r)
+            elif target.status == 403:
+                self.rt.log.error(f'access forbidden: "{path}"', r.conn, r)
+            if target.status == 301:
+                raise Finish(301, location=escape_uri(uri + "/") + ("?" + r.args if r.args else ""))
+            raise Finish(target.status)
+        if target.is_dir:
+            raise Finish(301, location=escape_uri(uri + "/") + ("?" + r.args if r.args else ""))
+        mime = static.mime_for(path, s.types or {}, s.default_type or "text/plain")
+        hdrs = {k.lower(): v for k, v in head.headers}
+        plan = static.plan_response(head.method, hdrs, target.stat, mime,
+                                    etag_on=bool(s.etag), max_ranges=s.max_ranges)
+        status = plan.status
+        headers = list(plan.headers)
+        if status >= 400:
+            if status == 416:
+                r.status = status
+            raise Finish(status)
+        length = sum(n for _, n in plan.segments) + sum(len(p) for p in plan.parts_bytes())
+        headers = self.filter_headers(r, status, headers, mtime=target.stat.st_mtime)
+        r.status = status
+        r.sent_headers = headers
+        ex.start_response(status, self.server_headers(r) + headers,
+                          content_length=None if status == 304 else length)
+        if status != 304:
+            await self.send_plan(ex, path, plan)
+        ex.end()
+
+    async def send_plan(self, ex: Exchange, path: str, plan: Any) -> None:
+        for item in plan.body():
+            if isinstance(item, bytes):
+                ex.write(item)
+            else:
+                off, n = item
+                await ex.sendfile(path, off, n)
+            await ex.drain()
+
+    # -- responses -------------------------------------------------------------------------
+
+    def server_headers(self, r: RequestState) -> list[tuple[str, str]]:
+        tokens = r.loc.settings.server_tokens if r.loc is not None else True
+        return [("Server", SERVER_FULL if tokens else "truehop"), ("Date", static.http_date(time.time()))]
+
+    def filter_headers(self, r: RequestState, status: int, headers: list[tuple[str, str]],
+                       mtime: float | None = None) -> list[tuple[str, str]]:
+        """add_header and expires, applied as nginx applies them."""
+        loc = r.loc
+        s = loc.settings if loc is not None else r.server.settings
+        if s.expires is not None and s.expires.kind != "off" and status in static.EXPIRES_STATUSES:
+            headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
+            headers.extend(static.expires_headers(s.expires, time.time(), mtime))
+        if s.add_header:
+            ok = status in ADD_HEADER_STATUSES
+            for h in s.add_header:
+                if ok or h.always:
+                    v = h.value.render(r)
+                    if v:
+                        headers.append((h.name, v))
+        return headers
+
+    def absolute_location(self, r: RequestState, location: str) -> str:
+        if not location.startswith("/"):
+            return location
+        s = r.loc.settings if r.loc is not None else r.server.settings
+        if not s.absolute_redirect:
+            return location
+        host = r.server.primary_name if s.server_name_in_redirect else r.host
+        if not host:
+            host = r.conn.server_addr
+        port = ""
+        default = 443 if r.conn.scheme == "https" else 80
+        if s.port_in_redirect and r.conn.server_port != default:
+            port = f":{r.conn.server_port}"
+        return f"{r.conn.scheme}://{host}{port}{location}"
+
+    async def finish(self, r: RequestState, ex: Exchange, f: Finish) -> None:
+        if ex.started:
+            if not ex.finished:
+                ex.abort()
+            return
+        status = f.status
+        if status == 444:
+            r.status = 444
+            ex.abort()
+            return
+        if f.text is not None and status not in REDIRECTS:
+            # `return code text`: the text is the body
+            await self.respond_text(r, ex, status, f.text)
+            return
+        await self.special(r, ex, status, f.location)
+
+    async def respond_text(self, r: RequestState, ex: Exchange, status: int, text: str) -> None:
+        s = r.loc.settings if r.loc is not None else r.server.settings
+        body = text.encode("latin-1", "replace")
+        headers = self.filter_headers(r, status, [("Content-Type", s.default_type or "text/plain")])
+        r.status = status
+        r.sent_headers = headers
+        ex.start_response(status, self.server_headers(r) + headers, content_length=len(body))
+        ex.write(body)
+        ex.end()
+
+    async def special(self, r: RequestState, ex: Exchange, status: int,
+                      location: str | None = None) -> None:
+        """nginx's special responses: error_page first, then the built-in page."""
+        loc = r.loc
+        s = loc.settings if loc is not None else r.server.settings
+        if status >= 300 and s.error_page and status in s.error_page and not r.extra.get("in_error_page"):
+            ep = s.error_page[status]
+            await self.error_page(r, ex, status, ep)
+            return
+        headers: list[tuple[str, str]] = []
+        body = b""
+        if status >= 300 and status not in (304,):
+            body = error_page_body(status, bool(s.server_tokens))
+            headers.append(("Content-Type", "text/html"))
+        if location is not None:
+            headers.append(("Location", self.absolute_location(r, location)))
+        headers = self.filter_headers(r, status, headers)
+        r.status = status
+        r.sent_headers = headers
+        wire = PAGE_STATUS.get(status, status)
+        close = status in (400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505) and \
+            status != 500
+        if status == 400 or status == 413:
+            close = True
+        ex.start_response(wire, self.server_headers(r) + headers, content_length=len(body),
+                          reason=REASONS.get(wire), close=close)
+        ex.write(body)
+        ex.end()
+
+    async def error_page(self, r: RequestState, ex: Exchange, status: int, ep: Any) -> None:
+        target = ep.uri.render(r)
+        r.extra["in_error_page"] = not (r.loc.settings.recursive_error_pages if r.loc else False)
+        code = ep.code
+        if target.startswith(("http://", "https://")):
+            rc = code if code in REDIRECTS else 302
+            await self.special(r, ex, rc, target)
+            return
+        # internal redirect; the final status is the override, or the original status
+        r.extra["error_status"] = status if code is None else code
+        r.head.method = "GET" if r.head.method != "HEAD" else "HEAD"
+        try:
+            if target.startswith("@"):
+                loc = self.find_location(r, target[1:])
+            else:
+                uri, _, args = target.partition("?")
+                r.uri = uri
+                r.args = args or None
+                r.internal = True
+                loc = self.find_location(r, None)
+            await self.run_location(r, ex, loc)
+        except Finish as f:
+            await self.finish(r, ex, f)
+        except InternalRedirect as ir:
+            r.internal = True
+            if ir.named:
+                loc = self.find_location(r, ir.named)
+            else:
+                r.uri = ir.uri
+                loc = self.find_location(r, None)
+            try:
+                await self.run_location(r, ex, loc)
+            except Finish as f:
+                await self.finish(r, ex, f)
+
+    def response_status(self, r: RequestState, status: int) -> int:
+        """The status to send after an error_page redirect (`=code`, `=`, or the original)."""
+        es = r.extra.get("error_status")
+        if es is None:
+            return status
+        if es == 0:
+            return status
+        return int(es)
+
+    # -- access log ------------------------------------------------------------------------
+
+    def log_access(self, r: RequestState, ex: Exchange) -> None:
+        r.body_bytes_sent = ex.body_bytes_sent
+        r.bytes_sent = ex.bytes_sent
+        if not r.status:
+            r.status = ex.status or (499 if ex.aborted else 0)
+        if ex.aborted and not ex.started and r.status != 444:
+            r.status = 499
+        loc = r.loc
+        s = loc.settings if loc is not None else r.server.settings
+        logs = s.access_log
+        if not logs:
+            return
+        self.rt.write_access(r, logs)
+
+
+def _trusted(addr: str, nets: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return "unix:" in nets and addr == "unix:"
+    for n in nets:
+        if n != "unix:" and ip in n:
+            return True
+    return False

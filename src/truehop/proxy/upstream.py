@@ -1,0 +1,628 @@
+"""proxy_pass: the upstream exchange.
+
+For one request: choose the upstream and the URI (nginx's replacement rules), write a new
+request (never the client's bytes: one framing header, `proxy_set_header` results, client
+headers minus hop-by-hop ones), pick a peer (balancer), reuse or open a connection (pool),
+send, read the response head, decide whether to try the next peer (`proxy_next_upstream`),
+then relay the response with back-pressure, abort the client on a broken upstream body, and
+return the connection to the pool only when the exchange ended cleanly. A `101` to a
+WebSocket upgrade the client really asked for turns both connections into a tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import time
+from typing import TYPE_CHECKING, Any
+
+from truehop.conf.model import LocationConf, Settings, UpstreamConf
+from truehop.http.events import Data, EndOfMessage, InformationalResponse, ProtocolError, Response
+from truehop.http.h1client import request_head_bytes
+from truehop.http.headers import HOP_BY_HOP, connection_tokens
+from truehop.net.downstream import ClientGone, Exchange
+from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
+from truehop.proxy.pipeline import Finish
+from truehop.route.state import RequestState
+from truehop.route.uri import escape_uri
+
+if TYPE_CHECKING:
+    from truehop.process.runtime import Runtime, UpstreamRuntime
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+# headers nginx never copies from the client when it writes the upstream request
+CLIENT_SKIP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "te", "upgrade",
+                         "transfer-encoding", "content-length", "expect", "http2-settings",
+                         "trailer"})
+# response headers nginx hides by default (proxy_hide_header's built-in list)
+HIDE_DEFAULT = frozenset({"date", "server", "x-pad", "x-accel-expires", "x-accel-redirect",
+                          "x-accel-limit-rate", "x-accel-buffering", "x-accel-charset"})
+RESPONSE_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                          "upgrade", "te", "trailer", "content-length", "http2-settings"})
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+STATUS_FLAGS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
+                403: "http_403", 404: "http_404", 429: "http_429"}
+
+
+class Attempt:
+    """State of one request's attempts across peers (nginx's u->peer.tries and friends)."""
+
+    __slots__ = ("tries_left", "deadline", "sent", "response_started")
+
+    def __init__(self, tries: int, deadline: float) -> None:
+        self.tries_left = tries
+        self.deadline = deadline
+        self.sent = False
+        self.response_started = False
+
+
+class Proxy:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    # -- target ------------------------------------------------------------------------
+
+    def target(self, r: RequestState, loc: LocationConf) -> tuple[UpstreamConf, str, str]:
+        """(upstream, scheme, URI for the request line)."""
+        pp = loc.proxy
+        assert pp is not None
+        if pp.dynamic is not None:
+            url = pp.dynamic.render(r)
+            low = url.lower()
+            if low.startswith("http://"):
+                scheme, rest = "http", url[7:]
+            elif low.startswith("https://"):
+                scheme, rest = "https", url[8:]
+            else:
+                self.rt.log.error(f'invalid URL prefix in "{url}"', r.conn, r)
+                raise Finish(500)
+            hostport, slash, path = rest.partition("/")
+            up = self.rt.dynamic_upstream(hostport, scheme)
+            if up is None:
+                self.rt.log.error(f'no resolver defined to resolve {hostport}', r.conn, r)
+                raise Finish(502)
+            r.proxy_host = hostport
+            r.proxy_port = hostport.rpartition(":")[2] if ":" in hostport else (
+                "443" if scheme == "https" else "80")
+            if slash:
+                uri = slash + path
+            else:
+                uri = self.default_uri(r)
+            return up, scheme, uri
+        assert pp.upstream is not None
+        r.proxy_host = pp.host_header
+        r.proxy_port = pp.port
+        if pp.uri is None or r.extra.get("uri_rewritten") or loc.modifier not in ("", "^~", "="):
+            if pp.uri is not None and r.extra.get("uri_rewritten"):
+                uri = escape_uri(r.uri) + ("?" + r.args if r.args else "")
+            else:
+                uri = self.default_uri(r)
+        else:
+            prefix = loc.pattern
+            rest = r.uri[len(prefix):] if r.uri.startswith(prefix) else r.uri
+            uri = escape_uri(pp.uri + rest) + ("?" + r.args if r.args else "")
+        return pp.upstream, pp.scheme, uri
+
+    @staticmethod
+    def default_uri(r: RequestState) -> str:
+        """No URI part: nginx passes the client's URI unchanged, unless it was rewritten or
+        the request was redirected internally, then the current (escaped) URI."""
+        if r.extra.get("uri_rewritten") or r.internal:
+            return escape_uri(r.uri) + ("?" + r.args if r.args else "")
+        h = r.head
+        return h.path + ("?" + h.query if h.query is not None else "")
+
+    # -- headers -----------------------------------------------------------------------
+
+    def build_headers(self, r: RequestState, s: Settings, upgrade_ok: bool
+                      ) -> tuple[list[tuple[str, str]], bool]:
+        """The upstream request's headers except framing; and whether Upgrade is forwarded."""
+        out: list[tuple[str, str]] = []
+        set_names: set[str] = set()
+        host_value: str | None = None
+        upgrading = False
+        for h in s.proxy_set_header or ():
+            lname = h.name.lower()
+            set_names.add(lname)
+            v = h.value.render(r)
+            if lname == "host":
+                host_value = v
+                continue
+            if not v:
+                continue  # an empty value removes the header
+            if lname == "upgrade":
+                if not upgrade_ok:
+                    continue
+                upgrading = True
+            elif lname == "connection":
+                if not upgrade_ok and "upgrade" in v.lower():
+                    continue
+            elif lname in ("content-length", "transfer-encoding"):
+                continue  # framing is ours
+            out.append((h.name, v))
+        if host_value is None:
+            host_value = r.proxy_host
+        if host_value:
+            out.insert(0, ("Host", host_value))
+        if s.proxy_http_version == "1.0" and "connection" not in set_names:
+            out.append(("Connection", "close"))
+        if s.proxy_pass_request_headers:
+            head = r.head
+            named = set()
+            for k, v in head.headers:
+                if k.lower() == "connection":
+                    named |= connection_tokens(v)
+            for k, v in head.headers:
+                lk = k.lower()
+                if lk in CLIENT_SKIP or lk in set_names or lk in named or lk in HOP_BY_HOP:
+                    continue
+                out.append((k, v))
+        return out, upgrading
+
+    # -- run ---------------------------------------------------------------------------
+
+    async def run(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
+        s = loc.settings
+        upstream, scheme, uri = self.target(r, loc)
+        urt = self.rt.upstream_runtime(upstream)
+        head = r.head
+        method = head.method
+        upgrade_ok = (head.upgrade == "websocket" and method == "GET" and head.version == "1.1"
+                      and _ws_key_ok(head.get("sec-websocket-key"),
+                                     head.get("sec-websocket-version")))
+        headers, upgrading = self.build_headers(r, s, upgrade_ok)
+        if head.upgrade is not None and not upgrading and upgrade_ok:
+            self.rt.detect.upgrade_not_forwarded(r, loc)
+
+        # the request body: read whole (proxy_request_buffering on) or streamed
+        body: bytes | None = None
+        stream_body = False
+        limit = s.client_max_body_size or (1 << 62)
+        has_body = head.chunked or bool(head.content_length)
+        if not s.proxy_pass_request_body or not has_body:
+            body = b""
+            if has_body:
+                await _discard(ex, limit, s.client_body_timeout)
+        elif s.proxy_request_buffering or s.proxy_http_version == "1.0" and head.chunked:
+            body = await ex.body.read_all(limit, s.client_body_timeout)
+        else:
+            stream_body = True
+        if body is not None:
+            if body or method in ("POST", "PUT", "PATCH") or has_body:
+                headers.append(("Content-Length", str(len(body))))
+        elif head.content_length is not None:
+            headers.append(("Content-Length", str(head.content_length)))
+        else:
+            headers.append(("Transfer-Encoding", "chunked"))
+        r.request_body_length = len(body) if body is not None else 0
+        try:
+            req_head = request_head_bytes(method, uri, headers, s.proxy_http_version or "1.1")
+        except ValueError:
+            raise Finish(400) from None
+        r.extra["upstream_uri"] = uri
+
+        tries = s.proxy_next_upstream_tries or 0
+        timeout_total = s.proxy_next_upstream_timeout or 0.0
+        now = time.monotonic()
+        att = Attempt(tries if tries else 1 << 30, now + timeout_total if timeout_total else 0.0)
+        flags = s.proxy_next_upstream or frozenset()
+        state = urt.balancer.start(now, self.hash_key(r, upstream))
+        last_error: UpstreamError | None = None
+        last_status = 502
+        retried_stale = False
+        sender: list[Any] = [None]
+        while True:
+            peer = state.next(time.monotonic())
+            if peer is None:
+                if last_error is None:
+                    self.rt.log.error("no live upstreams while connecting to upstream", r.conn, r)
+                    r.upstream_addr.append(upstream.name)
+                    r.upstream_status.append("502")
+                    r.upstream_response_time.append("0.000")
+                raise Finish(last_status)
+            addr = f"{peer.addr}:{peer.port}" if ":" not in peer.addr else \
+                f"[{peer.addr}]:{peer.port}"
+            r.upstream_addr.append(addr)
+            r.extra["upstream_url"] = f"{scheme}://{addr}{uri}"
+            started = time.monotonic()
+            conn: UpstreamConnection | None = None
+            try:
+                conn, reused = await self.acquire(urt, peer, scheme, s, r)
+                try:
+                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
+                except UpstreamError as e:
+                    if reused and not conn.received_any and e.kind == "error" and \
+                            not retried_stale and (method in IDEMPOTENT or not att.sent):
+                        # the keepalive race: the upstream closed an idle connection as we
+                        # reused it. Try once more on a fresh connection, same peer.
+                        retried_stale = True
+                        conn.abort()
+                        conn = await self.fresh(peer, scheme, s, r)
+                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
+                    else:
+                        raise
+            except UpstreamError as e:
+                elapsed = time.monotonic() - started
+                r.upstream_response_time.append(f"{elapsed:.3f}")
+                if conn is not None:
+                    conn.abort()
+                failed_kind = e.kind
+                status = 504 if failed_kind == "timeout" else 502
+                r.upstream_status.append(str(status))
+                self.rt.log.error(e.message, r.conn, r)
+                state.done(peer, time.monotonic(), failed=True)
+                last_error = e
+                last_status = status
+                if self.may_retry(failed_kind, flags, att, method, stream_body):
+                    continue
+                raise Finish(status) from None
+            # a response head arrived
+            status = resp.head.status
+            flag = STATUS_FLAGS.get(status)
+            if flag is not None and flag in flags and self.may_retry(flag, flags, att, method,
+                                                                     stream_body):
+                r.upstream_status.append(str(status))
+                r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+                state.done(peer, time.monotonic(), failed=flag not in ("http_403", "http_404"))
+                conn.abort()
+                last_status = status
+                last_error = UpstreamError("http", f"upstream answered {status}")
+                continue
+            state.done(peer, time.monotonic(), failed=False)
+            r.upstream_status.append(str(status))
+            await self.relay(r, ex, loc, s, urt, conn, resp, started, upgrading, head, sender[0])
+            return
+
+    def may_retry(self, kind: str, flags: frozenset[str], att: Attempt, method: str,
+                  streamed: bool) -> bool:
+        if kind not in flags and not (kind == "invalid_header" and "invalid_header" in flags):
+            return False
+        att.tries_left -= 1
+        if att.tries_left <= 0:
+            return False
+        if att.deadline and time.monotonic() >= att.deadline:
+            return False
+        if att.response_started:
+            return False
+        if att.sent and streamed:
+            return False
+        if att.sent and method not in IDEMPOTENT and "non_idempotent" not in flags:
+            return False
+        return True
+
+    def hash_key(self, r: RequestState, up: UpstreamConf) -> str | None:
+        if up.kind == "ip_hash":
+            return r.remote_addr
+        if up.kind == "hash" and up.hash_key is not None:
+            return up.hash_key.render(r)
+        return None
+
+    async def acquire(self, urt: UpstreamRuntime, peer: Any, scheme: str, s: Settings,
+                      r: RequestState) -> tuple[UpstreamConnection, bool]:
+        pool = urt.pool
+        if pool is not None:
+            conn = pool.acquire((peer.addr, peer.port), time.monotonic())
+            if conn is not None:
+                return conn, True
+        return await self.fresh(peer, scheme, s, r), False
+
+    async def fresh(self, peer: Any, scheme: str, s: Settings, r: RequestState
+                    ) -> UpstreamConnection:
+        ctx = None
+        sni = None
+        if scheme == "https":
+            ctx = self.rt.upstream_ssl_context(s)
+            if s.proxy_ssl_server_name:
+                name = s.proxy_ssl_name.render(r) if s.proxy_ssl_name else r.proxy_host
+                sni = name.rsplit(":", 1)[0] if not name.startswith("[") else None
+            elif s.proxy_ssl_verify:
+                sni = r.proxy_host.rsplit(":", 1)[0]
+        return await connect(peer.addr, peer.port, s.proxy_connect_timeout or 60.0, ctx, sni)
+
+    async def exchange(self, conn: UpstreamConnection, req_head: bytes, body: bytes | None,
+                       stream_body: bool, ex: Exchange, s: Settings, att: Attempt,
+                       self_sender: list[Any]) -> Response:
+        """Send the request and return the response head (1xx answers are consumed)."""
+        conn.start(ex.head.method, s.proxy_buffer_size or 8192)
+        send_timeout = s.proxy_send_timeout or 60.0
+        read_timeout = s.proxy_read_timeout or 60.0
+        if body is not None:
+            conn.write(req_head + body if len(body) < 65536 else req_head)
+            if len(body) >= 65536:
+                conn.write(body)
+            att.sent = True
+            await conn.drain(send_timeout)
+        else:
+            conn.write(req_head)
+            att.sent = True
+            sender = asyncio.ensure_future(self.stream_body(conn, ex, s))
+            try:
+                resp = await self.read_head(conn, read_timeout)
+            except BaseException:
+                sender.cancel()
+                raise
+            if not sender.done():
+                # the upstream answered before the body was sent: let it finish in background
+                # only when the response says the body is still wanted; else stop sending
+                self_sender[0] = sender
+            else:
+                exc = sender.exception()
+                if isinstance(exc, UpstreamError):
+                    raise exc
+            return resp
+        return await self.read_head(conn, read_timeout)
+
+    async def read_head(self, conn: UpstreamConnection, timeout: float) -> Response:
+        while True:
+            ev = await conn.next_event(timeout)
+            if type(ev) is Response:
+                return ev
+            if type(ev) is InformationalResponse:
+                continue
+            raise UpstreamError("invalid_header", "upstream sent no valid HTTP/1.0 header")
+
+    async def stream_body(self, conn: UpstreamConnection, ex: Exchange, s: Settings) -> None:
+        chunked = ex.head.content_length is None
+        timeout = s.client_body_timeout or 60.0
+        send_timeout = s.proxy_send_timeout or 60.0
+        while True:
+            chunk = await ex.body.read(timeout)
+            if chunk is None:
+                break
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await conn.drain(send_timeout)
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+
+    # -- response ----------------------------------------------------------------------
+
+    def response_headers(self, r: RequestState, s: Settings, loc: LocationConf,
+                         resp_headers: list[tuple[str, str]], keep_upgrade: bool
+                         ) -> list[tuple[str, str]]:
+        hide = HIDE_DEFAULT.union(s.proxy_hide_header or ())
+        passh = s.proxy_pass_header or ()
+        if passh:
+            hide = hide.difference(passh)
+        named: set[str] = set()
+        for k, v in resp_headers:
+            if k.lower() == "connection":
+                named |= connection_tokens(v)
+        out: list[tuple[str, str]] = []
+        for k, v in resp_headers:
+            lk = k.lower()
+            if lk in hide:
+                continue
+            if lk in RESPONSE_HOP or lk in named:
+                if keep_upgrade and lk in ("upgrade", "connection"):
+                    out.append((k, v))
+                continue
+            if lk in ("location", "refresh"):
+                v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
+            out.append((k, v))
+        return out
+
+    def rewrite_redirect(self, r: RequestState, s: Settings, loc: LocationConf, value: str,
+                         refresh: bool) -> str:
+        pr = s.proxy_redirect
+        if pr is None or pr.kind == "off":
+            return value
+        prefix_at = 0
+        if refresh:
+            i = value.lower().find("url=")
+            if i < 0:
+                return value
+            prefix_at = i + 4
+        target = value[prefix_at:]
+        if pr.kind == "default":
+            pp = loc.proxy
+            if pp is None or pp.dynamic is not None:
+                return value
+            base = f"{pp.scheme}://{pp.host_header}"
+            if pp.uri:
+                match, repl = base + pp.uri, loc.pattern
+            else:
+                match, repl = base + "/", "/"
+            if loc.modifier not in ("", "^~", "="):
+                return value
+            if target.startswith(match):
+                return value[:prefix_at] + repl + target[len(match):]
+            return value
+        for m, rep, is_re in pr.rules:
+            if is_re:
+                import re
+                pat = re.compile(m[2:] if m.startswith("~*") else m[1:],
+                                 re.I if m.startswith("~*") else 0)
+                mm = pat.match(target)
+                if mm:
+                    saved = r.captures
+                    r.captures = mm
+                    try:
+                        return value[:prefix_at] + rep.render(r) + target[mm.end():]
+                    finally:
+                        r.captures = saved
+            elif target.startswith(m):
+                return value[:prefix_at] + rep.render(r) + target[len(m):]
+        return value
+
+    async def relay(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
+                    urt: UpstreamRuntime, conn: UpstreamConnection, resp: Response,
+                    started: float, upgrading: bool, head: Any, sender: Any) -> None:
+        rh = resp.head
+        status = rh.status
+        r.upstream_headers = rh.headers
+        pipeline = self.rt.pipeline
+        if status == 101:
+            if not upgrading:
+                conn.abort()
+                self.rt.log.error("upstream sent unexpected 101 response", r.conn, r)
+                r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+                raise Finish(502)
+            accept = rh.get("sec-websocket-accept")
+            key = head.get("sec-websocket-key") or ""
+            if accept != _ws_accept(key):
+                conn.abort()
+                self.rt.log.error("upstream sent invalid Sec-WebSocket-Accept", r.conn, r)
+                r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+                raise Finish(502)
+            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+            await self.tunnel(r, ex, s, conn, rh)
+            return
+        # intercept errors into error_page
+        if s.proxy_intercept_errors and status >= 300 and s.error_page and status in s.error_page:
+            conn.abort()
+            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+            raise Finish(status)
+        headers = self.response_headers(r, s, loc, rh.headers, False)
+        headers = pipeline.filter_headers(r, status, headers)
+        final_status = pipeline.response_status(r, status)
+        if rh.get("x-accel-buffering", ) == "no" or not s.proxy_buffering:
+            conn.high_water = 16 * 1024
+        else:
+            n, size = s.proxy_buffers or (8, 8192)
+            conn.high_water = max(n * size, 16384)
+        self.rt.detect.on_response(r, loc, status, rh)
+        r.status = final_status
+        r.sent_headers = headers
+        cl = rh.content_length
+        no_body = ex.head.method == "HEAD" or status in (204, 304) or status < 200
+        ex.start_response(final_status, pipeline.server_headers(r) + headers,
+                          content_length=cl if (cl is not None) else (0 if no_body and
+                                                                      status != 304 and False
+                                                                      else None),
+                          reason=rh.reason if final_status == status else None)
+        read_timeout = s.proxy_read_timeout or 60.0
+        complete = False
+        try:
+            while True:
+                ev = await conn.next_event(read_timeout)
+                if type(ev) is Data:
+                    ex.write(ev.data)
+                    if ex.conn._write_paused:
+                        await ex.drain()
+                elif type(ev) is EndOfMessage:
+                    complete = True
+                    break
+        except UpstreamError as e:
+            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+            self.rt.log.error(e.message.replace("reading response header from upstream",
+                                                "reading upstream"), r.conn, r)
+            conn.abort()
+            ex.abort()
+            return
+        except (ClientGone, ProtocolError):
+            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+            conn.abort()
+            raise ClientGone("client closed connection") from None
+        r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+        ex.end()
+        if complete and urt.pool is not None and rh.keep_alive and conn.finished_cleanly():
+            if sender is None or sender.done():
+                urt.pool.release(conn, time.monotonic(), reusable=True)
+                return
+        conn.close()
+
+    async def tunnel(self, r: RequestState, ex: Exchange, s: Settings, conn: UpstreamConnection,
+                     rh: Any) -> None:
+        client = ex.conn
+        ct = client.transport
+        ut = conn.transport
+        assert ct is not None and ut is not None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        idle = max(s.proxy_read_timeout or 60.0, 1.0)
+        last = [time.monotonic()]
+
+        def finish(_exc: BaseException | None = None) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def to_upstream(data: bytes) -> None:
+            last[0] = time.monotonic()
+            ut.write(data)
+            if ut.get_write_buffer_size() > 1 << 20:
+                ct.pause_reading()
+                _resume_later(ut, ct, done)
+
+        def to_client(data: bytes) -> None:
+            last[0] = time.monotonic()
+            ct.write(data)
+            if ct.get_write_buffer_size() > 1 << 20:
+                ut.pause_reading()
+                _resume_later(ct, ut, done)
+
+        headers = self.response_headers(r, s, r.loc, rh.headers, True)
+        r.status = 101
+        r.sent_headers = headers
+        from truehop.http.h1 import response_head_bytes
+        data = response_head_bytes(101, self.rt.pipeline.server_headers(r) + headers, "1.1",
+                                   rh.reason or "Switching Protocols")
+        ex.started = True
+        ex.status = 101
+        ex.keep_alive = False
+        ex.bytes_sent += len(data)
+        ct.write(data)
+        up_left = conn.take_unparsed()
+        conn.tunnel = to_client
+        conn.tunnel_lost = finish
+        client_left = client.detach(to_upstream, finish)
+        if up_left:
+            to_client(up_left)
+        if client_left:
+            to_upstream(client_left)
+        self.rt.tunnels.add(done)
+        try:
+            while not done.done():
+                remaining = idle - (time.monotonic() - last[0])
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), remaining)
+                except TimeoutError:
+                    continue
+        finally:
+            self.rt.tunnels.discard(done)
+            conn.abort() if not conn.closed else None
+            ut.close()
+            client.close()
+            ex.finished = True
+            client.exchange_done(ex)
+
+
+def _resume_later(dst: asyncio.Transport, src: asyncio.Transport, done: asyncio.Future[None]
+                  ) -> None:
+    loop = asyncio.get_running_loop()
+
+    def check() -> None:
+        if done.done() or dst.is_closing():
+            return
+        if dst.get_write_buffer_size() < 1 << 18:
+            src.resume_reading()
+        else:
+            loop.call_later(0.02, check)
+    loop.call_later(0.02, check)
+
+
+async def _discard(ex: Exchange, limit: int, timeout: float | None) -> None:
+    await ex.body.read_all(limit, timeout)
+
+
+def _ws_key_ok(key: str | None, version: str | None) -> bool:
+    if not key or version != "13":
+        return False
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+def _ws_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
