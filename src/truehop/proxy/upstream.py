@@ -499,8 +499,7 @@ class Proxy:
                 ev = await conn.next_event(read_timeout)
                 if type(ev) is Data:
                     ex.write(ev.data)
-                    if ex.conn._write_paused:
-                        await ex.drain()
+                    await ex.drain()
                 elif type(ev) is EndOfMessage:
                     complete = True
                     break
