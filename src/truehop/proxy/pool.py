@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 __all__ = ["KeepalivePool", "PooledConnection", "expired", "should_keep"]
 
@@ -73,12 +73,15 @@ def expired(conn: PooledConnection, now: float, idle_timeout: float) -> bool:
     return conn.is_closed() or now - conn.idle_since >= idle_timeout
 
 
+C = TypeVar("C", bound=PooledConnection)
+
+
 def _hostport(key: tuple[str, int]) -> str:
     addr, port = key
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-class KeepalivePool:
+class KeepalivePool(Generic[C]):
     """Idle connections of one upstream block in one worker, least recently used first."""
 
     def __init__(self, max_idle: int, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
@@ -90,25 +93,25 @@ class KeepalivePool:
         self.max_time = max_time
         self.local = local
         # id(conn) -> (conn, tag); insertion order = LRU first, MRU last
-        self._idle: OrderedDict[int, tuple[PooledConnection, Hashable]] = OrderedDict()
+        self._idle: OrderedDict[int, tuple[C, Hashable]] = OrderedDict()
         # peer_key -> id(conn) -> conn, same order, for lookups by peer
-        self._by_peer: dict[tuple[str, int], OrderedDict[int, PooledConnection]] = {}
+        self._by_peer: dict[tuple[str, int], OrderedDict[int, C]] = {}
 
     # -- decisions bound to this pool's limits -------------------------------------------
 
-    def should_keep(self, conn: PooledConnection, now: float, response_keep_alive: bool,
+    def should_keep(self, conn: C, now: float, response_keep_alive: bool,
                     exchange_complete: bool) -> bool:
         return self.max_idle > 0 and should_keep(
             conn, now, response_keep_alive, exchange_complete,
             max_requests=self.max_requests, max_time=self.max_time)
 
-    def is_expired(self, conn: PooledConnection, now: float) -> bool:
+    def is_expired(self, conn: C, now: float) -> bool:
         return expired(conn, now, self.idle_timeout)
 
     # -- operations ------------------------------------------------------------------------
 
     def acquire(self, peer_key: tuple[str, int], now: float,
-                tag: Hashable = None) -> PooledConnection | None:
+                tag: Hashable = None) -> C | None:
         """An idle connection to `peer_key`, most recently used first, or None. Expired
         and closed connections met on the way are dropped and closed. With `local`, only
         a connection stored under the same `tag` is returned."""
@@ -127,7 +130,7 @@ class KeepalivePool:
             return conn
         return None
 
-    def release(self, conn: PooledConnection, now: float, reusable: bool = True,
+    def release(self, conn: C, now: float, reusable: bool = True,
                 tag: Hashable = None) -> bool:
         """Give a connection back after an exchange. It is stored if `reusable` (the caller
         found the exchange clean and the response keep-alive) and within keepalive_requests
@@ -176,7 +179,7 @@ class KeepalivePool:
     def __len__(self) -> int:
         return len(self._idle)
 
-    def __iter__(self) -> Iterator[PooledConnection]:
+    def __iter__(self) -> Iterator[C]:
         """Idle connections, least recently used first."""
         return iter([c for c, _t in self._idle.values()])
 
@@ -191,7 +194,7 @@ class KeepalivePool:
             parts.append(f"{_hostport(key)}={len(self._by_peer[key])}")
         return f"<KeepalivePool {' '.join(parts)}>"
 
-    def _remove(self, cid: int, conn: PooledConnection) -> None:
+    def _remove(self, cid: int, conn: C) -> None:
         self._idle.pop(cid, None)
         bucket = self._by_peer.get(conn.peer_key)
         if bucket is not None:
