@@ -59,7 +59,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httptools
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BIG_PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/\n"
 READ_SIZE = 65536
 
@@ -656,6 +656,10 @@ class BackgroundApp:
             loop.run_forever()
         finally:
             loop.run_until_complete(self.app.close())
+            tasks = asyncio.all_tasks(loop)
+            for t in tasks:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
