@@ -370,10 +370,13 @@ class _ServerProcess:
     def error_log(self) -> str:
         return read(self.error_log_path)
 
-    def access_log(self, name: str = "access.log") -> str:
-        """The access log at ``tmp_path/name`` (a config writes ``access_log access.log;`` or
-        ``logs/access.log``, both relative to the prefix = tmp_path)."""
-        return read(self.tmp_path / name)
+    def access_log(self, name: str | None = None) -> str:
+        """The access log at ``tmp_path/name`` (paths in the config are relative to the prefix,
+        which is tmp_path). Without ``name``: ``access.log``, else the default
+        ``logs/access.log``."""
+        if name is not None:
+            return read(self.tmp_path / name)
+        return read(self.tmp_path / "access.log") or read(self.tmp_path / "logs/access.log")
 
     def stderr(self) -> str:
         return read(self.stderr_path)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -104,7 +105,7 @@ def test_content_length_body(upstream: BackgroundApp) -> None:
 
 
 def test_chunked_request_body(upstream: BackgroundApp) -> None:
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[bytes]:
         yield b"hello "
         yield b"chunked "
         yield b"world"
@@ -386,7 +387,7 @@ def test_background_app_stop_closes_idle_connections() -> None:
         s.close()
 
 
-def test_upstreams_fixture(upstreams) -> None:  # type: ignore[no-untyped-def]
+def test_upstreams_fixture(upstreams: Callable[..., list[BackgroundApp]]) -> None:
     a, b = upstreams(2)
     assert (a.name, b.name) == ("a", "b") and a.port != b.port
     assert httpx.get(b.url()).headers["x-upstream"] == "b"
@@ -397,7 +398,7 @@ def test_cli_prints_listening_on_stderr() -> None:
     p = subprocess.Popen([sys.executable, "-m", "truehop.demo.app", "--port", str(port),
                           "--name", "cli"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_port(port, proc=p)  # type: ignore[arg-type]
+        wait_port(port, proc=p)
         assert httpx.get(f"http://127.0.0.1:{port}/").json()["app"] == "cli"
     finally:
         p.terminate()
@@ -479,7 +480,8 @@ def _demo_conf_with(http: int, a: int, b: int) -> str:
 
 
 @pytest.mark.nginx
-def test_demo_conf_under_nginx(tmp_path: Path, upstreams) -> None:  # type: ignore[no-untyped-def]
+def test_demo_conf_under_nginx(tmp_path: Path,
+                               upstreams: Callable[..., list[BackgroundApp]]) -> None:
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")
     a, b = upstreams(2)
