@@ -5,8 +5,15 @@ Everything is deterministic: the clock is the `now` each call receives.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -479,3 +486,88 @@ def test_repr() -> None:
     assert repr(st) == "<BalancerState backend primary tries=1 tried=[0]>"
     assert isinstance(st, BalancerState)
     assert repr(Peer("::1", 8080)) == "[::1]:8080 weight=1 eff=1 cur=0 fails=0/1 conns=0"
+
+
+# -- differential: the same keys through a real nginx --------------------------------------
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                  else None)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.nginx
+@pytest.mark.skipif(NGINX is None, reason="nginx not installed")
+def test_same_choices_as_nginx(tmp_path: Path) -> None:
+    front, pa, pb, pc = _free_ports(4)
+    servers = (f"server 127.0.0.1:{pa}; server 127.0.0.1:{pb} weight=2;"
+               f" server 127.0.0.1:{pc};")
+    (tmp_path / "nginx.conf").write_text(f"""
+daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;
+events {{}}
+http {{
+  access_log off;
+  upstream ch {{ hash $arg_k consistent; {servers} }}
+  upstream h  {{ hash $arg_k; {servers} }}
+  upstream ip {{ ip_hash; {servers} }}
+  server {{ listen 127.0.0.1:{pa}; return 200 a; }}
+  server {{ listen 127.0.0.1:{pb}; return 200 b; }}
+  server {{ listen 127.0.0.1:{pc}; return 200 c; }}
+  server {{ listen 127.0.0.1:{front};
+    set_real_ip_from 127.0.0.1; real_ip_header X-Real-IP;
+    location /ch {{ proxy_pass http://ch; }}
+    location /h {{ proxy_pass http://h; }}
+    location /ip {{ proxy_pass http://ip; }}
+  }}
+}}
+""")
+    assert NGINX is not None
+    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", front), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip("nginx did not start")
+                time.sleep(0.05)
+
+        def get(path: str, headers: dict[str, str] | None = None) -> str:
+            req = urllib.request.Request(f"http://127.0.0.1:{front}{path}",
+                                         headers=headers or {})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return str(resp.read().decode())
+
+        conf = [PeerConf("127.0.0.1", pa), PeerConf("127.0.0.1", pb, weight=2),
+                PeerConf("127.0.0.1", pc)]
+        letter = {pa: "a", pb: "b", pc: "c"}
+
+        def ours(b: UpstreamBalancer, key: str) -> str:
+            st = b.start(0.0, key)
+            p = st.next(0.0)
+            assert p is not None
+            st.done(p, 0.0, False)
+            return letter[p.port]
+
+        for kind, path in (("hash consistent", "/ch"), ("hash", "/h")):
+            b = UpstreamBalancer.build(kind, conf)
+            for i in range(100):
+                assert get(f"{path}?k=key{i}") == ours(b, f"key{i}"), (kind, i)
+        b = UpstreamBalancer.build("ip_hash", conf)
+        for i in range(100):
+            ip = f"10.{i % 251}.{i * 7 % 253}.9"
+            assert get("/ip", {"X-Real-IP": ip}) == ours(b, ip), ip
+    finally:
+        proc.terminate()
+        proc.wait(10)
