@@ -57,7 +57,8 @@ class UpstreamRuntime:
         self.pool: KeepalivePool | None = None
         if conf.keepalive and not conf.implicit:
             self.pool = KeepalivePool(conf.keepalive, conf.keepalive_timeout,
-                                      conf.keepalive_requests, conf.keepalive_time)
+                                      conf.keepalive_requests, conf.keepalive_time,
+                                      local=conf.keepalive_local)
 
 
 def _limits(srv: ServerConf) -> H1Limits:

@@ -252,7 +252,9 @@ class Proxy:
                 status = 504 if failed_kind == "timeout" else 502
                 r.upstream_status.append(str(status))
                 self.rt.log.error(e.message, r.conn, r)
-                state.done(peer, time.monotonic(), failed=True)
+                if state.done(peer, time.monotonic(), failed=True):
+                    self.rt.log.warn("upstream server temporarily disabled while "
+                                     + e.message.split(" while ")[-1], r.conn, r)
                 last_error = e
                 last_status = status
                 if self.may_retry(failed_kind, flags, att, method, stream_body):
