@@ -1,0 +1,702 @@
+"""The directives truehop accepts: one table, in nginx's own terms.
+
+Each accepted directive has a `Spec`: its name, the contexts nginx allows it in (those
+truehop implements), its arity in nginx's notation (`TAKE12`, `1MORE`, `FLAG`, ...), whether
+it opens a block, the nginx module it comes from and a one-line description. The contexts
+and arities were taken from nginx 1.30's `ngx_command_t` tables, so a file that nginx
+refuses for its structure is refused here with the same words and line:
+
+* `unknown directive "proxy_pas"`
+* `"map" directive is not allowed here`
+* `directive "server" has no opening "{"`, `directive "root" is not terminated by ";"`
+* `invalid number of arguments in "listen" directive`
+* `"events" directive is duplicate` (for the blocks that can appear once)
+
+A real nginx directive that truehop does not implement is refused by name, with its module,
+never ignored: `"gzip" directive is not supported by truehop (ngx_http_gzip_module)`.
+`UNSUPPORTED` lists every directive of nginx 1.30 (http, core, events, stream, mail) that
+is not in the accepted table, plus well-known third-party and NGINX Plus ones.
+
+Values are not parsed here (the compiler does that); only names, contexts, blocks and arity.
+The bodies of `map` and `types` are key/value lists, not directives, and are not checked.
+
+Contexts: "main", "events", "http", "server", "location", "upstream", "if_server" (an `if`
+in a server), "if_location" (an `if` in a location), "map", "types", "limit_except".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from truehop.conf.ast import ConfigError, Directive
+from truehop.conf.lexer import COMMAND_LINE
+
+MAIN = "main"
+EVENTS = "events"
+HTTP = "http"
+SERVER = "server"
+LOCATION = "location"
+UPSTREAM = "upstream"
+IF_SERVER = "if_server"
+IF_LOCATION = "if_location"
+MAP = "map"
+TYPES = "types"
+LIMIT_EXCEPT = "limit_except"
+
+CONTEXTS = (MAIN, EVENTS, HTTP, SERVER, LOCATION, UPSTREAM, IF_SERVER, IF_LOCATION, MAP, TYPES,
+            LIMIT_EXCEPT)
+
+# Blocks whose bodies are data for the directive, not directives.
+DATA_BLOCKS = frozenset({MAP, TYPES})
+
+# nginx's argument-count flags: the numbers of arguments each accepts (None: no upper bound).
+ARITIES: dict[str, tuple[frozenset[int], int | None]] = {
+    "NOARGS": (frozenset({0}), None),
+    "TAKE1": (frozenset({1}), None),
+    "TAKE2": (frozenset({2}), None),
+    "TAKE3": (frozenset({3}), None),
+    "TAKE12": (frozenset({1, 2}), None),
+    "TAKE13": (frozenset({1, 3}), None),
+    "TAKE23": (frozenset({2, 3}), None),
+    "TAKE123": (frozenset({1, 2, 3}), None),
+    "TAKE1234": (frozenset({1, 2, 3, 4}), None),
+    "FLAG": (frozenset({1}), None),
+    "1MORE": (frozenset(), 1),
+    "2MORE": (frozenset(), 2),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One accepted directive in one set of contexts (nginx has two `server` directives,
+    two `keepalive_timeout`s...: one Spec each)."""
+
+    name: str
+    contexts: frozenset[str]
+    arity: str  # a key of ARITIES
+    module: str
+    doc: str
+    block: bool = False
+    supported: bool = True  # False: nginx allows it here, truehop does not implement it
+    unique: bool = False  # may appear once per block ("is duplicate")
+
+    def takes(self, n: int) -> bool:
+        exact, at_least = ARITIES[self.arity]
+        if at_least is not None:
+            return n >= at_least
+        return n in exact
+
+    @property
+    def child_context(self) -> str | None:
+        """The context of this directive's block (for `if`, see `child_context_of`)."""
+        return _CHILD.get(self.name) if self.block else None
+
+
+_CHILD = {"events": EVENTS, "http": HTTP, "server": SERVER, "location": LOCATION,
+          "upstream": UPSTREAM, "map": MAP, "types": TYPES, "limit_except": LIMIT_EXCEPT}
+
+
+def child_context_of(name: str, parent: str) -> str | None:
+    """Context of the block of directive `name` written in context `parent`."""
+    if name == "if":
+        return IF_SERVER if parent == SERVER else IF_LOCATION
+    return _CHILD.get(name)
+
+
+M = frozenset({MAIN})
+EV = frozenset({EVENTS})
+H = frozenset({HTTP})
+HS = frozenset({HTTP, SERVER})
+HSL = frozenset({HTTP, SERVER, LOCATION})
+HSLI = frozenset({HTTP, SERVER, LOCATION, IF_LOCATION})
+S = frozenset({SERVER})
+SL = frozenset({SERVER, LOCATION})
+L = frozenset({LOCATION})
+LI = frozenset({LOCATION, IF_LOCATION})
+U = frozenset({UPSTREAM})
+REWRITE = frozenset({SERVER, IF_SERVER, LOCATION, IF_LOCATION})
+ANY = frozenset({MAIN, EVENTS, HTTP, SERVER, LOCATION, UPSTREAM, IF_SERVER, IF_LOCATION,
+                 LIMIT_EXCEPT, MAP, TYPES})
+
+CORE = "ngx_core_module"
+HCORE = "ngx_http_core_module"
+PROXY = "ngx_http_proxy_module"
+SSL = "ngx_http_ssl_module"
+UPS = "ngx_http_upstream_module"
+REWR = "ngx_http_rewrite_module"
+KA = "ngx_http_upstream_keepalive_module"
+
+
+def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *,
+       block: bool = False, supported: bool = True, unique: bool = False) -> Spec:
+    assert arity in ARITIES, arity
+    return Spec(name, contexts, arity, module, doc, block, supported, unique)
+
+
+SPECS: tuple[Spec, ...] = (
+    # --- main ------------------------------------------------------------------------------
+    _d("worker_processes", M, "TAKE1", CORE, "number of worker processes, or auto (= cores)"),
+    _d("pid", M, "TAKE1", CORE, "file the master writes its pid to (off: none)"),
+    _d("error_log", M | HSL, "1MORE", CORE, "error log file and minimum level"),
+    _d("daemon", M, "FLAG", CORE, "detach from the terminal (truehop runs in the foreground by default)"),
+    _d("worker_shutdown_timeout", M, "TAKE1", CORE, "how long old workers may finish requests after reload/quit"),
+    _d("user", M, "TAKE12", CORE, "user (and group) the workers run as"),
+    _d("worker_rlimit_nofile", M, "TAKE1", CORE, "open-file limit of the workers (accepted)"),
+    _d("pcre_jit", M, "FLAG", CORE, "regex JIT (accepted, no effect)"),
+    _d("include", ANY, "TAKE1", CORE, "read another file (glob) here, at parse time"),
+    _d("events", M, "NOARGS", CORE, "connection processing block", block=True, unique=True),
+    _d("http", M, "NOARGS", HCORE, "the HTTP server block", block=True, unique=True),
+    # --- events ----------------------------------------------------------------------------
+    _d("worker_connections", EV, "TAKE1", CORE, "maximum simultaneous connections per worker"),
+    _d("use", EV, "TAKE1", CORE, "connection processing method (accepted, uvloop is used)"),
+    _d("multi_accept", EV, "FLAG", CORE, "accept all pending connections at once"),
+    # --- upstream --------------------------------------------------------------------------
+    _d("upstream", H, "TAKE1", UPS, "a named group of servers", block=True),
+    _d("server", U, "1MORE", UPS, "a server of the group: address weight= max_fails= fail_timeout= backup down"),
+    _d("resolver", U, "1MORE", UPS, "resolver for servers with `resolve`", supported=False),
+    _d("resolver_timeout", U, "TAKE1", UPS, "resolver timeout for the group", supported=False),
+    _d("keepalive", U, "TAKE12", KA, "idle keepalive connections cached per worker [local]"),
+    _d("keepalive_timeout", U, "TAKE1", KA, "how long an idle upstream connection is kept"),
+    _d("keepalive_requests", U, "TAKE1", KA, "requests per upstream connection before it is closed"),
+    _d("keepalive_time", U, "TAKE1", KA, "maximum lifetime of an upstream connection"),
+    _d("least_conn", U, "NOARGS", "ngx_http_upstream_least_conn_module", "balance to the server with fewest active connections"),
+    _d("ip_hash", U, "NOARGS", "ngx_http_upstream_ip_hash_module", "balance by client address (/24 for IPv4)"),
+    _d("hash", U, "TAKE12", "ngx_http_upstream_hash_module", "balance by a key [consistent]"),
+    # --- http structure --------------------------------------------------------------------
+    _d("map", H, "TAKE2", "ngx_http_map_module", "a variable whose value depends on another", block=True),
+    _d("map_hash_bucket_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning (accepted, ignored)"),
+    _d("map_hash_max_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning (accepted, ignored)"),
+    _d("server", H, "NOARGS", HCORE, "a virtual server", block=True),
+    _d("listen", S, "1MORE", HCORE, "address and port to accept connections on, with options"),
+    _d("server_name", S, "1MORE", HCORE, "names of the virtual server (exact, wildcard, ~regex)"),
+    _d("location", SL, "TAKE12", HCORE, "configuration for a request URI ([=|~|~*|^~] uri, or @name)", block=True),
+    _d("types", HSL, "NOARGS", HCORE, "file extension -> MIME type table", block=True),
+    _d("log_format", H, "2MORE", "ngx_http_log_module", "a named access log format [escape=]"),
+    _d("access_log", HSLI, "1MORE", "ngx_http_log_module", "access log path [format [buffer= flush= if=]] or off"),
+    # --- content ---------------------------------------------------------------------------
+    _d("root", HSLI, "TAKE1", HCORE, "document root: file = root + URI"),
+    _d("alias", L, "TAKE1", HCORE, "replace the location's prefix with this path"),
+    _d("index", HSL, "1MORE", "ngx_http_index_module", "files tried for a URI ending in /"),
+    _d("try_files", SL, "2MORE", HCORE, "check files in order, else the last parameter (URI, @name or =code)"),
+    _d("autoindex", HSL, "FLAG", "ngx_http_autoindex_module", "directory listings"),
+    _d("default_type", HSL, "TAKE1", HCORE, "MIME type when the extension is not in types"),
+    _d("expires", HSLI, "TAKE12", "ngx_http_headers_module", "Expires and Cache-Control max-age of responses"),
+    _d("add_header", HSLI, "TAKE23", "ngx_http_headers_module", "add a response header [always]"),
+    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]"),
+    _d("error_page", HSLI, "2MORE", HCORE, "URI (or redirect) shown for the given status codes"),
+    _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects"),
+    _d("log_not_found", HSL, "FLAG", HCORE, "log file-not-found errors"),
+    _d("etag", HSL, "FLAG", HCORE, "ETag on static files"),
+    _d("if_modified_since", HSL, "TAKE1", HCORE, "how If-Modified-Since is compared (off|exact|before)"),
+    _d("max_ranges", HSL, "TAKE1", HCORE, "maximum byte ranges per request"),
+    _d("open_file_cache", HSL, "TAKE12", HCORE, "open file descriptor cache (accepted)"),
+    _d("disable_symlinks", HSL, "TAKE12", HCORE, "refuse symbolic links when opening files"),
+    _d("sendfile", HSLI, "FLAG", HCORE, "use sendfile() for static files"),
+    _d("tcp_nopush", HSL, "FLAG", HCORE, "TCP_CORK with sendfile"),
+    _d("tcp_nodelay", HSL, "FLAG", HCORE, "TCP_NODELAY on keepalive connections"),
+    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request (accepted)"),
+    # --- proxy -----------------------------------------------------------------------------
+    _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to"),
+    _d("proxy_set_header", HSL, "TAKE2", PROXY, "set (or remove, if empty) a header sent upstream"),
+    _d("proxy_http_version", HSL, "TAKE1", PROXY, "HTTP version spoken to the upstream (1.0|1.1)"),
+    _d("proxy_buffering", HSL, "FLAG", PROXY, "buffer upstream responses"),
+    _d("proxy_buffer_size", HSL, "TAKE1", PROXY, "buffer for the upstream response head"),
+    _d("proxy_buffers", HSL, "TAKE2", PROXY, "number and size of response buffers per request"),
+    _d("proxy_busy_buffers_size", HSL, "TAKE1", PROXY, "buffers that may be busy sending to the client"),
+    _d("proxy_request_buffering", HSL, "FLAG", PROXY, "read the whole request body before proxying"),
+    _d("proxy_connect_timeout", HSL, "TAKE1", PROXY, "timeout for connecting to the upstream"),
+    _d("proxy_read_timeout", HSL, "TAKE1", PROXY, "timeout between two reads from the upstream"),
+    _d("proxy_send_timeout", HSL, "TAKE1", PROXY, "timeout between two writes to the upstream"),
+    _d("proxy_next_upstream", HSL, "1MORE", PROXY, "failures that make a request go to the next server"),
+    _d("proxy_next_upstream_tries", HSL, "TAKE1", PROXY, "limit of tries over servers (0: none)"),
+    _d("proxy_next_upstream_timeout", HSL, "TAKE1", PROXY, "time limit for trying servers (0: none)"),
+    _d("proxy_redirect", HSL, "TAKE12", PROXY, "rewrite Location/Refresh of upstream responses"),
+    _d("proxy_pass_request_headers", HSL, "FLAG", PROXY, "send the client's headers upstream"),
+    _d("proxy_pass_request_body", HSL, "FLAG", PROXY, "send the client's body upstream"),
+    _d("proxy_hide_header", HSL, "TAKE1", PROXY, "do not pass this upstream response header"),
+    _d("proxy_pass_header", HSL, "TAKE1", PROXY, "pass an upstream header nginx hides by default"),
+    _d("proxy_intercept_errors", HSL, "FLAG", PROXY, "answer upstream codes >= 300 with error_page"),
+    _d("proxy_ignore_headers", HSL, "1MORE", PROXY, "upstream response headers whose meaning is ignored"),
+    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering"),
+    _d("proxy_cookie_domain", HSL, "TAKE12", PROXY, "rewrite the domain of Set-Cookie (accepted)"),
+    _d("proxy_cookie_path", HSL, "TAKE12", PROXY, "rewrite the path of Set-Cookie (accepted)"),
+    _d("proxy_ssl_server_name", HSL, "FLAG", PROXY, "send SNI to an https upstream"),
+    _d("proxy_ssl_verify", HSL, "FLAG", PROXY, "verify the https upstream's certificate"),
+    _d("proxy_ssl_trusted_certificate", HSL, "TAKE1", PROXY, "CA certificates for proxy_ssl_verify"),
+    _d("proxy_ssl_name", HSL, "TAKE1", PROXY, "name used for SNI and verification"),
+    _d("proxy_ssl_protocols", HSL, "1MORE", PROXY, "TLS versions toward the upstream"),
+    # --- client side -----------------------------------------------------------------------
+    _d("client_max_body_size", HSL, "TAKE1", HCORE, "largest request body allowed (0: no limit)"),
+    _d("client_body_buffer_size", HSL, "TAKE1", HCORE, "request body buffer size"),
+    _d("client_body_timeout", HSL, "TAKE1", HCORE, "timeout between two reads of the request body"),
+    _d("client_header_buffer_size", HS, "TAKE1", HCORE, "buffer for the request head"),
+    _d("client_header_timeout", HS, "TAKE1", HCORE, "timeout for reading the request head"),
+    _d("large_client_header_buffers", HS, "TAKE2", HCORE, "number and size of buffers for long heads"),
+    _d("send_timeout", HSL, "TAKE1", HCORE, "timeout between two writes to the client"),
+    _d("keepalive_timeout", HSL, "TAKE12", HCORE, "idle client keepalive timeout [header value]"),
+    _d("keepalive_requests", HSL, "TAKE1", HCORE, "requests per client connection"),
+    _d("keepalive_time", HSL, "TAKE1", HCORE, "maximum lifetime of a client connection"),
+    _d("server_tokens", HSL, "TAKE1", HCORE, "version in Server header and error pages (on|off|build)"),
+    _d("absolute_redirect", HSL, "FLAG", HCORE, "redirects issued by the server are absolute"),
+    _d("server_name_in_redirect", HSL, "FLAG", HCORE, "use the primary server_name in redirects"),
+    _d("port_in_redirect", HSL, "FLAG", HCORE, "put the port in absolute redirects"),
+    _d("merge_slashes", HS, "FLAG", HCORE, "compress // in URIs"),
+    _d("underscores_in_headers", HS, "FLAG", HCORE, "accept underscores in header names"),
+    _d("ignore_invalid_headers", HS, "FLAG", HCORE, "drop headers with invalid names"),
+    _d("chunked_transfer_encoding", HSL, "FLAG", HCORE, "chunked responses to HTTP/1.1 clients"),
+    _d("http2", HS, "FLAG", "ngx_http_v2_module", "HTTP/2 on this server's listeners"),
+    _d("http2_max_concurrent_streams", HS, "TAKE1", "ngx_http_v2_module", "concurrent HTTP/2 streams per connection"),
+    # --- TLS -------------------------------------------------------------------------------
+    _d("ssl_certificate", HS, "TAKE1", SSL, "certificate (chain) file in PEM"),
+    _d("ssl_certificate_key", HS, "TAKE1", SSL, "private key file in PEM"),
+    _d("ssl_protocols", HS, "1MORE", SSL, "enabled TLS versions"),
+    _d("ssl_ciphers", HS, "TAKE1", SSL, "OpenSSL cipher list"),
+    _d("ssl_prefer_server_ciphers", HS, "FLAG", SSL, "server cipher order wins"),
+    _d("ssl_session_cache", HS, "TAKE12", SSL, "TLS session cache"),
+    _d("ssl_session_timeout", HS, "TAKE1", SSL, "TLS session lifetime"),
+    _d("ssl_session_tickets", HS, "FLAG", SSL, "TLS session tickets"),
+    _d("ssl_dhparam", HS, "TAKE1", SSL, "DH parameters file"),
+    _d("ssl_stapling", HS, "FLAG", SSL, "OCSP stapling"),
+    _d("ssl_stapling_verify", HS, "FLAG", SSL, "verify OCSP responses"),
+    _d("ssl_trusted_certificate", HS, "TAKE1", SSL, "CA certificates for stapling"),
+    # --- real ip, resolver -----------------------------------------------------------------
+    _d("set_real_ip_from", HSL, "TAKE1", "ngx_http_realip_module", "trusted address (CIDR) whose header gives the client address"),
+    _d("real_ip_header", HSL, "TAKE1", "ngx_http_realip_module", "header carrying the client address"),
+    _d("real_ip_recursive", HSL, "FLAG", "ngx_http_realip_module", "skip trusted addresses from the right"),
+    _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables"),
+    _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout"),
+    # --- rewrite ---------------------------------------------------------------------------
+    _d("set", REWRITE, "TAKE2", REWR, "set a variable"),
+    _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True),
+    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]"),
+    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives"),
+    # --- hash tuning (accepted, ignored) ---------------------------------------------------
+    _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning (accepted, ignored)"),
+    _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning (accepted, ignored)"),
+    _d("types_hash_max_size", HSL, "TAKE1", HCORE, "types hash tuning (accepted, ignored)"),
+    _d("types_hash_bucket_size", HSL, "TAKE1", HCORE, "types hash tuning (accepted, ignored)"),
+    _d("variables_hash_max_size", H, "TAKE1", HCORE, "variables hash tuning (accepted, ignored)"),
+    _d("variables_hash_bucket_size", H, "TAKE1", HCORE, "variables hash tuning (accepted, ignored)"),
+)
+
+BY_NAME: dict[str, tuple[Spec, ...]] = {}
+for _s in SPECS:
+    BY_NAME[_s.name] = (*BY_NAME.get(_s.name, ()), _s)
+del _s
+
+
+def _names(modules: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for module, names in modules.items():
+        for n in names.split():
+            out.setdefault(n, module)
+    return out
+
+
+# Every nginx 1.30 directive truehop does not accept, by documented module name.
+_NGINX_UNSUPPORTED: dict[str, str] = {
+    'ngx_core_module': (
+        "accept_mutex accept_mutex_delay acceptex_read debug_connection debug_points "
+        "devpoll_changes devpoll_events env epoll_events eventport_events iocp_threads "
+        "kqueue_changes kqueue_events load_module lock_file master_process post_acceptex "
+        "quic_bpf ssl_engine ssl_object_cache_inheritable thread_pool timer_resolution "
+        "worker_aio_requests worker_cpu_affinity worker_priority worker_rlimit_core "
+        "working_directory"
+    ),
+    'ngx_google_perftools_module': (
+        "google_perftools_profiles"
+    ),
+    'ngx_http_access_module': (
+        "allow deny"
+    ),
+    'ngx_http_addition_module': (
+        "add_after_body add_before_body addition_types"
+    ),
+    'ngx_http_auth_basic_module': (
+        "auth_basic auth_basic_user_file"
+    ),
+    'ngx_http_auth_request_module': (
+        "auth_request auth_request_set"
+    ),
+    'ngx_http_autoindex_module': (
+        "autoindex_exact_size autoindex_format autoindex_localtime"
+    ),
+    'ngx_http_browser_module': (
+        "ancient_browser ancient_browser_value modern_browser modern_browser_value"
+    ),
+    'ngx_http_charset_module': (
+        "charset charset_map charset_types override_charset source_charset"
+    ),
+    'ngx_http_core_module': (
+        "aio aio_write auth_delay client_body_in_file_only client_body_in_single_buffer "
+        "client_body_temp_path connection_pool_size directio directio_alignment early_hints "
+        "gzip_disable gzip_http_version gzip_proxied gzip_vary keepalive_disable "
+        "keepalive_min_timeout limit_except limit_rate_after lingering_close lingering_time "
+        "lingering_timeout log_subrequest max_headers msie_padding msie_refresh "
+        "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "
+        "open_file_cache_valid output_buffers post_action postpone_output read_ahead "
+        "recursive_error_pages request_pool_size reset_timedout_connection satisfy send_lowat "
+        "sendfile_max_chunk subrequest_output_buffer_size"
+    ),
+    'ngx_http_dav_module': (
+        "create_full_put_path dav_access dav_methods min_delete_depth"
+    ),
+    'ngx_http_degradation_module': (
+        "degradation degrade"
+    ),
+    'ngx_http_empty_gif_module': (
+        "empty_gif"
+    ),
+    'ngx_http_fastcgi_module': (
+        "fastcgi_bind fastcgi_buffer_size fastcgi_buffering fastcgi_buffers "
+        "fastcgi_busy_buffers_size fastcgi_cache fastcgi_cache_background_update "
+        "fastcgi_cache_bypass fastcgi_cache_key fastcgi_cache_lock fastcgi_cache_lock_age "
+        "fastcgi_cache_lock_timeout fastcgi_cache_max_range_offset fastcgi_cache_methods "
+        "fastcgi_cache_min_uses fastcgi_cache_path fastcgi_cache_revalidate "
+        "fastcgi_cache_use_stale fastcgi_cache_valid fastcgi_catch_stderr "
+        "fastcgi_connect_timeout fastcgi_force_ranges fastcgi_hide_header "
+        "fastcgi_ignore_client_abort fastcgi_ignore_headers fastcgi_index "
+        "fastcgi_intercept_errors fastcgi_keep_conn fastcgi_limit_rate "
+        "fastcgi_max_temp_file_size fastcgi_next_upstream fastcgi_next_upstream_timeout "
+        "fastcgi_next_upstream_tries fastcgi_no_cache fastcgi_param fastcgi_pass "
+        "fastcgi_pass_header fastcgi_pass_request_body fastcgi_pass_request_headers "
+        "fastcgi_read_timeout fastcgi_request_buffering fastcgi_send_lowat "
+        "fastcgi_send_timeout fastcgi_socket_keepalive fastcgi_split_path_info fastcgi_store "
+        "fastcgi_store_access fastcgi_temp_file_write_size fastcgi_temp_path"
+    ),
+    'ngx_http_flv_module': (
+        "flv"
+    ),
+    'ngx_http_geo_module': (
+        "geo"
+    ),
+    'ngx_http_geoip_module': (
+        "geoip_city geoip_country geoip_org geoip_proxy geoip_proxy_recursive"
+    ),
+    'ngx_http_grpc_module': (
+        "grpc_bind grpc_buffer_size grpc_connect_timeout grpc_hide_header grpc_ignore_headers "
+        "grpc_intercept_errors grpc_next_upstream grpc_next_upstream_timeout "
+        "grpc_next_upstream_tries grpc_pass grpc_pass_header grpc_read_timeout "
+        "grpc_send_timeout grpc_set_header grpc_socket_keepalive grpc_ssl_certificate "
+        "grpc_ssl_certificate_cache grpc_ssl_certificate_key grpc_ssl_ciphers "
+        "grpc_ssl_conf_command grpc_ssl_crl grpc_ssl_name grpc_ssl_password_file "
+        "grpc_ssl_protocols grpc_ssl_server_name grpc_ssl_session_reuse "
+        "grpc_ssl_trusted_certificate grpc_ssl_verify grpc_ssl_verify_depth"
+    ),
+    'ngx_http_gunzip_module': (
+        "gunzip gunzip_buffers"
+    ),
+    'ngx_http_gzip_module': (
+        "gzip gzip_buffers gzip_comp_level gzip_hash gzip_min_length gzip_no_buffer gzip_types "
+        "gzip_window postpone_gzipping"
+    ),
+    'ngx_http_gzip_static_module': (
+        "gzip_static"
+    ),
+    'ngx_http_headers_module': (
+        "add_header_inherit add_trailer add_trailer_inherit"
+    ),
+    'ngx_http_image_filter_module': (
+        "image_filter image_filter_buffer image_filter_interlace image_filter_jpeg_quality "
+        "image_filter_sharpen image_filter_transparency image_filter_webp_quality"
+    ),
+    'ngx_http_limit_conn_module': (
+        "limit_conn limit_conn_dry_run limit_conn_log_level limit_conn_status limit_conn_zone"
+    ),
+    'ngx_http_limit_req_module': (
+        "limit_req limit_req_dry_run limit_req_log_level limit_req_status limit_req_zone"
+    ),
+    'ngx_http_log_module': (
+        "open_log_file_cache"
+    ),
+    'ngx_http_memcached_module': (
+        "memcached_bind memcached_buffer_size memcached_connect_timeout memcached_gzip_flag "
+        "memcached_next_upstream memcached_next_upstream_timeout memcached_next_upstream_tries "
+        "memcached_pass memcached_read_timeout memcached_send_timeout "
+        "memcached_socket_keepalive"
+    ),
+    'ngx_http_mirror_module': (
+        "mirror mirror_request_body"
+    ),
+    'ngx_http_mp4_module': (
+        "mp4 mp4_buffer_size mp4_max_buffer_size mp4_start_key_frame"
+    ),
+    'ngx_http_perl_module': (
+        "perl perl_modules perl_require perl_set"
+    ),
+    'ngx_http_proxy_module': (
+        "proxy_bind proxy_cache proxy_cache_background_update proxy_cache_bypass "
+        "proxy_cache_convert_head proxy_cache_key proxy_cache_lock proxy_cache_lock_age "
+        "proxy_cache_lock_timeout proxy_cache_max_range_offset proxy_cache_methods "
+        "proxy_cache_min_uses proxy_cache_path proxy_cache_revalidate proxy_cache_use_stale "
+        "proxy_cache_valid proxy_cookie_flags proxy_force_ranges "
+        "proxy_headers_hash_bucket_size proxy_headers_hash_max_size proxy_ignore_client_abort "
+        "proxy_limit_rate proxy_method proxy_no_cache proxy_pass_trailers proxy_send_lowat "
+        "proxy_set_body proxy_socket_keepalive proxy_ssl_certificate "
+        "proxy_ssl_certificate_cache proxy_ssl_certificate_key proxy_ssl_ciphers "
+        "proxy_ssl_conf_command proxy_ssl_crl proxy_ssl_password_file proxy_ssl_session_reuse "
+        "proxy_ssl_verify_depth proxy_store proxy_store_access proxy_temp_file_write_size "
+        "proxy_temp_path"
+    ),
+    'ngx_http_random_index_module': (
+        "random_index"
+    ),
+    'ngx_http_referer_module': (
+        "referer_hash_bucket_size referer_hash_max_size valid_referers"
+    ),
+    'ngx_http_rewrite_module': (
+        "rewrite_log uninitialized_variable_warn"
+    ),
+    'ngx_http_scgi_module': (
+        "scgi_bind scgi_buffer_size scgi_buffering scgi_buffers scgi_busy_buffers_size "
+        "scgi_cache scgi_cache_background_update scgi_cache_bypass scgi_cache_key "
+        "scgi_cache_lock scgi_cache_lock_age scgi_cache_lock_timeout "
+        "scgi_cache_max_range_offset scgi_cache_methods scgi_cache_min_uses scgi_cache_path "
+        "scgi_cache_revalidate scgi_cache_use_stale scgi_cache_valid scgi_connect_timeout "
+        "scgi_force_ranges scgi_hide_header scgi_ignore_client_abort scgi_ignore_headers "
+        "scgi_intercept_errors scgi_limit_rate scgi_max_temp_file_size scgi_next_upstream "
+        "scgi_next_upstream_timeout scgi_next_upstream_tries scgi_no_cache scgi_param "
+        "scgi_pass scgi_pass_header scgi_pass_request_body scgi_pass_request_headers "
+        "scgi_read_timeout scgi_request_buffering scgi_send_timeout scgi_socket_keepalive "
+        "scgi_store scgi_store_access scgi_temp_file_write_size scgi_temp_path"
+    ),
+    'ngx_http_secure_link_module': (
+        "secure_link secure_link_md5 secure_link_secret"
+    ),
+    'ngx_http_slice_module': (
+        "slice"
+    ),
+    'ngx_http_split_clients_module': (
+        "split_clients"
+    ),
+    'ngx_http_ssi_module': (
+        "ssi ssi_ignore_recycled_buffers ssi_last_modified ssi_min_file_chunk "
+        "ssi_silent_errors ssi_types ssi_value_length"
+    ),
+    'ngx_http_ssl_module': (
+        "ssl_buffer_size ssl_certificate_cache ssl_certificate_compression "
+        "ssl_client_certificate ssl_conf_command ssl_crl ssl_early_data ssl_ecdh_curve "
+        "ssl_ech_file ssl_ocsp ssl_ocsp_cache ssl_ocsp_responder ssl_password_file "
+        "ssl_reject_handshake ssl_session_ticket_key ssl_stapling_file ssl_stapling_responder "
+        "ssl_verify_client ssl_verify_depth"
+    ),
+    'ngx_http_stub_status_module': (
+        "stub_status"
+    ),
+    'ngx_http_sub_module': (
+        "sub_filter sub_filter_last_modified sub_filter_once sub_filter_types"
+    ),
+    'ngx_http_upstream_random_module': (
+        "random"
+    ),
+    'ngx_http_upstream_sticky_module': (
+        "sticky"
+    ),
+    'ngx_http_upstream_zone_module': (
+        "zone"
+    ),
+    'ngx_http_userid_module': (
+        "userid userid_domain userid_expires userid_flags userid_mark userid_name userid_p3p "
+        "userid_path userid_service"
+    ),
+    'ngx_http_uwsgi_module': (
+        "uwsgi_bind uwsgi_buffer_size uwsgi_buffering uwsgi_buffers uwsgi_busy_buffers_size "
+        "uwsgi_cache uwsgi_cache_background_update uwsgi_cache_bypass uwsgi_cache_key "
+        "uwsgi_cache_lock uwsgi_cache_lock_age uwsgi_cache_lock_timeout "
+        "uwsgi_cache_max_range_offset uwsgi_cache_methods uwsgi_cache_min_uses "
+        "uwsgi_cache_path uwsgi_cache_revalidate uwsgi_cache_use_stale uwsgi_cache_valid "
+        "uwsgi_connect_timeout uwsgi_force_ranges uwsgi_hide_header uwsgi_ignore_client_abort "
+        "uwsgi_ignore_headers uwsgi_intercept_errors uwsgi_limit_rate uwsgi_max_temp_file_size "
+        "uwsgi_modifier1 uwsgi_modifier2 uwsgi_next_upstream uwsgi_next_upstream_timeout "
+        "uwsgi_next_upstream_tries uwsgi_no_cache uwsgi_param uwsgi_pass uwsgi_pass_header "
+        "uwsgi_pass_request_body uwsgi_pass_request_headers uwsgi_read_timeout "
+        "uwsgi_request_buffering uwsgi_send_timeout uwsgi_socket_keepalive "
+        "uwsgi_ssl_certificate uwsgi_ssl_certificate_cache uwsgi_ssl_certificate_key "
+        "uwsgi_ssl_ciphers uwsgi_ssl_conf_command uwsgi_ssl_crl uwsgi_ssl_name "
+        "uwsgi_ssl_password_file uwsgi_ssl_protocols uwsgi_ssl_server_name "
+        "uwsgi_ssl_session_reuse uwsgi_ssl_trusted_certificate uwsgi_ssl_verify "
+        "uwsgi_ssl_verify_depth uwsgi_store uwsgi_store_access uwsgi_string "
+        "uwsgi_temp_file_write_size uwsgi_temp_path"
+    ),
+    'ngx_http_v2_module': (
+        "http2_body_preread_size http2_chunk_size http2_idle_timeout "
+        "http2_max_concurrent_pushes http2_max_field_size http2_max_header_size "
+        "http2_max_requests http2_pool_size http2_push http2_push_preload "
+        "http2_recv_buffer_size http2_recv_timeout http2_streams_index_size"
+    ),
+    'ngx_http_v3_module': (
+        "http3 http3_hq http3_max_concurrent_streams http3_stream_buffer_size "
+        "quic_active_connection_id_limit quic_gso quic_host_key quic_retry"
+    ),
+    'ngx_http_xslt_module': (
+        "xml_entities xslt_last_modified xslt_param xslt_string_param xslt_stylesheet "
+        "xslt_types"
+    ),
+    'ngx_mail_auth_http_module': (
+        "auth_http auth_http_header auth_http_pass_client_cert auth_http_timeout"
+    ),
+    'ngx_mail_core_module': (
+        "mail max_errors protocol timeout"
+    ),
+    'ngx_mail_imap_module': (
+        "imap_auth imap_capabilities imap_client_buffer"
+    ),
+    'ngx_mail_pop3_module': (
+        "pop3_auth pop3_capabilities"
+    ),
+    'ngx_mail_proxy_module': (
+        "proxy proxy_buffer proxy_pass_error_message proxy_protocol proxy_smtp_auth "
+        "proxy_timeout xclient"
+    ),
+    'ngx_mail_smtp_module': (
+        "smtp_auth smtp_capabilities smtp_client_buffer smtp_greeting_delay"
+    ),
+    'ngx_mail_ssl_module': (
+        "starttls"
+    ),
+    'ngx_stream_core_module': (
+        "preread_buffer_size preread_timeout proxy_protocol_timeout stream"
+    ),
+    'ngx_stream_pass_module': (
+        "pass"
+    ),
+    'ngx_stream_proxy_module': (
+        "proxy_download_rate proxy_downstream_buffer proxy_half_close proxy_requests "
+        "proxy_responses proxy_ssl proxy_upload_rate proxy_upstream_buffer"
+    ),
+    'ngx_stream_ssl_module': (
+        "ssl_alpn ssl_handshake_timeout"
+    ),
+    'ngx_stream_ssl_preread_module': (
+        "ssl_preread"
+    ),
+}
+
+# Third-party modules and NGINX Plus, common in configs found in the wild.
+_OTHER_UNSUPPORTED: dict[str, str] = {
+    "ngx_brotli": (
+        "brotli brotli_static brotli_comp_level brotli_types brotli_buffers brotli_window "
+        "brotli_min_length"
+    ),
+    "headers-more-nginx-module": (
+        "more_set_headers more_clear_headers more_set_input_headers more_clear_input_headers"
+    ),
+    "ngx_http_lua_module": (
+        "lua_package_path lua_package_cpath lua_shared_dict lua_code_cache init_by_lua_block "
+        "init_worker_by_lua_block set_by_lua_block rewrite_by_lua_block access_by_lua_block "
+        "content_by_lua_block header_filter_by_lua_block body_filter_by_lua_block "
+        "log_by_lua_block balancer_by_lua_block ssl_certificate_by_lua_block "
+        "init_by_lua_file set_by_lua_file rewrite_by_lua_file access_by_lua_file "
+        "content_by_lua_file header_filter_by_lua_file body_filter_by_lua_file "
+        "log_by_lua_file content_by_lua access_by_lua rewrite_by_lua"
+    ),
+    "ngx_http_js_module": (
+        "js_import js_include js_content js_set js_path js_var js_body_filter "
+        "js_header_filter js_fetch_trusted_certificate js_preload_object js_shared_dict_zone"
+    ),
+    "ngx_http_echo_module": "echo echo_before_body echo_after_body",
+    "ngx_http_geoip2_module": "geoip2",
+    "ngx_http_vhost_traffic_status_module": (
+        "vhost_traffic_status vhost_traffic_status_zone vhost_traffic_status_display"
+    ),
+    "ngx_http_modsecurity_module": "modsecurity modsecurity_rules modsecurity_rules_file",
+    "ngx_pagespeed": "pagespeed",
+    "ngx_http_passenger_module": "passenger_enabled passenger_root passenger_ruby",
+    "ngx_http_upstream_hc_module (NGINX Plus)": "health_check health_check_timeout match",
+    "ngx_http_api_module (NGINX Plus)": "api status_zone",
+    "ngx_http_auth_jwt_module (NGINX Plus)": (
+        "auth_jwt auth_jwt_key_file auth_jwt_key_request auth_jwt_claim_set auth_jwt_header_set"
+    ),
+    "ngx_http_upstream_module (NGINX Plus)": "queue ntlm state sticky_cookie_insert",
+    "ngx_http_keyval_module (NGINX Plus)": "keyval keyval_zone",
+}
+
+# name -> module, for every real directive truehop refuses as "not supported".
+UNSUPPORTED: dict[str, str] = {
+    n: m for n, m in {**_names(_OTHER_UNSUPPORTED), **_names(_NGINX_UNSUPPORTED)}.items()
+    if n not in BY_NAME
+}
+
+# `-g` values are main-context directives; these (besides `http`/`events`) exist only there.
+MAIN_ONLY = frozenset({s.name for s in SPECS if s.contexts == M} | {
+    "master_process", "timer_resolution", "lock_file", "worker_priority", "worker_cpu_affinity",
+    "worker_rlimit_core", "working_directory", "env", "load_module", "thread_pool",
+    "debug_points", "google_perftools_profiles", "ssl_engine", "stream", "mail",
+})
+
+
+def lookup(name: str) -> tuple[Spec, ...]:
+    """Every accepted Spec named `name` (empty when truehop does not accept it at all)."""
+    return BY_NAME.get(name, ())
+
+
+def is_known(name: str) -> bool:
+    """Is this a real directive (accepted, or refused by name)?"""
+    return name in BY_NAME or name in UNSUPPORTED
+
+
+def _error(message: str, d: Directive) -> ConfigError:
+    if d.file == COMMAND_LINE:
+        return ConfigError(message, d.file, None)
+    return ConfigError.at(message, d)
+
+
+def check_directive(d: Directive, context: str) -> Spec:
+    """Check one directive's name, context, block and arity; return its Spec.
+
+    The order of checks and the words are nginx's (`ngx_conf_handler()`)."""
+    specs = BY_NAME.get(d.name)
+    if not specs:
+        module = UNSUPPORTED.get(d.name)
+        if module is not None:
+            raise _error(f'"{d.name}" directive is not supported by truehop ({module})', d)
+        raise _error(f'unknown directive "{d.name}"', d)
+    for s in specs:
+        if context not in s.contexts:
+            continue
+        if not s.supported:
+            raise _error(f'"{d.name}" directive is not supported by truehop in "{context}" '
+                         f'({s.module})', d)
+        if not s.block and d.block is not None:
+            raise _error(f'directive "{d.name}" is not terminated by ";"', d)
+        if s.block and d.block is None:
+            raise _error(f'directive "{d.name}" has no opening "{{"', d)
+        if not s.takes(len(d.args)):
+            raise _error(f'invalid number of arguments in "{d.name}" directive', d)
+        return s
+    raise _error(f'"{d.name}" directive is not allowed here', d)
+
+
+def check_block(directives: Iterable[Directive], context: str) -> None:
+    """Check a block's directives (and their blocks, recursively) in `context`."""
+    if context in DATA_BLOCKS or context == LIMIT_EXCEPT:
+        return
+    seen: set[str] = set()
+    for d in directives:
+        s = check_directive(d, context)
+        if s.unique:
+            if s.name in seen:
+                raise _error(f'"{d.name}" directive is duplicate', d)
+            seen.add(s.name)
+        if d.block is not None:
+            child = child_context_of(d.name, context)
+            if child is not None:
+                check_block(d.block, child)
+
+
+def check_tree(directives: tuple[Directive, ...], top: str) -> None:
+    """Check a parsed file: `top` is "main" for a whole nginx.conf, "http" for a conf.d-style
+    file whose top level is the http context. Raises ConfigError (nginx's words, file:line)."""
+    if top not in (MAIN, HTTP):
+        raise ValueError(f"top must be 'main' or 'http', not {top!r}")
+    check_block(directives, top)
+
+
+def detect_top(directives: tuple[Directive, ...]) -> str:
+    """"main" when the file is a whole nginx.conf (its top level holds `http`, `events` or a
+    main-only directive such as `worker_processes`), else "http" (a conf.d-style file)."""
+    for d in directives:
+        if d.name in ("http", "events") or d.name in MAIN_ONLY:
+            return MAIN
+    return HTTP
