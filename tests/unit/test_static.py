@@ -845,14 +845,18 @@ def test_expires_daily() -> None:
         ("modified 2w", ExpiresSpec("modified", 14 * 86400)),
         ("@3h", ExpiresSpec("daily", 10800)),
         ("1M", ExpiresSpec("access", 30 * 86400)),
+        (["1h 30m"], ExpiresSpec("access", 5400)),  # quoted in the config: one argument
+        ("1h30", ExpiresSpec("access", 3630)),
+        (["modified", "-1d"], ExpiresSpec("modified", -86400)),
     ],
 )
-def test_parse_expires(spec: str, parsed: ExpiresSpec) -> None:
+def test_parse_expires(spec: str | list[str], parsed: ExpiresSpec) -> None:
     assert parse_expires(spec) == parsed
 
 
 @pytest.mark.parametrize("spec", ["", "1x", "1m1h", "10ms", "h", "modified", "foo 1h",
-                                  "modified @1h", "@25h", "1h 2h 3h"])
+                                  "modified @1h", "@25h", "1h 2h 3h", "modified epoch",
+                                  "1h1h", "99999999999999999999"])
 def test_parse_expires_invalid(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_expires(spec)

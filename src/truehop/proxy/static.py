@@ -860,49 +860,53 @@ class ExpiresSpec:
     seconds: int = 0
 
 
-_UNITS = (("y", 365 * 86400), ("M", 30 * 86400), ("w", 7 * 86400), ("d", 86400),
-          ("h", 3600), ("m", 60), ("s", 1))
+# unit -> (refused when step >= this, new step, scale); nginx's st_start=0 st_year=1
+# st_month st_week st_day st_hour st_min st_sec=7 st_msec st_last=9 ("y": refused if step > 0)
+_UNITS = {"y": (1, 1, 365 * 86400), "M": (2, 2, 30 * 86400), "w": (3, 3, 7 * 86400),
+          "d": (4, 4, 86400), "h": (5, 5, 3600), "m": (6, 6, 60), "s": (7, 7, 1),
+          " ": (7, 9, 1)}
+_MAX_INT_T = (1 << 63) - 1
 
 
 def _parse_time(text: str) -> int:
-    """nginx's ngx_parse_time(is_sec=1): units y M w d h m s in decreasing order, optional
-    spaces between them; a bare number is seconds."""
-    if not text:
-        raise ValueError("invalid value")
-    total = 0
-    value = 0
-    have_digits = False
-    step = -1
-    i = 0
-    while i < len(text):
+    """nginx's ngx_parse_time(is_sec=1): units y M w d h m s in decreasing order (spaces
+    after a unit are skipped; a number followed by a space counts as seconds), a trailing
+    bare number is seconds; ``ms`` is refused."""
+    total = value = 0
+    valid = False
+    step = 0
+    cutoff, cutlim = divmod(_MAX_INT_T, 10)
+    i, n = 0, len(text)
+    while i < n:
         ch = text[i]
+        if "0" <= ch <= "9":
+            d = ord(ch) - 48
+            if value >= cutoff and (value > cutoff or d > cutlim):
+                raise ValueError("invalid value")
+            value = value * 10 + d
+            valid = True
+            i += 1
+            continue
         i += 1
-        if ch.isdigit() and ch.isascii():
-            value = value * 10 + int(ch)
-            have_digits = True
-            continue
-        if ch == " ":
-            continue
-        for n, (unit, mult) in enumerate(_UNITS):
-            if ch == unit:
-                if n <= step or not have_digits:
-                    raise ValueError("invalid value")
-                if ch == "m" and i < len(text) and text[i] == "s":
-                    raise ValueError("invalid value")  # ms is not allowed for seconds
-                step = n
-                total += value * mult
-                value = 0
-                have_digits = False
-                break
-        else:
+        unit = _UNITS.get(ch)
+        if unit is None or (ch == "m" and i < n and text[i] == "s"):
             raise ValueError("invalid value")
-    if have_digits:
+        refuse, new_step, scale = unit
+        if step >= refuse:
+            raise ValueError("invalid value")
+        step = new_step
+        if value > _MAX_INT_T // scale:
+            raise ValueError("invalid value")
+        value *= scale
+        if total > _MAX_INT_T - value:
+            raise ValueError("invalid value")
         total += value
-    elif step < 0:
+        value = 0
+        while i < n and text[i] == " ":
+            i += 1
+    if not valid or total > _MAX_INT_T - value:
         raise ValueError("invalid value")
-    if total > (1 << 63) - 1:
-        raise ValueError("invalid value")
-    return total
+    return total + value
 
 
 def parse_expires(spec: str | Sequence[str]) -> ExpiresSpec:
