@@ -204,16 +204,16 @@ class Exchange:
     async def drain(self) -> None:
         await self.conn.drain()
 
-    async def sendfile(self, path: str, offset: int, count: int) -> None:
-        """Send `count` bytes of a file. Uses the kernel's sendfile when the transport allows."""
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        """Send `count` bytes of an open file. Uses the kernel's sendfile when the transport
+        allows."""
         if self.head_only or count <= 0:
             return
         self.body_bytes_sent += count
         self.bytes_sent += count
         if self.chunked:
             self.conn.write(b"%x\r\n" % count)
-        with open(path, "rb") as f:
-            await self.conn.sendfile(f, offset, count)
+        await self.conn.sendfile(f, offset, count)
         if self.chunked:
             self.conn.write(b"\r\n")
 

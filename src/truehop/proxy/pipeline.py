@@ -387,98 +387,77 @@ class Pipeline:
         s = loc.settings
         assert s.try_files is not None
         *cands, last = s.try_files
-        for cand in cands:
-            u = cand.render(r)
-            is_dir = u.endswith("/") and len(u) > 1
-            path, base = self.file_path(r, loc, u)
-            try:
-                st = os.stat(path.encode("latin-1"))
-            except OSError:
-                continue
-            import stat as st_mod
-            if is_dir and st_mod.S_ISDIR(st.st_mode):
-                r.uri = u
-                await self.serve_static(r, ex, loc)
-                return
-            if not is_dir and st_mod.S_ISREG(st.st_mode):
-                r.uri = u
-                await self.serve_static(r, ex, loc)
-                return
-        fallback = last.render(r)
-        if fallback.startswith("="):
-            code = fallback[1:]
-            raise Finish(int(code) if code.isdigit() else 404)
-        if fallback.startswith("@"):
-            raise InternalRedirect("", named=fallback[1:])
-        uri, _, args = fallback.partition("?")
-        raise InternalRedirect(uri, args if _ else None)
+        _, base = self.file_path(r, loc, r.uri)
+        res = static.try_files([c.render(r) for c in cands], last.render(r),
+                               to_path=lambda u: self.file_path(r, loc, u)[0], root_dir=base)
+        if res.kind == "file":
+            r.uri = res.uri
+            await self.serve_static(r, ex, loc)
+        elif res.kind == "code":
+            raise Finish(res.code)
+        elif res.kind == "named":
+            raise InternalRedirect("", named=res.uri.lstrip("@"))
+        else:
+            raise InternalRedirect(res.uri, res.args)
 
     async def serve_static(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         s = loc.settings
         head = r.head
-        if head.method not in ("GET", "HEAD", "POST"):
-            raise Finish(405)
+        err = static.method_error(head.method)
+        if err is not None:
+            raise Finish(err.status)
         uri = r.uri
-        if uri.endswith("/"):
-            for idx in s.index or ():
-                name = idx.render(r)
-                if name.startswith("/"):
-                    raise InternalRedirect(name)
-                path, _ = self.file_path(r, loc, uri + name)
-                if os.path.isfile(path.encode("latin-1")):
-                    raise InternalRedirect(uri + name)
-            path, base = self.file_path(r, loc, uri)
-            if os.path.isdir(path.encode("latin-1")):
-                self.rt.log.error(f'directory index of "{path}" is forbidden', r.conn, r)
-                raise Finish(403)
-            if s.log_not_found:
-                self.rt.log.error(f'"{path}index.html" is not found (2: No such file or '
-                                  f'directory)', r.conn, r)
-            raise Finish(404)
-        if head.method == "POST":
-            raise Finish(405)
         path, base = self.file_path(r, loc, uri)
-        target = static.resolve(path, root_dir=base,
-                                follow_symlinks_outside=not s.disable_symlinks and False)
+        if uri.endswith("/"):
+            idx = static.find_index(uri, path, [i.render(r) for i in s.index or ()],
+                                    root_dir=base)
+            if isinstance(idx, static.IndexRedirect):
+                raise InternalRedirect(idx.uri, r.args)
+            if idx.status != 404 or s.log_not_found:
+                self.rt.log.error(idx.reason, r.conn, r)
+            raise Finish(idx.status)
+        target = static.resolve(path, root_dir=base)
         if isinstance(target, static.StaticError):
-            if target.status == 404 and s.log_not_found:
-                self.rt.log.error(f'open() "{path}" failed (2: No such file or directory)',
-                                  r.conn, r)
-            elif target.status == 403:
-                self.rt.log.error(f'access forbidden: "{path}"', r.conn, r)
-            if target.status == 301:
-                raise Finish(301, location=escape_uri(uri + "/") + ("?" + r.args if r.args else ""))
+            if target.status != 404 or s.log_not_found:
+                self.rt.log.error(target.reason, r.conn, r)
             raise Finish(target.status)
         if target.is_dir:
-            raise Finish(301, location=escape_uri(uri + "/") + ("?" + r.args if r.args else ""))
-        mime = static.mime_for(path, s.types or {}, s.default_type or "text/plain")
-        hdrs = {k.lower(): v for k, v in head.headers}
-        plan = static.plan_response(head.method, hdrs, target.stat, mime,
-                                    etag_on=bool(s.etag), max_ranges=s.max_ranges)
-        status = plan.status
-        headers = list(plan.headers)
-        if status >= 400:
-            if status == 416:
-                r.status = status
-            raise Finish(status)
-        length = sum(n for _, n in plan.segments) + sum(len(p) for p in plan.parts_bytes())
-        headers = self.filter_headers(r, status, headers, mtime=target.stat.st_mtime)
-        r.status = status
-        r.sent_headers = headers
-        ex.start_response(status, self.server_headers(r) + headers,
-                          content_length=None if status == 304 else length)
-        if status != 304:
-            await self.send_plan(ex, path, plan)
-        ex.end()
-
-    async def send_plan(self, ex: Exchange, path: str, plan: Any) -> None:
-        for item in plan.body():
-            if isinstance(item, bytes):
-                ex.write(item)
-            else:
-                off, n = item
-                await ex.sendfile(path, off, n)
-            await ex.drain()
+            raise Finish(301, location=static.dir_redirect_location(
+                uri, r.args, r.conn.scheme, "", None, 0, False))
+        err = static.method_error(head.method, found=True)
+        if err is not None:
+            raise Finish(err.status)
+        opened = static.open_file(target)
+        if isinstance(opened, static.StaticError):
+            self.rt.log.error(opened.reason, r.conn, r)
+            raise Finish(opened.status)
+        fd, st = opened
+        f = os.fdopen(fd, "rb")
+        try:
+            mime = static.mime_for(uri, s.types or {}, s.default_type or "text/plain")
+            hdrs = {k.lower(): v for k, v in head.headers}
+            plan = static.plan_response(head.method, hdrs, st, mime, etag_on=bool(s.etag),
+                                        max_ranges=s.max_ranges,
+                                        if_modified_since=s.if_modified_since or "exact")
+            status = plan.status
+            if plan.special:
+                r.extra["extra_headers"] = plan.headers
+                raise Finish(status)
+            headers = self.filter_headers(r, status, list(plan.headers), mtime=st.st_mtime)
+            r.status = status
+            r.sent_headers = headers
+            ex.start_response(status, self.server_headers(r) + headers,
+                              content_length=None if status == 304 else plan.content_length)
+            if status != 304 and not ex.head_only:
+                for part in plan.body:
+                    if isinstance(part, bytes):
+                        ex.write(part)
+                    else:
+                        await ex.sendfile(f, part[0], part[1])
+                    await ex.drain()
+            ex.end()
+        finally:
+            f.close()
 
     # -- responses -------------------------------------------------------------------------
 
@@ -493,7 +472,9 @@ class Pipeline:
         s = loc.settings if loc is not None else r.server.settings
         if s.expires is not None and s.expires.kind != "off" and status in static.EXPIRES_STATUSES:
             headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
-            headers.extend(static.expires_headers(s.expires, time.time(), mtime))
+            spec = static.ExpiresSpec("access" if s.expires.kind == "rel" else s.expires.kind,
+                                      int(s.expires.seconds))
+            headers.extend(static.expires_headers(spec, time.time(), mtime))
         if s.add_header:
             ok = status in ADD_HEADER_STATUSES
             for h in s.add_header:
@@ -560,6 +541,9 @@ class Pipeline:
             headers.append(("Content-Type", "text/html"))
         if location is not None:
             headers.append(("Location", self.absolute_location(r, location)))
+        extra = r.extra.pop("extra_headers", None)
+        if extra:
+            headers.extend(extra)
         headers = self.filter_headers(r, status, headers)
         r.status = status
         r.sent_headers = headers
