@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from truehop.conf.ast import Arg, Directive
+from truehop.conf.ast import Arg, ConfigError, Directive
+from truehop.conf.lexer import Kind, tokenize
 
 __all__ = ["quote", "dump_word", "dump_directive", "dump_tree", "dump_files"]
 
@@ -42,11 +43,19 @@ def quote(value: str) -> str:
 
 
 def _bare_ok(value: str) -> bool:
+    """Would the lexer read `value` written bare back as exactly `value`, unquoted?"""
     if not value:
         return False
-    if any(c in _UNSAFE for c in value):
+    if not any(c in _UNSAFE for c in value):
+        return True
+    if value[0] in "\"'" or any(c in value for c in "\r\n"):
         return False
-    return True
+    try:
+        toks = list(tokenize(value + ";", "dump"))
+    except ConfigError:
+        return False
+    return (len(toks) == 3 and toks[0].kind is Kind.WORD and toks[0].value == value
+            and toks[1].kind is Kind.SEMI)
 
 
 def dump_word(value: str, quoted: bool = False) -> str:

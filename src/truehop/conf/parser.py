@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import stat
 from collections.abc import Iterator
 from importlib import resources
 
@@ -69,8 +70,12 @@ def _os_error(call: str, path: str, e: OSError) -> str:
 def _read_text(path: str) -> str:
     """Read a config file; OSError propagates. Undecodable bytes are kept as latin-1 (nginx
     reads bytes; this never fails and keeps every byte distinct)."""
-    if os.path.isdir(path):
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(st.st_mode):
+        # nginx reads as many bytes as fstat() reports: nothing, for a device or a fifo
+        return ""
     with open(path, "rb") as f:
         data = f.read()
     try:
