@@ -366,3 +366,86 @@ def test_latin1_bytes_do_not_crash(tmp_path: Path) -> None:
     p = tmp_path / "nginx.conf"
     p.write_bytes(b"add_header X \"caf\xe9\";\n")
     assert parse_file(str(p))[0].values == ["X", "caf\xe9"]
+
+
+# --- differential: the same text through a real nginx ------------------------------------
+
+NGINX_ERROR_CASES = [
+    # lexer and structure (unchanged in nginx for many years, so any installed nginx will do)
+    "}",
+    "events {}\n}",
+    ";",
+    "events {}\n{",
+    "events {",
+    "events {}\nhttp {\n server {\n",
+    "worker_processes",
+    "worker_processes 1\n",
+    'events {}\nhttp { add_header X "a"b; }',
+    "events {}\nhttp { add_header X 'a'\"b\"; }",
+    'events {}\nhttp { add_header X "a"}',
+    'events {}\nhttp {\n add_header X "unterminated;\n}\n',
+    "events {}\nhttp { add_header X a}\n",
+    "events {}\nhttp { map $a $b {\n default 0;\n x { }\n} }",
+    "events {}\nhttp { types {\n text/html html { }\n} }",
+    "events {}\nhttp { server { location / {\n return 200 }\n } }",
+    'events {}\nhttp { server { listen 80 "x"y; } }',
+    "events {}\nhttp {\n server {\n  a#b; } }",
+    # directive checks
+    "events {}\nhttp { server { location / {\n proxy_pas http://127.0.0.1; } } }",
+    "events {}\nhttp {\n server {\n  map $a $b { }\n }\n}",
+    "events {}\nhttp { server; }",
+    "events {}\nhttp { server { listen 80 { } } }",
+    "events {}\nhttp { server { listen; } }",
+    "events {}\nhttp { server { location = /a /b { } } }",
+    "events {}\nhttp { add_header A; }",
+    "events {}\nhttp { proxy_set_header A b c; }",
+    "events {}\nhttp { sendfile on off; }",
+    "events {}\nhttp { server { if ($a) { proxy_pass http://x; } } }",
+    "events {}\nhttp { server { location / { if ($a) { proxy_set_header A b; } } } }",
+    "events {}\nhttp { server { location / { if ($a) { if ($b) { } } } } }",
+    "events {}\nhttp { location / { } }",
+    "events {}\nhttp { upstream u { listen 80; } }",
+    "events {}\nhttp { upstream u { server a { } } }",
+    "events {}\nhttp { server { try_files $uri; } }",
+    "events {}\nevents {}",
+    "server { }",
+    "events { server { } }",
+    "events {}\nhttp {\n include /nonexistent-truehop.conf;\n}",
+    "events {}\nhttp { include a b; }",
+    "events {}\nhttp { include a { } }",
+    "events {}\nhttp {\n add_header\n  A\n  ;\n}",
+    "events {}\nhttp {\n server\n\n {\n map $a $b\n {\n } } }",
+    'events {}\nhttp {\n add_header X "' + "x" * 5000 + '";\n}',
+    "events {}\nhttp {\n add_header X '" + "\\n" * 3000,
+    "events {}\nhttp {\n add_header X " + "y" * 5000 + ";\n}",
+    "events {}\n# " + "c" * 5000 + "\nhttp {}",
+]
+
+
+def _nginx_first_error(conf: Path, prefix: Path) -> str | None:
+    import re
+    import shutil
+    import subprocess
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                      else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    r = subprocess.run([nginx, "-t", "-q", "-p", str(prefix), "-e", "stderr", "-c", str(conf)],
+                       capture_output=True, text=True, timeout=20)
+    m = re.search(r"\[emerg\] \d+#\d+: (.*)", r.stderr)
+    return m.group(1) if m else None
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("text", NGINX_ERROR_CASES)
+def test_same_error_as_nginx(text: str, tmp_path: Path) -> None:
+    from truehop.conf.directives import check_tree
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    expected = _nginx_first_error(conf, tmp_path)
+    assert expected is not None, "nginx accepted the config"
+    with pytest.raises(ConfigError) as ei:
+        check_tree(parse_file(str(conf)), "main")
+    assert str(ei.value) == expected
