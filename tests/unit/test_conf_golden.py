@@ -57,3 +57,14 @@ def test_golden_dump_reparses(path: Path) -> None:
     again = parse_string(got, "dump")
     check_tree(again, detect_top(again))
     assert dump_tree(again) == got
+
+
+def test_dump_files_is_nginx_T_format() -> None:
+    from truehop.conf.dump import dump_files
+
+    assert dump_files([("/etc/a.conf", "a;\n"), ("/etc/b.conf", "b;")]) == (
+        "# configuration file /etc/a.conf:\na;\n\n# configuration file /etc/b.conf:\nb;\n")
+
+
+def test_dump_tree_empty() -> None:
+    assert dump_tree(()) == ""
