@@ -1,0 +1,841 @@
+"""HTTP/1.x on the client side of truehop: request bytes -> events, and our answers -> bytes.
+
+Theory of operation
+-------------------
+`H1ServerParser` is sans-IO. `feed(data)` returns `Request`, `Data` and `EndOfMessage` events
+for every (pipelined) request the bytes complete, in order; any violation raises
+`ProtocolError(status, reason)` with the status nginx answers, after which the parser is dead
+(the caller answers and closes).
+
+The parser owns the framing; httptools (llhttp) is only the header-field validator:
+
+* **Head.** Bytes are collected until the end of the head (`CRLF CRLF`). Leading CR/LF before a
+  request line are skipped, as nginx and RFC 9112 §2.2 allow. The request line is split and
+  checked here (method `[A-Z_-]+`, exactly two SPs, origin-/absolute-form target, `HTTP/d.d`),
+  then a fixed `GET / HTTP/1.1` line plus the raw header section go to a fresh
+  `httptools.HttpRequestParser`, which rejects bad tokens, NUL/CR/obs-fold, bad or duplicate
+  `Content-Length` and so on. Its leniency flags for TE/CL framing are on, because llhttp never
+  frames a body here: truehop's own checks below decide, in nginx's order and with nginx's
+  statuses (e.g. an unknown `Transfer-Encoding` is 501, not llhttp's generic error).
+* **Limits** are judged on whole heads, so the answer does not depend on how the bytes were
+  split: request line > `max_request_line` -> 414; head > `max_headers_total`, one line >
+  `max_header_line`, or more than `max_header_count` fields -> 494 (nginx's internal "Request
+  Header Or Cookie Too Large", sent as 400). A head still incomplete is refused as soon as the
+  bytes so far already break a limit, so memory stays bounded.
+* **Body.** `Content-Length` bodies are sliced; chunked bodies go through `ChunkedDecoder`
+  (strict CRLF, 1-16 hex digits, bounded chunk extensions, trailers validated and dropped).
+* **Upgrade.** After a request whose head has `upgrade` set (HTTP/1.1, `Connection: upgrade`,
+  an `Upgrade` field, no body), the parser stops: later bytes are held, `take_unparsed()` hands
+  them over for a tunnel, or `resume()` goes back to parsing HTTP when no tunnel was opened.
+
+The response writer (`response_head_bytes`, `chunk`, `LAST_CHUNK`) uses precomputed status
+lines with nginx's reason phrases.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import httptools
+
+from truehop.http.events import (
+    Data,
+    EndOfMessage,
+    Event,
+    ProtocolError,
+    Request,
+    RequestHead,
+)
+from truehop.http.headers import is_token
+
+__all__ = [
+    "H1Limits",
+    "H1ServerParser",
+    "ChunkedDecoder",
+    "response_head_bytes",
+    "status_line",
+    "chunk",
+    "LAST_CHUNK",
+    "REASONS",
+    "parse_host",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class H1Limits:
+    """Client request limits. Defaults are nginx's `large_client_header_buffers 4 8k`."""
+
+    max_request_line: int = 8192      # request line incl. CRLF -> 414
+    max_header_line: int = 8192       # one header line incl. CRLF -> 494 (sent as 400)
+    max_headers_total: int = 32768    # whole head -> 494
+    max_header_count: int = 100       # field lines -> 494
+    underscores_in_headers: bool = False
+    ignore_invalid_headers: bool = True
+    max_chunk_ext: int = 4096         # chunk extension bytes -> 400
+
+
+DEFAULT_LIMITS = H1Limits()
+
+# -- byte tables -------------------------------------------------------------------------------
+
+_ALL = bytes(range(256))
+_HEX = b"0123456789abcdefABCDEF"
+# bytes allowed in a request target: VCHAR except '#'
+_TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
+# bytes allowed in a method (nginx: A-Z, '_', '-')
+_METHOD_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+# chunk-ext / reason-phrase bytes that are never allowed: CTLs except HTAB, and DEL
+_CTL_NO_TAB = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+_REGNAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+
+_CANON_REQUEST_LINE = b"GET / HTTP/1.1\r\n"
+
+# states
+_HEAD = 0
+_BODY_CL = 1
+_BODY_CHUNKED = 2
+_PAUSED = 3
+_DEAD = 4
+
+_SPECIAL = {
+    b"host": 1,
+    b"content-length": 2,
+    b"transfer-encoding": 3,
+    b"connection": 4,
+    b"upgrade": 5,
+    b"expect": 6,
+}
+
+
+def _bad(status: int, reason: str) -> ProtocolError:
+    return ProtocolError(status, reason)
+
+
+# -- chunked bodies -----------------------------------------------------------------------------
+
+_C_SIZE = 0
+_C_DATA = 1
+_C_DATA_END = 2
+_C_TRAILER = 3
+_C_DONE = 4
+
+_MAX_CHUNK_SIZE = (1 << 63) - 1
+
+
+class ChunkedDecoder:
+    """Decodes `chunked` framing (RFC 9112 §7.1) into `Data` events; trailers are checked and
+    dropped. Strict: CRLF only, 1-16 hex digits, no whitespace around the size, extensions
+    without CTLs and at most `max_ext` bytes. Errors raise ProtocolError(`status`, `reason`).
+    """
+
+    __slots__ = ("_state", "_remaining", "_line", "_status", "_reason", "_max_line",
+                 "_max_trailer", "_trailer_bytes")
+
+    def __init__(self, status: int, reason: str, max_ext: int, max_trailer: int) -> None:
+        self._state = _C_SIZE
+        self._remaining = 0
+        self._line = bytearray()
+        self._status = status
+        self._reason = reason
+        self._max_line = max_ext + 20          # 16 hex digits, ';', CRLF and slack
+        self._max_trailer = max_trailer
+        self._trailer_bytes = 0
+
+    @property
+    def done(self) -> bool:
+        return self._state == _C_DONE
+
+    def _fail(self) -> ProtocolError:
+        return ProtocolError(self._status, self._reason)
+
+    def feed(self, data: bytes, pos: int, out: list[Event]) -> int:
+        """Consume from `data[pos:]`; append Data events to `out`; return the new position.
+        Stops right after the last CRLF of the message (then `done` is true)."""
+        n = len(data)
+        while pos < n:
+            st = self._state
+            if st == _C_DATA:
+                take = self._remaining
+                if take > n - pos:
+                    take = n - pos
+                if pos == 0 and take == n:
+                    out.append(Data(data))
+                else:
+                    out.append(Data(data[pos:pos + take]))
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _C_DATA_END
+                continue
+            if st == _C_DONE:
+                return pos
+            lf = data.find(b"\n", pos)
+            limit = self._max_trailer if st == _C_TRAILER else self._max_line
+            if lf < 0:
+                self._line += data[pos:]
+                if len(self._line) > limit:
+                    raise self._fail()
+                return n
+            if self._line:
+                self._line += data[pos:lf + 1]
+                line = bytes(self._line)
+                self._line.clear()
+            else:
+                line = data[pos:lf + 1]
+            pos = lf + 1
+            if len(line) > limit or len(line) < 2 or line[-2] != 13:
+                raise self._fail()
+            if st == _C_DATA_END:
+                if len(line) != 2:
+                    raise self._fail()
+                self._state = _C_SIZE
+            elif st == _C_SIZE:
+                self._size_line(line)
+            else:  # trailer section
+                if len(line) == 2:
+                    self._state = _C_DONE
+                    return pos
+                self._trailer_line(line)
+        return pos
+
+    def _size_line(self, line: bytes) -> None:
+        body = line[:-2]
+        semi = body.find(b";")
+        if semi >= 0:
+            size = body[:semi]
+            ext = body[semi + 1:]
+            if len(ext) + 1 > self._max_line - 20 or ext.translate(None, _CTL_NO_TAB) != ext:
+                raise self._fail()
+        else:
+            size = body
+        if not size or size.strip(_HEX):
+            raise self._fail()
+        size = size.lstrip(b"0") or b"0"
+        if len(size) > 16:
+            raise self._fail()
+        value = int(size, 16)
+        if value > _MAX_CHUNK_SIZE:
+            raise self._fail()
+        if value:
+            self._remaining = value
+            self._state = _C_DATA
+        else:
+            self._state = _C_TRAILER
+
+    def _trailer_line(self, line: bytes) -> None:
+        self._trailer_bytes += len(line)
+        if self._trailer_bytes > self._max_trailer:
+            raise self._fail()
+        colon = line.find(b":")
+        if colon <= 0:
+            raise self._fail()
+        name = line[:colon]
+        value = line[colon + 1:-2]
+        if not is_token(name.decode("latin-1")) or value.translate(None, _CTL_NO_TAB) != value:
+            raise self._fail()
+
+    def has_partial(self) -> bool:
+        return self._state != _C_DONE
+
+
+# -- httptools glue -----------------------------------------------------------------------------
+
+class _HeadCollector:
+    """The httptools protocol object: collects raw header fields of one head."""
+
+    __slots__ = ("fields", "complete")
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def _llhttp_request_parser(proto: _HeadCollector) -> httptools.HttpRequestParser:
+    hp = httptools.HttpRequestParser(proto)
+    # llhttp never frames a body here; truehop decides CL/TE itself (see module docstring)
+    hp.set_dangerous_leniencies(lenient_chunked_length=True, lenient_transfer_encoding=True)
+    return hp
+
+
+# -- host ---------------------------------------------------------------------------------------
+
+def parse_host(raw: str) -> str | None:
+    """Validate a Host value or absolute-form authority: reg-name / IPv4 / [IPv6], optional
+    port 0-65535. Returns it lower-cased (port kept, one trailing dot of the name removed), or
+    None when invalid (userinfo, '/', '..', spaces, bad port, ...)."""
+    if not raw:
+        return None
+    if raw[0] == "[":
+        end = raw.find("]")
+        if end < 0:
+            return None
+        lit = raw[1:end]
+        try:
+            ipaddress.IPv6Address(lit)
+        except ValueError:
+            return None
+        name = "[" + lit.lower() + "]"
+        rest = raw[end + 1:]
+    else:
+        colon = raw.find(":")
+        if colon >= 0:
+            name, rest = raw[:colon], raw[colon:]
+        else:
+            name, rest = raw, ""
+        if not name or not _REGNAME_OK.issuperset(name) or ".." in name:
+            return None
+        if name[-1] == ".":
+            name = name[:-1]
+            if not name:
+                return None
+        name = name.lower()
+    if rest:
+        if rest[0] != ":":
+            return None
+        port = rest[1:]
+        if port:
+            if len(port) > 5 or not port.isdigit() or not port.isascii() or int(port) > 65535:
+                return None
+        return name + rest
+    return name
+
+
+def _above_root(path: bytes) -> bool:
+    """True when dot-segments climb above '/' (nginx answers 400), also through %2e / %2f."""
+    p = path
+    if b"%" in p:
+        p = (p.replace(b"%2e", b".").replace(b"%2E", b".")
+             .replace(b"%2f", b"/").replace(b"%2F", b"/"))
+    depth = 0
+    for seg in p.split(b"/")[1:]:
+        if seg == b"..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif seg and seg != b".":
+            depth += 1
+    return False
+
+
+def _bad_escape(path: bytes) -> bool:
+    parts = path.split(b"%")
+    for p in parts[1:]:
+        if len(p) < 2 or p[:2].strip(_HEX):
+            return True
+    return False
+
+
+# -- the server parser --------------------------------------------------------------------------
+
+class H1ServerParser:
+    """Client bytes -> `Request` / `Data` / `EndOfMessage`. See the module docstring."""
+
+    __slots__ = ("limits", "_state", "_hbuf", "_scan", "_line_ok", "_remaining", "_chunked",
+                 "_held", "_error", "_eof", "_collector")
+
+    def __init__(self, limits: H1Limits | None = None) -> None:
+        self.limits = limits or DEFAULT_LIMITS
+        self._state = _HEAD
+        self._hbuf = bytearray()          # partial head, from its first non-CR/LF byte
+        self._scan = 0                    # where the next head-end search in _hbuf starts
+        self._line_ok = False             # request line of the partial head already checked
+        self._remaining = 0
+        self._chunked: ChunkedDecoder | None = None
+        self._held = b""                  # bytes after an upgrade request
+        self._error: ProtocolError | None = None
+        self._eof = False
+        self._collector = _HeadCollector()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse `data`; return the events it completes. Raises ProtocolError (then the parser
+        is dead and raises the same error again)."""
+        if self._error is not None:
+            raise self._error
+        if self._state == _PAUSED:
+            self._held += data
+            return []
+        if self._eof:
+            raise self._die(400, "client sent data after closing")
+        if type(data) is not bytes:
+            data = bytes(data)
+        events: list[Event] = []
+        try:
+            self._run(data, events)
+        except ProtocolError as e:
+            self._error = e
+            self._state = _DEAD
+            raise
+        return events
+
+    def feed_eof(self) -> list[Event]:
+        """The client closed its side. Returns [] between requests (or after an upgrade);
+        raises ProtocolError(400, "client prematurely closed connection") mid-message."""
+        if self._error is not None:
+            raise self._error
+        if self._state == _PAUSED:
+            return []
+        self._eof = True
+        if self._state == _HEAD and not self._hbuf:
+            return []
+        raise self._die(400, "client prematurely closed connection")
+
+    def take_unparsed(self) -> bytes:
+        """After an upgrade request: the bytes that followed its head. The parser is then dead."""
+        held = self._held
+        self._held = b""
+        self._state = _DEAD
+        self._error = ProtocolError(400, "connection was upgraded")
+        return held
+
+    def resume(self) -> list[Event]:
+        """After an upgrade request that was *not* turned into a tunnel: go back to HTTP and
+        parse the held bytes as the next requests."""
+        if self._state != _PAUSED:
+            return []
+        held = self._held
+        self._held = b""
+        self._state = _HEAD
+        return self.feed(held) if held else []
+
+    def has_partial(self) -> bool:
+        """True when part of a request has been received (a 408 is due on timeout)."""
+        return (self._state == _HEAD and bool(self._hbuf)) or self._state in (_BODY_CL,
+                                                                                 _BODY_CHUNKED)
+
+    @property
+    def paused(self) -> bool:
+        return self._state == _PAUSED
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _die(self, status: int, reason: str) -> ProtocolError:
+        e = ProtocolError(status, reason)
+        self._error = e
+        self._state = _DEAD
+        return e
+
+    def _run(self, data: bytes, events: list[Event]) -> None:
+        pos = 0
+        n = len(data)
+        while pos < n:
+            st = self._state
+            if st == _HEAD:
+                pos = self._head(data, pos, events)
+            elif st == _BODY_CL:
+                take = self._remaining
+                if take > n - pos:
+                    take = n - pos
+                events.append(Data(data if (pos == 0 and take == n) else data[pos:pos + take]))
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    events.append(EndOfMessage())
+                    self._state = _HEAD
+            elif st == _BODY_CHUNKED:
+                dec = self._chunked
+                assert dec is not None
+                pos = dec.feed(data, pos, events)
+                if dec.done:
+                    events.append(EndOfMessage())
+                    self._chunked = None
+                    self._state = _HEAD
+            elif st == _PAUSED:
+                self._held += data[pos:]
+                return
+            else:
+                raise self._error or ProtocolError(400, "client sent invalid request")
+
+    def _head(self, data: bytes, pos: int, events: list[Event]) -> int:
+        n = len(data)
+        hbuf = self._hbuf
+        if not hbuf:
+            # skip CR / LF before a request line (RFC 9112 §2.2, nginx does the same)
+            while pos < n and (data[pos] == 13 or data[pos] == 10):
+                pos += 1
+            if pos == n:
+                return n
+            end = data.find(b"\r\n\r\n", pos)
+            if end >= 0:
+                end += 4
+                self._complete_head(data, pos, end, events)
+                return end
+            # incomplete head: check what we have, keep it
+            self._check_partial(data, pos, n)
+            hbuf += memoryview(data)[pos:]
+            self._scan = max(0, len(hbuf) - 3)
+            return n
+        old = len(hbuf)
+        hbuf += data if pos == 0 else memoryview(data)[pos:]
+        end = hbuf.find(b"\r\n\r\n", self._scan)
+        if end < 0:
+            self._check_partial(hbuf, 0, len(hbuf))
+            self._scan = max(0, len(hbuf) - 3)
+            return n
+        end += 4
+        head = bytes(hbuf[:end])
+        consumed = end - old          # bytes of `data[pos:]` that belong to this head
+        hbuf.clear()
+        self._scan = 0
+        self._line_ok = False
+        self._complete_head(head, 0, end, events)
+        return pos + consumed
+
+    def _check_partial(self, buf: bytes | bytearray, start: int, end: int) -> None:
+        """An incomplete head `buf[start:end]`: fail now if it can only end in an error that
+        the complete head would also get (the same status, whatever the split)."""
+        lim = self.limits
+        lf = buf.find(b"\n", start, end)
+        if lf < 0:
+            sp = buf.find(b" ", start, end)
+            mend = sp if sp >= 0 else end
+            if mend - start > lim.max_request_line:
+                mend = start + lim.max_request_line
+            if bytes(buf[start:mend]).translate(None, _METHOD_OK):
+                raise _bad(400, "client sent invalid method")
+            if end - start > lim.max_request_line:
+                raise _bad(414, "client sent too long URI")
+            return
+        if not self._line_ok:
+            self._request_line(bytes(buf[start:lf + 1]))
+            self._line_ok = True
+        if buf.find(b"\n\n", start, end) >= 0:
+            raise _bad(400, "client sent invalid header line")
+        if end - start > lim.max_headers_total:
+            raise _bad(494, "client sent too large request")
+
+    def _request_line(self, line: bytes) -> tuple[str, bytes, str, str | None, bytes | None]:
+        """Check a request line (with its CRLF). Returns (method, raw target, version,
+        absolute-form scheme or None, absolute-form authority or None)."""
+        lim = self.limits
+        sp = line.find(b" ")
+        method = line[:sp] if sp >= 0 else line[:-1]
+        if not method or method.translate(None, _METHOD_OK):
+            raise _bad(400, "client sent invalid method")
+        if len(line) > lim.max_request_line:
+            raise _bad(414, "client sent too long URI")
+        if len(line) < 2 or line[-2] != 13:
+            raise _bad(400, "client sent invalid request")
+        parts = line[:-2].split(b" ")
+        if len(parts) != 3:
+            if len(parts) == 2:
+                raise _bad(400, "client sent HTTP/0.9 request")
+            raise _bad(400, "client sent invalid request")
+        target, proto = parts[1], parts[2]
+        if len(proto) != 8 or proto[:5] != b"HTTP/" or proto[6] != 0x2E \
+                or not (0x30 <= proto[5] <= 0x39) or not (0x30 <= proto[7] <= 0x39):
+            raise _bad(400, "client sent invalid request")
+        major = proto[5] - 0x30
+        if major > 1:
+            raise _bad(505, "client sent invalid version")
+        if major < 1:
+            raise _bad(400, "client sent invalid version")
+        version = "1.0" if proto[7] == 0x30 else "1.1"
+        if not target or target.translate(None, _TARGET_BAD) != target:
+            raise _bad(400, "client sent invalid request")
+        scheme: str | None = None
+        authority: bytes | None = None
+        if target[0] != 0x2F:  # not '/'
+            if method == b"CONNECT":
+                return "CONNECT", target, version, None, None
+            i = target.find(b"://")
+            if i <= 0:
+                raise _bad(400, "client sent invalid request")
+            sch = target[:i].lower()
+            if sch != b"http" and sch != b"https":
+                raise _bad(400, "client sent invalid request")
+            scheme = sch.decode("ascii")
+            rest = target[i + 3:]
+            j = len(rest)
+            k = rest.find(b"/")
+            if 0 <= k < j:
+                j = k
+            k = rest.find(b"?")
+            if 0 <= k < j:
+                j = k
+            authority = rest[:j]
+            if not authority or b"@" in authority:
+                raise _bad(400, "client sent invalid request")
+            target = rest[j:]
+            if not target:
+                target = b"/"
+            elif target[0] == 0x3F:
+                target = b"/" + target
+        q = target.find(b"?")
+        path = target if q < 0 else target[:q]
+        if b"%" in path:
+            if b"%00" in path or _bad_escape(path):
+                raise _bad(400, "client sent invalid request")
+            if (b"%2" in path or b"/." in path) and _above_root(path):
+                raise _bad(400, "client sent invalid request")
+        elif b"/." in path and _above_root(path):
+            raise _bad(400, "client sent invalid request")
+        return method.decode("ascii"), target, version, scheme, authority
+
+    def _complete_head(self, buf: bytes, start: int, end: int, events: list[Event]) -> None:
+        """A whole head is `buf[start:end]` (ending in CRLF CRLF)."""
+        lim = self.limits
+        lf = buf.find(b"\n", start, end)
+        method, target, version, scheme, authority = self._request_line(buf[start:lf + 1])
+        size = end - start
+        if buf.find(b"\n\n", start, end) >= 0:
+            raise _bad(400, "client sent invalid header line")
+        if size > lim.max_headers_total:
+            raise _bad(494, "client sent too large request")
+        if size > lim.max_header_line:
+            self._check_lines(buf, lf + 1, end)
+        # header fields: llhttp validates, the collector gathers
+        col = self._collector
+        fields: list[tuple[bytes, bytes]] = []
+        col.fields = fields
+        col.complete = False
+        hp = _llhttp_request_parser(col)
+        try:
+            hp.feed_data(_CANON_REQUEST_LINE)
+            hp.feed_data(memoryview(buf)[lf + 1:end])
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError as e:
+            if "Duplicate Content-Length" in str(e):
+                raise _bad(400, "client sent duplicate header line: \"Content-Length\"") from None
+            raise _bad(400, "client sent invalid header line") from None
+        if not col.complete:
+            raise _bad(400, "client sent invalid header line")
+        if len(fields) > lim.max_header_count:
+            raise _bad(494, "client sent too many header lines")
+        events.append(Request(self._build(method, target, version, scheme, authority, fields,
+                                          size)))
+        if self._state == _HEAD or self._state == _PAUSED:
+            events.append(EndOfMessage())
+
+    def _check_lines(self, buf: bytes, start: int, end: int) -> None:
+        maxl = self.limits.max_header_line
+        pos = start
+        while pos < end:
+            lf = buf.find(b"\n", pos, end)
+            if lf < 0:
+                lf = end - 1
+            if lf + 1 - pos > maxl:
+                raise _bad(494, "client sent too long header line")
+            pos = lf + 1
+
+    def _build(self, method: str, target: bytes, version: str, scheme: str | None,
+               authority: bytes | None, fields: list[tuple[bytes, bytes]], size: int
+               ) -> RequestHead:
+        lim = self.limits
+        under = lim.underscores_in_headers
+        drop_invalid = lim.ignore_invalid_headers
+        headers: list[tuple[str, str]] = []
+        host_raw: str | None = None
+        cl_raw: bytes | None = None
+        te_raw: bytes | None = None
+        conn: list[str] = []
+        upgrade_raw: list[str] = []
+        expect = False
+        for name, value in fields:
+            if value and (value[-1] == 32 or value[-1] == 9):
+                value = value.rstrip(b" \t")
+            if not name.isalnum():
+                stripped = name.replace(b"-", b"")
+                if under:
+                    stripped = stripped.replace(b"_", b"")
+                if not stripped.isalnum() and drop_invalid:
+                    continue  # nginx: ignore_invalid_headers / underscores_in_headers
+            sname = name.decode("latin-1")
+            svalue = value.decode("latin-1")
+            headers.append((sname, svalue))
+            kind = _SPECIAL.get(name.lower())
+            if kind is None:
+                continue
+            if kind == 1:
+                if host_raw is not None:
+                    raise _bad(400, "client sent duplicate host header")
+                host_raw = svalue
+            elif kind == 2:
+                if cl_raw is not None:
+                    raise _bad(400, "client sent duplicate header line: \"Content-Length\"")
+                cl_raw = value
+            elif kind == 3:
+                if te_raw is not None:
+                    raise _bad(400, "client sent duplicate header line: \"Transfer-Encoding\"")
+                te_raw = value
+            elif kind == 4:
+                conn.append(svalue)
+            elif kind == 5:
+                upgrade_raw.append(svalue)
+            else:
+                expect = svalue.lower() == "100-continue"
+
+        # nginx's order (ngx_http_process_request_header)
+        host = ""
+        if host_raw is not None:
+            h = parse_host(host_raw)
+            if h is None:
+                raise _bad(400, "client sent invalid host header")
+            host = h
+        if authority is not None:
+            h = parse_host(authority.decode("latin-1"))
+            if h is None:
+                raise _bad(400, "client sent invalid host in request line")
+            host = h
+        if host_raw is None and version == "1.1":
+            raise _bad(400, "client sent HTTP/1.1 request without \"Host\" header")
+        content_length: int | None = None
+        if cl_raw is not None:
+            # 1*DIGIT only (never int() on unchecked text: it takes "+5", " 5", "5_0")
+            if not cl_raw.isdigit() or not cl_raw.isascii() or len(cl_raw.lstrip(b"0")) > 18:
+                raise _bad(400, "client sent invalid \"Content-Length\" header")
+            content_length = int(cl_raw)
+        chunked = False
+        if te_raw is not None:
+            if version == "1.0":
+                raise _bad(400, "client sent HTTP/1.0 request with \"Transfer-Encoding\" "
+                                "header")
+            if len(te_raw) == 7 and te_raw.lower() == b"chunked":
+                if cl_raw is not None:
+                    raise _bad(400, "client sent \"Content-Length\" and \"Transfer-Encoding\" "
+                                    "headers at the same time")
+                chunked = True
+            else:
+                raise _bad(501, "client sent unknown \"Transfer-Encoding\"")
+        if method == "CONNECT":
+            raise _bad(405, "client sent CONNECT method")
+        if method == "TRACE":
+            raise _bad(405, "client sent TRACE method")
+        if target == b"*":
+            raise _bad(400, "client sent invalid request")
+
+        tokens: set[str] = set()
+        for c in conn:
+            for t in c.split(","):
+                t = t.strip(" \t").lower()
+                if t:
+                    tokens.add(t)
+        if version == "1.1":
+            keep_alive = "close" not in tokens
+        else:
+            keep_alive = "keep-alive" in tokens
+            expect = False
+        has_body = chunked or bool(content_length)
+        upgrade: str | None = None
+        if (upgrade_raw and version == "1.1" and "upgrade" in tokens and not has_body):
+            upgrade = ", ".join(upgrade_raw).strip(" \t").lower() or None
+
+        starget = target.decode("latin-1")
+        q = starget.find("?")
+        if q < 0:
+            path, query = starget, None
+        else:
+            path, query = starget[:q], starget[q + 1:]
+        head = RequestHead(method, starget, path, query, version, headers, host,
+                           None if chunked else content_length, chunked, keep_alive,
+                           upgrade, expect, scheme, size)
+
+        if chunked:
+            self._chunked = ChunkedDecoder(400, "client sent invalid chunked body",
+                                           lim.max_chunk_ext, lim.max_headers_total)
+            self._state = _BODY_CHUNKED
+        elif content_length:
+            self._remaining = content_length
+            self._state = _BODY_CL
+        elif upgrade is not None:
+            self._state = _PAUSED
+        return head
+
+
+# -- writing our answers ------------------------------------------------------------------------
+
+REASONS: dict[int, str] = {
+    100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    204: "No Content", 205: "Reset Content", 206: "Partial Content", 207: "Multi-Status",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    303: "See Other", 304: "Not Modified", 305: "Use Proxy", 307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Time-out", 409: "Conflict",
+    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Large",
+    415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
+    417: "Expectation Failed", 421: "Misdirected Request", 422: "Unprocessable Entity",
+    423: "Locked", 424: "Failed Dependency", 425: "Too Early", 426: "Upgrade Required",
+    428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
+    505: "HTTP Version Not Supported", 507: "Insufficient Storage",
+}
+
+# nginx's internal codes are sent as 400 (ngx_http_special_response_handler)
+_SENT_AS = {494: 400, 495: 400, 496: 400, 497: 400, 499: 400}
+
+_STATUS_LINES: dict[tuple[str, int], bytes] = {
+    (v, code): f"HTTP/{v} {code} {reason}\r\n".encode("latin-1")
+    for v in ("1.1", "1.0") for code, reason in REASONS.items()
+}
+
+_HEADER_BAD = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+
+
+def status_line(status: int, version: str = "1.1", reason: str | None = None) -> bytes:
+    """`HTTP/1.1 200 OK\r\n`. An unknown status gets nginx's form, `HTTP/1.1 299 \r\n`.
+    A given `reason` (e.g. the upstream's) is used when it is safe to write."""
+    status = _SENT_AS.get(status, status)
+    if reason is not None:
+        raw = reason.encode("latin-1", "replace")
+        if raw.translate(None, _HEADER_BAD) == raw:
+            return b"HTTP/%s %03d %s\r\n" % (version.encode("ascii"), status, raw)
+    line = _STATUS_LINES.get((version, status))
+    if line is None:
+        line = b"HTTP/%s %03d \r\n" % (version.encode("ascii"), status)
+    return line
+
+
+def response_head_bytes(status: int, headers: list[tuple[str, str]], version: str = "1.1",
+                        reason: str | None = None) -> bytes:
+    """Status line + header lines + CRLF. A header whose name is not a token or whose value
+    holds CR, LF, NUL or another CTL is left out (never written) rather than raising."""
+    line = status_line(status, version, reason)
+    if not headers:
+        return line + b"\r\n"
+    text = "".join([f"{k}: {v}\r\n" for k, v in headers])
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = b""
+    if raw and raw.count(b"\n") == len(headers) and raw.count(b"\r") == len(headers) \
+            and b"\0" not in raw and all(is_token(k) for k, _ in headers):
+        return line + raw + b"\r\n"
+    # slow path: drop what cannot be written safely
+    parts = [line]
+    for k, v in headers:
+        if not is_token(k):
+            continue
+        try:
+            bv = v.encode("latin-1")
+        except UnicodeEncodeError:
+            continue
+        if bv.translate(None, _HEADER_BAD) != bv:
+            continue
+        parts.append(k.encode("latin-1") + b": " + bv + b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (b"" for empty data: an empty chunk would end the body)."""
+    if not data:
+        return b""
+    return b"%x\r\n%b\r\n" % (len(data), data)
