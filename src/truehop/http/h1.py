@@ -357,7 +357,9 @@ class H1ServerParser:
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse `data`; return the events it completes. Raises ProtocolError (then the parser
-        is dead and raises the same error again)."""
+        is dead and raises the same error again). When complete requests precede the bad
+        bytes in `data`, their events are returned and the error is raised by the next call
+        (and shown by `pending_error` at once)."""
         if self._error is not None:
             raise self._error
         if self._state == _PAUSED:
@@ -373,8 +375,18 @@ class H1ServerParser:
         except ProtocolError as e:
             self._error = e
             self._state = _DEAD
+            if events:
+                # requests completed before the bad bytes are still answered (nginx: 200 then
+                # 400); the error is raised by the next feed()/feed_eof(), see pending_error
+                return events
             raise
         return events
+
+    @property
+    def pending_error(self) -> ProtocolError | None:
+        """The error that ended parsing, if any: after `feed` returned the events that came
+        before it, the caller answers them, then this status, then closes."""
+        return self._error if self._state == _DEAD else None
 
     def feed_eof(self) -> list[Event]:
         """The client closed its side. Returns [] between requests (or after an upgrade);

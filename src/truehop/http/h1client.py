@@ -1,0 +1,401 @@
+"""HTTP/1.x on the upstream side: response bytes -> events, and our requests -> bytes.
+
+Theory of operation
+-------------------
+`H1ResponseParser(request_method, max_head=...)` parses the answer to one request. Like the
+server parser, it owns the framing and uses httptools (llhttp) only to validate header fields:
+
+* **Head.** Bytes are collected until CRLF CRLF, at most `max_head` bytes (nginx's
+  `proxy_buffer_size`): a bigger head is "upstream sent too big header". Anything that does not
+  start with `HTTP/1.x` is "upstream sent no valid HTTP/1.0 header" (nginx 1.22 relayed such
+  HTTP/0.9 bytes; truehop refuses them). The status line is checked here; a fixed status line
+  and the raw fields go to a fresh `httptools.HttpResponseParser`.
+* **Framing, nginx's rules.** Duplicate `Content-Length`, CL together with TE, a TE other than
+  exactly `chunked`, an invalid CL -> ProtocolError(502, nginx's error-log wording). HEAD, 1xx,
+  204 and 304 have no body. No CL and no chunked -> read until close (`until_close`).
+* **1xx.** 100/102/103... become `InformationalResponse` (at most `MAX_INTERIM` of them), then
+  the final head follows. `101` gives a `Response`; the parser stops and `take_unparsed()`
+  returns the bytes that followed (the start of the tunnel).
+* **End.** `feed_eof()` ends a read-until-close body; before the body (or head) is complete it
+  raises ProtocolError(502, "upstream prematurely closed connection ...") so the caller aborts
+  the client connection instead of faking a complete response.
+* Bytes after a complete response are never parsed: the head's `keep_alive` is cleared, so the
+  connection is not reused.
+
+`request_head_bytes()` writes the request line and fields for the upstream and refuses CR, LF
+or NUL anywhere (ValueError).
+"""
+
+from __future__ import annotations
+
+import httptools
+
+from truehop.http.events import (
+    Data,
+    EndOfMessage,
+    Event,
+    InformationalResponse,
+    ProtocolError,
+    Response,
+    ResponseHead,
+)
+from truehop.http.h1 import ChunkedDecoder
+from truehop.http.headers import is_token
+
+__all__ = ["H1ResponseParser", "request_head_bytes", "MAX_INTERIM"]
+
+MAX_INTERIM = 16
+DEFAULT_MAX_HEAD = 64 * 1024
+
+_HEAD = 0
+_BODY_CL = 1
+_BODY_CHUNKED = 2
+_BODY_CLOSE = 3
+_DONE = 4
+_PAUSED = 5
+_DEAD = 6
+
+_CANON_STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
+_REASON_BAD = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+
+_INVALID = "upstream sent invalid header"
+_NO_HEADER = "upstream sent no valid HTTP/1.0 header"
+_TOO_BIG = "upstream sent too big header"
+_EARLY_HEAD = "upstream prematurely closed connection while reading response header from " \
+              "upstream"
+_EARLY_BODY = "upstream prematurely closed connection while reading upstream"
+
+_SPECIAL = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
+
+
+class _Collector:
+    __slots__ = ("fields", "complete")
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def _bad(reason: str) -> ProtocolError:
+    return ProtocolError(502, reason)
+
+
+class H1ResponseParser:
+    """Upstream bytes for one request -> `InformationalResponse`* then `Response`, `Data`*,
+    `EndOfMessage` (no EndOfMessage after a 101)."""
+
+    __slots__ = ("method", "max_head", "_state", "_hbuf", "_scan", "_remaining", "_chunked",
+                 "_held", "_error", "_head", "_interim", "_eof")
+
+    def __init__(self, request_method: str, max_head: int = DEFAULT_MAX_HEAD) -> None:
+        self.method = request_method
+        self.max_head = max_head
+        self._state = _HEAD
+        self._hbuf = bytearray()
+        self._scan = 0
+        self._remaining = 0
+        self._chunked: ChunkedDecoder | None = None
+        self._held = b""
+        self._error: ProtocolError | None = None
+        self._head: ResponseHead | None = None
+        self._interim = 0
+        self._eof = False
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._error is not None:
+            raise self._error
+        st = self._state
+        if st == _PAUSED:
+            self._held += data
+            return []
+        if st == _DONE:
+            if data and self._head is not None:
+                self._head.keep_alive = False
+            return []
+        if type(data) is not bytes:
+            data = bytes(data)
+        events: list[Event] = []
+        try:
+            self._run(data, events)
+        except ProtocolError as e:
+            self._error = e
+            self._state = _DEAD
+            raise
+        return events
+
+    def feed_eof(self) -> list[Event]:
+        """The upstream closed. Ends a read-until-close body; mid-message it raises
+        ProtocolError(502, ...)."""
+        if self._error is not None:
+            raise self._error
+        st = self._state
+        if st == _DONE or st == _PAUSED:
+            return []
+        if st == _BODY_CLOSE:
+            self._state = _DONE
+            return [EndOfMessage()]
+        e = _bad(_EARLY_HEAD if st == _HEAD else _EARLY_BODY)
+        self._error = e
+        self._state = _DEAD
+        raise e
+
+    def take_unparsed(self) -> bytes:
+        """After a 101: the bytes that followed its head (tunnel data). The parser is dead."""
+        held = self._held
+        self._held = b""
+        self._state = _DEAD
+        self._error = _bad("connection was upgraded")
+        return held
+
+    @property
+    def head(self) -> ResponseHead | None:
+        """The final response head, once parsed."""
+        return self._head
+
+    def is_complete(self) -> bool:
+        return self._state == _DONE
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _run(self, data: bytes, events: list[Event]) -> None:
+        pos = 0
+        n = len(data)
+        while pos < n:
+            st = self._state
+            if st == _HEAD:
+                pos = self._head_bytes(data, pos, events)
+            elif st == _BODY_CL:
+                take = self._remaining
+                if take > n - pos:
+                    take = n - pos
+                events.append(Data(data if (pos == 0 and take == n) else data[pos:pos + take]))
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._finish(events)
+            elif st == _BODY_CHUNKED:
+                dec = self._chunked
+                assert dec is not None
+                pos = dec.feed(data, pos, events)
+                if dec.done:
+                    self._chunked = None
+                    self._finish(events)
+            elif st == _BODY_CLOSE:
+                events.append(Data(data if pos == 0 else data[pos:]))
+                return
+            elif st == _PAUSED:
+                self._held += data[pos:]
+                return
+            elif st == _DONE:
+                # bytes after the response: the upstream is not to be trusted with another one
+                if self._head is not None:
+                    self._head.keep_alive = False
+                return
+            else:
+                raise self._error or _bad(_INVALID)
+
+    def _finish(self, events: list[Event]) -> None:
+        events.append(EndOfMessage())
+        self._state = _DONE
+
+    def _head_bytes(self, data: bytes, pos: int, events: list[Event]) -> int:
+        hbuf = self._hbuf
+        n = len(data)
+        if not hbuf:
+            end = data.find(b"\r\n\r\n", pos)
+            if end >= 0:
+                end += 4
+                self._complete_head(data, pos, end, events)
+                return end
+            self._check_partial(data, pos, n)
+            hbuf += memoryview(data)[pos:]
+            self._scan = max(0, len(hbuf) - 3)
+            return n
+        old = len(hbuf)
+        hbuf += data if pos == 0 else memoryview(data)[pos:]
+        end = hbuf.find(b"\r\n\r\n", self._scan)
+        if end < 0:
+            self._check_partial(hbuf, 0, len(hbuf))
+            self._scan = max(0, len(hbuf) - 3)
+            return n
+        end += 4
+        head = bytes(hbuf[:end])
+        hbuf.clear()
+        self._scan = 0
+        self._complete_head(head, 0, end, events)
+        return pos + end - old
+
+    def _check_partial(self, buf: bytes | bytearray, start: int, end: int) -> None:
+        k = min(end - start, 5)
+        if buf[start:start + k] != b"HTTP/"[:k]:
+            raise _bad(_NO_HEADER)
+        lf = buf.find(b"\n", start, end)
+        if lf >= 0:
+            self._status_line(bytes(buf[start:lf + 1]))
+            if buf.find(b"\n\n", start, end) >= 0:
+                raise _bad(_INVALID)
+        if end - start > self.max_head:
+            raise _bad(_TOO_BIG)
+
+    def _status_line(self, line: bytes) -> tuple[str, int, str]:
+        if line[:5] != b"HTTP/" or len(line) < 14 or line[-2] != 13:
+            raise _bad(_NO_HEADER)
+        v = line[5:8]
+        if v[1] != 0x2E or v[0] != 0x31 or not (0x30 <= v[2] <= 0x39) or line[8] != 0x20:
+            raise _bad(_NO_HEADER)
+        code = line[9:12]
+        if not code.isdigit() or not code.isascii() or code[0] == 0x30:
+            raise _bad(_NO_HEADER)
+        rest = line[12:-2]
+        if rest:
+            if rest[0] != 0x20 or rest.translate(None, _REASON_BAD) != rest:
+                raise _bad(_NO_HEADER)
+            reason = rest[1:].decode("latin-1")
+        else:
+            reason = ""
+        version = "1.0" if v[2] == 0x30 else "1.1"
+        return version, int(code), reason
+
+    def _complete_head(self, buf: bytes, start: int, end: int, events: list[Event]) -> None:
+        lf = buf.find(b"\n", start, end)
+        version, status, reason = self._status_line(buf[start:lf + 1])
+        if buf.find(b"\n\n", start, end) >= 0:
+            raise _bad(_INVALID)
+        if end - start > self.max_head:
+            raise _bad(_TOO_BIG)
+        col = _Collector()
+        hp = httptools.HttpResponseParser(col)
+        hp.set_dangerous_leniencies(lenient_chunked_length=True, lenient_transfer_encoding=True)
+        try:
+            hp.feed_data(_CANON_STATUS_LINE)
+            hp.feed_data(memoryview(buf)[lf + 1:end])
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError as e:
+            if "Duplicate Content-Length" in str(e):
+                raise _bad("upstream sent duplicate header line: \"Content-Length\"") from None
+            raise _bad(_INVALID) from None
+        if not col.complete:
+            raise _bad(_INVALID)
+
+        headers: list[tuple[str, str]] = []
+        cl_raw: bytes | None = None
+        te_raw: bytes | None = None
+        conn: list[str] = []
+        for name, value in col.fields:
+            if value and (value[-1] == 32 or value[-1] == 9):
+                value = value.rstrip(b" \t")
+            svalue = value.decode("latin-1")
+            headers.append((name.decode("latin-1"), svalue))
+            kind = _SPECIAL.get(name.lower())
+            if kind is None:
+                continue
+            if kind == 1:
+                if cl_raw is not None:
+                    raise _bad("upstream sent duplicate header line: \"Content-Length\"")
+                cl_raw = value
+            elif kind == 2:
+                if te_raw is not None:
+                    raise _bad("upstream sent duplicate header line: \"Transfer-Encoding\"")
+                te_raw = value
+            else:
+                conn.append(svalue)
+
+        content_length: int | None = None
+        if cl_raw is not None:
+            if not cl_raw.isdigit() or not cl_raw.isascii() or len(cl_raw.lstrip(b"0")) > 18:
+                raise _bad("upstream sent invalid \"Content-Length\" header")
+            content_length = int(cl_raw)
+        chunked = False
+        if te_raw is not None:
+            if len(te_raw) == 7 and te_raw.lower() == b"chunked":
+                chunked = True
+            else:
+                raise _bad("upstream sent unknown \"Transfer-Encoding\"")
+            if cl_raw is not None:
+                raise _bad("upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers "
+                           "at the same time")
+
+        tokens: set[str] = set()
+        for c in conn:
+            for t in c.split(","):
+                t = t.strip(" \t").lower()
+                if t:
+                    tokens.add(t)
+        keep_alive = ("close" not in tokens) if version == "1.1" else ("keep-alive" in tokens)
+
+        if 100 <= status < 200 and status != 101:
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                raise _bad("upstream sent too many informational responses")
+            events.append(InformationalResponse(ResponseHead(
+                status, reason, version, headers, None, False, keep_alive)))
+            return  # the final head follows
+        if status == 101:
+            head = ResponseHead(status, reason, version, headers, None, False, False)
+            self._head = head
+            events.append(Response(head))
+            self._state = _PAUSED
+            return
+        no_body = (self.method == "HEAD" or status == 204 or status == 304 or status < 200)
+        until_close = False
+        if no_body:
+            pass
+        elif chunked:
+            content_length = None
+        elif content_length is None:
+            until_close = True
+            keep_alive = False
+        head = ResponseHead(status, reason, version, headers, content_length, chunked,
+                            keep_alive, until_close)
+        self._head = head
+        events.append(Response(head))
+        if no_body or content_length == 0:
+            self._finish(events)
+        elif chunked:
+            self._chunked = ChunkedDecoder(502, "upstream sent invalid chunked response",
+                                           4096, self.max_head)
+            self._state = _BODY_CHUNKED
+        elif content_length is not None:
+            self._remaining = content_length
+            self._state = _BODY_CL
+        else:
+            self._state = _BODY_CLOSE
+
+
+# -- writing requests ---------------------------------------------------------------------------
+
+_TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b == 0x7F)
+_VALUE_BAD = b"\r\n\0"
+
+
+def request_head_bytes(method: str, target: str, headers: list[tuple[str, str]],
+                       version: str = "1.1") -> bytes:
+    """`METHOD target HTTP/x.y`, the fields, CRLF. Raises ValueError for a method or name that
+    is not a token, a target with SP/CTL, or a value holding CR, LF or NUL."""
+    if not is_token(method):
+        raise ValueError(f"invalid method {method!r}")
+    if version not in ("1.1", "1.0"):
+        raise ValueError(f"invalid version {version!r}")
+    parts = [f"{method} {target} HTTP/{version}\r\n"]
+    for k, v in headers:
+        if not is_token(k):
+            raise ValueError(f"invalid header name {k!r}")
+        parts.append(f"{k}: {v}\r\n")
+    parts.append("\r\n")
+    raw = "".join(parts).encode("latin-1")  # UnicodeEncodeError is a ValueError
+    nlines = len(headers) + 2
+    if raw.count(b"\n") != nlines or raw.count(b"\r") != nlines or b"\0" in raw:
+        raise ValueError("CR, LF or NUL in a request header")
+    t = target.encode("latin-1")
+    if not t or t.translate(None, _TARGET_BAD) != t:
+        raise ValueError(f"invalid request target {target!r}")
+    return raw
