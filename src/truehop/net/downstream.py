@@ -259,6 +259,7 @@ class ClientConnection(asyncio.Protocol):
         self._tunnel: Callable[[bytes], None] | None = None
         self._tunnel_lost: Callable[[BaseException | None], None] | None = None
         self.info: ConnectionInfo | None = None
+        self.deferred_error: ProtocolError | None = None
         self.loop = asyncio.get_event_loop()
         self.head_deadline = 0.0
         self.last_activity = time.monotonic()
@@ -311,7 +312,14 @@ class ClientConnection(asyncio.Protocol):
         except ProtocolError as e:
             self.protocol_error(e)
             return
-        self._dispatch(events)
+        if events:
+            self._dispatch(events)
+        if parser.pending_error is not None:
+            # good requests came before the bad bytes: answer them, then the error, then close
+            self.deferred_error = parser.pending_error
+            self.parser = None
+            if self.current is None and not self.queue:
+                self._send_deferred_error()
 
     def _dispatch(self, events: list[Any]) -> None:
         for ev in events:
@@ -370,6 +378,18 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.queue:
             self._start_next()
+        elif self.deferred_error is not None:
+            self._send_deferred_error()
+        elif self.parser is not None and self.parser.paused:
+            # an upgrade request that did not become a tunnel: back to HTTP
+            try:
+                events = self.parser.resume()
+            except ProtocolError as e:
+                self.protocol_error(e)
+                return
+            self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
+            if events:
+                self._dispatch(events)
         else:
             self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
 
@@ -476,6 +496,12 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         if self.current is None and not self.queue and self._tunnel is None:
             self.close()
+
+    def _send_deferred_error(self) -> None:
+        e = self.deferred_error
+        self.deferred_error = None
+        if e is not None:
+            self.protocol_error(e)
 
     def protocol_error(self, e: ProtocolError) -> None:
         """Bad bytes from the client: answer with nginx's status and close."""
