@@ -81,13 +81,13 @@ def parse_args(argv: list[str]) -> Args | int:
     while i < len(argv):
         arg = argv[i]
 
-        def value() -> str:
+        def value(opt: str = arg) -> str:
             nonlocal i
             i += 1
             if i >= len(argv):
-                raise SystemExit(die(f'option "{arg}" requires ' + {
+                raise SystemExit(die(f'option "{opt}" requires ' + {
                     "-c": "file name", "-p": "directory name", "-g": "parameter number",
-                    "-s": "parameter number", "-e": "file name"}.get(arg, "a value")))
+                    "-s": "parameter number", "-e": "file name"}.get(opt, "a value")))
             return argv[i]
 
         if arg in ("-h", "-?", "--help"):

@@ -85,21 +85,44 @@ def run(a: Any) -> int:
 
 
 def demo(a: Any) -> int:
+    """The demo app on 127.0.0.1:3000 and :3001, truehop on :8080 in front of it."""
+    import shutil
+    import socket
+    import time
+
     here = os.path.dirname(os.path.abspath(__file__))
     demo_dir = os.path.join(here, "demo")
-    conf = os.path.join(demo_dir, "demo.conf")
+    # a private prefix: logs and the pid file never land inside the installed package
     work = tempfile.mkdtemp(prefix="truehop-demo-")
+    shutil.copytree(os.path.join(demo_dir, "static"), os.path.join(work, "static"))
+    conf = os.path.join(work, "demo.conf")
+    shutil.copy(os.path.join(demo_dir, "demo.conf"), conf)
     apps = [subprocess.Popen([sys.executable, "-m", "truehop.demo.app", "--host", "127.0.0.1",
                               "--port", str(port), "--name", name])
             for port, name in ((3000, "app-a"), (3001, "app-b"))]
-    print("truehop demo: demo app on 127.0.0.1:3000 and :3001, truehop on "
-          "http://127.0.0.1:8080/ (try /, /static/style.css, /__sse, /__ws)", file=sys.stderr)
-    from truehop import cli
     try:
-        return cli.main(["-p", demo_dir + "/", "-c", conf, "-g", f"pid {work}/truehop.pid;",
-                         "-e", "stderr"])
+        for port in (3000, 3001):
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        print(f"truehop demo: the demo app did not start on port {port}",
+                              file=sys.stderr)
+                        return 1
+                    time.sleep(0.05)
+        print("truehop demo: open http://127.0.0.1:8080/  (also /static/style.css, /__sse, "
+              "/__ws); the demo app runs on 127.0.0.1:3000 and :3001. Ctrl-C stops.",
+              file=sys.stderr)
+        from truehop import cli
+        return cli.main(["-p", work + "/", "-c", conf, "-e", "stderr"])
     finally:
         for p in apps:
             p.terminate()
         for p in apps:
-            p.wait(5)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()

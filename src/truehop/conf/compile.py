@@ -311,7 +311,7 @@ class Compiler:
                 up.hash_key = self.template(v[0], e)
                 up.hash_consistent = len(v) > 1 and v[1] == "consistent"
         if not up.peers:
-            raise ConfigError.at(f'no servers are inside upstream', d)
+            raise ConfigError.at('no servers are inside upstream', d)
         self.upstreams[name] = up
 
     def peers(self, e: Directive) -> list[PeerConf]:
@@ -641,7 +641,7 @@ class Compiler:
         hostport, slash, path = rest.partition("/")
         uri = slash + path if slash else None
         if hostport.startswith("unix:"):
-            raise ConfigError.at(f'"proxy_pass" to unix sockets is not supported by truehop', d)
+            raise ConfigError.at('"proxy_pass" to unix sockets is not supported by truehop', d)
         if not hostport:
             raise ConfigError.at(f'no host in "{url}"', d)
         up = self.upstreams.get(hostport)
@@ -710,7 +710,7 @@ def _expires(c: Compiler, d: Directive, s: Settings) -> Expires:
     try:
         secs = parse_time(val)
     except ValueError:
-        raise ConfigError.at(f'"expires" directive invalid value', d) from None
+        raise ConfigError.at('"expires" directive invalid value', d) from None
     return Expires(kind, -secs if neg else secs)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
-from truehop.http.h1 import H1Limits, H1ServerParser, response_head_bytes
+from truehop.http.h1 import H1ServerParser, response_head_bytes
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
