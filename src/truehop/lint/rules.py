@@ -1,0 +1,687 @@
+"""Lint rules: one pure function per quiet nginx misconfiguration.
+
+Each rule reads the compiled `Config` (never the file system, never the network) and yields
+`Finding`s that point at the line that causes the problem. `run(cfg)` runs them all, drops
+duplicates (a header set at server level is seen from every location) and sorts by position.
+
+Rule ids are public (tests, `check-pitfalls`, users' suppressions): never rename one.
+
+Semantics the rules rely on (nginx 1.30):
+- `proxy_set_header` at a level replaces the whole inherited list; `LocationConf.local`,
+  `ServerConf.local` and `HttpConf.local` hold what each level wrote itself.
+- `Host` defaults to `$proxy_host` (the upstream block's name, or host:port as written).
+- An empty `proxy_set_header` value removes the header.
+- Upstream blocks keep idle connections (`keepalive 32` unless written); a bare
+  `proxy_pass http://host:port` has no block and keeps none.
+- `proxy_http_version 1.0` sends `Connection: close` unless `Connection` is set.
+- Regex locations are checked after the longest prefix and win over it, unless the prefix
+  has `^~`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from truehop.conf.model import (
+    Config,
+    HeaderSetting,
+    IfOp,
+    LocationConf,
+    MapConf,
+    ReturnOp,
+    ServerConf,
+    Settings,
+    Where,
+)
+from truehop.http.events import RequestHead
+from truehop.http.headers import connection_tokens
+from truehop.lint.report import Finding, sort_key
+from truehop.route.state import ConnectionInfo, RequestState
+from truehop.route.variables import Template
+
+Rule = Callable[[Config], Iterable[Finding]]
+
+CLIENT_IP_HEADERS = frozenset({"x-real-ip", "x-forwarded-for", "forwarded"})
+PROTO_HEADERS = frozenset({"x-forwarded-proto", "forwarded", "x-forwarded-ssl",
+                           "x-forwarded-scheme", "x-scheme"})
+# file names tried against a regex location to see whether it captures a prefix's requests
+SAMPLE_FILES = ("app.css", "app.js", "logo.png", "photo.jpg", "photo.jpeg", "anim.gif",
+                "icon.svg", "favicon.ico", "font.woff", "font.woff2", "font.ttf", "index.html",
+                "page.htm", "notes.txt", "data.json", "app.js.map", "image.webp", "clip.mp4",
+                "doc.pdf", "feed.xml", "script.php", "a/b/c")
+SSE_PATTERN = re.compile(r"(?i)(^|[/_.-])(events?|sse|stream(ing)?|eventsource)([/_.-]|$)")
+WEBSOCKET_IDLE = 60.0
+
+
+# --- walking the model ----------------------------------------------------------------------
+
+def locations(server: ServerConf) -> Iterator[LocationConf]:
+    """Every location of a server: nested ones, named ones and `if` blocks, in file order."""
+    stack: list[LocationConf] = list(reversed([*server.locations, *server.named.values()]))
+    while stack:
+        loc = stack.pop()
+        yield loc
+        inner: list[LocationConf] = list(loc.children)
+        for op in loc.ops:
+            if isinstance(op, IfOp) and op.loc is not None:
+                inner.append(op.loc)
+        stack.extend(reversed(inner))
+
+
+def sites(cfg: Config) -> Iterator[tuple[ServerConf, LocationConf]]:
+    for server in cfg.http.servers:
+        for loc in locations(server):
+            yield server, loc
+
+
+def proxied(cfg: Config) -> Iterator[tuple[ServerConf, LocationConf]]:
+    for server, loc in sites(cfg):
+        if loc.proxy is not None:
+            yield server, loc
+
+
+def loc_label(loc: LocationConf) -> str:
+    if loc.modifier == "if":
+        return "if block"
+    if loc.modifier == "@":
+        return f'location "@{loc.pattern}"'
+    return f'location "{loc.name}"'
+
+
+def where_of(s: Settings, name: str, fallback: Where) -> Where:
+    return s.where.get(name + "@last") or s.where.get(name) or fallback
+
+
+def sent_headers(s: Settings) -> dict[str, HeaderSetting]:
+    """lower-cased name -> setting, for the headers that are really sent (non-empty value)."""
+    out: dict[str, HeaderSetting] = {}
+    for h in s.proxy_set_header or ():
+        if h.value.static == "":
+            out.pop(h.name.lower(), None)
+            continue
+        out[h.name.lower()] = h
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderLevel:
+    """The block whose `proxy_set_header` lines a location uses, and what it replaced."""
+
+    label: str
+    local: Settings
+    inherited: tuple[HeaderSetting, ...]
+    where: Where
+
+    def lost(self) -> list[HeaderSetting]:
+        mine = {h.name.lower() for h in self.local.proxy_set_header or ()}
+        out: list[HeaderSetting] = []
+        seen: set[str] = set()
+        for h in self.inherited:
+            ln = h.name.lower()
+            if ln not in mine and ln not in seen:
+                seen.add(ln)
+                out.append(h)
+        return out
+
+
+def header_level(cfg: Config, server: ServerConf, loc: LocationConf) -> HeaderLevel | None:
+    node: LocationConf | None = loc
+    while node is not None:
+        local = node.local
+        if local is not None and local.proxy_set_header is not None:
+            parent = node.parent.settings if node.parent is not None else server.settings
+            return HeaderLevel(loc_label(node), local, parent.proxy_set_header or (),
+                               local.where.get("proxy_set_header", node.where))
+        node = node.parent
+    if server.local.proxy_set_header is not None:
+        return HeaderLevel("server block", server.local,
+                           cfg.http.settings.proxy_set_header or (),
+                           server.local.where.get("proxy_set_header", server.where))
+    return None
+
+
+def lost_names(cfg: Config, server: ServerConf, loc: LocationConf) -> set[str]:
+    lvl = header_level(cfg, server, loc)
+    if lvl is None:
+        return set()
+    return {h.name.lower() for h in lvl.lost()}
+
+
+def forwards_upgrade(s: Settings) -> HeaderSetting | None:
+    h = sent_headers(s).get("upgrade")
+    return h
+
+
+# --- evaluating templates on a made-up request ----------------------------------------------
+
+def sample_request(server: ServerConf, upgrade: bool = False) -> RequestState:
+    host = server.primary_name or "example.test"
+    headers = [("Host", host), ("User-Agent", "truehop-lint")]
+    if upgrade:
+        headers += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+    head = RequestHead("GET", "/", "/", None, "1.1", headers, host, None, False, True,
+                       upgrade="websocket" if upgrade else None)
+    ls = server.listens[0] if server.listens else None
+    scheme = "https" if ls is not None and ls.ssl else "http"
+    conn = ConnectionInfo("192.0.2.10", 50000, "127.0.0.1", ls.port if ls else 80, scheme, 1)
+    r = RequestState(conn, head, server)
+    r.host = host
+    r.server_name = server.primary_name
+    return r
+
+
+def render(tpl: Template, r: RequestState) -> str | None:
+    try:
+        return tpl.render(r)
+    except Exception:  # a getter that needs more than a sample request has
+        return None
+
+
+def map_of(cfg: Config, tpl: Template) -> MapConf | None:
+    """The map whose variable is the whole template (`$connection_upgrade`)."""
+    if len(tpl.names) != 1:
+        return None
+    name = tpl.names[0]
+    if tpl.source not in (f"${name}", f"${{{name}}}"):
+        return None
+    for m in cfg.http.maps:
+        if m.variable == name:
+            return m
+    return None
+
+
+def map_entry_for(m: MapConf, r: RequestState) -> tuple[Template, Where] | None:
+    """Which entry of a map answers for this request, and where it is written."""
+    key = render(m.source, r)
+    if key is None:
+        return None
+    if m.hostnames:
+        key = key.lower().rstrip(".")
+    tpl: Template | None = m.exact.get(key)
+    if tpl is None and not m.wildcards:
+        for rx, t in m.regexes:
+            if rx.search(key):
+                tpl = t
+                break
+    elif tpl is None:
+        return None  # hostname wildcards: too clever for a lint guess
+    if tpl is None:
+        tpl = m.default
+    for _key, t, w in m.entries:
+        if t is tpl:
+            return tpl, w
+    return tpl, m.where
+
+
+def value_on(cfg: Config, server: ServerConf, h: HeaderSetting, upgrade: bool
+             ) -> tuple[str, Where] | None:
+    """The header's value on a sample request, and the line that decides it."""
+    if h.value.static is not None:
+        return h.value.static, h.where
+    r = sample_request(server, upgrade)
+    m = map_of(cfg, h.value)
+    if m is not None:
+        hit = map_entry_for(m, r)
+        if hit is not None:
+            v = render(hit[0], r)
+            return (v, hit[1]) if v is not None else None
+    v = render(h.value, r)
+    return (v, h.where) if v is not None else None
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+def missing_forwarded_proto(cfg: Config) -> Iterator[Finding]:
+    for server, loc in proxied(cfg):
+        s = loc.settings
+        tls = any(ls.ssl for ls in server.listens)
+        balancer = bool(s.set_real_ip_from)
+        if not tls and not balancer:
+            continue
+        names = set(sent_headers(s))
+        if names & PROTO_HEADERS:
+            continue
+        if lost_names(cfg, server, loc) & PROTO_HEADERS:
+            continue  # reported as header-inheritance
+        assert loc.proxy is not None
+        f, line = loc.proxy.where
+        why = ("TLS ends here but the app is never told the scheme" if tls else
+               "requests come through a trusted load balancer (set_real_ip_from) but the app "
+               "is never told the scheme the client used")
+        yield Finding("missing-forwarded-proto", "warn", f, line,
+                      f"{why}: it sees plain http in {loc_label(loc)}, so its own "
+                      "http->https redirect loops and it builds http:// links",
+                      "proxy_set_header X-Forwarded-Proto $scheme;")
+
+
+def missing_client_ip(cfg: Config) -> Iterator[Finding]:
+    for server, loc in proxied(cfg):
+        names = set(sent_headers(loc.settings))
+        if names & CLIENT_IP_HEADERS:
+            continue
+        if lost_names(cfg, server, loc) & CLIENT_IP_HEADERS:
+            continue
+        assert loc.proxy is not None
+        f, line = loc.proxy.where
+        yield Finding("missing-client-ip", "warn", f, line,
+                      f"the app never learns the client's address in {loc_label(loc)}: every "
+                      "request seems to come from the proxy (logs, rate limits, allow lists)",
+                      "proxy_set_header X-Real-IP $remote_addr; "
+                      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
+
+
+def missing_host(cfg: Config) -> Iterator[Finding]:
+    for server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        if pp.upstream is None or pp.upstream.implicit:
+            continue
+        if "host" in sent_headers(loc.settings):
+            continue
+        if "host" in lost_names(cfg, server, loc):
+            continue
+        f, line = pp.where
+        yield Finding("missing-host", "warn", f, line,
+                      f'the app receives "Host: {pp.host_header}" (the upstream block\'s name, '
+                      f"nginx's default $proxy_host) instead of the name the client asked for "
+                      f"in {loc_label(loc)}: virtual hosts, redirects and absolute links break",
+                      "proxy_set_header Host $host;")
+
+
+def http_host(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in proxied(cfg):
+        h = sent_headers(loc.settings).get("host")
+        if h is None or "http_host" not in h.value.names:
+            continue
+        f, line = h.where
+        yield Finding("http-host", "warn", f, line,
+                      "Host is set from $http_host, the raw client header: empty for HTTP/1.0 "
+                      "clients, it may carry a port or odd case and is not checked against "
+                      "server_name; $host is normalised and falls back to server_name",
+                      "proxy_set_header Host $host;")
+
+
+def duplicate_header(cfg: Config) -> Iterator[Finding]:
+    levels: list[Settings] = [cfg.http.local]
+    for server in cfg.http.servers:
+        levels.append(server.local)
+        levels.extend(loc.local for loc in locations(server) if loc.local is not None)
+    for s in levels:
+        first: dict[str, HeaderSetting] = {}
+        for h in s.proxy_set_header or ():
+            ln = h.name.lower()
+            prev = first.get(ln)
+            if prev is None:
+                first[ln] = h
+                continue
+            f, line = h.where
+            yield Finding("duplicate-header", "warn", f, line,
+                          f'"{h.name}" is set twice in one block (first at '
+                          f"{prev.where[0]}:{prev.where[1]}): the upstream receives both "
+                          f'lines ("{prev.value.source}" and "{h.value.source}"), and which one '
+                          "counts depends on the application",
+                          f"keep one proxy_set_header {h.name} line in this block")
+
+
+def header_inheritance(cfg: Config) -> Iterator[Finding]:
+    done: set[int] = set()
+    for server, loc in proxied(cfg):
+        lvl = header_level(cfg, server, loc)
+        if lvl is None or id(lvl.local) in done:
+            continue
+        done.add(id(lvl.local))
+        lost = lvl.lost()
+        if not lost:
+            continue
+        f, line = lvl.where
+        names = ", ".join(h.name for h in lost)
+        origins = sorted({f"{h.where[0]}:{h.where[1]}" for h in lost})
+        first_origin = origins[0] if len(origins) == 1 else f"{origins[0]} and others"
+        fix = " ".join(f"proxy_set_header {h.name} {_quote(h.value.source)};" for h in lost)
+        yield Finding("header-inheritance", "warn", f, line,
+                      f"proxy_set_header in this {lvl.label} replaces every inherited one: "
+                      f"{names} (set at {first_origin}) are no longer sent from here",
+                      f"repeat them in this block: {fix}")
+
+
+def _quote(v: str) -> str:
+    if v == "" or any(c in v for c in " ;{}'\"\t"):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return v
+
+
+def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
+    for server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        up = pp.upstream
+        if up is None or up.implicit or up.keepalive <= 0:
+            continue
+        s = loc.settings
+        sev = "warn" if up.keepalive_set else "note"
+        asked = (f"keepalive {up.keepalive} at {up.where[0]}:{up.where[1]}" if up.keepalive_set
+                 else f"nginx 1.30 keeps idle connections to upstream \"{up.name}\" by default")
+        conns = [h for h in s.proxy_set_header or () if h.name.lower() == "connection"]
+        if s.proxy_http_version == "1.0":
+            if forwards_upgrade(s) is not None:
+                continue  # folded into upgrade-needs-http11
+            f, line = where_of(s, "proxy_http_version", pp.where)
+            said = "" if conns else ' and sends "Connection: close"'
+            yield Finding("keepalive-defeated", sev, f, line,
+                          f"{asked}, but proxy_http_version 1.0 cannot keep upstream "
+                          f"connections{said}: none is ever reused in {loc_label(loc)}",
+                          "proxy_http_version 1.1;")
+            continue
+        for h in conns:
+            got = value_on(cfg, server, h, False)
+            if got is None:
+                continue
+            value, (f, line) = got
+            if "close" not in connection_tokens(value):
+                continue
+            via = ""
+            if (f, line) != h.where:
+                via = (f" (through proxy_set_header Connection {h.value.source} at "
+                       f"{h.where[0]}:{h.where[1]})")
+            fix = ("'' '';  (in the map: a plain request then sends no Connection header)"
+                   if via else "remove this line, or use a map whose '' value is ''")
+            yield Finding("keepalive-defeated", sev, f, line,
+                          f"{asked}, but every plain request is sent with \"Connection: close\""
+                          f"{via}, so no upstream connection is ever reused",
+                          fix)
+
+
+def upgrade_needs_http11(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in proxied(cfg):
+        s = loc.settings
+        if s.proxy_http_version != "1.0" or forwards_upgrade(s) is None:
+            continue
+        assert loc.proxy is not None
+        f, line = where_of(s, "proxy_http_version", loc.proxy.where)
+        yield Finding("upgrade-needs-http11", "warn", f, line,
+                      f"Upgrade is forwarded in {loc_label(loc)}, but over HTTP/1.0 no upstream "
+                      "switches protocols (WebSocket handshakes fail) and every upstream "
+                      "connection is closed after one request",
+                      "proxy_http_version 1.1;  (the default in nginx 1.30: removing the line "
+                      "also works)")
+
+
+def upgrade_without_connection(cfg: Config) -> Iterator[Finding]:
+    for server, loc in proxied(cfg):
+        s = loc.settings
+        up = forwards_upgrade(s)
+        if up is None or s.proxy_http_version == "1.0":
+            continue
+        conn = sent_headers(s).get("connection")
+        ok = False
+        if conn is not None:
+            got = value_on(cfg, server, conn, True)
+            ok = got is None or "upgrade" in connection_tokens(got[0])
+        if ok:
+            continue
+        f, line = up.where
+        yield Finding("upgrade-without-connection", "warn", f, line,
+                      f"Upgrade is forwarded in {loc_label(loc)} but Connection does not name "
+                      "\"upgrade\": the upstream sees no upgrade request and WebSocket "
+                      "handshakes fail",
+                      "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
+                      "proxy_set_header Connection $connection_upgrade;")
+
+
+def connection_upgrade_hardcoded(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in proxied(cfg):
+        h = sent_headers(loc.settings).get("connection")
+        if h is None or h.value.static is None:
+            continue
+        if "upgrade" not in connection_tokens(h.value.static):
+            continue
+        f, line = h.where
+        yield Finding("connection-upgrade-hardcoded", "warn", f, line,
+                      f'"Connection: {h.value.static}" is sent on every request, not only on '
+                      "WebSocket handshakes: every request asks the upstream for an upgrade and "
+                      "the upstream connection cannot be kept alive",
+                      "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
+                      "proxy_set_header Connection $connection_upgrade;")
+
+
+def websocket_read_timeout(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in proxied(cfg):
+        s = loc.settings
+        up = forwards_upgrade(s)
+        if up is None or "http_upgrade" not in up.value.names and up.value.static is None:
+            continue
+        t = s.proxy_read_timeout if s.proxy_read_timeout is not None else 60.0
+        if t > WEBSOCKET_IDLE:
+            continue
+        f, line = s.where.get("proxy_read_timeout@last") or up.where
+        yield Finding("websocket-read-timeout", "note", f, line,
+                      f"WebSocket connections through {loc_label(loc)} are closed after "
+                      f"{t:g}s without a message (proxy_read_timeout); fine if the app pings "
+                      "more often, otherwise idle sockets are cut",
+                      "proxy_read_timeout 1h;  (in a location that only serves WebSockets)")
+
+
+def sse_buffering(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in proxied(cfg):
+        s = loc.settings
+        if not s.proxy_buffering or loc.modifier in ("if", "@"):
+            continue
+        if not SSE_PATTERN.search(loc.pattern):
+            continue
+        assert loc.proxy is not None
+        f, line = s.where.get("proxy_buffering@last") or loc.proxy.where
+        yield Finding("sse-buffering", "note", f, line,
+                      f"{loc_label(loc)} looks like a streaming endpoint, but proxy_buffering "
+                      "is on: Server-Sent Events can be held back in buffers (unless the app "
+                      "sends X-Accel-Buffering: no)",
+                      "proxy_buffering off;")
+
+
+def implicit_upstream_no_keepalive(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        if pp.upstream is None or not pp.upstream.implicit:
+            continue
+        f, line = pp.where
+        yield Finding("implicit-upstream-no-keepalive", "note", f, line,
+                      f"proxy_pass to {pp.host_header} without an upstream block: nginx 1.30 "
+                      "keeps no idle connections for it, every request opens a new connection",
+                      f"upstream backend {{ server {pp.host_header}; }}  and  "
+                      f"proxy_pass {pp.scheme}://backend;")
+
+
+def static_shadowed(cfg: Config) -> Iterator[Finding]:
+    for server in cfg.http.servers:
+        regexes = [x for x in server.locations if x.regex is not None and not x.internal]
+        if not regexes:
+            continue
+        for loc in server.locations:
+            if loc.modifier != "" or loc.pattern in ("", "/") or loc.proxy is not None:
+                continue
+            local = loc.local
+            if local is None or (local.alias is None and local.root is None):
+                continue
+            if any(isinstance(op, ReturnOp) for op in loc.ops):
+                continue
+            hit = _shadowing(loc, regexes)
+            if hit is None:
+                continue
+            rx, uri = hit
+            what = ("proxied" if rx.proxy is not None else
+                    "answered by its return" if any(isinstance(o, ReturnOp) for o in rx.ops)
+                    else "read from another directory")
+            f, line = loc.where
+            yield Finding("static-shadowed", "warn", f, line,
+                          f"requests such as {uri} match the regex {loc_label(rx)} at "
+                          f"{rx.where[0]}:{rx.where[1]}, which wins over a plain prefix: files "
+                          f"under {loc.pattern} are {what} instead of served by this location",
+                          f"location ^~ {loc.pattern} {{ ... }}")
+
+
+def _shadowing(loc: LocationConf, regexes: list[LocationConf]
+               ) -> tuple[LocationConf, str] | None:
+    base = loc.pattern if loc.pattern.endswith("/") else loc.pattern + "/"
+    for rx in regexes:
+        assert rx.regex is not None
+        for name in SAMPLE_FILES:
+            uri = base + name
+            if not rx.regex.search(uri):
+                continue
+            if rx.proxy is not None or any(isinstance(o, ReturnOp) for o in rx.ops):
+                return rx, uri
+            if _file_path(loc, uri) != _file_path(rx, uri):
+                return rx, uri
+    return None
+
+
+def _file_path(loc: LocationConf, uri: str) -> str | None:
+    s = loc.settings
+    if s.alias is not None:
+        a = s.alias.static
+        if a is None:
+            return None
+        if loc.regex is not None:
+            return a
+        return a + uri[len(loc.pattern):]
+    return (s.root or "").rstrip("/") + uri
+
+
+def alias_traversal(cfg: Config) -> Iterator[Finding]:
+    for _server, loc in sites(cfg):
+        if loc.modifier not in ("", "^~") or loc.pattern.endswith("/"):
+            continue
+        local = loc.local
+        if local is None or local.alias is None:
+            continue
+        if not local.alias.source.endswith("/"):
+            continue
+        f, line = local.where.get("alias", loc.where)
+        yield Finding("alias-traversal", "warn", f, line,
+                      f'location "{loc.pattern}" has no trailing slash but its alias has one: '
+                      f'"{loc.pattern}../secret" reads "secret" one level above the aliased '
+                      "folder",
+                      f"location {loc.modifier + ' ' if loc.modifier else ''}{loc.pattern}/ "
+                      "{ alias ...; }  (both with a trailing slash)")
+
+
+def realip_trust_all(cfg: Config) -> Iterator[Finding]:
+    levels: list[Settings] = [cfg.http.local]
+    for server in cfg.http.servers:
+        levels.append(server.local)
+        levels.extend(loc.local for loc in locations(server) if loc.local is not None)
+    for s in levels:
+        nets = s.set_real_ip_from or ()
+        broad = [n for n in nets if _too_broad(n)]
+        if not broad:
+            continue
+        first = s.where.get("set_real_ip_from", ("", 0))
+        last = s.where.get("set_real_ip_from@last", first)
+        header = s.real_ip_header or "X-Real-IP"
+        for n in broad:
+            f, line = _directive_line(cfg, first, last, "set_real_ip_from", n)
+            yield Finding("realip-trust-all", "warn", f, line,
+                          f"set_real_ip_from {n} trusts every client to say who it is: any "
+                          f"{header} value a client sends becomes $remote_addr (logs, allow/"
+                          "deny, rate limits, X-Real-IP to the app)",
+                          "set_real_ip_from <the load balancer's address or subnet>;")
+
+
+def _too_broad(n: Any) -> bool:
+    if isinstance(n, ipaddress.IPv4Network):
+        return n.prefixlen < 8
+    if isinstance(n, ipaddress.IPv6Network):
+        if n.prefixlen == 0:
+            return True
+        return n.prefixlen < 16 and not n.subnet_of(ipaddress.IPv6Network("fc00::/7"))
+    return False
+
+
+def _directive_line(cfg: Config, first: Where, last: Where, name: str, net: Any) -> Where:
+    """The line of the `name` directive whose argument is `net`, between two known lines."""
+    for path, text in cfg.sources:
+        if path != first[0]:
+            continue
+        lines = text.splitlines()
+        end = last[1] if last[0] == first[0] else len(lines)
+        for i in range(first[1], min(end, len(lines)) + 1):
+            words = lines[i - 1].split("#", 1)[0].replace(";", " ").split()
+            for j, w in enumerate(words[:-1]):
+                if w != name:
+                    continue
+                try:
+                    if ipaddress.ip_network(words[j + 1], strict=False) == net:
+                        return (path, i)
+                except ValueError:
+                    continue
+    return first
+
+
+# --- registry -------------------------------------------------------------------------------
+
+RULES: dict[str, Rule] = {
+    "missing-forwarded-proto": missing_forwarded_proto,
+    "keepalive-defeated": keepalive_defeated,
+    "duplicate-header": duplicate_header,
+    "header-inheritance": header_inheritance,
+    "static-shadowed": static_shadowed,
+    "alias-traversal": alias_traversal,
+    "http-host": http_host,
+    "missing-client-ip": missing_client_ip,
+    "missing-host": missing_host,
+    "upgrade-needs-http11": upgrade_needs_http11,
+    "upgrade-without-connection": upgrade_without_connection,
+    "realip-trust-all": realip_trust_all,
+    "websocket-read-timeout": websocket_read_timeout,
+    "connection-upgrade-hardcoded": connection_upgrade_hardcoded,
+    "sse-buffering": sse_buffering,
+    "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
+}
+# `map-context` (a map outside http) is a config error; the CLI reports it under that id.
+CLI_RULES = ("map-context",)
+
+
+def run(cfg: Config, only: Iterable[str] | None = None) -> list[Finding]:
+    """All findings for a config, without duplicates, in file order."""
+    chosen = RULES if only is None else {k: RULES[k] for k in only}
+    seen: set[tuple[str, str, int]] = set()
+    out: list[Finding] = []
+    for rule in chosen.values():
+        for f in rule(cfg):
+            key = (f.rule, f.file, f.line)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(f)
+    out.sort(key=sort_key)
+    return out
+
+
+def for_location(cfg: Config, server: ServerConf, loc: LocationConf) -> list[Finding]:
+    """The findings that apply to one location: those pointing at a line of that location,
+    of a block it inherits from, or of an upstream/map it uses."""
+    lines: set[Where] = set()
+    node: LocationConf | None = loc
+    while node is not None:
+        lines.add(node.where)
+        if node.local is not None:
+            lines.update(v for k, v in node.local.where.items())
+        for h in node.settings.proxy_set_header or ():
+            lines.add(h.where)
+        node = node.parent
+    lines.update(server.local.where.values())
+    lines.update(cfg.http.local.where.values())
+    if loc.proxy is not None:
+        lines.add(loc.proxy.where)
+        if loc.proxy.upstream is not None:
+            lines.add(loc.proxy.upstream.where)
+        for h in loc.settings.proxy_set_header or ():
+            m = map_of(cfg, h.value)
+            if m is not None:
+                lines.add(m.where)
+                lines.update(w for _k, _t, w in m.entries)
+    return [f for f in run(cfg) if (f.file, f.line) in lines]
