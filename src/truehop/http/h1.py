@@ -507,12 +507,7 @@ class H1ServerParser:
         lim = self.limits
         lf = buf.find(b"\n", start, end)
         if lf < 0:
-            sp = buf.find(b" ", start, end)
-            mend = sp if sp >= 0 else end
-            if mend - start > lim.max_request_line:
-                mend = start + lim.max_request_line
-            if bytes(buf[start:mend]).translate(None, _METHOD_OK):
-                raise _bad(400, "client sent invalid method")
+            self._check_method(buf, start, end, False)
             if end - start > lim.max_request_line:
                 raise _bad(414, "client sent too long URI")
             return
@@ -524,14 +519,32 @@ class H1ServerParser:
         if end - start > lim.max_headers_total:
             raise _bad(494, "client sent too large request")
 
+    def _check_method(self, buf: bytes | bytearray, start: int, end: int, complete: bool) -> None:
+        """The method part of `buf[start:end]` (a request line so far; `complete` when it holds
+        the LF). The same verdict whatever the split: only the first `max_request_line` bytes
+        count, an empty method is refused once a SP or the line end shows it is empty."""
+        sp = buf.find(b" ", start, end)
+        if sp >= 0:
+            mend = sp
+        else:
+            mend = end - 1 if complete else end
+        cap = start + self.limits.max_request_line
+        if mend > cap:
+            mend = cap
+        if mend == start:
+            if sp >= 0 or complete:
+                raise _bad(400, "client sent invalid method")
+            return
+        if bytes(buf[start:mend]).translate(None, _METHOD_OK):
+            raise _bad(400, "client sent invalid method")
+
     def _request_line(self, line: bytes) -> tuple[str, bytes, str, str | None, bytes | None]:
         """Check a request line (with its CRLF). Returns (method, raw target, version,
         absolute-form scheme or None, absolute-form authority or None)."""
         lim = self.limits
+        self._check_method(line, 0, len(line), True)
         sp = line.find(b" ")
-        method = line[:sp] if sp >= 0 else line[:-1]
-        if not method or method.translate(None, _METHOD_OK):
-            raise _bad(400, "client sent invalid method")
+        method = line[:sp]
         if len(line) > lim.max_request_line:
             raise _bad(414, "client sent too long URI")
         if len(line) < 2 or line[-2] != 13:
