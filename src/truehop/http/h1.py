@@ -87,6 +87,9 @@ _TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23
 _METHOD_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
 # chunk-ext / reason-phrase bytes that are never allowed: CTLs except HTAB, and DEL
 _CTL_NO_TAB = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+# header-name bytes nginx calls valid (others make the line "invalid" and it is ignored)
+_NAME_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
+_NAME_OK_UNDERSCORE = _NAME_OK + b"_"
 _REGNAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 
 _CANON_REQUEST_LINE = b"GET / HTTP/1.1\r\n"
@@ -656,7 +659,7 @@ class H1ServerParser:
                authority: bytes | None, fields: list[tuple[bytes, bytes]], size: int
                ) -> RequestHead:
         lim = self.limits
-        under = lim.underscores_in_headers
+        name_ok = _NAME_OK_UNDERSCORE if lim.underscores_in_headers else _NAME_OK
         drop_invalid = lim.ignore_invalid_headers
         headers: list[tuple[str, str]] = []
         host_raw: str | None = None
@@ -668,12 +671,8 @@ class H1ServerParser:
         for name, value in fields:
             if value and (value[-1] == 32 or value[-1] == 9):
                 value = value.rstrip(b" \t")
-            if not name.isalnum():
-                stripped = name.replace(b"-", b"")
-                if under:
-                    stripped = stripped.replace(b"_", b"")
-                if not stripped.isalnum() and drop_invalid:
-                    continue  # nginx: ignore_invalid_headers / underscores_in_headers
+            if drop_invalid and not name.isalnum() and name.translate(None, name_ok):
+                continue  # nginx: ignore_invalid_headers / underscores_in_headers
             sname = name.decode("latin-1")
             svalue = value.decode("latin-1")
             headers.append((sname, svalue))
