@@ -416,11 +416,12 @@ def upgrade_without_connection(cfg: Config) -> Iterator[Finding]:
         up = forwards_upgrade(s)
         if up is None or s.proxy_http_version == "1.0":
             continue
-        conn = sent_headers(s).get("connection")
         ok = False
-        if conn is not None:
+        for conn in s.proxy_set_header or ():
+            if conn.name.lower() != "connection":
+                continue
             got = value_on(cfg, server, conn, True)
-            ok = got is None or "upgrade" in connection_tokens(got[0])
+            ok = ok or got is None or "upgrade" in connection_tokens(got[0])
         if ok:
             continue
         f, line = up.where
