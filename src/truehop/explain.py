@@ -209,12 +209,22 @@ def header_sources(r: Any, loc: LocationConf, out: list[tuple[str, str]], base: 
             src = "from client"
         annotated.append({"name": name, "value": value, "source": src})
     dropped: list[dict[str, str]] = []
+    sent_names = {a["name"].lower() for a in annotated}
     for ln, hs in sets.items():
+        if ln == "host" or ln in sent_names:
+            continue
         for h in hs:
-            if ln != "host" and h.value.render(r) == "":
-                dropped.append({"name": h.name, "value": "",
-                                "source": f"removed: empty proxy_set_header at "
-                                          f"{rel(h.where[0], base)}:{h.where[1]}"})
+            at = f"proxy_set_header at {rel(h.where[0], base)}:{h.where[1]}"
+            v = h.value.render(r)
+            if h.value.static == "":
+                why = f"removed: empty {at}"
+            elif v == "":
+                why = f"not sent: {h.value.source} is empty for this request ({at})"
+            elif ln in ("upgrade", "connection"):
+                why = f"not sent: this request is not a valid WebSocket upgrade ({at})"
+            else:
+                why = f"not sent: framing is written by the proxy ({at})"
+            dropped.append({"name": h.name, "value": v, "source": why})
     named: set[str] = set()
     for k, v in r.head.headers:
         if k.lower() == "connection":
@@ -253,9 +263,10 @@ def reuse(up: UpstreamConf, version: str, headers: list[tuple[str, str]], base: 
     for k, v in headers:
         if k.lower() == "connection" and "close" in connection_tokens(v):
             return False, 'no: the request carries "Connection: close"'
-    how = (f"keepalive {up.keepalive} at {rel(up.where[0], base)}:{up.where[1]}"
-           if up.keepalive_set else f"keepalive {up.keepalive} (nginx 1.30 default)")
-    return True, f'yes: upstream "{up.name}" has {how} and no "Connection: close" is sent'
+    how = (f"keepalive {up.keepalive}" if up.keepalive_set
+           else f"keepalive {up.keepalive} (nginx 1.30 default)")
+    return True, (f'yes: upstream "{up.name}" ({rel(up.where[0], base)}:{up.where[1]}) has '
+                  f'{how} and no "Connection: close" is sent')
 
 
 def peers_of(up: UpstreamConf) -> list[dict[str, Any]]:
@@ -363,6 +374,11 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     except Finish as f:
         if loc is not None:
             doc["location"] = _loc_doc(server, loc, r.uri, base)
+        else:
+            doc["location"] = {"name": "(none)", "file": rel(server.where[0], base),
+                               "line": server.where[1],
+                               "why": "the server's rewrite/return ran before any location "
+                                      "was chosen"}
         action: dict[str, Any] = {"kind": "return", "code": f.status}
         if getattr(f, "location", None):
             action["location"] = f.location
@@ -479,14 +495,12 @@ def render_text(doc: dict[str, Any]) -> str:
         ur = doc["upstream_request"]
         lines.append(f"upstream request (HTTP/{ur['version']}):")
         lines.append(f"  {ur['request_line']}")
-        width = max((len(f"{h['name']}: {h['value']}") for h in ur["headers"]), default=0)
-        width = min(max(width, 20), 60)
-        for h in ur["headers"]:
-            text = f"{h['name']}: {h['value']}"
-            lines.append(f"  {text:<{width}}   <- {h['source']}")
-        for h in ur["dropped"]:
-            text = f"{h['name']}: {h['value']}"
-            lines.append(f"  ({text})".ljust(width + 3) + f"   -- {h['source']}")
+        rows = [(f"{h['name']}: {h['value']}", f"<- {h['source']}") for h in ur["headers"]]
+        rows += [("(" + (f"{h['name']}: {h['value']}" if h["value"] else h["name"]) + ")",
+                  f"-- {h['source']}") for h in ur["dropped"]]
+        width = min(max((len(t) for t, _ in rows), default=0), 60)
+        for text, src in rows:
+            lines.append(f"  {text:<{width}}   {src}")
         if ur["upgrade"]:
             lines.append("  (the connection becomes a tunnel if the upstream answers 101)")
         lines.append(f"reuse     {doc['reuse']['why']}")
