@@ -103,6 +103,15 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      " proxy_set_header Host $host;\n location / {\n  proxy_pass http://app;\n"
      "  proxy_set_header Host $host;\n  proxy_set_header X-Real-IP $remote_addr;\n }\n}\n",
      "header-inheritance", "warn", False),
+    ("inherit-add-header", "server {\n listen 127.0.0.1:8080;\n"
+     " add_header X-Content-Type-Options nosniff always;\n"
+     " location /a/ {\n  add_header Cache-Control no-store; #!\n }\n}\n",
+     "header-inheritance", "warn", True),
+    ("inherit-add-header-ok", "server {\n listen 127.0.0.1:8080;\n"
+     " add_header X-Content-Type-Options nosniff always;\n"
+     " location /a/ {\n  add_header X-Content-Type-Options nosniff always;\n"
+     "  add_header Cache-Control no-store;\n }\n}\n",
+     "header-inheritance", "warn", False),
     # keepalive-defeated
     ("ka-map-close", "map $http_upgrade $c { default upgrade; \n '' close; #!\n}\n" + loc(
         "proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;\n"

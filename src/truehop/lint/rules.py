@@ -346,6 +346,41 @@ def header_inheritance(cfg: Config) -> Iterator[Finding]:
                       f"proxy_set_header in this {lvl.label} replaces every inherited one: "
                       f"{names} (set at {first_origin}) are no longer sent from here",
                       f"repeat them in this block: {fix}")
+    yield from add_header_inheritance(cfg)
+
+
+def add_header_inheritance(cfg: Config) -> Iterator[Finding]:
+    """The same rule for `add_header`: a level that adds any response header drops every
+    inherited one (security headers set at server level vanish in one location)."""
+    levels: list[tuple[str, Settings, Settings, Where]] = []
+    for server in cfg.http.servers:
+        levels.append(("server block", server.local, cfg.http.settings, server.where))
+        for loc in locations(server):
+            if loc.local is None:
+                continue
+            parent = loc.parent.settings if loc.parent is not None else server.settings
+            levels.append((loc_label(loc), loc.local, parent, loc.where))
+    for label, local, parent, where in levels:
+        mine = local.add_header
+        if mine is None:
+            continue
+        names = {h.name.lower() for h in mine}
+        lost: list[HeaderSetting] = []
+        for h in parent.add_header or ():
+            if h.name.lower() not in names and h.name.lower() not in {x.name.lower() for x in lost}:
+                lost.append(h)
+        if not lost:
+            continue
+        f, line = local.where.get("add_header", where)
+        origins = sorted({f"{h.where[0]}:{h.where[1]}" for h in lost})
+        first_origin = origins[0] if len(origins) == 1 else f"{origins[0]} and others"
+        fix = " ".join(f"add_header {h.name} {_quote(h.value.source)}"
+                       f"{' always' if h.always else ''};" for h in lost)
+        yield Finding("header-inheritance", "warn", f, line,
+                      f"add_header in this {label} replaces every inherited one: "
+                      f"{', '.join(h.name for h in lost)} (set at {first_origin}) are no longer "
+                      "added to responses from here",
+                      f"repeat them in this block: {fix}")
 
 
 def _quote(v: str) -> str:
