@@ -1,0 +1,1 @@
+"""Pure routing: URI normalisation, server and location selection, variables."""
