@@ -102,13 +102,41 @@ _PAUSED = 3
 _DEAD = 4
 
 _SPECIAL = {
-    b"host": 1,
-    b"content-length": 2,
-    b"transfer-encoding": 3,
-    b"connection": 4,
-    b"upgrade": 5,
-    b"expect": 6,
+    "host": 1,
+    "content-length": 2,
+    "transfer-encoding": 3,
+    "connection": 4,
+    "upgrade": 5,
+    "expect": 6,
 }
+
+_COMMON_METHODS = frozenset({b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+_METHOD_STR = {m: m.decode("ascii") for m in _COMMON_METHODS}
+_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+
+
+_INVALID_NAME = -1
+_ORDINARY = 0
+# name as sent -> _INVALID_NAME / _ORDINARY / a _SPECIAL kind; one cache per underscores flag
+_NAME_KIND: tuple[dict[str, int], dict[str, int]] = ({}, {})
+_NAME_KIND_MAX = 4096
+
+
+def _name_kind(name: str, underscores: bool) -> int:
+    """Classify a header name (already an RFC token, llhttp checked): invalid for nginx (a
+    byte outside [A-Za-z0-9-], '_' allowed with underscores_in_headers), or its special kind."""
+    cache = _NAME_KIND[underscores]
+    kind = cache.get(name)
+    if kind is None:
+        ok = _NAME_OK_UNDERSCORE if underscores else _NAME_OK
+        try:
+            valid = not name.encode("ascii").translate(None, ok)
+        except UnicodeEncodeError:
+            valid = False
+        kind = _SPECIAL.get(name.lower(), _ORDINARY) if valid else _INVALID_NAME
+        if len(cache) < _NAME_KIND_MAX:
+            cache[name] = kind
+    return kind
 
 
 def _bad(status: int, reason: str) -> ProtocolError:
@@ -245,19 +273,20 @@ class ChunkedDecoder:
 # -- httptools glue -----------------------------------------------------------------------------
 
 class _HeadCollector:
-    """The httptools protocol object: collects raw header fields of one head."""
+    """The httptools protocol object. No per-field callback: llhttp only validates, and the
+    validated field section is split in `_build` (cheaper than one Python call per field)."""
 
-    __slots__ = ("fields", "complete")
+    __slots__ = ("complete", "message_complete")
 
     def __init__(self) -> None:
-        self.fields: list[tuple[bytes, bytes]] = []
         self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name, value))
+        self.message_complete = False
 
     def on_headers_complete(self) -> None:
         self.complete = True
+
+    def on_message_complete(self) -> None:
+        self.message_complete = True
 
 
 def _llhttp_request_parser(proto: _HeadCollector) -> httptools.HttpRequestParser:
@@ -341,7 +370,7 @@ class H1ServerParser:
     """Client bytes -> `Request` / `Data` / `EndOfMessage`. See the module docstring."""
 
     __slots__ = ("limits", "_state", "_hbuf", "_scan", "_line_ok", "_remaining", "_chunked",
-                 "_held", "_error", "_eof", "_collector")
+                 "_held", "_error", "_eof", "_collector", "_hp")
 
     def __init__(self, limits: H1Limits | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
@@ -355,6 +384,7 @@ class H1ServerParser:
         self._error: ProtocolError | None = None
         self._eof = False
         self._collector = _HeadCollector()
+        self._hp: httptools.HttpRequestParser | None = None
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -545,9 +575,10 @@ class H1ServerParser:
         """Check a request line (with its CRLF). Returns (method, raw target, version,
         absolute-form scheme or None, absolute-form authority or None)."""
         lim = self.limits
-        self._check_method(line, 0, len(line), True)
         sp = line.find(b" ")
         method = line[:sp]
+        if sp <= 0 or method not in _COMMON_METHODS:
+            self._check_method(line, 0, len(line), True)
         if len(line) > lim.max_request_line:
             raise _bad(414, "client sent too long URI")
         if len(line) < 2 or line[-2] != 13:
@@ -558,15 +589,17 @@ class H1ServerParser:
                 raise _bad(400, "client sent HTTP/0.9 request")
             raise _bad(400, "client sent invalid request")
         target, proto = parts[1], parts[2]
-        if len(proto) != 8 or proto[:5] != b"HTTP/" or proto[6] != 0x2E \
-                or not (0x30 <= proto[5] <= 0x39) or not (0x30 <= proto[7] <= 0x39):
-            raise _bad(400, "client sent invalid request")
-        major = proto[5] - 0x30
-        if major > 1:
-            raise _bad(505, "client sent invalid version")
-        if major < 1:
-            raise _bad(400, "client sent invalid version")
-        version = "1.0" if proto[7] == 0x30 else "1.1"
+        version = _VERSIONS.get(proto)
+        if version is None:
+            if len(proto) != 8 or proto[:5] != b"HTTP/" or proto[6] != 0x2E \
+                    or not (0x30 <= proto[5] <= 0x39) or not (0x30 <= proto[7] <= 0x39):
+                raise _bad(400, "client sent invalid request")
+            major = proto[5] - 0x30
+            if major > 1:
+                raise _bad(505, "client sent invalid version")
+            if major < 1:
+                raise _bad(400, "client sent invalid version")
+            version = "1.1"  # HTTP/1.2 .. 1.9: the highest minor we speak (RFC 9112 §2.3)
         if not target or target.translate(None, _TARGET_BAD) != target:
             raise _bad(400, "client sent invalid request")
         scheme: str | None = None
@@ -606,7 +639,8 @@ class H1ServerParser:
                 raise _bad(400, "client sent invalid request")
         elif b"/." in path and _above_root(path):
             raise _bad(400, "client sent invalid request")
-        return method.decode("ascii"), target, version, scheme, authority
+        return _METHOD_STR.get(method) or method.decode("ascii"), target, version, scheme, \
+            authority
 
     def _complete_head(self, buf: bytes, start: int, end: int, events: list[Event]) -> None:
         """A whole head is `buf[start:end]` (ending in CRLF CRLF)."""
@@ -620,12 +654,14 @@ class H1ServerParser:
             raise _bad(494, "client sent too large request")
         if size > lim.max_header_line:
             self._check_lines(buf, lf + 1, end)
-        # header fields: llhttp validates, the collector gathers
+        # header fields: llhttp validates them (tokens, CTLs, obs-fold, CL syntax/duplicates)
         col = self._collector
-        fields: list[tuple[bytes, bytes]] = []
-        col.fields = fields
         col.complete = False
-        hp = _llhttp_request_parser(col)
+        col.message_complete = False
+        hp = self._hp
+        if hp is None:
+            hp = _llhttp_request_parser(col)
+        self._hp = None
         try:
             hp.feed_data(_CANON_REQUEST_LINE)
             hp.feed_data(memoryview(buf)[lf + 1:end])
@@ -637,10 +673,14 @@ class H1ServerParser:
             raise _bad(400, "client sent invalid header line") from None
         if not col.complete:
             raise _bad(400, "client sent invalid header line")
-        if len(fields) > lim.max_header_count:
+        if col.message_complete:
+            self._hp = hp  # llhttp is back at a message start: reuse it for the next head
+        section = buf[lf + 1:end - 4]
+        nfields = section.count(b"\n") + 1 if section else 0
+        if nfields > lim.max_header_count:
             raise _bad(494, "client sent too many header lines")
-        events.append(Request(self._build(method, target, version, scheme, authority, fields,
-                                          size)))
+        events.append(Request(self._build(method, target, version, scheme, authority,
+                                          section.decode("latin-1"), size)))
         if self._state == _HEAD or self._state == _PAUSED:
             events.append(EndOfMessage())
 
@@ -656,33 +696,35 @@ class H1ServerParser:
             pos = lf + 1
 
     def _build(self, method: str, target: bytes, version: str, scheme: str | None,
-               authority: bytes | None, fields: list[tuple[bytes, bytes]], size: int
-               ) -> RequestHead:
+               authority: bytes | None, section: str, size: int) -> RequestHead:
         lim = self.limits
-        name_ok = _NAME_OK_UNDERSCORE if lim.underscores_in_headers else _NAME_OK
         drop_invalid = lim.ignore_invalid_headers
+        under = lim.underscores_in_headers
         headers: list[tuple[str, str]] = []
         host_raw: str | None = None
-        cl_raw: bytes | None = None
-        te_raw: bytes | None = None
+        cl_raw: str | None = None
+        te_raw: str | None = None
         conn: list[str] = []
         upgrade_raw: list[str] = []
         expect = False
-        for name, value in fields:
-            if value and (value[-1] == 32 or value[-1] == 9):
-                value = value.rstrip(b" \t")
-            if drop_invalid and not name.isalnum() and name.translate(None, name_ok):
-                continue  # nginx: ignore_invalid_headers / underscores_in_headers
-            sname = name.decode("latin-1")
-            svalue = value.decode("latin-1")
-            headers.append((sname, svalue))
-            kind = _SPECIAL.get(name.lower())
+        cache = _NAME_KIND[under]
+        for line in section.split("\r\n") if section else ():
+            name, _, value = line.partition(":")
+            value = value.strip(" \t")
+            kind = cache.get(name)
             if kind is None:
+                kind = _name_kind(name, under)
+            if kind == _INVALID_NAME:
+                if not drop_invalid:
+                    headers.append((name, value))  # kept as sent; never a special field
+                continue  # nginx: ignore_invalid_headers / underscores_in_headers
+            headers.append((name, value))
+            if kind == _ORDINARY:
                 continue
             if kind == 1:
                 if host_raw is not None:
                     raise _bad(400, "client sent duplicate host header")
-                host_raw = svalue
+                host_raw = value
             elif kind == 2:
                 if cl_raw is not None:
                     raise _bad(400, "client sent duplicate header line: \"Content-Length\"")
@@ -692,11 +734,11 @@ class H1ServerParser:
                     raise _bad(400, "client sent duplicate header line: \"Transfer-Encoding\"")
                 te_raw = value
             elif kind == 4:
-                conn.append(svalue)
+                conn.append(value)
             elif kind == 5:
-                upgrade_raw.append(svalue)
+                upgrade_raw.append(value)
             else:
-                expect = svalue.lower() == "100-continue"
+                expect = value.lower() == "100-continue"
 
         # nginx's order (ngx_http_process_request_header)
         host = ""
@@ -715,7 +757,7 @@ class H1ServerParser:
         content_length: int | None = None
         if cl_raw is not None:
             # 1*DIGIT only (never int() on unchecked text: it takes "+5", " 5", "5_0")
-            if not cl_raw.isdigit() or not cl_raw.isascii() or len(cl_raw.lstrip(b"0")) > 18:
+            if not cl_raw.isdigit() or not cl_raw.isascii() or len(cl_raw.lstrip("0")) > 18:
                 raise _bad(400, "client sent invalid \"Content-Length\" header")
             content_length = int(cl_raw)
         chunked = False
@@ -723,7 +765,7 @@ class H1ServerParser:
             if version == "1.0":
                 raise _bad(400, "client sent HTTP/1.0 request with \"Transfer-Encoding\" "
                                 "header")
-            if len(te_raw) == 7 and te_raw.lower() == b"chunked":
+            if len(te_raw) == 7 and te_raw.lower() == "chunked":
                 if cl_raw is not None:
                     raise _bad(400, "client sent \"Content-Length\" and \"Transfer-Encoding\" "
                                     "headers at the same time")
