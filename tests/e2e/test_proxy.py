@@ -13,6 +13,7 @@ from harness import free_port, parse_responses, raw_request
 
 # The reference site's proxy block, served over plain HTTP (TLS has its own tests).
 REFERENCE_PLAIN = """
+include mime.types;
 map $http_upgrade $connection_upgrade {
     default upgrade;
     ''      '';
@@ -243,14 +244,14 @@ def test_pipelined_requests_answered_in_order(site):
 
 def test_request_bodies_content_length_and_chunked(site):
     tp, a, b, port = site
-    r = httpx.post(f"http://127.0.0.1:{port}/__echo", content=b"x" * 100000)
+    r = httpx.post(f"http://127.0.0.1:{port}/upload", content=b"x" * 100000)
     assert r.status_code == 200
     assert r.json()["body_len"] == 100000
 
     def gen():
         yield b"abc"
         yield b"defg"
-    r = httpx.post(f"http://127.0.0.1:{port}/__echo", content=gen())
+    r = httpx.post(f"http://127.0.0.1:{port}/upload", content=gen())
     assert r.json()["body_len"] == 7
     rec = all_records(a, b)[-1]
     assert rec.header("content-length") == "7"          # re-framed, buffered by default
@@ -303,7 +304,7 @@ def test_head_and_http10(site):
 def test_expect_100_continue(site):
     tp, a, b, port = site
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"POST /__echo HTTP/1.1\r\nHost: app.example.test\r\nContent-Length: 5\r\n"
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: app.example.test\r\nContent-Length: 5\r\n"
                   b"Expect: 100-continue\r\n\r\n")
         s.settimeout(3)
         first = s.recv(100)

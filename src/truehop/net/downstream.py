@@ -462,13 +462,37 @@ class ClientConnection(asyncio.Protocol):
         return self.listener.default_server.settings.send_timeout or 60.0
 
     async def sendfile(self, f: Any, offset: int, count: int) -> None:
-        assert self.transport is not None
-        if self.closed:
+        """Send part of a file. uvloop has no loop.sendfile, so: when nothing is queued in
+        the transport, the kernel's sendfile(2) writes straight to the socket; whatever it
+        could not take goes through the transport in pread chunks, with back-pressure."""
+        tr = self.transport
+        if tr is None or self.closed:
             raise ClientGone("client closed connection")
-        try:
-            await self.loop.sendfile(self.transport, f, offset, count)
-        except (ConnectionError, RuntimeError) as e:
-            raise ClientGone(str(e)) from None
+        fd = f.fileno()
+        if tr.get_write_buffer_size() == 0 and tr.get_extra_info("ssl_object") is None:
+            sock = tr.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    while count > 0:
+                        n = os.sendfile(sock.fileno(), fd, offset, min(count, 1 << 20))
+                        if n == 0:
+                            break
+                        offset += n
+                        count -= n
+                except BlockingIOError:
+                    pass
+                except OSError as e:
+                    raise ClientGone(str(e)) from None
+        while count > 0:
+            chunk = os.pread(fd, min(count, 256 * 1024), offset)
+            if not chunk:
+                # the file shrank under us: the response cannot be completed
+                self.abort()
+                raise ClientGone("file truncated while sending")
+            tr.write(chunk)
+            offset += len(chunk)
+            count -= len(chunk)
+            await self.drain()
 
     def send_continue(self) -> None:
         ex = self.current

@@ -443,7 +443,8 @@ class Pipeline:
             if plan.special:
                 r.extra["extra_headers"] = plan.headers
                 raise Finish(status)
-            headers = self.filter_headers(r, status, list(plan.headers), mtime=st.st_mtime)
+            headers = [h for h in plan.headers if h[0] != "Content-Length"]
+            headers = self.filter_headers(r, status, headers, mtime=st.st_mtime)
             r.status = status
             r.sent_headers = headers
             ex.start_response(status, self.server_headers(r) + headers,

@@ -402,6 +402,9 @@ class Proxy:
                 continue
             if lk in ("location", "refresh"):
                 v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
+                if lk == "location" and v.startswith("/"):
+                    # nginx's header filter makes a relative Location absolute
+                    v = self.rt.pipeline.absolute_location(r, v)
             out.append((k, v))
         return out
 
