@@ -506,4 +506,4 @@ def test_demo_conf_under_nginx(tmp_path: Path,
                 assert await w.recv() == "via nginx"
 
         asyncio.run(ws())
-        assert "GET /static/style.css" in ng.access_log()
+        assert "GET /static/style.css" in ng.stderr()  # demo.conf logs access to stderr
