@@ -12,6 +12,7 @@ import ipaddress
 import os
 import ssl
 import time
+from ssl import SSLContext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +42,13 @@ class Listener:
     http2: bool = False
     index: Any = None                               # ServerNameIndex for the wildcard address
     by_addr: dict[str, Any] = field(default_factory=dict)  # local address -> ServerNameIndex
-    ssl_context: ssl.SSLContext | None = None
+    ssl_context: SSLContext | None = None
 
     def find_server(self, local_addr: str, host: str) -> ServerConf:
         idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
         if not host:
             return idx.default if hasattr(idx, "default") else self.default_server
-        return idx.find(host)  # type: ignore[no-any-return]
+        return idx.find(host)
 
 
 class UpstreamRuntime:
@@ -194,7 +195,7 @@ class Runtime:
             if ctx is not None and ctx is not default:
                 sslobj.context = ctx
 
-        default.sni_callback = pick  # type: ignore[assignment]
+        default.sni_callback = pick
         return default
 
     def _open_sinks(self, s: Settings) -> None:
@@ -215,6 +216,7 @@ class Runtime:
     def start_exchange(self, c: ClientConnection, ex: Exchange) -> None:
         if self.shutting_down:
             ex.keep_alive = False
+        assert c.info is not None
         t = asyncio.get_running_loop().create_task(self.pipeline.handle(ex, c.info, c.listener))
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
@@ -228,6 +230,7 @@ class Runtime:
         ex = Exchange(c, head)
         ex.keep_alive = False
         c.current = ex
+        assert c.info is not None
         r_task = self.pipeline.finish_bad_request(ex, c.info, c.listener, Finish(status))
         t = asyncio.get_running_loop().create_task(r_task)
         self.tasks.add(t)

@@ -16,7 +16,7 @@ import ipaddress
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from truehop import __version__
 from truehop.conf.model import (
@@ -82,9 +82,10 @@ class Finish(Exception):
 
 
 class InternalRedirect(Exception):
-    def __init__(self, uri: str, args: str | None = None, named: str | None = None) -> None:
+    def __init__(self, uri: str, query: str | None = None, named: str | None = None) -> None:
+        super().__init__(uri)
         self.uri = uri
-        self.args = args
+        self.query = query
         self.named = named
 
 
@@ -224,8 +225,8 @@ class Pipeline:
                     named = ir.named
                 else:
                     r.uri = ir.uri
-                    if ir.args is not None:
-                        r.args = ir.args or None
+                    if ir.query is not None:
+                        r.args = ir.query or None
 
     def find_location(self, r: RequestState, named: str | None) -> LocationConf:
         server: ServerConf = r.server
@@ -242,9 +243,7 @@ class Pipeline:
             r.captures = caps
         if loc.internal and not r.internal:
             raise Finish(404)
-        if loc.auto_redirect and r.uri + "/" == loc.pattern:
-            pass
-        return loc  # type: ignore[no-any-return]
+        return loc
 
     async def run_location(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         r.loc = loc
@@ -438,7 +437,7 @@ class Pipeline:
             hdrs = {k.lower(): v for k, v in head.headers}
             plan = static.plan_response(head.method, hdrs, st, mime, etag_on=bool(s.etag),
                                         max_ranges=s.max_ranges,
-                                        if_modified_since=s.if_modified_since or "exact")
+                                        if_modified_since=_ims_mode(s.if_modified_since))
             status = plan.status
             if plan.special:
                 r.extra["extra_headers"] = plan.headers
@@ -628,3 +627,11 @@ def _trusted(addr: str, nets: tuple[Any, ...]) -> bool:
         if n != "unix:" and ip in n:
             return True
     return False
+
+
+def _ims_mode(v: str | None) -> Literal["exact", "before", "off"]:
+    if v == "before":
+        return "before"
+    if v == "off":
+        return "off"
+    return "exact"
