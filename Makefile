@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint check-pitfalls bench clean
+.PHONY: run test lint check-pitfalls bench clean sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,7 @@ sysdeps:
 	  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	  command -v curl >/dev/null || missing="$$missing curl"; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
+	  command -v wrk >/dev/null || missing="$$missing wrk"; \
 	  if [ -n "$$missing" ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || echo "warning: could not install$$missing; tests needing them will skip"; \
@@ -35,6 +36,9 @@ test: $(STAMP) sysdeps
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2 tests
+	@if [ -f ../shared/tools/check-pitfalls ]; then \
+	  $(PY) ../shared/tools/check-pitfalls $(BIN)/truehop; \
+	else echo "check-pitfalls: ../shared not present, skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

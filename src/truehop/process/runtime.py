@@ -12,8 +12,8 @@ import ipaddress
 import os
 import ssl
 import time
-from ssl import SSLContext
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import TYPE_CHECKING, Any
 
 from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, UpstreamConf
