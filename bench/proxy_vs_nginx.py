@@ -143,7 +143,8 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
     d = tempfile.mkdtemp(prefix="truehop-bench-")
-    os.makedirs(f"{d}/data")
+    os.chmod(d, 0o755)  # nginx workers run as an unprivileged user
+    os.makedirs(f"{d}/data", mode=0o755)
     sizes = [int(x) for x in args.sizes.split(",")]
     for size in sizes:
         if size:
