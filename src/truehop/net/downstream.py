@@ -40,6 +40,14 @@ def _next_conn_number() -> int:
     return _conn_counter
 
 
+_TIMED_OUT = object()
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(_TIMED_OUT)
+
+
 class ClientGone(Exception):
     """The client closed or reset the connection; nothing more can be sent."""
 
@@ -53,7 +61,7 @@ class BodyStream:
     def __init__(self, conn: ClientConnection, expect_continue: bool, length: int | None) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._done = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         self._conn = conn
         self.buffered = 0
         self.received = 0
@@ -96,14 +104,18 @@ class BodyStream:
                 raise self.error
             if self._done:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            w = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, w) if timeout else None
             try:
-                if timeout:
-                    await asyncio.wait_for(self._waiter, timeout)
-                else:
-                    await self._waiter
+                await w
             finally:
+                if timer is not None:
+                    timer.cancel()
                 self._waiter = None
+            if w.result() is _TIMED_OUT:
+                raise ProtocolError(408, "client timed out (110: Connection timed out) while "
+                                         "reading client request body")
         data = self._chunks.popleft()
         self.buffered -= len(data)
         self._conn.body_consumed()

@@ -38,7 +38,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser: H1ResponseParser | None = None
         self.events: collections.deque[Any] = collections.deque()
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[Any] | None = None
         self.error: BaseException | None = None
         self.closed = False
         self.eof = False
@@ -190,14 +190,18 @@ class UpstreamConnection(asyncio.Protocol):
             if self.closed or self.eof:
                 raise UpstreamError("error", "upstream prematurely closed connection while "
                                              "reading response header from upstream")
-            self.waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            w = self.waiter = loop.create_future()
+            # a bare timer instead of asyncio.wait_for: this runs for every response
+            timer = loop.call_later(timeout, _expire, w)
             try:
-                await asyncio.wait_for(self.waiter, timeout)
-            except TimeoutError:
-                raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
-                                               "while reading upstream") from None
+                await w
             finally:
+                timer.cancel()
                 self.waiter = None
+            if w.result() is _TIMED_OUT:
+                raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
+                                               "while reading upstream")
         ev = self.events.popleft()
         if type(ev) is Data:
             self.buffered -= len(ev.data)
@@ -225,6 +229,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
         return rest
+
+
+_TIMED_OUT = object()
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(_TIMED_OUT)
 
 
 async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,
