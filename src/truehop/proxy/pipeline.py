@@ -225,6 +225,8 @@ class Pipeline:
                     named = ir.named
                 else:
                     r.uri = ir.uri
+                    r.extra["uri_rewritten"] = True
+                    r.extra.pop("rewrite_break", None)
                     if ir.query is not None:
                         r.args = ir.query or None
 
@@ -250,6 +252,8 @@ class Pipeline:
         if loc.auto_redirect and r.uri + "/" == loc.pattern and loc.modifier != "=":
             raise Finish(301, location=escape_uri(loc.pattern) + ("?" + r.args if r.args else ""))
         active = self.run_ops(r, loc.ops)
+        if r.extra.pop("uri_changed", False) and not r.extra.get("rewrite_break"):
+            raise InternalRedirect(r.uri, r.args)
         if active is not None:
             r.loc = loc = active
         s = loc.settings
@@ -308,7 +312,11 @@ class Pipeline:
                         return active
                     raise InternalRedirect(r.uri, r.args)
                 if op.flag == "break":
+                    # the URI stays in this location; proxy_pass then ignores its URI part
+                    r.extra["rewrite_break"] = True
                     return active
+                if not server_level:
+                    r.extra["uri_changed"] = True
             elif t is BreakOp:
                 return active
             elif t is IfOp:
@@ -383,21 +391,38 @@ class Pipeline:
         return static.map_path(uri, root=root, alias=None, location_prefix=loc.pattern), root
 
     async def try_files(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
+        """nginx's try_files: an entry written with a trailing slash tests a directory (the
+        slash is dropped from the URI), the others a file; the first that exists becomes the
+        URI served here; else the last entry (=code, @named, or a URI) decides."""
         s = loc.settings
         assert s.try_files is not None
         *cands, last = s.try_files
-        _, base = self.file_path(r, loc, r.uri)
-        res = static.try_files([c.render(r) for c in cands], last.render(r),
-                               to_path=lambda u: self.file_path(r, loc, u)[0], root_dir=base)
-        if res.kind == "file":
-            r.uri = res.uri
+        for cand in cands:
+            u = cand.render(r)
+            test_dir = cand.source.endswith("/")
+            if test_dir:
+                u = u[:-1]
+            if not u:
+                continue
+            path, base = self.file_path(r, loc, u)
+            target = static.resolve(path, root_dir=base)
+            if isinstance(target, static.StaticError) or target.is_dir != test_dir:
+                continue
+            if u != r.uri:
+                r.uri = u
+                r.extra["uri_rewritten"] = True
             await self.serve_static(r, ex, loc)
-        elif res.kind == "code":
-            raise Finish(res.code)
-        elif res.kind == "named":
-            raise InternalRedirect("", named=res.uri.lstrip("@"))
-        else:
-            raise InternalRedirect(res.uri, res.args)
+            return
+        fallback = last.render(r)
+        if fallback.startswith("="):
+            code = fallback[1:]
+            if not code.isdigit():
+                raise Finish(500)
+            raise Finish(int(code))
+        if fallback.startswith("@"):
+            raise InternalRedirect("", named=fallback[1:])
+        uri, q, args = fallback.partition("?")
+        raise InternalRedirect(uri, args if q else None)
 
     async def serve_static(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         s = loc.settings
@@ -443,6 +468,7 @@ class Pipeline:
                 r.extra["extra_headers"] = plan.headers
                 raise Finish(status)
             headers = [h for h in plan.headers if h[0] != "Content-Length"]
+            status = self.response_status(r, status)
             headers = self.filter_headers(r, status, headers, mtime=st.st_mtime)
             r.status = status
             r.sent_headers = headers
@@ -518,6 +544,7 @@ class Pipeline:
     async def respond_text(self, r: RequestState, ex: Exchange, status: int, text: str) -> None:
         s = r.loc.settings if r.loc is not None else r.server.settings
         body = text.encode("latin-1", "replace")
+        status = self.response_status(r, status)
         headers = self.filter_headers(r, status, [("Content-Type", s.default_type or "text/plain")])
         r.status = status
         r.sent_headers = headers

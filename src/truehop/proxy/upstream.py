@@ -94,8 +94,9 @@ class Proxy:
         assert pp.upstream is not None
         r.proxy_host = pp.host_header
         r.proxy_port = pp.port
-        if pp.uri is None or r.extra.get("uri_rewritten") or loc.modifier not in ("", "^~", "="):
-            if pp.uri is not None and r.extra.get("uri_rewritten"):
+        if pp.uri is None or r.extra.get("rewrite_break") or loc.modifier not in ("", "^~", "="):
+            if pp.uri is not None and r.extra.get("rewrite_break"):
+                # `rewrite ... break` in this location: the URI part is ignored
                 uri = escape_uri(r.uri) + ("?" + r.args if r.args else "")
             else:
                 uri = self.default_uri(r)
@@ -109,7 +110,7 @@ class Proxy:
     def default_uri(r: RequestState) -> str:
         """No URI part: nginx passes the client's URI unchanged, unless it was rewritten or
         the request was redirected internally, then the current (escaped) URI."""
-        if r.extra.get("uri_rewritten") or r.internal:
+        if r.extra.get("uri_rewritten"):
             return escape_uri(r.uri) + ("?" + r.args if r.args else "")
         h = r.head
         return h.path + ("?" + h.query if h.query is not None else "")
