@@ -23,6 +23,7 @@ from truehop.conf.ast import ConfigError
 
 DEFAULT_PREFIX = "/usr/local/truehop/"
 DEFAULT_CONF = "conf/truehop.conf"
+DEFAULT_LEVEL = "warn"
 
 USAGE = f"""truehop version: truehop/{__version__} (nginx/{NGINX_COMPAT} compatible)
 Usage: truehop [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
@@ -289,14 +290,14 @@ def run_server(a: Args, conf: str, prefix: str) -> int:
     except ConfigError as e:
         print(f"truehop: [emerg] {e}", file=sys.stderr)
         return 1
-    targets = cfg.main.error_logs or [(os.path.join(prefix, "logs/error.log"), "error")]
-    if a.error_log:
+    # truehop's default level is `warn` (nginx's is `error`): the lint findings and the live
+    # detectors speak at warn, and being heard is the point.
+    targets = cfg.main.error_logs or [(os.path.join(prefix, "logs/error.log"), DEFAULT_LEVEL)]
+    if a.error_log and not cfg.main.error_logs:
+        # as in nginx, -e names the log used until the config names its own
         el = a.error_log if os.path.isabs(a.error_log) or a.error_log == "stderr" \
             else os.path.join(prefix, a.error_log)
-        targets = [(el, lv) for _, lv in targets[:1]] + targets[1:] if cfg.main.error_logs \
-            else [(el, "error")]
-        if not cfg.main.error_logs:
-            targets = [(el, "error")]
+        targets = [(el, DEFAULT_LEVEL)]
     log = ErrorLog(targets)
     try:
         rt = Runtime(cfg, log)

@@ -123,7 +123,7 @@ class Runtime:
         from truehop.proxy.upstream import Proxy
 
         self.cfg = cfg
-        self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "error")])
+        self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "warn")])
         self.pipeline = Pipeline(self)
         self.proxy = Proxy(self)
         self.detect = Detector(self.log)
