@@ -66,11 +66,14 @@ class Detector:
                             "the upstream answered text/event-stream while proxy_buffering is on:"
                             " events may reach clients late",
                             "proxy_buffering off; in this location")
-        if status == 504:
-            self.report("read-timeout", loc, r,
-                        "the upstream did not answer within proxy_read_timeout",
-                        "raise proxy_read_timeout for this location")
         self.same_address(r, loc)
+
+    def read_timeout(self, r: Any, loc: Any, timeout: float) -> None:
+        self.report("read-timeout", loc, r,
+                    f"the upstream did not answer within proxy_read_timeout ({timeout:g}s): "
+                    "clients get 504 for requests the app is still working on",
+                    "proxy_read_timeout <longer>; in this location, if the app is slow on "
+                    "purpose")
 
     def redirect_seen(self, r: Any, loc: Any, location: str) -> None:
         key = (r.remote_addr, location)

@@ -251,6 +251,8 @@ class Proxy:
                     conn.abort()
                 failed_kind = e.kind
                 status = 504 if failed_kind == "timeout" else 502
+                if failed_kind == "timeout" and "reading" in e.message:
+                    self.rt.detect.read_timeout(r, loc, s.proxy_read_timeout or 60.0)
                 r.upstream_status.append(str(status))
                 self.rt.log.error(e.message, r.conn, r)
                 if state.done(peer, time.monotonic(), failed=True):
@@ -359,7 +361,13 @@ class Proxy:
 
     async def read_head(self, conn: UpstreamConnection, timeout: float) -> Response:
         while True:
-            ev = await conn.next_event(timeout)
+            try:
+                ev = await conn.next_event(timeout)
+            except UpstreamError as e:
+                if e.message.endswith("while reading upstream"):
+                    e.message = e.message.replace("while reading upstream",
+                                                  "while reading response header from upstream")
+                raise
             if type(ev) is Response:
                 return ev
             if type(ev) is InformationalResponse:

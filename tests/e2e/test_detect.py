@@ -1,0 +1,65 @@
+"""Live detection: each quiet failure, triggered for real, is named in the error log once."""
+
+from __future__ import annotations
+
+import httpx
+from harness import free_port, raw_request
+
+NO_UPGRADE = """
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location / {
+        proxy_pass http://127.0.0.1:@@UP@@;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_read_timeout 1s;
+    }
+}
+"""
+
+
+def test_upgrade_not_forwarded(truehop, upstream):
+    port = free_port()
+    tp = truehop(NO_UPGRADE, port=port, up=upstream.port)
+    raw_request(port, b"GET /__ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n", timeout=1.0)
+    line = tp.wait_for_log("[upgrade-not-forwarded]")
+    assert "[warn]" in line and "proxy_set_header Upgrade" in line
+    assert upstream.records[-1].header("upgrade") is None
+
+
+def test_redirect_loop(truehop, upstream):
+    port = free_port()
+    tp = truehop(NO_UPGRADE, port=port, up=upstream.port)
+    with httpx.Client() as c:
+        for _ in range(6):
+            r = c.get(f"http://127.0.0.1:{port}/__redirect?to=/same&code=302")
+            assert r.status_code == 302
+    assert "[redirect-loop]" in tp.wait_for_log("[redirect-loop]")
+    # said once, not once per request
+    assert tp.error_log().count("[redirect-loop]") == 1
+
+
+def test_sse_with_buffering_on(truehop, upstream):
+    port = free_port()
+    tp = truehop(NO_UPGRADE, port=port, up=upstream.port)
+    httpx.get(f"http://127.0.0.1:{port}/__sse?n=1&interval_ms=10")
+    assert "proxy_buffering off" in tp.wait_for_log("[sse-buffered]")
+
+
+def test_read_timeout_504(truehop, upstream):
+    port = free_port()
+    tp = truehop(NO_UPGRADE, port=port, up=upstream.port)
+    assert httpx.get(f"http://127.0.0.1:{port}/__slow?ms=2000", timeout=5).status_code == 504
+    assert "proxy_read_timeout" in tp.wait_for_log("[read-timeout]")
+
+
+def test_every_request_from_one_untrusted_proxy(truehop, upstream):
+    port = free_port()
+    tp = truehop(NO_UPGRADE, port=port, up=upstream.port)
+    with httpx.Client() as c:
+        for i in range(55):
+            c.get(f"http://127.0.0.1:{port}/x", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+    assert "set_real_ip_from 127.0.0.1" in tp.wait_for_log("[all-from-one-address]")
