@@ -8,6 +8,7 @@
     truehop explain -c FILE URL [-X METHOD] [-H 'N: v']... [--from ADDR] [--format json]
     truehop check FILE [--format json] [--strict]                      lint a config meant for nginx
     truehop demo [--listen ADDR:PORT]                                  the demo app behind truehop
+    truehop status [-p PREFIX] [--format json]                         live findings of the workers
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.rest:
             a.conf = a.rest[0]
         a.test = True
+    if a.command == "status":
+        return show_status(a)
     if a.command == "demo":
         from truehop import quick
         return quick.demo(a)
@@ -183,6 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     if a.test:
         return test_config(a, conf, prefix)
     return run_server(a, conf, prefix)
+
+
+def show_status(a: Args) -> int:
+    """The live findings of the running workers (what the detectors noticed)."""
+    from truehop.detect import read_status
+    conf, prefix = resolve_paths(a)
+    findings = read_status(os.path.join(prefix, "logs"))
+    if a.format == "json":
+        print(json.dumps({"findings": findings}, indent=1))
+        return 0
+    if not findings:
+        print("no live findings", file=sys.stderr)
+        return 0
+    for f in findings:
+        print(f"[{f['rule']}] x{f['count']} {f['message']} (location at {f['where']}); "
+              f"fix: {f['fix']}")
+    return 0
 
 
 def load_config(a: Args, conf: str, prefix: str) -> Any:

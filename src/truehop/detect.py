@@ -7,6 +7,8 @@ then stays quiet for `REPEAT_AFTER` seconds (rate limit). Findings are kept for 
 from __future__ import annotations
 
 import collections
+import json
+import os
 import time
 from typing import Any
 
@@ -17,8 +19,10 @@ SAME_ADDR_COUNT = 50
 
 
 class Detector:
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: Any, state_dir: str | None = None) -> None:
         self.log = log
+        self.state_dir = state_dir
+        self.dirty = False
         self.last: dict[tuple[str, str], float] = {}
         self.findings: dict[tuple[str, str], dict[str, Any]] = {}
         self.redirects: dict[tuple[str, str], collections.deque[float]] = {}
@@ -31,6 +35,7 @@ class Detector:
         f = self.findings.setdefault(key, {"rule": rule, "where": where, "message": message,
                                            "fix": fix, "count": 0})
         f["count"] += 1
+        self.dirty = True
         last = self.last.get(key)
         if last is not None and now - last < REPEAT_AFTER:
             return
@@ -108,3 +113,39 @@ class Detector:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return list(self.findings.values())
+
+    def save(self) -> None:
+        """Write this worker's findings where `truehop status` reads them (only when changed)."""
+        if not self.dirty or not self.state_dir:
+            return
+        self.dirty = False
+        path = os.path.join(self.state_dir, f"findings.{os.getpid()}.json")
+        try:
+            os.makedirs(self.state_dir, exist_ok=True)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump({"pid": os.getpid(), "findings": self.snapshot()}, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+
+def read_status(state_dir: str) -> list[dict[str, Any]]:
+    """Findings of the running workers (files of dead workers are skipped)."""
+    out: list[dict[str, Any]] = []
+    try:
+        names = sorted(os.listdir(state_dir))
+    except OSError:
+        return out
+    for name in names:
+        if not (name.startswith("findings.") and name.endswith(".json")):
+            continue
+        try:
+            with open(os.path.join(state_dir, name)) as fh:
+                doc = json.load(fh)
+            os.kill(int(doc["pid"]), 0)
+        except (OSError, ValueError, KeyError):
+            continue
+        for f in doc.get("findings", []):
+            out.append({**f, "pid": doc["pid"]})
+    return out

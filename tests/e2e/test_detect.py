@@ -63,3 +63,22 @@ def test_every_request_from_one_untrusted_proxy(truehop, upstream):
         for i in range(55):
             c.get(f"http://127.0.0.1:{port}/x", headers={"X-Forwarded-For": f"203.0.113.{i}"})
     assert "set_real_ip_from 127.0.0.1" in tp.wait_for_log("[all-from-one-address]")
+
+
+def test_status_lists_live_findings(truehop, upstream, tmp_path):
+    import json
+    import time
+
+    from harness import run_truehop
+    port = free_port()
+    tp = truehop(NO_UPGRADE, port=port, up=upstream.port)
+    httpx.get(f"http://127.0.0.1:{port}/__sse?n=1&interval_ms=10")
+    tp.wait_for_log("[sse-buffered]")
+    deadline = time.monotonic() + 5
+    while True:
+        out = run_truehop("status", "-p", str(tmp_path) + "/", "--format", "json")
+        rules = [f["rule"] for f in json.loads(out.stdout)["findings"]]
+        if "sse-buffered" in rules or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "sse-buffered" in rules

@@ -126,7 +126,7 @@ class Runtime:
         self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "warn")])
         self.pipeline = Pipeline(self)
         self.proxy = Proxy(self)
-        self.detect = Detector(self.log)
+        self.detect = Detector(self.log, os.path.join(cfg.prefix, "logs"))
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.upstreams: dict[int, UpstreamRuntime] = {}
         self.sinks: dict[str, AccessSink] = {}
@@ -349,6 +349,7 @@ class Runtime:
         self.flush_logs()
 
     def sweep(self) -> None:
+        self.detect.save()
         now = time.monotonic()
         for urt in self.upstreams.values():
             if urt.pool is not None:
