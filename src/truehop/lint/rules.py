@@ -339,7 +339,7 @@ def header_inheritance(cfg: Config) -> Iterator[Finding]:
             continue
         f, line = lvl.where
         names = ", ".join(h.name for h in lost)
-        origins = sorted({f"{h.where[0]}:{h.where[1]}" for h in lost})
+        origins = [f"{w[0]}:{w[1]}" for w in sorted({h.where for h in lost})]
         first_origin = origins[0] if len(origins) == 1 else f"{origins[0]} and others"
         fix = " ".join(f"proxy_set_header {h.name} {_quote(h.value.source)};" for h in lost)
         yield Finding("header-inheritance", "warn", f, line,
@@ -372,7 +372,7 @@ def add_header_inheritance(cfg: Config) -> Iterator[Finding]:
         if not lost:
             continue
         f, line = local.where.get("add_header", where)
-        origins = sorted({f"{h.where[0]}:{h.where[1]}" for h in lost})
+        origins = [f"{w[0]}:{w[1]}" for w in sorted({h.where for h in lost})]
         first_origin = origins[0] if len(origins) == 1 else f"{origins[0]} and others"
         fix = " ".join(f"add_header {h.name} {_quote(h.value.source)}"
                        f"{' always' if h.always else ''};" for h in lost)
