@@ -390,3 +390,14 @@ def test_slow_upstream_in_flight_while_others_served(site):
     assert time.monotonic() - t0 < 0.5
     t.join()
     assert results["slow"].status_code == 200
+
+
+def test_client_gone_while_upstream_slow_is_499_at_once(site):
+    tp, a, b, port = site
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /__slow?ms=3000 HTTP/1.1\r\nHost: app.example.test\r\n\r\n")
+    time.sleep(0.3)
+    s.close()
+    t0 = time.monotonic()
+    line = tp.wait_for_log('"GET /__slow?ms=3000 HTTP/1.1" 499', log="access", timeout=2.5)
+    assert line and time.monotonic() - t0 < 2.0

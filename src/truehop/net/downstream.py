@@ -272,6 +272,7 @@ class ClientConnection(asyncio.Protocol):
         self._tunnel_lost: Callable[[BaseException | None], None] | None = None
         self.info: ConnectionInfo | None = None
         self.deferred_error: ProtocolError | None = None
+        self.task: asyncio.Task[Any] | None = None
         self.loop = asyncio.get_event_loop()
         self.head_deadline = 0.0
         self.last_activity = time.monotonic()
@@ -418,10 +419,10 @@ class ClientConnection(asyncio.Protocol):
         for ex in [self.current, *self.queue]:
             if ex is not None and not ex.body.complete:
                 ex.body.fail(ClientGone("client prematurely closed connection"))
-        if self.current is None and not self.queue:
-            self.close()
-            return False
-        return True
+        # As nginx: a client that closes its side while a request is in flight has gone
+        # away (499); the upstream exchange is stopped rather than finished for nobody.
+        self.close()
+        return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
@@ -429,6 +430,11 @@ class ClientConnection(asyncio.Protocol):
         if self._tunnel_lost is not None:
             self._tunnel_lost(exc)
         gone = ClientGone("client closed connection")
+        t = self.task
+        if t is not None and not t.done() and self.current is not None and \
+                not self.current.finished:
+            # nobody is left to answer: stop the request (and its upstream exchange) now
+            t.cancel()
         for ex in [self.current, *self.queue]:
             if ex is not None:
                 ex.aborted = True

@@ -220,6 +220,7 @@ class Runtime:
         t = asyncio.get_running_loop().create_task(self.pipeline.handle(ex, c.info, c.listener))
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
+        c.task = t
 
     def send_error_and_close(self, c: ClientConnection, status: int) -> None:
         from truehop.http.events import RequestHead

@@ -12,6 +12,7 @@ Each step reads the compiled model; nothing here touches a socket except through
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import re
@@ -131,7 +132,8 @@ class Pipeline:
             except ProtocolError as e:
                 ex.keep_alive = False
                 await self.finish(r, ex, Finish(e.status))
-        except ClientGone:
+        except (ClientGone, asyncio.CancelledError):
+            # the client went away: nginx logs 499 and stops talking to the upstream
             if not ex.finished:
                 ex.abort()
         except Exception as e:  # a bug must cost one request, never the worker
@@ -147,6 +149,9 @@ class Pipeline:
             elif not ex.finished:
                 ex.abort()
         finally:
+            up = r.extra.pop("upstream_conn", None)
+            if up is not None and not up.is_closed() and not r.extra.get("tunnel"):
+                up.abort()
             if not ex.finished:
                 ex.end()
             self.log_access(r, ex)

@@ -231,6 +231,7 @@ class Proxy:
             conn: UpstreamConnection | None = None
             try:
                 conn, reused = await self.acquire(urt, peer, scheme, s, r)
+                r.extra["upstream_conn"] = conn  # aborted by the pipeline if we never finish
                 try:
                     resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
                 except UpstreamError as e:
@@ -241,6 +242,7 @@ class Proxy:
                         retried_stale = True
                         conn.abort()
                         conn = await self.fresh(peer, scheme, s, r)
+                        r.extra["upstream_conn"] = conn
                         resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
                     else:
                         raise
@@ -532,6 +534,7 @@ class Proxy:
         ex.end()
         if complete and urt.pool is not None and rh.keep_alive and conn.finished_cleanly():
             if sender is None or sender.done():
+                r.extra.pop("upstream_conn", None)
                 urt.pool.release(conn, time.monotonic(), reusable=True)
                 return
         conn.close()
