@@ -288,7 +288,7 @@ def peers_of(up: UpstreamConf) -> list[dict[str, Any]]:
 
 def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     from truehop.lint.rules import for_location
-    from truehop.proxy.pipeline import Finish, InternalRedirect, compute_host
+    from truehop.proxy.pipeline import Finish, compute_host
     from truehop.proxy.upstream import _ws_key_ok
     from truehop.route.state import ConnectionInfo, RequestState
     from truehop.route.uri import BadRequest, normalize_path
@@ -343,35 +343,19 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
         doc["action"] = {"kind": "return", "code": 400, "why": "the URI does not normalise"}
         return doc
 
-    loc: LocationConf | None = None
+    loc: LocationConf
     steps: list[str] = []
     try:
         pipeline.run_ops(r, server.ops, server_level=True)
-        named: str | None = None
-        for _ in range(MAX_REDIRECTS):
-            try:
-                loc = pipeline.find_location(r, named)
-                named = None
-                r.loc = loc
-                active = pipeline.run_ops(r, loc.ops)
-                if active is not None:
-                    steps.append(f"if block at {rel(active.where[0], base)}:{active.where[1]} "
-                                 "is true")
-                    r.loc = loc = active
-                break
-            except InternalRedirect as ir:
-                where = f"@{ir.named}" if ir.named else ir.uri
-                steps.append(f"internal redirect to {where}")
-                r.internal = True
-                r.captures = None
-                if ir.named:
-                    named = ir.named
-                else:
-                    r.uri = ir.uri
-                    new_args: Any = ir.args  # InternalRedirect.args shadows Exception.args
-                    if new_args is not None:
-                        r.args = new_args or None
+        trace: list[tuple[str, Any]] = []
+        loc = pipeline.route(r, None, trace)
+        for kind, what in trace:
+            if kind == "if":
+                steps.append(f"if block at {rel(what[0], base)}:{what[1]} is true")
+            else:
+                steps.append(f"internal redirect to {what}")
     except Finish as f:
+        loc = r.loc  # the location whose rewrite instructions answered, if any
         if loc is not None:
             doc["location"] = _loc_doc(server, loc, r.uri, base)
         else:
@@ -389,7 +373,6 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
         doc["action"] = action
         doc["findings"] = [x.as_dict() for x in for_location(cfg, server, loc)] if loc else []
         return doc
-    assert loc is not None
     if loc is not server.default_loc:
         doc["location"] = _loc_doc(server, loc, r.uri, base)
     else:

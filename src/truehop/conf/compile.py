@@ -428,6 +428,12 @@ class Compiler:
         except ValueError as ex:
             raise ConfigError(str(ex), d.file, d.line) from None
         srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
+        stack = list(srv.locations)
+        while stack:
+            loc = stack.pop()
+            stack.extend(loc.children)
+            if loc.auto_redirect and len(loc.pattern) > 1:
+                srv.slash_redirects.setdefault(loc.pattern[:-1], loc)
         return srv
 
     def listen(self, e: Directive) -> Listen:

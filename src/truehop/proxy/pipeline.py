@@ -209,31 +209,57 @@ class Pipeline:
     # -- phases ----------------------------------------------------------------------------
 
     async def process(self, r: RequestState, ex: Exchange) -> None:
-        server: ServerConf = r.server
-        self.run_ops(r, server.ops, server_level=True)
+        self.run_ops(r, r.server.ops, server_level=True)
         named: str | None = None
+        while True:
+            loc = self.route(r, named)
+            try:
+                await self.content(r, ex, loc)
+                return
+            except InternalRedirect as ir:
+                named = self.follow(r, ir)
+
+    def route(self, r: RequestState, named: str | None = None,
+              trace: list[tuple[str, Any]] | None = None) -> LocationConf:
+        """Find the location and run its rewrite instructions, following the internal
+        redirects they cause (`rewrite ... last`, a changed URI), as nginx's find-config and
+        rewrite phases do. Synchronous: `explain` uses it too. Raises Finish."""
         while True:
             try:
                 loc = self.find_location(r, named)
                 named = None
-                await self.run_location(r, ex, loc)
-                return
+                r.loc = loc
+                active = self.run_ops(r, loc.ops)
+                if r.extra.pop("uri_changed", False) and not r.extra.get("rewrite_break"):
+                    raise InternalRedirect(r.uri, r.args)
+                if active is not None:
+                    if trace is not None:
+                        trace.append(("if", active.where))
+                    r.loc = active
+                    return active
+                return loc
             except InternalRedirect as ir:
-                r.uri_changes -= 1
-                if r.uri_changes <= 0:
-                    self.rt.log.error(f'rewrite or internal redirection cycle while internally '
-                                      f'redirecting to "{ir.named or ir.uri}"', r.conn, r)
-                    raise Finish(500) from None
-                r.internal = True
-                r.captures = None
-                if ir.named:
-                    named = ir.named
-                else:
-                    r.uri = ir.uri
-                    r.extra["uri_rewritten"] = True
-                    r.extra.pop("rewrite_break", None)
-                    if ir.query is not None:
-                        r.args = ir.query or None
+                if trace is not None:
+                    trace.append(("redirect", "@" + ir.named if ir.named else ir.uri))
+                named = self.follow(r, ir)
+
+    def follow(self, r: RequestState, ir: InternalRedirect) -> str | None:
+        """Apply an internal redirect to the request; returns the named location, if any."""
+        r.uri_changes -= 1
+        if r.uri_changes <= 0:
+            self.rt.log.error(f'rewrite or internal redirection cycle while internally '
+                              f'redirecting to "{ir.named or ir.uri}"', r.conn, r)
+            raise Finish(500)
+        r.internal = True
+        r.captures = None
+        if ir.named:
+            return ir.named
+        r.uri = ir.uri
+        r.extra["uri_rewritten"] = True
+        r.extra.pop("rewrite_break", None)
+        if ir.query is not None:
+            r.args = ir.query or None
+        return None
 
     def find_location(self, r: RequestState, named: str | None) -> LocationConf:
         server: ServerConf = r.server
@@ -243,6 +269,10 @@ class Pipeline:
                 self.rt.log.error(f'could not find named location "@{named}"', r.conn, r)
                 raise Finish(500)
             return loc
+        slash = server.slash_redirects.get(r.uri)
+        if slash is not None and r.uri not in server.tree.exact:
+            # a proxied "location /x/" answers "/x" with a 301 to "/x/" (nginx's auto_redirect)
+            raise Finish(301, location=escape_uri(slash.pattern) + ("?" + r.args if r.args else ""))
         loc, caps = server.tree.match(r.uri)
         if loc is None:
             return server.default_loc  # type: ignore[return-value]
@@ -252,15 +282,8 @@ class Pipeline:
             raise Finish(404)
         return loc
 
-    async def run_location(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
+    async def content(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         r.loc = loc
-        if loc.auto_redirect and r.uri + "/" == loc.pattern and loc.modifier != "=":
-            raise Finish(301, location=escape_uri(loc.pattern) + ("?" + r.args if r.args else ""))
-        active = self.run_ops(r, loc.ops)
-        if r.extra.pop("uri_changed", False) and not r.extra.get("rewrite_break"):
-            raise InternalRedirect(r.uri, r.args)
-        if active is not None:
-            r.loc = loc = active
         s = loc.settings
         body = ex.body
         if body.length is not None and s.client_max_body_size and \
@@ -600,29 +623,25 @@ class Pipeline:
         # internal redirect; the final status is the override, or the original status
         r.extra["error_status"] = status if code is None else code
         r.head.method = "GET" if r.head.method != "HEAD" else "HEAD"
+        r.internal = True
+        named: str | None = None
+        if target.startswith("@"):
+            named = target[1:]
+        else:
+            uri, _, args = target.partition("?")
+            r.uri = uri
+            r.args = args or None
+            r.extra["uri_rewritten"] = True
         try:
-            if target.startswith("@"):
-                loc = self.find_location(r, target[1:])
-            else:
-                uri, _, args = target.partition("?")
-                r.uri = uri
-                r.args = args or None
-                r.internal = True
-                loc = self.find_location(r, None)
-            await self.run_location(r, ex, loc)
+            while True:
+                loc = self.route(r, named)
+                try:
+                    await self.content(r, ex, loc)
+                    return
+                except InternalRedirect as ir:
+                    named = self.follow(r, ir)
         except Finish as f:
             await self.finish(r, ex, f)
-        except InternalRedirect as ir:
-            r.internal = True
-            if ir.named:
-                loc = self.find_location(r, ir.named)
-            else:
-                r.uri = ir.uri
-                loc = self.find_location(r, None)
-            try:
-                await self.run_location(r, ex, loc)
-            except Finish as f:
-                await self.finish(r, ex, f)
 
     def response_status(self, r: RequestState, status: int) -> int:
         """The status to send after an error_page redirect (`=code`, `=`, or the original)."""
