@@ -401,3 +401,16 @@ def test_client_gone_while_upstream_slow_is_499_at_once(site):
     t0 = time.monotonic()
     line = tp.wait_for_log('"GET /__slow?ms=3000 HTTP/1.1" 499', log="access", timeout=2.5)
     assert line and time.monotonic() - t0 < 2.0
+
+
+def test_auto_redirect_for_proxied_prefix_location(truehop, upstream):
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /api/ { proxy_pass http://127.0.0.1:@@UP@@; }
+    location / { return 200 "root"; }
+}""", port=port, up=upstream.port)
+    r = httpx.get(f"http://127.0.0.1:{port}/api?x=1")
+    assert r.status_code == 301
+    assert r.headers["location"] == f"http://127.0.0.1:{port}/api/?x=1"
