@@ -414,3 +414,42 @@ server {
     r = httpx.get(f"http://127.0.0.1:{port}/api?x=1")
     assert r.status_code == 301
     assert r.headers["location"] == f"http://127.0.0.1:{port}/api/?x=1"
+
+
+def test_worker_connections_bound(truehop, tmp_path):
+    port = free_port()
+    tp = truehop("""
+worker_processes 1;
+events { worker_connections 4; }
+http { server { listen 127.0.0.1:@@PORT@@; location / { return 200 "ok"; } } }
+""", port=port, allow_log=("[alert]",))
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", port))
+    extra.settimeout(2)
+    extra.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    try:
+        got = extra.recv(100)
+    except (ConnectionResetError, TimeoutError):
+        got = b""
+    assert got == b""
+    assert "worker_connections are not enough" in tp.wait_for_log("worker_connections")
+    for s in socks:
+        s.close()
+    extra.close()
+
+
+def test_pipelining_flood_is_bounded(site):
+    tp, a, b, port = site
+    s = socket.create_connection(("127.0.0.1", port))
+    one = b"GET /f HTTP/1.1\r\nHost: app.example.test\r\n\r\n"
+    s.setblocking(False)
+    sent = 0
+    try:
+        for _ in range(20000):  # ~900 KB of requests, never reading a response
+            sent += s.send(one)
+    except BlockingIOError:
+        pass
+    s.close()
+    # the worker is still healthy
+    assert httpx.get(f"http://127.0.0.1:{port}/after").status_code == 200

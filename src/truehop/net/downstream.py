@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from truehop.process.runtime import Listener, Runtime
 
 BODY_HIGH_WATER = 256 * 1024
+PIPELINE_HIGH_WATER = 32       # queued pipelined requests before reading pauses
 _conn_counter = 0
 
 
@@ -346,6 +347,11 @@ class ClientConnection(asyncio.Protocol):
             elif type(ev) is Request:
                 ex = Exchange(self, ev.head)
                 self.queue.append(ex)
+                if len(self.queue) >= PIPELINE_HIGH_WATER and not self._read_paused:
+                    # a client pipelining faster than we answer: stop reading until it waits
+                    self._read_paused = True
+                    assert self.transport is not None
+                    self.transport.pause_reading()
                 if ev.head.upgrade is not None:
                     # bytes after an upgrade request are not HTTP: stop parsing
                     break
@@ -358,6 +364,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _start_next(self) -> None:
         ex = self.queue.popleft()
+        if self._read_paused and len(self.queue) < PIPELINE_HIGH_WATER:
+            self.body_consumed()
         self.current = ex
         self.requests += 1
         assert self.info is not None
@@ -370,7 +378,7 @@ class ClientConnection(asyncio.Protocol):
             total = sum(e.body.buffered for e in self.queue)
             if self.current is not None:
                 total += self.current.body.buffered
-            if total < BODY_HIGH_WATER // 2:
+            if total < BODY_HIGH_WATER // 2 and len(self.queue) < PIPELINE_HIGH_WATER:
                 self._read_paused = False
                 self.transport.resume_reading()
 

@@ -134,6 +134,7 @@ class Runtime:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.tunnels: set[asyncio.Future[None]] = set()
         self.shutting_down = False
+        self._conn_limit_logged = False
         self._upstream_ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self.build()
 
@@ -206,6 +207,14 @@ class Runtime:
     # -- per connection ------------------------------------------------------------------
 
     def connection_opened(self, c: ClientConnection) -> None:
+        if len(self.connections) >= self.cfg.main.worker_connections:
+            # nginx's bound on memory per worker: refuse beyond worker_connections
+            if not self._conn_limit_logged:
+                self.log.alert(f"{self.cfg.main.worker_connections} worker_connections are "
+                               "not enough")
+                self._conn_limit_logged = True
+            c.abort()
+            return
         self.connections.add(c)
         if self.shutting_down:
             c.closing = True
