@@ -1,25 +1,36 @@
 """The master process: owns the listening sockets and the workers, as nginx's master does.
 
-    start:   test the config (the -t path), bind every listen socket, write the pid file,
-             fork `worker_processes` workers that inherit the sockets.
-    HUP:     re-read and fully test the config; on failure log `emerg` and keep the old
-             workers; on success bind added sockets (kept ones are never closed), fork new
-             workers, send QUIT to the old ones (they finish in-flight work), close sockets no
-             longer listed.
+    start:   (the CLI has tested the config) bind and listen on every socket, detach if
+             `daemon on`, write the pid file, fork `worker_processes` workers that inherit
+             the sockets.
+    HUP:     re-read and fully test the config (load, build the runtime, lint errors). On
+             failure log `emerg` and keep the old workers. On success bind the added sockets
+             (sockets that remain are kept open, never closed and reopened), fork new workers,
+             wait until they serve, then send QUIT to the old ones (they finish in-flight work,
+             see worker.py), and close the sockets no longer listed.
     QUIT:    graceful stop of every worker, then exit. TERM/INT: fast stop. USR1: reopen logs.
-    CHLD:    a worker that died unexpectedly is replaced, logged at `alert`.
+    CHLD:    a worker that died unexpectedly is replaced, logged at `alert` (one that exits
+             with the fatal code 2 is not: it would only die again).
 
-The master never runs an event loop, so forking is safe: it blocks in `signal.sigtimedwait`.
+Sockets: one per listen address, shared by all workers; with `reuseport`, one per worker
+slot (worker i always gets socket i, also when replaced or after a reload, so connections
+queued on a socket are never lost).
+
+The master never runs an event loop, so forking is safe: it blocks in `signal.sigtimedwait`
+with every signal it handles blocked. Children inherit that mask; a worker unblocks once its
+own handlers are installed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from truehop.conf.ast import ConfigError
@@ -30,9 +41,14 @@ from truehop.process.runtime import Runtime, listener_groups
 
 SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
            signal.SIGCHLD, signal.SIGWINCH)
+READY_TIMEOUT = 10.0      # how long a reload waits for its new workers to serve
+FAST_STOP_GRACE = 5.0     # after TERM, workers still alive are killed
+FATAL_EXIT = 2            # a worker that exits with this code is not respawned (as nginx)
+
+Key = tuple[str, int]
 
 
-def bind(key: tuple[str, int], ls: Listen) -> socket.socket:
+def bind(key: Key, ls: Listen) -> socket.socket:
     addr, port = key
     if addr.startswith("unix:"):
         path = addr[5:]
@@ -41,7 +57,11 @@ def bind(key: tuple[str, int], ls: Listen) -> socket.socket:
         except OSError:
             pass
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.bind(path)
+        try:
+            s.bind(path)
+        except OSError as e:
+            s.close()
+            raise OSError(e.errno, f'bind() to {addr} failed ({e.errno}: {e.strerror})') from None
     else:
         host = "0.0.0.0" if addr == "*" else addr
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -57,9 +77,41 @@ def bind(key: tuple[str, int], ls: Listen) -> socket.socket:
             s.close()
             shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
             raise OSError(e.errno, f'bind() to {shown} failed ({e.errno}: {e.strerror})') from None
-    s.listen(ls.backlog)
+    try:
+        s.listen(ls.backlog)
+    except OSError as e:
+        s.close()
+        raise OSError(e.errno, f"listen() to {addr}:{port}, backlog {ls.backlog} failed "
+                               f"({e.errno}: {e.strerror})") from None
     s.setblocking(False)
     return s
+
+
+def unlink_unix(key: Key) -> None:
+    if key[0].startswith("unix:"):
+        try:
+            os.unlink(key[0][5:])
+        except OSError:
+            pass
+
+
+@dataclass
+class SocketSet:
+    """The listening sockets of one configuration: key -> one socket, or one per worker slot
+    for `reuseport`."""
+
+    socks: dict[Key, list[socket.socket]] = field(default_factory=dict)
+    reuseport: dict[Key, bool] = field(default_factory=dict)
+
+    def for_slot(self, slot: int) -> dict[Key, socket.socket]:
+        return {k: v[slot % len(v)] for k, v in self.socks.items() if v}
+
+    def all(self) -> list[socket.socket]:
+        return [s for v in self.socks.values() for s in v]
+
+
+def wanted_sockets(cfg: Config) -> dict[Key, Listen]:
+    return {key: members[0][0] for key, members in listener_groups(cfg).items()}
 
 
 class Master:
@@ -70,51 +122,145 @@ class Master:
         self.prefix = prefix
         self.globals = globals_
         self.log = log
-        self.sockets: dict[tuple[str, int], socket.socket] = {}
-        self.workers: dict[int, int] = {}        # pid -> generation
+        self.sockets = SocketSet()
+        self.workers: dict[int, tuple[int, int]] = {}        # pid -> (generation, slot)
         self.generation = 0
+        self._next_generation = 1
         self.stopping: str | None = None
         self.rt: Runtime | None = None
+        self._ready_fds: list[int] = []                      # read ends, master side
 
     # -- sockets -------------------------------------------------------------------------
 
+    def plan_sockets(self, cfg: Config) -> tuple[SocketSet, list[socket.socket]]:
+        """The socket set for `cfg`: sockets kept from the current set, plus new ones bound
+        now. Returns (set, newly bound). Raises OSError having closed what it bound."""
+        n = max(1, cfg.main.worker_processes)
+        plan = SocketSet()
+        new: list[socket.socket] = []
+        try:
+            for key, ls in wanted_sockets(cfg).items():
+                have = self.sockets.socks.get(key, [])
+                rp = self.sockets.reuseport.get(key, ls.reuseport) if have else ls.reuseport
+                if have and rp != ls.reuseport:
+                    self.log.warn(f'the "reuseport" parameter of "listen {key[0]}:{key[1]}" '
+                                  f"changed: it takes effect after a restart")
+                want = n if rp else 1
+                lst = list(have[:want])
+                while len(lst) < want:
+                    s = bind(key, ls)
+                    new.append(s)
+                    lst.append(s)
+                plan.socks[key] = lst
+                plan.reuseport[key] = rp
+        except OSError:
+            for s in new:
+                s.close()
+            raise
+        return plan, new
+
+    def commit_sockets(self, plan: SocketSet) -> None:
+        """Switch to `plan`; close (in the master) the sockets it no longer holds."""
+        keep = {id(s) for s in plan.all()}
+        for key, lst in self.sockets.socks.items():
+            for s in lst:
+                if id(s) not in keep:
+                    s.close()
+            if key not in plan.socks:
+                unlink_unix(key)
+        self.sockets = plan
+
     def bind_all(self, cfg: Config) -> None:
-        wanted = {key: members[0][0] for key, members in listener_groups(cfg).items()}
-        for key, ls in wanted.items():
-            if key not in self.sockets:
-                self.sockets[key] = bind(key, ls)
-        for key in list(self.sockets):
-            if key not in wanted:
-                self.sockets.pop(key).close()
+        plan, _ = self.plan_sockets(cfg)
+        self.commit_sockets(plan)
+
+    def close_sockets(self) -> None:
+        for key, lst in self.sockets.socks.items():
+            for s in lst:
+                s.close()
+            unlink_unix(key)
+        self.sockets = SocketSet()
 
     # -- workers -------------------------------------------------------------------------
 
-    def spawn(self, rt: Runtime, n: int) -> None:
-        for _ in range(n):
-            self.spawn_one(rt)
+    def spawn(self, rt: Runtime, n: int, sockets: SocketSet, generation: int) -> list[int]:
+        """Fork `n` workers; returns the read ends of their readiness pipes."""
+        return [self.spawn_one(rt, slot, sockets, generation) for slot in range(n)]
 
-    def spawn_one(self, rt: Runtime) -> None:
+    def spawn_one(self, rt: Runtime, slot: int, sockets: SocketSet, generation: int) -> int:
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+                os.close(r)
+                for fd in self._ready_fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                # handlers back to default while the signals are still blocked; the worker
+                # unblocks them once its own handlers are in place
                 for sig in SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                # a listening socket left open here would keep accepting into a queue
+                # nobody reads (a removed listen address would still take connections)
+                mine = {id(s) for s in sockets.for_slot(slot).values()}
+                for s in self.sockets.all() + sockets.all():
+                    if id(s) not in mine:
+                        s.close()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD,))
                 from truehop.process import worker
-                worker.run(rt, self.sockets)
+                worker.run(rt, sockets.for_slot(slot), w)
             except BaseException as e:  # never let a worker unwind into the master's code
                 try:
-                    rt.log.alert(f"worker exited on error: {type(e).__name__}: {e}")
+                    rt.log.alert(f"worker process exited on error: {type(e).__name__}: {e}")
                 except Exception:
                     pass
-                code = 2
+                code = FATAL_EXIT
             finally:
                 os._exit(code)
-        self.workers[pid] = self.generation
+        os.close(w)
+        self._ready_fds.append(r)
+        self.workers[pid] = (generation, slot)
+        self.log.notice(f"start worker process {pid}")
+        return r
+
+    def wait_ready(self, fds: list[int], timeout: float = READY_TIMEOUT) -> int:
+        """Wait until every worker behind `fds` has written its ready byte or died; returns
+        how many are serving. Closes the fds."""
+        ready = 0
+        pending = list(fds)
+        deadline = time.monotonic() + timeout
+        try:
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                readable, _, _ = select.select(pending, [], [], left)
+                for fd in readable:
+                    try:
+                        data = os.read(fd, 1)
+                    except OSError:
+                        data = b""
+                    if data:
+                        ready += 1
+                    pending.remove(fd)
+        finally:
+            for fd in fds:
+                self._close_ready(fd)
+        return ready
+
+    def _close_ready(self, fd: int) -> None:
+        if fd in self._ready_fds:
+            self._ready_fds.remove(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def signal_workers(self, sig: int, generation: int | None = None) -> None:
-        for pid, gen in list(self.workers.items()):
+        for pid, (gen, _slot) in list(self.workers.items()):
             if generation is None or gen == generation:
                 try:
                     os.kill(pid, sig)
@@ -129,89 +275,145 @@ class Master:
                 return
             if pid == 0:
                 return
-            gen = self.workers.pop(pid, None)
-            if gen is None:
+            entry = self.workers.pop(pid, None)
+            if entry is None:
                 continue
-            if self.stopping is None and gen == self.generation:
-                how = (f"exited on signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                       else f"exited with fatal code {os.WEXITSTATUS(status)}")
-                self.log.alert(f"worker process {pid} {how}, respawning")
-                assert self.rt is not None
-                self.spawn_one(self.rt)
+            gen, slot = entry
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+            if os.WIFSIGNALED(status):
+                how = f"exited on signal {os.WTERMSIG(status)}"
+            else:
+                how = f"exited with code {code}"
+            unexpected = self.stopping is None and gen == self.generation
+            if unexpected and code == FATAL_EXIT:
+                self.log.alert(f"worker process {pid} exited with fatal code {code} "
+                               f"and cannot be respawned")
+                continue
+            if unexpected or (code != 0 and self.stopping != "stop"):
+                self.log.alert(f"worker process {pid} {how}")
+            else:
+                self.log.notice(f"worker process {pid} {how}")
+            if not unexpected:
+                continue
+            assert self.rt is not None
+            fd = self.spawn_one(self.rt, slot, self.sockets, self.generation)
+            self._close_ready(fd)
 
     # -- reload --------------------------------------------------------------------------
 
-    def reload(self) -> None:
+    def reload(self) -> bool:
+        """Re-read, test, and switch to the configuration on disk. False: refused, the old
+        configuration keeps serving."""
         self.log.notice("signal 1 (SIGHUP) received, reconfiguring")
+        log: ErrorLog | None = None
         try:
             cfg = load(self.conf_path, self.prefix, self.globals)
-            rt = Runtime(cfg, self.log_for(cfg))
-            self.bind_all(cfg)
-        except (ConfigError, OSError, ValueError) as e:
-            self.log.emerg(str(e))
-            return
-        except Exception as e:  # ssl.SSLError and friends: refuse, keep serving
-            self.log.emerg(f"{type(e).__name__}: {e}")
-            return
-        old = self.generation
-        old_rt = self.rt
-        self.generation += 1
-        self.cfg = cfg
-        self.rt = rt
-        self.spawn(rt, cfg.main.worker_processes)
-        self.signal_workers(signal.SIGQUIT, old)
+            targets = cfg.main.error_logs or self.log.targets
+            log = self.log if targets == self.log.targets else ErrorLog(targets)
+            rt = Runtime(cfg, log)
+            findings = lint(cfg)
+            errors = [f for f in findings if f.severity == "error"]
+            if errors:
+                raise ConfigError(errors[0].render(prefix=False))
+            plan, new = self.plan_sockets(cfg)
+        except Exception as e:  # ConfigError, OSError (bind), ssl.SSLError...: refuse
+            text = str(e) if isinstance(e, (ConfigError, OSError, ValueError)) \
+                else f"{type(e).__name__}: {e}"
+            self.log.emerg(f"{text}; the old configuration stays in effect")
+            if log is not None and log is not self.log:
+                close_log(log)
+            return False
+        for w in cfg.warnings:
+            log.warn(w)
+        for f in findings:
+            if f.severity == "warn":
+                log.warn(f.render(prefix=False))
+        old_gen, gen = self.generation, self._next_generation
+        self._next_generation += 1
+        n = max(1, cfg.main.worker_processes)
+        fds = self.spawn(rt, n, plan, gen)
+        if self.wait_ready(fds) == 0:
+            self.log.alert("no new worker process started; the old configuration stays in "
+                           "effect")
+            self.signal_workers(signal.SIGKILL, gen)
+            for s in new:
+                s.close()
+            if log is not self.log:
+                close_log(log)
+            return False
+        self.generation = gen
+        self.commit_sockets(plan)
+        old_rt, old_log = self.rt, self.log
+        self.cfg, self.rt, self.log = cfg, rt, log
+        self.signal_workers(signal.SIGQUIT, old_gen)
         if old_rt is not None:
             for sink in old_rt.sinks.values():
-                sink.close()  # the master's copies; old workers keep their own
-        self.log.notice("reconfiguring done, old workers shutting down gracefully")
-
-    def log_for(self, cfg: Config) -> ErrorLog:
-        targets = cfg.main.error_logs or self.log.targets
-        if targets != self.log.targets:
-            self.log.targets = targets
-            self.log.reopen()
-        return self.log
+                sink.close()  # the master's copies; the old workers keep their own
+        if old_log is not log:
+            close_log(old_log)
+        self.log.notice("reconfiguring done, old worker processes shutting down gracefully")
+        return True
 
     # -- main loop -----------------------------------------------------------------------
 
     def run(self, rt: Runtime) -> int:
         self.rt = rt
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        self.spawn(rt, self.cfg.main.worker_processes)
+        self.generation = self._next_generation
+        self._next_generation += 1
+        for fd in self.spawn(rt, max(1, self.cfg.main.worker_processes), self.sockets,
+                             self.generation):
+            self._close_ready(fd)
         stop_deadline: float | None = None
         while True:
             info = signal.sigtimedwait(SIGNALS, 0.5)
             if info is not None:
                 sig = info.si_signo
-                if sig == signal.SIGCHLD:
-                    pass
-                elif sig == signal.SIGHUP:
+                if sig == signal.SIGHUP:
                     if self.stopping is None:
                         self.reload()
                 elif sig == signal.SIGQUIT:
                     if self.stopping is None:
-                        self.log.notice("gracefully shutting down")
+                        self.log.notice("signal 3 (SIGQUIT) received, shutting down")
                         self.stopping = "quit"
                         self.signal_workers(signal.SIGQUIT)
-                        for s in self.sockets.values():
-                            s.close()
+                        self.close_sockets()
                 elif sig in (signal.SIGTERM, signal.SIGINT):
-                    self.log.notice(f"signal {sig} received, exiting")
-                    self.stopping = "stop"
-                    self.signal_workers(signal.SIGTERM)
-                    stop_deadline = time.monotonic() + 5.0
+                    if self.stopping != "stop":
+                        self.log.notice(f"signal {sig} ({signal.Signals(sig).name}) received, exiting")
+                        self.stopping = "stop"
+                        self.signal_workers(signal.SIGTERM)
+                        self.close_sockets()
+                        stop_deadline = time.monotonic() + FAST_STOP_GRACE
                 elif sig == signal.SIGUSR1:
                     self.log.reopen()
+                    self.log.notice("signal 10 (SIGUSR1) received, reopening logs")
                     self.signal_workers(signal.SIGUSR1)
             self.reap()
             if self.stopping is not None and not self.workers:
                 break
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 self.signal_workers(signal.SIGKILL)
-        for s in self.sockets.values():
-            s.close()
+        self.close_sockets()
         self.log.notice("exit")
         return 0
+
+
+def lint(cfg: Config) -> list[Any]:
+    try:
+        from truehop.lint import rules
+    except ImportError:  # pragma: no cover - lint ships with truehop
+        return []
+    return list(rules.run(cfg))
+
+
+def close_log(log: ErrorLog) -> None:
+    for f, _ in log.sinks:
+        if f not in (sys.stderr, sys.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 def write_pid(path: str) -> None:
@@ -245,11 +447,15 @@ def daemonize() -> None:
     fd = os.open(os.devnull, os.O_RDWR)
     for i in (0, 1, 2):
         os.dup2(fd, i)
+    if fd > 2:
+        os.close(fd)
 
 
 def ensure_std_fds() -> None:
-    """Daemon managers may start us with 0-2 closed: reopen them on /dev/null first, so a
-    socket never lands on descriptor 1 or 2."""
+    """Daemon managers (and Test::Nginx's try_run) may start us with 0-2 closed: reopen them
+    on /dev/null first, so a socket or log never lands on descriptor 1 or 2. Python leaves
+    `sys.stdin/stdout/stderr` as None for a descriptor closed at start; give them a stream on
+    the /dev/null descriptor, or `print(file=sys.stderr)` would write to stdout."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -259,10 +465,17 @@ def ensure_std_fds() -> None:
                 if nfd != fd:
                     os.dup2(nfd, fd)
                     os.close(nfd)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
 def serve(cfg: Config, conf_path: str, prefix: str, globals_: str | None, log: ErrorLog,
           rt: Runtime) -> int:
+    ensure_std_fds()
     master = Master(cfg, conf_path, prefix, globals_, log)
     try:
         master.bind_all(cfg)
@@ -273,7 +486,14 @@ def serve(cfg: Config, conf_path: str, prefix: str, globals_: str | None, log: E
     if cfg.main.daemon:
         daemonize()
     pid_path = cfg.main.pid
-    write_pid(pid_path)
+    try:
+        write_pid(pid_path)
+    except OSError as e:
+        msg = f'open() "{pid_path}" failed ({e.errno}: {e.strerror})'
+        log.emerg(msg)
+        print(f"truehop: [emerg] {msg}", file=sys.stderr)
+        master.close_sockets()
+        return 1
     try:
         return master.run(rt)
     finally:
@@ -281,8 +501,12 @@ def serve(cfg: Config, conf_path: str, prefix: str, globals_: str | None, log: E
 
 
 def send_signal(pid_path: str, name: str) -> int:
+    """`-s stop|quit|reopen|reload`: signal the pid in the pid file, with nginx's messages."""
     sigs: dict[str, Any] = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT,
                             "reopen": signal.SIGUSR1, "reload": signal.SIGHUP}
+    if pid_path == "off":
+        print('truehop: [error] "pid" is off, no process to signal', file=sys.stderr)
+        return 1
     try:
         with open(pid_path) as f:
             text = f.read().strip()
@@ -293,10 +517,11 @@ def send_signal(pid_path: str, name: str) -> int:
     if not text.isdigit():
         print(f'truehop: [error] invalid PID number "{text}" in "{pid_path}"', file=sys.stderr)
         return 1
+    sig = sigs[name]
     try:
-        os.kill(int(text), sigs[name])
-    except ProcessLookupError:
-        print(f"truehop: [error] kill({text}, {sigs[name].value}) failed (3: No such process)",
+        os.kill(int(text), sig)
+    except OSError as e:
+        print(f"truehop: [alert] kill({text}, {sig.value}) failed ({e.errno}: {e.strerror})",
               file=sys.stderr)
         return 1
     return 0

@@ -1,13 +1,29 @@
 """A worker: one uvloop event loop serving a Runtime on sockets the master opened.
 
-Signals (from the master or an operator): QUIT = graceful stop (stop accepting, finish
-in-flight requests and tunnels, close idle keep-alive connections, exit when idle or at
-`worker_shutdown_timeout`), TERM/INT = fast stop, USR1 = reopen log files.
+Signals (from the master or an operator): QUIT = graceful stop, TERM/INT = fast stop,
+USR1 = reopen log files. The master keeps QUIT, TERM, INT, HUP, USR1 blocked across fork; the
+worker unblocks them only once its handlers are installed, so a reload that follows a spawn
+closely can never kill a half-started worker.
+
+Graceful stop (a reload retires the old workers this way, and so does `-s quit`):
+
+- stop accepting (the listening sockets stay open in the master and the new workers, so
+  nothing queued in the kernel is lost);
+- in-flight requests finish; their responses carry `Connection: close`;
+- an idle keep-alive connection is NOT closed at once (nginx does, and a client that reuses it
+  a moment later gets a connection closed before the response head): its next request is
+  answered, with `Connection: close`. Idle connections are closed at spread-out moments in
+  the second half of a drain window (`IDLE_DRAIN`, bounded by `keepalive_timeout` and
+  `worker_shutdown_timeout`), so reconnects do not all arrive at once;
+- tunnels (WebSocket) stay open until `worker_shutdown_timeout` (unset: until they end);
+- the worker exits when nothing is left, or at `worker_shutdown_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import signal
 import socket
 import ssl
@@ -17,14 +33,27 @@ from truehop.net.downstream import ClientConnection
 from truehop.process.runtime import Listener, Runtime
 
 SWEEP_INTERVAL = 1.0
+IDLE_DRAIN = 5.0          # seconds a retiring worker keeps idle keep-alive connections open
+DRAIN_POLL = 0.05
+WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                  signal.SIGHUP, signal.SIGWINCH)
+
+
+def _idle(c: Any) -> bool:
+    """No request in progress or queued, and not a tunnel."""
+    return (getattr(c, "current", None) is None and not getattr(c, "queue", None)
+            and getattr(c, "_tunnel", None) is None)
 
 
 class Worker:
-    def __init__(self, rt: Runtime, sockets: dict[tuple[str, int], socket.socket]) -> None:
+    def __init__(self, rt: Runtime, sockets: dict[tuple[str, int], socket.socket],
+                 ready_fd: int | None = None) -> None:
         self.rt = rt
         self.sockets = sockets
+        self.ready_fd = ready_fd
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping: asyncio.Future[str] | None = None
+        self.fast = False
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -40,16 +69,29 @@ class Worker:
                           (signal.SIGINT, "stop"), (signal.SIGUSR1, "reopen"),
                           (signal.SIGHUP, "ignore"), (signal.SIGWINCH, "ignore")):
             loop.add_signal_handler(sig, self._signal, what)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
+        self._notify_ready()
         sweeper = loop.create_task(self._sweep())
         try:
             how = await self.stopping
             for srv in self.servers:
                 srv.close()
             if how == "quit":
+                self.rt.log.notice("gracefully shutting down")
                 await self._drain()
         finally:
             sweeper.cancel()
             self.rt.close_all()
+            self.rt.log.notice("exiting")
+
+    def _notify_ready(self) -> None:
+        fd, self.ready_fd = self.ready_fd, None
+        if fd is not None:
+            try:
+                os.write(fd, b"1")
+            except OSError:
+                pass
+            os.close(fd)
 
     def _factory(self, lst: Listener) -> Any:
         rt = self.rt
@@ -65,8 +107,8 @@ class Worker:
 
     def _signal(self, what: str) -> None:
         if what == "reopen":
-            self.rt.log.notice("reopening logs")
             self.rt.reopen_logs()
+            self.rt.log.notice("reopening logs")
             return
         if what == "ignore":
             return
@@ -74,23 +116,54 @@ class Worker:
         if st is not None and not st.done():
             st.set_result(what)
         elif what == "stop" and st is not None:
-            # a second, fast stop while draining: give up on in-flight work
+            # a fast stop while draining: give up on in-flight work
+            self.fast = True
             self.rt.close_all()
+
+    def idle_window(self) -> float:
+        """How long idle keep-alive connections stay open once draining."""
+        rt = self.rt
+        window = IDLE_DRAIN
+        limit = rt.cfg.main.worker_shutdown_timeout
+        if limit:
+            window = min(window, limit)
+        kat = [srv.settings.keepalive_timeout for srv in rt.cfg.http.servers
+               if srv.settings.keepalive_timeout]
+        if kat:
+            window = min(window, max(kat))
+        return max(window, 0.0)
 
     async def _drain(self) -> None:
         rt = self.rt
-        rt.graceful()
-        limit = rt.cfg.main.worker_shutdown_timeout
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit if limit else None
+        start = loop.time()
+        limit = rt.cfg.main.worker_shutdown_timeout
+        deadline = start + limit if limit else None
+        window = self.idle_window()
+        close_at: dict[Any, float] = {}
+
+        def retire(c: Any) -> None:
+            # the next response on `c` carries Connection: close; an idle `c` stays open
+            # until its moment in the second half of the window
+            c.closing = True
+            close_at[c] = start + window * (0.5 + 0.5 * random.random())
+
+        rt.shutting_down = True   # connections accepted from now on are retired too
+        for c in list(rt.connections):
+            retire(c)
         while rt.busy() or rt.connections:
-            if deadline is not None and loop.time() >= deadline:
+            if self.fast:
+                break
+            now = loop.time()
+            if deadline is not None and now >= deadline:
                 rt.log.notice("worker shutdown timeout, closing connections")
                 break
-            await asyncio.sleep(0.05)
             for c in list(rt.connections):
-                if c.current is None and not c.queue and c._tunnel is None:
+                if c not in close_at:
+                    retire(c)
+                if _idle(c) and now >= close_at[c]:
                     c.close()
+            await asyncio.sleep(DRAIN_POLL)
 
     async def _sweep(self) -> None:
         while True:
@@ -98,8 +171,9 @@ class Worker:
             self.rt.sweep()
 
 
-def run(rt: Runtime, sockets: dict[tuple[str, int], socket.socket]) -> None:
+def run(rt: Runtime, sockets: dict[tuple[str, int], socket.socket],
+        ready_fd: int | None = None) -> None:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(Worker(rt, sockets).serve())
+        runner.run(Worker(rt, sockets, ready_fd).serve())
