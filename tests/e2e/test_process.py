@@ -83,6 +83,18 @@ def body_of(data: bytes) -> bytes:
     return rs[0].body
 
 
+def recv_response(s: socket.socket) -> bytes:
+    """Read from `s` until one complete response has arrived."""
+    data = b""
+    while True:
+        rs = parse_responses(data) if data else []
+        if rs and rs[0].complete:
+            return data
+        chunk = s.recv(4096)
+        assert chunk, f"closed before a complete response: {data!r}"
+        data += chunk
+
+
 def children(pid: int) -> list[int]:
     """The direct children of `pid` (the workers of a master)."""
     out: list[int] = []
@@ -201,12 +213,7 @@ def test_idle_keepalive_connections_reused_after_reload(truehop, upstream):
             socks.append(s)
             s.sendall(GET % (b"gen", b""))
         for s in socks:
-            data = b""
-            while b"gen 1\n" not in data:
-                chunk = s.recv(4096)
-                assert chunk, "closed before the first response"
-                data += chunk
-            assert b"Connection: keep-alive" in data
+            assert b"Connection: keep-alive" in recv_response(s)
         tp.reload(conf(PORT=port, APP=upstream.port, GEN=2), wait_for=RELOADED)
         time.sleep(0.5)
         for s in socks:
@@ -241,10 +248,11 @@ def test_old_workers_close_idle_connections_after_drain_window(truehop, upstream
     port = free_port()
     extra = "worker_shutdown_timeout 2s;"
     tp = truehop(conf(PORT=port, APP=upstream.port, GEN=1, workers=1, extra=extra))
+    wait_until(lambda: len(children(tp.pid)) == 1, 5, "the worker")
     old = children(tp.pid)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(GET % (b"gen", b""))
-        assert b"gen 1\n" in s.recv(4096)
+        assert body_of(recv_response(s)) == b"gen 1\n"
         t0 = time.monotonic()
         tp.reload(conf(PORT=port, APP=upstream.port, GEN=2, workers=1, extra=extra),
                   wait_for=RELOADED)
@@ -291,6 +299,7 @@ def test_broken_config_on_reload_is_refused(truehop, upstream):
     good = conf(PORT=port, APP=upstream.port, GEN=1)
     tp = truehop(good)
     tp.expect_log("[emerg]")
+    wait_until(lambda: len(children(tp.pid)) == 2, 5, "2 workers")
     workers = sorted(children(tp.pid))
     broken = good.replace('return 200 "gen 1\\n";', "no_such_directive on;")
     mark = len(tp.error_log())
