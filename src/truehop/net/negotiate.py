@@ -1,16 +1,167 @@
-"""Which protocol serves a new connection on a listener: HTTP/1.x, or HTTP/2 when ALPN chose
-`h2` on a TLS port (or a prior-knowledge preface arrives on a plain `http2` port)."""
+"""Which protocol serves a new connection on a listener.
+
+- `ssl` listener: `tls.TlsProtocol` peeks at the first byte. A TLS handshake goes on to ALPN:
+  `h2` (when HTTP/2 is on) -> `H2Connection`, else HTTP/1.x (`ClientConnection`), both with
+  `$scheme` https. Plain HTTP bytes -> `PlainHttpOnTls`, which reads the request and answers
+  it as nginx does (status 497, sent as "400 The plain HTTP request was sent to HTTPS port",
+  `error_page 497` honoured), then closes.
+- plain listener with `http2`: `PrefaceSniffer` waits for the first bytes: the HTTP/2 client
+  preface (prior knowledge, h2c) -> `H2Connection`, anything else -> HTTP/1.x on the same port.
+- otherwise HTTP/1.x.
+
+TLS is done here, not by `loop.create_server(ssl=...)`; the worker must pass `ssl=None`. If it
+still passes an SSL context, `TlsProtocol` sees an already-decrypted transport and simply hands
+it to the protocol ALPN chose (no 497 page possible in that mode).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
+from truehop.http.h2 import PREFACE
 from truehop.net.downstream import ClientConnection
+from truehop.net.h2conn import H2Connection, connection_info
+from truehop.net.tls import TlsProtocol
 
 if TYPE_CHECKING:
     from truehop.process.runtime import Listener, Runtime
 
+# the worker asks this to know whether to pass ssl=None to create_server
+HANDLES_TLS = True
+
 
 def protocol_for(rt: Runtime, lst: Listener, scheme: str) -> asyncio.Protocol:
+    if lst.ssl and lst.ssl_context is not None:
+        return tls_protocol(rt, lst)
+    if lst.http2:
+        return PrefaceSniffer(rt, lst, scheme)
     return ClientConnection(rt, lst, scheme)
+
+
+def tls_protocol(rt: Runtime, lst: Listener) -> TlsProtocol:
+    assert lst.ssl_context is not None
+
+    def secure(alpn: str | None) -> asyncio.Protocol:
+        if alpn == "h2" and lst.http2:
+            return H2Connection(rt, lst, "https")
+        return ClientConnection(rt, lst, "https")
+
+    def plain() -> asyncio.Protocol:
+        return PlainHttpOnTls(rt, lst, "http")
+
+    def failed(msg: str, raw: asyncio.BaseTransport) -> None:
+        try:
+            info = connection_info(raw, lst, "https")
+        except Exception:
+            info = None
+        rt.log.info(msg, info)
+
+    return TlsProtocol(lst.ssl_context, secure, plain, failed,
+                       lst.default_server.client_header_timeout)
+
+
+class PlainHttpOnTls(ClientConnection):
+    """A plain HTTP request on a TLS port: read it as HTTP/1.x, answer nginx's 497 from the
+    server its Host names (its `error_page 497` applies, e.g. a redirect to https), close."""
+
+    def _start_next(self) -> None:
+        ex = self.queue.popleft()
+        self.queue.clear()
+        self.parser = None           # nothing after this request is read
+        self.current = ex
+        self.requests += 1
+        assert self.info is not None
+        self.info.requests = self.requests
+        self._cancel_timer()
+        ex.keep_alive = False
+        ex.head.upgrade = None
+        rt = self.runtime
+        rt.log.info("client sent plain HTTP request to HTTPS port while reading client "
+                    "request headers", self.info)
+        t = self.loop.create_task(self._answer_497(ex))
+        rt.tasks.add(t)
+        t.add_done_callback(rt.tasks.discard)
+        self.task = t
+
+    async def _answer_497(self, ex: Any) -> None:
+        from truehop.proxy.pipeline import Finish, compute_host
+
+        lst = self.listener
+        assert self.info is not None
+        host = compute_host(ex.head.host, lst.default_server)
+        try:
+            srv = lst.find_server(self.info.server_addr, host) if ex.head.host else \
+                lst.default_server
+        except Exception:
+            srv = lst.default_server
+        await self.runtime.pipeline.finish_bad_request(
+            ex, self.info, SimpleNamespace(default_server=srv), Finish(497))
+
+
+class PrefaceSniffer(asyncio.Protocol):
+    """A plain `http2` port: HTTP/2 with prior knowledge when the client preface arrives,
+    HTTP/1.x otherwise."""
+
+    def __init__(self, rt: Runtime, lst: Listener, scheme: str) -> None:
+        self.rt = rt
+        self.lst = lst
+        self.scheme = scheme
+        self.buf = b""
+        self.transport: Any = None
+        self.inner: asyncio.Protocol | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        t = self.lst.default_server.client_header_timeout
+        if t and t > 0:
+            self._timer = asyncio.get_running_loop().call_later(t, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self.inner is None and self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+            return
+        buf = self.buf + data
+        n = min(len(buf), len(PREFACE))
+        if buf[:n] == PREFACE[:n] and n < len(PREFACE):
+            self.buf = buf
+            return
+        self.buf = b""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if buf.startswith(PREFACE):
+            self.inner = H2Connection(self.rt, self.lst, self.scheme, initial=buf)
+            self.inner.connection_made(self.transport)
+        else:
+            self.inner = ClientConnection(self.rt, self.lst, self.scheme)
+            self.inner.connection_made(self.transport)
+            if not self.transport.is_closing():
+                self.inner.data_received(buf)
+
+    def eof_received(self) -> bool | None:
+        if self.inner is not None:
+            return self.inner.eof_received()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.inner is not None:
+            self.inner.connection_lost(exc)  # type: ignore[arg-type]
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()

@@ -1,0 +1,776 @@
+"""HTTP/2 server side, sans-IO: client bytes -> stream events, responses -> bytes.
+
+Theory of operation. `H2Server` wraps an `h2.connection.H2Connection` (server side) and adds
+what h2 leaves to the application:
+
+- **Request validation, per stream.** h2's own inbound header validation is off: a malformed
+  header block would make h2 tear down the whole connection, where RFC 9113 §8.1.1 (and nginx)
+  make it a stream error. `_validate` checks each block itself: lower-case token names,
+  no CR/LF/NUL in values, known pseudo-headers first and once, no connection-specific
+  fields (§8.2.2; `te: trailers` only), `:method` a token and `:path` origin-form (`*` only
+  for OPTIONS) before anything reaches an HTTP/1.1 serializer. Syntax violations reset the
+  stream with PROTOCOL_ERROR; semantic ones (`:method` with a space, absolute `:path`, a
+  `host` that disagrees with `:authority`) become a `StreamError` that the connection
+  answers with 400 on that stream, as nginx does.
+- **Abuse limits.** A frame scanner runs ahead of h2 over the raw bytes: a header block
+  (HEADERS + CONTINUATION) larger than `max_header_block` bytes, or a flood of PING /
+  SETTINGS / PRIORITY / empty DATA frames, ends the connection with GOAWAY
+  ENHANCE_YOUR_CALM before h2 buffers it. Rapid reset (CVE-2023-44487): more than
+  2 x `max_concurrent_streams` new streams in one read, or client resets of unfinished
+  streams beyond the same budget per `reset_window` seconds, end the connection the same way.
+  A stream arriving while `max_concurrent_streams` of ours are still active (a reset stream
+  stays active until its pipeline task is gone, see `stream_done`) is refused with
+  REFUSED_STREAM. Streams opened and reset in the same read are never reported.
+- **Flow control both ways.** Request body bytes are acknowledged (`ack`) only when the
+  consumer has taken them, so a slow upstream slows the client. Response bodies are queued
+  per stream (`send_body` / `send_end`) and written as the client's windows allow;
+  `pending(sid)` tells the caller how much waits, for back-pressure.
+- **Graceful GOAWAY.** `goaway()` writes GOAWAY(NO_ERROR, last stream) without putting h2 in
+  its closed state, so streams in flight still finish; newer streams are refused.
+
+Errors never leak as h2 exceptions: a connection-level failure becomes a `ConnectionEnded`
+event (GOAWAY already queued in `data_to_send`), after which the caller closes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+from truehop.http.events import RequestHead
+from truehop.http.h1 import parse_host
+
+# frame types and flags (RFC 9113 §6)
+_DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONT = range(10)
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
+_ACK = 0x1
+
+_GOAWAY_PING = b"truehop\x00"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
+PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
+REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
+ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+CANCEL = h2.errors.ErrorCodes.CANCEL
+
+# RFC 9110 token characters; header names must also be lower case in HTTP/2
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NAME_OK = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_VALUE_BAD = bytes(range(0x00, 0x01)) + b"\r\n"
+_PATH_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
+_SCHEME_OK = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789+-.")
+_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+# RFC 9113 §8.2.2: connection-specific fields make a request malformed
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+                                  b"transfer-encoding", b"upgrade"})
+_DROPPED_OUT = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                          "upgrade", "te", "http2-settings"})
+
+
+@dataclass(slots=True)
+class H2Limits:
+    """Per-connection limits. Defaults: nginx's http2_max_concurrent_streams 128, a 64 KiB
+    header list (SETTINGS_MAX_HEADER_LIST_SIZE) and header block, nginx's max field size
+    (large_client_header_buffers), 100 header fields."""
+
+    max_concurrent_streams: int = 128
+    max_header_list_size: int = 65536
+    max_header_block: int = 65536
+    max_field_size: int = 8192
+    max_header_count: int = 100
+    initial_window: int = 256 * 1024
+    connection_window: int = 16 * 1024 * 1024
+    max_frame_size: int = 16384
+    underscores_in_headers: bool = False
+    ignore_invalid_headers: bool = True
+    control_frame_budget: int = 1000      # PING/SETTINGS/PRIORITY/empty DATA per window
+    reset_window: float = 1.0             # seconds over which resets and floods are counted
+
+    @property
+    def reset_budget(self) -> int:
+        return 2 * self.max_concurrent_streams
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StreamRequest:
+    """A valid request head on a new stream. `end_stream`: no body follows."""
+
+    stream_id: int
+    head: RequestHead
+    end_stream: bool
+
+
+@dataclass(slots=True)
+class StreamError:
+    """A request the connection must answer with `status` on this stream (400, 494),
+    nothing forwarded. `head` is a best-effort view of the request for the access log."""
+
+    stream_id: int
+    status: int
+    reason: str
+    head: RequestHead
+
+
+@dataclass(slots=True)
+class StreamData:
+    stream_id: int
+    data: bytes
+    flow: int          # flow-controlled length, to pass to `ack` once consumed
+
+
+@dataclass(slots=True)
+class StreamEnded:
+    stream_id: int
+
+
+@dataclass(slots=True)
+class StreamReset:
+    """The client reset a stream we knew (or we reset it after a protocol error in it)."""
+
+    stream_id: int
+    error_code: int
+    by_client: bool
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class WindowOpened:
+    """Send windows may have grown: the caller should offer queued bodies again (`pump`
+    already ran; this tells it to wake writers waiting on `pending`)."""
+
+
+@dataclass(slots=True)
+class GoAwayComplete:
+    """The final GOAWAY of a graceful shutdown went out: close once no stream is left."""
+
+
+@dataclass(slots=True)
+class ConnectionEnded:
+    """The connection is over: flush `data_to_send()` and close. `calm`: abuse detected."""
+
+    error_code: int
+    reason: str
+    calm: bool = False
+
+
+H2Event = StreamRequest | StreamError | StreamData | StreamEnded | StreamReset | WindowOpened | \
+    GoAwayComplete | ConnectionEnded
+
+
+class _Outbox:
+    __slots__ = ("chunks", "size", "end", "offset")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.end = False
+        self.offset = 0        # bytes of chunks[0] already sent
+
+
+class _Budget:
+    """Counts events in a fixed window; `hit()` is True once `limit` is exceeded."""
+
+    __slots__ = ("limit", "period", "count", "start", "clock")
+
+    def __init__(self, limit: int, period: float, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.period = period
+        self.count = 0
+        self.clock = clock
+        self.start = clock()
+
+    def hit(self, n: int = 1) -> bool:
+        now = self.clock()
+        if now - self.start > self.period:
+            self.start = now
+            self.count = 0
+        self.count += n
+        return self.count > self.limit
+
+
+class H2Server:
+    """One HTTP/2 server connection without I/O. See the module docstring."""
+
+    def __init__(self, limits: H2Limits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = lim = limits or H2Limits()
+        cfg = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                        validate_inbound_headers=False,
+                                        normalize_inbound_headers=False,
+                                        validate_outbound_headers=False,
+                                        normalize_outbound_headers=False)
+        self.conn = h2.connection.H2Connection(cfg)
+        self.closed = False
+        self.going_away = False
+        self.last_stream_id = 0          # highest stream id accepted (GOAWAY's last id)
+        self.goaway_id: int | None = None
+        self.active: set[int] = set()    # streams reported and not yet `stream_done`
+        self.reset_streams = 0           # client resets of unfinished streams (lifetime)
+        self._extra = bytearray()        # frames written around h2 (graceful GOAWAY)
+        self._out: dict[int, _Outbox] = {}
+        self._resets = _Budget(lim.reset_budget, lim.reset_window, clock)
+        self._control = _Budget(lim.control_frame_budget, lim.reset_window, clock)
+        # frame scanner state (runs over the raw bytes ahead of h2)
+        self._skip = len(PREFACE)        # payload bytes of the current frame still to pass
+        self._fh = b""                   # partial frame header
+        self._block = 0                  # bytes in the open header block, -1 when none
+        self._block_frames = 0
+        self.in_header_block = False
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue the server preface: SETTINGS, and a larger connection window."""
+        lim = self.limits
+        # initial values go out in the preface SETTINGS and bind h2's own checks at once
+        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: lim.max_header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window,
+        })
+        self.conn.initiate_connection()
+        self.conn.decoder.max_header_list_size = lim.max_header_list_size
+        extra = lim.connection_window - 65535
+        if extra > 0:
+            self.conn.increment_flow_control_window(extra)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[H2Event]:
+        if self.closed:
+            return []
+        why = self._scan(data)
+        if why is not None:
+            return [self._terminate(ENHANCE_YOUR_CALM, why, calm=True)]
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            # h2 has queued GOAWAY with the right code
+            self.closed = True
+            code = getattr(e, "error_code", PROTOCOL_ERROR)
+            return [ConnectionEnded(int(code), f"client sent invalid HTTP/2: {e}")]
+        except Exception as e:  # hpack/hyperframe errors not wrapped by h2
+            return [self._terminate(PROTOCOL_ERROR, f"client sent invalid HTTP/2: {e}")]
+        return self._translate(events)
+
+    def _scan(self, data: bytes) -> str | None:
+        """Walk frame headers over the raw bytes; return a reason to end the connection for
+        an oversized header block or a control-frame flood."""
+        lim = self.limits
+        pos = 0
+        n = len(data)
+        while pos < n:
+            if self._skip:
+                take = min(self._skip, n - pos)
+                self._skip -= take
+                pos += take
+                continue
+            need = 9 - len(self._fh)
+            hdr = self._fh + data[pos:pos + need]
+            pos += min(need, n - pos)
+            if len(hdr) < 9:
+                self._fh = hdr
+                break
+            self._fh = b""
+            length = int.from_bytes(hdr[0:3], "big")
+            ftype = hdr[3]
+            flags = hdr[4]
+            self._skip = length
+            if ftype == _HEADERS:
+                if not flags & _END_HEADERS:
+                    self.in_header_block = True
+                    self._block = length
+                    self._block_frames = 1
+                    if length > lim.max_header_block:
+                        return "client sent too large header block"
+            elif ftype == _CONT:
+                if self.in_header_block:
+                    self._block += length
+                    self._block_frames += 1
+                    if self._block > lim.max_header_block:
+                        return "client sent too large header block (CONTINUATION flood)"
+                    if flags & _END_HEADERS:
+                        self.in_header_block = False
+            elif ftype in (_PING, _SETTINGS):
+                if not flags & _ACK and self._control.hit():
+                    return "client sent too many PING/SETTINGS frames (flood)"
+            elif ftype == _PRIORITY or (ftype == _DATA and length == 0
+                                         and not flags & _END_STREAM):
+                if self._control.hit():
+                    return "client sent too many empty frames (flood)"
+            elif ftype == _WINDOW:
+                pass
+        return None
+
+    def _translate(self, events: list[h2.events.Event]) -> list[H2Event]:
+        out: list[H2Event] = []
+        new_streams = 0
+        pump = False
+        pending: dict[int, int] = {}     # stream id -> index in `out` of its request
+        for ev in events:
+            t = type(ev)
+            if t is h2.events.RequestReceived:
+                sid = ev.stream_id  # type: ignore[attr-defined]
+                new_streams += 1
+                if new_streams > self.limits.reset_budget:
+                    out.append(self._terminate(ENHANCE_YOUR_CALM,
+                                               "client sent too many streams at once",
+                                               calm=True))
+                    return out
+                r = self._request(sid, ev.headers, ev.stream_ended is not None)  # type: ignore[attr-defined]
+                if r is not None:
+                    if isinstance(r, (StreamRequest, StreamError)):
+                        pending[sid] = len(out)
+                    out.append(r)
+            elif t is h2.events.DataReceived:
+                sid = ev.stream_id  # type: ignore[attr-defined]
+                flow = ev.flow_controlled_length or 0  # type: ignore[attr-defined]
+                if sid in self.active:
+                    out.append(StreamData(sid, ev.data or b"", flow))  # type: ignore[attr-defined]
+                else:
+                    self._ack_closed(sid, flow)
+            elif t is h2.events.StreamEnded:
+                sid = ev.stream_id  # type: ignore[attr-defined]
+                if sid in self.active:
+                    out.append(StreamEnded(sid))
+            elif t is h2.events.StreamReset:
+                sid = ev.stream_id  # type: ignore[attr-defined]
+                self._out.pop(sid, None)
+                if sid in pending:
+                    # opened and reset in the same read: never reported, never started
+                    out[pending.pop(sid)] = StreamReset(sid, 0, True, "")
+                    self.active.discard(sid)
+                    self.reset_streams += 1
+                    if self._resets.hit():
+                        out.append(self._terminate(ENHANCE_YOUR_CALM,
+                                                   "client reset too many streams",
+                                                   calm=True))
+                        return [e for e in out if not _placeholder(e)]
+                    continue
+                if sid in self.active and ev.remote_reset:  # type: ignore[attr-defined]
+                    self.reset_streams += 1
+                    if self._resets.hit():
+                        out.append(StreamReset(sid, int(ev.error_code or 0), True))  # type: ignore[attr-defined]
+                        out.append(self._terminate(ENHANCE_YOUR_CALM,
+                                                   "client reset too many streams",
+                                                   calm=True))
+                        return [e for e in out if not _placeholder(e)]
+                if sid in self.active:
+                    out.append(StreamReset(sid, int(ev.error_code or 0),  # type: ignore[attr-defined]
+                                           bool(ev.remote_reset)))  # type: ignore[attr-defined]
+            elif t is h2.events.PingAckReceived:
+                if ev.ping_data == _GOAWAY_PING and self.goaway_final():  # type: ignore[attr-defined]
+                    out.append(GoAwayComplete())
+            elif t is h2.events.WindowUpdated or t is h2.events.RemoteSettingsChanged:
+                pump = True
+            elif t is h2.events.ConnectionTerminated:
+                self.closed = True
+                out.append(ConnectionEnded(int(ev.error_code or 0),  # type: ignore[attr-defined]
+                                           "client sent GOAWAY"))
+                return [e for e in out if not _placeholder(e)]
+            elif t is h2.events.TrailersReceived:
+                sid = ev.stream_id  # type: ignore[attr-defined]
+                bad = self._check_trailers(ev.headers)  # type: ignore[attr-defined]
+                if bad is not None and sid in self.active:
+                    self._reset(sid, PROTOCOL_ERROR)
+                    out.append(StreamReset(sid, int(PROTOCOL_ERROR), False, bad))
+                    continue
+                if ev.stream_ended is not None and sid in self.active:  # type: ignore[attr-defined]
+                    pass  # StreamEnded follows as its own event
+            elif t is h2.events.InformationalResponseReceived or \
+                    t is h2.events.ResponseReceived or t is h2.events.PushedStreamReceived:
+                # a client never sends these; h2 refuses them itself
+                pass
+        if pump:
+            self.pump()
+            out.append(WindowOpened())
+        return [e for e in out if not _placeholder(e)]
+
+    def _request(self, sid: int, raw: list[tuple[bytes, bytes]],
+                 end_stream: bool) -> H2Event | None:
+        if self.going_away and self.goaway_id is not None and sid > self.goaway_id:
+            self._reset(sid, REFUSED_STREAM)
+            return None
+        if len(self.active) >= self.limits.max_concurrent_streams:
+            # nginx: "concurrent streams exceeded"; the client may retry it
+            self._reset(sid, REFUSED_STREAM)
+            if self._resets.hit():
+                return self._terminate(ENHANCE_YOUR_CALM, "client sent too many streams",
+                                       calm=True)
+            return StreamReset(sid, int(REFUSED_STREAM), False,
+                               "concurrent streams exceeded")
+        self.last_stream_id = max(self.last_stream_id, sid)
+        res = _validate(raw, end_stream, self.limits)
+        if isinstance(res, str):
+            self._reset(sid, PROTOCOL_ERROR)
+            return StreamReset(sid, int(PROTOCOL_ERROR), False, res)
+        self.active.add(sid)
+        if isinstance(res, tuple):
+            status, reason, head = res
+            return StreamError(sid, status, reason, head)
+        return StreamRequest(sid, res, end_stream)
+
+    def _check_trailers(self, raw: list[tuple[bytes, bytes]]) -> str | None:
+        for name, value in raw:
+            if name[:1] == b":":
+                return "client sent pseudo-header in trailers"
+            if not name or not _NAME_OK.issuperset(name):
+                return "client sent invalid header name in trailers"
+            if value.translate(None, _VALUE_BAD) != value:
+                return "client sent invalid header value in trailers"
+        return None
+
+    # -- output ----------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        if self._extra:
+            self._extra += self.conn.data_to_send()
+            out = bytes(self._extra)
+            self._extra.clear()
+            return out
+        return self.conn.data_to_send()
+
+    def send_response(self, sid: int, status: int, headers: list[tuple[str, str]],
+                      end_stream: bool = False) -> bool:
+        """HEADERS with `:status` and lower-cased fields (connection-specific ones dropped).
+        False when the stream is gone."""
+        block: list[tuple[bytes, bytes]] = [(b":status", str(status).encode())]
+        for k, v in headers:
+            lk = k.lower()
+            if lk in _DROPPED_OUT:
+                continue
+            block.append((lk.encode("latin-1"), v.encode("latin-1", "replace")))
+        try:
+            self.conn.send_headers(sid, block, end_stream=end_stream)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
+            return False
+        if end_stream:
+            self._out.pop(sid, None)
+        return True
+
+    def send_informational(self, sid: int, status: int = 100) -> None:
+        try:
+            self.conn.send_headers(sid, [(b":status", str(status).encode())])
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
+            pass
+
+    def send_body(self, sid: int, data: bytes) -> None:
+        """Queue response body bytes; they go out as the windows allow (`pump`)."""
+        if not data or self.closed:
+            return
+        box = self._out.get(sid)
+        if box is None:
+            box = self._out[sid] = _Outbox()
+        box.chunks.append(data)
+        box.size += len(data)
+        self.pump()
+
+    def send_end(self, sid: int) -> None:
+        """END_STREAM after whatever is queued."""
+        box = self._out.get(sid)
+        if box is None:
+            box = self._out[sid] = _Outbox()
+        box.end = True
+        self.pump()
+
+    def pending(self, sid: int) -> int:
+        box = self._out.get(sid)
+        return box.size if box is not None else 0
+
+    def pump(self) -> None:
+        """Send queued bodies within the flow-control windows, one frame per stream per round
+        (round robin)."""
+        if self.closed or not self._out:
+            return
+        conn = self.conn
+        progress = True
+        while progress and self._out:
+            progress = False
+            for sid in list(self._out):
+                box = self._out[sid]
+                try:
+                    if box.size == 0:
+                        if box.end:
+                            conn.end_stream(sid)
+                            del self._out[sid]
+                        continue
+                    window = min(conn.local_flow_control_window(sid),
+                                 conn.max_outbound_frame_size)
+                    if window <= 0:
+                        continue
+                    head = box.chunks[0]
+                    take = min(window, len(head) - box.offset)
+                    piece = head[box.offset:box.offset + take]
+                    box.offset += take
+                    if box.offset == len(head):
+                        box.chunks.popleft()
+                        box.offset = 0
+                    box.size -= take
+                    last = box.end and box.size == 0
+                    conn.send_data(sid, piece, end_stream=last)
+                    if last:
+                        del self._out[sid]
+                    progress = True
+                except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError,
+                        h2.exceptions.FlowControlError, KeyError):
+                    self._out.pop(sid, None)
+
+    def ack(self, sid: int, n: int) -> None:
+        """The consumer took `n` flow-controlled bytes of this stream's body: reopen windows."""
+        if n <= 0 or self.closed:
+            return
+        try:
+            self.conn.acknowledge_received_data(n, sid)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError,
+                ValueError):
+            self._ack_closed(sid, n)
+
+    def _ack_closed(self, sid: int, n: int) -> None:
+        # data for a stream nobody reads any more: give the connection window back
+        if n <= 0 or self.closed:
+            return
+        try:
+            self.conn.acknowledge_received_data(n, sid)
+        except Exception:
+            try:
+                self.conn.increment_flow_control_window(n)
+            except Exception:
+                pass
+
+    def reset(self, sid: int, code: int = INTERNAL_ERROR) -> None:
+        """Reset a stream from our side (e.g. an aborted response)."""
+        self._out.pop(sid, None)
+        self._reset(sid, code)
+
+    def _reset(self, sid: int, code: int) -> None:
+        if self.closed:
+            return
+        try:
+            self.conn.reset_stream(sid, code)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
+            pass
+
+    def stream_done(self, sid: int) -> None:
+        """The stream's exchange is over (answered, aborted, or never started): it no longer
+        counts against max_concurrent_streams."""
+        self.active.discard(sid)
+        box = self._out.get(sid)
+        if box is not None and box.size == 0 and not box.end:
+            del self._out[sid]
+
+    def stream_open(self, sid: int) -> bool:
+        """Whether the client still accepts frames on this stream from us."""
+        s = self.conn.streams.get(sid)
+        return s is not None and not s.closed
+
+    def goaway(self) -> None:
+        """Graceful shutdown, first step (RFC 9113 §6.8): GOAWAY with the largest stream id,
+        so the client stops opening streams but none in flight is lost, and a PING; its ACK
+        (one round trip later) brings `GoAwayComplete` and the final GOAWAY."""
+        if self.closed or self.going_away:
+            return
+        self.going_away = True
+        self._raw(GoAwayFrame(0, last_stream_id=0x7FFFFFFF, error_code=int(NO_ERROR)))
+        try:
+            self.conn.ping(_GOAWAY_PING)
+        except Exception:
+            pass
+
+    def goaway_final(self) -> bool:
+        """GOAWAY naming the last stream we accept; later streams are refused. True when it
+        was sent now."""
+        if self.closed or self.goaway_id is not None:
+            return False
+        self.going_away = True
+        self.goaway_id = self.last_stream_id
+        self._raw(GoAwayFrame(0, last_stream_id=self.goaway_id, error_code=int(NO_ERROR)))
+        return True
+
+    def _raw(self, f: GoAwayFrame) -> None:
+        # written around h2 so that h2 stays open for the streams still in flight
+        self._extra += self.conn.data_to_send()
+        self._extra += f.serialize()
+
+    def terminate(self, code: int, reason: str = "") -> ConnectionEnded:
+        return self._terminate(code, reason)
+
+    def _terminate(self, code: int, reason: str, calm: bool = False) -> ConnectionEnded:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.conn.close_connection(code, last_stream_id=self.last_stream_id)
+            except Exception:
+                pass
+        self._out.clear()
+        return ConnectionEnded(int(code), reason, calm)
+
+
+def _placeholder(e: H2Event) -> bool:
+    """A request that was reset in the same read: dropped from the events."""
+    return type(e) is StreamReset and e.error_code == 0 and e.by_client and not e.reason
+
+
+# -- request validation ---------------------------------------------------------------------
+
+
+def _empty_head(method: str = "GET", path: str = "/") -> RequestHead:
+    return RequestHead(method, path, path, None, "2.0", [], "", None, False, True)
+
+
+def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
+              lim: H2Limits) -> RequestHead | str | tuple[int, str, RequestHead]:
+    """A header block -> RequestHead; a str (reason) for a malformed block (stream reset with
+    PROTOCOL_ERROR); or (status, reason, head) for a request to answer with that status."""
+    method = scheme = authority = path = None
+    seen_regular = False
+    headers: list[tuple[str, str]] = []
+    cookies: list[str] = []
+    hosts: list[str] = []
+    cl: int | None = None
+    size = 0
+    count = 0
+    too_large = False
+    for name, value in raw:
+        size += len(name) + len(value) + 4
+        if not name:
+            return "client sent empty header name"
+        if value.translate(None, _VALUE_BAD) != value:
+            return "client sent header with invalid value"
+        if name[0] == 0x3A:  # ':'
+            if seen_regular:
+                return "client sent pseudo-header after regular header"
+            if name not in _PSEUDO:
+                return f"client sent unknown pseudo-header {name.decode('latin-1')!r}"
+            sval = value.decode("latin-1")
+            if name == b":method":
+                if method is not None:
+                    return "client sent duplicate :method"
+                method = sval
+            elif name == b":path":
+                if path is not None:
+                    return "client sent duplicate :path"
+                path = sval
+            elif name == b":scheme":
+                if scheme is not None:
+                    return "client sent duplicate :scheme"
+                scheme = sval
+            else:
+                if authority is not None:
+                    return "client sent duplicate :authority"
+                authority = sval
+            continue
+        seen_regular = True
+        if not _NAME_OK.issuperset(name):
+            if not _TCHAR.issuperset(name) or name.lower() != name:
+                return "client sent invalid header name"
+        if name in _CONNECTION_SPECIFIC:
+            return f"client sent connection-specific header {name.decode('latin-1')!r}"
+        if name == b"te" and value.strip().lower() != b"trailers":
+            return "client sent TE header other than trailers"
+        if b"_" in name and not lim.underscores_in_headers:
+            if lim.ignore_invalid_headers:
+                continue
+        if len(name) + len(value) > lim.max_field_size:
+            too_large = True
+        count += 1
+        sname = name.decode("latin-1")
+        sval = value.decode("latin-1").strip(" \t")
+        if name == b"cookie":
+            cookies.append(sval)
+            continue
+        if name == b"host":
+            hosts.append(sval)
+            continue
+        if name == b"content-length":
+            if not sval.isdigit() or not sval.isascii() or len(sval) > 18:
+                return "client sent invalid content-length"
+            v = int(sval)
+            if cl is not None and cl != v:
+                return "client sent conflicting content-length"
+            if cl is not None:
+                continue
+            cl = v
+        if name == b"http2-settings":
+            continue
+        headers.append((sname, sval))
+    if method is None:
+        return "client sent no :method"
+    head = _empty_head()
+    head.header_bytes = size
+    # :method -- a token, checked before any HTTP/1.1 serialization (nginx: 400)
+    if not method or not _TCHAR.issuperset(method.encode("latin-1")):
+        head.method = "GET"
+        return 400, "client sent invalid :method", head
+    head.method = method
+    if method == "CONNECT":
+        return 400, "client sent CONNECT request", head
+    if scheme is None:
+        return "client sent no :scheme"
+    if path is None:
+        return "client sent no :path"
+    if not scheme or not _SCHEME_OK.issuperset(scheme.encode("latin-1").lower()):
+        return 400, "client sent invalid :scheme", head
+    if not path:
+        return 400, "client sent empty :path", head
+    bpath = path.encode("latin-1")
+    if bpath.translate(None, _PATH_BAD) != bpath:
+        return 400, "client sent invalid :path", head
+    if path == "*":
+        if method != "OPTIONS":
+            return 400, "client sent invalid :path", head
+    elif path[0] != "/":
+        return 400, "client sent invalid :path (not origin-form)", head
+    host = ""
+    if authority is not None:
+        h = parse_host(authority)
+        if h is None:
+            return 400, "client sent invalid :authority", head
+        host = h
+        for hv in hosts:
+            if parse_host(hv) != host:
+                return 400, "client sent :authority and host that differ", head
+        headers.insert(0, ("host", authority))
+    elif hosts:
+        if len(hosts) > 1:
+            return 400, "client sent duplicate host header", head
+        h = parse_host(hosts[0])
+        if h is None:
+            return 400, "client sent invalid host header", head
+        host = h
+        headers.insert(0, ("host", hosts[0]))
+    else:
+        return 400, "client sent no :authority or host", head
+    if cookies:
+        headers.append(("cookie", "; ".join(cookies)))
+    qpos = path.find("?")
+    head.target = path
+    head.path = path[:qpos] if qpos >= 0 else path
+    head.query = path[qpos + 1:] if qpos >= 0 else None
+    head.host = host
+    head.headers = headers
+    head.scheme = None
+    if end_stream and cl:
+        return 400, "client sent content-length with no body", head
+    if count > lim.max_header_count or too_large:
+        return 494, "client sent too large request header", head
+    head.content_length = cl
+    head.chunked = not end_stream and cl is None
+    head.keep_alive = True
+    head.upgrade = None
+    return head

@@ -1,0 +1,683 @@
+"""The client side of an HTTP/2 connection: an asyncio.Protocol over the sans-IO `H2Server`.
+
+Theory of operation. Bytes go to `H2Server.feed`; each valid request becomes an `H2Exchange`
+(the same interface as `downstream.Exchange`, which is all the pipeline uses) and runs through
+`rt.start_exchange`. Requests are started only after the whole read was processed, so a stream
+opened and reset in the same read never reaches the pipeline; a stream reset later cancels its
+task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
+refused with a status (absolute `:path`, `:method` with a space...) is answered by the
+pipeline's bad-request path on its stream only.
+
+Back-pressure. Request bodies: DATA is acknowledged to the client (WINDOW_UPDATE) only when
+the pipeline reads it. Responses: `write` queues in the sans-IO layer, which sends within the
+client's windows; `drain` waits while more than `STREAM_HIGH_WATER` bytes wait for window or
+the transport is paused, bounded by `send_timeout` between progress.
+
+The runtime sees the attributes it reads on every connection: `info`, `listener`, `current`
+(an active exchange or None), `queue` (always empty), `_tunnel` (None), `closing` (setting it
+sends GOAWAY), `close()`, `abort()`, `graceful_close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from truehop.http.events import ProtocolError, RequestHead
+from truehop.http.h2 import (
+    INTERNAL_ERROR,
+    ConnectionEnded,
+    GoAwayComplete,
+    H2Limits,
+    H2Server,
+    StreamData,
+    StreamEnded,
+    StreamError,
+    StreamRequest,
+    StreamReset,
+    WindowOpened,
+)
+from truehop.net.downstream import ClientGone, _next_conn_number
+from truehop.route.state import ConnectionInfo
+
+if TYPE_CHECKING:
+    from truehop.process.runtime import Listener, Runtime
+
+STREAM_HIGH_WATER = 64 * 1024      # queued response bytes per stream before drain() waits
+GOAWAY_GRACE = 1.0                 # seconds from the first GOAWAY to the final one at most
+
+
+def connection_info(transport: asyncio.BaseTransport, listener: Listener,
+                    scheme: str) -> ConnectionInfo:
+    """$remote_addr, $server_addr, $scheme and the $ssl_* variables for a new connection."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    if isinstance(peer, tuple):
+        raddr, rport = peer[0], peer[1]
+        saddr, sport = sock[0], sock[1]
+        if raddr.startswith("::ffff:") and "." in raddr:
+            raddr = raddr[7:]
+    else:
+        raddr, rport, saddr, sport = "unix:", 0, "unix:", 0
+    info = ConnectionInfo(raddr, rport, saddr, sport, scheme, _next_conn_number(),
+                          listener.key)
+    ssl_obj = transport.get_extra_info("ssl_object")
+    if ssl_obj is not None:
+        info.ssl_protocol = ssl_obj.version() or ""
+        c = ssl_obj.cipher()
+        info.ssl_cipher = c[0] if c else ""
+        info.ssl_server_name = getattr(ssl_obj, "sni", "") or ""
+    return info
+
+
+def limits_for(listener: Listener) -> H2Limits:
+    srv = listener.default_server
+    lim = listener.limits
+    n = getattr(srv, "http2_max_concurrent_streams", None) or \
+        getattr(srv.settings, "http2_max_concurrent_streams", None) or 128
+    return H2Limits(max_concurrent_streams=int(n),
+                    max_field_size=lim.max_header_line,
+                    max_header_count=lim.max_header_count,
+                    underscores_in_headers=lim.underscores_in_headers,
+                    ignore_invalid_headers=lim.ignore_invalid_headers)
+
+
+_TIMED_OUT = object()
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(_TIMED_OUT)
+
+
+class H2Body:
+    """A request body on one stream, with the interface of `downstream.BodyStream`."""
+
+    __slots__ = ("_chunks", "_done", "_waiter", "_ex", "buffered", "received", "error",
+                 "expect_continue", "_continue", "length")
+
+    def __init__(self, ex: H2Exchange, length: int | None, expect_continue: bool) -> None:
+        self._chunks: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._done = False
+        self._waiter: asyncio.Future[Any] | None = None
+        self._ex = ex
+        self.buffered = 0
+        self.received = 0
+        self.error: BaseException | None = None
+        self.expect_continue = expect_continue
+        self._continue = expect_continue
+        self.length = length
+
+    @property
+    def complete(self) -> bool:
+        return self._done and not self._chunks
+
+    def feed(self, data: bytes, flow: int) -> None:
+        self._chunks.append((data, flow))
+        self.buffered += len(data)
+        self.received += len(data)
+        self._wake()
+
+    def finish(self) -> None:
+        self._done = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self._done = True
+        self._wake()
+
+    def discard(self) -> int:
+        """Drop unread chunks; returns their flow-controlled length."""
+        n = sum(f for _, f in self._chunks)
+        self._chunks.clear()
+        self.buffered = 0
+        return n
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def read(self, timeout: float | None = None) -> bytes | None:
+        if self._continue:
+            self._continue = False
+            self._ex.send_continue()
+        while True:
+            while self._chunks:
+                data, flow = self._chunks.popleft()
+                self.buffered -= len(data)
+                self._ex.consumed(flow)
+                if data:
+                    return data
+            if self.error is not None:
+                raise self.error
+            if self._done:
+                return None
+            loop = asyncio.get_running_loop()
+            w = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, w) if timeout else None
+            try:
+                await w
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._waiter = None
+            if w.result() is _TIMED_OUT:
+                raise ProtocolError(408, "client timed out (110: Connection timed out) while "
+                                         "reading client request body")
+
+    async def read_all(self, limit: int, timeout: float | None = None) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            chunk = await self.read(timeout)
+            if chunk is None:
+                return b"".join(parts)
+            total += len(chunk)
+            if total > limit:
+                raise ProtocolError(413, "client intended to send too large body")
+            parts.append(chunk)
+
+
+class H2Exchange:
+    """One stream: the request and the response being written for it. Same interface as
+    `downstream.Exchange`."""
+
+    __slots__ = ("conn", "sid", "head", "body", "started", "finished", "status", "bytes_sent",
+                 "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
+                 "remaining", "on_done", "end_sent", "task", "launched")
+
+    def __init__(self, conn: H2Connection, sid: int, head: RequestHead,
+                 end_stream: bool) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.head = head
+        expect = (head.get("expect") or "").lower() == "100-continue" and not end_stream
+        self.body = H2Body(self, head.content_length if not head.chunked else None, expect)
+        if end_stream:
+            self.body.finish()
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self.bytes_sent = 0
+        self.body_bytes_sent = 0
+        self.keep_alive = True
+        self.chunked = False
+        self.head_only = head.method == "HEAD"
+        self.aborted = False
+        self.remaining: int | None = None
+        self.on_done: Callable[[], None] | None = None
+        self.end_sent = False
+        self.task: asyncio.Task[Any] | None = None
+        self.launched = False
+
+    # -- request body flow control ---------------------------------------------------------
+
+    def consumed(self, flow: int) -> None:
+        c = self.conn
+        if flow and not c.closed:
+            c.server.ack(self.sid, flow)
+            c.flush()
+
+    def send_continue(self) -> None:
+        c = self.conn
+        if not self.started and not self.aborted and not c.closed:
+            c.server.send_informational(self.sid, 100)
+            c.flush()
+
+    # -- writing the response --------------------------------------------------------------
+
+    def start_response(self, status: int, headers: list[tuple[str, str]],
+                       content_length: int | None, reason: str | None = None,
+                       close: bool = False) -> None:
+        """HEADERS with `:status`. `close` and `reason` have no meaning on a stream."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        h = list(headers)
+        no_body = status < 200 or status in (204, 304)
+        if not no_body and content_length is not None:
+            h.append(("content-length", str(content_length)))
+            self.remaining = content_length
+        if no_body or self.head_only:
+            self.head_only = True
+        end_now = self.head_only or content_length == 0
+        c = self.conn
+        self.bytes_sent += 9 + sum(len(k) + len(v) + 2 for k, v in h) + 12
+        if self.aborted or c.closed:
+            return
+        if c.server.send_response(self.sid, status, h, end_stream=end_now) and end_now:
+            self.end_sent = True
+        c.flush()
+
+    def write(self, data: bytes) -> None:
+        if not data or self.head_only or self.aborted or self.end_sent:
+            return
+        self.body_bytes_sent += len(data)
+        self.bytes_sent += len(data)
+        c = self.conn
+        if c.closed:
+            return
+        c.server.send_body(self.sid, data)
+        c.flush()
+
+    async def drain(self) -> None:
+        await self.conn.drain_stream(self)
+
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        if self.head_only or count <= 0:
+            return
+        fd = f.fileno()
+        while count > 0:
+            chunk = os.pread(fd, min(count, 64 * 1024), offset)
+            if not chunk:
+                self.abort()
+                raise ClientGone("file truncated while sending")
+            self.write(chunk)
+            offset += len(chunk)
+            count -= len(chunk)
+            await self.drain()
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        c = self.conn
+        if not self.aborted and not c.closed and not self.end_sent:
+            if self.started:
+                c.server.send_end(self.sid)
+            else:
+                c.server.reset(self.sid, INTERNAL_ERROR)
+            self.end_sent = True
+            c.flush()
+        c.exchange_done(self)
+
+    def abort(self) -> None:
+        """Stop mid-response: reset this stream (INTERNAL_ERROR), not the connection."""
+        was = self.aborted
+        self.aborted = True
+        self.keep_alive = False
+        self.finished = True
+        c = self.conn
+        if not was and not c.closed and not self.end_sent:
+            c.server.reset(self.sid, INTERNAL_ERROR)
+            c.flush()
+        c.exchange_done(self)
+
+
+class H2Connection(asyncio.Protocol):
+    """See the module docstring."""
+
+    def __init__(self, runtime: Runtime, listener: Listener, scheme: str = "http",
+                 initial: bytes = b"") -> None:
+        self.runtime = runtime
+        self.listener = listener
+        self.scheme = scheme
+        self.transport: Any = None
+        self.info: ConnectionInfo | None = None
+        self.server = H2Server(limits_for(listener))
+        self.streams: dict[int, H2Exchange] = {}
+        self.queue: collections.deque[Any] = collections.deque()   # never used on HTTP/2
+        self._tunnel: Any = None
+        self.task: asyncio.Task[Any] | None = None
+        self.closed = False
+        self._closing = False
+        self.requests = 0
+        self._write_paused = False
+        self._waiters: list[asyncio.Future[Any]] = []
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._initial = initial
+        self.loop = asyncio.get_event_loop()
+        self.last_activity = time.monotonic()
+
+    # -- what the runtime and the worker read ---------------------------------------------
+
+    @property
+    def current(self) -> H2Exchange | None:
+        for ex in self.streams.values():
+            return ex
+        return None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @closing.setter
+    def closing(self, value: bool) -> None:
+        if value and not self._closing:
+            self._closing = True
+            if not self.closed:
+                self.server.goaway()
+                self.flush()
+                # the PING ACK normally completes the GOAWAY; a silent client gets it anyway
+                self.loop.call_later(GOAWAY_GRACE, self._final_goaway)
+
+    def _final_goaway(self) -> None:
+        if self.closed:
+            return
+        self.server.goaway_final()
+        self.flush()
+        if not self.streams:
+            self.close()
+
+    def graceful_close(self) -> None:
+        """Reload or shutdown: GOAWAY, let the streams in flight finish, then close."""
+        self.closing = True
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.info = connection_info(transport, self.listener, self.scheme)
+        self.server.start()
+        self.flush()
+        self.runtime.connection_opened(self)  # type: ignore[arg-type]
+        if self.closed or (self.transport is not None and self.transport.is_closing()):
+            return
+        if self.runtime.shutting_down:
+            self.closing = True
+        self._set_idle()
+        data, self._initial = self._initial, b""
+        if data:
+            self.data_received(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_activity = time.monotonic()
+        events = self.server.feed(data)
+        start: list[H2Exchange] = []
+        bad: list[tuple[H2Exchange, StreamError]] = []
+        ended: ConnectionEnded | None = None
+        wake = False
+        for ev in events:
+            t = type(ev)
+            if t is StreamRequest:
+                assert isinstance(ev, StreamRequest)
+                ex = H2Exchange(self, ev.stream_id, ev.head, ev.end_stream)
+                self.streams[ev.stream_id] = ex
+                start.append(ex)
+            elif t is StreamData:
+                assert isinstance(ev, StreamData)
+                ex2 = self.streams.get(ev.stream_id)
+                if ex2 is not None and not ex2.finished:
+                    ex2.body.feed(ev.data, ev.flow)
+                else:
+                    self.server.ack(ev.stream_id, ev.flow)
+            elif t is StreamEnded:
+                assert isinstance(ev, StreamEnded)
+                ex3 = self.streams.get(ev.stream_id)
+                if ex3 is not None:
+                    ex3.body.finish()
+            elif t is StreamReset:
+                assert isinstance(ev, StreamReset)
+                self._stream_reset(ev)
+                wake = True
+            elif t is StreamError:
+                assert isinstance(ev, StreamError)
+                ex4 = H2Exchange(self, ev.stream_id, ev.head, True)
+                self.streams[ev.stream_id] = ex4
+                bad.append((ex4, ev))
+            elif t is WindowOpened:
+                wake = True
+            elif t is GoAwayComplete:
+                if not self.streams and not start and not bad:
+                    self.close()
+                    return
+            elif t is ConnectionEnded:
+                assert isinstance(ev, ConnectionEnded)
+                ended = ev
+        if ended is not None:
+            self._ended(ended)
+            return
+        for ex in start:
+            if ex.aborted or ex.sid not in self.streams:
+                continue    # reset before it could start
+            self._launch(ex)
+        for ex, err in bad:
+            if ex.sid in self.streams and not ex.aborted:
+                self._answer_bad(ex, err)
+        if wake:
+            self._wake()
+        self.flush()
+        self._header_deadline()
+        if self.streams:
+            self._cancel_idle()
+
+    def eof_received(self) -> bool | None:
+        # a client that half-closes an HTTP/2 connection is gone
+        self.abort()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self._cancel_idle()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        gone = ClientGone("client closed connection")
+        for ex in list(self.streams.values()):
+            ex.aborted = True
+            if not ex.body.complete:
+                ex.body.fail(gone)
+            t = ex.task
+            if t is not None and not t.done() and not ex.finished:
+                t.cancel()
+        self._wake()
+        self.runtime.connection_closed(self)  # type: ignore[arg-type]
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake()
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def _launch(self, ex: H2Exchange) -> None:
+        self.requests += 1
+        assert self.info is not None
+        self.info.requests = self.requests
+        if self._closing or self.runtime.shutting_down:
+            ex.keep_alive = False
+        self.task = None
+        self.runtime.start_exchange(self, ex)  # type: ignore[arg-type]
+        t = ex.task = self.task
+        ex.launched = True
+        if t is not None:
+            # a task cancelled before it ran never reaches the pipeline's own cleanup
+            t.add_done_callback(functools.partial(self._task_done, ex))
+
+    def _task_done(self, ex: H2Exchange, _t: Any = None) -> None:
+        if self.streams.get(ex.sid) is ex:
+            ex.finished = True
+            ex.aborted = ex.aborted or not ex.end_sent
+            self.exchange_done(ex)
+
+    def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
+        from truehop.proxy.pipeline import Finish
+
+        rt = self.runtime
+        assert self.info is not None
+        rt.log.info(f"{err.reason} while reading client request headers", self.info)
+        coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener,  # type: ignore[arg-type]
+                                              Finish(err.status))
+        t = self.loop.create_task(coro)
+        rt.tasks.add(t)
+        t.add_done_callback(rt.tasks.discard)
+        ex.task = t
+        ex.launched = True
+        t.add_done_callback(functools.partial(self._task_done, ex))
+
+    def _stream_reset(self, ev: StreamReset) -> None:
+        if ev.reason and self.info is not None:
+            self.runtime.log.info(f"{ev.reason}, stream {ev.stream_id} reset", self.info)
+        ex = self.streams.get(ev.stream_id)
+        if ex is None:
+            return
+        ex.aborted = True
+        ex.end_sent = True
+        if not ex.body.complete:
+            ex.body.fail(ClientGone("client reset the stream"))
+        t = ex.task
+        if t is not None and not t.done() and not ex.finished:
+            # not yet run: the pipeline never starts; running: stopped as a client gone (499)
+            t.cancel()
+        if not ex.launched:
+            ex.finished = True
+            self.exchange_done(ex)
+
+    def exchange_done(self, ex: H2Exchange) -> None:
+        if self.streams.get(ex.sid) is not ex:
+            return
+        del self.streams[ex.sid]
+        if ex.on_done is not None:
+            ex.on_done()
+        if self.closed:
+            return
+        unread = ex.body.discard()
+        if unread:
+            self.server.ack(ex.sid, unread)
+        self.server.stream_done(ex.sid)
+        self.flush()
+        if not self.streams:
+            if self._closing:
+                if self.server.goaway_id is not None:
+                    self.close()
+            else:
+                self._set_idle()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        tr = self.transport
+        if tr is None or self.closed:
+            return
+        data = self.server.data_to_send()
+        if data:
+            tr.write(data)
+
+    def _wake(self) -> None:
+        ws, self._waiters = self._waiters, []
+        for w in ws:
+            if not w.done():
+                w.set_result(None)
+
+    async def drain_stream(self, ex: H2Exchange) -> None:
+        timeout = self.send_timeout()
+        while True:
+            if self.closed or ex.aborted:
+                raise ClientGone("client closed connection" if self.closed else
+                                 "client reset the stream")
+            if not self._write_paused and self.server.pending(ex.sid) <= STREAM_HIGH_WATER:
+                return
+            w = self.loop.create_future()
+            self._waiters.append(w)
+            timer = self.loop.call_later(timeout, _expire, w)
+            try:
+                await w
+            finally:
+                timer.cancel()
+            if w.result() is _TIMED_OUT:
+                self.runtime.log.info("client timed out (110: Connection timed out) while "
+                                      "sending response to client", self.info)
+                ex.abort()
+                raise ClientGone("send timeout")
+
+    def send_timeout(self) -> float:
+        return self.listener.default_server.settings.send_timeout or 60.0
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _ended(self, ev: ConnectionEnded) -> None:
+        if self.info is not None:
+            self.runtime.log.info(ev.reason, self.info)
+        self.flush()
+        self._cancel_all_streams()
+        self._close_when_flushed()
+
+    def _cancel_all_streams(self) -> None:
+        gone = ClientGone("connection closed")
+        for ex in list(self.streams.values()):
+            ex.aborted = True
+            ex.end_sent = True
+            if not ex.body.complete:
+                ex.body.fail(gone)
+            t = ex.task
+            if t is not None and not t.done() and not ex.finished:
+                t.cancel()
+            if not ex.launched:
+                ex.finished = True
+                self.exchange_done(ex)
+        self._wake()
+
+    def _close_when_flushed(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._cancel_idle()
+        if self.transport is not None and not self.closed:
+            self.server.goaway_final()
+            self.flush()
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._cancel_idle()
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _set_idle(self) -> None:
+        self._cancel_idle()
+        t = self.listener.default_server.settings.keepalive_timeout
+        if t is None:
+            t = 75.0
+        if t <= 0:
+            self.close()
+            return
+        self._idle_timer = self.loop.call_later(t, self._idle_expired)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        if not self.streams and not self.closed:
+            self.server.goaway()
+            self.close()
+
+    def _header_deadline(self) -> None:
+        """A header block left open (HEADERS without END_HEADERS, then silence) is bounded
+        by client_header_timeout, as nginx."""
+        if self.server.in_header_block:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(
+                    self.listener.default_server.client_header_timeout, self._header_expired)
+        elif self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_expired(self) -> None:
+        self._header_timer = None
+        if self.server.in_header_block and not self.closed:
+            self.runtime.log.info("client timed out (110: Connection timed out) while "
+                                  "reading client request headers", self.info)
+            self.server.terminate(0x1, "header timeout")
+            self.flush()
+            self._cancel_all_streams()
+            self.close()

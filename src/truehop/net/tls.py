@@ -1,0 +1,369 @@
+"""TLS termination done by truehop itself (ssl.SSLObject over memory BIOs), not by asyncio.
+
+Why not `loop.create_server(ssl=...)`: nginx looks at the first byte of a connection on an
+`ssl` port. A TLS handshake record starts with 0x16; anything else is a plain HTTP request
+sent to the HTTPS port, which nginx reads as HTTP and answers with its 497 page ("400 The
+plain HTTP request was sent to HTTPS port") before closing. asyncio's SSL layer can only fail
+the handshake. So `TlsProtocol` is the protocol the loop sees; it peeks at the first byte,
+then either hands the raw transport to a plain-HTTP protocol (`on_plain`), or runs the
+handshake and exposes a `TlsTransport` (a transport-like object: write, close, abort,
+pause/resume_reading, get_extra_info 'ssl_object' / 'peername' / 'sockname' / 'socket',
+is_closing, get_write_buffer_size) to the protocol chosen by ALPN (`on_secure(alpn)`).
+
+A failed handshake is logged at `info` with OpenSSL's reason, as nginx does, and closed; it
+never raises. The SNI name the client sent is kept on the SSLObject as `.sni` (read for
+$ssl_server_name); `record_sni` wraps the context's own SNI callback (which picks the
+server's certificate) to do that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+READ_SIZE = 256 * 1024
+TLS_HANDSHAKE = 0x16
+
+_FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
+
+
+def record_sni(ctx: ssl.SSLContext) -> None:
+    """Make the context remember the client's SNI name on each SSLObject (`.sni`), keeping
+    whatever SNI callback it already has. Idempotent."""
+    cb = ctx.sni_callback
+    if getattr(cb, "_truehop_records_sni", False):
+        return
+
+    def remember(sslobj: Any, name: str | None, c: ssl.SSLContext) -> Any:
+        try:
+            sslobj.sni = name or ""
+        except AttributeError:
+            pass
+        if cb is not None:
+            return cb(sslobj, name, c)  # type: ignore[arg-type]
+        return None
+
+    remember._truehop_records_sni = True  # type: ignore[attr-defined]
+    ctx.sni_callback = remember
+
+
+def ssl_detail(e: BaseException) -> str:
+    reason = getattr(e, "reason", None)
+    lib = getattr(e, "library", None)
+    if reason:
+        return f"SSL: {lib + ' ' if lib else ''}{reason}"
+    return str(e) or type(e).__name__
+
+
+def handshake_error_text(e: BaseException) -> str:
+    """nginx's wording: `SSL_do_handshake() failed (SSL: ...) while SSL handshaking`."""
+    return f"SSL_do_handshake() failed ({ssl_detail(e)}) while SSL handshaking"
+
+
+class TlsProtocol(asyncio.Protocol):
+    """The protocol the event loop sees on an `ssl` listener. See the module docstring."""
+
+    def __init__(self, ctx: ssl.SSLContext,
+                 on_secure: Callable[[str | None], asyncio.Protocol],
+                 on_plain: Callable[[], asyncio.Protocol] | None = None,
+                 on_fail: Callable[[str, asyncio.BaseTransport], None] | None = None,
+                 handshake_timeout: float = 60.0) -> None:
+        self.ctx = ctx
+        self.on_secure = on_secure
+        self.on_plain = on_plain
+        self.on_fail = on_fail
+        self.handshake_timeout = handshake_timeout
+        self.state = _FIRST
+        self.raw: Any = None
+        self.inner: asyncio.Protocol | None = None
+        self.sslobj: ssl.SSLObject | None = None
+        self.inbio = ssl.MemoryBIO()
+        self.outbio = ssl.MemoryBIO()
+        self.paused = False
+        self.closing = False
+        self.facade: TlsTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._resume_scheduled = False
+
+    # -- raw transport callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.raw = transport
+        so = transport.get_extra_info("ssl_object")
+        if so is not None:
+            # the loop already terminated TLS (create_server(ssl=...)): pass it through
+            self.state = _PLAIN
+            self.inner = self.on_secure(so.selected_alpn_protocol())
+            self.inner.connection_made(transport)
+            return
+        if self.handshake_timeout and self.handshake_timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.handshake_timeout, self._handshake_expired)
+
+    def data_received(self, data: bytes) -> None:
+        st = self.state
+        if st == _OPEN:
+            self.inbio.write(data)
+            self._read_app()
+            return
+        if st == _PLAIN:
+            assert self.inner is not None
+            self.inner.data_received(data)
+            return
+        if st == _CLOSED or not data:
+            return
+        if st == _FIRST:
+            if data[0] != TLS_HANDSHAKE and self.on_plain is not None:
+                self._cancel_timer()
+                self.state = _PLAIN
+                self.inner = self.on_plain()
+                self.inner.connection_made(self.raw)
+                self.inner.data_received(data)
+                return
+            record_sni(self.ctx)
+            self.sslobj = self.ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            self.state = _HANDSHAKE
+        self.inbio.write(data)
+        self._handshake()
+
+    def eof_received(self) -> bool | None:
+        if self.inner is not None and self.state in (_OPEN, _PLAIN):
+            return self.inner.eof_received()
+        self._cancel_timer()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_timer()
+        prev = self.state
+        self.state = _CLOSED
+        if self.inner is not None and prev in (_OPEN, _PLAIN):
+            self.inner.connection_lost(exc)  # type: ignore[arg-type]
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    # -- handshake -----------------------------------------------------------------------
+
+    def _handshake(self) -> None:
+        assert self.sslobj is not None
+        try:
+            self.sslobj.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as e:
+            self._fail(handshake_error_text(e))
+            return
+        self._cancel_timer()
+        self._flush()
+        self.state = _OPEN
+        alpn = self.sslobj.selected_alpn_protocol()
+        try:
+            self.inner = self.on_secure(alpn)
+        except Exception:
+            self.state = _CLOSED
+            self.raw.abort()
+            raise
+        self.facade = TlsTransport(self)
+        self.inner.connection_made(self.facade)
+        if self.state == _OPEN:
+            self._read_app()
+
+    def _fail(self, msg: str) -> None:
+        self._cancel_timer()
+        self._flush()          # the alert, if OpenSSL wrote one
+        self.state = _CLOSED
+        if self.on_fail is not None:
+            try:
+                self.on_fail(msg, self.raw)
+            except Exception:
+                pass
+        if self.raw is not None:
+            self.raw.close()
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if self.state in (_FIRST, _HANDSHAKE):
+            self._fail("client timed out (110: Connection timed out) while SSL handshaking")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- application data ----------------------------------------------------------------
+
+    def _read_app(self) -> None:
+        sslobj = self.sslobj
+        assert sslobj is not None
+        while self.state == _OPEN and not self.paused:
+            try:
+                chunk = sslobj.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                chunk = b""
+            except ssl.SSLError as e:
+                # a broken record after the handshake: drop the connection
+                self._flush()
+                if self.on_fail is not None:
+                    try:
+                        self.on_fail(f"SSL_read() failed ({ssl_detail(e)}) while reading "
+                                     "client request", self.raw)
+                    except Exception:
+                        pass
+                self.raw.abort()
+                return
+            if not chunk:
+                # close_notify from the client: an EOF for the inner protocol
+                self._flush()
+                inner = self.inner
+                keep = inner.eof_received() if inner is not None else False
+                if not keep and self.state == _OPEN:
+                    self.close()
+                return
+            assert self.inner is not None
+            self.inner.data_received(chunk)
+        self._flush()
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self.state == _OPEN and not self.paused:
+            self._read_app()
+
+    def _flush(self) -> None:
+        if self.outbio.pending and self.raw is not None and not self.raw.is_closing():
+            self.raw.write(self.outbio.read())
+
+    # -- used by TlsTransport --------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.state != _OPEN or self.closing:
+            return
+        sslobj = self.sslobj
+        assert sslobj is not None
+        view = memoryview(data)
+        try:
+            while view:
+                n = sslobj.write(view)
+                view = view[n:]
+        except ssl.SSLError:
+            self.raw.abort()
+            return
+        self._flush()
+
+    def close(self) -> None:
+        if self.closing or self.raw is None:
+            return
+        self.closing = True
+        if self.sslobj is not None and self.state == _OPEN:
+            try:
+                self.sslobj.unwrap()     # close_notify
+            except (ssl.SSLError, ValueError):
+                pass
+            self._flush()
+        self.raw.close()
+
+    def abort(self) -> None:
+        self.closing = True
+        if self.raw is not None:
+            self.raw.abort()
+
+    def pause_reading(self) -> None:
+        if not self.paused:
+            self.paused = True
+            if self.raw is not None and not self.raw.is_closing():
+                self.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused:
+            self.paused = False
+            if self.raw is not None and not self.raw.is_closing():
+                self.raw.resume_reading()
+            # records already decrypted-ready in the BIO need no new socket read
+            if self.inbio.pending and not self._resume_scheduled:
+                self._resume_scheduled = True
+                asyncio.get_running_loop().call_soon(self._resume)
+
+
+class TlsTransport(asyncio.Transport):
+    """What the inner protocol (HTTP/1.x or HTTP/2) sees as its transport on a TLS
+    connection."""
+
+    def __init__(self, proto: TlsProtocol) -> None:
+        super().__init__()
+        self._proto = proto
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._proto.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._proto.write(b"".join(list_of_data))
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def write_eof(self) -> None:
+        self._proto.close()
+
+    def close(self) -> None:
+        self._proto.close()
+
+    def abort(self) -> None:
+        self._proto.abort()
+
+    def is_closing(self) -> bool:
+        p = self._proto
+        return p.closing or p.raw is None or p.raw.is_closing()
+
+    def pause_reading(self) -> None:
+        self._proto.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._proto.resume_reading()
+
+    def is_reading(self) -> bool:
+        return not self._proto.paused
+
+    def get_write_buffer_size(self) -> int:
+        raw = self._proto.raw
+        return int(raw.get_write_buffer_size()) + self._proto.outbio.pending if raw else 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        raw = self._proto.raw
+        return raw.get_write_buffer_limits() if raw else (0, 0)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        raw = self._proto.raw
+        if raw is not None:
+            raw.set_write_buffer_limits(high, low)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._proto.inner = protocol  # type: ignore[assignment]
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._proto.inner  # type: ignore[return-value]
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        p = self._proto
+        so = p.sslobj
+        if name == "ssl_object":
+            return so
+        if so is not None:
+            if name == "sslcontext":
+                return so.context
+            if name == "cipher":
+                return so.cipher()
+            if name == "peercert":
+                return so.getpeercert()
+            if name == "compression":
+                return so.compression()
+        raw = p.raw
+        return raw.get_extra_info(name, default) if raw is not None else default
