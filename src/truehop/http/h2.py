@@ -56,6 +56,7 @@ _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _ACK = 0x1
 
+MAX_CONTINUATION_FRAMES = 32      # below h2's own 64, so the answer is ENHANCE_YOUR_CALM
 _GOAWAY_PING = b"truehop\x00"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -303,7 +304,8 @@ class H2Server:
                 if self.in_header_block:
                     self._block += length
                     self._block_frames += 1
-                    if self._block > lim.max_header_block:
+                    if self._block > lim.max_header_block or \
+                            self._block_frames > MAX_CONTINUATION_FRAMES:
                         return "client sent too large header block (CONTINUATION flood)"
                     if flags & _END_HEADERS:
                         self.in_header_block = False
