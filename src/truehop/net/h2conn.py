@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from truehop.process.runtime import Listener, Runtime
 
 STREAM_HIGH_WATER = 64 * 1024      # queued response bytes per stream before drain() waits
-GOAWAY_GRACE = 1.0                 # seconds from the first GOAWAY to the final one at most
+GOAWAY_GRACE = 5.0                 # draining: GOAWAY even to a connection never idle
 
 
 def connection_info(transport: asyncio.BaseTransport, listener: Listener,
@@ -353,12 +353,16 @@ class H2Connection(asyncio.Protocol):
 
     @closing.setter
     def closing(self, value: bool) -> None:
+        # No GOAWAY while streams are in flight: h2-based clients (httpx) fail every stream
+        # still open when a GOAWAY arrives. Streams finish; GOAWAY(last stream) and close
+        # come when the connection is idle, or after GOAWAY_GRACE in any case.
         if value and not self._closing:
             self._closing = True
-            if not self.closed:
-                self.server.goaway()
-                self.flush()
-                # the PING ACK normally completes the GOAWAY; a silent client gets it anyway
+            if self.closed:
+                return
+            if not self.streams:
+                self.close()
+            else:
                 self.loop.call_later(GOAWAY_GRACE, self._final_goaway)
 
     def _final_goaway(self) -> None:
@@ -552,8 +556,7 @@ class H2Connection(asyncio.Protocol):
         self.flush()
         if not self.streams:
             if self._closing:
-                if self.server.goaway_id is not None:
-                    self.close()
+                self.close()
             else:
                 self._set_idle()
 

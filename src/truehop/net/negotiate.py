@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from truehop.http.h2 import PREFACE
 from truehop.net.downstream import ClientConnection
 from truehop.net.h2conn import H2Connection, connection_info
-from truehop.net.tls import TlsProtocol
+from truehop.net.tls import TlsProtocol, record_sni
 
 if TYPE_CHECKING:
     from truehop.process.runtime import Listener, Runtime
@@ -42,6 +42,7 @@ def protocol_for(rt: Runtime, lst: Listener, scheme: str) -> asyncio.Protocol:
 
 def tls_protocol(rt: Runtime, lst: Listener) -> TlsProtocol:
     assert lst.ssl_context is not None
+    record_sni(lst.ssl_context)
 
     def secure(alpn: str | None) -> asyncio.Protocol:
         if alpn == "h2" and lst.http2:

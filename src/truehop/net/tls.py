@@ -51,9 +51,8 @@ def record_sni(ctx: ssl.SSLContext) -> None:
 
 def ssl_detail(e: BaseException) -> str:
     reason = getattr(e, "reason", None)
-    lib = getattr(e, "library", None)
     if reason:
-        return f"SSL: {lib + ' ' if lib else ''}{reason}"
+        return "SSL: " + str(reason).lower().replace("_", " ")
     return str(e) or type(e).__name__
 
 
