@@ -1,7 +1,27 @@
-"""URI normalisation as nginx's ngx_http_parse_complex_uri does it, and re-escaping.
+"""Request-target handling as nginx 1.30 does it.
 
-The normalised URI is a str in which each character is one byte (latin-1), so that file
-paths and regexes see the bytes nginx sees.
+`normalize_path` is ngx_http_parse_complex_uri (src/http/ngx_http_parse.c): percent-decode
+the whole path, resolve `.` and `..` segments, merge slashes (`merge_slashes on`). The result
+is nginx's `$uri`: a str in which each character is one byte (latin-1), so that file paths
+and regexes see the bytes nginx sees.
+
+Rules reproduced exactly (each one is a branch of nginx's state machine):
+
+* `%XX` decodes to byte XX and is then processed as if it had been sent raw — `%2F` is a
+  slash (merged, and a segment separator), `%2e%2e` is a `..` segment — except that a decoded
+  `%`, `#` or `?` is a literal character.
+* An invalid escape (`%zz`, `%4`, a trailing `%`) and `%00` are 400 Bad Request.
+* `..` that climbs above the root is 400; `/a/..` is `/`; a trailing `.`/`..` segment leaves a
+  trailing slash (`/a/.` -> `/a/`).
+* A raw `#` ends the path (the fragment is dropped); a raw `?` ends it too (the caller normally
+  splits the query off first with `split_target`).
+* Raw control characters (0x00-0x1f, 0x7f) are 400, as nginx's request-line parser says;
+  a raw space is allowed (nginx accepts it in HTTP/1.x request lines).
+* With `merge_slashes off`, empty segments are kept and `..` removes one of them
+  (`/a//..` -> `/a/`).
+
+`escape_uri` is ngx_escape_uri(NGX_ESCAPE_URI): what nginx does to `$uri` (or its tail)
+before putting it in an upstream request line.
 """
 
 from __future__ import annotations
@@ -10,71 +30,106 @@ import re
 
 
 class BadRequest(Exception):
+    """The request target cannot be a URI nginx accepts: answer 400."""
+
     status = 400
 
 
-_HEX = "0123456789abcdefABCDEF"
+# anything that makes the path "complex" for nginx (or invalid): the fast path skips all
+# work when none of these occur
+_COMPLEX = re.compile(r"[%#?\x00-\x1f\x7f]|/\.|//")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESC = re.compile(r"%(.?)(.?)", re.DOTALL)
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def split_target(target: str) -> tuple[str, str | None]:
+    """Split an origin-form request target into (path, query); query is None when there is
+    no '?'. A fragment ('#...') is dropped from both, as nginx does."""
+    hash_at = target.find("#")
+    if hash_at >= 0:
+        target = target[:hash_at]
     path, q, query = target.partition("?")
     return path, (query if q else None)
 
 
+def _decode(raw: str) -> str:
+    """Percent-decode every %XX. Decoded characters are then handled like raw ones (so %2F
+    is a slash and %2e%2e a `..` segment); a decoded '%', '#' or '?' stays a literal because
+    decoding is one pass and the raw '#'/'?' were cut off before."""
+
+    def one(m: re.Match[str]) -> str:
+        h1, h2 = m.group(1), m.group(2)
+        if not h1 or not h2 or h1 not in _HEXDIGITS or h2 not in _HEXDIGITS:
+            raise BadRequest("client sent invalid request: bad escape")
+        c = int(h1 + h2, 16)
+        if c == 0:
+            raise BadRequest("client sent invalid request: %00 in URI")
+        return chr(c)
+
+    return _ESC.sub(one, raw)
+
+
 def normalize_path(raw_path: str, merge_slashes: bool = True) -> str:
-    """Percent-decode, resolve `.`/`..`, merge slashes. Raises BadRequest for a path that
-    climbs above the root, a NUL, or a malformed escape."""
-    if not raw_path.startswith("/"):
-        raise BadRequest("path must start with /")
-    if "%" in raw_path:
-        out: list[str] = []
-        i = 0
-        n = len(raw_path)
-        while i < n:
-            ch = raw_path[i]
-            if ch != "%":
-                out.append(ch)
-                i += 1
-                continue
-            h = raw_path[i + 1:i + 3]
-            if len(h) != 2 or h[0] not in _HEX or h[1] not in _HEX:
-                raise BadRequest("bad escape")
-            out.append(chr(int(h, 16)))
-            i += 3
-        path = "".join(out)
-    else:
-        path = raw_path
-    if "\x00" in path:
-        raise BadRequest("NUL in path")
+    """nginx's $uri for a raw path (see the module docstring). Raises BadRequest (400)."""
+    if not raw_path:
+        return "/"                      # absolute-form target without a path
+    if raw_path[0] != "/":
+        raise BadRequest("client sent invalid request: path must start with /")
+    m = _COMPLEX.search(raw_path)
+    if m is None or (not merge_slashes and m.group(0) == "//" and
+                     _COMPLEX.search(raw_path.replace("//", "/")) is None):
+        return raw_path
+    # a raw '#' or '?' ends the path
+    end = len(raw_path)
+    for stop in ("#", "?"):
+        i = raw_path.find(stop)
+        if 0 <= i < end:
+            end = i
+    path = raw_path[:end]
+    if _CONTROL.search(path) is not None:
+        raise BadRequest("client sent invalid request: control character in URI")
+    return _resolve(_decode(path) if "%" in path else path, merge_slashes)
+
+
+def _resolve(path: str, merge_slashes: bool) -> str:
+    """Resolve dot segments and merge slashes in a decoded path (which starts with '/').
+    Equivalent to nginx's sw_slash/sw_dot/sw_dot_dot states: a trailing '', '.' or '..'
+    segment leaves a trailing slash; '..' pops the previous segment (an empty one too when
+    slashes are not merged)."""
     if "/." not in path and (not merge_slashes or "//" not in path):
         return path
-    segs: list[str] = []
     parts = path.split("/")
-    trailing = parts[-1] in ("", ".", "..")
-    for seg in parts[1:]:
-        if seg == "" and merge_slashes:
-            continue
-        if seg == ".":
-            continue
+    segs: list[str] = []
+    for seg in parts[1:-1]:
         if seg == "..":
             if not segs:
-                raise BadRequest("path climbs above the root")
+                raise BadRequest("client sent invalid request: URI climbs above the root")
             segs.pop()
+        elif seg == "." or (seg == "" and merge_slashes):
             continue
-        segs.append(seg)
-    result = "/" + "/".join(segs)
-    if trailing and not result.endswith("/"):
-        result += "/"
-    if not merge_slashes and path.endswith("/") and not result.endswith("/"):
-        result += "/"
-    return result
+        else:
+            segs.append(seg)
+    last = parts[-1]
+    if last == "..":
+        if not segs:
+            raise BadRequest("client sent invalid request: URI climbs above the root")
+        segs.pop()
+    elif last not in (".", ""):
+        return "/" + "/".join(segs + [last])
+    # trailing slash
+    return "/" + "".join(s + "/" for s in segs)
 
 
-# nginx's NGX_ESCAPE_URI: escape space, #, %, ?, controls and bytes >= 0x7f
-_ESCAPE = re.compile(r"[\x00-\x20#%?\x7f-\xff\"<>\\^`{|}]")
+# nginx's NGX_ESCAPE_URI table: controls, space, '"', '#', '%', '<', '>', '?', '\\', '^',
+# '`', '{', '|', '}', DEL and every byte >= 0x80
+_ESCAPED = "".join(chr(c) for c in range(256) if c < 0x21 or c >= 0x7f) + "\"#%<>?\\^`{|}"
+_ESCAPE = re.compile("[" + re.escape(_ESCAPED) + "]")
+_ESCAPE_TABLE = {ord(c): f"%{ord(c):02X}" for c in _ESCAPED}
 
 
 def escape_uri(path: str) -> str:
+    """Re-encode a normalised URI for an upstream request line (NGX_ESCAPE_URI)."""
     if _ESCAPE.search(path) is None:
         return path
-    return _ESCAPE.sub(lambda m: f"%{ord(m.group(0)):02X}", path)
+    return path.translate(_ESCAPE_TABLE)
