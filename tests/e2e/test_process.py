@@ -124,6 +124,20 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in read(f"/proc/{pid}/status")
 
 
+def reload(tp: TruehopProcess, config_text: str) -> None:
+    """Reload and wait until the old workers have stopped accepting (between the master's
+    "reconfiguring done" and an old worker handling its QUIT, a fresh connection may still
+    be accepted, and served, by an old worker)."""
+    old = children(tp.pid)
+    mark = len(tp.error_log())
+    tp.reload(config_text, wait_for=RELOADED)
+
+    def settled() -> bool:
+        log = tp.error_log()[mark:]
+        return all(f"{p}#0: gracefully shutting down" in log or not alive(p) for p in old)
+    wait_until(settled, 5, "old workers stop accepting")
+
+
 def truehop_cmd(tmp: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "truehop", "-p", f"{tmp}/", "-c", str(tmp / "truehop.conf"),
             *args]
@@ -167,7 +181,7 @@ def test_reload_under_continuous_load_drops_nothing(truehop, upstream):
     try:
         for gen in range(1, 6):
             time.sleep(0.5)
-            tp.reload(conf(PORT=port, APP=upstream.port, GEN=gen), wait_for=RELOADED)
+            reload(tp, conf(PORT=port, APP=upstream.port, GEN=gen))
         time.sleep(0.5)
     finally:
         stop.set()
@@ -190,7 +204,7 @@ def test_in_flight_request_survives_reload(truehop, upstream):
     started = time.monotonic()
     t.start()
     upstream.wait_for_records(1)
-    tp.reload(conf(PORT=port, APP=upstream.port, GEN=2), wait_for=RELOADED)
+    reload(tp, conf(PORT=port, APP=upstream.port, GEN=2))
     assert body_of(get(port)) == b"gen 2\n"
     t.join(10)
     elapsed = time.monotonic() - started
@@ -214,7 +228,7 @@ def test_idle_keepalive_connections_reused_after_reload(truehop, upstream):
             s.sendall(GET % (b"gen", b""))
         for s in socks:
             assert b"Connection: keep-alive" in recv_response(s)
-        tp.reload(conf(PORT=port, APP=upstream.port, GEN=2), wait_for=RELOADED)
+        reload(tp, conf(PORT=port, APP=upstream.port, GEN=2))
         time.sleep(0.5)
         for s in socks:
             s.sendall(GET % (b"gen", b""))
@@ -254,8 +268,7 @@ def test_old_workers_close_idle_connections_after_drain_window(truehop, upstream
         s.sendall(GET % (b"gen", b""))
         assert body_of(recv_response(s)) == b"gen 1\n"
         t0 = time.monotonic()
-        tp.reload(conf(PORT=port, APP=upstream.port, GEN=2, workers=1, extra=extra),
-                  wait_for=RELOADED)
+        reload(tp, conf(PORT=port, APP=upstream.port, GEN=2, workers=1, extra=extra))
         s.settimeout(6)
         assert s.recv(4096) == b""
         assert 0.9 < time.monotonic() - t0 < 4
@@ -275,7 +288,7 @@ def test_websocket_stays_open_until_shutdown_timeout(truehop, upstream):
         ws.send("before")
         assert ws.recv(timeout=5) == "before"
         t0 = time.monotonic()
-        tp.reload(conf(PORT=port, APP=upstream.port, GEN=2, extra=extra), wait_for=RELOADED)
+        reload(tp, conf(PORT=port, APP=upstream.port, GEN=2, extra=extra))
         for i in range(4):
             time.sleep(0.5)
             ws.send(f"after {i}")
@@ -327,7 +340,7 @@ def test_broken_config_on_reload_is_refused(truehop, upstream):
         assert "bind()" in tp.wait_for_log("[emerg]", after=mark)
     assert body_of(get(port)) == b"gen 1\n"
     # and a good one afterwards is taken
-    tp.reload(conf(PORT=port, APP=upstream.port, GEN=4), wait_for=RELOADED)
+    reload(tp, conf(PORT=port, APP=upstream.port, GEN=4))
     assert body_of(get(port)) == b"gen 4\n"
 
 
@@ -335,10 +348,10 @@ def test_reload_adds_and_removes_listen_addresses(truehop, upstream):
     a, b = free_ports(2)
     tp = truehop(conf(PORT=a, APP=upstream.port, GEN=1))
     both = SITE + SITE.replace("@@PORT@@", "@@PORT2@@")
-    tp.reload(conf(http=both, PORT=a, PORT2=b, APP=upstream.port, GEN=2), wait_for=RELOADED)
+    reload(tp, conf(http=both, PORT=a, PORT2=b, APP=upstream.port, GEN=2))
     assert body_of(get(a)) == b"gen 2\n"
     assert body_of(get(b)) == b"gen 2\n"
-    tp.reload(conf(PORT=b, APP=upstream.port, GEN=3), wait_for=RELOADED)
+    reload(tp, conf(PORT=b, APP=upstream.port, GEN=3))
     assert body_of(get(b)) == b"gen 3\n"
 
     def refused() -> bool:
@@ -371,7 +384,7 @@ def test_reload_keeps_listening_socket_open(truehop, upstream):
     before = inodes()
     assert before
     for gen in (2, 3):
-        tp.reload(conf(PORT=port, APP=upstream.port, GEN=gen), wait_for=RELOADED)
+        reload(tp, conf(PORT=port, APP=upstream.port, GEN=gen))
     assert inodes() == before
     assert body_of(get(port)) == b"gen 3\n"
 
@@ -391,8 +404,7 @@ def test_reuseport_one_socket_per_worker(truehop, upstream):
 
     assert listeners() == 3
     assert all(body_of(get(port)) == b"gen 1\n" for _ in range(20))
-    tp.reload(conf(http=http, PORT=port, APP=upstream.port, GEN=2, workers=3),
-              wait_for=RELOADED)
+    reload(tp, conf(http=http, PORT=port, APP=upstream.port, GEN=2, workers=3))
     assert listeners() == 3
     assert all(body_of(get(port)) == b"gen 2\n" for _ in range(20))
 
@@ -582,3 +594,14 @@ def test_starts_with_std_fds_closed(tmp_path, upstream):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def test_error_with_stderr_closed_never_reaches_stdout(tmp_path):
+    """With fd 2 closed at start, Python's sys.stderr is None, and print(file=None) would
+    write to stdout (Test::Nginx's TAP stream): a start-up error must go nowhere instead."""
+    (tmp_path / "truehop.conf").write_text(conf(http="no_such_directive on;"))
+    cmd = " ".join(truehop_cmd(tmp_path))
+    r = subprocess.run(["/bin/sh", "-c", f"exec {cmd} <&- 2>&-"], capture_output=True,
+                       timeout=20, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stdout == b""

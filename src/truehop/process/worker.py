@@ -26,7 +26,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 from typing import Any
 
 from truehop.net.downstream import ClientConnection
@@ -63,8 +62,7 @@ class Worker:
             if sock is None:
                 continue
             self.servers.append(await loop.create_server(
-                self._factory(lst), sock=sock, ssl=self._ssl(lst), backlog=lst.listen.backlog,
-                ssl_handshake_timeout=60.0 if lst.ssl else None))
+                self._factory(lst), sock=sock, backlog=lst.listen.backlog))
         for sig, what in ((signal.SIGQUIT, "quit"), (signal.SIGTERM, "stop"),
                           (signal.SIGINT, "stop"), (signal.SIGUSR1, "reopen"),
                           (signal.SIGHUP, "ignore"), (signal.SIGWINCH, "ignore")):
@@ -101,9 +99,6 @@ class Worker:
 
             return lambda: negotiate.protocol_for(rt, lst, scheme)
         return lambda: ClientConnection(rt, lst, scheme)
-
-    def _ssl(self, lst: Listener) -> ssl.SSLContext | None:
-        return lst.ssl_context if lst.ssl else None
 
     def _signal(self, what: str) -> None:
         if what == "reopen":
