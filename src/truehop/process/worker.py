@@ -100,6 +100,11 @@ class Worker:
             return lambda: negotiate.protocol_for(rt, lst, scheme)
         return lambda: ClientConnection(rt, lst, scheme)
 
+    def _ssl(self, lst: Listener) -> None:
+        """No `ssl=` for create_server: net.negotiate terminates TLS itself (it must see a
+        plain-HTTP request on an HTTPS port). tests/e2e/test_tls_h2.py probes this."""
+        return None
+
     def _signal(self, what: str) -> None:
         if what == "reopen":
             self.rt.reopen_logs()
