@@ -93,17 +93,6 @@ def site(truehop: Any, upstream: Any, certs: SimpleNamespace,
                            verify=ssl.create_default_context(cafile=certs.ca))
 
 
-def worker_terminates_tls_itself() -> bool:
-    """True once the worker passes ssl=None and lets net.negotiate do TLS (needed to see the
-    plain-HTTP-on-HTTPS-port answer)."""
-    from truehop.process.worker import Worker
-
-    lst = SimpleNamespace(ssl=True, ssl_context=object(), http2=False)
-    return Worker._ssl(None, lst) is None  # type: ignore[arg-type]
-
-
-needs_own_tls = pytest.mark.skipif(not worker_terminates_tls_itself(),
-                                   reason="worker.py still passes ssl= to create_server")
 
 
 def tls_client(ca: str, server_name: str, port: int,
@@ -179,7 +168,6 @@ def test_alpn_selects_h2(site: SimpleNamespace) -> None:
         assert s.selected_alpn_protocol() == "http/1.1"
 
 
-@needs_own_tls
 def test_plain_http_to_tls_port_gets_400_page(site: SimpleNamespace) -> None:
     data, closed = raw_request(site.tls, b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data[:200]
@@ -188,7 +176,6 @@ def test_plain_http_to_tls_port_gets_400_page(site: SimpleNamespace) -> None:
     site.tp.wait_for_log("client sent plain HTTP request to HTTPS port")
 
 
-@needs_own_tls
 def test_error_page_497_redirects_to_https(site: SimpleNamespace) -> None:
     # server-level error_page 497 of the server the Host names (the usual nginx idiom)
     data, _ = raw_request(site.tls, b"GET /to?a=1 HTTP/1.1\r\nHost: b.test\r\n\r\n")
@@ -196,7 +183,6 @@ def test_error_page_497_redirects_to_https(site: SimpleNamespace) -> None:
     assert f"Location: https://b.test:{site.tls}/to?a=1".encode() in data
 
 
-@needs_own_tls
 def test_failed_handshake_is_logged_at_info(site: SimpleNamespace) -> None:
     # a TLS record header followed by garbage: a handshake failure, not a traceback
     data, closed = raw_request(site.tls, b"\x16\x03\x01\x00\x05hello" + b"\x00" * 64)

@@ -383,6 +383,8 @@ class Compiler:
                 srv.ssl.session_tickets = self.flag(e)
             elif e.name == "http2":
                 srv.http2 = self.flag(e)
+            elif e.name == "http2_max_concurrent_streams":
+                srv.http2_max_concurrent_streams = self.integer(e)
             elif e.name == "merge_slashes":
                 srv.merge_slashes = self.flag(e)
             elif e.name == "underscores_in_headers":

@@ -376,6 +376,7 @@ class ServerConf:
     ops: tuple[Any, ...]
     ssl: SslConf
     http2: bool = False
+    http2_max_concurrent_streams: int = 128
     merge_slashes: bool = True
     underscores_in_headers: bool = False
     ignore_invalid_headers: bool = True

@@ -162,6 +162,7 @@ class Pipeline:
         server = listener.default_server
         r = RequestState(info, ex.head, server)
         r.server_name = server.primary_name
+        r.host = compute_host(ex.head.host, server) or server.primary_name
         try:
             await self.finish(r, ex, f)
         except ClientGone:
@@ -600,9 +601,9 @@ class Pipeline:
         if extra:
             headers.extend(extra)
         headers = self.filter_headers(r, status, headers)
-        r.status = status
-        r.sent_headers = headers
         wire = PAGE_STATUS.get(status, status)
+        r.status = wire  # nginx's $status for 494-497 is the 400 it sends
+        r.sent_headers = headers
         close = status in (400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505) and \
             status != 500
         if status == 400 or status == 413:
