@@ -282,7 +282,8 @@ def compile_nginx_regex(pattern: str, caseless: bool) -> re.Pattern[str]:
                 msg = pcre_msg
                 break
         at = len(pattern)
-        if e.pos is not None and e.pos < len(tr.pos):
+        if e.pos is not None and e.pos < len(tr.pos) and \
+                msg != "missing closing parenthesis":       # PCRE points at the end
             at = tr.pos[e.pos]
         raise tr.fail(msg, at) from None
 
