@@ -54,16 +54,21 @@ class ClientGone(Exception):
 
 
 class BodyStream:
-    """A request body as the pipeline reads it: chunks in order, then None."""
+    """A request body as the pipeline reads it: chunks in order, then None. Shared by
+    HTTP/1.x and HTTP/2: the protocol says, through `on_consumed`, when read bytes free room
+    (resume reading, or open the HTTP/2 flow-control window), and through `on_continue` how
+    to send `100 Continue` when the body is first wanted."""
 
-    __slots__ = ("_chunks", "_done", "_waiter", "_conn", "buffered", "received", "_continue",
-                 "error", "expect_continue", "length")
+    __slots__ = ("_chunks", "_done", "_waiter", "_on_consumed", "_on_continue", "buffered",
+                 "received", "_continue", "error", "expect_continue", "length")
 
-    def __init__(self, conn: ClientConnection, expect_continue: bool, length: int | None) -> None:
-        self._chunks: collections.deque[bytes] = collections.deque()
+    def __init__(self, on_consumed: Callable[[int], None], on_continue: Callable[[], None],
+                 expect_continue: bool, length: int | None) -> None:
+        self._chunks: collections.deque[tuple[bytes, int]] = collections.deque()
         self._done = False
         self._waiter: asyncio.Future[Any] | None = None
-        self._conn = conn
+        self._on_consumed = on_consumed
+        self._on_continue = on_continue
         self.buffered = 0
         self.received = 0
         self._continue = expect_continue
@@ -75,8 +80,9 @@ class BodyStream:
     def complete(self) -> bool:
         return self._done and not self._chunks
 
-    def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
+    def feed(self, data: bytes, flow: int | None = None) -> None:
+        """`flow`: how much room reading this chunk frees (HTTP/2 counts padding)."""
+        self._chunks.append((data, len(data) if flow is None else flow))
         self.buffered += len(data)
         self.received += len(data)
         self._wake()
@@ -86,9 +92,17 @@ class BodyStream:
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
-        self.error = exc
+        if self.error is None:
+            self.error = exc
         self._done = True
         self._wake()
+
+    def discard(self) -> int:
+        """Drop unread chunks; returns the room they held."""
+        n = sum(f for _, f in self._chunks)
+        self._chunks.clear()
+        self.buffered = 0
+        return n
 
     def _wake(self) -> None:
         w = self._waiter
@@ -99,8 +113,14 @@ class BodyStream:
         """The next chunk, or None at the end. Raises on a client error or timeout."""
         if self._continue:
             self._continue = False
-            self._conn.send_continue()
-        while not self._chunks:
+            self._on_continue()
+        while True:
+            while self._chunks:
+                data, flow = self._chunks.popleft()
+                self.buffered -= len(data)
+                self._on_consumed(flow)
+                if data:
+                    return data
             if self.error is not None:
                 raise self.error
             if self._done:
@@ -117,10 +137,6 @@ class BodyStream:
             if w.result() is _TIMED_OUT:
                 raise ProtocolError(408, "client timed out (110: Connection timed out) while "
                                          "reading client request body")
-        data = self._chunks.popleft()
-        self.buffered -= len(data)
-        self._conn.body_consumed()
-        return data
 
     async def read_all(self, limit: int, timeout: float | None = None) -> bytes:
         parts: list[bytes] = []
@@ -146,7 +162,8 @@ class Exchange:
         self.conn = conn
         self.head = head
         has_body = head.chunked or bool(head.content_length)
-        self.body = BodyStream(conn, head.expect_continue and has_body,
+        self.body = BodyStream(conn.body_consumed, conn.send_continue,
+                               head.expect_continue and has_body,
                                head.content_length if not head.chunked else None)
         if not has_body:
             self.body.finish()
@@ -373,7 +390,7 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_timer()
         self.runtime.start_exchange(self, ex)
 
-    def body_consumed(self) -> None:
+    def body_consumed(self, _n: int = 0) -> None:
         if self._read_paused and self.transport is not None:
             total = sum(e.body.buffered for e in self.queue)
             if self.current is not None:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from truehop.http.events import ProtocolError, RequestHead
+from truehop.http.events import RequestHead
 from truehop.http.h2 import (
     INTERNAL_ERROR,
     ConnectionEnded,
@@ -42,7 +42,7 @@ from truehop.http.h2 import (
     StreamReset,
     WindowOpened,
 )
-from truehop.net.downstream import ClientGone, _next_conn_number
+from truehop.net.downstream import _TIMED_OUT, BodyStream, ClientGone, _expire, _next_conn_number
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -87,103 +87,9 @@ def limits_for(listener: Listener) -> H2Limits:
                     ignore_invalid_headers=lim.ignore_invalid_headers)
 
 
-_TIMED_OUT = object()
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(_TIMED_OUT)
-
-
-class H2Body:
-    """A request body on one stream, with the interface of `downstream.BodyStream`."""
-
-    __slots__ = ("_chunks", "_done", "_waiter", "_ex", "buffered", "received", "error",
-                 "expect_continue", "_continue", "length")
-
-    def __init__(self, ex: H2Exchange, length: int | None, expect_continue: bool) -> None:
-        self._chunks: collections.deque[tuple[bytes, int]] = collections.deque()
-        self._done = False
-        self._waiter: asyncio.Future[Any] | None = None
-        self._ex = ex
-        self.buffered = 0
-        self.received = 0
-        self.error: BaseException | None = None
-        self.expect_continue = expect_continue
-        self._continue = expect_continue
-        self.length = length
-
-    @property
-    def complete(self) -> bool:
-        return self._done and not self._chunks
-
-    def feed(self, data: bytes, flow: int) -> None:
-        self._chunks.append((data, flow))
-        self.buffered += len(data)
-        self.received += len(data)
-        self._wake()
-
-    def finish(self) -> None:
-        self._done = True
-        self._wake()
-
-    def fail(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-        self._done = True
-        self._wake()
-
-    def discard(self) -> int:
-        """Drop unread chunks; returns their flow-controlled length."""
-        n = sum(f for _, f in self._chunks)
-        self._chunks.clear()
-        self.buffered = 0
-        return n
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    async def read(self, timeout: float | None = None) -> bytes | None:
-        if self._continue:
-            self._continue = False
-            self._ex.send_continue()
-        while True:
-            while self._chunks:
-                data, flow = self._chunks.popleft()
-                self.buffered -= len(data)
-                self._ex.consumed(flow)
-                if data:
-                    return data
-            if self.error is not None:
-                raise self.error
-            if self._done:
-                return None
-            loop = asyncio.get_running_loop()
-            w = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _expire, w) if timeout else None
-            try:
-                await w
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                self._waiter = None
-            if w.result() is _TIMED_OUT:
-                raise ProtocolError(408, "client timed out (110: Connection timed out) while "
-                                         "reading client request body")
-
-    async def read_all(self, limit: int, timeout: float | None = None) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = await self.read(timeout)
-            if chunk is None:
-                return b"".join(parts)
-            total += len(chunk)
-            if total > limit:
-                raise ProtocolError(413, "client intended to send too large body")
-            parts.append(chunk)
+def H2Body(ex: H2Exchange, length: int | None, expect_continue: bool) -> BodyStream:
+    """A request body on one stream: reading it opens the stream's flow-control window."""
+    return BodyStream(ex.consumed, ex.send_continue, expect_continue, length)
 
 
 class H2Exchange:
