@@ -428,14 +428,9 @@ class Compiler:
         try:
             srv.tree = LocationTree.build(srv.locations)
         except ValueError as ex:
-            raise ConfigError(str(ex), d.file, d.line) from None
+            where = getattr(getattr(ex, "location", None), "where", (d.file, d.line))
+            raise ConfigError(str(ex), where[0], where[1]) from None
         srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
-        stack = list(srv.locations)
-        while stack:
-            loc = stack.pop()
-            stack.extend(loc.children)
-            if loc.auto_redirect and len(loc.pattern) > 1:
-                srv.slash_redirects.setdefault(loc.pattern[:-1], loc)
         return srv
 
     def listen(self, e: Directive) -> Listen:
@@ -535,7 +530,7 @@ class Compiler:
                                              'inside "if" statement, or inside "limit_except" block', e)
                 self._pending_proxy.append((e, loc))
                 loc.has_content = True
-                loc.auto_redirect = mod in ("", "^~") and pattern.endswith("/")
+                loc.auto_redirect = mod in ("", "^~", "=") and pattern.endswith("/")
         if local.try_files is not None or any(e.name == "return" for e in body):
             loc.has_content = True
         for e in body:

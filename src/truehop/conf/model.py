@@ -386,7 +386,6 @@ class ServerConf:
     where: Where = ("", 0)
     tree: Any = None                   # route.locations.LocationTree
     default_loc: LocationConf | None = None
-    slash_redirects: dict[str, LocationConf] = field(default_factory=dict)  # "/x" -> "/x/" loc
 
     @property
     def primary_name(self) -> str:

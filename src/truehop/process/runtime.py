@@ -46,9 +46,7 @@ class Listener:
 
     def find_server(self, local_addr: str, host: str) -> ServerConf:
         idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
-        if not host:
-            return idx.default if hasattr(idx, "default") else self.default_server
-        return idx.find(host)
+        return idx.find(host)  # an empty host first looks for a server named ""
 
 
 class UpstreamRuntime:

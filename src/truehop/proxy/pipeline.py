@@ -270,17 +270,16 @@ class Pipeline:
                 self.rt.log.error(f'could not find named location "@{named}"', r.conn, r)
                 raise Finish(500)
             return loc
-        slash = server.slash_redirects.get(r.uri)
-        if slash is not None and r.uri not in server.tree.exact:
-            # a proxied "location /x/" answers "/x" with a 301 to "/x/" (nginx's auto_redirect)
-            raise Finish(301, location=escape_uri(slash.pattern) + ("?" + r.args if r.args else ""))
-        loc, caps = server.tree.match(r.uri)
+        loc, caps, redirect = server.tree.lookup(r.uri)
         if loc is None:
             return server.default_loc  # type: ignore[return-value]
         if caps is not None:
             r.captures = caps
         if loc.internal and not r.internal:
             raise Finish(404)
+        if redirect:
+            # a proxied "location /x/" answers "/x" with a 301 to "/x/" (nginx's auto_redirect)
+            raise Finish(301, location=escape_uri(r.uri + "/") + ("?" + r.args if r.args else ""))
         return loc
 
     async def content(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
