@@ -15,6 +15,8 @@ Graceful stop (a reload retires the old workers this way, and so does `-s quit`)
   answered, with `Connection: close`. Idle connections are closed at spread-out moments in
   the second half of a drain window (`IDLE_DRAIN`, bounded by `keepalive_timeout` and
   `worker_shutdown_timeout`), so reconnects do not all arrive at once;
+- a connection still in its TLS handshake (or h2c preface sniffing) is waited for like an
+  idle one, then served as above;
 - tunnels (WebSocket) stay open until `worker_shutdown_timeout` (unset: until they end);
 - the worker exits when nothing is left, or at `worker_shutdown_timeout`.
 """
@@ -26,6 +28,7 @@ import os
 import random
 import signal
 import socket
+import weakref
 from typing import Any
 
 from truehop.net.downstream import ClientConnection
@@ -36,6 +39,23 @@ IDLE_DRAIN = 5.0          # seconds a retiring worker keeps idle keep-alive conn
 DRAIN_POLL = 0.05
 WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
                   signal.SIGHUP, signal.SIGWINCH)
+
+
+def _pending(p: Any) -> bool:
+    """An accepted connection not handed to a ClientConnection/H2Connection yet (TLS handshake,
+    h2c preface sniffing): not in `rt.connections`, but still open. Duck-typed on net's
+    front protocols: `inner` is None until the application protocol exists, and `raw` or
+    `transport` is the accepted transport."""
+    t = _transport(p)
+    if t is None:
+        return True     # accepted, connection_made has not run yet (the loop calls it soon)
+    if getattr(p, "inner", True) is not None:
+        return False    # a ClientConnection (tracked in rt.connections), or handed over
+    return not t.is_closing()
+
+
+def _transport(p: Any) -> Any:
+    return getattr(p, "raw", None) or getattr(p, "transport", None)
 
 
 def _idle(c: Any) -> bool:
@@ -53,6 +73,9 @@ class Worker:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping: asyncio.Future[str] | None = None
         self.fast = False
+        # every accepted protocol (weakly): a retiring worker waits for those not yet in
+        # rt.connections (connection_made pending, TLS handshake, h2c preface sniffing)
+        self.accepted: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,11 +117,21 @@ class Worker:
     def _factory(self, lst: Listener) -> Any:
         rt = self.rt
         scheme = "https" if lst.ssl else "http"
+        accepted = self.accepted
         if lst.http2 or lst.ssl:
             from truehop.net import negotiate
 
-            return lambda: negotiate.protocol_for(rt, lst, scheme)
-        return lambda: ClientConnection(rt, lst, scheme)
+            def make() -> Any:
+                p = negotiate.protocol_for(rt, lst, scheme)
+                accepted.add(p)
+                return p
+            return make
+
+        def make_h1() -> Any:
+            c = ClientConnection(rt, lst, scheme)
+            accepted.add(c)
+            return c
+        return make_h1
 
     def _ssl(self, lst: Listener) -> None:
         """No `ssl=` for create_server: net.negotiate terminates TLS itself (it must see a
@@ -151,7 +184,12 @@ class Worker:
         rt.shutting_down = True   # connections accepted from now on are retired too
         for c in list(rt.connections):
             retire(c)
-        while rt.busy() or rt.connections:
+        while True:
+            # handshakes are waited for during the idle window, then closed
+            pending = [p for p in self.accepted if _pending(p)] \
+                if loop.time() < start + window + 2 * DRAIN_POLL else []
+            if not (rt.busy() or rt.connections or pending):
+                break
             if self.fast:
                 break
             now = loop.time()
@@ -163,6 +201,11 @@ class Worker:
                     retire(c)
                 if _idle(c) and now >= close_at[c]:
                     c.close()
+            if pending and now >= start + window:
+                for p in pending:  # a handshake that has not finished in the whole window
+                    t = _transport(p)
+                    if t is not None:
+                        t.close()
             await asyncio.sleep(DRAIN_POLL)
 
     async def _sweep(self) -> None:
