@@ -147,7 +147,20 @@ def version_long() -> str:
             f"built with {ssl.OPENSSL_VERSION}\n"
             f"TLS SNI support enabled\n"
             f"configure arguments: --prefix={DEFAULT_PREFIX} --with-http_ssl_module "
-            f"--with-http_v2_module --with-http_realip_module --with-ipv6")
+            f"--with-http_v2_module --with-http_realip_module {WITHOUT}")
+
+
+# What Test::Nginx's has() must see as absent: the nginx modules truehop does not implement.
+WITHOUT = " ".join(f"--without-{m}" for m in (
+    "http_charset_module", "http_gzip_module", "http_ssi_module", "http_userid_module",
+    "http_access_module", "http_auth_basic_module", "http_mirror_module",
+    "http_autoindex_module", "http_geo_module", "http_split_clients_module",
+    "http_referer_module", "http_fastcgi_module", "http_uwsgi_module", "http_scgi_module",
+    "http_grpc_module", "http_memcached_module", "http_limit_conn_module",
+    "http_limit_req_module", "http_empty_gif_module", "http_browser_module",
+    "http_upstream_least_time_module", "http_upstream_random_module",
+    "http_upstream_zone_module", "http_upstream_sticky_module", "http_tunnel_module",
+    "http-cache", "mail_pop3_module", "mail_imap_module", "mail_smtp_module"))
 
 
 def resolve_paths(a: Args) -> tuple[str, str]:
@@ -155,7 +168,8 @@ def resolve_paths(a: Args) -> tuple[str, str]:
     prefix = os.path.abspath(prefix)
     conf = a.conf or DEFAULT_CONF
     if not os.path.isabs(conf):
-        conf = os.path.join(os.getcwd() if a.conf else prefix, conf)
+        # as nginx: a relative -c is under the prefix when -p is given, else the cwd
+        conf = os.path.join(prefix if a.prefix or not a.conf else os.getcwd(), conf)
     return conf, prefix
 
 

@@ -265,6 +265,11 @@ SPECS: tuple[Spec, ...] = (
     _d("real_ip_header", HSL, "TAKE1", "ngx_http_realip_module", "header carrying the client address"),
     _d("real_ip_recursive", HSL, "FLAG", "ngx_http_realip_module", "skip trusted addresses from the right"),
     _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables"),
+    # temp directories: truehop keeps bodies in memory within the configured limits, so
+    # these are accepted and have no effect (Test::Nginx writes them into every config)
+    _d("client_body_temp_path", HSL, "1MORE", HCORE, "temp dir for request bodies (no effect)"),
+    _d("proxy_temp_path", HSL, "1MORE", "ngx_http_proxy_module",
+       "temp dir for proxied bodies (no effect)"),
     _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout"),
     # --- rewrite ---------------------------------------------------------------------------
     _d("set", REWRITE, "TAKE2", REWR, "set a variable"),
@@ -330,7 +335,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     ),
     'ngx_http_core_module': (
         "aio aio_write auth_delay client_body_in_file_only client_body_in_single_buffer "
-        "client_body_temp_path connection_pool_size directio directio_alignment early_hints "
+        "connection_pool_size directio directio_alignment early_hints "
         "gzip_disable gzip_http_version gzip_proxied gzip_vary keepalive_disable "
         "keepalive_min_timeout limit_except limit_rate_after lingering_close lingering_time "
         "lingering_timeout log_subrequest max_headers msie_padding msie_refresh "
@@ -437,7 +442,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "proxy_ssl_certificate_cache proxy_ssl_certificate_key proxy_ssl_ciphers "
         "proxy_ssl_conf_command proxy_ssl_crl proxy_ssl_password_file proxy_ssl_session_reuse "
         "proxy_ssl_verify_depth proxy_store proxy_store_access proxy_temp_file_write_size "
-        "proxy_temp_path"
     ),
     'ngx_http_random_index_module': (
         "random_index"

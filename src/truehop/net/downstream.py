@@ -557,11 +557,16 @@ class ClientConnection(asyncio.Protocol):
             self.transport.abort()
 
     def graceful_close(self) -> None:
-        """A reload or shutdown: finish what is in flight, answer nothing new on this
-        connection (the next response carries Connection: close), close when idle."""
+        """A reload or shutdown: the next response on this connection carries
+        `Connection: close`. An idle connection is left open: a client may be sending its
+        next request right now (closing it is how nginx drops requests on reload); the
+        worker closes idle ones later, spread over its drain window."""
         self.closing = True
-        if self.current is None and not self.queue and self._tunnel is None:
-            self.close()
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight, none queued, not a tunnel."""
+        return self.current is None and not self.queue and self._tunnel is None
 
     def _send_deferred_error(self) -> None:
         e = self.deferred_error

@@ -268,6 +268,8 @@ BUILTIN: dict[str, Getter] = {
     "upstream_addr": lambda r: ", ".join(r.upstream_addr),
     "upstream_status": lambda r: ", ".join(r.upstream_status),
     "upstream_response_time": lambda r: ", ".join(r.upstream_response_time),
+    "upstream_connect_time": lambda r: ", ".join(r.extra.get("upstream_connect_time", ())),
+    "upstream_header_time": lambda r: ", ".join(r.extra.get("upstream_header_time", ())),
     "remote_user": lambda r: "",
     "request_body": lambda r: "",
     "request_id": lambda r: r.extra.setdefault("request_id", os.urandom(16).hex()),
