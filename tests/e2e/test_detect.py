@@ -82,3 +82,35 @@ def test_status_lists_live_findings(truehop, upstream, tmp_path):
             break
         time.sleep(0.2)
     assert "sse-buffered" in rules
+
+
+def test_https_request_redirected_to_http_by_the_app(truehop, upstream, tmp_path):
+    """TLS ends at truehop and the app is never told: its http->https check answers with a
+    redirect to http://same-host/ -- the classic loop. The detector names it."""
+    import ssl
+
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("app.example.test")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "site.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port()
+    tp = truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@ ssl;
+    server_name app.example.test;
+    ssl_certificate site.pem;
+    ssl_certificate_key site.pem;
+    location / {
+        proxy_pass http://127.0.0.1:@@UP@@;
+        proxy_set_header Host $host;
+    }
+}""", port=port, up=upstream.port)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with httpx.Client(verify=ctx) as c:
+        r = c.get(f"https://127.0.0.1:{port}/__redirect?to=http://app.example.test/x",
+                  extensions={"sni_hostname": "app.example.test"},
+                  headers={"Host": "app.example.test"})
+        assert r.status_code == 302
+    line = tp.wait_for_log("[https-downgrade-redirect]")
+    assert "X-Forwarded-Proto $scheme" in line
