@@ -108,6 +108,13 @@ server { listen 8081; listen [::1]:8082 ssl http2 default_server; listen 127.0.0
     assert (ls[2].reuseport, ls[2].backlog) == (True, 64)
 
 
+def test_listen_port_range(tmp_path):
+    cfg = compile_text(tmp_path, "server { listen 127.0.0.1:8182-8184 default_server; }")
+    ls = cfg.http.servers[0].listens
+    assert [(x.addr, x.port, x.default_server) for x in ls] == [
+        ("127.0.0.1", p, True) for p in (8182, 8183, 8184)]
+
+
 def test_shared_reference_configs_compile(tmp_path):
     shared = Path(__file__).resolve().parents[3] / "shared" / "configs"
     if not shared.is_dir():

@@ -355,7 +355,7 @@ class Compiler:
         for e in body:
             v = e.values
             if e.name == "listen":
-                srv.listens.append(self.listen(e))
+                srv.listens.extend(self.listen(e))
             elif e.name == "server_name":
                 for n in v:
                     if n.startswith("~"):
@@ -433,23 +433,30 @@ class Compiler:
         srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
         return srv
 
-    def listen(self, e: Directive) -> Listen:
+    def listen(self, e: Directive) -> list[Listen]:
+        """One Listen per port: `listen 127.0.0.1:8182-8183` (nginx 1.27.3+) is a range."""
         v = e.values
         a = v[0]
         if a.startswith("unix:"):
-            ls = Listen(a, 0, where=(e.file, e.line))
+            ports = [0]
+            host = a
         else:
             if a.startswith("["):
                 host, _, rest = a[1:].partition("]")
                 port_s = rest[1:] if rest.startswith(":") else "80"
-            elif a.isdigit():
+            elif a.replace("-", "").isdigit():
                 host, port_s = "*", a
             elif ":" in a:
                 host, _, port_s = a.rpartition(":")
             else:
                 host, port_s = a, "80"
-            if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+            lo, dash, hi = port_s.partition("-")
+            if not lo.isdigit() or (dash and not hi.isdigit()):
                 raise ConfigError.at(f'invalid port in "{a}" of the "listen" directive', e)
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if not 0 < first <= last < 65536:
+                raise ConfigError.at(f'invalid port in "{a}" of the "listen" directive', e)
+            ports = list(range(first, last + 1))
             if host not in ("*", ""):
                 try:
                     ipaddress.ip_address(host)
@@ -458,7 +465,9 @@ class Compiler:
                         host = "127.0.0.1"
                     else:
                         raise ConfigError.at(f'host not found in "{a}" of the "listen" directive', e) from None
-            ls = Listen(host or "*", int(port_s), where=(e.file, e.line))
+            host = host or "*"
+        out = [Listen(host, port, where=(e.file, e.line)) for port in ports]
+        ls = out[0]
         for p in v[1:]:
             if p == "default_server" or p == "default":
                 ls.default_server = True
@@ -479,7 +488,11 @@ class Compiler:
                 pass
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)
-        return ls
+        for other in out[1:]:
+            # the parameters apply to every port of a range
+            other.default_server, other.ssl, other.http2 = ls.default_server, ls.ssl, ls.http2
+            other.reuseport, other.backlog, other.ipv6only = ls.reuseport, ls.backlog, ls.ipv6only
+        return out
 
     # --- location ------------------------------------------------------------------------
 
