@@ -57,6 +57,8 @@ REASONS = {
 # nginx sends these statuses with a different status line than its page title
 PAGE_STATUS = {494: 400, 495: 400, 496: 400, 497: 400}
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# nginx's special responses after which the connection is not kept alive
+CLOSE_AFTER = frozenset({400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505})
 ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
 SERVER_FULL = f"truehop/{__version__}"
 
@@ -603,10 +605,7 @@ class Pipeline:
         wire = PAGE_STATUS.get(status, status)
         r.status = wire  # nginx's $status for 494-497 is the 400 it sends
         r.sent_headers = headers
-        close = status in (400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505) and \
-            status != 500
-        if status == 400 or status == 413:
-            close = True
+        close = status in CLOSE_AFTER
         ex.start_response(wire, self.server_headers(r) + headers, content_length=len(body),
                           reason=REASONS.get(wire), close=close)
         ex.write(body)
