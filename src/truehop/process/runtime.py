@@ -109,10 +109,34 @@ def build_ssl_context(srv: ServerConf, http2: bool) -> ssl.SSLContext:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     if not srv.ssl.session_tickets:
         ctx.options |= ssl.OP_NO_TICKET
-    for cert, key, _where in srv.ssl.certificates:
-        ctx.load_cert_chain(cert, key)
+    for cert, key, where in srv.ssl.certificates:
+        load_certificate(ctx, cert, key, where)
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
+
+
+def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str, int]) -> None:
+    """Load one certificate/key pair; failures become ConfigErrors in nginx's words, pointing
+    at the ssl_certificate line."""
+    from truehop.conf.ast import ConfigError
+
+    for what, path in (("certificate", cert), ("certificate key", key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise ConfigError(f'cannot load {what} "{path}": BIO_new_file() failed '
+                              f"({e.errno}: {e.strerror})", where[0], where[1]) from None
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        reason = e.reason or str(e)
+        if "KEY_VALUES_MISMATCH" in reason.upper() or "mismatch" in str(e).lower():
+            raise ConfigError(f'SSL_CTX_use_PrivateKey("{key}") failed (SSL: key values '
+                              f'mismatch: the key does not belong to "{cert}")',
+                              where[0], where[1]) from None
+        raise ConfigError(f'cannot load certificate "{cert}" or key "{key}": PEM_read_bio() '
+                          f"failed (SSL: {reason})", where[0], where[1]) from None
 
 
 class Runtime:
