@@ -120,7 +120,6 @@ class Pipeline:
         r = RequestState(info, head, server)
         r.host = host or server.primary_name
         r.server_name = server.primary_name
-        r.extra["exchange"] = ex
         try:
             try:
                 self.realip(r, server.settings)
@@ -152,8 +151,8 @@ class Pipeline:
                 ex.abort()
         finally:
             up = r.extra.pop("upstream_conn", None)
-            if up is not None and not up.is_closed() and not r.extra.get("tunnel"):
-                up.abort()
+            if up is not None and not up.is_closed():
+                up.abort()  # the exchange did not end cleanly: never reuse, never leak
             if not ex.finished:
                 ex.end()
             self.log_access(r, ex)
@@ -403,13 +402,8 @@ class Pipeline:
     def file_path(self, r: RequestState, loc: LocationConf, uri: str) -> tuple[str, str]:
         """(filesystem path, the root or alias directory it must stay inside)."""
         s = loc.settings
-        if s.alias is not None and loc.modifier != "":
+        if s.alias is not None:
             alias = s.alias.render(r)
-        elif s.alias is not None:
-            alias = s.alias.render(r)
-        else:
-            alias = None
-        if alias is not None:
             if loc.modifier in ("~", "~*"):
                 path = alias
                 base = os.path.dirname(alias.rstrip("/")) if not alias.endswith("/") else alias

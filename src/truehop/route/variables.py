@@ -13,8 +13,6 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from truehop.route.state import RequestState
 
@@ -223,10 +221,6 @@ def _server_name(r: RequestState) -> str:
     return r.server_name
 
 
-def _uri_decoded_arg(r: RequestState) -> str:  # pragma: no cover - kept for $arg decoding later
-    return unquote_to_bytes(r.args or "").decode("latin-1")
-
-
 BUILTIN: dict[str, Getter] = {
     "host": _host,
     "remote_addr": lambda r: r.remote_addr,
@@ -371,4 +365,4 @@ def literal(text: str) -> Template:
     return Template(text, [text], [])
 
 
-__all__ = ["Template", "VariableScope", "UnknownVariable", "literal", "variable_names", "Any"]
+__all__ = ["Template", "VariableScope", "UnknownVariable", "literal", "variable_names"]
