@@ -64,7 +64,8 @@ class ErrorLog:
             if r is not None:
                 line += r.server_name
                 h = r.head
-                line += f', request: "{h.method} {h.target} HTTP/{h.version}"'
+                if h.method:
+                    line += f', request: "{h.method} {h.target} HTTP/{h.version}"'
                 if r.upstream_addr:
                     line += f', upstream: "{r.extra.get("upstream_url", r.upstream_addr[-1])}"'
                 if h.host:

@@ -258,7 +258,8 @@ class Runtime:
         from truehop.net.downstream import Exchange
         from truehop.proxy.pipeline import Finish
 
-        head = RequestHead("GET", "/", "/", None, "1.1", [], "", None, False, False)
+        # the request could not be parsed: no request line to log ($request is "-")
+        head = RequestHead("", "", "/", None, "1.1", [], "", None, False, False)
         ex = Exchange(c, head)
         ex.keep_alive = False
         c.current = ex
@@ -349,7 +350,7 @@ class Runtime:
         referer = h.get("referer") or "-"
         ua = h.get("user-agent") or "-"
         return (f'{r.remote_addr} - - [{BUILTIN["time_local"](r)}] '
-                f'"{escape_default(f"{h.method} {h.target} HTTP/{h.version}")}" {r.status or 0} '
+                f'"{escape_default(BUILTIN["request"](r))}" {r.status or 0} '
                 f'{r.body_bytes_sent} "{escape_default(referer)}" "{escape_default(ua)}"')
 
     def flush_logs(self) -> None:

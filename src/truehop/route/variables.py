@@ -181,6 +181,8 @@ def _request_uri(r: RequestState) -> str:
 
 def _request(r: RequestState) -> str:
     h = r.head
+    if not h.method:
+        return "-"  # refused before a request line could be read
     return f"{h.method} {h.target} HTTP/{h.version}"
 
 
