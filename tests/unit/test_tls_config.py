@@ -50,3 +50,14 @@ def test_key_not_matching_certificate(tmp_path):
     with pytest.raises(ConfigError, match="key values mismatch") as e:
         build(tmp_path)
     assert str(e.value).endswith("site.conf:5")
+
+
+def test_expired_certificate_is_a_warning(tmp_path):
+    import datetime
+    c = trustme.CA().issue_cert(
+        "a.test", not_after=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    c.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    c.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    rt = build(tmp_path)
+    assert any(w.startswith(f'certificate "{tmp_path}/cert.pem" expired on 2020-01-01')
+               and w.endswith("site.conf:5") for w in rt.cfg.warnings)

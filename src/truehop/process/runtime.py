@@ -87,7 +87,8 @@ def listener_groups(cfg: Config) -> dict[tuple[str, int], list[tuple[Listen, Ser
     return groups
 
 
-def build_ssl_context(srv: ServerConf, http2: bool) -> ssl.SSLContext:
+def build_ssl_context(srv: ServerConf, http2: bool,
+                      warnings: list[str] | None = None) -> ssl.SSLContext:
     """A server's TLS context: its certificates, protocols and ciphers. Raises ssl.SSLError
     or OSError with the path in the message."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -111,6 +112,8 @@ def build_ssl_context(srv: ServerConf, http2: bool) -> ssl.SSLContext:
         ctx.options |= ssl.OP_NO_TICKET
     for cert, key, where in srv.ssl.certificates:
         load_certificate(ctx, cert, key, where)
+        if warnings is not None:
+            warnings.extend(certificate_warnings(cert, where))
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
 
@@ -137,6 +140,28 @@ def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str,
                               where[0], where[1]) from None
         raise ConfigError(f'cannot load certificate "{cert}" or key "{key}": PEM_read_bio() '
                           f"failed (SSL: {reason})", where[0], where[1]) from None
+
+
+def certificate_warnings(cert: str, where: tuple[str, int]) -> list[str]:
+    """An expired (or not yet valid) certificate loads, and browsers refuse it: say so."""
+    try:
+        from cryptography import x509
+        with open(cert, "rb") as f:
+            leaf = x509.load_pem_x509_certificate(f.read())
+    except Exception:  # unreadable here means load_cert_chain already reported it
+        return []
+    import datetime
+    now = datetime.datetime.now(datetime.UTC)
+    after = leaf.not_valid_after_utc
+    before = leaf.not_valid_before_utc
+    at = f"in {where[0]}:{where[1]}"
+    if after < now:
+        return [f'certificate "{cert}" expired on {after:%Y-%m-%d %H:%M} UTC {at}']
+    if before > now:
+        return [f'certificate "{cert}" is not valid before {before:%Y-%m-%d %H:%M} UTC {at}']
+    if (after - now).days < 7:
+        return [f'certificate "{cert}" expires on {after:%Y-%m-%d %H:%M} UTC {at}']
+    return []
 
 
 class Runtime:
@@ -202,7 +227,7 @@ class Runtime:
         contexts: dict[int, ssl.SSLContext] = {}
         for srv in lst.servers:
             if srv.ssl.certificates:
-                contexts[id(srv)] = build_ssl_context(srv, lst.http2)
+                contexts[id(srv)] = build_ssl_context(srv, lst.http2, self.cfg.warnings)
         default = contexts.get(id(lst.default_server))
         if default is None:
             if not contexts:
