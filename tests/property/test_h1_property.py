@@ -3,6 +3,8 @@ never another exception; and the split never changes the outcome."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +194,45 @@ def test_response_writer_round_trip(status: int, headers: list[tuple[str, str]])
     sent = 400 if status in (494, 495, 496, 497, 499) else status
     assert ev[0].head.status == sent
     assert ev[0].head.headers[:-1] == [(k, v.strip(" \t")) for k, v in headers]
+
+
+# -- bare LF line endings in a head: accepted, the same as CRLF -------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789/-._~", max_size=20),
+       headers=st.lists(st.tuples(token, value), max_size=6),
+       endings=st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=9, max_size=9),
+       cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_bare_lf_head_same_as_crlf(path: str, headers: list[tuple[str, str]],
+                                   endings: list[bytes], cuts: list[int]) -> None:
+    lines = [b"GET /" + path.encode() + b" HTTP/1.1", b"Host: a"]
+    lines += [k.encode() + b": " + v.encode("latin-1") for k, v in headers]
+    lines.append(b"")
+    crlf = b"".join(line + b"\r\n" for line in lines)
+    mixed = b"".join(line + endings[i] for i, line in enumerate(lines))
+    big = H1Limits(max_headers_total=1 << 20)
+
+    def run(chunks: list[bytes]) -> tuple[list[Event], int | None]:
+        p = H1ServerParser(big)
+        events: list[Event] = []
+        try:
+            for c in chunks:
+                events += p.feed(c)
+        except ProtocolError as e:
+            return events, e.status
+        return events, None
+
+    def wire_free(result: tuple[list[Event], int | None], size: int
+                  ) -> tuple[list[Event], int | None]:
+        # header_bytes is the head's size as received ($request_length); the rest is the same
+        out: list[Event] = []
+        for ev in result[0]:
+            if isinstance(ev, Request):
+                assert ev.head.header_bytes == size
+                ev = Request(dataclasses.replace(ev.head, header_bytes=0))
+            out.append(ev)
+        return out, result[1]
+
+    want = wire_free(run([crlf]), len(crlf))
+    assert wire_free(run([mixed]), len(mixed)) == want
+    assert wire_free(run(splits(mixed, cuts)), len(mixed)) == want

@@ -211,7 +211,31 @@ ROWS = [
     Row("G20", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         b"0\r\nX-Trailer: 1\r\n\r\n", None, body_is(b"hello", None, True)),
     # B. header-field syntax
-    Row("S36", b"GET / HTTP/1.1\nHost: localhost\n\n", 400, note="nginx 200 (bare LF)"),
+    Row("S36", b"GET / HTTP/1.1\nHost: localhost\n\n", None,
+        lambda ms: one(ms).head.headers == [("Host", "localhost")]),
+    Row("S36b", b"GET / HTTP/1.1\r\nHost: localhost\nX-A: 1\r\n\n", None,
+        lambda ms: one(ms).head.headers == [("Host", "localhost"), ("X-A", "1")]),
+    Row("S36c", b"GET / HTTP/1.1\nHost: localhost\r\n\r\n", None,
+        lambda ms: one(ms).head.host == "localhost"),
+    Row("S36d", b"GET / HTTP/1.1\r\nHost: localhost\n\r\n", None,
+        lambda ms: one(ms).head.host == "localhost"),
+    Row("S36e", b"GET / HTTP/1.0\n\n", None, lambda ms: one(ms).head.headers == []),
+    Row("S36f", b"POST / HTTP/1.1\nHost: localhost\nContent-Length: 5\n\nhello", None,
+        body_is(b"hello", 5)),
+    Row("S36g", b"POST / HTTP/1.1\nHost: localhost\nTransfer-Encoding: chunked\n\n"
+        b"5\r\nhello\r\n0\r\n\r\n", None, body_is(b"hello", None, True)),
+    Row("S36h", b"POST / HTTP/1.1\nHost: localhost\nTransfer-Encoding: chunked\n\n"
+        b"5\nhello\n0\n\n", 400, note="bare-LF head accepted, bare LF in chunked framing is not"),
+    Row("S36i", b"GET /p1 HTTP/1.1\nHost: localhost\n\nGET /p2 HTTP/1.1\r\n" + H + b"\r\n"
+        b"\nGET /p3 HTTP/1.1\n" + H + b"\n", None,
+        lambda ms: [m.head.path for m in ms] == ["/p1", "/p2", "/p3"] and all(m.complete
+                                                                             for m in ms)),
+    Row("S36j", b"GET / HTTP/1.1\r\rHost: localhost\r\n\r\n", 400),
+    Row("S36k", b"GET / HTTP/1.1\r\r\nHost: localhost\r\n\r\n", 400),
+    Row("S36l", b"GET / HTTP/1.1\nHost: localhost\r\r\n\n", 400),
+    Row("S36m", b"GET / HTTP/1.1\nHost: localhost\n\r\r\n", 400),
+    Row("S36n", b"GET / HTTP/1.1\nHost: localhost\nX: a\rb\n\n", 400),
+    Row("S36o", b"GET / HTTP/1.1\nHost: localhost\n X: folded\n\n", 400),
     Row("S37", b"GET / HTTP/1.1\r\n" + H + b"X: a\rY: b\r\n\r\n", 400),
     Row("S38", b"GET / HTTP/1.1\r\n" + H + b"X: a\x00b\r\n\r\n", 400),
     Row("S39", b"GET / HTTP/1.1\r\n" + H + b"X: a\r\n b\r\n\r\n", 400),
@@ -485,6 +509,42 @@ def test_limits_exact_boundaries() -> None:
     assert status == 494
     _, status = both(b"GET / HTTP/1.1\r\nHost: a\r\n" + hdr * 3 + b"\r\n", lim)
     assert status == 494
+
+
+def test_limits_bare_lf_count_bytes_received() -> None:
+    lim = H1Limits(max_request_line=64, max_header_line=64, max_headers_total=200,
+                   max_header_count=3)
+    line = b"GET /" + b"a" * (64 - len(b"GET / HTTP/1.1\n")) + b" HTTP/1.1\n"
+    assert len(line) == 64
+    _, status = both(line + b"Host: a\n\n", lim)
+    assert status is None
+    _, status = both(line[:5] + b"a" + line[5:] + b"Host: a\n\n", lim)
+    assert status == 414
+    hdr = b"X: " + b"v" * (64 - 4) + b"\n"
+    assert len(hdr) == 64
+    _, status = both(b"GET / HTTP/1.1\nHost: a\n" + hdr + b"\n", lim)
+    assert status is None
+    _, status = both(b"GET / HTTP/1.1\nHost: a\nX: v" + hdr[3:] + b"\n", lim)
+    assert status == 494
+    _, status = both(b"GET / HTTP/1.1\nHost: a\nA: 1\nB: 2\nC: 3\n\n", lim)
+    assert status == 494
+    _, status = both(b"GET / HTTP/1.1\nHost: a\n" + hdr * 3 + b"\n", lim)
+    assert status == 494
+
+
+def test_bare_lf_head_same_as_crlf() -> None:
+    crlf = (b"POST /x?y=1 HTTP/1.1\r\nHost: a:8080\r\nX-A:  v \r\nConnection: close\r\n"
+            b"Content-Length: 2\r\n\r\nok")
+    head, body = crlf.split(b"\r\n\r\n")
+    want = both(crlf)
+    for n in range(head.count(b"\r\n") + 2):
+        # the first n line endings (the empty line counts) as bare LF
+        mixed = (head + b"\r\n\r\n").replace(b"\r\n", b"\n", n) + body
+        got = both(mixed)
+        assert got[1] is None
+        assert [(m.head.method, m.head.target, m.head.headers, m.head.keep_alive, m.body)
+                for m in got[0]] == [(m.head.method, m.head.target, m.head.headers,
+                                      m.head.keep_alive, m.body) for m in want[0]]
 
 
 def test_endless_head_is_bounded() -> None:

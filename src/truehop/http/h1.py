@@ -9,7 +9,11 @@ for every (pipelined) request the bytes complete, in order; any violation raises
 
 The parser owns the framing; httptools (llhttp) is only the header-field validator:
 
-* **Head.** Bytes are collected until the end of the head (`CRLF CRLF`). Leading CR/LF before a
+* **Head.** Bytes are collected until the end of the head: the first empty line, where a line
+  ends in LF with an optional CR before it (`CRLF CRLF`, `LF LF`, `LF CRLF`, `CRLF LF`). A bare LF
+  line ending is accepted and normalised to CRLF (nginx does the same; RFC 9112 §2.2 allows it);
+  a CR not followed by LF is refused. Limits count the bytes as received. Chunked framing stays
+  strict CRLF. Leading CR/LF before a
   request line are skipped, as nginx and RFC 9112 §2.2 allow. The request line is split and
   checked here (method `[A-Z_-]+`, exactly two SPs, origin-/absolute-form target, `HTTP/d.d`),
   then a fixed `GET / HTTP/1.1` line plus the raw header section go to a fresh
@@ -137,6 +141,16 @@ def _name_kind(name: str, underscores: bool) -> int:
         if len(cache) < _NAME_KIND_MAX:
             cache[name] = kind
     return kind
+
+
+def _head_end(buf: bytes | bytearray, start: int) -> int:
+    """The end of a request head in `buf[start:]` (the index after its empty line), or -1: the
+    first LF followed by an empty line, i.e. by LF or CR LF."""
+    i = buf.find(b"\n\r\n", start)
+    j = buf.find(b"\n\n", start, len(buf) if i < 0 else i + 2)
+    if j >= 0:
+        return j + 2
+    return i + 3 if i >= 0 else -1
 
 
 def _bad(status: int, reason: str) -> ProtocolError:
@@ -508,9 +522,8 @@ class H1ServerParser:
                 pos += 1
             if pos == n:
                 return n
-            end = data.find(b"\r\n\r\n", pos)
+            end = _head_end(data, pos)
             if end >= 0:
-                end += 4
                 self._complete_head(data, pos, end, events)
                 return end
             # incomplete head: check what we have, keep it
@@ -520,12 +533,11 @@ class H1ServerParser:
             return n
         old = len(hbuf)
         hbuf += data if pos == 0 else memoryview(data)[pos:]
-        end = hbuf.find(b"\r\n\r\n", self._scan)
+        end = _head_end(hbuf, self._scan)
         if end < 0:
             self._check_partial(hbuf, 0, len(hbuf))
             self._scan = max(0, len(hbuf) - 3)
             return n
-        end += 4
         head = bytes(hbuf[:end])
         consumed = end - old          # bytes of `data[pos:]` that belong to this head
         hbuf.clear()
@@ -547,8 +559,6 @@ class H1ServerParser:
         if not self._line_ok:
             self._request_line(bytes(buf[start:lf + 1]))
             self._line_ok = True
-        if buf.find(b"\n\n", start, end) >= 0:
-            raise _bad(400, "client sent invalid header line")
         if end - start > lim.max_headers_total:
             raise _bad(494, "client sent too large request")
 
@@ -572,7 +582,7 @@ class H1ServerParser:
             raise _bad(400, "client sent invalid method")
 
     def _request_line(self, line: bytes) -> tuple[str, bytes, str, str | None, bytes | None]:
-        """Check a request line (with its CRLF). Returns (method, raw target, version,
+        """Check a request line (with its CRLF or bare LF). Returns (method, raw target, version,
         absolute-form scheme or None, absolute-form authority or None)."""
         lim = self.limits
         sp = line.find(b" ")
@@ -581,6 +591,8 @@ class H1ServerParser:
             self._check_method(line, 0, len(line), True)
         if len(line) > lim.max_request_line:
             raise _bad(414, "client sent too long URI")
+        if len(line) >= 2 and line[-2] != 13:
+            line = line[:-1] + b"\r\n"  # bare LF ending: as CRLF (a lone CR stays, and fails)
         if len(line) < 2 or line[-2] != 13:
             raise _bad(400, "client sent invalid request")
         parts = line[:-2].split(b" ")
@@ -643,17 +655,23 @@ class H1ServerParser:
             authority
 
     def _complete_head(self, buf: bytes, start: int, end: int, events: list[Event]) -> None:
-        """A whole head is `buf[start:end]` (ending in CRLF CRLF)."""
+        """A whole head is `buf[start:end]` (ending in an empty line, see `_head_end`)."""
         lim = self.limits
         lf = buf.find(b"\n", start, end)
         method, target, version, scheme, authority = self._request_line(buf[start:lf + 1])
         size = end - start
-        if buf.find(b"\n\n", start, end) >= 0:
-            raise _bad(400, "client sent invalid header line")
         if size > lim.max_headers_total:
             raise _bad(494, "client sent too large request")
         if size > lim.max_header_line:
             self._check_lines(buf, lf + 1, end)
+        # the header section with its empty line, every line ending normalised to CRLF
+        fields = buf[lf + 1:end]
+        nl = fields.count(b"\n")
+        if fields.count(b"\r\n") != nl or fields.count(b"\r") != nl:
+            fields = fields.replace(b"\r\n", b"\n")
+            if b"\r" in fields:
+                raise _bad(400, "client sent invalid header line")  # a CR without its LF
+            fields = fields.replace(b"\n", b"\r\n")
         # header fields: llhttp validates them (tokens, CTLs, obs-fold, CL syntax/duplicates)
         col = self._collector
         col.complete = False
@@ -664,7 +682,7 @@ class H1ServerParser:
         self._hp = None
         try:
             hp.feed_data(_CANON_REQUEST_LINE)
-            hp.feed_data(memoryview(buf)[lf + 1:end])
+            hp.feed_data(fields)
         except httptools.HttpParserUpgrade:
             pass
         except httptools.HttpParserError as e:
@@ -675,7 +693,7 @@ class H1ServerParser:
             raise _bad(400, "client sent invalid header line")
         if col.message_complete:
             self._hp = hp  # llhttp is back at a message start: reuse it for the next head
-        section = buf[lf + 1:end - 4]
+        section = fields[:-4]
         nfields = section.count(b"\n") + 1 if section else 0
         if nfields > lim.max_header_count:
             raise _bad(494, "client sent too many header lines")
