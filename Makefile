@@ -26,6 +26,7 @@ sysdeps:
 	  command -v curl >/dev/null || missing="$$missing curl"; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
 	  command -v wrk >/dev/null || missing="$$missing wrk"; \
+	  command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || echo "warning: could not install$$missing; tests needing them will skip"; \
