@@ -5,7 +5,8 @@ Both proxies get the same one-worker config in front of the same upstream (an ng
 answering from memory, so the upstream is never the bottleneck). The load generator (wrk) and
 the upstream share CPU 0; the proxy under test runs alone on CPU 1. For each response size the
 script prints requests/s and the proxy's CPU time per request (user+sys of the proxy's
-processes, read from /proc), and the truehop/nginx ratios.
+processes, read from /proc), and the truehop/nginx ratios. A third contestant, the bare
+uvloop + httptools relay in bench/bare_relay.py, measures the floor for a Python proxy.
 
     python bench/proxy_vs_nginx.py [--duration 10] [--connections 50] [--sizes 0,65536]
 
@@ -139,6 +140,8 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--sizes", default="0,65536")
+    ap.add_argument("--no-bare", dest="bare", action="store_false",
+                    help="skip the bare uvloop+httptools relay (bench/bare_relay.py)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -160,12 +163,17 @@ def main() -> int:
         wait_port(up)
         results: dict[tuple[str, int], tuple[float, float]] = {}
         truehop = os.path.join(ROOT, ".venv", "bin", "truehop")
-        for name, cmd in (("nginx", [nginx_bin()]), ("truehop", [truehop])):
+        contestants = ["nginx", "truehop"] + (["bare"] if args.bare else [])
+        for name in contestants:
             port = free_port()
-            conf = f"{d}/{name}.conf"
-            with open(conf, "w") as f:
-                f.write(PROXY_CONF.format(d=d, name=name, up=up, port=port))
-            p = subprocess.Popen(["taskset", "-c", "1", *cmd, "-p", d + "/", "-c", conf])
+            if name == "bare":
+                cmd = [sys.executable, os.path.join(HERE, "bare_relay.py"), str(port), str(up)]
+            else:
+                conf = f"{d}/{name}.conf"
+                with open(conf, "w") as f:
+                    f.write(PROXY_CONF.format(d=d, name=name, up=up, port=port))
+                cmd = [nginx_bin() if name == "nginx" else truehop, "-p", d + "/", "-c", conf]
+            p = subprocess.Popen(["taskset", "-c", "1", *cmd])
             procs.append(p)
             wait_port(port)
             for size in sizes:
@@ -193,6 +201,10 @@ def main() -> int:
             t = results[("truehop", size)]
             print(f"size={size:6d}  truehop/nginx: throughput {t[0] / n[0]:.2f}x, "
                   f"CPU per request {t[1] / n[1]:.2f}x")
+            if ("bare", size) in results:
+                b = results[("bare", size)]
+                print(f"size={size:6d}  bare/nginx:    throughput {b[0] / n[0]:.2f}x, "
+                      f"CPU per request {b[1] / n[1]:.2f}x; truehop/bare CPU {t[1] / b[1]:.2f}x")
     finally:
         for p in procs:
             if p.poll() is None:

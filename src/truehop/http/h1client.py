@@ -3,13 +3,16 @@
 Theory of operation
 -------------------
 `H1ResponseParser(request_method, max_head=...)` parses the answer to one request. Like the
-server parser, it owns the framing and uses httptools (llhttp) only to validate header fields:
+server parser, it owns the framing; the head is checked by three regular expressions (no
+per-response parser object, no callback per field: this runs for every proxied response):
 
-* **Head.** Bytes are collected until CRLF CRLF, at most `max_head` bytes (nginx's
-  `proxy_buffer_size`): a bigger head is "upstream sent too big header". Anything that does not
-  start with `HTTP/1.x` is "upstream sent no valid HTTP/1.0 header" (nginx 1.22 relayed such
-  HTTP/0.9 bytes; truehop refuses them). The status line is checked here; a fixed status line
-  and the raw fields go to a fresh `httptools.HttpResponseParser`.
+* **Head.** Bytes are collected until the empty line, at most `max_head` bytes (nginx's
+  `proxy_buffer_size`): a bigger head is "upstream sent too big header". Lines may end in CRLF
+  or a bare LF, as nginx accepts from upstreams (the fields are rewritten before they go
+  further, so no bare LF is ever forwarded). Anything that does not start with `HTTP/1.x` is
+  "upstream sent no valid HTTP/1.0 header" (nginx 1.22 relayed such HTTP/0.9 bytes; truehop
+  refuses them). A field with a bad name, a space before the colon, obs-fold, a bare CR or a
+  CTL other than HTAB in its value is "upstream sent invalid header".
 * **Framing, nginx's rules.** Duplicate `Content-Length`, CL together with TE, a TE other than
   exactly `chunked`, an invalid CL -> ProtocolError(502, nginx's error-log wording). HEAD, 1xx,
   204 and 304 have no body. No CL and no chunked -> read until close (`until_close`).
@@ -28,7 +31,7 @@ or NUL anywhere (ValueError).
 
 from __future__ import annotations
 
-import httptools
+import re
 
 from truehop.http.events import (
     Data,
@@ -55,8 +58,6 @@ _DONE = 4
 _PAUSED = 5
 _DEAD = 6
 
-_CANON_STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
-_REASON_BAD = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
 
 _INVALID = "upstream sent invalid header"
 _NO_HEADER = "upstream sent no valid HTTP/1.0 header"
@@ -65,21 +66,23 @@ _EARLY_HEAD = "upstream prematurely closed connection while reading response hea
               "upstream"
 _EARLY_BODY = "upstream prematurely closed connection while reading upstream"
 
-_SPECIAL = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
+_SPECIAL = {"content-length": 1, "transfer-encoding": 2, "connection": 3}
+
+# The head is checked by these, on its latin-1 text: a status line, then fields (a token, a
+# colon, optional whitespace, a value without CTLs other than HTAB), each line ending in CRLF
+# or LF, then an empty line. No obs-fold, no space before the colon, no bare CR, no NUL.
+_STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
+_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n")
+_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*\r?\n")
 
 
-class _Collector:
-    __slots__ = ("fields", "complete")
-
-    def __init__(self) -> None:
-        self.fields: list[tuple[bytes, bytes]] = []
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
+def _head_end(buf: bytes | bytearray, start: int) -> int:
+    """Where the head ends (after its empty line), or -1: the first LF CRLF or LF LF."""
+    crlf = buf.find(b"\n\r\n", start)
+    lf = buf.find(b"\n\n", start, crlf if crlf >= 0 else len(buf))
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def _bad(reason: str) -> ProtocolError:
@@ -210,9 +213,8 @@ class H1ResponseParser:
         hbuf = self._hbuf
         n = len(data)
         if not hbuf:
-            end = data.find(b"\r\n\r\n", pos)
+            end = _head_end(data, pos)
             if end >= 0:
-                end += 4
                 self._complete_head(data, pos, end, events)
                 return end
             self._check_partial(data, pos, n)
@@ -221,12 +223,11 @@ class H1ResponseParser:
             return n
         old = len(hbuf)
         hbuf += data if pos == 0 else memoryview(data)[pos:]
-        end = hbuf.find(b"\r\n\r\n", self._scan)
+        end = _head_end(hbuf, self._scan)
         if end < 0:
             self._check_partial(hbuf, 0, len(hbuf))
             self._scan = max(0, len(hbuf) - 3)
             return n
-        end += 4
         head = bytes(hbuf[:end])
         hbuf.clear()
         self._scan = 0
@@ -238,63 +239,35 @@ class H1ResponseParser:
         if buf[start:start + k] != b"HTTP/"[:k]:
             raise _bad(_NO_HEADER)
         lf = buf.find(b"\n", start, end)
-        if lf >= 0:
-            self._status_line(bytes(buf[start:lf + 1]))
-            if buf.find(b"\n\n", start, end) >= 0:
-                raise _bad(_INVALID)
+        if lf >= 0 and _STATUS.match(bytes(buf[start:lf + 1]).decode("latin-1")) is None:
+            raise _bad(_NO_HEADER)
         if end - start > self.max_head:
             raise _bad(_TOO_BIG)
-
-    def _status_line(self, line: bytes) -> tuple[str, int, str]:
-        if line[:5] != b"HTTP/" or len(line) < 14 or line[-2] != 13:
-            raise _bad(_NO_HEADER)
-        v = line[5:8]
-        if v[1] != 0x2E or v[0] != 0x31 or not (0x30 <= v[2] <= 0x39) or line[8] != 0x20:
-            raise _bad(_NO_HEADER)
-        code = line[9:12]
-        if not code.isdigit() or not code.isascii() or code[0] == 0x30:
-            raise _bad(_NO_HEADER)
-        rest = line[12:-2]
-        if rest:
-            if rest[0] != 0x20 or rest.translate(None, _REASON_BAD) != rest:
-                raise _bad(_NO_HEADER)
-            reason = rest[1:].decode("latin-1")
-        else:
-            reason = ""
-        version = "1.0" if v[2] == 0x30 else "1.1"
-        return version, int(code), reason
 
     def _complete_head(self, buf: bytes, start: int, end: int, events: list[Event]) -> None:
-        lf = buf.find(b"\n", start, end)
-        version, status, reason = self._status_line(buf[start:lf + 1])
-        if buf.find(b"\n\n", start, end) >= 0:
-            raise _bad(_INVALID)
+        # Lines end in CRLF or, as nginx accepts from upstreams, a bare LF; every field is
+        # rewritten by whoever forwards it, so no bare LF goes further.
+        text = buf[start:end].decode("latin-1")
+        m = _STATUS.match(text)
+        if m is None:
+            raise _bad(_NO_HEADER)
         if end - start > self.max_head:
             raise _bad(_TOO_BIG)
-        col = _Collector()
-        hp = httptools.HttpResponseParser(col)
-        hp.set_dangerous_leniencies(lenient_chunked_length=True, lenient_transfer_encoding=True)
-        try:
-            hp.feed_data(_CANON_STATUS_LINE)
-            hp.feed_data(memoryview(buf)[lf + 1:end])
-        except httptools.HttpParserUpgrade:
-            pass
-        except httptools.HttpParserError as e:
-            if "Duplicate Content-Length" in str(e):
-                raise _bad("upstream sent duplicate header line: \"Content-Length\"") from None
-            raise _bad(_INVALID) from None
-        if not col.complete:
+        fields_at = m.end()
+        if _FIELDS.fullmatch(text, fields_at) is None:
             raise _bad(_INVALID)
+        version = "1.0" if m.group(1) == "0" else "1.1"
+        status = int(m.group(2))
+        reason = m.group(3) or ""
 
         headers: list[tuple[str, str]] = []
-        cl_raw: bytes | None = None
-        te_raw: bytes | None = None
+        cl_raw: str | None = None
+        te_raw: str | None = None
         conn: list[str] = []
-        for name, value in col.fields:
-            if value and (value[-1] == 32 or value[-1] == 9):
-                value = value.rstrip(b" \t")
-            svalue = value.decode("latin-1")
-            headers.append((name.decode("latin-1"), svalue))
+        for name, value in _FIELD.findall(text, fields_at):
+            if value and (value[-1] == " " or value[-1] == "\t"):
+                value = value.rstrip(" \t")
+            headers.append((name, value))
             kind = _SPECIAL.get(name.lower())
             if kind is None:
                 continue
@@ -307,16 +280,16 @@ class H1ResponseParser:
                     raise _bad("upstream sent duplicate header line: \"Transfer-Encoding\"")
                 te_raw = value
             else:
-                conn.append(svalue)
+                conn.append(value)
 
         content_length: int | None = None
         if cl_raw is not None:
-            if not cl_raw.isdigit() or not cl_raw.isascii() or len(cl_raw.lstrip(b"0")) > 18:
+            if not cl_raw.isdigit() or not cl_raw.isascii() or len(cl_raw.lstrip("0")) > 18:
                 raise _bad("upstream sent invalid \"Content-Length\" header")
             content_length = int(cl_raw)
         chunked = False
         if te_raw is not None:
-            if len(te_raw) == 7 and te_raw.lower() == b"chunked":
+            if len(te_raw) == 7 and te_raw.lower() == "chunked":
                 chunked = True
             else:
                 raise _bad("upstream sent unknown \"Transfer-Encoding\"")

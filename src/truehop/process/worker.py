@@ -218,5 +218,15 @@ def run(rt: Runtime, sockets: dict[tuple[str, int], socket.socket],
         ready_fd: int | None = None) -> None:
     import uvloop
 
+    profile_to = os.environ.get("TRUEHOP_PROFILE")
+    if profile_to:
+        # a developer's tool (bench/README.md): cProfile this worker, dumped when it exits
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(Worker(rt, sockets, ready_fd).serve())
+    if profile_to:
+        prof.disable()
+        prof.dump_stats(f"{profile_to}.{os.getpid()}")

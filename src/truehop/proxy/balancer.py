@@ -117,7 +117,7 @@ class Peer:
 
     __slots__ = ("addr", "port", "weight", "max_fails", "fail_timeout", "backup", "down",
                  "server", "current_weight", "effective_weight", "fails", "accessed",
-                 "checked", "conns")
+                 "checked", "conns", "name", "key")
 
     def __init__(self, addr: str, port: int, weight: int = 1, max_fails: int = 1,
                  fail_timeout: float = 10.0, backup: bool = False, down: bool = False,
@@ -131,7 +131,9 @@ class Peer:
         self.fail_timeout = fail_timeout
         self.backup = backup
         self.down = down
-        self.server = server or _hostport(addr, port)
+        self.name = _hostport(addr, port)    # as in $upstream_addr: 127.0.0.1:3000, [::1]:3000
+        self.key = (addr, port)               # as the keepalive pool keys it
+        self.server = server or self.name
         # runtime state, as in ngx_http_upstream_rr_peer_t
         self.current_weight = 0
         self.effective_weight = weight
@@ -144,16 +146,6 @@ class Peer:
     def from_conf(cls, pc: PeerSpec) -> Peer:
         return cls(pc.host, pc.port, pc.weight, pc.max_fails, pc.fail_timeout, pc.backup,
                    pc.down, str(getattr(pc, "server", "") or ""))
-
-    @property
-    def key(self) -> tuple[str, int]:
-        """The address as the keepalive pool keys it."""
-        return (self.addr, self.port)
-
-    @property
-    def name(self) -> str:
-        """`127.0.0.1:3000` or `[::1]:3000`, as in `$upstream_addr`."""
-        return _hostport(self.addr, self.port)
 
     def failed_now(self, now: float) -> bool:
         """True while passive health keeps this peer out (nginx's skip condition)."""
