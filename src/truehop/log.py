@@ -66,8 +66,8 @@ class ErrorLog:
                 h = r.head
                 if h.method:
                     line += f', request: "{h.method} {h.target} HTTP/{h.version}"'
-                if r.upstream_addr:
-                    line += f', upstream: "{r.extra.get("upstream_url", r.upstream_addr[-1])}"'
+                if r.upstream_tries:
+                    line += f', upstream: "{r.upstream_tries[-1].url}"'
                 if h.host:
                     line += f', host: "{h.host}"'
             else:

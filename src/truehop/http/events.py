@@ -38,6 +38,7 @@ class RequestHead:
     expect_continue: bool = False     # "Expect: 100-continue"
     scheme: str | None = None         # scheme of an absolute-form target, lower-cased
     header_bytes: int = 0             # size of the request head on the wire ($request_length)
+    conn_tokens: frozenset[str] = frozenset()  # lower-cased options of Connection (hop-by-hop)
 
     def get(self, name: str) -> str | None:
         """First value of a header, case-insensitive (name given lower-case)."""
@@ -57,6 +58,7 @@ class ResponseHead:
     chunked: bool
     keep_alive: bool                  # upstream allows reuse after this response
     until_close: bool = False         # body is delimited by the upstream closing
+    conn_tokens: frozenset[str] = frozenset()  # lower-cased options of Connection (hop-by-hop)
 
     def get(self, name: str) -> str | None:
         for k, v in self.headers:

@@ -821,7 +821,8 @@ class H1ServerParser:
             path, query = starget[:q], starget[q + 1:]
         head = RequestHead(method, starget, path, query, version, headers, host,
                            None if chunked else content_length, chunked, keep_alive,
-                           upgrade, expect, scheme, size)
+                           upgrade, expect, scheme, size,
+                           frozenset(tokens) if tokens else _NO_TOKENS)
 
         if chunked:
             self._chunked = ChunkedDecoder(400, "client sent invalid chunked body",
@@ -833,6 +834,9 @@ class H1ServerParser:
         elif upgrade is not None:
             self._state = _PAUSED
         return head
+
+
+_NO_TOKENS: frozenset[str] = frozenset()
 
 
 # -- writing our answers ------------------------------------------------------------------------

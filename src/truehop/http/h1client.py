@@ -76,6 +76,9 @@ _FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f
 _FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*\r?\n")
 
 
+_NO_TOKENS: frozenset[str] = frozenset()
+
+
 def _head_end(buf: bytes | bytearray, start: int) -> int:
     """Where the head ends (after its empty line), or -1: the first LF CRLF or LF LF."""
     crlf = buf.find(b"\n\r\n", start)
@@ -313,7 +316,8 @@ class H1ResponseParser:
                 status, reason, version, headers, None, False, keep_alive)))
             return  # the final head follows
         if status == 101:
-            head = ResponseHead(status, reason, version, headers, None, False, False)
+            head = ResponseHead(status, reason, version, headers, None, False, False, False,
+                                frozenset(tokens) if tokens else _NO_TOKENS)
             self._head = head
             events.append(Response(head))
             self._state = _PAUSED
@@ -328,7 +332,7 @@ class H1ResponseParser:
             until_close = True
             keep_alive = False
         head = ResponseHead(status, reason, version, headers, content_length, chunked,
-                            keep_alive, until_close)
+                            keep_alive, until_close, frozenset(tokens) if tokens else _NO_TOKENS)
         self._head = head
         events.append(Response(head))
         if no_body or content_length == 0:

@@ -156,7 +156,7 @@ class Exchange:
 
     __slots__ = ("conn", "head", "body", "started", "finished", "status", "bytes_sent",
                  "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
-                 "remaining", "on_done")
+                 "remaining", "on_done", "pending")
 
     def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
         self.conn = conn
@@ -178,20 +178,23 @@ class Exchange:
         self.aborted = False
         self.remaining: int | None = None
         self.on_done: Callable[[], None] | None = None
+        self.pending: list[bytes] | None = None   # corked bytes not yet written
 
     # -- writing the response --------------------------------------------------------------
 
     def start_response(self, status: int, headers: list[tuple[str, str]],
                        content_length: int | None, reason: str | None = None,
-                       close: bool = False) -> None:
+                       close: bool = False, cork: bool = False) -> None:
         """Write the status line and headers. `headers` must not contain framing or
-        Connection headers: they are decided here."""
+        Connection headers: they are decided here (and appended to the list given).
+        `cork`: hold the head, and what `write` adds, until `flush` or `end`, so that a
+        small response leaves in one write (one segment, one syscall)."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
         self.status = status
         c = self.conn
-        h = list(headers)
+        h = headers
         if close or c.closing or not self.body.complete:
             self.keep_alive = False
         if c.requests >= c.keepalive_requests or c.keepalive_timeout <= 0:
@@ -219,7 +222,10 @@ class Exchange:
             self.head_only = True
         data = response_head_bytes(status, h, "1.1", reason)
         self.bytes_sent += len(data)
-        c.write(data)
+        if cork:
+            self.pending = [data]
+        else:
+            c.write(data)
 
     def write(self, data: bytes) -> None:
         if not data or self.head_only or self.aborted:
@@ -227,16 +233,32 @@ class Exchange:
         self.body_bytes_sent += len(data)
         self.bytes_sent += len(data)
         if self.chunked:
-            self.conn.write(b"%x\r\n" % len(data) + data + b"\r\n")
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self.pending is not None:
+            self.pending.append(data)
         else:
             self.conn.write(data)
+
+    def flush(self) -> None:
+        """Write what `cork` held back."""
+        p = self.pending
+        if p is not None:
+            self.pending = None
+            self.conn.write(p[0] if len(p) == 1 else b"".join(p))
 
     async def drain(self) -> None:
         await self.conn.drain()
 
+    @property
+    def write_blocked(self) -> bool:
+        """`drain()` has something to do: the transport asked us to pause, or it is gone."""
+        c = self.conn
+        return c._write_paused or c.closed
+
     async def sendfile(self, f: Any, offset: int, count: int) -> None:
         """Send `count` bytes of an open file. Uses the kernel's sendfile when the transport
         allows."""
+        self.flush()
         if self.head_only or count <= 0:
             return
         self.body_bytes_sent += count
@@ -252,11 +274,17 @@ class Exchange:
             return
         self.finished = True
         if self.chunked and not self.aborted:
-            self.conn.write(b"0\r\n\r\n")
+            if self.pending is not None:
+                self.pending.append(b"0\r\n\r\n")
+            else:
+                self.conn.write(b"0\r\n\r\n")
+        if self.pending is not None:
+            self.flush()
         self.conn.exchange_done(self)
 
     def abort(self) -> None:
         """Stop mid-response: the client must see an incomplete message, never a complete one."""
+        self.pending = None
         self.aborted = True
         self.keep_alive = False
         self.finished = True

@@ -98,7 +98,7 @@ class H2Exchange:
 
     __slots__ = ("conn", "sid", "head", "body", "started", "finished", "status", "bytes_sent",
                  "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
-                 "remaining", "on_done", "end_sent", "task", "launched")
+                 "remaining", "on_done", "end_sent", "task", "launched", "corked")
 
     def __init__(self, conn: H2Connection, sid: int, head: RequestHead,
                  end_stream: bool) -> None:
@@ -123,6 +123,7 @@ class H2Exchange:
         self.end_sent = False
         self.task: asyncio.Task[Any] | None = None
         self.launched = False
+        self.corked = False
 
     # -- request body flow control ---------------------------------------------------------
 
@@ -142,8 +143,9 @@ class H2Exchange:
 
     def start_response(self, status: int, headers: list[tuple[str, str]],
                        content_length: int | None, reason: str | None = None,
-                       close: bool = False) -> None:
-        """HEADERS with `:status`. `close` and `reason` have no meaning on a stream."""
+                       close: bool = False, cork: bool = False) -> None:
+        """HEADERS with `:status`. `close` and `reason` have no meaning on a stream. `cork`:
+        the frames wait in the connection's buffer until `flush` or `end`."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
@@ -162,7 +164,10 @@ class H2Exchange:
             return
         if c.server.send_response(self.sid, status, h, end_stream=end_now) and end_now:
             self.end_sent = True
-        c.flush()
+        if cork and not self.end_sent:
+            self.corked = True
+        else:
+            c.flush()
 
     def write(self, data: bytes) -> None:
         if not data or self.head_only or self.aborted or self.end_sent:
@@ -173,12 +178,25 @@ class H2Exchange:
         if c.closed:
             return
         c.server.send_body(self.sid, data)
-        c.flush()
+        if not self.corked:
+            c.flush()
+
+    def flush(self) -> None:
+        if self.corked:
+            self.corked = False
+            if not self.conn.closed:
+                self.conn.flush()
+
+    @property
+    def write_blocked(self) -> bool:
+        """Always: HTTP/2 flow control is per stream, `drain` decides."""
+        return True
 
     async def drain(self) -> None:
         await self.conn.drain_stream(self)
 
     async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        self.flush()
         if self.head_only or count <= 0:
             return
         fd = f.fileno()
@@ -196,6 +214,7 @@ class H2Exchange:
         if self.finished:
             return
         self.finished = True
+        self.corked = False
         c = self.conn
         if not self.aborted and not c.closed and not self.end_sent:
             if self.started:

@@ -182,6 +182,20 @@ class UpstreamConnection(asyncio.Protocol):
         finally:
             self._drain_waiter = None
 
+    def pop_event(self) -> Any:
+        """The next response event if one is already parsed, else None (never waits)."""
+        if not self.events:
+            return None
+        ev = self.events.popleft()
+        if type(ev) is Data:
+            self.buffered -= len(ev.data)
+            if self._paused and self.buffered < self.high_water // 2 and self.transport:
+                self._paused = False
+                self.transport.resume_reading()
+        elif type(ev) is EndOfMessage:
+            self.parser = None
+        return ev
+
     async def next_event(self, timeout: float) -> Any:
         """The next response event; raises UpstreamError on failure or timeout."""
         while not self.events:
@@ -202,15 +216,7 @@ class UpstreamConnection(asyncio.Protocol):
             if w.result() is _TIMED_OUT:
                 raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
                                                "while reading upstream")
-        ev = self.events.popleft()
-        if type(ev) is Data:
-            self.buffered -= len(ev.data)
-            if self._paused and self.buffered < self.high_water // 2 and self.transport:
-                self._paused = False
-                self.transport.resume_reading()
-        elif type(ev) is EndOfMessage:
-            self.parser = None
-        return ev
+        return self.pop_event()
 
     def finished_cleanly(self) -> bool:
         return self.parser is None and not self.events and not self.closed and not self.eof

@@ -150,7 +150,7 @@ class Pipeline:
             elif not ex.finished:
                 ex.abort()
         finally:
-            up = r.extra.pop("upstream_conn", None)
+            up = r.upstream_conn
             if up is not None and not up.is_closed():
                 up.abort()  # the exchange did not end cleanly: never reuse, never leak
             if not ex.finished:

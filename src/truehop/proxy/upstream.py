@@ -19,18 +19,27 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from truehop.conf.model import LocationConf, Settings, UpstreamConf
-from truehop.http.events import Data, EndOfMessage, InformationalResponse, ProtocolError, Response
+from truehop.http.events import (
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    ProtocolError,
+    Response,
+    ResponseHead,
+)
 from truehop.http.h1client import request_head_bytes
-from truehop.http.headers import HOP_BY_HOP, connection_tokens
+from truehop.http.headers import HOP_BY_HOP
 from truehop.net.downstream import ClientGone, Exchange
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.pipeline import Finish
-from truehop.route.state import RequestState
+from truehop.route.state import RequestState, UpstreamTry
 from truehop.route.uri import escape_uri
 
 if TYPE_CHECKING:
     from truehop.process.runtime import Runtime, UpstreamRuntime
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_NO_FLAGS: frozenset[str] = frozenset()
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 # headers nginx never copies from the client when it writes the upstream request
 CLIENT_SKIP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "te", "upgrade",
@@ -44,6 +53,37 @@ RESPONSE_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "trans
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 STATUS_FLAGS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
                 403: "http_403", 404: "http_404", 429: "http_429"}
+
+
+class HeaderPlan:
+    """What a location's settings say about the headers of every request and response it
+    proxies, worked out once per `Settings` (nginx too compiles proxy_set_header into a script
+    at configuration time): the per-request loops then only test set membership."""
+
+    __slots__ = ("set_entries", "client_skip", "conn_close", "response_drop", "pass_client")
+
+    def __init__(self, s: Settings) -> None:
+        entries: list[tuple[str, Any, str | None, int]] = []
+        set_names: set[str] = set()
+        for h in s.proxy_set_header or ():
+            lname = h.name.lower()
+            set_names.add(lname)
+            if lname in ("content-length", "transfer-encoding"):
+                continue  # framing is ours
+            kind = _SET_KIND.get(lname, 0)
+            entries.append((h.name, h.value, h.value.static, kind))
+        self.set_entries = tuple(entries)
+        # client headers never copied: hop-by-hop, framing, and those proxy_set_header sets
+        self.client_skip = frozenset(CLIENT_SKIP | HOP_BY_HOP | set_names)
+        self.conn_close = s.proxy_http_version == "1.0" and "connection" not in set_names
+        hide = HIDE_DEFAULT.union(s.proxy_hide_header or ())
+        if s.proxy_pass_header:
+            hide = hide.difference(s.proxy_pass_header)
+        self.response_drop = frozenset(hide | RESPONSE_HOP)
+        self.pass_client = bool(s.proxy_pass_request_headers)
+
+
+_SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
 
 
 class Attempt:
@@ -61,6 +101,13 @@ class Attempt:
 class Proxy:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.plans: dict[int, HeaderPlan] = {}  # by id(Settings); the config keeps them alive
+
+    def plan(self, s: Settings) -> HeaderPlan:
+        p = self.plans.get(id(s))
+        if p is None:
+            p = self.plans[id(s)] = HeaderPlan(s)
+        return p
 
     # -- target ------------------------------------------------------------------------
 
@@ -120,44 +167,40 @@ class Proxy:
     def build_headers(self, r: RequestState, s: Settings, upgrade_ok: bool
                       ) -> tuple[list[tuple[str, str]], bool]:
         """The upstream request's headers except framing; and whether Upgrade is forwarded."""
+        plan = self.plan(s)
         out: list[tuple[str, str]] = []
-        set_names: set[str] = set()
         host_value: str | None = None
         upgrading = False
-        for h in s.proxy_set_header or ():
-            lname = h.name.lower()
-            set_names.add(lname)
-            v = h.value.render(r)
-            if lname == "host":
-                host_value = v
-                continue
-            if not v:
+        for name, tpl, static, kind in plan.set_entries:
+            v = static if static is not None else tpl.render(r)
+            if kind:
+                if kind == 1:
+                    host_value = v
+                    continue
+                if not v:
+                    continue
+                if kind == 2:
+                    if not upgrade_ok:
+                        continue
+                    upgrading = True
+                elif not upgrade_ok and "upgrade" in v.lower():
+                    continue  # Connection: upgrade without an upgrade to forward
+            elif not v:
                 continue  # an empty value removes the header
-            if lname == "upgrade":
-                if not upgrade_ok:
-                    continue
-                upgrading = True
-            elif lname == "connection":
-                if not upgrade_ok and "upgrade" in v.lower():
-                    continue
-            elif lname in ("content-length", "transfer-encoding"):
-                continue  # framing is ours
-            out.append((h.name, v))
+            out.append((name, v))
         if host_value is None:
             host_value = r.proxy_host
         if host_value:
             out.insert(0, ("Host", host_value))
-        if s.proxy_http_version == "1.0" and "connection" not in set_names:
+        if plan.conn_close:
             out.append(("Connection", "close"))
-        if s.proxy_pass_request_headers:
+        if plan.pass_client:
             head = r.head
-            named = set()
-            for k, v in head.headers:
-                if k.lower() == "connection":
-                    named |= connection_tokens(v)
+            skip = plan.client_skip
+            named = head.conn_tokens
             for k, v in head.headers:
                 lk = k.lower()
-                if lk in CLIENT_SKIP or lk in set_names or lk in named or lk in HOP_BY_HOP:
+                if lk in skip or (named and lk in named):
                     continue
                 out.append((k, v))
         return out, upgrading
@@ -180,24 +223,27 @@ class Proxy:
         # the request body: read whole (proxy_request_buffering on) or streamed
         body: bytes | None = None
         stream_body = False
-        limit = s.client_max_body_size or (1 << 62)
         has_body = head.chunked or bool(head.content_length)
-        if not s.proxy_pass_request_body or not has_body:
+        if not has_body:
             body = b""
-            if has_body:
+            if method in _BODY_METHODS:
+                headers.append(("Content-Length", "0"))
+        else:
+            limit = s.client_max_body_size or (1 << 62)
+            if not s.proxy_pass_request_body:
+                body = b""
                 await _discard(ex, limit, s.client_body_timeout)
-        elif s.proxy_request_buffering or s.proxy_http_version == "1.0" and head.chunked:
-            body = await ex.body.read_all(limit, s.client_body_timeout)
-        else:
-            stream_body = True
-        if body is not None:
-            if body or method in ("POST", "PUT", "PATCH") or has_body:
+            elif s.proxy_request_buffering or s.proxy_http_version == "1.0" and head.chunked:
+                body = await ex.body.read_all(limit, s.client_body_timeout)
+            else:
+                stream_body = True
+            if body is not None:
                 headers.append(("Content-Length", str(len(body))))
-        elif head.content_length is not None:
-            headers.append(("Content-Length", str(head.content_length)))
-        else:
-            headers.append(("Transfer-Encoding", "chunked"))
-        r.request_body_length = len(body) if body is not None else 0
+            elif head.content_length is not None:
+                headers.append(("Content-Length", str(head.content_length)))
+            else:
+                headers.append(("Transfer-Encoding", "chunked"))
+            r.request_body_length = len(body) if body is not None else 0
         try:
             req_head = request_head_bytes(method, uri, headers, s.proxy_http_version or "1.1")
         except ValueError:
@@ -208,30 +254,55 @@ class Proxy:
         timeout_total = s.proxy_next_upstream_timeout or 0.0
         now = time.monotonic()
         att = Attempt(tries if tries else 1 << 30, now + timeout_total if timeout_total else 0.0)
-        flags = s.proxy_next_upstream or frozenset()
-        state = urt.balancer.start(now, self.hash_key(r, upstream))
-        last_error: UpstreamError | None = None
+        flags = s.proxy_next_upstream or _NO_FLAGS
+        state = urt.balancer.start(now, self.hash_key(r, upstream) if upstream.kind in (
+            "ip_hash", "hash") else None)
+        tries_made = r.upstream_tries
+        try:
+            await self._attempts(r, ex, loc, s, urt, upstream, scheme, uri, req_head, body,
+                                 stream_body, upgrading, att, flags, state, now)
+        finally:
+            if tries_made and tries_made[-1].end is None:
+                tries_made[-1].end = time.monotonic()
+
+    async def _attempts(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
+                        urt: UpstreamRuntime, upstream: UpstreamConf, scheme: str, uri: str,
+                        req_head: bytes, body: bytes | None, stream_body: bool,
+                        upgrading: bool, att: Attempt, flags: frozenset[str], state: Any,
+                        now: float) -> None:
+        """Try peers until one answers (proxy_next_upstream), then relay its response."""
+        head = r.head
+        method = head.method
+        pool = urt.pool
         last_status = 502
+        failed_before = False
         retried_stale = False
         sender: list[Any] = [None]
+        tries_made = r.upstream_tries
         while True:
-            peer = state.next(time.monotonic())
+            peer = state.next(now)
             if peer is None:
-                if last_error is None:
+                if not failed_before:
                     self.rt.log.error("no live upstreams while connecting to upstream", r.conn, r)
-                    r.upstream_addr.append(upstream.name)
-                    r.upstream_status.append("502")
-                    r.upstream_response_time.append("0.000")
+                    t = UpstreamTry(upstream.name, upstream.name, now)
+                    t.status = 502
+                    t.end = now
+                    tries_made.append(t)
                 raise Finish(last_status)
-            addr = f"{peer.addr}:{peer.port}" if ":" not in peer.addr else \
-                f"[{peer.addr}]:{peer.port}"
-            r.upstream_addr.append(addr)
-            r.extra["upstream_url"] = f"{scheme}://{addr}{uri}"
-            started = time.monotonic()
+            addr = peer.name
+            t = UpstreamTry(addr, f"{scheme}://{addr}{uri}", now)
+            tries_made.append(t)
             conn: UpstreamConnection | None = None
+            reused = False
             try:
-                conn, reused = await self.acquire(urt, peer, scheme, s, r)
-                r.extra["upstream_conn"] = conn  # aborted by the pipeline if we never finish
+                if pool is not None:
+                    conn = pool.acquire(peer.key, now)
+                if conn is None:
+                    conn = await self.fresh(peer, scheme, s, r)
+                else:
+                    reused = True
+                t.connect = time.monotonic()
+                r.upstream_conn = conn  # aborted by the pipeline if we never finish
                 try:
                     resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
                 except UpstreamError as e:
@@ -242,44 +313,42 @@ class Proxy:
                         retried_stale = True
                         conn.abort()
                         conn = await self.fresh(peer, scheme, s, r)
-                        r.extra["upstream_conn"] = conn
+                        r.upstream_conn = conn
                         resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
                     else:
                         raise
             except UpstreamError as e:
-                elapsed = time.monotonic() - started
-                r.upstream_response_time.append(f"{elapsed:.3f}")
+                now = t.end = time.monotonic()
                 if conn is not None:
                     conn.abort()
                 failed_kind = e.kind
                 status = 504 if failed_kind == "timeout" else 502
                 if failed_kind == "timeout" and "reading" in e.message:
                     self.rt.detect.read_timeout(r, loc, s.proxy_read_timeout or 60.0)
-                r.upstream_status.append(str(status))
+                t.status = status
                 self.rt.log.error(e.message, r.conn, r)
-                if state.done(peer, time.monotonic(), failed=True):
+                if state.done(peer, now, failed=True):
                     self.rt.log.warn("upstream server temporarily disabled while "
                                      + e.message.split(" while ")[-1], r.conn, r)
-                last_error = e
+                failed_before = True
                 last_status = status
                 if self.may_retry(failed_kind, flags, att, method, stream_body):
                     continue
                 raise Finish(status) from None
             # a response head arrived
-            status = resp.head.status
-            flag = STATUS_FLAGS.get(status)
+            now = t.header = time.monotonic()
+            status = t.status = resp.head.status
+            flag = STATUS_FLAGS.get(status) if flags else None
             if flag is not None and flag in flags and self.may_retry(flag, flags, att, method,
                                                                      stream_body):
-                r.upstream_status.append(str(status))
-                r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
-                state.done(peer, time.monotonic(), failed=flag not in ("http_403", "http_404"))
+                t.end = now
+                state.done(peer, now, failed=flag not in ("http_403", "http_404"))
                 conn.abort()
                 last_status = status
-                last_error = UpstreamError("http", f"upstream answered {status}")
+                failed_before = True
                 continue
-            state.done(peer, time.monotonic(), failed=False)
-            r.upstream_status.append(str(status))
-            await self.relay(r, ex, loc, s, urt, conn, resp, started, upgrading, head, sender[0])
+            state.done(peer, now, failed=False)
+            await self.relay(r, ex, loc, s, urt, conn, resp, t, upgrading, head, sender[0])
             return
 
     def may_retry(self, kind: str, flags: frozenset[str], att: Attempt, method: str,
@@ -305,15 +374,6 @@ class Proxy:
         if up.kind == "hash" and up.hash_key is not None:
             return up.hash_key.render(r)
         return None
-
-    async def acquire(self, urt: UpstreamRuntime, peer: Any, scheme: str, s: Settings,
-                      r: RequestState) -> tuple[UpstreamConnection, bool]:
-        pool = urt.pool
-        if pool is not None:
-            conn = pool.acquire((peer.addr, peer.port), time.monotonic())
-            if conn is not None:
-                return conn, True
-        return await self.fresh(peer, scheme, s, r), False
 
     async def fresh(self, peer: Any, scheme: str, s: Settings, r: RequestState
                     ) -> UpstreamConnection:
@@ -392,26 +452,17 @@ class Proxy:
     # -- response ----------------------------------------------------------------------
 
     def response_headers(self, r: RequestState, s: Settings, loc: LocationConf,
-                         resp_headers: list[tuple[str, str]], keep_upgrade: bool
-                         ) -> list[tuple[str, str]]:
-        hide = HIDE_DEFAULT.union(s.proxy_hide_header or ())
-        passh = s.proxy_pass_header or ()
-        if passh:
-            hide = hide.difference(passh)
-        named: set[str] = set()
-        for k, v in resp_headers:
-            if k.lower() == "connection":
-                named |= connection_tokens(v)
+                         rh: ResponseHead, keep_upgrade: bool) -> list[tuple[str, str]]:
+        drop = self.plan(s).response_drop
+        named = rh.conn_tokens
         out: list[tuple[str, str]] = []
-        for k, v in resp_headers:
+        for k, v in rh.headers:
             lk = k.lower()
-            if lk in hide:
-                continue
-            if lk in RESPONSE_HOP or lk in named:
-                if keep_upgrade and lk in ("upgrade", "connection"):
+            if lk in drop or (named and lk in named):
+                if keep_upgrade and (lk == "upgrade" or lk == "connection"):
                     out.append((k, v))
                 continue
-            if lk in ("location", "refresh"):
+            if lk == "location" or lk == "refresh":
                 v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
                 if lk == "location" and v.startswith("/"):
                     # nginx's header filter makes a relative Location absolute
@@ -464,7 +515,7 @@ class Proxy:
 
     async def relay(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
                     urt: UpstreamRuntime, conn: UpstreamConnection, resp: Response,
-                    started: float, upgrading: bool, head: Any, sender: Any) -> None:
+                    t: UpstreamTry, upgrading: bool, head: Any, sender: Any) -> None:
         rh = resp.head
         status = rh.status
         r.upstream_headers = rh.headers
@@ -473,27 +524,23 @@ class Proxy:
             if not upgrading:
                 conn.abort()
                 self.rt.log.error("upstream sent unexpected 101 response", r.conn, r)
-                r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
                 raise Finish(502)
             accept = rh.get("sec-websocket-accept")
             key = head.get("sec-websocket-key") or ""
             if accept != _ws_accept(key):
                 conn.abort()
                 self.rt.log.error("upstream sent invalid Sec-WebSocket-Accept", r.conn, r)
-                r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
                 raise Finish(502)
-            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
             await self.tunnel(r, ex, s, conn, rh)
             return
         # intercept errors into error_page
         if s.proxy_intercept_errors and status >= 300 and s.error_page and status in s.error_page:
             conn.abort()
-            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
             raise Finish(status)
-        headers = self.response_headers(r, s, loc, rh.headers, False)
+        headers = self.response_headers(r, s, loc, rh, False)
         headers = pipeline.filter_headers(r, status, headers)
         final_status = pipeline.response_status(r, status)
-        if rh.get("x-accel-buffering", ) == "no" or not s.proxy_buffering:
+        if not s.proxy_buffering or rh.get("x-accel-buffering") == "no":
             conn.high_water = 16 * 1024
         else:
             n, size = s.proxy_buffers or (8, 8192)
@@ -501,41 +548,40 @@ class Proxy:
         self.rt.detect.on_response(r, loc, status, rh)
         r.status = final_status
         r.sent_headers = headers
-        cl = rh.content_length
-        no_body = ex.head.method == "HEAD" or status in (204, 304) or status < 200
-        ex.start_response(final_status, pipeline.server_headers(r) + headers,
-                          content_length=cl if (cl is not None) else (0 if no_body and
-                                                                      status != 304 and False
-                                                                      else None),
-                          reason=rh.reason if final_status == status else None)
+        headers[0:0] = pipeline.server_headers(r)
+        # corked: the head goes out with the body bytes already read, in one write; whatever
+        # is held is flushed before waiting on the upstream (SSE and slow bodies stream)
+        ex.start_response(final_status, headers, rh.content_length,
+                          rh.reason if final_status == status else None, cork=True)
         read_timeout = s.proxy_read_timeout or 60.0
-        complete = False
         try:
             while True:
-                ev = await conn.next_event(read_timeout)
+                ev = conn.pop_event()
+                if ev is None:
+                    ex.flush()
+                    ev = await conn.next_event(read_timeout)
                 if type(ev) is Data:
                     ex.write(ev.data)
-                    await ex.drain()
+                    if ex.write_blocked:
+                        await ex.drain()
                 elif type(ev) is EndOfMessage:
-                    complete = True
                     break
         except UpstreamError as e:
-            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
+            ex.flush()
             self.rt.log.error(e.message.replace("reading response header from upstream",
                                                 "reading upstream"), r.conn, r)
             conn.abort()
             ex.abort()
             return
         except (ClientGone, ProtocolError):
-            r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
             conn.abort()
             raise ClientGone("client closed connection") from None
-        r.upstream_response_time.append(f"{time.monotonic() - started:.3f}")
         ex.end()
-        if complete and urt.pool is not None and rh.keep_alive and conn.finished_cleanly():
+        now = t.end = time.monotonic()
+        if urt.pool is not None and rh.keep_alive and conn.finished_cleanly():
             if sender is None or sender.done():
-                r.extra.pop("upstream_conn", None)
-                urt.pool.release(conn, time.monotonic(), reusable=True)
+                r.upstream_conn = None
+                urt.pool.release(conn, now, reusable=True)
                 return
         conn.close()
 
@@ -567,7 +613,7 @@ class Proxy:
                 ut.pause_reading()
                 _resume_later(ct, ut, done)
 
-        headers = self.response_headers(r, s, r.loc, rh.headers, True)
+        headers = self.response_headers(r, s, r.loc, rh, True)
         r.status = 101
         r.sent_headers = headers
         from truehop.http.h1 import response_head_bytes

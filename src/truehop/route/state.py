@@ -36,12 +36,29 @@ class ConnectionInfo:
         self.listen_key = listen_key
 
 
+class UpstreamTry:
+    """One attempt at an upstream peer (nginx's ngx_http_upstream_state_t). Times are
+    monotonic seconds; None until reached, shown as "-" by the variables: `connect` when the
+    connection was ready (a reused one: at once), `header` when the response head arrived,
+    `end` when the attempt ended, well or not."""
+
+    __slots__ = ("addr", "url", "status", "start", "connect", "header", "end")
+
+    def __init__(self, addr: str, url: str, start: float) -> None:
+        self.addr = addr            # $upstream_addr: 127.0.0.1:3000, or the upstream's name
+        self.url = url              # for error log lines: http://127.0.0.1:3000/x
+        self.status = 0             # 0 until known
+        self.start = start
+        self.connect: float | None = None
+        self.header: float | None = None
+        self.end: float | None = None
+
+
 class RequestState:
     __slots__ = (
         "conn", "head", "server", "loc", "uri", "args", "captures", "vars", "remote_addr",
         "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
-        "start", "upstream_addr", "upstream_status", "upstream_response_time",
-        "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
+        "start", "upstream_tries", "upstream_conn", "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
         "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
         "extra",
     )
@@ -62,9 +79,8 @@ class RequestState:
         self.body_bytes_sent = 0
         self.bytes_sent = 0
         self.start = time.time()
-        self.upstream_addr: list[str] = []
-        self.upstream_status: list[str] = []
-        self.upstream_response_time: list[str] = []
+        self.upstream_tries: list[UpstreamTry] = []
+        self.upstream_conn: Any = None          # aborted by the pipeline unless released
         self.upstream_headers: list[tuple[str, str]] = []
         self.sent_headers: list[tuple[str, str]] = []
         self.request_length = head.header_bytes

@@ -63,6 +63,16 @@ def _header(head_headers: list[tuple[str, str]], lname: str, joiner: str | None)
     return joiner.join(vals)
 
 
+def _upstream_times(r: RequestState, field: str) -> str:
+    """$upstream_{connect,header,response}_time: seconds with milliseconds per attempt, "-"
+    for a point the attempt never reached (or has not reached yet)."""
+    out = []
+    for t in r.upstream_tries:
+        at = getattr(t, field)
+        out.append("-" if at is None else f"{max(at - t.start, 0.0):.3f}")
+    return ", ".join(out)
+
+
 def header_var(name: str) -> Getter:
     lname = name.replace("_", "-").lower()
     # nginx joins repeated Cookie with "; " and X-Forwarded-For with ", "; others: first one.
@@ -261,11 +271,12 @@ BUILTIN: dict[str, Getter] = {
     "proxy_host": lambda r: r.proxy_host,
     "proxy_port": lambda r: r.proxy_port,
     "proxy_add_x_forwarded_for": _proxy_add_xff,
-    "upstream_addr": lambda r: ", ".join(r.upstream_addr),
-    "upstream_status": lambda r: ", ".join(r.upstream_status),
-    "upstream_response_time": lambda r: ", ".join(r.upstream_response_time),
-    "upstream_connect_time": lambda r: ", ".join(r.extra.get("upstream_connect_time", ())),
-    "upstream_header_time": lambda r: ", ".join(r.extra.get("upstream_header_time", ())),
+    "upstream_addr": lambda r: ", ".join([t.addr for t in r.upstream_tries]),
+    "upstream_status": lambda r: ", ".join([str(t.status) if t.status else "-"
+                                            for t in r.upstream_tries]),
+    "upstream_response_time": lambda r: _upstream_times(r, "end"),
+    "upstream_connect_time": lambda r: _upstream_times(r, "connect"),
+    "upstream_header_time": lambda r: _upstream_times(r, "header"),
     "remote_user": lambda r: "",
     "request_body": lambda r: "",
     "request_id": lambda r: r.extra.setdefault("request_id", os.urandom(16).hex()),
