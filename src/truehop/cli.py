@@ -232,14 +232,58 @@ def lint(cfg: Any) -> list[Any]:
     return rules.run(cfg)
 
 
+def error_log_targets(a: Args, cfg: Any, prefix: str) -> tuple[list[tuple[str, str]], bool]:
+    """The main-level error log: the config's `error_log` lines, else `-e`, else the built-in
+    `<prefix>/logs/error.log`. The flag says the built-in default is in use."""
+    if cfg.main.error_logs:
+        return cfg.main.error_logs, False
+    if a.error_log:
+        # as in nginx, -e names the log used until the config names its own
+        el = a.error_log if os.path.isabs(a.error_log) or a.error_log == "stderr" \
+            else os.path.join(prefix, a.error_log)
+        return [(el, DEFAULT_LEVEL)], False
+    # truehop's default level is `warn` (nginx's is `error`): the lint findings and the live
+    # detectors speak at warn, and being heard is the point.
+    return [(os.path.join(prefix, "logs/error.log"), DEFAULT_LEVEL)], True
+
+
+def open_error_log(a: Args, cfg: Any, prefix: str, check_only: bool = False) -> Any:
+    """Open the main-level error log; LogOpenError when a configured file cannot be opened
+    (nginx creates log files, never their directories). The built-in default's directory,
+    <prefix>/logs, is made here, as an nginx install would have made it. `check_only` (-t):
+    open and close the configured files, leave the default alone; returns None."""
+    from truehop.log import ErrorLog
+    from truehop.process.master import close_log
+    targets, default = error_log_targets(a, cfg, prefix)
+    if check_only:
+        if not default:
+            close_log(ErrorLog(targets, strict=True))
+        return None
+    if default:
+        os.makedirs(os.path.dirname(targets[0][0]), exist_ok=True)
+    return ErrorLog(targets, strict=True)
+
+
 def test_config(a: Args, conf: str, prefix: str) -> int:
+    from truehop.log import LogOpenError
     from truehop.process.runtime import Runtime
     findings: list[Any] = []
     try:
         cfg = load_config(a, conf, prefix)
         from truehop.log import ErrorLog
         Runtime(cfg, ErrorLog([("stderr", "emerg")]))  # the real start path, minus binding
+        open_error_log(a, cfg, prefix, check_only=True)
         findings = lint(cfg)
+    except LogOpenError as e:
+        # as nginx: the files are opened once the syntax was found ok
+        if a.format == "json":
+            print(json.dumps({"findings": [{"rule": "config-error", "severity": "error",
+                                            "file": conf, "line": None, "message": str(e)}]}))
+        if not a.quiet:
+            print(f"truehop: the configuration file {conf} syntax is ok", file=sys.stderr)
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
+        return 1
     except ConfigError as e:
         fatal = getattr(e, "rule", None)
         if a.format == "json":
@@ -314,7 +358,7 @@ def signal_master(a: Args, conf: str, prefix: str) -> int:
 
 
 def run_server(a: Args, conf: str, prefix: str) -> int:
-    from truehop.log import ErrorLog
+    from truehop.log import LogOpenError
     from truehop.process import master
     from truehop.process.runtime import Runtime
 
@@ -324,15 +368,11 @@ def run_server(a: Args, conf: str, prefix: str) -> int:
     except ConfigError as e:
         print(f"truehop: [emerg] {e}", file=sys.stderr)
         return 1
-    # truehop's default level is `warn` (nginx's is `error`): the lint findings and the live
-    # detectors speak at warn, and being heard is the point.
-    targets = cfg.main.error_logs or [(os.path.join(prefix, "logs/error.log"), DEFAULT_LEVEL)]
-    if a.error_log and not cfg.main.error_logs:
-        # as in nginx, -e names the log used until the config names its own
-        el = a.error_log if os.path.isabs(a.error_log) or a.error_log == "stderr" \
-            else os.path.join(prefix, a.error_log)
-        targets = [(el, DEFAULT_LEVEL)]
-    log = ErrorLog(targets)
+    try:
+        log = open_error_log(a, cfg, prefix)
+    except LogOpenError as e:
+        print(f"truehop: [emerg] {e}", file=sys.stderr)
+        return 1
     try:
         rt = Runtime(cfg, log)
     except Exception as e:

@@ -16,26 +16,58 @@ LEVELS = {"debug": 7, "info": 6, "notice": 5, "warn": 4, "error": 3, "crit": 2, 
           "emerg": 0}
 
 
+class LogOpenError(OSError):
+    """A log file that cannot be opened. Like nginx, truehop creates the file but never its
+    directory; the message is nginx's: `open() "PATH" failed (2: No such file or directory)`."""
+
+    def __init__(self, path: str, e: OSError) -> None:
+        super().__init__(e.errno, e.strerror, path)
+
+    def __str__(self) -> str:
+        return f'open() "{self.filename}" failed ({self.errno}: {self.strerror})'
+
+
+def open_log_file(path: str, buffering: int = 1) -> TextIO:
+    """Open (create) a log file for appending; LogOpenError when it cannot be."""
+    try:
+        return open(path, "a", buffering=buffering, encoding="utf-8",
+                    errors="backslashreplace")
+    except OSError as e:
+        raise LogOpenError(path, e) from None
+
+
 class ErrorLog:
-    def __init__(self, targets: list[tuple[str, str]] | None = None) -> None:
+    """`strict`: a file that cannot be opened at construction raises LogOpenError (start-up,
+    `-t`, reload refuse the configuration, as nginx does); otherwise, and on `reopen`, the
+    failure is reported and stderr takes the file's place."""
+
+    def __init__(self, targets: list[tuple[str, str]] | None = None,
+                 strict: bool = False) -> None:
         self.targets = targets or [("stderr", "error")]
         self.sinks: list[tuple[TextIO, int]] = []
         self.threshold = -1
         self.pid = os.getpid()
-        self.open()
+        self._open(strict)
 
     def open(self) -> None:
+        self._open(False)
+
+    def _open(self, strict: bool) -> None:
         sinks: list[tuple[TextIO, int]] = []
         for path, level in self.targets:
             if path == "stderr":
                 f: TextIO = sys.stderr
             else:
                 try:
-                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                    f = open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
-                except OSError as e:
-                    print(f'truehop: [alert] could not open error log file: open() "{path}" '
-                          f"failed ({e.errno}: {e.strerror})", file=sys.stderr)
+                    f = open_log_file(path)
+                except LogOpenError as e:
+                    if strict:
+                        for g, _ in sinks:
+                            if g not in (sys.stderr, sys.stdout):
+                                g.close()
+                        raise
+                    print(f"truehop: [alert] could not open error log file: {e}",
+                          file=sys.stderr)
                     f = sys.stderr
             sinks.append((f, LEVELS.get(level, 3)))
         old = self.sinks
@@ -105,6 +137,58 @@ class ErrorLog:
         self.log("emerg", msg, conn, r)
 
 
+class ScopedErrorLog(ErrorLog):
+    """The error log of a configuration with `error_log` at http, server or location level.
+
+    A line about a request (`r` given) goes to the error log of the request's location (or of
+    its server, before a location is chosen) when that level or one above it set one: the
+    innermost `error_log` wins, as in nginx. Every other line goes to `base`, the main-level
+    log. `scoped` maps each `Settings.error_log` value to its opened log. Used only when some
+    inner `error_log` exists, so a configuration without one pays nothing per line."""
+
+    def __init__(self, base: ErrorLog, scoped: dict[tuple[tuple[str, str], ...], ErrorLog]) -> None:
+        # no ErrorLog.__init__: the sinks are base's (a reopen there is seen here)
+        self.base = base
+        self.scoped = scoped
+        self.pid = base.pid
+
+    @property
+    def targets(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return self.base.targets
+
+    @property
+    def sinks(self) -> list[tuple[TextIO, int]]:  # type: ignore[override]
+        return self.base.sinks
+
+    @property
+    def threshold(self) -> int:  # type: ignore[override]
+        return max(self.base.threshold, *(s.threshold for s in self.scoped.values()))
+
+    def open(self) -> None:
+        self.base.open()
+        for s in self.scoped.values():
+            s.open()
+
+    reopen = open
+
+    def log(self, level: str, msg: str, conn: Any = None, r: Any = None) -> None:
+        if r is not None:
+            loc = r.loc
+            at = loc if loc is not None else r.server
+            targets = at.settings.error_log if at is not None else None
+            if targets is not None:
+                self.scoped[targets].log(level, msg, conn, r)
+                return
+        self.base.log(level, msg, conn, r)
+
+    def close_files(self) -> None:
+        """Close the inner logs' files (the master's copies, after a reload)."""
+        for s in self.scoped.values():
+            for f, _ in s.sinks:
+                if f not in (sys.stderr, sys.stdout):
+                    f.close()
+
+
 def escape_default(s: str) -> str:
     """nginx's default access-log escaping: `"`, `\\`, and bytes < 0x20 or >= 0x7f as \\xXX."""
     if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
@@ -155,10 +239,8 @@ class AccessSink:
         self.open()
 
     def open(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         old = self.f
-        self.f = open(self.path, "a", encoding="utf-8", errors="backslashreplace",
-                      buffering=1 if not self.buffer else -1)
+        self.f = open_log_file(self.path, 1 if not self.buffer else -1)
         if old is not None:
             old.close()
 

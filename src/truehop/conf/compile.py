@@ -164,11 +164,7 @@ class Compiler:
         elif d.name == "pid":
             main.pid = "off" if v[0] == "off" else self.prefixed(v[0])
         elif d.name == "error_log":
-            level = v[1] if len(v) > 1 else "error"
-            if level not in ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"):
-                raise ConfigError.at(f'invalid log level "{level}"', d)
-            path = v[0] if v[0] in ("stderr",) or v[0].startswith("syslog:") else self.prefixed(v[0])
-            main.error_logs.append((path, level))
+            main.error_logs.append(self.error_log_target(d))
         elif d.name == "daemon":
             main.daemon = self.flag(d)
         elif d.name == "worker_shutdown_timeout":
@@ -176,6 +172,15 @@ class Compiler:
         elif d.name == "user":
             main.user = v[0]
         # worker_rlimit_nofile, pcre_jit, ... are accepted and have no effect here.
+
+    def error_log_target(self, d: Directive) -> tuple[str, str]:
+        """`error_log FILE [LEVEL]` -> (path, level), at any level."""
+        v = d.values
+        level = v[1] if len(v) > 1 else "error"
+        if level not in ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"):
+            raise ConfigError.at(f'invalid log level "{level}"', d)
+        path = v[0] if v[0] in ("stderr",) or v[0].startswith("syslog:") else self.prefixed(v[0])
+        return path, level
 
     # --- http ----------------------------------------------------------------------------
 
@@ -921,6 +926,8 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "proxy_ignore_headers": ("proxy_ignore_headers", lambda c, d, s: frozenset(
         x.lower() for x in d.values)),
     "recursive_error_pages": ("recursive_error_pages", _flag),
+    # several error_log lines at one level all log; an inner level replaces the outer ones
+    "error_log": ("error_log", _append("error_log", lambda c, d: c.error_log_target(d))),
 }
 
 

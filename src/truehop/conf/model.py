@@ -84,7 +84,7 @@ SETTING_FIELDS = (
     "proxy_set_header", "add_header", "error_page", "access_log", "log_not_found",
     "etag", "max_ranges", "chunked_transfer_encoding", "set_real_ip_from",
     "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
-    "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages",
+    "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages", "error_log",
 )
 
 
@@ -148,6 +148,8 @@ class Settings:
     disable_symlinks: bool | None
     proxy_ignore_headers: frozenset[str] | None
     recursive_error_pages: bool | None
+    # error_log at http/server/location: ((path, level), ...); None = the main-level log
+    error_log: tuple[tuple[str, str], ...] | None
     where: dict[str, Where]
 
     def __init__(self) -> None:

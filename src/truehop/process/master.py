@@ -309,7 +309,7 @@ class Master:
         try:
             cfg = load(self.conf_path, self.prefix, self.globals)
             targets = cfg.main.error_logs or self.log.targets
-            log = self.log if targets == self.log.targets else ErrorLog(targets)
+            log = self.log if targets == self.log.targets else ErrorLog(targets, strict=True)
             rt = Runtime(cfg, log)
             findings = lint(cfg)
             errors = [f for f in findings if f.severity == "error"]
@@ -347,8 +347,7 @@ class Master:
         self.cfg, self.rt, self.log = cfg, rt, log
         self.signal_workers(signal.SIGQUIT, old_gen)
         if old_rt is not None:
-            for sink in old_rt.sinks.values():
-                sink.close()  # the master's copies; the old workers keep their own
+            old_rt.close_files()  # the master's copies; the old workers keep their own
         if old_log is not log:
             close_log(old_log)
         self.log.notice("reconfiguring done, old worker processes shutting down gracefully")

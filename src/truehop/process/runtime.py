@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, UpstreamConf
 from truehop.detect import Detector
 from truehop.http.h1 import H1Limits
-from truehop.log import AccessSink, ErrorLog, escape_default, escape_json
+from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
 from truehop.proxy.balancer import UpstreamBalancer
 from truehop.proxy.pool import KeepalivePool
 from truehop.route.servers import ServerNameIndex
@@ -183,7 +183,11 @@ class Runtime:
         self.shutting_down = False
         self._conn_limit_logged = False
         self._upstream_ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        # error_log at http/server/location level: one log per distinct list of targets
+        self.scoped_logs: dict[tuple[tuple[str, str], ...], ErrorLog] = {}
         self.build()
+        if self.scoped_logs:
+            self.log = self.detect.log = ScopedErrorLog(self.log, self.scoped_logs)
 
     # -- build (can fail; nothing bound yet) -------------------------------------------
 
@@ -218,10 +222,16 @@ class Runtime:
             self.listeners[key] = lst
         for up in cfg.http.upstreams.values():
             self.upstreams[id(up)] = UpstreamRuntime(up)
+        self._open_error_log(cfg.http.settings)  # opened (and checked) even if unused
         for srv in cfg.http.servers:
             self._open_sinks(srv.settings)
             for loc in _walk(srv.locations + list(srv.named.values())):
                 self._open_sinks(loc.settings)
+
+    def _open_error_log(self, s: Settings) -> None:
+        targets = s.error_log
+        if targets is not None and targets not in self.scoped_logs:
+            self.scoped_logs[targets] = ErrorLog(list(targets), strict=True)
 
     def sni_context(self, lst: Listener) -> ssl.SSLContext:
         contexts: dict[int, ssl.SSLContext] = {}
@@ -247,8 +257,13 @@ class Runtime:
         return default
 
     def _open_sinks(self, s: Settings) -> None:
+        self._open_error_log(s)
         for al in s.access_log or ():
             if al.path != "off" and al.path not in self.sinks and not al.path.startswith("syslog:"):
+                if al.where == ("", 0):
+                    # the built-in default, <prefix>/logs/access.log: its directory is ours to
+                    # make (an nginx install ships it); a configured path's is not
+                    os.makedirs(os.path.dirname(al.path), exist_ok=True)
                 self.sinks[al.path] = AccessSink(al.path, al.buffer, al.flush)
 
     # -- per connection ------------------------------------------------------------------
@@ -386,6 +401,14 @@ class Runtime:
         self.log.reopen()
         for s in self.sinks.values():
             s.reopen()
+
+    def close_files(self) -> None:
+        """Close the log files this runtime opened (the master's copies, once its workers
+        have been replaced); the main-level error log is the master's to close."""
+        for sink in self.sinks.values():
+            sink.close()
+        if isinstance(self.log, ScopedErrorLog):
+            self.log.close_files()
 
     # -- shutdown ------------------------------------------------------------------------
 
