@@ -27,6 +27,7 @@ class Detector:
         self.findings: dict[tuple[str, str], dict[str, Any]] = {}
         self.redirects: dict[tuple[str, str], collections.deque[float]] = {}
         self.addr_seen: dict[str, tuple[str, int]] = {}
+        self.state_fd: int | None = None
 
     def report(self, rule: str, loc: Any, r: Any, message: str, fix: str) -> None:
         where = f"{loc.where[0]}:{loc.where[1]}" if loc is not None else "?"
@@ -114,20 +115,45 @@ class Detector:
     def snapshot(self) -> list[dict[str, Any]]:
         return list(self.findings.values())
 
+    def open_state(self) -> None:
+        """Create this worker's findings file now and keep it open. A worker calls this before
+        it switches to the `user` of the config: like the log files, the file is opened with
+        the master's privileges, and the worker only writes to the open descriptor (the
+        directory stays the master's, nothing in it becomes writable by the worker user)."""
+        if not self.state_dir:
+            return
+        try:
+            self.state_fd = os.open(state_path(self.state_dir, os.getpid()),
+                                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except OSError:
+            self.state_fd = None
+
     def save(self) -> None:
         """Write this worker's findings where `truehop status` reads them (only when changed)."""
         if not self.dirty or not self.state_dir:
             return
         self.dirty = False
-        path = os.path.join(self.state_dir, f"findings.{os.getpid()}.json")
+        if self.state_fd is not None:
+            data = json.dumps({"pid": os.getpid(), "findings": self.snapshot()}).encode()
+            try:
+                # a reader racing this write sees invalid JSON and skips the file this once
+                os.ftruncate(self.state_fd, 0)
+                os.pwrite(self.state_fd, data, 0)
+            except OSError:
+                pass
+            return
+        path = state_path(self.state_dir, os.getpid())
         try:
-            os.makedirs(self.state_dir, exist_ok=True)
             tmp = path + ".tmp"
             with open(tmp, "w") as fh:
                 json.dump({"pid": os.getpid(), "findings": self.snapshot()}, fh)
             os.replace(tmp, path)
         except OSError:
             pass
+
+
+def state_path(state_dir: str, pid: int) -> str:
+    return os.path.join(state_dir, f"findings.{pid}.json")
 
 
 def read_status(state_dir: str) -> list[dict[str, Any]]:

@@ -94,6 +94,7 @@ def demo(a: Any) -> int:
     demo_dir = os.path.join(here, "demo")
     # a private prefix: logs and the pid file never land inside the installed package
     work = tempfile.mkdtemp(prefix="truehop-demo-")
+    os.chmod(work, 0o755)  # started as root, the workers run as nobody and serve static/
     shutil.copytree(os.path.join(demo_dir, "static"), os.path.join(work, "static"))
     conf = os.path.join(work, "demo.conf")
     shutil.copy(os.path.join(demo_dir, "demo.conf"), conf)

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -435,9 +436,23 @@ class TruehopProcess(_ServerProcess):
 
     name = "truehop"
 
+    def write_config(self, config_text: str | None = None) -> None:
+        super().write_config(config_text)
+        if os.geteuid() == 0:
+            worker_readable(self.tmp_path)
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "truehop", "-p", f"{self.tmp_path}/",
                 "-c", str(self.conf_path), "-e", str(self.error_log_path), *self.extra_args]
+
+
+def worker_readable(path: Path) -> None:
+    """Started as root, truehop's workers run as nobody (nginx's default `user`): let them
+    reach the files a test puts under its tmp_path (pytest makes its base directory 0700)."""
+    p = path
+    while str(p) not in ("/", "/tmp", tempfile.gettempdir()):
+        os.chmod(p, os.stat(p).st_mode | 0o755)
+        p = p.parent
 
 
 def run_truehop(*args: str, cwd: str | os.PathLike[str] | None = None,

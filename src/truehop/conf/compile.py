@@ -151,6 +151,12 @@ class Compiler:
         else:
             http_tree = tree
         http = self.compile_http(http_tree)
+        if main.user is None and os.geteuid() == 0:
+            # nginx's built-in `user nobody nogroup;` (group "nobody" where "nogroup" is not
+            # known), for a conf.d-style file too: workers never keep root
+            main.user = "nobody"
+            main.group = "nogroup" if _group_exists("nogroup") else "nobody"
+            main.uid, main.gid = worker_ids(main.user, main.group, None)
         return main, http
 
     def main_directive(self, main: MainConf, d: Directive) -> None:
@@ -171,6 +177,13 @@ class Compiler:
             main.worker_shutdown_timeout = self.time(d)
         elif d.name == "user":
             main.user = v[0]
+            main.group = v[1] if len(v) > 1 else v[0]   # as nginx: a group of the same name
+            if os.geteuid() != 0:
+                self.warnings.append('the "user" directive makes sense only if the master '
+                                     'process runs with super-user privileges, ignored in '
+                                     f"{d.file}:{d.line}")
+            else:
+                main.uid, main.gid = worker_ids(main.user, main.group, d)
         # worker_rlimit_nofile, pcre_jit, ... are accepted and have no effect here.
 
     def error_log_target(self, d: Directive) -> tuple[str, str]:
@@ -932,6 +945,34 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+def worker_ids(user: str, group: str, d: Directive | None) -> tuple[int, int]:
+    """(uid, gid) the workers switch to, with nginx's errors for unknown names."""
+    import grp
+    import pwd
+
+    def fail(msg: str) -> ConfigError:
+        return ConfigError.at(msg, d) if d is not None else ConfigError(msg)
+
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise fail(f'getpwnam("{user}") failed') from None
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise fail(f'getgrnam("{group}") failed') from None
+    return uid, gid
+
+
+def _group_exists(name: str) -> bool:
+    import grp
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
 
 def _proxy_uri_part(url: str) -> str:
     rest = url.split("://", 1)[-1]

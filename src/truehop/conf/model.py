@@ -424,6 +424,11 @@ class MainConf:
     worker_shutdown_timeout: float = 0.0
     worker_connections: int = 512
     user: str | None = None
+    group: str | None = None
+    # the ids workers switch to: set only when the master runs as root (`user`, else nginx's
+    # default nobody/nogroup); None = workers keep the master's identity
+    uid: int | None = None
+    gid: int | None = None
     where: dict[str, Where] = field(default_factory=dict)
 
 

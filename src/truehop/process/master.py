@@ -28,6 +28,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from typing import Any
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
 from truehop.conf.model import Config, Listen
-from truehop.log import ErrorLog
+from truehop.detect import state_path
+from truehop.log import ErrorLog, ScopedErrorLog
 from truehop.process.runtime import Runtime, listener_groups
 
 SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
@@ -211,6 +213,10 @@ class Master:
                         s.close()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD,))
                 from truehop.process import worker
+                # files the worker writes are opened before it gives up root: the logs
+                # (opened by the master), and its findings file for `truehop status`
+                rt.detect.open_state()
+                switch_user(rt.cfg)
                 worker.run(rt, sockets.for_slot(slot), w)
             except BaseException as e:  # never let a worker unwind into the master's code
                 try:
@@ -278,6 +284,11 @@ class Master:
             entry = self.workers.pop(pid, None)
             if entry is None:
                 continue
+            if self.rt is not None and self.rt.detect.state_dir:
+                try:
+                    os.unlink(state_path(self.rt.detect.state_dir, pid))
+                except OSError:
+                    pass
             gen, slot = entry
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             if os.WIFSIGNALED(status):
@@ -353,6 +364,39 @@ class Master:
         self.log.notice("reconfiguring done, old worker processes shutting down gracefully")
         return True
 
+    def reopen_logs(self) -> None:
+        """USR1, as nginx: the master reopens every log file (creating those moved away) and,
+        when the workers run as another user, gives each file to that user, so that the
+        workers, signalled next, can reopen it too."""
+        self.log.reopen()
+        paths = [p for p, _ in self.log.targets]
+        rt = self.rt
+        if rt is not None:
+            if isinstance(rt.log, ScopedErrorLog):
+                for el in rt.log.scoped.values():
+                    el.reopen()
+                    paths.extend(p for p, _ in el.targets)
+            for sink in rt.sinks.values():
+                try:
+                    sink.reopen()
+                except OSError as e:
+                    self.log.emerg(str(e))
+                paths.append(sink.path)
+        uid = self.cfg.main.uid
+        if uid is None or os.geteuid() != 0:
+            return
+        for path in dict.fromkeys(paths):
+            try:
+                st = os.stat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    continue        # stderr, /dev/stdout...: not the workers' to own
+                if st.st_uid != uid:
+                    os.chown(path, uid, -1)
+                if st.st_mode & 0o600 != 0o600:
+                    os.chmod(path, st.st_mode | 0o600)
+            except OSError as e:
+                self.log.alert(f'chown("{path}", {uid}) failed ({e.errno}: {e.strerror})')
+
     # -- main loop -----------------------------------------------------------------------
 
     def run(self, rt: Runtime) -> int:
@@ -385,7 +429,7 @@ class Master:
                         self.close_sockets()
                         stop_deadline = time.monotonic() + FAST_STOP_GRACE
                 elif sig == signal.SIGUSR1:
-                    self.log.reopen()
+                    self.reopen_logs()
                     self.log.notice("signal 10 (SIGUSR1) received, reopening logs")
                     self.signal_workers(signal.SIGUSR1)
             self.reap()
@@ -404,6 +448,47 @@ def lint(cfg: Config) -> list[Any]:
     except ImportError:  # pragma: no cover - lint ships with truehop
         return []
     return list(rules.run(cfg))
+
+
+# Imported lazily by the standard library or by truehop on paths a worker may take later.
+LAZY_STDLIB = ("concurrent.futures.thread", "encodings.idna", "encodings.ascii",
+               "encodings.latin_1", "datetime", "email.utils", "mimetypes", "hashlib",
+               "base64", "zlib", "json", "ssl", "uvloop", "h2.connection", "httptools")
+
+
+def preload_modules() -> None:
+    """Import now whatever a worker could import later. After the switch to `user`, the
+    Python installation may be unreadable (a pyenv or uv interpreter under /root is mode 700):
+    nginx's workers have all their code loaded, a Python worker must load it first."""
+    import importlib
+    import pkgutil
+
+    import truehop
+    names = [m.name for m in pkgutil.walk_packages(truehop.__path__, "truehop.")
+             if not m.name.startswith(("truehop.__main__", "truehop.demo"))]
+    for name in (*names, *LAZY_STDLIB):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def switch_user(cfg: Config) -> None:
+    """In a new worker: become the configured `user` (nginx's default nobody/nogroup) when
+    the master runs as root; the listening sockets and log files are already open."""
+    uid, gid, user = cfg.main.uid, cfg.main.gid, cfg.main.user or "nobody"
+    if uid is None or gid is None or os.geteuid() != 0:
+        return
+    preload_modules()
+    call = f"setgid({gid})"
+    try:
+        os.setgid(gid)
+        call = f"initgroups({user}, {gid})"
+        os.initgroups(user, gid)
+        call = f"setuid({uid})"
+        os.setuid(uid)
+    except OSError as e:
+        raise OSError(e.errno, f"{call} failed ({e.errno}: {e.strerror})") from None
 
 
 def close_log(log: ErrorLog) -> None:
@@ -476,6 +561,12 @@ def serve(cfg: Config, conf_path: str, prefix: str, globals_: str | None, log: E
           rt: Runtime) -> int:
     ensure_std_fds()
     master = Master(cfg, conf_path, prefix, globals_, log)
+    if rt.detect.state_dir:
+        # where the workers' findings files go (`truehop status`): <prefix>/logs, ours to make
+        try:
+            os.makedirs(rt.detect.state_dir, exist_ok=True)
+        except OSError:
+            pass
     try:
         master.bind_all(cfg)
     except OSError as e:
