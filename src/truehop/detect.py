@@ -26,7 +26,7 @@ class Detector:
         self.last: dict[tuple[str, str], float] = {}
         self.findings: dict[tuple[str, str], dict[str, Any]] = {}
         self.redirects: dict[tuple[str, str], collections.deque[float]] = {}
-        self.addr_seen: dict[str, tuple[str, int]] = {}
+        self.addr_seen: dict[Any, tuple[str, int]] = {}
         self.state_fd: int | None = None
 
     def report(self, rule: str, loc: Any, r: Any, message: str, fix: str) -> None:
@@ -53,7 +53,10 @@ class Detector:
                     "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "
                     "$connection_upgrade; (with map $http_upgrade $connection_upgrade)")
 
-    def on_response(self, r: Any, loc: Any, status: int, rh: Any) -> None:
+    def on_response(self, r: Any, loc: Any, status: int, rh: Any,
+                    ctype: str | None = None) -> None:
+        """`ctype`: the response's Content-Type when the caller already found it (saves a
+        scan of the headers on every response)."""
         if status in (301, 302, 303, 307, 308):
             location = rh.get("location") or ""
             if r.conn.scheme == "https" and location.startswith("http://"):
@@ -64,8 +67,9 @@ class Detector:
                                 "the app does not know the request came over HTTPS",
                                 "proxy_set_header X-Forwarded-Proto $scheme;")
             self.redirect_seen(r, loc, location)
-        ctype = (rh.get("content-type") or "").lower()
-        if ctype.startswith("text/event-stream"):
+        if ctype is None:
+            ctype = rh.get("content-type") or ""
+        if ctype[:17].lower() == "text/event-stream":
             s = loc.settings
             if s.proxy_buffering and (rh.get("x-accel-buffering") or "").lower() != "no":
                 self.report("sse-buffered", loc, r,
@@ -97,7 +101,7 @@ class Detector:
                         "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header Host $host;")
 
     def same_address(self, r: Any, loc: Any) -> None:
-        where = f"{loc.where[0]}:{loc.where[1]}"
+        where = loc.where
         addr = r.remote_addr
         prev = self.addr_seen.get(where)
         if prev is None or prev[0] != addr:

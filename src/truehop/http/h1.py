@@ -39,6 +39,7 @@ lines with nginx's reason phrases.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 import httptools
@@ -872,6 +873,8 @@ _STATUS_LINES: dict[tuple[str, int], bytes] = {
 }
 
 _HEADER_BAD = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+_RESP_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*"
+                          r"\r\n")
 
 
 def status_line(status: int, version: str = "1.1", reason: str | None = None) -> bytes:
@@ -895,14 +898,13 @@ def response_head_bytes(status: int, headers: list[tuple[str, str]], version: st
     line = status_line(status, version, reason)
     if not headers:
         return line + b"\r\n"
-    text = "".join([f"{k}: {v}\r\n" for k, v in headers])
-    try:
-        raw = text.encode("latin-1")
-    except UnicodeEncodeError:
-        raw = b""
-    if raw and raw.count(b"\n") == len(headers) and raw.count(b"\r") == len(headers) \
-            and b"\0" not in raw and all(is_token(k) for k, _ in headers):
-        return line + raw + b"\r\n"
+    text = "".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
+    # one pass checks every name and value; a CR LF inside a value would make an extra line
+    if _RESP_FIELDS.fullmatch(text) is not None and text.count("\n") == len(headers) + 1:
+        try:
+            return line + text.encode("latin-1")
+        except UnicodeEncodeError:
+            pass
     # slow path: drop what cannot be written safely
     parts = [line]
     for k, v in headers:

@@ -351,28 +351,25 @@ class H1ResponseParser:
 # -- writing requests ---------------------------------------------------------------------------
 
 _TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b == 0x7F)
-_VALUE_BAD = b"\r\n\0"
+# the fields as written: token names, values without CR, LF or NUL (the same rule as before,
+# checked in one pass)
+_REQ_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\x00]*\r\n)*\r\n")
+_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
 def request_head_bytes(method: str, target: str, headers: list[tuple[str, str]],
                        version: str = "1.1") -> bytes:
     """`METHOD target HTTP/x.y`, the fields, CRLF. Raises ValueError for a method or name that
     is not a token, a target with SP/CTL, or a value holding CR, LF or NUL."""
-    if not is_token(method):
+    if method not in _COMMON_METHODS and not is_token(method):
         raise ValueError(f"invalid method {method!r}")
-    if version not in ("1.1", "1.0"):
+    if version != "1.1" and version != "1.0":
         raise ValueError(f"invalid version {version!r}")
-    parts = [f"{method} {target} HTTP/{version}\r\n"]
-    for k, v in headers:
-        if not is_token(k):
-            raise ValueError(f"invalid header name {k!r}")
-        parts.append(f"{k}: {v}\r\n")
-    parts.append("\r\n")
-    raw = "".join(parts).encode("latin-1")  # UnicodeEncodeError is a ValueError
-    nlines = len(headers) + 2
-    if raw.count(b"\n") != nlines or raw.count(b"\r") != nlines or b"\0" in raw:
-        raise ValueError("CR, LF or NUL in a request header")
-    t = target.encode("latin-1")
+    fields = "".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
+    if _REQ_FIELDS.fullmatch(fields) is None or fields.count("\n") != len(headers) + 1:
+        raise ValueError("invalid header name, or CR, LF or NUL in a request header")
+    t = target.encode("latin-1")  # UnicodeEncodeError is a ValueError
     if not t or t.translate(None, _TARGET_BAD) != t:
         raise ValueError(f"invalid request target {target!r}")
-    return raw
+    return b"%s %s HTTP/%s\r\n%s" % (method.encode("ascii"), t, version.encode("ascii"),
+                                     fields.encode("latin-1"))

@@ -151,6 +151,38 @@ class BodyStream:
             parts.append(chunk)
 
 
+def _no_room(_n: int) -> None:
+    pass
+
+
+def _no_continue() -> None:
+    pass
+
+
+class _NoBody(BodyStream):
+    """The body of a request that has none: complete from the start, shared by every such
+    request (one object fewer per request), so nothing may change it."""
+
+    __slots__ = ()
+
+    def __init__(self, length: int | None) -> None:
+        super().__init__(_no_room, _no_continue, False, length)
+        self._done = True
+
+    def feed(self, data: bytes, flow: int | None = None) -> None:
+        raise RuntimeError("a request without a body got body bytes")
+
+    def finish(self) -> None:
+        pass
+
+    def fail(self, exc: BaseException) -> None:
+        pass  # nothing is waiting on a body that is already complete
+
+
+NO_BODY = _NoBody(None)          # no Content-Length, not chunked
+NO_BODY_CL0 = _NoBody(0)         # Content-Length: 0
+
+
 class Exchange:
     """One request on a client connection and the response being written for it."""
 
@@ -161,12 +193,12 @@ class Exchange:
     def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
         self.conn = conn
         self.head = head
-        has_body = head.chunked or bool(head.content_length)
-        self.body = BodyStream(conn.body_consumed, conn.send_continue,
-                               head.expect_continue and has_body,
-                               head.content_length if not head.chunked else None)
-        if not has_body:
-            self.body.finish()
+        if head.chunked or head.content_length:
+            self.body = BodyStream(conn.body_consumed, conn.send_continue,
+                                   head.expect_continue,
+                                   head.content_length if not head.chunked else None)
+        else:
+            self.body = NO_BODY if head.content_length is None else NO_BODY_CL0
         self.started = False
         self.finished = False
         self.status = 0
@@ -360,7 +392,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser is None or self.closed:
             return
-        if not self.queue and self.current is None and self._timer is not None and \
+        if not self.queue and self.current is None and self._deadline is not None and \
                 self._timer_kind != "header":
             # first bytes of a new request after keep-alive idle: the head deadline starts now
             self._set_timer(self.listener.default_server.client_header_timeout,
@@ -479,7 +511,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._drop_timer()
         if self._tunnel_lost is not None:
             self._tunnel_lost(exc)
         gone = ClientGone("client closed connection")
@@ -573,13 +605,13 @@ class ClientConnection(asyncio.Protocol):
     # -- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
-        self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
@@ -615,23 +647,65 @@ class ClientConnection(asyncio.Protocol):
         self.runtime.send_error_and_close(self, e.status)
 
     # -- timers ----------------------------------------------------------------------------
+    #
+    # One deadline per connection (header, keep-alive), kept lazily: setting or clearing it
+    # only stores a time; the loop timer that checks it is rescheduled when it fires early.
+    # A busy keep-alive connection then makes no timer calls per request.
 
     _timer_kind = ""
+    _deadline: float | None = None
+    _timer_cb: Callable[[], None] | None = None
+    _timer_at = 0.0
 
     def _set_timer(self, delay: float, cb: Callable[[], None], kind: str = "header") -> None:
-        self._cancel_timer()
-        if delay and delay > 0:
-            self._timer = self.loop.call_later(delay, cb)
-            self._timer_kind = kind
+        if not delay or delay <= 0:
+            self._cancel_timer()
+            return
+        when = self.loop.time() + delay
+        self._deadline = when
+        self._timer_cb = cb
+        self._timer_kind = kind
+        t = self._timer
+        if t is None or self._timer_at > when:
+            if t is not None:
+                t.cancel()
+            self._timer = self.loop.call_at(when, self._on_timer)
+            self._timer_at = when
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        # the loop timer is left to fire and find nothing to do (cheaper than cancelling it
+        # on every request); `_drop_timer` really cancels it when the connection ends
+        self._deadline = None
+        self._timer_kind = ""
+
+    def _drop_timer(self) -> None:
+        self._deadline = None
+        self._timer_kind = ""
+        t = self._timer
+        if t is not None:
+            t.cancel()
             self._timer = None
-            self._timer_kind = ""
+
+    @property
+    def timer_active(self) -> bool:
+        return self._deadline is not None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        when = self._deadline
+        if when is None or self.closed:
+            return
+        if self.loop.time() < when:
+            self._timer = self.loop.call_at(when, self._on_timer)
+            self._timer_at = when
+            return
+        cb = self._timer_cb
+        self._deadline = None
+        self._timer_kind = ""
+        if cb is not None:
+            cb()
 
     def _header_timeout(self) -> None:
-        self._timer = None
         if self.current is None and not self.queue:
             # nginx answers a request head that never completes with 408 and closes
             if self.parser is not None and self.parser_has_partial():
@@ -651,7 +725,7 @@ class ClientConnection(asyncio.Protocol):
                on_lost: Callable[[BaseException | None], None]) -> bytes:
         """Turn this connection into a raw byte pipe; returns bytes already read past the
         request head."""
-        self._cancel_timer()
+        self._drop_timer()
         self._tunnel = on_data
         self._tunnel_lost = on_lost
         leftover = b""

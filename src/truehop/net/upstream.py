@@ -53,6 +53,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel_lost: Callable[[BaseException | None], None] | None = None
         self.buffered = 0
         self.high_water = 64 * 1024
+        # the read deadline, kept lazily (see ClientConnection's timers): one loop timer,
+        # rescheduled when it fires early, instead of a new one for every wait
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.loop = asyncio.get_event_loop()
 
     # -- pool protocol ---------------------------------------------------------------------
 
@@ -60,14 +66,47 @@ class UpstreamConnection(asyncio.Protocol):
         return self.closed or self.eof
 
     def close(self) -> None:
+        self._drop_timer()
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
+        self._drop_timer()
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
+
+    def _drop_timer(self) -> None:
+        self._deadline = None
+        t = self._timer
+        if t is not None:
+            t.cancel()
+            self._timer = None
+
+    def _arm(self, timeout: float) -> None:
+        when = self.loop.time() + timeout
+        self._deadline = when
+        t = self._timer
+        if t is None or self._timer_at > when:
+            if t is not None:
+                t.cancel()
+            self._timer = self.loop.call_at(when, self._on_timer)
+            self._timer_at = when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        when = self._deadline
+        if when is None:
+            return
+        if self.loop.time() < when:
+            self._timer = self.loop.call_at(when, self._on_timer)
+            self._timer_at = when
+            return
+        self._deadline = None
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(_TIMED_OUT)
 
     # -- asyncio callbacks -----------------------------------------------------------------
 
@@ -124,6 +163,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
+        t = self._timer
+        if t is not None:
+            t.cancel()
+            self._timer = None
         if self.tunnel_lost is not None:
             self.tunnel_lost(exc)
             return
@@ -204,14 +247,12 @@ class UpstreamConnection(asyncio.Protocol):
             if self.closed or self.eof:
                 raise UpstreamError("error", "upstream prematurely closed connection while "
                                              "reading response header from upstream")
-            loop = asyncio.get_running_loop()
-            w = self.waiter = loop.create_future()
-            # a bare timer instead of asyncio.wait_for: this runs for every response
-            timer = loop.call_later(timeout, _expire, w)
+            w = self.waiter = self.loop.create_future()
+            self._arm(timeout)
             try:
                 await w
             finally:
-                timer.cancel()
+                self._deadline = None
                 self.waiter = None
             if w.result() is _TIMED_OUT:
                 raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
@@ -238,11 +279,6 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 _TIMED_OUT = object()
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(_TIMED_OUT)
 
 
 async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,

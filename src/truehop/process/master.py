@@ -453,7 +453,8 @@ def lint(cfg: Config) -> list[Any]:
 # Imported lazily by the standard library or by truehop on paths a worker may take later.
 LAZY_STDLIB = ("concurrent.futures.thread", "encodings.idna", "encodings.ascii",
                "encodings.latin_1", "datetime", "email.utils", "mimetypes", "hashlib",
-               "base64", "zlib", "json", "ssl", "uvloop", "h2.connection", "httptools")
+               "base64", "zlib", "json", "ssl", "uvloop", "h2.connection", "httptools",
+               "traceback", "cProfile", "pstats")
 
 
 def preload_modules() -> None:

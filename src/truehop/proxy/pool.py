@@ -118,6 +118,19 @@ class KeepalivePool(Generic[C]):
         bucket = self._by_peer.get(peer_key)
         if not bucket:
             return None
+        if not self.local:
+            # the common case: the most recently used one, without copying the bucket
+            while bucket:
+                cid, conn = bucket.popitem()
+                del self._idle[cid]
+                if self.is_expired(conn, now):
+                    conn.close()
+                    continue
+                if not bucket:
+                    del self._by_peer[peer_key]
+                return conn
+            self._by_peer.pop(peer_key, None)
+            return None
         for cid in reversed(list(bucket)):
             conn = bucket[cid]
             if self.is_expired(conn, now):

@@ -60,7 +60,8 @@ class HeaderPlan:
     proxies, worked out once per `Settings` (nginx too compiles proxy_set_header into a script
     at configuration time): the per-request loops then only test set membership."""
 
-    __slots__ = ("set_entries", "client_skip", "conn_close", "response_drop", "pass_client")
+    __slots__ = ("set_entries", "client_skip", "conn_close", "response_drop", "pass_client",
+                 "honor_accel_buffering")
 
     def __init__(self, s: Settings) -> None:
         entries: list[tuple[str, Any, str | None, int]] = []
@@ -81,6 +82,7 @@ class HeaderPlan:
             hide = hide.difference(s.proxy_pass_header)
         self.response_drop = frozenset(hide | RESPONSE_HOP)
         self.pass_client = bool(s.proxy_pass_request_headers)
+        self.honor_accel_buffering = "x-accel-buffering" not in (s.proxy_ignore_headers or ())
 
 
 _SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
@@ -537,15 +539,38 @@ class Proxy:
         if s.proxy_intercept_errors and status >= 300 and s.error_page and status in s.error_page:
             conn.abort()
             raise Finish(status)
-        headers = self.response_headers(r, s, loc, rh, False)
+        # the response's headers, in one pass: what is relayed, and what we act on
+        plan = self.plan(s)
+        drop = plan.response_drop
+        named = rh.conn_tokens
+        headers: list[tuple[str, str]] = []
+        ctype = ""
+        unbuffered = not s.proxy_buffering
+        for k, v in rh.headers:
+            lk = k.lower()
+            if lk == "x-accel-buffering" and plan.honor_accel_buffering:
+                if v.lower() == "no":
+                    unbuffered = True
+                elif v.lower() == "yes":
+                    unbuffered = False
+            if lk in drop or (named and lk in named):
+                continue
+            if lk == "content-type":
+                ctype = v
+            elif lk == "location" or lk == "refresh":
+                v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
+                if lk == "location" and v.startswith("/"):
+                    # nginx's header filter makes a relative Location absolute
+                    v = pipeline.absolute_location(r, v)
+            headers.append((k, v))
         headers = pipeline.filter_headers(r, status, headers)
         final_status = pipeline.response_status(r, status)
-        if not s.proxy_buffering or rh.get("x-accel-buffering") == "no":
+        if unbuffered:
             conn.high_water = 16 * 1024
         else:
             n, size = s.proxy_buffers or (8, 8192)
             conn.high_water = max(n * size, 16384)
-        self.rt.detect.on_response(r, loc, status, rh)
+        self.rt.detect.on_response(r, loc, status, rh, ctype)
         r.status = final_status
         r.sent_headers = headers
         headers[0:0] = pipeline.server_headers(r)
