@@ -73,9 +73,6 @@ _SPECIAL = {"content-length": 1, "transfer-encoding": 2, "connection": 3}
 # or LF, then an empty line. No obs-fold, no space before the colon, no bare CR, no NUL.
 _STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
 _FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n")
-_TRAILING_WS = re.compile(r"[ \t]\r?\n")
-_SPECIAL_FIELD = re.compile(r"(?im)^(content-length|transfer-encoding|connection):[ \t]*"
-                            r"([^\r\n]*)")
 _FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*\r?\n")
 
 
@@ -266,24 +263,25 @@ class H1ResponseParser:
         status = int(m.group(2))
         reason = m.group(3) or ""
 
-        # all fields in one C call; trailing whitespace, rare, is stripped only when present
-        headers: list[tuple[str, str]] = _FIELD.findall(text, fields_at)
-        if _TRAILING_WS.search(text, fields_at) is not None:
-            headers = [(k, v.rstrip(" \t")) for k, v in headers]
-        # the fields that frame the body or name hop-by-hop headers, found by a second pass
+        headers: list[tuple[str, str]] = []
         cl_raw: str | None = None
         te_raw: str | None = None
         conn: list[str] = []
-        for name, value in _SPECIAL_FIELD.findall(text, fields_at):
-            kind = _SPECIAL[name.lower()]
+        for name, value in _FIELD.findall(text, fields_at):
+            if value and (value[-1] == " " or value[-1] == "\t"):
+                value = value.rstrip(" \t")
+            headers.append((name, value))
+            kind = _SPECIAL.get(name.lower())
+            if kind is None:
+                continue
             if kind == 1:
                 if cl_raw is not None:
                     raise _bad("upstream sent duplicate header line: \"Content-Length\"")
-                cl_raw = value.rstrip(" \t")
+                cl_raw = value
             elif kind == 2:
                 if te_raw is not None:
                     raise _bad("upstream sent duplicate header line: \"Transfer-Encoding\"")
-                te_raw = value.rstrip(" \t")
+                te_raw = value
             else:
                 conn.append(value)
 
@@ -304,8 +302,8 @@ class H1ResponseParser:
 
         tokens: set[str] = set()
         for c in conn:
-            for t in c.lower().split(","):
-                t = t.strip(" \t")
+            for t in c.split(","):
+                t = t.strip(" \t").lower()
                 if t:
                     tokens.add(t)
         keep_alive = ("close" not in tokens) if version == "1.1" else ("keep-alive" in tokens)
