@@ -281,6 +281,10 @@ class Exchange:
     async def drain(self) -> None:
         await self.conn.drain()
 
+    def send_continue(self) -> None:
+        """`100 Continue`, unless the response has started."""
+        self.conn.send_continue()
+
     @property
     def write_blocked(self) -> bool:
         """`drain()` has something to do: the transport asked us to pause, or it is gone."""

@@ -38,6 +38,9 @@ from truehop.route.uri import escape_uri
 if TYPE_CHECKING:
     from truehop.process.runtime import Runtime, UpstreamRuntime
 
+# response headers nginx keeps once (ngx_http_upstream_process_header_line and friends)
+_UNIQUE_RESPONSE = frozenset({"content-type", "last-modified", "etag", "location", "refresh",
+                              "expires", "content-encoding"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _NO_FLAGS: frozenset[str] = frozenset()
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
@@ -80,7 +83,9 @@ class HeaderPlan:
         hide = HIDE_DEFAULT.union(s.proxy_hide_header or ())
         if s.proxy_pass_header:
             hide = hide.difference(s.proxy_pass_header)
-        self.response_drop = frozenset(hide | RESPONSE_HOP)
+        # Upgrade is relayed in a non-101 answer as nginx does (a 426 must say which protocol
+        # to upgrade to); the HTTP/2 layer drops it for HTTP/2 clients
+        self.response_drop = frozenset(hide | RESPONSE_HOP) - {"upgrade"}
         self.pass_client = bool(s.proxy_pass_request_headers)
         self.honor_accel_buffering = "x-accel-buffering" not in (s.proxy_ignore_headers or ())
 
@@ -228,6 +233,8 @@ class Proxy:
         has_body = head.chunked or bool(head.content_length)
         if not has_body:
             body = b""
+            if head.expect_continue:
+                ex.send_continue()  # as nginx: the expectation is answered even for no body
             if method in _BODY_METHODS:
                 headers.append(("Content-Length", "0"))
         else:
@@ -546,6 +553,7 @@ class Proxy:
         headers: list[tuple[str, str]] = []
         ctype = ""
         unbuffered = not s.proxy_buffering
+        seen: dict[str, str] | None = None
         for k, v in rh.headers:
             lk = k.lower()
             if lk == "x-accel-buffering" and plan.honor_accel_buffering:
@@ -553,8 +561,19 @@ class Proxy:
                     unbuffered = True
                 elif v.lower() == "yes":
                     unbuffered = False
-            if lk in drop or (named and lk in named):
+            if lk in drop or (named and lk in named and lk != "upgrade"):
                 continue
+            if lk in _UNIQUE_RESPONSE:
+                # as nginx 1.23+: a repeated single-valued header is ignored, with a warning
+                if seen is None:
+                    seen = {lk: v}
+                elif lk in seen:
+                    self.rt.log.warn(f'upstream sent duplicate header line: "{k}: {v}", '
+                                     f'previous value: "{k}: {seen[lk]}", ignoring it',
+                                     r.conn, r)
+                    continue
+                else:
+                    seen[lk] = v
             if lk == "content-type":
                 ctype = v
             elif lk == "location" or lk == "refresh":

@@ -1,0 +1,169 @@
+"""What truehop does with particular upstream answers, checked against a canned upstream that
+writes exact bytes (the cases nginx-tests' proxy.t, proxy_duplicate_headers.t,
+proxy_connection_headers.t and http_expect_100_continue.t check on nginx)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from harness import free_port, raw_request
+
+# path -> (delay before answering, bytes)
+ANSWERS: dict[str, tuple[float, bytes]] = {
+    "/bare-lf": (0.0, b"HTTP/1.1 200 OK\nConnection: close\nX-A: 1\n\nTEST-OK-IF-YOU-SEE-THIS"),
+    "/dup-expires": (0.0, b"HTTP/1.1 200 OK\r\nExpires: foo\r\nExpires: bar\r\n"
+                          b"Content-Length: 0\r\n\r\n"),
+    "/upgrade426": (0.0, b"HTTP/1.1 426 Upgrade Required\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: websocket\r\nContent-Length: 0\r\n\r\n"),
+    "/slow-header": (1.1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+    "/ok": (0.0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+}
+
+
+class CannedUpstream:
+    """Answers each connection's request with ANSWERS[path], then closes. `/silent-once`
+    closes the first connection without a word (a failed try), then answers like `/ok`."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        self.silent_done = False
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c: socket.socket) -> None:
+        with c:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            self.requests.append(head)
+            path = head.split(b" ", 2)[1].decode()
+            if path == "/silent-once" and not self.silent_done:
+                self.silent_done = True
+                time.sleep(1.1)
+                return
+            delay, data = ANSWERS.get(path, ANSWERS["/ok"])
+            time.sleep(delay)
+            c.sendall(data)
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def canned() -> Iterator[CannedUpstream]:
+    up = CannedUpstream()
+    yield up
+    up.close()
+
+
+CONF = """
+log_format times '$upstream_connect_time|$upstream_header_time|$upstream_response_time|$upstream_status';
+upstream two { server 127.0.0.1:@@UP@@; server 127.0.0.1:@@UP@@; }
+server {
+    listen 127.0.0.1:@@PORT@@;
+    access_log @@LOG@@ times;
+    location / { proxy_pass http://127.0.0.1:@@UP@@; proxy_read_timeout 3s; }
+    location /next/ { proxy_pass http://two/; proxy_read_timeout 3s; }
+}
+"""
+
+
+def start(truehop, canned, tmp_path):
+    port = free_port()
+    log = tmp_path / "times.log"
+    tp = truehop(CONF, port=port, up=canned.port, log=log)
+    return tp, port, log
+
+
+def get(port: int, path: str, extra: bytes = b"") -> bytes:
+    data, _ = raw_request(port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode() + extra
+                          + b"Connection: close\r\n\r\n", timeout=5)
+    return data
+
+
+def test_bare_lf_upstream_head_is_relayed(truehop, canned, tmp_path):
+    # nginx reads upstream heads with bare LF line ends; the client gets CRLF ones
+    _, port, _ = start(truehop, canned, tmp_path)
+    out = get(port, "/bare-lf")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nX-A: 1" in head and b"\n\n" not in head
+    assert b"TEST-OK-IF-YOU-SEE-THIS" in body  # read until close: sent chunked
+
+
+def test_duplicate_expires_keeps_the_first(truehop, canned, tmp_path):
+    tp, port, _ = start(truehop, canned, tmp_path)
+    out = get(port, "/dup-expires")
+    assert b"Expires: foo" in out and b"bar" not in out
+    tp.wait_for_log('upstream sent duplicate header line: "Expires: bar", previous value: '
+                    '"Expires: foo", ignoring it')
+
+
+def test_upgrade_in_a_426_reaches_an_http1_client(truehop, canned, tmp_path):
+    # RFC 9110 §15.5.22: a 426 says which protocol in Upgrade; nginx relays it
+    _, port, _ = start(truehop, canned, tmp_path)
+    out = get(port, "/upgrade426")
+    assert out.startswith(b"HTTP/1.1 426")
+    assert re.search(rb"(?mi)^Upgrade: websocket\r$", out)
+
+
+def test_expect_100_continue_answered_without_a_body(truehop, canned, tmp_path):
+    # nginx answers the expectation when the proxy reads the body, even an empty one
+    _, port, _ = start(truehop, canned, tmp_path)
+    data, _ = raw_request(port, b"POST /ok HTTP/1.1\r\nHost: localhost\r\nExpect: 100-Continue"
+                                b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", timeout=5)
+    assert data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200")
+    data, _ = raw_request(port, b"POST /ok HTTP/1.0\r\nExpect: 100-continue\r\n"
+                                b"Content-Length: 0\r\n\r\n", timeout=5)
+    assert data.startswith(b"HTTP/1.1 200")  # never to an HTTP/1.0 client
+
+
+def _times(log, n: int) -> list[str]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= n:
+            break
+        time.sleep(0.05)
+    return log.read_text().strip().splitlines()
+
+
+def test_upstream_time_variables(truehop, canned, tmp_path):
+    tp, port, log = start(truehop, canned, tmp_path)
+    assert get(port, "/slow-header").endswith(b"ok")
+    assert get(port, "/next/silent-once").endswith(b"ok")
+    lines = _times(log, 2)
+    connect, header, response, status = lines[0].split("|")
+    assert float(connect) < 1 <= float(header) <= float(response)
+    assert status == "200"
+    # two tries: the first got no header ("-"), its response time is the 1.1 s it waited
+    connect, header, response, status = lines[1].split("|")
+    c1, c2 = connect.split(", ")
+    h1, h2 = header.split(", ")
+    r1, r2 = response.split(", ")
+    assert float(c1) < 1 and float(c2) < 1
+    assert h1 == "-" and float(h2) < 1
+    assert float(r1) >= 1 and float(r2) < 1
+    assert status == "502, 200"
