@@ -205,7 +205,8 @@ class Compiler:
                 name = d.args[1].value
                 if not name.startswith("$"):
                     raise ConfigError.at(f'invalid variable name "{name}"', d)
-                self.scope.define_lazy(name[1:], lambda r: "")
+                volatile = any(e.name == "volatile" and not e.args for e in d.block or ())
+                self.scope.define_lazy(name[1:], lambda r: "", cache=not volatile)
             elif d.name == "set" and d.args and d.args[0].value.startswith("$"):
                 self.scope.define_settable(d.args[0].value[1:])
             if d.block and d.name not in ("map", "types"):
@@ -269,6 +270,7 @@ class Compiler:
             if key == "include":
                 raise ConfigError.at('"include" inside "map" is not supported by truehop', e)
             if key == "volatile" and not vals:
+                m.volatile = True
                 continue
             if len(vals) != 1:
                 raise ConfigError.at('invalid number of the map parameters', e)
@@ -285,17 +287,40 @@ class Compiler:
                 k = key[1:] if key.startswith("\\") else key
                 if key == "default":
                     m.default = tpl
-                elif m.hostnames and (k.startswith("*.") or k.startswith(".") or k.endswith(".*")):
-                    m.wildcards.append((k.lower(), tpl))
+                elif m.hostnames and ("*" in k or k.startswith(".")):
+                    self.map_wildcard(m, k, tpl, val, e)
                 else:
-                    kk = k.lower() if m.hostnames else k
-                    if kk in m.exact:
-                        raise ConfigError.at(f'duplicate value "{k}", value: "{val}", '
-                                             f'old value: "{m.exact[kk].source}"', e)
+                    kk = k.lower()
+                    if kk in m.exact or (m.hostnames and m.head.get(kk, (None, False))[1]):
+                        raise ConfigError.at(f'conflicting parameter "{kk}"', e)
                     m.exact[kk] = tpl
             m.entries.append((key, tpl, (e.file, e.line)))
-        self.scope.define_lazy(var, _map_evaluator(m))
+        self.scope.define_lazy(var, _map_evaluator(m), cache=not m.volatile)
         return m
+
+    @staticmethod
+    def map_wildcard(m: MapConf, k: str, tpl: Template, val: str, e: Directive) -> None:
+        """A `hostnames` mask (ngx_hash_add_key with NGX_HASH_WILDCARD_KEY)."""
+        low = k.lower()
+        if low.count("*") > 1 or ".." in low or low in ("*.", ".*", "."):
+            raise ConfigError.at(f'invalid hostname or wildcard "{k}"', e)
+        m.wildcards.append((low, tpl))
+        if low.startswith("*."):
+            key, itself = low[2:], False
+        elif low.startswith("."):
+            key, itself = low[1:], True
+        else:
+            if not low.endswith(".*") or "*" in low[:-2]:
+                raise ConfigError.at(f'invalid hostname or wildcard "{k}"', e)
+            if low[:-2] in m.tail:
+                raise ConfigError.at(f'conflicting parameter "{k}"', e)
+            m.tail[low[:-2]] = tpl
+            return
+        if "*" in key:
+            raise ConfigError.at(f'invalid hostname or wildcard "{k}"', e)
+        if key in m.head or (itself and key in m.exact):
+            raise ConfigError.at(f'conflicting parameter "{k}"', e)
+        m.head[key] = (tpl, itself)
 
     # --- upstream ------------------------------------------------------------------------
 
@@ -1012,37 +1037,19 @@ def resolve(host: str, d: Directive) -> list[str]:
 
 
 def _map_evaluator(m: MapConf) -> Callable[[Any], str]:
-    exact = m.exact
-    regexes = m.regexes
-    wildcards = m.wildcards
-    default = m.default
     src = m.source
-    hostnames = m.hostnames
+    find = m.find
 
     def evaluate(r: Any) -> str:
-        key = src.render(r)
-        if hostnames:
-            key = key.lower().rstrip(".")
-        tpl = exact.get(key)
-        if tpl is not None:
+        tpl, mm = find(src.render(r))
+        if mm is None:
             return tpl.render(r)
-        for pat, t in wildcards:
-            if pat.startswith("*.") and key.endswith(pat[1:]):
-                return t.render(r)
-            if pat.startswith(".") and (key == pat[1:] or key.endswith(pat)):
-                return t.render(r)
-            if pat.endswith(".*") and key.startswith(pat[:-1]):
-                return t.render(r)
-        for rx, t in regexes:
-            mm = rx.search(key)
-            if mm is not None:
-                saved = r.captures
-                r.captures = mm
-                try:
-                    return t.render(r)
-                finally:
-                    r.captures = saved
-        return default.render(r)
+        saved = r.captures
+        r.captures = mm
+        try:
+            return tpl.render(r)
+        finally:
+            r.captures = saved
     return evaluate
 
 

@@ -312,6 +312,49 @@ class MapConf:
     hostnames: bool
     where: Where
     entries: list[tuple[str, Template, Where]] = field(default_factory=list)
+    volatile: bool = False
+    # hostnames: "example.com" -> (value, also matches "example.com" itself) for `*.example.com`
+    # (False) and `.example.com` (True); "www.example" -> value for `www.example.*`
+    head: dict[str, tuple[Template, bool]] = field(default_factory=dict)
+    tail: dict[str, Template] = field(default_factory=dict)
+
+    def find(self, value: str) -> tuple[Template, re.Match[str] | None]:
+        """The entry for a source value (ngx_http_map_find): strings ignoring case, then
+        (`hostnames`) the longest leading wildcard, the longest trailing wildcard; then the
+        regexes in file order against the value as it is; else `default`. With `hostnames`
+        one trailing dot is dropped first."""
+        if self.hostnames and value.endswith("."):
+            value = value[:-1]
+        low = value.lower()
+        t = self.exact.get(low)
+        if t is not None:
+            return t, None
+        if self.hostnames and low:
+            head = self.head
+            if head:
+                e = head.get(low)
+                if e is not None and e[1]:
+                    return e[0], None
+                i = low.find(".")
+                while i >= 0:                           # longest suffix first
+                    e = head.get(low[i + 1:])
+                    if e is not None:
+                        return e[0], None
+                    i = low.find(".", i + 1)
+            tail = self.tail
+            if tail:
+                i = low.rfind(".")
+                while i > 0:                            # longest prefix first
+                    tt = tail.get(low[:i])
+                    if tt is not None:
+                        return tt, None
+                    i = low.rfind(".", 0, i)
+        if value:
+            for rx, rt in self.regexes:
+                m = rx.search(value)
+                if m is not None:
+                    return rt, m
+        return self.default, None
 
 
 @dataclass(slots=True)

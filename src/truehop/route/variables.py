@@ -305,12 +305,19 @@ class VariableScope:
         self.lazy_fns: dict[str, Callable[[RequestState], str]] = {}
         self.settable: set[str] = set()
 
-    def define_lazy(self, name: str, fn: Callable[[RequestState], str]) -> None:
-        """Declare (or, later, bind) a variable computed on first use and cached per request.
-        Templates compiled before the binding see it: the getter looks the function up."""
+    def define_lazy(self, name: str, fn: Callable[[RequestState], str],
+                    cache: bool = True) -> None:
+        """Declare (or, later, bind) a variable computed on first use and cached per request
+        (`cache=False`: computed at every use, as a `map ... { volatile; }`). Templates
+        compiled before the binding see it: the getter looks the function up."""
         fns = self.lazy_fns
         fns[name] = fn
         if name in self.lazy:
+            return
+        if not cache:
+            def get_volatile(r: RequestState, _name: str = name) -> str:
+                return fns[_name](r)
+            self.lazy[name] = get_volatile
             return
 
         def get(r: RequestState, _name: str = name) -> str:
