@@ -46,7 +46,7 @@ from truehop.conf.model import (
     SslConf,
     UpstreamConf,
 )
-from truehop.conf.values import parse_flag, parse_size, parse_time
+from truehop.conf.values import parse_expires, parse_flag, parse_size, parse_time
 from truehop.route.locations import LocationTree, compile_nginx_regex
 from truehop.route.variables import Template, UnknownVariable, VariableScope, literal
 
@@ -752,25 +752,22 @@ def _header_setting(c: Compiler, d: Directive) -> HeaderSetting:
 
 
 def _expires(c: Compiler, d: Directive, s: Settings) -> Expires:
+    """ngx_http_headers_expires: `expires [modified] time | epoch | max | off`."""
     v = d.values
-    if v[0] == "off":
-        return Expires("off")
-    if v[0] == "epoch":
-        return Expires("epoch")
-    if v[0] == "max":
-        return Expires("max")
-    kind = "rel"
-    val = v[0]
-    if val == "modified" and len(v) > 1:
-        kind, val = "modified", v[1]
-    neg = val.startswith("-")
-    if val.startswith(("+", "-")):
-        val = val[1:]
+    modified = False
+    if len(v) == 2:
+        if v[0] != "modified":
+            raise ConfigError.at('"expires" directive invalid value', d)
+        modified = True
+    text = v[-1]
+    tpl = c.template(text, d)
+    if tpl.static is None:
+        return Expires("modified" if modified else "access", 0, tpl)
     try:
-        secs = parse_time(val)
-    except ValueError:
-        raise ConfigError.at('"expires" directive invalid value', d) from None
-    return Expires(kind, -secs if neg else secs)
+        kind, secs = parse_expires(text, modified)
+    except ValueError as e:
+        raise ConfigError.at(f'"expires" directive {e}', d) from None
+    return Expires(kind, secs)
 
 
 def _access_log(c: Compiler, d: Directive) -> AccessLog:

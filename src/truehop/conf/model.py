@@ -46,8 +46,12 @@ class ErrorPage:
 
 @dataclass(frozen=True, slots=True)
 class Expires:
-    kind: str            # "off", "epoch", "max", "rel", "modified"
+    """`expires`. kind: off, epoch, max, access (`expires 1h`), modified, daily (`@15h`);
+    seconds may be negative. With variables in the value, `value` is its template, parsed per
+    request (kind is then access or modified, what the directive's first word says)."""
+    kind: str
     seconds: float = 0.0
+    value: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,3 +159,35 @@ def parse_flag(text: str) -> bool:
     if low == "off":
         return False
     raise ValueError(f'invalid value "{text}", it must be "on" or "off"')
+
+
+def parse_expires(text: str, modified: bool = False) -> tuple[str, int]:
+    """One `expires` value (ngx_http_parse_expires), at config time or, for a value with
+    variables, per request: `epoch`, `max`, `off` (not after `modified`), `@TIME` (daily at
+    that local time of day; not with `modified`; under 24 hours), `[+|-]TIME`.
+
+    Returns (kind, seconds): kind is off, epoch, max, daily, or access / modified for a
+    relative time (negative when `-`). Raises ValueError with nginx's wording after
+    `"expires" directive `."""
+    if not modified:
+        if text in ("epoch", "max", "off"):
+            return text, 0
+    kind = "modified" if modified else "access"
+    sign = 1
+    if text.startswith("@"):
+        if modified:
+            raise ValueError('daily time cannot be used with "modified" parameter')
+        kind = "daily"
+        text = text[1:]
+    elif text.startswith("+"):
+        text = text[1:]
+    elif text.startswith("-"):
+        sign = -1
+        text = text[1:]
+    try:
+        secs = parse_sec(text)
+    except ValueError:
+        raise ValueError("invalid value") from None
+    if kind == "daily" and secs > 24 * 60 * 60:
+        raise ValueError("daily time value must be less than 24 hours")
+    return kind, sign * secs

@@ -30,6 +30,7 @@ from truehop.conf.model import (
     ServerConf,
     SetOp,
 )
+from truehop.conf.values import parse_expires
 from truehop.http.events import ProtocolError
 from truehop.net.downstream import ClientGone, Exchange
 from truehop.proxy import static
@@ -105,6 +106,22 @@ def compute_host(head_host: str, server: ServerConf) -> str:
         h = head_host[:i] if i >= 0 else head_host
         return h.rstrip(".")
     return server.primary_name
+
+
+def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
+                    value: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    done = not value
+    for k, v in headers:
+        if k.lower() == lname:
+            if not done:
+                out.append((name, value))
+                done = True
+            continue
+        out.append((k, v))
+    if not done:
+        out.append((name, value))
+    return out
 
 
 class Pipeline:
@@ -520,17 +537,34 @@ class Pipeline:
         """add_header and expires, applied as nginx applies them."""
         loc = r.loc
         s = loc.settings if loc is not None else r.server.settings
-        if s.expires is not None and s.expires.kind != "off" and status in static.EXPIRES_STATUSES:
-            headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
-            spec = static.ExpiresSpec("access" if s.expires.kind == "rel" else s.expires.kind,
-                                      int(s.expires.seconds))
-            headers.extend(static.expires_headers(spec, time.time(), mtime))
+        ex = s.expires
+        if ex is not None and ex.kind != "off" and status in static.EXPIRES_STATUSES:
+            kind, secs = ex.kind, int(ex.seconds)
+            if ex.value is not None:    # `expires $var`: parsed per request, ignored if bad
+                try:
+                    kind, secs = parse_expires(ex.value.render(r), kind == "modified")
+                except ValueError:
+                    kind = "off"
+            if kind != "off":
+                if kind == "modified" and mtime is None:    # a proxied Last-Modified
+                    for k, v in headers:
+                        if k.lower() == "last-modified":
+                            mtime = static.parse_http_date(v)
+                            break
+                headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
+                spec = static.ExpiresSpec(kind, secs)  # type: ignore[arg-type]
+                headers.extend(static.expires_headers(spec, time.time(), mtime))
         if s.add_header:
             ok = status in ADD_HEADER_STATUSES
             for h in s.add_header:
                 if ok or h.always:
                     v = h.value.render(r)
-                    if v:
+                    lname = h.name.lower()
+                    if lname in ("etag", "last-modified"):
+                        # ngx_http_set_response_header / set_last_modified: replaces the
+                        # response's own field in place; an empty value removes it
+                        headers = _replace_header(headers, lname, h.name, v)
+                    elif v:
                         headers.append((h.name, v))
         return headers
 
