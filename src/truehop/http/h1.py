@@ -39,7 +39,6 @@ lines with nginx's reason phrases.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
 import httptools
@@ -52,7 +51,7 @@ from truehop.http.events import (
     Request,
     RequestHead,
 )
-from truehop.http.headers import is_token
+from truehop.http.headers import is_token, known_tokens
 
 __all__ = [
     "H1Limits",
@@ -873,15 +872,13 @@ _STATUS_LINES: dict[tuple[str, int], bytes] = {
 }
 
 _HEADER_BAD = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
-_RESP_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*"
-                          r"\r\n")
 
 
 def status_line(status: int, version: str = "1.1", reason: str | None = None) -> bytes:
     """`HTTP/1.1 200 OK\r\n`. An unknown status gets nginx's form, `HTTP/1.1 299 \r\n`.
     A given `reason` (e.g. the upstream's) is used when it is safe to write."""
     status = _SENT_AS.get(status, status)
-    if reason is not None:
+    if reason is not None and reason != REASONS.get(status):
         raw = reason.encode("latin-1", "replace")
         if raw.translate(None, _HEADER_BAD) == raw:
             return b"HTTP/%s %03d %s\r\n" % (version.encode("ascii"), status, raw)
@@ -898,11 +895,16 @@ def response_head_bytes(status: int, headers: list[tuple[str, str]], version: st
     line = status_line(status, version, reason)
     if not headers:
         return line + b"\r\n"
-    text = "".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
-    # one pass checks every name and value; a CR LF inside a value would make an extra line
-    if _RESP_FIELDS.fullmatch(text) is not None and text.count("\n") == len(headers) + 1:
+    # the common case, checked per field in C: a printable value (no CTL at all, so no CR,
+    # LF, NUL, HTAB) and a known token for a name; anything else takes the careful path
+    known = known_tokens
+    for k, v in headers:
+        if not v.isprintable() or not (known.get(k) or is_token(k)):
+            break
+    else:
         try:
-            return line + text.encode("latin-1")
+            return line + ("".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
+                           ).encode("latin-1")
         except UnicodeEncodeError:
             pass
     # slow path: drop what cannot be written safely

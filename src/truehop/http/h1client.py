@@ -43,7 +43,7 @@ from truehop.http.events import (
     ResponseHead,
 )
 from truehop.http.h1 import ChunkedDecoder
-from truehop.http.headers import is_token
+from truehop.http.headers import is_token, known_tokens
 
 __all__ = ["H1ResponseParser", "request_head_bytes", "MAX_INTERIM"]
 
@@ -351,9 +351,6 @@ class H1ResponseParser:
 # -- writing requests ---------------------------------------------------------------------------
 
 _TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b == 0x7F)
-# the fields as written: token names, values without CR, LF or NUL (the same rule as before,
-# checked in one pass)
-_REQ_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\x00]*\r\n)*\r\n")
 _COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
@@ -365,11 +362,17 @@ def request_head_bytes(method: str, target: str, headers: list[tuple[str, str]],
         raise ValueError(f"invalid method {method!r}")
     if version != "1.1" and version != "1.0":
         raise ValueError(f"invalid version {version!r}")
-    fields = "".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
-    if _REQ_FIELDS.fullmatch(fields) is None or fields.count("\n") != len(headers) + 1:
-        raise ValueError("invalid header name, or CR, LF or NUL in a request header")
+    known = known_tokens
+    for k, v in headers:
+        # isprintable() (C, per field) clears the common value; a value it refuses (a tab,
+        # obs-text such as NBSP) is refused only for CR, LF or NUL, as before
+        if not v.isprintable() and ("\r" in v or "\n" in v or "\0" in v):
+            raise ValueError("CR, LF or NUL in a request header")
+        if not (known.get(k) or is_token(k)):
+            raise ValueError(f"invalid header name {k!r}")
     t = target.encode("latin-1")  # UnicodeEncodeError is a ValueError
     if not t or t.translate(None, _TARGET_BAD) != t:
         raise ValueError(f"invalid request target {target!r}")
-    return b"%s %s HTTP/%s\r\n%s" % (method.encode("ascii"), t, version.encode("ascii"),
-                                     fields.encode("latin-1"))
+    fields = "".join([f"{k}: {v}\r\n" for k, v in headers])
+    return b"%s %s HTTP/%s\r\n%s\r\n" % (method.encode("ascii"), t, version.encode("ascii"),
+                                         fields.encode("latin-1"))

@@ -29,7 +29,9 @@ TCHAR_BYTES: bytes = (b"!#$%&'*+-.^_`|~0123456789"
                       b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NOT_TCHAR: bytes = bytes(b for b in range(256) if b not in TCHAR_BYTES)
 
-_token_cache: dict[str, bool] = {}
+# names already checked by is_token; `known_tokens.get(name)` is its fast path, for loops
+# that check every field of every message
+known_tokens: dict[str, bool] = {}
 _TOKEN_CACHE_MAX = 4096
 
 
@@ -40,15 +42,15 @@ def is_token_bytes(b: bytes) -> bool:
 
 def is_token(name: str) -> bool:
     """True when `name` is a non-empty RFC 9110 token (header names, methods)."""
-    ok = _token_cache.get(name)
+    ok = known_tokens.get(name)
     if ok is None:
         try:
             raw = name.encode("latin-1")
         except UnicodeEncodeError:
             return False
         ok = is_token_bytes(raw)
-        if len(_token_cache) < _TOKEN_CACHE_MAX:
-            _token_cache[name] = ok
+        if len(known_tokens) < _TOKEN_CACHE_MAX:
+            known_tokens[name] = ok
     return ok
 
 
