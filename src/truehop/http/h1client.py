@@ -72,8 +72,9 @@ _SPECIAL = {"content-length": 1, "transfer-encoding": 2, "connection": 3}
 # colon, optional whitespace, a value without CTLs other than HTAB), each line ending in CRLF
 # or LF, then an empty line. No obs-fold, no space before the colon, no bare CR, no NUL.
 _STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
-_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n")
-_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*\r?\n")
+# a field line, or (third group) any other line: one pass both finds and checks the fields
+_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n"
+                    r"|([^\n]*\n)")
 
 
 _NO_TOKENS: frozenset[str] = frozenset()
@@ -257,8 +258,7 @@ class H1ResponseParser:
         if end - start > self.max_head:
             raise _bad(_TOO_BIG)
         fields_at = m.end()
-        if _FIELDS.fullmatch(text, fields_at) is None:
-            raise _bad(_INVALID)
+        fields_end = len(text) - (2 if text.endswith("\r\n") else 1)  # before the empty line
         version = "1.0" if m.group(1) == "0" else "1.1"
         status = int(m.group(2))
         reason = m.group(3) or ""
@@ -267,7 +267,9 @@ class H1ResponseParser:
         cl_raw: str | None = None
         te_raw: str | None = None
         conn: list[str] = []
-        for name, value in _FIELD.findall(text, fields_at):
+        for name, value, bad in _FIELD.findall(text, fields_at, fields_end):
+            if bad:
+                raise _bad(_INVALID)
             if value and (value[-1] == " " or value[-1] == "\t"):
                 value = value.rstrip(" \t")
             headers.append((name, value))
