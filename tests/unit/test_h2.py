@@ -455,3 +455,128 @@ def test_graceful_goaway_lets_streams_finish() -> None:
     block = c.encoder.encode([(k.encode(), v.encode()) for k, v in BASE])
     ev = s.feed(HeadersFrame(3, block, flags=["END_HEADERS", "END_STREAM"]).serialize())
     assert not of(ev, StreamRequest)
+
+
+# -- priority (RFC 7540 §5.3 as nginx keeps it) -------------------------------------------------
+
+
+def _blocked_pair() -> tuple[H2Server, h2.connection.H2Connection]:
+    """Stream 1 has used the whole connection window (65535 of a longer body); streams 3 and
+    5 have their bodies queued behind it."""
+    s, c = pair()
+    for sid in (1, 3, 5):
+        request(s, c, headers(), sid=sid)
+    s.send_response(1, 200, [])
+    s.send_body(1, b"1" * 65616)
+    s.send_end(1)
+    for sid in (3, 5):
+        s.send_response(sid, 200, [])
+        s.send_body(sid, str(sid).encode() * 8)
+        s.send_end(sid)
+    got = sum(len(e.data) for e in client_events(s, c) if isinstance(e, h2.events.DataReceived))
+    assert got == 65535
+    return s, c
+
+
+def _data_order(s: H2Server, c: h2.connection.H2Connection) -> list[int]:
+    c.increment_flow_control_window(2**17, 1)
+    c.increment_flow_control_window(2**17)
+    s.feed(c.data_to_send())
+    return [e.stream_id for e in client_events(s, c) if isinstance(e, h2.events.DataReceived)]
+
+
+def test_priority_weight_orders_data() -> None:
+    s, c = _blocked_pair()
+    c.prioritize(1, weight=1)
+    c.prioritize(3, weight=256)
+    c.prioritize(5, weight=100)
+    assert _data_order(s, c) == [3, 5, 1]
+
+
+def test_priority_dependency_sends_parent_first() -> None:
+    s, c = _blocked_pair()
+    c.prioritize(5, weight=16, depends_on=3)
+    c.prioritize(1, weight=256, depends_on=5)
+    assert _data_order(s, c) == [3, 5, 1]
+    # without priority frames: the order they were queued in
+    s, c = _blocked_pair()
+    assert _data_order(s, c) == [1, 3, 5]
+
+
+def test_priority_from_headers_frame() -> None:
+    s, c = pair()
+    c.prioritize(3, weight=16)           # an idle stream placed in the tree first
+    s.feed(c.data_to_send())
+    c.send_headers(1, headers(), end_stream=True, priority_weight=16, priority_depends_on=3)
+    c.send_headers(3, headers(), end_stream=True)
+    s.feed(c.data_to_send())
+    assert s.prio.key(3) < s.prio.key(1)
+    # a HEADERS frame without priority keeps what a PRIORITY frame gave its stream
+    assert s.prio.nodes[1].parent is s.prio.nodes[3]
+
+
+def test_exclusive_dependency_and_cycle() -> None:
+    s, c = pair()
+    c.prioritize(1, weight=16)
+    c.prioritize(3, weight=16, depends_on=1)
+    c.prioritize(5, weight=16, depends_on=1, exclusive=True)
+    s.feed(c.data_to_send())
+    n = s.prio.nodes
+    assert n[5].parent is n[1] and n[3].parent is n[5] and n[1].children == [n[5]]
+    # 1 made to depend on its own descendant 3: 3 first moves up to 1's old place
+    c.prioritize(1, weight=16, depends_on=3)
+    s.feed(c.data_to_send())
+    assert n[3].parent is s.prio.root and n[1].parent is n[3] and n[5].parent is n[1]
+    assert (n[3].rank, n[1].rank, n[5].rank) == (1, 2, 3)
+
+
+def test_closed_nodes_are_reused_children_move_up() -> None:
+    s, c = pair()
+    c.prioritize(1, weight=16)
+    c.prioritize(3, weight=32, depends_on=1)
+    c.prioritize(5, weight=16, depends_on=3)
+    s.feed(c.data_to_send())
+    n3, n5 = s.prio.nodes[3], s.prio.nodes[5]
+    # 30 more idle streams: past 32 kept nodes the oldest closed one (1) is dropped; its
+    # child 3 moves up to the root with its weight scaled to 1's share (16 * 32 / 32)
+    for sid in range(7, 7 + 2 * 30, 2):
+        c.prioritize(sid, weight=16)
+    s.feed(c.data_to_send())
+    assert 1 not in s.prio.nodes and len(s.prio.nodes) == 32
+    assert n3.parent is s.prio.root and (n3.rank, n3.weight) == (1, 16)
+    assert n5.parent is n3 and n5.rank == 2
+    assert n3 in s.prio.root.children
+
+
+def test_data_frame_spans_queued_chunks() -> None:
+    s, c = _blocked_pair()
+    # stream 1: 81 bytes left, queued as two writes of 1 and 80 bytes -> one DATA frame
+    c.increment_flow_control_window(2**17, 1)
+    c.increment_flow_control_window(2**17)
+    s.feed(c.data_to_send())
+    sizes = [(e.stream_id, len(e.data)) for e in client_events(s, c)
+             if isinstance(e, h2.events.DataReceived)]
+    assert sizes == [(1, 81), (3, 8), (5, 8)]
+    s2, c2 = pair()
+    request(s2, c2, headers())
+    s2.send_response(1, 200, [])
+    c2.receive_data(s2.data_to_send())
+    for part in (b"ab", b"cde", b"f"):
+        s2.conn.outbound_flow_control_window = 0
+        s2.send_body(1, part)
+    s2.conn.outbound_flow_control_window = 65535
+    s2.pump()
+    data = [e.data for e in client_events(s2, c2) if isinstance(e, h2.events.DataReceived)]
+    assert data == [b"abcdef"]
+
+
+def test_headers_depending_on_itself_goaway_names_previous_stream() -> None:
+    s, c = pair()
+    request(s, c, headers(), sid=1)
+    block = c.encoder.encode(headers())
+    f = HeadersFrame(3, block, flags=["END_HEADERS", "END_STREAM", "PRIORITY"],
+                     depends_on=3, stream_weight=15)
+    [ev] = s.feed(f.serialize())
+    assert isinstance(ev, ConnectionEnded) and ev.error_code == PROTOCOL_ERROR
+    [g] = [e for e in client_events(s, c) if isinstance(e, h2.events.ConnectionTerminated)]
+    assert g.last_stream_id == 1 and g.error_code == PROTOCOL_ERROR

@@ -25,6 +25,14 @@ what h2 leaves to the application:
   consumer has taken them, so a slow upstream slows the client. Response bodies are queued
   per stream (`send_body` / `send_end`) and written as the client's windows allow;
   `pending(sid)` tells the caller how much waits, for back-pressure.
+- **Priority (RFC 7540 §5.3, as nginx keeps it).** PRIORITY frames and HEADERS priority
+  build a dependency tree (`_Node`: weight, parent, children, rank = depth, rel_weight =
+  weight/256 times the parent's). Nodes of closed or idle streams are kept up to 32 and then
+  reused oldest first, their children moving up to the removed node's parent with scaled
+  weights, as nginx's `ngx_http_v2_get_closed_node`. `pump` serves the streams in nginx's
+  frame order: shallower first, then the larger relative weight, round robin among equals.
+  A stream that depends on itself ends the connection with PROTOCOL_ERROR; for a HEADERS
+  frame its GOAWAY names the previous stream, since the new one was never accepted.
 - **Graceful GOAWAY.** `goaway()` writes GOAWAY(NO_ERROR, last stream) without putting h2 in
   its closed state, so streams in flight still finish; newer streams are refused.
 
@@ -34,6 +42,7 @@ event (GOAWAY already queued in `data_to_send`), after which the caller closes.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -58,6 +67,7 @@ _ACK = 0x1
 
 MAX_CONTINUATION_FRAMES = 32      # below h2's own 64, so the answer is ENHANCE_YOUR_CALM
 _GOAWAY_PING = b"truehop\x00"
+_SELF_DEPENDENCY = re.compile(r"Stream (\d+) may not depend on itself")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
@@ -183,6 +193,182 @@ class _Outbox:
         self.end = False
         self.offset = 0        # bytes of chunks[0] already sent
 
+    def take(self, n: int) -> bytes:
+        """Up to `n` queued bytes as one piece (one DATA frame, across chunk boundaries)."""
+        n = min(n, self.size)
+        head = self.chunks[0]
+        off = self.offset
+        avail = len(head) - off
+        self.size -= n
+        if n <= avail:
+            self.offset = off + n
+            if self.offset == len(head):
+                self.chunks.popleft()
+                self.offset = 0
+                if off == 0:
+                    return head
+            return head[off:off + n]
+        parts = [head[off:]]
+        self.chunks.popleft()
+        self.offset = 0
+        need = n - avail
+        while need:
+            h = self.chunks[0]
+            if len(h) <= need:
+                parts.append(h)
+                self.chunks.popleft()
+                need -= len(h)
+            else:
+                parts.append(h[:need])
+                self.offset = need
+                need = 0
+        return b"".join(parts)
+
+
+DEFAULT_WEIGHT = 16
+MAX_CLOSED_NODES = 32              # nginx: priority nodes kept for closed and idle streams
+
+
+class _Node:
+    """One stream in the priority tree. `parent` is None until the node is placed; the root
+    is a `_Node(0)` with rank 0 and rel_weight 1.0."""
+
+    __slots__ = ("id", "weight", "parent", "children", "rank", "rel_weight", "active")
+
+    def __init__(self, sid: int) -> None:
+        self.id = sid
+        self.weight = DEFAULT_WEIGHT
+        self.parent: _Node | None = None
+        self.children: list[_Node] = []
+        self.rank = 0
+        self.rel_weight = 0.0
+        self.active = False            # its stream is open (else: kept in the closed queue)
+
+
+def _children_update(node: _Node) -> None:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        for child in n.children:
+            child.rank = n.rank + 1
+            child.rel_weight = n.rel_weight / 256 * child.weight
+            stack.append(child)
+
+
+class _PriorityTree:
+    """nginx's HTTP/2 dependency tree (ngx_http_v2_set_dependency and friends)."""
+
+    __slots__ = ("root", "nodes", "closed")
+
+    def __init__(self) -> None:
+        self.root = _Node(0)
+        self.root.rel_weight = 1.0
+        self.nodes: dict[int, _Node] = {}
+        self.closed: dict[int, None] = {}      # reuse queue, oldest first
+
+    def key(self, sid: int) -> tuple[int, float]:
+        """Send order: lower first (shallower, then heavier)."""
+        n = self.nodes.get(sid)
+        if n is None or n.parent is None:
+            return 1, -DEFAULT_WEIGHT / 256
+        return n.rank, -n.rel_weight
+
+    def _node(self, sid: int) -> _Node:
+        n = self.nodes.get(sid)
+        if n is not None:
+            return n
+        if len(self.closed) >= MAX_CLOSED_NODES:
+            self._evict()
+        n = self.nodes[sid] = _Node(sid)
+        return n
+
+    def _evict(self) -> None:
+        """Drop the oldest closed node; its children move to its parent (weights scaled)."""
+        sid = next(iter(self.closed))
+        del self.closed[sid]
+        node = self.nodes.pop(sid)
+        parent = node.parent or self.root
+        if node in parent.children:
+            parent.children.remove(node)
+        total = sum(c.weight for c in node.children)
+        for c in node.children:
+            c.parent = parent
+            c.weight = max(1, node.weight * c.weight // total)
+        node.rank = parent.rank
+        node.rel_weight = parent.rel_weight
+        _children_update(node)
+        parent.children.extend(node.children)
+        node.children = []
+
+    def opened(self, sid: int, prio: tuple[int, int, bool] | None) -> None:
+        """A HEADERS frame opened this stream; `prio`: (weight, depends_on, exclusive)."""
+        n = self._node(sid)
+        if n.parent is not None:
+            self.closed.pop(sid, None)
+        n.active = True
+        if prio is not None or n.parent is None:
+            weight, depend, excl = prio or (DEFAULT_WEIGHT, 0, False)
+            n.weight = weight
+            self._set_dependency(n, depend, excl)
+
+    def priority(self, sid: int, weight: int, depend: int, excl: bool) -> None:
+        """A PRIORITY frame."""
+        n = self._node(sid)
+        n.weight = weight
+        if not n.active:
+            self.closed.pop(sid, None)
+            self.closed[sid] = None
+        self._set_dependency(n, depend, excl)
+
+    def closed_stream(self, sid: int) -> None:
+        n = self.nodes.get(sid)
+        if n is None or not n.active:
+            return
+        n.active = False
+        self.closed[sid] = None
+
+    def _set_dependency(self, node: _Node, depend: int, exclusive: bool) -> None:
+        parent = self.nodes.get(depend) if depend else None
+        if parent is None or parent.parent is None:
+            parent = self.root
+            if depend:
+                exclusive = False
+            node.rank = 1
+            node.rel_weight = node.weight / 256
+        else:
+            if node.parent is not None:
+                # the new parent depends on this node: it moves up to this node's place
+                nxt: _Node | None = parent.parent
+                while nxt is not None and nxt is not self.root and nxt.rank >= node.rank:
+                    if nxt is node:
+                        assert parent.parent is not None
+                        parent.parent.children.remove(parent)
+                        sib = node.parent.children
+                        sib.insert(sib.index(node) + 1, parent)
+                        parent.parent = node.parent
+                        parent.rank = node.parent.rank + 1
+                        parent.rel_weight = node.parent.rel_weight / 256 * parent.weight
+                        if not exclusive:
+                            _children_update(parent)
+                        break
+                    nxt = nxt.parent
+            node.rank = parent.rank + 1
+            node.rel_weight = parent.rel_weight / 256 * node.weight
+            if not parent.active and parent.id in self.closed:
+                del self.closed[parent.id]
+                self.closed[parent.id] = None
+        children = parent.children
+        if exclusive:
+            for c in children:
+                c.parent = node
+            node.children.extend(children)
+            children.clear()
+        if node.parent is not None:
+            node.parent.children.remove(node)
+        children.append(node)
+        node.parent = parent
+        _children_update(node)
+
 
 class _Budget:
     """Counts events in a fixed window; `hit()` is True once `limit` is exceeded."""
@@ -233,6 +419,7 @@ class H2Server:
         self._block = 0                  # bytes in the open header block, -1 when none
         self._block_frames = 0
         self.in_header_block = False
+        self.prio = _PriorityTree()
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -259,16 +446,31 @@ class H2Server:
         why = self._scan(data)
         if why is not None:
             return [self._terminate(ENHANCE_YOUR_CALM, why, calm=True)]
+        high = self.conn.highest_inbound_stream_id
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
             # h2 has queued GOAWAY with the right code
             self.closed = True
             code = getattr(e, "error_code", PROTOCOL_ERROR)
+            m = _SELF_DEPENDENCY.match(str(e))
+            if m is not None and int(m[1]) == self.conn.highest_inbound_stream_id > high:
+                # a HEADERS frame depending on its own stream: nginx never accepted that
+                # stream, so its GOAWAY names the one before
+                self._replace_goaway(high, int(code))
+                return [ConnectionEnded(int(code), f"client sent HEADERS frame for stream "
+                                                   f"{m[1]} with incorrect dependency")]
             return [ConnectionEnded(int(code), f"client sent invalid HTTP/2: {e}")]
         except Exception as e:  # hpack/hyperframe errors not wrapped by h2
             return [self._terminate(PROTOCOL_ERROR, f"client sent invalid HTTP/2: {e}")]
         return self._translate(events)
+
+    def _replace_goaway(self, last_id: int, code: int) -> None:
+        out = self.conn.data_to_send()
+        if len(out) >= 17 and out[-17 + 3] == _GOAWAY and int.from_bytes(out[-17:-14], "big") == 8:
+            out = out[:-17]
+        self._extra += out
+        self._extra += GoAwayFrame(0, last_stream_id=last_id, error_code=code).serialize()
 
     def _scan(self, data: bytes) -> str | None:
         """Walk frame headers over the raw bytes; return a reason to end the connection for
@@ -325,6 +527,7 @@ class H2Server:
         new_streams = 0
         pump = False
         pending: dict[int, int] = {}     # stream id -> index in `out` of its request
+        skip_prio: object = None         # the PriorityUpdated of a HEADERS already applied
         for ev in events:
             t = type(ev)
             if t is h2.events.RequestReceived:
@@ -335,7 +538,12 @@ class H2Server:
                                                "client sent too many streams at once",
                                                calm=True))
                     return out
-                r = self._request(sid, ev.headers, ev.stream_ended is not None)  # type: ignore[attr-defined]
+                pu = ev.priority_updated  # type: ignore[attr-defined]
+                if pu is not None:
+                    skip_prio = pu
+                r = self._request(sid, ev.headers, ev.stream_ended is not None,  # type: ignore[attr-defined]
+                                  None if pu is None else
+                                  (pu.weight, pu.depends_on, bool(pu.exclusive)))
                 if r is not None:
                     if isinstance(r, (StreamRequest, StreamError)):
                         pending[sid] = len(out)
@@ -358,6 +566,7 @@ class H2Server:
                     # opened and reset in the same read: never reported, never started
                     out[pending.pop(sid)] = StreamReset(sid, 0, True, "")
                     self.active.discard(sid)
+                    self.prio.closed_stream(sid)
                     self.reset_streams += 1
                     if self._resets.hit():
                         out.append(self._terminate(ENHANCE_YOUR_CALM,
@@ -376,6 +585,11 @@ class H2Server:
                 if sid in self.active:
                     out.append(StreamReset(sid, int(ev.error_code or 0),  # type: ignore[attr-defined]
                                            bool(ev.remote_reset)))  # type: ignore[attr-defined]
+            elif t is h2.events.PriorityUpdated:
+                if ev is not skip_prio:
+                    self.prio.priority(ev.stream_id, ev.weight,  # type: ignore[attr-defined]
+                                       ev.depends_on, bool(ev.exclusive))  # type: ignore[attr-defined]
+                    pump = pump or len(self._out) > 1
             elif t is h2.events.PingAckReceived:
                 if ev.ping_data == _GOAWAY_PING and self.goaway_final():  # type: ignore[attr-defined]
                     out.append(GoAwayComplete())
@@ -404,8 +618,8 @@ class H2Server:
             out.append(WindowOpened())
         return [e for e in out if not _placeholder(e)]
 
-    def _request(self, sid: int, raw: list[tuple[bytes, bytes]],
-                 end_stream: bool) -> H2Event | None:
+    def _request(self, sid: int, raw: list[tuple[bytes, bytes]], end_stream: bool,
+                 prio: tuple[int, int, bool] | None = None) -> H2Event | None:
         if self.going_away and self.goaway_id is not None and sid > self.goaway_id:
             self._reset(sid, REFUSED_STREAM)
             return None
@@ -418,9 +632,11 @@ class H2Server:
             return StreamReset(sid, int(REFUSED_STREAM), False,
                                "concurrent streams exceeded")
         self.last_stream_id = max(self.last_stream_id, sid)
+        self.prio.opened(sid, prio)
         res = _validate(raw, end_stream, self.limits)
         if isinstance(res, str):
             self._reset(sid, PROTOCOL_ERROR)
+            self.prio.closed_stream(sid)
             return StreamReset(sid, int(PROTOCOL_ERROR), False, res)
         self.active.add(sid)
         if isinstance(res, tuple):
@@ -496,16 +712,33 @@ class H2Server:
         return box.size if box is not None else 0
 
     def pump(self) -> None:
-        """Send queued bodies within the flow-control windows, one frame per stream per round
-        (round robin)."""
+        """Send queued bodies within the flow-control windows: streams in priority order
+        (see `_PriorityTree.key`), one frame per stream per round among equals."""
         if self.closed or not self._out:
             return
+        if len(self._out) == 1:
+            self._pump(list(self._out))
+            return
+        key = self.prio.key
+        order = sorted(self._out, key=key)      # stable: first queued first among equals
+        i, n = 0, len(order)
+        while i < n:
+            k = key(order[i])
+            j = i + 1
+            while j < n and key(order[j]) == k:
+                j += 1
+            self._pump(order[i:j])
+            i = j
+
+    def _pump(self, sids: list[int]) -> None:
         conn = self.conn
         progress = True
-        while progress and self._out:
+        while progress:
             progress = False
-            for sid in list(self._out):
-                box = self._out[sid]
+            for sid in sids:
+                box = self._out.get(sid)
+                if box is None:
+                    continue
                 try:
                     if box.size == 0:
                         if box.end:
@@ -516,14 +749,7 @@ class H2Server:
                                  conn.max_outbound_frame_size)
                     if window <= 0:
                         continue
-                    head = box.chunks[0]
-                    take = min(window, len(head) - box.offset)
-                    piece = head[box.offset:box.offset + take]
-                    box.offset += take
-                    if box.offset == len(head):
-                        box.chunks.popleft()
-                        box.offset = 0
-                    box.size -= take
+                    piece = box.take(window)
                     last = box.end and box.size == 0
                     conn.send_data(sid, piece, end_stream=last)
                     if last:
@@ -572,6 +798,7 @@ class H2Server:
         """The stream's exchange is over (answered, aborted, or never started): it no longer
         counts against max_concurrent_streams."""
         self.active.discard(sid)
+        self.prio.closed_stream(sid)
         box = self._out.get(sid)
         if box is not None and box.size == 0 and not box.end:
             del self._out[sid]
