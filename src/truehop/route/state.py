@@ -19,6 +19,7 @@ class ConnectionInfo:
     __slots__ = (
         "remote_addr", "remote_port", "server_addr", "server_port", "scheme", "number",
         "requests", "ssl_protocol", "ssl_cipher", "ssl_server_name", "listen_key",
+        "ssl_session_reused", "pipelined", "start",
     )
 
     def __init__(self, remote_addr: str, remote_port: int, server_addr: str, server_port: int,
@@ -34,15 +35,22 @@ class ConnectionInfo:
         self.ssl_cipher = ""
         self.ssl_server_name = ""
         self.listen_key = listen_key
+        self.ssl_session_reused = False     # $ssl_session_reused: the TLS session was resumed
+        # $pipe: the current request's head was already read when the previous one ended
+        # (HTTP/1 requests on a connection are answered one at a time)
+        self.pipelined = False
+        self.start = time.time()            # $connection_time
 
 
 class UpstreamTry:
     """One attempt at an upstream peer (nginx's ngx_http_upstream_state_t). Times are
     monotonic seconds; None until reached, shown as "-" by the variables: `connect` when the
     connection was ready (a reused one: at once), `header` when the response head arrived,
-    `end` when the attempt ended, well or not."""
+    `end` when the attempt ended, well or not. The byte counts are what went over this
+    attempt's connection, shown per attempt like the times."""
 
-    __slots__ = ("addr", "url", "status", "start", "connect", "header", "end")
+    __slots__ = ("addr", "url", "status", "start", "connect", "header", "end",
+                 "bytes_sent", "bytes_received", "response_length")
 
     def __init__(self, addr: str, url: str, start: float) -> None:
         self.addr = addr            # $upstream_addr: 127.0.0.1:3000, or the upstream's name
@@ -52,6 +60,9 @@ class UpstreamTry:
         self.connect: float | None = None
         self.header: float | None = None
         self.end: float | None = None
+        self.bytes_sent = 0         # $upstream_bytes_sent: request head and body written
+        self.bytes_received = 0     # $upstream_bytes_received: status line, headers and body
+        self.response_length = 0    # $upstream_response_length: the response body
 
 
 class RequestState:

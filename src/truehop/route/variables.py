@@ -73,6 +73,18 @@ def _upstream_times(r: RequestState, field: str) -> str:
     return ", ".join(out)
 
 
+def _upstream_counts(r: RequestState, field: str) -> str:
+    """$upstream_bytes_{sent,received}, $upstream_response_length: one number per attempt."""
+    return ", ".join([str(getattr(t, field)) for t in r.upstream_tries])
+
+
+def _http2(r: RequestState) -> str:
+    """$http2: "h2" over TLS, "h2c" over cleartext, "" for HTTP/1.x."""
+    if r.head.version != "2.0":
+        return ""
+    return "h2" if r.conn.scheme == "https" else "h2c"
+
+
 def header_var(name: str) -> Getter:
     lname = name.replace("_", "-").lower()
     # nginx joins repeated Cookie with "; " and X-Forwarded-For with ", "; others: first one.
@@ -114,14 +126,32 @@ def arg_var(name: str) -> Getter:
 
 
 def cookie_var(name: str) -> Getter:
+    lname = name.lower()
+
     def get(r: RequestState) -> str:
         for k, v in r.head.headers:
             if k.lower() != "cookie":
                 continue
             for part in v.split(";"):
                 ck, _, cv = part.strip().partition("=")
-                if ck == name:
+                if ck.lower() == lname:
                     return cv
+        return ""
+    return get
+
+
+def upstream_cookie_var(name: str) -> Getter:
+    """$upstream_cookie_NAME: the cookie NAME set by the upstream's Set-Cookie lines (the
+    first pair of a line; names compared ignoring case, as nginx does)."""
+    lname = name.lower()
+
+    def get(r: RequestState) -> str:
+        for k, v in r.upstream_headers:
+            if len(k) != 10 or k.lower() != "set-cookie":
+                continue
+            ck, eq, cv = v.partition(";")[0].partition("=")
+            if eq and ck.strip().lower() == lname:
+                return cv.strip()
         return ""
     return get
 
@@ -263,6 +293,7 @@ BUILTIN: dict[str, Getter] = {
     "msec": _msec,
     "connection": lambda r: str(r.conn.number),
     "connection_requests": lambda r: str(r.conn.requests),
+    "connection_time": lambda r: f"{max(time.time() - r.conn.start, 0.0):.3f}",
     "content_length": _content_length,
     "content_type": lambda r: _header(r.head.headers, "content-type", None),
     "server_protocol": lambda r: f"HTTP/{r.head.version}",
@@ -277,6 +308,12 @@ BUILTIN: dict[str, Getter] = {
     "upstream_response_time": lambda r: _upstream_times(r, "end"),
     "upstream_connect_time": lambda r: _upstream_times(r, "connect"),
     "upstream_header_time": lambda r: _upstream_times(r, "header"),
+    "upstream_bytes_sent": lambda r: _upstream_counts(r, "bytes_sent"),
+    "upstream_bytes_received": lambda r: _upstream_counts(r, "bytes_received"),
+    "upstream_response_length": lambda r: _upstream_counts(r, "response_length"),
+    "pipe": lambda r: "p" if r.conn.pipelined else ".",
+    "http2": _http2,
+    "ssl_session_reused": lambda r: "r" if r.conn.ssl_session_reused else ".",
     "remote_user": lambda r: "",
     "request_body": lambda r: "",
     "request_id": lambda r: r.extra.setdefault("request_id", os.urandom(16).hex()),
@@ -293,6 +330,7 @@ PREFIXED: list[tuple[str, Callable[[str], Getter]]] = [
     ("upstream_http_", upstream_header_var),
     ("arg_", arg_var),
     ("cookie_", cookie_var),
+    ("upstream_cookie_", upstream_cookie_var),
 ]
 
 
@@ -304,6 +342,7 @@ class VariableScope:
         self.lazy: dict[str, Callable[[RequestState], str]] = {}
         self.lazy_fns: dict[str, Callable[[RequestState], str]] = {}
         self.settable: set[str] = set()
+        self.captures: set[str] = set()
 
     def define_lazy(self, name: str, fn: Callable[[RequestState], str],
                     cache: bool = True) -> None:
@@ -331,6 +370,12 @@ class VariableScope:
     def define_settable(self, name: str) -> None:
         self.settable.add(name)
 
+    def define_capture(self, name: str) -> None:
+        """A named capture of a regex that is not around the templates that use it (a
+        `server_name ~^(?<sub>[a-z]+)[.]example[.]com$`): as in nginx, a variable known
+        everywhere, read from the request's last regex match."""
+        self.captures.add(name)
+
     def known(self, name: str) -> bool:
         try:
             self.getter(name)
@@ -350,8 +395,10 @@ class VariableScope:
         g = BUILTIN.get(name)
         if g is not None:
             return g
+        if name in self.captures:
+            return _named_capture(name)
         for prefix, factory in PREFIXED:
-            if name.startswith(prefix) and len(name) > len(prefix):
+            if name.startswith(prefix):     # `$arg_` too: a name nothing has
                 return factory(name[len(prefix):])
         raise UnknownVariable(name)
 
