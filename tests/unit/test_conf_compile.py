@@ -122,3 +122,21 @@ def test_shared_reference_configs_compile(tmp_path):
     for name in ("full-nginx.conf", "behind-load-balancer.conf", "reference.conf"):
         cfg = load(str(shared / name), str(tmp_path))
         assert cfg.http.servers
+
+
+@pytest.mark.parametrize("names,expected", [
+    ("", ""), ('""', ""), ("_", "_"), ("Example.COM www.x", "example.com"),
+    ("*.wc.example.com", "*.wc.example.com"), (".dot.example.com", "dot.example.com"),
+    (r"~^EXAMPLE\.COM$", r"~^EXAMPLE\.COM$"), ("wc2.example.*", "wc2.example.*"),
+])
+def test_server_name_variable_is_the_first_name(tmp_path, names, expected):
+    sn = f"server_name {names};" if names else ""
+    cfg = compile_text(tmp_path, f"server {{ listen 127.0.0.1:8080; {sn} }}")
+    assert cfg.http.servers[0].server_name == expected
+
+
+def test_server_name_named_captures_are_variables(tmp_path):
+    cfg = compile_text(tmp_path, r"""
+server { listen 127.0.0.1:8080; server_name "~^(?P<name>www\p{N}+)\.example\.com$";
+         location / { add_header X-Match $name; return 204; } }""")
+    assert cfg.http.scope.known("name")

@@ -411,3 +411,24 @@ def test_pcre_errors(pcre, msg):
 def test_translate_leaves_plain_patterns_alone():
     for p in [r"\.php$", r"^/api/(v\d+)/", r"^/(?P<x>a)(?=b)(?<=a)(?!c)(?<!d)"]:
         assert translate_pcre(p) == p
+
+
+@pytest.mark.parametrize("pattern,text,matches", [
+    (r"^www\p{N}+$", "www01", True),
+    (r"^www\p{N}+$", "www\xb2", True),            # bytes 0-255 of the category (no UTF)
+    (r"^www\p{N}+$", "wwwx", False),
+    (r"^\pL+$", "ab\xe9", True),
+    (r"^[\p{Lu}\d]+$", "AB1", True),
+    (r"^[\p{Lu}\d]+$", "Ab1", False),
+    (r"^\P{N}$", "1", False),
+    (r"^\p{^N}$", "a", True),
+])
+def test_pcre_unicode_properties(pattern: str, text: str, matches: bool) -> None:
+    from truehop.route.locations import compile_nginx_regex
+    assert (compile_nginx_regex(pattern, False).search(text) is not None) is matches
+
+
+def test_pcre_unknown_property() -> None:
+    from truehop.route.locations import compile_nginx_regex
+    with pytest.raises(ValueError, match="unknown property name"):
+        compile_nginx_regex(r"\p{Greek}", False)

@@ -209,6 +209,15 @@ class Compiler:
                 self.scope.define_lazy(name[1:], lambda r: "", cache=not volatile)
             elif d.name == "set" and d.args and d.args[0].value.startswith("$"):
                 self.scope.define_settable(d.args[0].value[1:])
+            elif d.name == "server_name":
+                for a in d.args:
+                    if a.value.startswith("~") and "(?" in a.value:
+                        try:
+                            rx = compile_nginx_regex(a.value[1:], False)
+                        except ValueError:
+                            continue    # reported where the server names are built
+                        for g in rx.groupindex:
+                            self.scope.define_capture(g)
             if d.block and d.name not in ("map", "types"):
                 self.prescan(d.block)
 

@@ -11,12 +11,15 @@ inherited list whole.
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from truehop.route.variables import Template, VariableScope
 
 Where = tuple[str, int]
+
+_HOSTNAME = socket.gethostname()
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +438,17 @@ class ServerConf:
     where: Where = ("", 0)
     tree: Any = None                   # route.locations.LocationTree
     default_loc: LocationConf | None = None
+
+    @property
+    def server_name(self) -> str:
+        """nginx's $server_name (cscf->server_name): the first `server_name` as written,
+        lower-cased; a regex keeps its `~`, `.example.com` loses its dot; "" without one."""
+        if not self.names:
+            return ""
+        n = self.names[0]
+        if n.lower() == "$hostname":
+            return _HOSTNAME
+        return n[1:] if n.startswith(".") else n
 
     @property
     def primary_name(self) -> str:

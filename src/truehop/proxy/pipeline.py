@@ -132,11 +132,13 @@ class Pipeline:
 
     async def handle(self, ex: Exchange, info: ConnectionInfo, listener: Any) -> None:
         head = ex.head
-        host = compute_host(head.host, listener.default_server)
+        # without a Host the server is looked up by "" (a `server_name ""` server, else the
+        # default one); $host is then that server's name
+        host = compute_host(head.host, listener.default_server) if head.host else ""
         server = listener.find_server(info.server_addr, host)
         r = RequestState(info, head, server)
-        r.host = host or server.primary_name
-        r.server_name = server.primary_name
+        r.host = host or server.server_name
+        r.server_name = server.server_name
         try:
             try:
                 self.realip(r, server.settings)
@@ -179,8 +181,8 @@ class Pipeline:
         """Answer a request the parser refused (400, 413, 414, 494, 501, 505) and close."""
         server = listener.default_server
         r = RequestState(info, ex.head, server)
-        r.server_name = server.primary_name
-        r.host = compute_host(ex.head.host, server) or server.primary_name
+        r.server_name = server.server_name
+        r.host = compute_host(ex.head.host, server) or server.server_name
         try:
             await self.finish(r, ex, f)
         except ClientGone:
@@ -552,7 +554,7 @@ class Pipeline:
                             mtime = static.parse_http_date(v)
                             break
                 headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
-                spec = static.ExpiresSpec(kind, secs)  # type: ignore[arg-type]
+                spec = static.ExpiresSpec(kind, secs)
                 headers.extend(static.expires_headers(spec, time.time(), mtime))
         if s.add_header:
             ok = status in ADD_HEADER_STATUSES

@@ -34,6 +34,7 @@ map, server_name, if and rewrite use it too.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -153,6 +154,8 @@ class _Translator:
             return len(s) if end < 0 else end + 2
         if c == "E":
             return i + 2
+        if c in "pP":
+            return self.prop(i, in_class)
         if in_class:
             if c == "h":
                 self.emit(_HSPACE, i)
@@ -205,6 +208,32 @@ class _Translator:
             self.emit(s[i:i + 2], i)
         return i + 2
 
+    def prop(self, i: int, in_class: bool) -> int:
+        """`\\p{N}`, `\\pL`, `\\P{Lu}`, `\\p{^N}`: a Unicode general category. PCRE2
+        without UTF sees bytes, so the class is the characters 0-255 of that category."""
+        s = self.src
+        if s.startswith("{", i + 2):
+            end = s.find("}", i + 3)
+            if end < 0:
+                raise self.fail("malformed \\P or \\p sequence", i + 2)
+            name, nxt = s[i + 3:end], end + 1
+        else:
+            name, nxt = s[i + 2:i + 3], i + 3
+        negate = s[i + 1] == "P"
+        if name.startswith("^"):
+            negate, name = not negate, name[1:]
+        chars = _property_chars(name)
+        if chars is None:
+            raise self.fail("unknown property name after \\P or \\p", nxt)
+        if negate:
+            chars = [ch for ch in map(chr, range(256)) if ch not in chars]
+        body = "".join(f"\\x{ord(ch):02x}" for ch in chars)
+        if in_class:
+            self.emit(body, i)
+        else:
+            self.emit(f"[{body}]" if body else "(?!)", i)
+        return nxt
+
     def hex_brace(self, i: int) -> int:
         s = self.src
         end = s.find("}", i + 3)
@@ -253,6 +282,18 @@ class _Translator:
                 self.emit(c, i)
             i += 1
         raise self.fail("missing terminating ] for character class", n)
+
+
+def _property_chars(name: str) -> list[str] | None:
+    """The characters 0-255 with a Unicode general category (`L`, `Lu`, `N`, `Nd`, `L&`,
+    `Any`...); None for a name truehop does not know (scripts such as `Greek`)."""
+    if name == "Any":
+        return [chr(c) for c in range(256)]
+    if name in ("L&", "LC"):
+        return [chr(c) for c in range(256) if unicodedata.category(chr(c)) in ("Lu", "Ll", "Lt")]
+    if not (1 <= len(name) <= 2 and name[0] in "CLMNPSZ" and name[1:] == name[1:].lower()):
+        return None
+    return [chr(c) for c in range(256) if unicodedata.category(chr(c)).startswith(name)]
 
 
 def uri_bytes(text: str) -> str:
