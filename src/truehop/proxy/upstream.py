@@ -16,6 +16,7 @@ import base64
 import hashlib
 import ipaddress
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from truehop.conf.model import LocationConf, Settings, UpstreamConf
@@ -67,7 +68,7 @@ class HeaderPlan:
                  "honor_accel_buffering")
 
     def __init__(self, s: Settings) -> None:
-        entries: list[tuple[str, Any, str | None, int]] = []
+        entries: list[tuple[str, Callable[[RequestState], str], str | None, int]] = []
         set_names: set[str] = set()
         for h in s.proxy_set_header or ():
             lname = h.name.lower()
@@ -75,7 +76,11 @@ class HeaderPlan:
             if lname in ("content-length", "transfer-encoding"):
                 continue  # framing is ours
             kind = _SET_KIND.get(lname, 0)
-            entries.append((h.name, h.value, h.value.static, kind))
+            tpl = h.value
+            parts = tpl.parts
+            # a value that is one variable ($host, $remote_addr...) calls its getter directly
+            render = parts[0] if len(parts) == 1 and callable(parts[0]) else tpl.render
+            entries.append((h.name, render, tpl.static, kind))
         self.set_entries = tuple(entries)
         # client headers never copied: hop-by-hop, framing, and those proxy_set_header sets
         self.client_skip = frozenset(CLIENT_SKIP | HOP_BY_HOP | set_names)
@@ -178,8 +183,8 @@ class Proxy:
         out: list[tuple[str, str]] = []
         host_value: str | None = None
         upgrading = False
-        for name, tpl, static, kind in plan.set_entries:
-            v = static if static is not None else tpl.render(r)
+        for name, render, static, kind in plan.set_entries:
+            v = static if static is not None else render(r)
             if kind:
                 if kind == 1:
                     host_value = v
