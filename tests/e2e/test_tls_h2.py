@@ -43,6 +43,7 @@ http {
             proxy_pass http://127.0.0.1:@@APP@@;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-TLS "$ssl_protocol|$ssl_cipher|$ssl_server_name|$https";
+            proxy_set_header X-Reused $ssl_session_reused;
         }
         location /www/ { root @@ROOT@@; }
     }
@@ -166,6 +167,42 @@ def test_alpn_selects_h2(site: SimpleNamespace) -> None:
         assert s.selected_alpn_protocol() == "h2"
     with tls_client(site.ca, "a.test", site.tls, ["http/1.1"]) as s:
         assert s.selected_alpn_protocol() == "http/1.1"
+
+
+def _h2_over(sock: ssl.SSLSocket, host: bytes) -> bytes:
+    """One GET over HTTP/2 on an established TLS socket; the response's :status."""
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                             header_encoding=None))
+    c.initiate_connection()
+    c.send_headers(1, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", host),
+                       (b":path", b"/reused")], end_stream=True)
+    sock.sendall(c.data_to_send())
+    sock.settimeout(5)
+    status = b""
+    while True:
+        d = sock.recv(65536)
+        assert d, "connection closed before the response"
+        for e in c.receive_data(d):
+            if isinstance(e, h2.events.ResponseReceived):
+                status = dict(e.headers)[b":status"]
+            if isinstance(e, h2.events.StreamEnded):
+                return status
+        sock.sendall(c.data_to_send())
+
+
+def test_tls_session_reused_over_h2(site: SimpleNamespace) -> None:
+    ctx = ssl.create_default_context(cafile=site.ca)
+    ctx.set_alpn_protocols(["h2"])
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", site.tls), timeout=5),
+                         server_hostname="a.test") as s1:
+        assert _h2_over(s1, b"a.test") == b"200"      # TLS 1.3 tickets come after handshake
+        session = s1.session
+    assert site.up.last().header("X-Reused") == "."
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", site.tls), timeout=5),
+                         server_hostname="a.test", session=session) as s2:
+        assert s2.session_reused
+        assert _h2_over(s2, b"a.test") == b"200"
+    assert site.up.last().header("X-Reused") == "r"
 
 
 def test_plain_http_to_tls_port_gets_400_page(site: SimpleNamespace) -> None:

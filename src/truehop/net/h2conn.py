@@ -72,7 +72,33 @@ def connection_info(transport: asyncio.BaseTransport, listener: Listener,
         c = ssl_obj.cipher()
         info.ssl_cipher = c[0] if c else ""
         info.ssl_server_name = getattr(ssl_obj, "sni", "") or ""
+        info.ssl_session_reused = bool(getattr(ssl_obj, "session_reused", False))
     return info
+
+
+_H2_SERVERS: dict[int, tuple[Any, frozenset[int] | None]] = {}
+MISDIRECTED = "client attempted to request the server name for which the negotiated " \
+    "protocol is disabled"
+
+
+def http2_servers(listener: Listener) -> frozenset[int] | None:
+    """The ids of the listener's servers a stream may be routed to, or None when all of them
+    may: nginx answers 421 to a stream whose Host picks a server with `http2 off`, unless a
+    `listen ... http2` on this address enables HTTP/2 for every server on it."""
+    hit = _H2_SERVERS.get(id(listener))
+    if hit is not None and hit[0] is listener:
+        return hit[1]
+    port = listener.key[1]
+    servers = listener.servers
+    if any(ls.http2 for srv in servers for ls in srv.listens if ls.port == port) or \
+            all(srv.http2 for srv in servers):
+        allowed = None
+    else:
+        allowed = frozenset(id(srv) for srv in servers if srv.http2)
+    if len(_H2_SERVERS) > 256:      # listeners of configurations reloaded away
+        _H2_SERVERS.clear()
+    _H2_SERVERS[id(listener)] = (listener, allowed)
+    return allowed
 
 
 def limits_for(listener: Listener) -> H2Limits:
@@ -249,6 +275,7 @@ class H2Connection(asyncio.Protocol):
         self.transport: Any = None
         self.info: ConnectionInfo | None = None
         self.server = H2Server(limits_for(listener))
+        self.h2_servers = http2_servers(listener)
         self.streams: dict[int, H2Exchange] = {}
         self.queue: collections.deque[Any] = collections.deque()   # never used on HTTP/2
         self._tunnel: Any = None
@@ -332,6 +359,11 @@ class H2Connection(asyncio.Protocol):
             t = type(ev)
             if t is StreamRequest:
                 assert isinstance(ev, StreamRequest)
+                if self.h2_servers is not None and not self._h2_allowed(ev.head):
+                    ex1 = H2Exchange(self, ev.stream_id, ev.head, True)
+                    self.streams[ev.stream_id] = ex1
+                    bad.append((ex1, StreamError(ev.stream_id, 421, MISDIRECTED, ev.head)))
+                    continue
                 ex = H2Exchange(self, ev.stream_id, ev.head, ev.end_stream)
                 self.streams[ev.stream_id] = ex
                 start.append(ex)
@@ -432,6 +464,14 @@ class H2Connection(asyncio.Protocol):
             ex.finished = True
             ex.aborted = ex.aborted or not ex.end_sent
             self.exchange_done(ex)
+
+    def _h2_allowed(self, head: RequestHead) -> bool:
+        from truehop.proxy.pipeline import compute_host
+
+        assert self.info is not None and self.h2_servers is not None
+        lst = self.listener
+        srv = lst.find_server(self.info.server_addr, compute_host(head.host, lst.default_server))
+        return id(srv) in self.h2_servers
 
     def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
         from truehop.proxy.pipeline import Finish
