@@ -167,3 +167,27 @@ def test_upstream_time_variables(truehop, canned, tmp_path):
     assert h1 == "-" and float(h2) < 1
     assert float(r1) >= 1 and float(r2) < 1
     assert status == "502, 200"
+
+
+BYTES_CONF = """
+log_format bytes '$upstream_bytes_sent|$upstream_bytes_received|$upstream_response_length|$pipe';
+server {
+    listen 127.0.0.1:@@PORT@@;
+    access_log @@LOG@@ bytes;
+    location / { proxy_pass http://127.0.0.1:@@UP@@; }
+}
+"""
+
+
+def test_upstream_byte_counts_and_pipe(truehop, canned, tmp_path):
+    port = free_port()
+    log = tmp_path / "bytes.log"
+    truehop(BYTES_CONF, port=port, up=canned.port, log=log)
+    req = b"GET /ok HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    data, _ = raw_request(port, req + req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"),
+                          timeout=5)
+    assert data.count(b"HTTP/1.1 200") == 2
+    lines = _times(log, 2)
+    answer = len(ANSWERS["/ok"][1])
+    sent = [len(h) for h in canned.requests]
+    assert lines == [f"{sent[0]}|{answer}|2|.", f"{sent[1]}|{answer}|2|p"]

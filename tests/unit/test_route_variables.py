@@ -42,9 +42,15 @@ def test_http2(version: str, scheme: str, expected: str) -> None:
 def test_pipe_and_ssl_session_reused() -> None:
     r = _req()
     assert (_var("pipe", r), _var("ssl_session_reused", r)) == (".", ".")
+    # $pipe is the request's own: the connection's flag as it was when the request started
+    # (the next request may already have started when this one is logged)
     r.conn.pipelined = True
     r.conn.ssl_session_reused = True
-    assert (_var("pipe", r), _var("ssl_session_reused", r)) == ("p", "r")
+    assert (_var("pipe", r), _var("ssl_session_reused", r)) == (".", "r")
+    r2 = _req()
+    r2.conn.pipelined = True
+    r2 = type(r)(r2.conn, r2.head, r2.server)
+    assert _var("pipe", r2) == "p"
 
 
 def test_prefixed_variables_with_an_empty_name() -> None:

@@ -381,6 +381,7 @@ class ClientConnection(asyncio.Protocol):
             self.info.ssl_cipher = c[0] if c else ""
             self.info.ssl_server_name = getattr(ssl_obj, "server_hostname", None) or \
                 getattr(ssl_obj, "sni", "") or ""
+            self.info.ssl_session_reused = bool(getattr(ssl_obj, "session_reused", False))
         srv = self.listener.default_server
         self.parser = H1ServerParser(self.listener.limits)
         self.keepalive_requests = srv.settings.keepalive_requests or 1000
@@ -443,7 +444,9 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None and self.queue:
             self._start_next()
 
-    def _start_next(self) -> None:
+    def _start_next(self, pipelined: bool = False) -> None:
+        """Start the next queued request; `pipelined` when it arrived while the previous one
+        was in flight ($pipe)."""
         ex = self.queue.popleft()
         if self._read_paused and len(self.queue) < PIPELINE_HIGH_WATER:
             self.body_consumed()
@@ -451,6 +454,7 @@ class ClientConnection(asyncio.Protocol):
         self.requests += 1
         assert self.info is not None
         self.info.requests = self.requests
+        self.info.pipelined = pipelined
         self._cancel_timer()
         self.runtime.start_exchange(self, ex)
 
@@ -478,7 +482,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if self.queue:
-            self._start_next()
+            self._start_next(pipelined=True)
         elif self.deferred_error is not None:
             self._send_deferred_error()
         elif self.parser is not None and self.parser.paused:

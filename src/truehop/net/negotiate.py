@@ -67,7 +67,7 @@ class PlainHttpOnTls(ClientConnection):
     """A plain HTTP request on a TLS port: read it as HTTP/1.x, answer nginx's 497 from the
     server its Host names (its `error_page 497` applies, e.g. a redirect to https), close."""
 
-    def _start_next(self) -> None:
+    def _start_next(self, pipelined: bool = False) -> None:
         ex = self.queue.popleft()
         self.queue.clear()
         self.parser = None           # nothing after this request is read

@@ -53,6 +53,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel_lost: Callable[[BaseException | None], None] | None = None
         self.buffered = 0
         self.high_water = 64 * 1024
+        self.bytes_in = 0     # read and written since `start`, for $upstream_bytes_*
+        self.bytes_out = 0
         # the read deadline, kept lazily (see ClientConnection's timers): one loop timer,
         # rescheduled when it fires early, instead of a new one for every wait
         self._deadline: float | None = None
@@ -124,6 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel(data)
             return
         self.received_any = True
+        self.bytes_in += len(data)
         p = self.parser
         if p is None:
             # bytes while idle: the upstream is not speaking HTTP we can trust; drop it
@@ -201,6 +204,7 @@ class UpstreamConnection(asyncio.Protocol):
     def start(self, method: str, max_head: int) -> None:
         """Begin a new exchange: a fresh response parser, no stale events."""
         self.parser = H1ResponseParser(method, max_head=max_head)
+        self.bytes_in = self.bytes_out = 0
         self.events.clear()
         self.error = None
         self.received_any = False
@@ -209,6 +213,7 @@ class UpstreamConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None or self.closed:
             raise UpstreamError("error", "upstream connection closed")
+        self.bytes_out += len(data)
         self.transport.write(data)
 
     async def drain(self, timeout: float) -> None:

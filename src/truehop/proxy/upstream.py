@@ -277,7 +277,10 @@ class Proxy:
                                  stream_body, upgrading, att, flags, state, now)
         finally:
             if tries_made and tries_made[-1].end is None:
-                tries_made[-1].end = time.monotonic()
+                last = tries_made[-1]
+                last.end = time.monotonic()
+                if r.upstream_conn is not None:
+                    _account(last, r.upstream_conn)
 
     async def _attempts(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
                         urt: UpstreamRuntime, upstream: UpstreamConf, scheme: str, uri: str,
@@ -334,6 +337,7 @@ class Proxy:
             except UpstreamError as e:
                 now = t.end = time.monotonic()
                 if conn is not None:
+                    _account(t, conn)
                     conn.abort()
                 failed_kind = e.kind
                 status = 504 if failed_kind == "timeout" else 502
@@ -356,6 +360,7 @@ class Proxy:
             if flag is not None and flag in flags and self.may_retry(flag, flags, att, method,
                                                                      stream_body):
                 t.end = now
+                _account(t, conn)
                 state.done(peer, now, failed=flag not in ("http_403", "http_404"))
                 conn.abort()
                 last_status = status
@@ -610,6 +615,7 @@ class Proxy:
                     ex.flush()
                     ev = await conn.next_event(read_timeout)
                 if type(ev) is Data:
+                    t.response_length += len(ev.data)
                     ex.write(ev.data)
                     if ex.write_blocked:
                         await ex.drain()
@@ -627,6 +633,7 @@ class Proxy:
             raise ClientGone("client closed connection") from None
         ex.end()
         now = t.end = time.monotonic()
+        _account(t, conn)
         if urt.pool is not None and rh.keep_alive and conn.finished_cleanly():
             if sender is None or sender.done():
                 r.upstream_conn = None
@@ -698,6 +705,12 @@ class Proxy:
             client.close()
             ex.finished = True
             client.exchange_done(ex)
+
+
+def _account(t: UpstreamTry, conn: UpstreamConnection) -> None:
+    """$upstream_bytes_sent / _received of a try: what its connection carried since `start`."""
+    t.bytes_sent = conn.bytes_out
+    t.bytes_received = conn.bytes_in
 
 
 def _resume_later(dst: asyncio.Transport, src: asyncio.Transport, done: asyncio.Future[None]

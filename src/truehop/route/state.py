@@ -71,7 +71,7 @@ class RequestState:
         "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
         "start", "upstream_tries", "upstream_conn", "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
         "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
-        "extra",
+        "extra", "pipelined",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: Any) -> None:
@@ -103,3 +103,4 @@ class RequestState:
         self.uri_changes = 11                   # nginx's NGX_HTTP_MAX_URI_CHANGES + 1
         self.request_body_length = 0
         self.extra: dict[str, Any] = {}
+        self.pipelined = conn.pipelined         # $pipe: read while the previous one ran

@@ -311,7 +311,7 @@ BUILTIN: dict[str, Getter] = {
     "upstream_bytes_sent": lambda r: _upstream_counts(r, "bytes_sent"),
     "upstream_bytes_received": lambda r: _upstream_counts(r, "bytes_received"),
     "upstream_response_length": lambda r: _upstream_counts(r, "response_length"),
-    "pipe": lambda r: "p" if r.conn.pipelined else ".",
+    "pipe": lambda r: "p" if r.pipelined else ".",
     "http2": _http2,
     "ssl_session_reused": lambda r: "r" if r.conn.ssl_session_reused else ".",
     "remote_user": lambda r: "",
