@@ -629,10 +629,13 @@ def test_response_head_bytes() -> None:
     assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: a b\r\n\r\n"
     out = response_head_bytes(404, [])
     assert out == b"HTTP/1.1 404 Not Found\r\n\r\n"
-    # injection attempts are dropped, never written
+    # an injection attempt is cut at its CR/LF, never written; a name that is not a token is
+    # dropped; other CTLs and non-latin-1 text are written as nginx writes them
     out = response_head_bytes(200, [("X", "a\r\nSet-Cookie: evil"), ("Bad Name", "x"),
-                                    ("Y", "ok"), ("Z", "\u20ac")])
-    assert out == b"HTTP/1.1 200 OK\r\nY: ok\r\n\r\n"
+                                    ("Y", "ok"), ("Z", "\u20ac"), ("W", "a\x02b"),
+                                    ("V", "map\n"), ("U", "nul\x00x")])
+    assert out == (b"HTTP/1.1 200 OK\r\nX: a\r\nY: ok\r\nZ: \xe2\x82\xac\r\nW: a\x02b\r\n"
+                   b"V: map\r\nU: nul\r\n\r\n")
 
 
 def test_chunk() -> None:
@@ -640,3 +643,13 @@ def test_chunk() -> None:
     assert chunk(b"") == b""
     assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
     assert LAST_CHUNK == b"0\r\n\r\n"
+
+
+def test_ipvfuture_host_accepted_lower_cased() -> None:
+    from truehop.http.h1 import parse_host
+    sym = "[v0123456789aBcDeF.!$&'()*+,;=-._~AbCdEfGhIjKlMnOpQrStUvWxYz0123456789:]"
+    assert parse_host(sym) == sym.lower()
+    assert parse_host("[v1.fe80::a+en1]:8080") == "[v1.fe80::a+en1]:8080"
+    assert parse_host("[v1.a..b]") is None
+    assert parse_host("[vz.abc]") is None
+    assert parse_host("[v1.a/b]") is None

@@ -39,6 +39,7 @@ lines with nginx's reason phrases.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 import httptools
@@ -312,6 +313,9 @@ def _llhttp_request_parser(proto: _HeadCollector) -> httptools.HttpRequestParser
 
 # -- host ---------------------------------------------------------------------------------------
 
+_IPVFUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
+
+
 def parse_host(raw: str) -> str | None:
     """Validate a Host value or absolute-form authority: reg-name / IPv4 / [IPv6], optional
     port 0-65535. Returns it lower-cased (port kept, one trailing dot of the name removed), or
@@ -326,7 +330,10 @@ def parse_host(raw: str) -> str | None:
         try:
             ipaddress.IPv6Address(lit)
         except ValueError:
-            return None
+            # IPvFuture (RFC 3986 §3.2.2), which nginx accepts: v1*HEXDIG "." then
+            # unreserved / sub-delims / ":"
+            if _IPVFUTURE.fullmatch(lit) is None or ".." in lit:
+                return None
         name = "[" + lit.lower() + "]"
         rest = raw[end + 1:]
     else:
@@ -890,8 +897,8 @@ def status_line(status: int, version: str = "1.1", reason: str | None = None) ->
 
 def response_head_bytes(status: int, headers: list[tuple[str, str]], version: str = "1.1",
                         reason: str | None = None) -> bytes:
-    """Status line + header lines + CRLF. A header whose name is not a token or whose value
-    holds CR, LF, NUL or another CTL is left out (never written) rather than raising."""
+    """Status line + header lines + CRLF. A header whose name is not a token is left out;
+    a value is cut at a CR, LF or NUL (never raising: these are our own answers)."""
     line = status_line(status, version, reason)
     if not headers:
         return line + b"\r\n"
@@ -907,20 +914,26 @@ def response_head_bytes(status: int, headers: list[tuple[str, str]], version: st
                            ).encode("latin-1")
         except UnicodeEncodeError:
             pass
-    # slow path: drop what cannot be written safely
+    # careful path: a name that is not a token is left out; a value is cut at its first CR,
+    # LF or NUL (a config value such as "a\n" must never start a new line) and otherwise
+    # written as it is, other CTLs included, as nginx writes it
     parts = [line]
     for k, v in headers:
         if not is_token(k):
             continue
+        cut = _VALUE_END.search(v)
+        if cut is not None:
+            v = v[:cut.start()]
         try:
-            bv = v.encode("latin-1")
+            raw = v.encode("latin-1")   # values read off the wire round-trip
         except UnicodeEncodeError:
-            continue
-        if bv.translate(None, _HEADER_BAD) != bv:
-            continue
-        parts.append(k.encode("latin-1") + b": " + bv + b"\r\n")
+            raw = v.encode("utf-8")     # text from the config: its bytes, as nginx sends them
+        parts.append(k.encode("latin-1") + b": " + raw + b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+_VALUE_END = re.compile(r"[\r\n\x00]")
 
 
 LAST_CHUNK = b"0\r\n\r\n"
