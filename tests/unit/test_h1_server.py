@@ -266,6 +266,8 @@ ROWS = [
         note="nginx 200; userinfo is not a host"),
     Row("S52", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n", 405,
         note="nginx 1.22: 400; current nginx source: 405"),
+    Row("S52b", b"CONNECT / HTTP/1.1\r\n" + H + b"\r\n", 400, note="not authority-form"),
+    Row("S52c", b"CONNECT localhost HTTP/1.1\r\n" + H + b"\r\n", 400, note="no port"),
     Row("S53", b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n", 400),
     Row("S54", b"GET /\r\n", 400, note="nginx serves HTTP/0.9"),
     Row("G08", b"GET /\nHTTP/1.1\r\n\r\n", 400, note="nginx: HTTP/0.9"),

@@ -623,9 +623,14 @@ class H1ServerParser:
             raise _bad(400, "client sent invalid request")
         scheme: str | None = None
         authority: bytes | None = None
+        if method == b"CONNECT":
+            # nginx: authority-form host:port is a CONNECT it refuses (405, in _build);
+            # any other target is a bad request
+            host = parse_host(target.decode("latin-1"))
+            if host is None or host.endswith(":") or ":" not in host.rpartition("]")[2]:
+                raise _bad(400, "client sent invalid request")
+            return "CONNECT", target, version, None, None
         if target[0] != 0x2F:  # not '/'
-            if method == b"CONNECT":
-                return "CONNECT", target, version, None, None
             i = target.find(b"://")
             if i <= 0:
                 raise _bad(400, "client sent invalid request")
