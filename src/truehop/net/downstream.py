@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.h1 import H1ServerParser, response_head_bytes
+from truehop.net.deadline import Deadline
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -349,7 +350,7 @@ class ClientConnection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = Deadline(asyncio.get_event_loop())
         self._tunnel: Callable[[bytes], None] | None = None
         self._tunnel_lost: Callable[[BaseException | None], None] | None = None
         self.info: ConnectionInfo | None = None
@@ -397,7 +398,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser is None or self.closed:
             return
-        if not self.queue and self.current is None and self._deadline is not None and \
+        if not self.queue and self.current is None and self._deadline.when is not None and \
                 self._timer_kind != "header":
             # first bytes of a new request after keep-alive idle: the head deadline starts now
             self._set_timer(self.listener.default_server.client_header_timeout,
@@ -655,63 +656,30 @@ class ClientConnection(asyncio.Protocol):
         self.runtime.send_error_and_close(self, e.status)
 
     # -- timers ----------------------------------------------------------------------------
-    #
-    # One deadline per connection (header, keep-alive), kept lazily: setting or clearing it
-    # only stores a time; the loop timer that checks it is rescheduled when it fires early.
-    # A busy keep-alive connection then makes no timer calls per request.
+    # One deadline per connection (header, keep-alive), kept lazily (net.deadline): a busy
+    # keep-alive connection makes no timer calls per request.
 
     _timer_kind = ""
-    _deadline: float | None = None
-    _timer_cb: Callable[[], None] | None = None
-    _timer_at = 0.0
 
     def _set_timer(self, delay: float, cb: Callable[[], None], kind: str = "header") -> None:
         if not delay or delay <= 0:
             self._cancel_timer()
             return
-        when = self.loop.time() + delay
-        self._deadline = when
-        self._timer_cb = cb
         self._timer_kind = kind
-        t = self._timer
-        if t is None or self._timer_at > when:
-            if t is not None:
-                t.cancel()
-            self._timer = self.loop.call_at(when, self._on_timer)
-            self._timer_at = when
+        self._deadline.set(delay, cb)
 
     def _cancel_timer(self) -> None:
-        # the loop timer is left to fire and find nothing to do (cheaper than cancelling it
-        # on every request); `_drop_timer` really cancels it when the connection ends
-        self._deadline = None
+        self._deadline.clear()
         self._timer_kind = ""
 
     def _drop_timer(self) -> None:
-        self._deadline = None
+        """The connection is ending: cancel the loop timer too."""
+        self._deadline.drop()
         self._timer_kind = ""
-        t = self._timer
-        if t is not None:
-            t.cancel()
-            self._timer = None
 
     @property
     def timer_active(self) -> bool:
-        return self._deadline is not None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        when = self._deadline
-        if when is None or self.closed:
-            return
-        if self.loop.time() < when:
-            self._timer = self.loop.call_at(when, self._on_timer)
-            self._timer_at = when
-            return
-        cb = self._timer_cb
-        self._deadline = None
-        self._timer_kind = ""
-        if cb is not None:
-            cb()
+        return self._deadline.when is not None
 
     def _header_timeout(self) -> None:
         if self.current is None and not self.queue:

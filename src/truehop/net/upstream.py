@@ -20,6 +20,7 @@ from typing import Any
 
 from truehop.http.events import Data, EndOfMessage, ProtocolError
 from truehop.http.h1client import H1ResponseParser
+from truehop.net.deadline import Deadline
 
 
 class UpstreamError(Exception):
@@ -55,12 +56,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.high_water = 64 * 1024
         self.bytes_in = 0     # read and written since `start`, for $upstream_bytes_*
         self.bytes_out = 0
-        # the read deadline, kept lazily (see ClientConnection's timers): one loop timer,
-        # rescheduled when it fires early, instead of a new one for every wait
-        self._deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self.loop = asyncio.get_event_loop()
+        self._deadline = Deadline(self.loop)  # the read deadline, kept lazily (net.deadline)
 
     # -- pool protocol ---------------------------------------------------------------------
 
@@ -80,32 +77,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _drop_timer(self) -> None:
-        self._deadline = None
-        t = self._timer
-        if t is not None:
-            t.cancel()
-            self._timer = None
+        self._deadline.drop()
 
-    def _arm(self, timeout: float) -> None:
-        when = self.loop.time() + timeout
-        self._deadline = when
-        t = self._timer
-        if t is None or self._timer_at > when:
-            if t is not None:
-                t.cancel()
-            self._timer = self.loop.call_at(when, self._on_timer)
-            self._timer_at = when
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        when = self._deadline
-        if when is None:
-            return
-        if self.loop.time() < when:
-            self._timer = self.loop.call_at(when, self._on_timer)
-            self._timer_at = when
-            return
-        self._deadline = None
+    def _timed_out(self) -> None:
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(_TIMED_OUT)
@@ -166,10 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
-        t = self._timer
-        if t is not None:
-            t.cancel()
-            self._timer = None
+        self._deadline.drop()
         if self.tunnel_lost is not None:
             self.tunnel_lost(exc)
             return
@@ -253,11 +224,11 @@ class UpstreamConnection(asyncio.Protocol):
                 raise UpstreamError("error", "upstream prematurely closed connection while "
                                              "reading response header from upstream")
             w = self.waiter = self.loop.create_future()
-            self._arm(timeout)
+            self._deadline.set(timeout, self._timed_out)
             try:
                 await w
             finally:
-                self._deadline = None
+                self._deadline.clear()
                 self.waiter = None
             if w.result() is _TIMED_OUT:
                 raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
