@@ -195,8 +195,11 @@ class Pipeline:
     # -- realip ----------------------------------------------------------------------------
 
     def realip(self, r: RequestState, s: Any) -> None:
+        """nginx's realip module. It runs after the request is read, with the server's
+        settings, and again once the location is known, with the location's (its preaccess
+        handler), unless the first run already replaced the address."""
         trusted = s.set_real_ip_from
-        if not trusted:
+        if not trusted or r.realip_done:
             return
         peer = r.conn.remote_addr
         if not _trusted(peer, trusted):
@@ -226,6 +229,7 @@ class Pipeline:
             return
         r.realip_remote_addr = peer
         r.remote_addr = addr
+        r.realip_done = True
 
     # -- phases ----------------------------------------------------------------------------
 
@@ -305,6 +309,8 @@ class Pipeline:
     async def content(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         r.loc = loc
         s = loc.settings
+        if s.set_real_ip_from and not r.realip_done:
+            self.realip(r, s)
         body = ex.body
         if body.length is not None and s.client_max_body_size and \
                 body.length > s.client_max_body_size:

@@ -71,7 +71,7 @@ class RequestState:
         "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
         "start", "upstream_tries", "upstream_conn", "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
         "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
-        "extra", "pipelined",
+        "extra", "pipelined", "realip_done",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: Any) -> None:
@@ -104,3 +104,4 @@ class RequestState:
         self.request_body_length = 0
         self.extra: dict[str, Any] = {}
         self.pipelined = conn.pipelined         # $pipe: read while the previous one ran
+        self.realip_done = False                # realip replaced remote_addr already
