@@ -75,6 +75,7 @@ class Compiler:
         self.warnings: list[str] = []
         self.log_formats: dict[str, LogFormat] = {}
         self._pending_proxy: list[tuple[Directive, LocationConf]] = []
+        self.http_server_values: dict[str, Any] = {}
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -233,6 +234,7 @@ class Compiler:
         local = Settings()
         self.fill_settings(local, [d for d in tree if d.name not in ("server", "upstream", "map")])
         top = self.http_defaults(local)
+        self.http_server_values = self.server_values(tree)
         servers = [self.compile_server(d, top) for d in tree if d.name == "server"]
         for pd, loc in self._pending_proxy:
             loc.proxy = self.proxy_pass(pd)
@@ -413,53 +415,7 @@ class Compiler:
                     if n.startswith("~"):
                         self.regex(n[1:], False, e)
                     srv.names.append(n if n.startswith("~") else n.lower())
-            elif e.name == "ssl_certificate":
-                srv.ssl.certificates.append((self.conf_relative(v[0]), "", (e.file, e.line)))
-            elif e.name == "ssl_certificate_key":
-                keys = [k for k in body if k.name == "ssl_certificate_key"]
-                _ = keys
-            elif e.name == "ssl_protocols":
-                for p in v:
-                    if p not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
-                        raise ConfigError.at(f'invalid value "{p}" in "ssl_protocols" directive', e)
-                srv.ssl.protocols = tuple(v)
-            elif e.name == "ssl_ciphers":
-                srv.ssl.ciphers = v[0]
-            elif e.name == "ssl_prefer_server_ciphers":
-                srv.ssl.prefer_server_ciphers = self.flag(e)
-            elif e.name == "ssl_session_cache":
-                srv.ssl.session_cache = " ".join(v)
-            elif e.name == "ssl_session_timeout":
-                srv.ssl.session_timeout = self.time(e)
-            elif e.name == "ssl_session_tickets":
-                srv.ssl.session_tickets = self.flag(e)
-            elif e.name == "http2":
-                srv.http2 = self.flag(e)
-            elif e.name == "http2_max_concurrent_streams":
-                srv.http2_max_concurrent_streams = self.integer(e)
-            elif e.name == "merge_slashes":
-                srv.merge_slashes = self.flag(e)
-            elif e.name == "underscores_in_headers":
-                srv.underscores_in_headers = self.flag(e)
-            elif e.name == "ignore_invalid_headers":
-                srv.ignore_invalid_headers = self.flag(e)
-            elif e.name == "client_header_timeout":
-                srv.client_header_timeout = self.time(e)
-            elif e.name == "large_client_header_buffers":
-                srv.large_client_header_buffers = (self.integer(e), self.size(e, 1))
-            elif e.name == "client_header_buffer_size":
-                srv.client_header_buffer_size = self.size(e)
-        # pair certificates with keys in order, as nginx does
-        certs = [e for e in body if e.name == "ssl_certificate"]
-        keys = [e for e in body if e.name == "ssl_certificate_key"]
-        if len(keys) < len(certs):
-            c = certs[len(keys)]
-            raise ConfigError(f'no "ssl_certificate_key" is defined for certificate '
-                              f'"{c.args[0].value}"', c.file, c.line)
-        srv.ssl.certificates = [
-            (self.conf_relative(c.args[0].value), self.conf_relative(k.args[0].value), (c.file, c.line))
-            for c, k in zip(certs, keys, strict=False)
-        ]
+        self.apply_server_values(srv, {**self.http_server_values, **self.server_values(body)})
         if not srv.listens:
             srv.listens.append(Listen("*", 80 if os.geteuid() == 0 else 8000, where=(d.file, d.line)))
         for ls in srv.listens:
@@ -484,6 +440,62 @@ class Compiler:
             raise ConfigError(str(ex), where[0], where[1]) from None
         srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
         return srv
+
+    def server_values(self, body: Iterable[Directive]) -> dict[str, Any]:
+        """The http/server-level directives (http2, ssl_*, request-head limits) that `body`
+        writes itself, by directive name. nginx merges them per server (merge_srv_conf): a
+        server takes each value it does not set from the http level. ssl_certificate and
+        ssl_certificate_key are arrays: the lines of one level, inherited as a whole."""
+        out: dict[str, Any] = {}
+        for e in body:
+            n = e.name
+            v = e.values
+            if n in ("ssl_certificate", "ssl_certificate_key"):
+                out.setdefault(n, []).append(e)
+            elif n == "ssl_protocols":
+                for p in v:
+                    if p not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
+                        raise ConfigError.at(f'invalid value "{p}" in "ssl_protocols" directive', e)
+                out[n] = tuple(v)
+            elif n == "ssl_ciphers":
+                out[n] = v[0]
+            elif n == "ssl_session_cache":
+                out[n] = " ".join(v)
+            elif n == "ssl_session_timeout" or n == "client_header_timeout":
+                out[n] = self.time(e)
+            elif n in ("ssl_prefer_server_ciphers", "ssl_session_tickets", "http2",
+                       "merge_slashes", "underscores_in_headers", "ignore_invalid_headers"):
+                out[n] = self.flag(e)
+            elif n == "http2_max_concurrent_streams":
+                out[n] = self.integer(e)
+            elif n == "large_client_header_buffers":
+                out[n] = (self.integer(e), self.size(e, 1))
+            elif n == "client_header_buffer_size":
+                out[n] = self.size(e)
+            # ssl_dhparam, ssl_stapling, ssl_stapling_verify, ssl_trusted_certificate:
+            # accepted, no effect
+        return out
+
+    def apply_server_values(self, srv: ServerConf, vals: dict[str, Any]) -> None:
+        """Set the merged http/server-level values on the server and its SslConf."""
+        for name, val in vals.items():
+            if name.startswith("ssl_"):
+                fld = name[4:]
+                if fld in _SSL_FIELDS:
+                    setattr(srv.ssl, fld, val)
+            else:
+                setattr(srv, name, val)
+        # pair certificates with keys in order, as nginx does
+        certs: list[Directive] = vals.get("ssl_certificate", [])
+        keys: list[Directive] = vals.get("ssl_certificate_key", [])
+        if len(keys) < len(certs):
+            c = certs[-1]   # nginx names the last certificate
+            raise ConfigError(f'no "ssl_certificate_key" is defined for certificate '
+                              f'"{c.args[0].value}"', c.file, c.line)
+        srv.ssl.certificates = [
+            (self.conf_relative(c.args[0].value), self.conf_relative(k.args[0].value), (c.file, c.line))
+            for c, k in zip(certs, keys, strict=False)
+        ]
 
     def listen(self, e: Directive) -> list[Listen]:
         """One Listen per port: `listen 127.0.0.1:8182-8183` (nginx 1.27.3+) is a range."""
@@ -741,6 +753,8 @@ class Compiler:
 
 
 _APPENDED = object()
+_SSL_FIELDS = frozenset({"protocols", "ciphers", "prefer_server_ciphers", "session_cache",
+                         "session_timeout", "session_tickets"})
 Handler = Callable[[Compiler, Directive, Settings], Any]
 
 
