@@ -234,16 +234,39 @@ class Runtime:
             self.scoped_logs[targets] = ErrorLog(list(targets), strict=True)
 
     def sni_context(self, lst: Listener) -> ssl.SSLContext:
+        """The listener's TLS context: the default server's, switched in the SNI callback to
+        the context of the server the name picks. Each context offers h2 in ALPN as its own
+        server allows (`http2 on`, or a `listen ... http2` on this address), as nginx 1.25+
+        decides HTTP/2 per server. Servers with the same TLS settings share one context."""
+        from truehop.conf.ast import ConfigError
+
+        addr, port = lst.key
+        addr_h2 = any(ls.http2 for srv in lst.servers for ls in srv.listens
+                      if ls.port == port and (addr == "*" or ls.addr == addr))
         contexts: dict[int, ssl.SSLContext] = {}
+        shared: dict[tuple[Any, ...], ssl.SSLContext] = {}
         for srv in lst.servers:
-            if srv.ssl.certificates:
-                contexts[id(srv)] = build_ssl_context(srv, lst.http2, self.cfg.warnings)
-        default = contexts.get(id(lst.default_server))
-        if default is None:
-            if not contexts:
-                raise ssl.SSLError(f'no "ssl_certificate" is defined for the "listen ... ssl" '
-                                   f'directive in {lst.listen.where[0]}:{lst.listen.where[1]}')
-            default = next(iter(contexts.values()))
+            if not srv.ssl.certificates:
+                continue
+            h2 = srv.http2 or addr_h2
+            t = srv.ssl
+            key = (h2, tuple(t.certificates), t.protocols, t.ciphers, t.prefer_server_ciphers,
+                   t.session_cache, t.session_timeout, t.session_tickets)
+            ctx = shared.get(key)
+            if ctx is None:
+                ctx = shared[key] = build_ssl_context(srv, h2, self.cfg.warnings)
+            contexts[id(srv)] = ctx
+        # as nginx, the default server of each address of an `ssl` listener needs a certificate
+        defaults = [lst.default_server]
+        for a, idx in lst.by_addr.items():
+            if any(ls.ssl and ls.addr == a and ls.port == port
+                   for srv in lst.servers for ls in srv.listens):
+                defaults.append(idx.default)
+        for srv in defaults:
+            if id(srv) not in contexts:
+                raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" '
+                                  'directive', srv.where[0], srv.where[1])
+        default = contexts[id(lst.default_server)]
 
         def pick(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             if not name:
