@@ -36,7 +36,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from proxy_vs_nginx import UPSTREAM_CONF, free_port, nginx_bin, wait_port  # noqa: E402
+from proxy_vs_nginx import (  # noqa: E402
+    UPSTREAM_CONF,
+    free_port,
+    nginx_bin,
+    stop_all,
+    wait_port,
+)
 
 PROXY_CONF = """
 user root;
@@ -180,12 +186,7 @@ def main() -> int:
             for name, v in sorted(diff.items(), key=lambda kv: -kv[1])[:args.top]:
                 print(f"{v:10.0f}  {name[:110]}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGQUIT)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(d, ignore_errors=True)
     return 0
 

@@ -71,6 +71,17 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGQUIT (graceful for nginx and truehop), then kill what is still there after 5 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGQUIT)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def nginx_bin() -> str:
     for c in ("/usr/sbin/nginx", shutil.which("nginx") or ""):
         if c and os.path.exists(c):
@@ -206,13 +217,7 @@ def main() -> int:
                 print(f"size={size:6d}  bare/nginx:    throughput {b[0] / n[0]:.2f}x, "
                       f"CPU per request {b[1] / n[1]:.2f}x; truehop/bare CPU {t[1] / b[1]:.2f}x")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGQUIT)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
         shutil.rmtree(d, ignore_errors=True)
     return 0
 
