@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,13 @@ class Listener:
     def find_server(self, local_addr: str, host: str) -> ServerConf:
         idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
         return idx.find(host)  # an empty host first looks for a server named ""
+
+    def find_server_match(self, local_addr: str, host: str
+                          ) -> tuple[ServerConf, re.Match[str] | None]:
+        """The server, and the match of its regex server_name when a regex chose it (its
+        captures are $1.. and named variables for the request, as in nginx)."""
+        idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
+        return idx.find_with_captures(host)
 
 
 class UpstreamRuntime:

@@ -135,8 +135,13 @@ class Pipeline:
         # without a Host the server is looked up by "" (a `server_name ""` server, else the
         # default one); $host is then that server's name
         host = compute_host(head.host, listener.default_server) if head.host else ""
-        server = listener.find_server(info.server_addr, host)
+        server, match = listener.find_server_match(info.server_addr, host)
         r = RequestState(info, head, server)
+        if match is not None:
+            r.captures = match
+            if match.re.groupindex:
+                # named captures outlive later regex matches (they are variables in nginx)
+                r.vars.update({k: v or "" for k, v in match.groupdict().items()})
         r.host = host or server.server_name
         r.server_name = server.server_name
         try:

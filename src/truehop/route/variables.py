@@ -171,12 +171,12 @@ def _capture(n: int) -> Getter:
 def _named_capture(name: str) -> Getter:
     def get(r: RequestState) -> str:
         m = r.captures
-        if m is None:
-            return ""
-        try:
-            return m.group(name) or ""
-        except IndexError:
-            return ""
+        if m is not None:
+            try:
+                return m.group(name) or ""
+            except IndexError:
+                pass
+        return r.vars.get(name, "")  # a server_name regex's named capture, kept
     return get
 
 
