@@ -580,3 +580,22 @@ def test_headers_depending_on_itself_goaway_names_previous_stream() -> None:
     assert isinstance(ev, ConnectionEnded) and ev.error_code == PROTOCOL_ERROR
     [g] = [e for e in client_events(s, c) if isinstance(e, h2.events.ConnectionTerminated)]
     assert g.last_stream_id == 1 and g.error_code == PROTOCOL_ERROR
+
+
+def test_request_length_is_the_header_block_size() -> None:
+    # nginx's $request_length over HTTP/2: the HPACK bytes of HEADERS (+ CONTINUATION)
+    s, c = pair()
+    c.send_headers(1, headers(), end_stream=True)
+    wire = c.data_to_send()
+    block = int.from_bytes(wire[0:3], "big")      # one HEADERS frame
+    [r] = of(s.feed(wire), StreamRequest)
+    assert r.head.header_bytes == block
+    # the same block split over HEADERS + CONTINUATION counts both payloads
+    s, c = pair()
+    frames = HeadersFrame(1, flags=["END_STREAM"])
+    hblock = c.encoder.encode(headers())
+    frames.data = hblock[:5]
+    cont = ContinuationFrame(1, flags=["END_HEADERS"])
+    cont.data = hblock[5:]
+    [r] = of(s.feed(frames.serialize() + cont.serialize()), StreamRequest)
+    assert r.head.header_bytes == len(hblock)

@@ -63,6 +63,7 @@ from truehop.http.h1 import parse_host
 _DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONT = range(10)
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
+_PRIORITY_FLAG = 0x20
 _ACK = 0x1
 
 MAX_CONTINUATION_FRAMES = 32      # below h2's own 64, so the answer is ENHANCE_YOUR_CALM
@@ -419,6 +420,10 @@ class H2Server:
         self._block = 0                  # bytes in the open header block, -1 when none
         self._block_frames = 0
         self.in_header_block = False
+        self._block_sid = 0
+        # HPACK bytes of each stream's last complete header block ($request_length, as nginx
+        # counts it: the HEADERS and CONTINUATION payloads), taken when the stream opens
+        self.block_sizes: dict[int, int] = {}
         self.prio = _PriorityTree()
 
     # -- setup -----------------------------------------------------------------------------
@@ -496,12 +501,20 @@ class H2Server:
             flags = hdr[4]
             self._skip = length
             if ftype == _HEADERS:
+                sid = int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
+                block = length - 5 if flags & _PRIORITY_FLAG else length
                 if not flags & _END_HEADERS:
                     self.in_header_block = True
                     self._block = length
                     self._block_frames = 1
+                    self._block_sid = sid
                     if length > lim.max_header_block:
                         return "client sent too large header block"
+                    self.block_sizes[sid] = block
+                else:
+                    if len(self.block_sizes) > 256:
+                        self.block_sizes.clear()  # trailers' sizes are never taken
+                    self.block_sizes[sid] = block
             elif ftype == _CONT:
                 if self.in_header_block:
                     self._block += length
@@ -509,6 +522,8 @@ class H2Server:
                     if self._block > lim.max_header_block or \
                             self._block_frames > MAX_CONTINUATION_FRAMES:
                         return "client sent too large header block (CONTINUATION flood)"
+                    sid = self._block_sid
+                    self.block_sizes[sid] = self.block_sizes.get(sid, 0) + length
                     if flags & _END_HEADERS:
                         self.in_header_block = False
             elif ftype in (_PING, _SETTINGS):
@@ -639,9 +654,12 @@ class H2Server:
             self.prio.closed_stream(sid)
             return StreamReset(sid, int(PROTOCOL_ERROR), False, res)
         self.active.add(sid)
+        block = self.block_sizes.pop(sid, None)
         if isinstance(res, tuple):
             status, reason, head = res
             return StreamError(sid, status, reason, head)
+        if block is not None:
+            res.header_bytes = block
         return StreamRequest(sid, res, end_stream)
 
     def _check_trailers(self, raw: list[tuple[bytes, bytes]]) -> str | None:
