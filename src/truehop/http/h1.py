@@ -619,6 +619,13 @@ class H1ServerParser:
             if major < 1:
                 raise _bad(400, "client sent invalid version")
             version = "1.1"  # HTTP/1.2 .. 1.9: the highest minor we speak (RFC 9112 §2.3)
+        hash_at = target.find(b"#")
+        if hash_at >= 0:
+            # a fragment is not part of the request (RFC 9112 §3.2): nginx 1.30 ignores it;
+            # it is checked like the rest, then cut, so it is never routed on nor forwarded
+            if target[hash_at + 1:].translate(None, _TARGET_BAD) != target[hash_at + 1:]:
+                raise _bad(400, "client sent invalid request")
+            target = target[:hash_at]
         if not target or target.translate(None, _TARGET_BAD) != target:
             raise _bad(400, "client sent invalid request")
         scheme: str | None = None
