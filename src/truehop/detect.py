@@ -53,10 +53,9 @@ class Detector:
                     "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "
                     "$connection_upgrade; (with map $http_upgrade $connection_upgrade)")
 
-    def on_response(self, r: Any, loc: Any, status: int, rh: Any,
-                    ctype: str | None = None) -> None:
-        """`ctype`: the response's Content-Type when the caller already found it (saves a
-        scan of the headers on every response)."""
+    def on_response(self, r: Any, loc: Any, status: int, rh: Any, ctype: str) -> None:
+        """`ctype`: the response's Content-Type, which the proxy found in its one pass over
+        the headers ("" when none)."""
         if status in (301, 302, 303, 307, 308):
             location = rh.get("location") or ""
             if r.conn.scheme == "https" and location.startswith("http://"):
@@ -67,8 +66,6 @@ class Detector:
                                 "the app does not know the request came over HTTPS",
                                 "proxy_set_header X-Forwarded-Proto $scheme;")
             self.redirect_seen(r, loc, location)
-        if ctype is None:
-            ctype = rh.get("content-type") or ""
         if ctype[:17].lower() == "text/event-stream":
             s = loc.settings
             if s.proxy_buffering and (rh.get("x-accel-buffering") or "").lower() != "no":

@@ -398,7 +398,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser is None or self.closed:
             return
-        if not self.queue and self.current is None and self._deadline.when is not None and \
+        if not self.queue and self.current is None and self._deadline.active and \
                 self._timer_kind != "header":
             # first bytes of a new request after keep-alive idle: the head deadline starts now
             self._set_timer(self.listener.default_server.client_header_timeout,
@@ -676,10 +676,6 @@ class ClientConnection(asyncio.Protocol):
         """The connection is ending: cancel the loop timer too."""
         self._deadline.drop()
         self._timer_kind = ""
-
-    @property
-    def timer_active(self) -> bool:
-        return self._deadline.when is not None
 
     def _header_timeout(self) -> None:
         if self.current is None and not self.queue:

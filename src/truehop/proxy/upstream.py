@@ -471,23 +471,48 @@ class Proxy:
     # -- response ----------------------------------------------------------------------
 
     def response_headers(self, r: RequestState, s: Settings, loc: LocationConf,
-                         rh: ResponseHead, keep_upgrade: bool) -> list[tuple[str, str]]:
-        drop = self.plan(s).response_drop
+                         rh: ResponseHead, keep_connection: bool = False
+                         ) -> tuple[list[tuple[str, str]], str, bool | None]:
+        """The upstream's headers as relayed, in one pass: hidden and hop-by-hop ones dropped
+        (Upgrade is kept, as nginx does; `keep_connection` keeps Connection too, for a 101),
+        a repeated single-valued one ignored with nginx 1.23's warning, Location and Refresh
+        rewritten. Also its Content-Type, and what its X-Accel-Buffering asks: True for
+        unbuffered, False for buffered, None when it asks nothing (or is ignored)."""
+        plan = self.plan(s)
+        drop = plan.response_drop
         named = rh.conn_tokens
         out: list[tuple[str, str]] = []
+        ctype = ""
+        unbuffered: bool | None = None
+        seen: dict[str, str] | None = None
         for k, v in rh.headers:
             lk = k.lower()
-            if lk in drop or (named and lk in named):
-                if keep_upgrade and (lk == "upgrade" or lk == "connection"):
+            if lk == "x-accel-buffering" and plan.honor_accel_buffering:
+                low = v.lower()
+                unbuffered = True if low == "no" else False if low == "yes" else unbuffered
+            if lk in drop or (named and lk in named and lk != "upgrade"):
+                if keep_connection and lk == "connection":
                     out.append((k, v))
                 continue
-            if lk == "location" or lk == "refresh":
+            if lk in _UNIQUE_RESPONSE:
+                if seen is None:
+                    seen = {lk: v}
+                elif lk in seen:
+                    self.rt.log.warn(f'upstream sent duplicate header line: "{k}: {v}", '
+                                     f'previous value: "{k}: {seen[lk]}", ignoring it',
+                                     r.conn, r)
+                    continue
+                else:
+                    seen[lk] = v
+            if lk == "content-type":
+                ctype = v
+            elif lk == "location" or lk == "refresh":
                 v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
                 if lk == "location" and v.startswith("/"):
                     # nginx's header filter makes a relative Location absolute
                     v = self.rt.pipeline.absolute_location(r, v)
             out.append((k, v))
-        return out
+        return out, ctype, unbuffered
 
     def rewrite_redirect(self, r: RequestState, s: Settings, loc: LocationConf, value: str,
                          refresh: bool) -> str:
@@ -556,42 +581,8 @@ class Proxy:
         if s.proxy_intercept_errors and status >= 300 and s.error_page and status in s.error_page:
             conn.abort()
             raise Finish(status)
-        # the response's headers, in one pass: what is relayed, and what we act on
-        plan = self.plan(s)
-        drop = plan.response_drop
-        named = rh.conn_tokens
-        headers: list[tuple[str, str]] = []
-        ctype = ""
-        unbuffered = not s.proxy_buffering
-        seen: dict[str, str] | None = None
-        for k, v in rh.headers:
-            lk = k.lower()
-            if lk == "x-accel-buffering" and plan.honor_accel_buffering:
-                if v.lower() == "no":
-                    unbuffered = True
-                elif v.lower() == "yes":
-                    unbuffered = False
-            if lk in drop or (named and lk in named and lk != "upgrade"):
-                continue
-            if lk in _UNIQUE_RESPONSE:
-                # as nginx 1.23+: a repeated single-valued header is ignored, with a warning
-                if seen is None:
-                    seen = {lk: v}
-                elif lk in seen:
-                    self.rt.log.warn(f'upstream sent duplicate header line: "{k}: {v}", '
-                                     f'previous value: "{k}: {seen[lk]}", ignoring it',
-                                     r.conn, r)
-                    continue
-                else:
-                    seen[lk] = v
-            if lk == "content-type":
-                ctype = v
-            elif lk == "location" or lk == "refresh":
-                v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
-                if lk == "location" and v.startswith("/"):
-                    # nginx's header filter makes a relative Location absolute
-                    v = pipeline.absolute_location(r, v)
-            headers.append((k, v))
+        headers, ctype, accel = self.response_headers(r, s, loc, rh)
+        unbuffered = accel if accel is not None else not s.proxy_buffering
         headers = pipeline.filter_headers(r, status, headers)
         final_status = pipeline.response_status(r, status)
         if unbuffered:
@@ -669,7 +660,7 @@ class Proxy:
                 ut.pause_reading()
                 _resume_later(ct, ut, done)
 
-        headers = self.response_headers(r, s, r.loc, rh, True)
+        headers = self.response_headers(r, s, r.loc, rh, keep_connection=True)[0]
         r.status = 101
         r.sent_headers = headers
         from truehop.http.h1 import response_head_bytes
