@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from truehop.route.servers import match_wildcard
 from truehop.route.variables import Template, VariableScope
 
 Where = tuple[str, int]
@@ -337,25 +338,9 @@ class MapConf:
         if t is not None:
             return t, None
         if self.hostnames and low:
-            head = self.head
-            if head:
-                e = head.get(low)
-                if e is not None and e[1]:
-                    return e[0], None
-                i = low.find(".")
-                while i >= 0:                           # longest suffix first
-                    e = head.get(low[i + 1:])
-                    if e is not None:
-                        return e[0], None
-                    i = low.find(".", i + 1)
-            tail = self.tail
-            if tail:
-                i = low.rfind(".")
-                while i > 0:                            # longest prefix first
-                    tt = tail.get(low[:i])
-                    if tt is not None:
-                        return tt, None
-                    i = low.rfind(".", 0, i)
+            hit = match_wildcard(self.head, self.tail, low)
+            if hit is not None:
+                return hit, None
         if value:
             for rx, rt in self.regexes:
                 m = rx.search(value)

@@ -180,23 +180,32 @@ class ServerNameIndex(Generic[T]):
         return res
 
     def _wildcard(self, host: str) -> T | None:
-        head = self.head
-        if head:
-            e = head.get(host)
-            if e is not None and e[1]:
+        return match_wildcard(self.head, self.tail, host)
+
+
+V = TypeVar("V")
+
+
+def match_wildcard(head: dict[str, tuple[V, bool]], tail: dict[str, V], host: str) -> V | None:
+    """nginx's wildcard names (server_name, map hostnames): the longest leading wildcard
+    (`head`: "example.com" -> (value, also matches "example.com" itself), for `*.example.com`
+    and `.example.com`), then the longest trailing one (`tail`: "www.example" for
+    `www.example.*`). `host` is lower-cased, without a trailing dot."""
+    if head:
+        e = head.get(host)
+        if e is not None and e[1]:
+            return e[0]
+        i = host.find(".")
+        while i >= 0:                           # longest suffix first
+            e = head.get(host[i + 1:])
+            if e is not None:
                 return e[0]
-            i = host.find(".")
-            while i >= 0:                           # longest suffix first
-                e = head.get(host[i + 1:])
-                if e is not None:
-                    return e[0]
-                i = host.find(".", i + 1)
-        tail = self.tail
-        if tail:
-            i = host.rfind(".")
-            while i > 0:                            # longest prefix first
-                s = tail.get(host[:i])
-                if s is not None:
-                    return s
-                i = host.rfind(".", 0, i)
-        return None
+            i = host.find(".", i + 1)
+    if tail:
+        i = host.rfind(".")
+        while i > 0:                            # longest prefix first
+            s = tail.get(host[:i])
+            if s is not None:
+                return s
+            i = host.rfind(".", 0, i)
+    return None
