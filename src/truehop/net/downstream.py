@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.h1 import H1ServerParser, response_head_bytes
 from truehop.net.deadline import Deadline
+from truehop.net.flow import Flow
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -355,7 +356,7 @@ class ClientConnection(asyncio.Protocol):
         self._tunnel_lost: Callable[[BaseException | None], None] | None = None
         self.info: ConnectionInfo | None = None
         self.deferred_error: ProtocolError | None = None
-        self.task: asyncio.Task[Any] | None = None
+        self.task: Flow | asyncio.Task[Any] | None = None   # what runs the current request
         self.loop = asyncio.get_event_loop()
         self.head_deadline = 0.0
         self.last_activity = time.monotonic()
@@ -457,7 +458,7 @@ class ClientConnection(asyncio.Protocol):
         self.info.requests = self.requests
         self.info.pipelined = pipelined
         self._cancel_timer()
-        self.runtime.start_exchange(self, ex)
+        self.runtime.start_flow(self, ex)
 
     def body_consumed(self, _n: int = 0) -> None:
         if self._read_paused and self.transport is not None:

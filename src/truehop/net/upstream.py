@@ -21,6 +21,7 @@ from typing import Any
 from truehop.http.events import Data, EndOfMessage, ProtocolError
 from truehop.http.h1client import H1ResponseParser
 from truehop.net.deadline import Deadline
+from truehop.net.flow import Flow, current_flow, suspend
 
 
 class UpstreamError(Exception):
@@ -40,6 +41,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser: H1ResponseParser | None = None
         self.events: collections.deque[Any] = collections.deque()
         self.waiter: asyncio.Future[Any] | None = None
+        self.flow: Flow | None = None   # a request flow waiting in next_event (net.flow)
         self.error: BaseException | None = None
         self.closed = False
         self.eof = False
@@ -80,6 +82,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline.drop()
 
     def _timed_out(self) -> None:
+        f = self.flow
+        if f is not None:
+            f.resume(_TIMED_OUT)
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(_TIMED_OUT)
@@ -110,8 +116,8 @@ class UpstreamConnection(asyncio.Protocol):
             evs = p.feed(data)
         except ProtocolError as e:
             self.error = UpstreamError("invalid_header", e.reason)
-            self._wake()
             self.abort()
+            self._wake()
             return
         if evs:
             self.events.extend(evs)
@@ -166,6 +172,10 @@ class UpstreamConnection(asyncio.Protocol):
             w.set_result(None)
 
     def _wake(self) -> None:
+        f = self.flow
+        if f is not None:
+            f.resume()   # the request goes on now, inside this callback
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -223,14 +233,24 @@ class UpstreamConnection(asyncio.Protocol):
             if self.closed or self.eof:
                 raise UpstreamError("error", "upstream prematurely closed connection while "
                                              "reading response header from upstream")
-            w = self.waiter = self.loop.create_future()
+            flow = current_flow()
             self._deadline.set(timeout, self._timed_out)
-            try:
-                await w
-            finally:
-                self._deadline.clear()
-                self.waiter = None
-            if w.result() is _TIMED_OUT:
+            if flow is not None:
+                self.flow = flow
+                try:
+                    outcome = await suspend()
+                finally:
+                    self._deadline.clear()
+                    self.flow = None
+            else:
+                w = self.waiter = self.loop.create_future()
+                try:
+                    await w
+                finally:
+                    self._deadline.clear()
+                    self.waiter = None
+                outcome = w.result()
+            if outcome is _TIMED_OUT:
                 raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
                                                "while reading upstream")
         return self.pop_event()

@@ -21,6 +21,7 @@ from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, 
 from truehop.detect import Detector
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
+from truehop.net.flow import Flow
 from truehop.proxy.balancer import UpstreamBalancer
 from truehop.proxy.pool import KeepalivePool
 from truehop.route.servers import ServerNameIndex
@@ -316,6 +317,7 @@ class Runtime:
         self.connections.discard(c)
 
     def start_exchange(self, c: ClientConnection, ex: Exchange) -> None:
+        """An HTTP/2 stream's request: a Task, started after the whole read is processed."""
         if self.shutting_down:
             ex.keep_alive = False
         assert c.info is not None
@@ -323,6 +325,20 @@ class Runtime:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
         c.task = t
+
+    def start_flow(self, c: ClientConnection, ex: Exchange) -> None:
+        """An HTTP/1 request: run at once, without a Task (net.flow); the flow is held by
+        the connection and by whatever it waits on."""
+        if self.shutting_down:
+            ex.keep_alive = False
+        assert c.info is not None
+        flow = c.task = Flow(self.pipeline.handle(ex, c.info, c.listener), c.loop)
+        if c.info.pipelined:
+            # started from the end of the previous request's flow: a round later, so that
+            # a run of pipelined requests answered at once does not nest
+            c.loop.call_soon(flow.start)
+        else:
+            flow.start()
 
     def send_error_and_close(self, c: ClientConnection, status: int) -> None:
         from truehop.http.events import RequestHead
