@@ -914,18 +914,20 @@ def response_head_bytes(status: int, headers: list[tuple[str, str]], version: st
     line = status_line(status, version, reason)
     if not headers:
         return line + b"\r\n"
-    # the common case, checked per field in C: a printable value (no CTL at all, so no CR,
-    # LF, NUL, HTAB) and a known token for a name; anything else takes the careful path
-    known = known_tokens
-    for k, v in headers:
-        if not v.isprintable() or not (known.get(k) or is_token(k)):
-            break
-    else:
-        try:
-            return line + ("".join([f"{k}: {v}\r\n" for k, v in headers]) + "\r\n"
-                           ).encode("latin-1")
-        except UnicodeEncodeError:
-            pass
+    # the common case: each line holds exactly its own CR and LF (counted in C over the
+    # joined text, so no value holds CR, LF or NUL) and every name is a known token
+    fields = "".join([f"{k}: {v}\r\n" for k, v in headers])
+    n = len(headers)
+    if fields.count("\n") == n and fields.count("\r") == n and "\0" not in fields:
+        known = known_tokens
+        for k, _ in headers:
+            if not (known.get(k) or is_token(k)):
+                break
+        else:
+            try:
+                return line + (fields + "\r\n").encode("latin-1")
+            except UnicodeEncodeError:
+                pass
     # careful path: a name that is not a token is left out; a value is cut at its first CR,
     # LF or NUL (a config value such as "a\n" must never start a new line) and otherwise
     # written as it is, other CTLs included, as nginx writes it

@@ -67,14 +67,26 @@ _EARLY_HEAD = "upstream prematurely closed connection while reading response hea
 _EARLY_BODY = "upstream prematurely closed connection while reading upstream"
 
 _SPECIAL = {"content-length": 1, "transfer-encoding": 2, "connection": 3}
+# field name as sent -> _SPECIAL kind or 0: most upstreams spell the same few names the same
+# way every time, so this saves a lower() and a lookup per field. Bounded.
+_KIND_BY_NAME: dict[str, int] = {}
+
+
+def _kind_of(name: str) -> int:
+    kind = _SPECIAL.get(name.lower(), 0)
+    if len(_KIND_BY_NAME) < 4096:
+        _KIND_BY_NAME[name] = kind
+    return kind
+
 
 # The head is checked by these, on its latin-1 text: a status line, then fields (a token, a
 # colon, optional whitespace, a value without CTLs other than HTAB), each line ending in CRLF
 # or LF, then an empty line. No obs-fold, no space before the colon, no bare CR, no NUL.
 _STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
-# a field line, or (third group) any other line: one pass both finds and checks the fields
-_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n"
-                    r"|([^\n]*\n)")
+# a field line; anchored at a line start, so a line that is not a field is not matched at all
+# (findall finds fewer fields than there are lines: the head is invalid)
+_FIELD = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n",
+                    re.MULTILINE)
 
 
 _NO_TOKENS: frozenset[str] = frozenset()
@@ -263,18 +275,21 @@ class H1ResponseParser:
         status = int(m.group(2))
         reason = m.group(3) or ""
 
-        headers: list[tuple[str, str]] = []
+        headers: list[tuple[str, str]] = _FIELD.findall(text, fields_at, fields_end)
+        if len(headers) != text.count("\n", fields_at, fields_end):
+            raise _bad(_INVALID)
+        if " \r" in text or "\t\r" in text or " \n" in text or "\t\n" in text:
+            # a value with trailing whitespace (rare): strip it, as nginx does
+            headers = [(k, v.rstrip(" \t")) for k, v in headers]
         cl_raw: str | None = None
         te_raw: str | None = None
         conn: list[str] = []
-        for name, value, bad in _FIELD.findall(text, fields_at, fields_end):
-            if bad:
-                raise _bad(_INVALID)
-            if value and (value[-1] == " " or value[-1] == "\t"):
-                value = value.rstrip(" \t")
-            headers.append((name, value))
-            kind = _SPECIAL.get(name.lower())
+        kinds = _KIND_BY_NAME
+        for name, value in headers:
+            kind = kinds.get(name)
             if kind is None:
+                kind = _kind_of(name)
+            if not kind:
                 continue
             if kind == 1:
                 if cl_raw is not None:
@@ -364,17 +379,17 @@ def request_head_bytes(method: str, target: str, headers: list[tuple[str, str]],
         raise ValueError(f"invalid method {method!r}")
     if version != "1.1" and version != "1.0":
         raise ValueError(f"invalid version {version!r}")
+    fields = "".join([f"{k}: {v}\r\n" for k, v in headers])
+    n = len(headers)
+    # each line holds exactly its own CR and LF (counted in C): no name or value holds one
+    if fields.count("\n") != n or fields.count("\r") != n or "\0" in fields:
+        raise ValueError("CR, LF or NUL in a request header")
     known = known_tokens
-    for k, v in headers:
-        # isprintable() (C, per field) clears the common value; a value it refuses (a tab,
-        # obs-text such as NBSP) is refused only for CR, LF or NUL, as before
-        if not v.isprintable() and ("\r" in v or "\n" in v or "\0" in v):
-            raise ValueError("CR, LF or NUL in a request header")
+    for k, _ in headers:
         if not (known.get(k) or is_token(k)):
             raise ValueError(f"invalid header name {k!r}")
     t = target.encode("latin-1")  # UnicodeEncodeError is a ValueError
     if not t or t.translate(None, _TARGET_BAD) != t:
         raise ValueError(f"invalid request target {target!r}")
-    fields = "".join([f"{k}: {v}\r\n" for k, v in headers])
     return b"%s %s HTTP/%s\r\n%s\r\n" % (method.encode("ascii"), t, version.encode("ascii"),
                                          fields.encode("latin-1"))

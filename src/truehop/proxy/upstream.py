@@ -65,7 +65,7 @@ class HeaderPlan:
     at configuration time): the per-request loops then only test set membership."""
 
     __slots__ = ("set_entries", "client_skip", "conn_close", "response_drop", "pass_client",
-                 "honor_accel_buffering")
+                 "honor_accel_buffering", "client_forward", "response_action")
 
     def __init__(self, s: Settings) -> None:
         entries: list[tuple[str, Callable[[RequestState], str], str | None, int]] = []
@@ -93,6 +93,49 @@ class HeaderPlan:
         self.response_drop = frozenset(hide | RESPONSE_HOP) - {"upgrade"}
         self.pass_client = bool(s.proxy_pass_request_headers)
         self.honor_accel_buffering = "x-accel-buffering" not in (s.proxy_ignore_headers or ())
+        # per field name as sent (bounded caches): most clients and upstreams spell the same
+        # few names the same way, so the loops over every field skip lower() and set tests
+        self.client_forward: dict[str, bool] = {}
+        self.response_action: dict[str, int] = {}
+
+    def forward_client(self, name: str) -> bool:
+        """Whether a client field is copied to the upstream (before Connection's own list)."""
+        ok = name.lower() not in self.client_skip
+        if len(self.client_forward) < _NAME_CACHE_MAX:
+            self.client_forward[name] = ok
+        return ok
+
+    def action(self, name: str) -> int:
+        """What the response pass does with an upstream field (the _ACT_* codes)."""
+        lk = name.lower()
+        if lk == "x-accel-buffering":
+            act = _ACT_ACCEL
+        elif lk == "connection":
+            act = _ACT_CONNECTION
+        elif lk in self.response_drop:
+            act = _ACT_DROP
+        elif lk == "content-type":
+            act = _ACT_CTYPE
+        elif lk == "location" or lk == "refresh":
+            act = _ACT_REDIRECT
+        elif lk in _UNIQUE_RESPONSE:
+            act = _ACT_UNIQUE
+        else:
+            act = _ACT_PASS
+        if len(self.response_action) < _NAME_CACHE_MAX:
+            self.response_action[name] = act
+        return act
+
+
+_NAME_CACHE_MAX = 1024
+# what the response pass does with a field
+_ACT_PASS = 0        # relayed as it is
+_ACT_DROP = 1        # hidden or hop-by-hop
+_ACT_UNIQUE = 2      # relayed once (nginx keeps the first)
+_ACT_CTYPE = 3       # relayed once; the response's Content-Type
+_ACT_REDIRECT = 4    # relayed once, rewritten by proxy_redirect
+_ACT_ACCEL = 5       # X-Accel-Buffering: read (unless ignored), hidden unless passed
+_ACT_CONNECTION = 6  # hop-by-hop, but kept in a 101
 
 
 _SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
@@ -208,13 +251,15 @@ class Proxy:
             out.append(("Connection", "close"))
         if plan.pass_client:
             head = r.head
-            skip = plan.client_skip
+            forward = plan.client_forward
             named = head.conn_tokens
-            for k, v in head.headers:
-                lk = k.lower()
-                if lk in skip or (named and lk in named):
-                    continue
-                out.append((k, v))
+            for kv in head.headers:
+                k = kv[0]
+                ok = forward.get(k)
+                if ok is None:
+                    ok = plan.forward_client(k)
+                if ok and not (named and k.lower() in named):
+                    out.append(kv)
         return out, upgrading
 
     # -- run ---------------------------------------------------------------------------
@@ -479,39 +524,57 @@ class Proxy:
         rewritten. Also its Content-Type, and what its X-Accel-Buffering asks: True for
         unbuffered, False for buffered, None when it asks nothing (or is ignored)."""
         plan = self.plan(s)
-        drop = plan.response_drop
+        actions = plan.response_action
         named = rh.conn_tokens
+        if named:
+            # fields the upstream's Connection names are hop-by-hop too (Upgrade excepted)
+            named = named.difference(plan.response_drop, ("upgrade",))
         out: list[tuple[str, str]] = []
         ctype = ""
         unbuffered: bool | None = None
         seen: dict[str, str] | None = None
-        for k, v in rh.headers:
-            lk = k.lower()
-            if lk == "x-accel-buffering" and plan.honor_accel_buffering:
-                low = v.lower()
-                unbuffered = True if low == "no" else False if low == "yes" else unbuffered
-            if lk in drop or (named and lk in named and lk != "upgrade"):
-                if keep_connection and lk == "connection":
-                    out.append((k, v))
+        for kv in rh.headers:
+            k = kv[0]
+            act = actions.get(k)
+            if act is None:
+                act = plan.action(k)
+            if named and k.lower() in named:
                 continue
-            if lk in _UNIQUE_RESPONSE:
-                if seen is None:
-                    seen = {lk: v}
-                elif lk in seen:
-                    self.rt.log.warn(f'upstream sent duplicate header line: "{k}: {v}", '
-                                     f'previous value: "{k}: {seen[lk]}", ignoring it',
-                                     r.conn, r)
-                    continue
-                else:
-                    seen[lk] = v
-            if lk == "content-type":
+            if act == _ACT_PASS:
+                out.append(kv)
+                continue
+            if act == _ACT_DROP:
+                continue
+            v = kv[1]
+            if act == _ACT_ACCEL:
+                if plan.honor_accel_buffering:
+                    low = v.lower()
+                    unbuffered = True if low == "no" else False if low == "yes" else unbuffered
+                if "x-accel-buffering" not in plan.response_drop:
+                    out.append(kv)    # proxy_pass_header X-Accel-Buffering
+                continue
+            if act == _ACT_CONNECTION:
+                if keep_connection:
+                    out.append(kv)
+                continue
+            lk = k.lower()
+            if seen is None:
+                seen = {lk: v}
+            elif lk in seen:
+                self.rt.log.warn(f'upstream sent duplicate header line: "{k}: {v}", '
+                                 f'previous value: "{k}: {seen[lk]}", ignoring it', r.conn, r)
+                continue
+            else:
+                seen[lk] = v
+            if act == _ACT_CTYPE:
                 ctype = v
-            elif lk == "location" or lk == "refresh":
+            elif act == _ACT_REDIRECT:
                 v = self.rewrite_redirect(r, s, loc, v, lk == "refresh")
                 if lk == "location" and v.startswith("/"):
                     # nginx's header filter makes a relative Location absolute
                     v = self.rt.pipeline.absolute_location(r, v)
-            out.append((k, v))
+                kv = (k, v)
+            out.append(kv)
         return out, ctype, unbuffered
 
     def rewrite_redirect(self, r: RequestState, s: Settings, loc: LocationConf, value: str,
