@@ -482,6 +482,24 @@ def test_no_pid_file_when_a_socket_cannot_be_bound(tmp_path, upstream):
     assert not (tmp_path / "truehop.pid").exists()
 
 
+def test_pid_directory_is_never_created(tmp_path, upstream):
+    """As nginx: a configured pid path whose directory is missing is an [emerg] at start-up,
+    before anything listens; truehop does not create the directory."""
+    port = free_port()
+    missing = tmp_path / "no-such-dir" / "truehop.pid"
+    text = conf(PORT=port, APP=upstream.port, GEN=1).replace("pid truehop.pid;",
+                                                            f"pid {missing};")
+    assert f"pid {missing};" in text
+    (tmp_path / "truehop.conf").write_text(text)
+    r = subprocess.run(truehop_cmd(tmp_path), capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 1
+    assert f'[emerg] open() "{missing}" failed (2: No such file or directory)' in r.stderr
+    assert not missing.parent.exists()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
 def test_s_quit_and_s_stop_use_the_pid_file(truehop, upstream):
     port = free_port()
     tp = truehop(conf(PORT=port, APP=upstream.port, GEN=1))

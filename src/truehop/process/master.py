@@ -504,7 +504,6 @@ def close_log(log: ErrorLog) -> None:
 def write_pid(path: str) -> None:
     if path == "off":
         return
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n")
@@ -577,6 +576,13 @@ def serve(cfg: Config, conf_path: str, prefix: str, globals_: str | None, log: E
     if cfg.main.daemon:
         daemonize()
     pid_path = cfg.main.pid
+    if pid_path != "off" and "pid" not in cfg.main.where:
+        # the built-in default, <prefix>/logs/truehop.pid: its directory is ours to make, as
+        # the log directory is; a configured path's is not (nginx: `open() ... failed`)
+        try:
+            os.makedirs(os.path.dirname(pid_path) or ".", exist_ok=True)
+        except OSError:
+            pass
     try:
         write_pid(pid_path)
     except OSError as e:
