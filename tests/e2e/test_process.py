@@ -61,6 +61,44 @@ SITE = """
 RELOADED = "reconfiguring done"
 
 
+def test_refused_reload_closes_the_files_it_opened(truehop, upstream, tmp_path):
+    """A reload refused after its log files were opened (here: a listen address is taken)
+    closes them: repeated failed reloads must not pile up open files in the master."""
+    port = free_port()
+    tp = truehop(conf(PORT=port, APP=upstream.port, GEN=1))
+    tp.expect_log("[emerg]")
+    wait_until(lambda: len(children(tp.pid)) == 2, 5, "2 workers")
+
+    def open_logs() -> list[str]:
+        fds = f"/proc/{tp.pid}/fd"
+        out = []
+        for fd in os.listdir(fds):
+            try:
+                link = os.readlink(f"{fds}/{fd}")
+            except OSError:
+                continue
+            if link.endswith("refused.log"):
+                out.append(link)
+        return out
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        both = SITE + SITE.replace("@@PORT@@", "@@PORT2@@")
+        for _ in range(3):
+            mark = len(tp.error_log())
+            tp.reload(conf(http=both, PORT=port, PORT2=busy, APP=upstream.port, GEN=2,
+                           access=str(tmp_path / "access-refused.log")))
+            line = tp.wait_for_log("[emerg]", after=mark)
+            assert f"bind() to 127.0.0.1:{busy} failed (98: Address already in use); the old " \
+                   "configuration stays in effect" in line
+            assert "[Errno" not in line
+    assert (tmp_path / "access-refused.log").exists()   # it was opened...
+    assert open_logs() == []                             # ...and closed again
+    assert body_of(get(port)) == b"gen 1\n"
+
+
 def conf(http: str = SITE, workers: int = 2, extra: str = "", access: str = "off",
          **values: object) -> str:
     """A whole nginx.conf: MAIN around `http`, placeholders filled from `values`."""

@@ -317,6 +317,7 @@ class Master:
         configuration keeps serving."""
         self.log.notice("signal 1 (SIGHUP) received, reconfiguring")
         log: ErrorLog | None = None
+        rt: Runtime | None = None
         try:
             cfg = load(self.conf_path, self.prefix, self.globals)
             targets = cfg.main.error_logs or self.log.targets
@@ -328,9 +329,15 @@ class Master:
                 raise ConfigError(errors[0].render(prefix=False))
             plan, new = self.plan_sockets(cfg)
         except Exception as e:  # ConfigError, OSError (bind), ssl.SSLError...: refuse
-            text = str(e) if isinstance(e, (ConfigError, OSError, ValueError)) \
-                else f"{type(e).__name__}: {e}"
+            if isinstance(e, OSError) and e.strerror and " failed (" in e.strerror:
+                text = e.strerror   # ours, already in nginx's words (bind() to ... failed)
+            elif isinstance(e, (ConfigError, OSError, ValueError)):
+                text = str(e)
+            else:
+                text = f"{type(e).__name__}: {e}"
             self.log.emerg(f"{text}; the old configuration stays in effect")
+            if rt is not None:
+                rt.close_files()   # the log files the refused configuration opened
             if log is not None and log is not self.log:
                 close_log(log)
             return False
@@ -349,6 +356,7 @@ class Master:
             self.signal_workers(signal.SIGKILL, gen)
             for s in new:
                 s.close()
+            rt.close_files()
             if log is not self.log:
                 close_log(log)
             return False

@@ -194,7 +194,14 @@ class Runtime:
         self._upstream_ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         # error_log at http/server/location level: one log per distinct list of targets
         self.scoped_logs: dict[tuple[tuple[str, str], ...], ErrorLog] = {}
-        self.build()
+        try:
+            self.build()
+        except BaseException:
+            # a refused configuration must not leave the files it opened so far open
+            for sink in self.sinks.values():
+                sink.close()
+            ScopedErrorLog(self.log, self.scoped_logs).close_files()
+            raise
         if self.scoped_logs:
             self.log = self.detect.log = ScopedErrorLog(self.log, self.scoped_logs)
 
