@@ -14,6 +14,13 @@ A failed handshake is logged at `info` with OpenSSL's reason, as nginx does, and
 never raises. The SNI name the client sent is kept on the SSLObject as `.sni` (read for
 $ssl_server_name); `record_sni` wraps the context's own SNI callback (which picks the
 server's certificate) to do that.
+
+ALPN: nginx's select callback (ngx_http_ssl_alpn_select) offers h2 only when the server the SNI
+name chose has HTTP/2, plus http/1.1, http/1.0 and http/0.9, and fails the handshake with a fatal
+`no_application_protocol` alert when none of the client's protocols is among them. Python's
+callback answers "no ALPN" instead (SSL_TLSEXT_ERR_NOACK) and completes the handshake. So the
+ClientHello is kept (`client_alpn` reads its ALPN list) until OpenSSL has answered it; if the
+client offered protocols and none was selected, the server's flight is replaced by that alert.
 """
 
 from __future__ import annotations
@@ -27,6 +34,65 @@ READ_SIZE = 256 * 1024
 TLS_HANDSHAKE = 0x16
 
 _FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
+
+# a ClientHello larger than this is not kept for the ALPN check (OpenSSL's own limit is lower)
+MAX_HELLO = 128 * 1024
+# nginx accepts these besides h2 and http/1.1 (NGX_HTTP_ALPN_PROTOS); truehop's contexts do not
+# offer them, so a client offering one is let through without ALPN rather than refused
+_OTHER_HTTP = (b"http/1.0", b"http/0.9")
+# ServerHello.random of a TLS 1.3 HelloRetryRequest (RFC 8446 4.1.3): ALPN is decided on the
+# second ClientHello
+_HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+ALPN_REFUSED = ("SSL_do_handshake() failed (SSL: no application protocol) while SSL "
+                "handshaking")
+
+
+def client_alpn(data: bytes | bytearray) -> list[bytes] | None:
+    """The ALPN protocol names of the ClientHello at the start of `data` (TLS records as they
+    came from the client), `[]` when it has no ALPN extension, None when `data` does not hold
+    a whole, well-formed ClientHello."""
+    msg = bytearray()
+    pos = 0
+    need = -1
+    while need < 0 or len(msg) < need:
+        if len(data) < pos + 5 or data[pos] != TLS_HANDSHAKE:
+            return None
+        n = int.from_bytes(data[pos + 3:pos + 5], "big")
+        if len(data) < pos + 5 + n:
+            return None
+        msg += data[pos + 5:pos + 5 + n]
+        pos += 5 + n
+        if need < 0 and len(msg) >= 4:
+            if msg[0] != 1:         # not a ClientHello
+                return None
+            need = 4 + int.from_bytes(msg[1:4], "big")
+    body = memoryview(bytes(msg[4:need]))
+    try:
+        p = 2 + 32                                   # legacy_version, random
+        p += 1 + body[p]                             # legacy_session_id
+        p += 2 + int.from_bytes(body[p:p + 2], "big")    # cipher_suites
+        p += 1 + body[p]                             # legacy_compression_methods
+        if p >= len(body):
+            return []
+        end = p + 2 + int.from_bytes(body[p:p + 2], "big")
+        p += 2
+        while p + 4 <= end:
+            typ = int.from_bytes(body[p:p + 2], "big")
+            n = int.from_bytes(body[p + 2:p + 4], "big")
+            p += 4
+            if typ == 16:                            # application_layer_protocol_negotiation
+                ext = body[p:p + n]
+                q, names = 2, []
+                lim = min(len(ext), 2 + int.from_bytes(ext[0:2], "big"))
+                while q < lim:
+                    ln = ext[q]
+                    names.append(bytes(ext[q + 1:q + 1 + ln]))
+                    q += 1 + ln
+                return names
+            p += n
+    except IndexError:
+        return None
+    return []
 
 
 def record_sni(ctx: ssl.SSLContext) -> None:
@@ -85,6 +151,9 @@ class TlsProtocol(asyncio.Protocol):
         self.facade: TlsTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._resume_scheduled = False
+        # the client's bytes until OpenSSL has answered its ClientHello (the ALPN check)
+        self.hello: bytearray | None = bytearray()
+        self.offered: list[bytes] | None = None
 
     # -- raw transport callbacks ---------------------------------------------------------
 
@@ -124,6 +193,12 @@ class TlsProtocol(asyncio.Protocol):
             record_sni(self.ctx)
             self.sslobj = self.ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
             self.state = _HANDSHAKE
+        hello = self.hello
+        if hello is not None:
+            if len(hello) + len(data) > MAX_HELLO:
+                self.hello = None
+            else:
+                hello += data
         self.inbio.write(data)
         self._handshake()
 
@@ -155,12 +230,16 @@ class TlsProtocol(asyncio.Protocol):
         try:
             self.sslobj.do_handshake()
         except ssl.SSLWantReadError:
+            if self.hello is not None and self.outbio.pending and self._alpn_refused():
+                return
             self._flush()
             return
         except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as e:
             self._fail(handshake_error_text(e))
             return
         self._cancel_timer()
+        if self.hello is not None and self.outbio.pending and self._alpn_refused():
+            return
         self._flush()
         self.state = _OPEN
         alpn = self.sslobj.selected_alpn_protocol()
@@ -174,6 +253,33 @@ class TlsProtocol(asyncio.Protocol):
         self.inner.connection_made(self.facade)
         if self.state == _OPEN:
             self._read_app()
+
+    def _alpn_refused(self) -> bool:
+        """Called once OpenSSL has written its answer to the ClientHello (not yet sent): if
+        the client offered ALPN protocols and none was selected, send nginx's fatal
+        no_application_protocol alert instead of that answer and fail the handshake."""
+        assert self.sslobj is not None and self.hello is not None
+        out = self.outbio.read()
+        if self.offered is None:
+            self.offered = client_alpn(self.hello)
+        # a HelloRetryRequest: the ALPN answer comes with the ServerHello after the second
+        # ClientHello, which must offer the same protocols (RFC 8446 4.1.2)
+        hrr = len(out) >= 43 and out[0] == TLS_HANDSHAKE and out[5] == 2 and \
+            out[11:43] == _HRR_RANDOM
+        if not hrr:
+            self.hello = None
+        offered = self.offered
+        if hrr or not offered or self.sslobj.selected_alpn_protocol() is not None or \
+                any(p in _OTHER_HTTP for p in offered):
+            if self.raw is not None and not self.raw.is_closing():
+                self.raw.write(out)
+            return False
+        version = bytes(out[1:3]) if len(out) >= 3 and out[0] == TLS_HANDSHAKE else b"\x03\x03"
+        if self.raw is not None and not self.raw.is_closing():
+            # alert record: level fatal (2), description no_application_protocol (120)
+            self.raw.write(b"\x15" + version + b"\x00\x02\x02\x78")
+        self._fail(ALPN_REFUSED)
+        return True
 
     def _fail(self, msg: str) -> None:
         self._cancel_timer()
