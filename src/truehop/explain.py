@@ -334,9 +334,7 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
                    "file": rel(server.where[0], base), "line": server.where[1],
                    "why": server_why(server, host, lst, local_addr)},
     }
-    if r.remote_addr != q.remote:
-        doc["request"]["realip"] = (f"$remote_addr is {r.remote_addr} (set_real_ip_from trusts "
-                                    f"{q.remote}, real_ip_header {server.settings.real_ip_header})")
+    note_realip(doc, r, q, server.settings)
     try:
         r.uri = normalize_path(head.path, server.merge_slashes)
     except BadRequest:
@@ -373,6 +371,10 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
         doc["action"] = action
         doc["findings"] = [x.as_dict() for x in for_location(cfg, server, loc)] if loc else []
         return doc
+    if not r.realip_done:
+        # realip in the chosen location runs once it is chosen, as the pipeline does
+        pipeline.realip(r, loc.settings)
+        note_realip(doc, r, q, loc.settings)
     if loc is not server.default_loc:
         doc["location"] = _loc_doc(server, loc, r.uri, base)
     else:
@@ -425,6 +427,14 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     for fd in doc["findings"]:
         fd["file"] = rel(fd["file"], base)
     return doc
+
+
+def note_realip(doc: dict[str, Any], r: Any, q: Query, s: Any) -> None:
+    """Say in the request part when realip replaced the client address."""
+    if r.remote_addr != q.remote:
+        doc["request"]["remote_addr"] = r.remote_addr
+        doc["request"]["realip"] = (f"$remote_addr is {r.remote_addr} (set_real_ip_from trusts "
+                                    f"{q.remote}, real_ip_header {s.real_ip_header})")
 
 
 def _where(w: tuple[str, int] | None, base: str) -> str:

@@ -195,6 +195,36 @@ def test_regex_http10_implicit(small: Path, capsys: pytest.CaptureFixture[str]) 
     assert d["reuse"]["reusable"] is False
 
 
+def test_location_realip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """realip configured in a location applies once that location is chosen (as requests
+    are served): the upstream request shows the real client, not the proxy in front."""
+    p = tmp_path / "realip.conf"
+    p.write_text(textwrap.dedent("""
+        server {
+            listen 127.0.0.1:8080;
+            location /api/ {
+                set_real_ip_from 10.0.0.0/8;
+                real_ip_header X-Forwarded-For;
+                proxy_pass http://127.0.0.1:3000;
+                proxy_set_header X-Real-IP $remote_addr;
+            }
+            location / { proxy_pass http://127.0.0.1:3000; proxy_set_header X-Real-IP $remote_addr; }
+        }
+    """))
+    d = doc_for(capsys, p, "http://a.test:8080/api/x", "--from", "10.1.2.3",
+                "-H", "X-Forwarded-For: 203.0.113.9")
+    assert d["request"]["remote_addr"] == "203.0.113.9"
+    assert "set_real_ip_from trusts 10.1.2.3" in d["request"]["realip"]
+    hs = {h["name"]: h["value"] for h in d["upstream_request"]["headers"]}
+    assert hs["X-Real-IP"] == "203.0.113.9"
+    d = doc_for(capsys, p, "http://a.test:8080/other", "--from", "10.1.2.3",
+                "-H", "X-Forwarded-For: 203.0.113.9")
+    assert d["request"]["remote_addr"] == "10.1.2.3"
+    assert "realip" not in d["request"]
+    hs = {h["name"]: h["value"] for h in d["upstream_request"]["headers"]}
+    assert hs["X-Real-IP"] == "10.1.2.3"
+
+
 def test_bad_arguments(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(capsys, small)
     assert code == 1 and "no URL" in err
