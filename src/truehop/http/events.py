@@ -9,7 +9,7 @@ these modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class ProtocolError(Exception):
@@ -89,9 +89,15 @@ class Data:
     data: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class EndOfMessage:
-    trailers: list[tuple[str, str]] = field(default_factory=list)
+    """The message is complete. Trailers are checked and dropped by the parsers, so every
+    end is the same: use the `END` instance (one object fewer per message)."""
+
+    trailers: tuple[tuple[str, str], ...] = ()
+
+
+END = EndOfMessage()
 
 
 Event = Request | Response | InformationalResponse | Data | EndOfMessage

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import httptools
 
 from truehop.http.events import (
+    END,
     Data,
-    EndOfMessage,
     Event,
     ProtocolError,
     Request,
@@ -118,6 +118,11 @@ _SPECIAL = {
 _COMMON_METHODS = frozenset({b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
 _METHOD_STR = {m: m.decode("ascii") for m in _COMMON_METHODS}
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+# the usual request line, recognised in one C pass: a common method, an origin-form target of
+# plain characters (no '%', '#', CTL or non-ASCII: those take the full checks), HTTP/1.x
+_PLAIN_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) "
+                         rb"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*) HTTP/1\.([01])\r\n")
+_MINOR = {b"1": "1.1", b"0": "1.0"}
 
 
 _INVALID_NAME = -1
@@ -504,14 +509,14 @@ class H1ServerParser:
                 pos += take
                 self._remaining -= take
                 if not self._remaining:
-                    events.append(EndOfMessage())
+                    events.append(END)
                     self._state = _HEAD
             elif st == _BODY_CHUNKED:
                 dec = self._chunked
                 assert dec is not None
                 pos = dec.feed(data, pos, events)
                 if dec.done:
-                    events.append(EndOfMessage())
+                    events.append(END)
                     self._chunked = None
                     self._state = _HEAD
             elif st == _PAUSED:
@@ -592,6 +597,9 @@ class H1ServerParser:
         """Check a request line (with its CRLF or bare LF). Returns (method, raw target, version,
         absolute-form scheme or None, absolute-form authority or None)."""
         lim = self.limits
+        m = _PLAIN_LINE.fullmatch(line)
+        if m is not None and b"/." not in line and len(line) <= lim.max_request_line:
+            return _METHOD_STR[m[1]], m[2], _MINOR[m[3]], None, None
         sp = line.find(b" ")
         method = line[:sp]
         if sp <= 0 or method not in _COMMON_METHODS:
@@ -719,7 +727,7 @@ class H1ServerParser:
         events.append(Request(self._build(method, target, version, scheme, authority,
                                           section.decode("latin-1"), size)))
         if self._state == _HEAD or self._state == _PAUSED:
-            events.append(EndOfMessage())
+            events.append(END)
 
     def _check_lines(self, buf: bytes, start: int, end: int) -> None:
         maxl = self.limits.max_header_line

@@ -34,8 +34,8 @@ from __future__ import annotations
 import re
 
 from truehop.http.events import (
+    END,
     Data,
-    EndOfMessage,
     Event,
     InformationalResponse,
     ProtocolError,
@@ -160,7 +160,7 @@ class H1ResponseParser:
             return []
         if st == _BODY_CLOSE:
             self._state = _DONE
-            return [EndOfMessage()]
+            return [END]
         e = _bad(_EARLY_HEAD if st == _HEAD else _EARLY_BODY)
         self._error = e
         self._state = _DEAD
@@ -222,7 +222,7 @@ class H1ResponseParser:
                 raise self._error or _bad(_INVALID)
 
     def _finish(self, events: list[Event]) -> None:
-        events.append(EndOfMessage())
+        events.append(END)
         self._state = _DONE
 
     def _head_bytes(self, data: bytes, pos: int, events: list[Event]) -> int:
