@@ -293,7 +293,7 @@ class Proxy:
                 body = b""
                 await _discard(ex, limit, s.client_body_timeout)
             elif s.proxy_request_buffering or s.proxy_http_version == "1.0" and head.chunked:
-                body = await ex.body.read_all(limit, s.client_body_timeout)
+                body = r.request_body = await ex.body.read_all(limit, s.client_body_timeout)
             else:
                 stream_body = True
             if body is not None:

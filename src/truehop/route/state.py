@@ -71,7 +71,7 @@ class RequestState:
         "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
         "start", "upstream_tries", "upstream_conn", "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
         "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
-        "extra", "pipelined", "realip_done",
+        "extra", "pipelined", "realip_done", "request_body",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: Any) -> None:
@@ -105,3 +105,6 @@ class RequestState:
         self.extra: dict[str, Any] = {}
         self.pipelined = conn.pipelined         # $pipe: read while the previous one ran
         self.realip_done = False                # realip replaced remote_addr already
+        # $request_body: the body once read whole into memory (proxy_request_buffering on,
+        # as nginx); None when it was not (streamed, discarded, or no body was read)
+        self.request_body: bytes | None = None
