@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from harness import free_port, raw_request
 
@@ -191,3 +192,28 @@ def test_upstream_byte_counts_and_pipe(truehop, canned, tmp_path):
     answer = len(ANSWERS["/ok"][1])
     sent = [len(h) for h in canned.requests]
     assert lines == [f"{sent[0]}|{answer}|2|.", f"{sent[1]}|{answer}|2|p"]
+
+
+def test_next_upstream_status_from_the_last_peer_is_relayed(truehop, upstreams):
+    """proxy_next_upstream http_500/http_404 moves on only while another peer is left to try
+    (nginx's ngx_http_upstream_test_next: u->peer.tries > 1): the last peer's own answer,
+    status and body, reaches the client, not truehop's error page."""
+    a, b = upstreams(2)
+    port = free_port()
+    truehop("""
+upstream one { server 127.0.0.1:@@A@@; }
+upstream two { server 127.0.0.1:@@A@@; server 127.0.0.1:@@B@@; }
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /one/ { proxy_pass http://one/; proxy_next_upstream error timeout http_500; }
+    location /two/ { proxy_pass http://two/; proxy_next_upstream error http_500 http_404; }
+}""", port=port, a=a.port, b=b.port)
+    r = httpx.get(f"http://127.0.0.1:{port}/one/__status?code=500")
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/json"   # the app's body, not ours
+    assert len(a.records) == 1
+    before = len(a.records) + len(b.records)
+    r = httpx.get(f"http://127.0.0.1:{port}/two/__status?code=404")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/json"
+    assert len(a.records) + len(b.records) == before + 2      # both peers were asked

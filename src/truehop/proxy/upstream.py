@@ -402,8 +402,10 @@ class Proxy:
             now = t.header = time.monotonic()
             status = t.status = resp.head.status
             flag = STATUS_FLAGS.get(status) if flags else None
-            if flag is not None and flag in flags and self.may_retry(flag, flags, att, method,
-                                                                     stream_body):
+            # as nginx (ngx_http_upstream_test_next): only when another peer is left to try;
+            # the last one's answer, error status and body, is the response
+            if flag is not None and flag in flags and state.tries > 1 and \
+                    self.may_retry(flag, flags, att, method, stream_body):
                 t.end = now
                 _account(t, conn)
                 state.done(peer, now, failed=flag not in ("http_403", "http_404"))
