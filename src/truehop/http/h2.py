@@ -35,6 +35,14 @@ what h2 leaves to the application:
   frame its GOAWAY names the previous stream, since the new one was never accepted.
 - **Graceful GOAWAY.** `goaway()` writes GOAWAY(NO_ERROR, last stream) without putting h2 in
   its closed state, so streams in flight still finish; newer streams are refused.
+- **Last stream of a connection (keepalive_requests, keepalive_time, keepalive_timeout 0).**
+  nginx decides it when a stream is created (ngx_http_v2_state_headers): the stream that makes
+  the count reach `max_requests`, or that arrives when the connection is older than
+  `max_lifetime`, is served and is the last one; `accept_until` names it, streams after it are
+  refused (REFUSED_STREAM, safe for the client to retry), and the caller sends the final GOAWAY
+  (`goaway_final`, naming that stream) once its streams are done. nginx sends that GOAWAY at
+  once; waiting for the streams in flight gives the same last stream id and keeps h2-based
+  clients (python h2 / httpx), which drop every open stream when a GOAWAY arrives, working.
 
 Errors never leak as h2 exceptions: a connection-level failure becomes a `ConnectionEnded`
 event (GOAWAY already queued in `data_to_send`), after which the caller closes.
@@ -110,6 +118,8 @@ class H2Limits:
     ignore_invalid_headers: bool = True
     control_frame_budget: int = 1000      # PING/SETTINGS/PRIORITY/empty DATA per window
     reset_window: float = 1.0             # seconds over which resets and floods are counted
+    max_requests: int = 0                 # keepalive_requests (1 for keepalive_timeout 0); 0: none
+    max_lifetime: float = 0.0             # keepalive_time, seconds; 0: none
 
     @property
     def reset_budget(self) -> int:
@@ -408,6 +418,10 @@ class H2Server:
         self.going_away = False
         self.last_stream_id = 0          # highest stream id accepted (GOAWAY's last id)
         self.goaway_id: int | None = None
+        self.accept_until: int | None = None   # the connection's last stream, once decided
+        self.accepted = 0                # streams accepted (nginx's connection->requests)
+        self._clock = clock
+        self._stop_at = clock() + lim.max_lifetime if lim.max_lifetime > 0 else None
         self.active: set[int] = set()    # streams reported and not yet `stream_done`
         self.reset_streams = 0           # client resets of unfinished streams (lifetime)
         self._extra = bytearray()        # frames written around h2 (graceful GOAWAY)
@@ -638,6 +652,9 @@ class H2Server:
         if self.going_away and self.goaway_id is not None and sid > self.goaway_id:
             self._reset(sid, REFUSED_STREAM)
             return None
+        if self.accept_until is not None and sid > self.accept_until:
+            self._reset(sid, REFUSED_STREAM)
+            return None
         if len(self.active) >= self.limits.max_concurrent_streams:
             # nginx: "concurrent streams exceeded"; the client may retry it
             self._reset(sid, REFUSED_STREAM)
@@ -647,6 +664,12 @@ class H2Server:
             return StreamReset(sid, int(REFUSED_STREAM), False,
                                "concurrent streams exceeded")
         self.last_stream_id = max(self.last_stream_id, sid)
+        self.accepted += 1
+        lim = self.limits
+        if self.accept_until is None and (
+                (lim.max_requests and self.accepted >= lim.max_requests) or
+                (self._stop_at is not None and self._clock() > self._stop_at)):
+            self.accept_until = sid
         self.prio.opened(sid, prio)
         res = _validate(raw, end_stream, self.limits)
         if isinstance(res, str):

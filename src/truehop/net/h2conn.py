@@ -13,6 +13,16 @@ the pipeline reads it. Responses: `write` queues in the sans-IO layer, which sen
 client's windows; `drain` waits while more than `STREAM_HIGH_WATER` bytes wait for window or
 the transport is paused, bounded by `send_timeout` between progress.
 
+Closing, as nginx's ngx_http_v2_finalize_connection: GOAWAY naming the last stream, then a
+lingering close (ngx_http_v2_lingering_close): the write side is shut (after what is queued
+has gone out) and what the client still sends is read and dropped until it closes, for at most
+`LINGERING_TIMEOUT` between reads and `LINGERING_TIME` in all. Closing the socket at once would
+make the kernel answer the client's next frame (a PING, a WINDOW_UPDATE) with a reset that
+destroys the response and GOAWAY the client has not read yet. Timers, as nginx's: the first
+stream is awaited for `client_header_timeout`, the next ones for `keepalive_timeout`; the
+connection's last stream is decided by keepalive_requests / keepalive_time / keepalive_timeout
+0 when a stream opens (see `H2Server.accept_until`).
+
 The runtime sees the attributes it reads on every connection: `info`, `listener`, `current`
 (an active exchange or None), `queue` (always empty), `_tunnel` (None), `closing` (setting it
 sends GOAWAY), `close()`, `abort()`, `graceful_close()`.
@@ -50,6 +60,9 @@ if TYPE_CHECKING:
 
 STREAM_HIGH_WATER = 64 * 1024      # queued response bytes per stream before drain() waits
 GOAWAY_GRACE = 5.0                 # draining: GOAWAY even to a connection never idle
+# nginx's lingering_time / lingering_timeout defaults (the directives are not supported)
+LINGERING_TIME = 30.0
+LINGERING_TIMEOUT = 5.0
 
 
 def connection_info(transport: asyncio.BaseTransport, listener: Listener,
@@ -106,7 +119,15 @@ def limits_for(listener: Listener) -> H2Limits:
     lim = listener.limits
     n = getattr(srv, "http2_max_concurrent_streams", None) or \
         getattr(srv.settings, "http2_max_concurrent_streams", None) or 128
+    st = srv.settings
+    kat = st.keepalive_timeout
+    # keepalive_timeout 0: the first stream is the last (nginx sends GOAWAY with it)
+    max_requests = 1 if kat is not None and kat <= 0 else int(st.keepalive_requests or 1000)
+    # keepalive_time (default 1h) is read when the configuration model carries it
+    lifetime = getattr(st, "keepalive_time", None)
     return H2Limits(max_concurrent_streams=int(n),
+                    max_requests=max_requests,
+                    max_lifetime=float(lifetime if lifetime is not None else 3600.0),
                     max_field_size=lim.max_header_line,
                     max_header_count=lim.max_header_count,
                     underscores_in_headers=lim.underscores_in_headers,
@@ -287,6 +308,8 @@ class H2Connection(asyncio.Protocol):
         self._waiters: list[asyncio.Future[Any]] = []
         self._idle_timer: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_end = 0.0
         self._initial = initial
         self.loop = asyncio.get_event_loop()
         self.last_activity = time.monotonic()
@@ -341,13 +364,18 @@ class H2Connection(asyncio.Protocol):
             return
         if self.runtime.shutting_down:
             self.closing = True
-        self._set_idle()
+        if self.closed:
+            return
+        # as nginx's ngx_http_v2_init: the first stream is awaited for client_header_timeout
+        self._set_idle(self.listener.default_server.client_header_timeout)
         data, self._initial = self._initial, b""
         if data:
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            if self._linger_timer is not None:
+                self._linger_read()
             return
         self.last_activity = time.monotonic()
         events = self.server.feed(data)
@@ -413,15 +441,23 @@ class H2Connection(asyncio.Protocol):
         self._header_deadline()
         if self.streams:
             self._cancel_idle()
+        elif self.server.accept_until is not None:
+            self.close()        # the last stream was refused or reset: nothing to wait for
 
     def eof_received(self) -> bool | None:
-        # a client that half-closes an HTTP/2 connection is gone
+        # a client that half-closes an HTTP/2 connection is gone; once lingering, it has read
+        # what we sent and the close is complete
+        if self._linger_timer is not None:
+            self._cancel_linger()
+            self.transport.close()
+            return False
         self.abort()
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._cancel_idle()
+        self._cancel_linger()
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
@@ -520,7 +556,7 @@ class H2Connection(asyncio.Protocol):
         self.server.stream_done(ex.sid)
         self.flush()
         if not self.streams:
-            if self._closing:
+            if self._closing or self.server.accept_until is not None:
                 self.close()
             else:
                 self._set_idle()
@@ -593,26 +629,74 @@ class H2Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        """GOAWAY naming the last stream, then the lingering close (module docstring)."""
         self._cancel_idle()
         if self.transport is not None and not self.closed:
             self.server.goaway_final()
             self.flush()
             self.closed = True
+            self._linger()
+
+    def _linger(self) -> None:
+        tr = self.transport
+        try:
+            half = bool(tr.can_write_eof()) and not tr.is_closing()
+        except (AttributeError, NotImplementedError):
+            half = False
+        if not half:
+            tr.close()
+            return
+        try:
+            tr.write_eof()      # after the queued bytes; the read side stays open
+        except (OSError, RuntimeError):
+            tr.close()
+            return
+        self._linger_end = self.loop.time() + LINGERING_TIME
+        self._linger_timer = self.loop.call_later(LINGERING_TIMEOUT, self._linger_expired)
+        try:
+            if not tr.is_reading():
+                tr.resume_reading()
+        except (AttributeError, NotImplementedError, RuntimeError):
+            pass
+
+    def _linger_read(self) -> None:
+        """Data from the client while lingering: dropped; the wait starts again, within
+        LINGERING_TIME in all (ngx_http_v2_lingering_close_handler)."""
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        left = self._linger_end - self.loop.time()
+        if left <= 0:
+            self._linger_expired()
+            return
+        self._linger_timer = self.loop.call_later(min(left, LINGERING_TIMEOUT),
+                                                  self._linger_expired)
+
+    def _linger_expired(self) -> None:
+        self._linger_timer = None
+        if self.transport is not None:
             self.transport.close()
+
+    def _cancel_linger(self) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
 
     def abort(self) -> None:
         self._cancel_idle()
+        self._cancel_linger()
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
 
     # -- timers ----------------------------------------------------------------------------
 
-    def _set_idle(self) -> None:
+    def _set_idle(self, t: float | None = None) -> None:
+        """Wait `t` (default keepalive_timeout) for the next stream, then close."""
         self._cancel_idle()
-        t = self.listener.default_server.settings.keepalive_timeout
         if t is None:
-            t = 75.0
+            t = self.listener.default_server.settings.keepalive_timeout
+            if t is None:
+                t = 75.0
         if t <= 0:
             self.close()
             return
@@ -624,9 +708,9 @@ class H2Connection(asyncio.Protocol):
             self._idle_timer = None
 
     def _idle_expired(self) -> None:
+        # nginx's idle handler: one GOAWAY(NO_ERROR) naming the last stream, lingering close
         self._idle_timer = None
         if not self.streams and not self.closed:
-            self.server.goaway()
             self.close()
 
     def _header_deadline(self) -> None:

@@ -148,6 +148,7 @@ class TlsProtocol(asyncio.Protocol):
         self.outbio = ssl.MemoryBIO()
         self.paused = False
         self.closing = False
+        self.write_shut = False     # close_notify sent and TCP write side shut; still reading
         self.facade: TlsTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._resume_scheduled = False
@@ -350,7 +351,7 @@ class TlsProtocol(asyncio.Protocol):
     # -- used by TlsTransport --------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.state != _OPEN or self.closing:
+        if self.state != _OPEN or self.closing or self.write_shut:
             return
         sslobj = self.sslobj
         assert sslobj is not None
@@ -368,13 +369,30 @@ class TlsProtocol(asyncio.Protocol):
         if self.closing or self.raw is None:
             return
         self.closing = True
-        if self.sslobj is not None and self.state == _OPEN:
-            try:
-                self.sslobj.unwrap()     # close_notify
-            except (ssl.SSLError, ValueError):
-                pass
-            self._flush()
+        if self.sslobj is not None and self.state == _OPEN and not self.write_shut:
+            self._close_notify()
         self.raw.close()
+
+    def _close_notify(self) -> None:
+        assert self.sslobj is not None
+        try:
+            self.sslobj.unwrap()     # close_notify
+        except (ssl.SSLError, ValueError):
+            pass
+        self._flush()
+
+    def shutdown_write(self) -> None:
+        """nginx's lingering close on TLS (ngx_ssl_shutdown, then shutdown(SHUT_WR)):
+        close_notify, then the TCP write side is shut once the queued bytes are out; records
+        from the client are still read (and given to the inner protocol, which drops them)
+        until it closes."""
+        if self.closing or self.write_shut or self.raw is None:
+            return
+        self.write_shut = True
+        if self.sslobj is not None and self.state == _OPEN:
+            self._close_notify()
+        if self.raw.can_write_eof():
+            self.raw.write_eof()
 
     def abort(self) -> None:
         self.closing = True
@@ -413,10 +431,10 @@ class TlsTransport(asyncio.Transport):
         self._proto.write(b"".join(list_of_data))
 
     def can_write_eof(self) -> bool:
-        return False
+        return True
 
     def write_eof(self) -> None:
-        self._proto.close()
+        self._proto.shutdown_write()
 
     def close(self) -> None:
         self._proto.close()
