@@ -217,3 +217,45 @@ server {
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/json"
     assert len(a.records) + len(b.records) == before + 2      # both peers were asked
+
+
+def test_proxy_redirect_rules_as_nginx(truehop, upstream):
+    """proxy_redirect as nginx applies it: a regex is searched anywhere (~* caseless) and its
+    replacement, captures rendered, replaces the whole value; a prefix rule may hold
+    variables; `default` keeps working beside other rules; the first rule that applies wins."""
+    port = free_port()
+    up = upstream.port
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /rx/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_redirect ~*re+gexp? /rx/;
+        proxy_redirect ~^(.+)/cap_([^/]+) $1/$2/x.html;
+    }
+    location /var/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_redirect http://127.0.0.1:$arg_p/ /replaced/;
+    }
+    location /both/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_redirect default;
+        proxy_redirect http://elsewhere.test/ /other/;
+    }
+}""", port=port, up=up)
+
+    def location(path: str, to: str) -> str:
+        r = httpx.get(f"http://127.0.0.1:{port}{path}__redirect",
+                      params={"to": to, "code": "302"})
+        assert r.status_code == 302
+        return r.headers["location"]
+
+    base = f"http://127.0.0.1:{port}"
+    assert location("/rx/", f"http://127.0.0.1:{up}/ReeegEX/t.html") == f"{base}/rx/"
+    assert location("/rx/", "http://a.test/cap_tures/t.html") == "http://a.test/tures/x.html"
+    assert location("/rx/", "http://a.test/plain") == "http://a.test/plain"
+    r = httpx.get(f"{base}/var/__redirect",
+                  params={"to": f"http://127.0.0.1:{up}/x/y", "p": str(up)})
+    assert r.headers["location"] == f"{base}/replaced/x/y"
+    assert location("/both/", f"http://127.0.0.1:{up}/in") == f"{base}/both/in"
+    assert location("/both/", "http://elsewhere.test/t") == f"{base}/other/t"

@@ -38,6 +38,7 @@ from truehop.conf.model import (
     PeerConf,
     ProxyPass,
     ProxyRedirect,
+    RedirectRule,
     ReturnOp,
     RewriteOp,
     ServerConf,
@@ -876,15 +877,32 @@ def _next_upstream(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
 
 
 def _proxy_redirect(c: Compiler, d: Directive, s: Settings) -> Any:
+    """ngx_http_proxy_redirect: `off`, `default`, `text replacement` (text may hold
+    variables), `~regex replacement` / `~*regex replacement` (captures in the replacement).
+    The directives of one level are kept in order; after `off`, further ones are ignored."""
     v = d.values
+    cur = s.proxy_redirect
+    if cur is not None and cur.kind == "off":
+        return cur
+    rules = cur.rules if cur is not None else ()
     if len(v) == 1:
-        if v[0] in ("default", "off"):
-            return ProxyRedirect(v[0])
-        raise ConfigError.at('invalid parameter "' + v[0] + '"', d)
+        if v[0] == "off":
+            if rules:
+                raise ConfigError.at('"proxy_redirect" directive is duplicate', d)
+            return ProxyRedirect("off")
+        if v[0] != "default":
+            raise ConfigError.at('invalid parameter "' + v[0] + '"', d)
+        return ProxyRedirect("rules", (*rules, RedirectRule("default")))
     match, repl = v
-    rules = s.proxy_redirect.rules if s.proxy_redirect and s.proxy_redirect.kind == "rules" else ()
-    is_re = match.startswith("~")
-    return ProxyRedirect("rules", (*rules, (match, c.template(repl, d), is_re)))
+    if match.startswith("~"):
+        caseless = match.startswith("~*")
+        rx = c.regex(match[2:] if caseless else match[1:], caseless, d)
+        rule = RedirectRule("regex", regex=rx,
+                            replacement=c.template(repl, d, set(rx.groupindex)))
+    else:
+        rule = RedirectRule("prefix", match=c.template(match, d),
+                            replacement=c.template(repl, d))
+    return ProxyRedirect("rules", (*rules, rule))
 
 
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:

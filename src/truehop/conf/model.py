@@ -59,9 +59,20 @@ class Expires:
 
 
 @dataclass(frozen=True, slots=True)
+class RedirectRule:
+    """One `proxy_redirect` (nginx's ngx_http_proxy_rewrite_t)."""
+    kind: str                              # "default", "prefix" or "regex"
+    match: Template | None = None          # prefix: the text a value must start with
+    regex: re.Pattern[str] | None = None   # regex: searched anywhere in the value
+    replacement: Template | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyRedirect:
-    kind: str                                   # "default", "off", "rules"
-    rules: tuple[tuple[str, Template, bool], ...] = ()  # (match, replacement, is_regex)
+    """`kind` "default" (no directive: the default rule), "off", or "rules" (the directives
+    of one level, in order; a `default` among them is a RedirectRule of that kind)."""
+    kind: str
+    rules: tuple[RedirectRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -581,6 +581,9 @@ class Proxy:
 
     def rewrite_redirect(self, r: RequestState, s: Settings, loc: LocationConf, value: str,
                          refresh: bool) -> str:
+        """proxy_redirect on a Location or Refresh value (nginx's ngx_http_proxy_rewrite_*):
+        the first rule that applies wins. A prefix rule replaces what it matched; a regex
+        rule, searched anywhere, replaces the whole value (after Refresh's `url=`)."""
         pr = s.proxy_redirect
         if pr is None or pr.kind == "off":
             return value
@@ -592,35 +595,47 @@ class Proxy:
             prefix_at = i + 4
         target = value[prefix_at:]
         if pr.kind == "default":
-            pp = loc.proxy
-            if pp is None or pp.dynamic is not None:
-                return value
-            base = f"{pp.scheme}://{pp.host_header}"
-            if pp.uri:
-                match, repl = base + pp.uri, loc.pattern
+            out = self._default_redirect(loc, target)
+            return value if out is None else value[:prefix_at] + out
+        for rule in pr.rules:
+            if rule.kind == "default":
+                out = self._default_redirect(loc, target)
+                if out is not None:
+                    return value[:prefix_at] + out
+            elif rule.kind == "prefix":
+                assert rule.match is not None and rule.replacement is not None
+                m = rule.match.render(r)
+                if target.startswith(m):
+                    return value[:prefix_at] + rule.replacement.render(r) + target[len(m):]
             else:
-                match, repl = base + "/", "/"
-            if loc.modifier not in ("", "^~", "="):
-                return value
-            if target.startswith(match):
-                return value[:prefix_at] + repl + target[len(match):]
-            return value
-        for m, rep, is_re in pr.rules:
-            if is_re:
-                import re
-                pat = re.compile(m[2:] if m.startswith("~*") else m[1:],
-                                 re.I if m.startswith("~*") else 0)
-                mm = pat.match(target)
-                if mm:
+                assert rule.regex is not None and rule.replacement is not None
+                mm = rule.regex.search(target)
+                if mm is not None:
                     saved = r.captures
                     r.captures = mm
                     try:
-                        return value[:prefix_at] + rep.render(r) + target[mm.end():]
+                        return value[:prefix_at] + rule.replacement.render(r)
                     finally:
                         r.captures = saved
-            elif target.startswith(m):
-                return value[:prefix_at] + rep.render(r) + target[len(m):]
         return value
+
+    @staticmethod
+    def _default_redirect(loc: LocationConf, target: str) -> str | None:
+        """`proxy_redirect default`: proxy_pass's URL (with its URI part) -> the location's
+        prefix; without a URI part, `http://host/` -> `/`. Not for proxy_pass with variables."""
+        pp = loc.proxy
+        if pp is None or pp.dynamic is not None:
+            return None
+        base = f"{pp.scheme}://{pp.host_header}"
+        if pp.uri:
+            if loc.modifier not in ("", "^~", "="):
+                return None
+            match, repl = base + pp.uri, loc.pattern
+        else:
+            match, repl = base + "/", "/"
+        if target.startswith(match):
+            return repl + target[len(match):]
+        return None
 
     async def relay(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
                     urt: UpstreamRuntime, conn: UpstreamConnection, resp: Response,
