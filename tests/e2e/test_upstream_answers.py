@@ -259,3 +259,36 @@ server {
     assert r.headers["location"] == f"{base}/replaced/x/y"
     assert location("/both/", f"http://127.0.0.1:{up}/in") == f"{base}/both/in"
     assert location("/both/", "http://elsewhere.test/t") == f"{base}/other/t"
+
+
+def test_max_conns_holds_a_peer_for_the_whole_response(truehop, upstreams):
+    """`server ... max_conns=1`: while one (slow) response is in flight the peer is full, so
+    the next request goes to the backup; with no backup it is 502, no live upstreams."""
+    a, b = upstreams(2)
+    port = free_port()
+    tp = truehop("""
+upstream withbackup { server 127.0.0.1:@@A@@ max_conns=1; server 127.0.0.1:@@B@@ backup; }
+upstream alone { server 127.0.0.1:@@A@@ max_conns=1; }
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /wb/ { proxy_pass http://withbackup/; }
+    location /alone/ { proxy_pass http://alone/; }
+}""", port=port, a=a.port, b=b.port, allow_log=["no live upstreams"])
+    for prefix, expect in (("/wb/", 200), ("/alone/", 502)):
+        slow: list[int] = []
+        url = f"http://127.0.0.1:{port}{prefix}__slow?ms=1500"
+
+        def fetch(url: str = url, out: list[int] = slow) -> None:
+            out.append(httpx.get(url, timeout=5).status_code)
+        t = threading.Thread(target=fetch)
+        t.start()
+        deadline = time.monotonic() + 3
+        while len(a.records) == 0 or (prefix == "/alone/" and len(a.records) < 2):
+            assert time.monotonic() < deadline, "the slow request never reached the app"
+            time.sleep(0.02)
+        r = httpx.get(f"http://127.0.0.1:{port}{prefix}x", timeout=5)
+        assert r.status_code == expect
+        t.join()
+        assert slow == [200]
+    assert len(b.records) == 1
+    assert "no live upstreams" in tp.error_log()

@@ -84,6 +84,33 @@ def test_down_is_never_chosen() -> None:
     assert pick(b) is None
 
 
+@pytest.mark.parametrize("kind", ["round_robin", "least_conn", "ip_hash", "hash"])
+def test_max_conns_skips_a_full_peer(kind: str) -> None:
+    """max_conns=N: a peer with N requests in flight is skipped (then the backup, then
+    "no live upstreams"); it is chosen again once one of them ends."""
+    b = UpstreamBalancer.build(kind, peers("a max_conns=1", "b max_conns=1", "c backup"),
+                               hash_key=None)
+    held = []
+    for _ in range(3):
+        st = b.start(0.0, "10.0.0.1")
+        p = st.next(0.0)
+        assert p is not None
+        held.append((st, p))
+    assert sorted(p.addr for _, p in held) == ["a", "b", "c"]
+    assert b.start(0.0, "10.0.0.1").next(0.0) is not None     # the backup has no limit
+    st, p = held.pop(0)
+    st.done(p, 0.0, failed=False)
+    st2 = b.start(0.0, "10.0.0.1")
+    assert st2.next(0.0) is p                                   # freed: chosen again
+
+
+def test_max_conns_single_peer_is_no_live_upstreams() -> None:
+    b = UpstreamBalancer.build("round_robin", peers("a max_conns=2"))
+    first = [b.start(0.0) for _ in range(2)]
+    assert all(st.next(0.0) is not None for st in first)
+    assert b.start(0.0).next(0.0) is None
+
+
 def test_retries_never_repeat_a_peer_and_stop_after_every_peer() -> None:
     b = UpstreamBalancer.build("round_robin", peers("a", "b", "c", "d down"))
     st = b.start(0.0)

@@ -387,7 +387,9 @@ class Compiler:
                 opts["backup"] = True
             elif p == "down":
                 opts["down"] = True
-            elif p.startswith("max_conns=") or p == "resolve":
+            elif p.startswith("max_conns="):
+                opts["max_conns"] = self._pos_int(p[10:], e, p, allow_zero=True)
+            elif p == "resolve":
                 pass
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)

@@ -301,6 +301,7 @@ class PeerConf:
     backup: bool = False
     down: bool = False
     where: Where = ("", 0)
+    max_conns: int = 0          # 0: no limit
 
 
 @dataclass(slots=True)

@@ -32,6 +32,9 @@ failed gets `current_weight += effective_weight`; the peer with the greatest
 that yields `a a b a c a a`. `effective_weight` drops by `weight / max_fails` on each
 failure and climbs back by one per selection round.
 
+`max_conns=N` (nginx's): a peer already serving N requests of this worker is skipped like a
+failed one (without `zone`, nginx too counts per worker).
+
 Passive health: a peer is skipped while `max_fails and fails >= max_fails and
 now - checked <= fail_timeout`. A failure sets `accessed = checked = now`. When a peer is
 chosen more than `fail_timeout` after its last check, `checked = now`: once the window has
@@ -117,11 +120,11 @@ class Peer:
 
     __slots__ = ("addr", "port", "weight", "max_fails", "fail_timeout", "backup", "down",
                  "server", "current_weight", "effective_weight", "fails", "accessed",
-                 "checked", "conns", "name", "key")
+                 "checked", "conns", "name", "key", "max_conns")
 
     def __init__(self, addr: str, port: int, weight: int = 1, max_fails: int = 1,
                  fail_timeout: float = 10.0, backup: bool = False, down: bool = False,
-                 server: str = "") -> None:
+                 server: str = "", max_conns: int = 0) -> None:
         if weight < 1:
             raise ValueError(f"invalid weight {weight}")
         self.addr = addr
@@ -131,6 +134,7 @@ class Peer:
         self.fail_timeout = fail_timeout
         self.backup = backup
         self.down = down
+        self.max_conns = max_conns            # requests at once through this peer; 0: any
         self.name = _hostport(addr, port)    # as in $upstream_addr: 127.0.0.1:3000, [::1]:3000
         self.key = (addr, port)               # as the keepalive pool keys it
         self.server = server or self.name
@@ -145,15 +149,19 @@ class Peer:
     @classmethod
     def from_conf(cls, pc: PeerSpec) -> Peer:
         return cls(pc.host, pc.port, pc.weight, pc.max_fails, pc.fail_timeout, pc.backup,
-                   pc.down, str(getattr(pc, "server", "") or ""))
+                   pc.down, str(getattr(pc, "server", "") or ""), getattr(pc, "max_conns", 0))
 
     def failed_now(self, now: float) -> bool:
         """True while passive health keeps this peer out (nginx's skip condition)."""
         return bool(self.max_fails and self.fails >= self.max_fails
                     and now - self.checked <= self.fail_timeout)
 
+    def full(self) -> bool:
+        """True while `max_conns` requests use this peer (nginx skips it then)."""
+        return bool(self.max_conns and self.conns >= self.max_conns)
+
     def usable(self, now: float) -> bool:
-        return not self.down and not self.failed_now(now)
+        return not self.down and not self.failed_now(now) and not self.full()
 
     def __repr__(self) -> str:
         s = (f"{self.name} weight={self.weight} eff={self.effective_weight}"
@@ -411,7 +419,7 @@ class BalancerState:
         group = self.group
         if group.single:
             peer = group.peers[0]
-            if not peer.down:
+            if not peer.down and not peer.full():
                 peer.conns += 1
                 return peer
         else:
@@ -429,7 +437,7 @@ class BalancerState:
         total = 0
         tried = self.tried
         for i, peer in enumerate(self.group.peers):
-            if i in tried or peer.down or peer.failed_now(now):
+            if i in tried or peer.down or peer.failed_now(now) or peer.full():
                 continue
             peer.current_weight += peer.effective_weight
             total += peer.effective_weight
@@ -457,7 +465,7 @@ class BalancerState:
         best_i = 0
         many = False
         for i, peer in enumerate(peers):
-            if i in tried or peer.down or peer.failed_now(now):
+            if i in tried or peer.down or peer.failed_now(now) or peer.full():
                 continue
             # fewest connections relative to weight; ties are settled by round robin
             if best is None or peer.conns * best.weight < best.conns * peer.weight:
@@ -479,7 +487,7 @@ class BalancerState:
                     continue
                 if peer.conns * lead.weight != lead.conns * peer.weight:
                     continue
-                if peer.failed_now(now):
+                if peer.failed_now(now) or peer.full():
                     continue
                 peer.current_weight += peer.effective_weight
                 total += peer.effective_weight
@@ -548,7 +556,7 @@ class BalancerState:
             best_i = 0
             total = 0
             for i, peer in enumerate(peers):
-                if i in self.tried or peer.down or peer.failed_now(now):
+                if i in self.tried or peer.down or peer.failed_now(now) or peer.full():
                     continue
                 if peer.server != server:
                     continue

@@ -413,8 +413,12 @@ class Proxy:
                 last_status = status
                 failed_before = True
                 continue
-            state.done(peer, now, failed=False)
-            await self.relay(r, ex, loc, s, urt, conn, resp, t, upgrading, head, sender[0])
+            try:
+                await self.relay(r, ex, loc, s, urt, conn, resp, t, upgrading, head, sender[0])
+            finally:
+                # the peer is freed when the response ends, as nginx frees it at finalize:
+                # `conns` (least_conn, max_conns) counts whole responses and tunnels
+                state.done(peer, now, failed=False)
             return
 
     def may_retry(self, kind: str, flags: frozenset[str], att: Attempt, method: str,
