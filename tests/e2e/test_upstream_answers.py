@@ -5,7 +5,9 @@ proxy_connection_headers.t and http_expect_100_continue.t check on nginx)."""
 from __future__ import annotations
 
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -292,3 +294,21 @@ server {
         assert slow == [200]
     assert len(b.records) == 1
     assert "no live upstreams" in tp.error_log()
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_listen_socket_options_are_applied(truehop):
+    """listen rcvbuf= / sndbuf= / so_keepalive= / deferred are set on the listening socket
+    (they were accepted and ignored); `ss` shows the buffer sizes (the kernel doubles them)."""
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@ rcvbuf=64k sndbuf=96k so_keepalive=30s:10s:3 deferred;
+    location / { return 200 "ok"; }
+}""", port=port)
+    out = subprocess.run(["ss", "-ltnm", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"skmem:\(r\d+,rb(\d+),t\d+,tb(\d+)", out)
+    assert m is not None, out
+    assert (int(m[1]), int(m[2])) == (2 * 64 * 1024, 2 * 96 * 1024)
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "ok"

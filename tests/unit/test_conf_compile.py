@@ -46,6 +46,13 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("server { access_log x.log nosuch; }", 'unknown log format "nosuch" in DIR/site.conf:1'),
     ("server { location ~ ( { } }", 'pcre2_compile() failed'),
     ("upstream u { server 127.0.0.1:1 weight=0; }", 'invalid parameter "weight=0" in DIR/site.conf:1'),
+    ("server { listen 8080 proxy_protocol; }",
+     'the "proxy_protocol" parameter of "listen" is not supported by truehop in DIR/site.conf:1'),
+    ("server { listen 8080 so_keepalive=1:2; }",
+     'invalid so_keepalive value: "1:2" in DIR/site.conf:1'),
+    ("server { listen 8080 rcvbuf=lots; }", 'invalid rcvbuf "lots" in DIR/site.conf:1'),
+    ("server { location / { proxy_pass http://127.0.0.1:1; proxy_redirect a b; "
+     "proxy_redirect off; } }", '"proxy_redirect" directive is duplicate in DIR/site.conf:1'),
 ])
 def test_errors(tmp_path, text, message):
     assert message in error_of(tmp_path, text)
@@ -106,6 +113,20 @@ server { listen 8081; listen [::1]:8082 ssl http2 default_server; listen 127.0.0
     assert (ls[1].addr, ls[1].port, ls[1].ssl, ls[1].http2, ls[1].default_server) == (
         "::1", 8082, True, True, True)
     assert (ls[2].reuseport, ls[2].backlog) == (True, 64)
+
+
+def test_listen_socket_options(tmp_path):
+    cfg = compile_text(tmp_path, "server { listen 127.0.0.1:8181-8182 rcvbuf=8k sndbuf=1m "
+                                 "so_keepalive=2m::5 deferred fastopen=16; }")
+    for ls in cfg.http.servers[0].listens:
+        assert (ls.rcvbuf, ls.sndbuf, ls.so_keepalive, ls.deferred, ls.fastopen) == (
+            8192, 1 << 20, (True, 120, 0, 5), True, 16)
+
+
+def test_upstream_max_conns(tmp_path):
+    cfg = compile_text(tmp_path, "upstream u { server 127.0.0.1:1 max_conns=3; "
+                                 "server 127.0.0.1:2; }")
+    assert [p.max_conns for p in cfg.http.upstreams["u"].peers] == [3, 0]
 
 
 def test_listen_port_range(tmp_path):

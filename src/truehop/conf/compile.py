@@ -550,15 +550,35 @@ class Compiler:
                 ls.backlog = self._pos_int(p[8:], e, p)
             elif p.startswith("ipv6only="):
                 ls.ipv6only = p[9:] == "on"
-            elif p in ("deferred", "bind", "proxy_protocol", "fastopen") or p.startswith(
-                    ("so_keepalive=", "rcvbuf=", "sndbuf=", "fastopen=", "setfib=", "accept_filter=")):
-                pass
+            elif p.startswith(("rcvbuf=", "sndbuf=")):
+                try:
+                    size = parse_size(p[7:])
+                except ValueError:
+                    raise ConfigError.at(f'invalid {p[:6]} "{p[7:]}"', e) from None
+                if p[0] == "r":
+                    ls.rcvbuf = size
+                else:
+                    ls.sndbuf = size
+            elif p.startswith("so_keepalive="):
+                ls.so_keepalive = _so_keepalive(p[13:], e)
+            elif p == "deferred":
+                ls.deferred = True
+            elif p.startswith("fastopen="):
+                ls.fastopen = self._pos_int(p[9:], e, p)
+            elif p == "bind":
+                pass    # every address gets its own socket anyway
+            elif p == "proxy_protocol" or p.startswith(("setfib=", "accept_filter=")):
+                # not available here: refused, never silently ignored
+                raise ConfigError.at(f'the "{p.split("=")[0]}" parameter of "listen" is not '
+                                     f'supported by truehop', e)
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)
         for other in out[1:]:
             # the parameters apply to every port of a range
             other.default_server, other.ssl, other.http2 = ls.default_server, ls.ssl, ls.http2
             other.reuseport, other.backlog, other.ipv6only = ls.reuseport, ls.backlog, ls.ipv6only
+            other.rcvbuf, other.sndbuf, other.so_keepalive = ls.rcvbuf, ls.sndbuf, ls.so_keepalive
+            other.deferred, other.fastopen = ls.deferred, ls.fastopen
         return out
 
     # --- location ------------------------------------------------------------------------
@@ -876,6 +896,22 @@ def _next_upstream(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
     if "off" in flags and len(flags) > 1:
         raise ConfigError.at('invalid value "off"', d)
     return frozenset() if "off" in flags else flags
+
+
+def _so_keepalive(v: str, d: Directive) -> tuple[bool, int, int, int]:
+    """`so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]` (times in seconds or with a
+    unit; an empty part keeps the system's value, as 0 here)."""
+    if v in ("on", "off"):
+        return (v == "on", 0, 0, 0)
+    parts = v.split(":")
+    if len(parts) != 3:
+        raise ConfigError.at(f'invalid so_keepalive value: "{v}"', d)
+    try:
+        idle, intvl = (int(parse_time(x)) if x else 0 for x in parts[:2])
+        cnt = int(parts[2]) if parts[2] else 0
+    except ValueError:
+        raise ConfigError.at(f'invalid so_keepalive value: "{v}"', d) from None
+    return (True, idle, intvl, cnt)
 
 
 def _proxy_redirect(c: Compiler, d: Directive, s: Settings) -> Any:

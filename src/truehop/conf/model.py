@@ -372,6 +372,12 @@ class Listen:
     backlog: int = 511
     ipv6only: bool = True
     where: Where = ("", 0)
+    # socket options (ngx_configure_listening_sockets): 0 / None = the system's default
+    rcvbuf: int = 0
+    sndbuf: int = 0
+    so_keepalive: tuple[bool, int, int, int] | None = None   # on, keepidle, keepintvl, keepcnt
+    deferred: bool = False
+    fastopen: int = 0
 
     @property
     def key(self) -> tuple[str, int]:

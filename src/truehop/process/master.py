@@ -80,6 +80,12 @@ def bind(key: Key, ls: Listen) -> socket.socket:
             shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
             raise OSError(e.errno, f'bind() to {shown} failed ({e.errno}: {e.strerror})') from None
     try:
+        configure(s, ls)
+    except OSError as e:
+        s.close()
+        raise OSError(e.errno, f"setsockopt() on {addr}:{port} failed "
+                               f"({e.errno}: {e.strerror})") from None
+    try:
         s.listen(ls.backlog)
     except OSError as e:
         s.close()
@@ -87,6 +93,30 @@ def bind(key: Key, ls: Listen) -> socket.socket:
                                f"({e.errno}: {e.strerror})") from None
     s.setblocking(False)
     return s
+
+
+def configure(s: socket.socket, ls: Listen) -> None:
+    """The listen parameters that are socket options (nginx sets them on the listening
+    socket; accepted connections inherit them). Also applied to a socket kept by a reload."""
+    if ls.rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ls.rcvbuf)
+    if ls.sndbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, ls.sndbuf)
+    if s.family == socket.AF_UNIX:
+        return
+    if ls.so_keepalive is not None:
+        on, idle, intvl, cnt = ls.so_keepalive
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if on else 0)
+        if idle:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        if intvl:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, intvl)
+        if cnt:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, cnt)
+    if ls.deferred:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+    if ls.fastopen:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, ls.fastopen)
 
 
 def unlink_unix(key: Key) -> None:
@@ -149,6 +179,8 @@ class Master:
                                   f"changed: it takes effect after a restart")
                 want = n if rp else 1
                 lst = list(have[:want])
+                for kept in lst:
+                    configure(kept, ls)   # buffer sizes and keepalive may have changed
                 while len(lst) < want:
                     s = bind(key, ls)
                     new.append(s)
