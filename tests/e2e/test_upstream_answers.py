@@ -312,3 +312,37 @@ server {
     assert m is not None, out
     assert (int(m[1]), int(m[2])) == (2 * 64 * 1024, 2 * 96 * 1024)
     assert httpx.get(f"http://127.0.0.1:{port}/").text == "ok"
+
+
+def test_proxy_cookie_domain_and_path(truehop, upstream):
+    """proxy_cookie_domain / proxy_cookie_path rewrite Set-Cookie as nginx 1.30 does (they
+    were accepted and ignored): domain compared without its leading dot and case, path by
+    prefix, regexes with captures; a rewritten cookie is written back `a=b; c=d`, any other
+    is left exactly as it came."""
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /c/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_cookie_domain backend.test $host;
+        proxy_cookie_domain ~^(.+)\\.internal$ $1.example;
+        proxy_cookie_path /app/ /c/;
+        proxy_cookie_path ~*^/OLD(.*)$ /new$1;
+    }
+    location /off/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_cookie_domain off;
+    }
+}""", port=port, up=upstream.port)
+    sent = ["a=1; Domain=.Backend.TEST; Path=/app/x; HttpOnly",
+            "b=2;domain=api.internal ;path=/old/z",
+            "c=3;  Path=/other"]
+    r = httpx.get(f"http://127.0.0.1:{port}/c/__headers",
+                  params=[("Set-Cookie", c) for c in sent], headers={"Host": "front.test"})
+    assert r.headers.get_list("set-cookie") == [
+        "a=1; Domain=.front.test; Path=/c/x; HttpOnly",
+        "b=2; domain=api.example; path=/new/z",
+        "c=3;  Path=/other"]
+    r = httpx.get(f"http://127.0.0.1:{port}/off/__headers", params=[("Set-Cookie", sent[0])])
+    assert r.headers.get_list("set-cookie") == [sent[0]]

@@ -943,6 +943,40 @@ def _proxy_redirect(c: Compiler, d: Directive, s: Settings) -> Any:
     return ProxyRedirect("rules", (*rules, rule))
 
 
+def _cookie_rewrite(field_name: str) -> Handler:
+    """proxy_cookie_domain / proxy_cookie_path: `off`, or `text replacement` (text and
+    replacement may hold variables), or `~regex replacement` / `~*regex replacement`. The
+    directives of one level are kept in order; `off` after rules is a duplicate."""
+    domain = field_name == "proxy_cookie_domain"
+
+    def h(c: Compiler, d: Directive, s: Settings) -> Any:
+        v = d.values
+        cur = getattr(s, field_name)
+        if len(v) == 1:
+            if v[0] != "off":
+                raise ConfigError.at(f'invalid number of arguments in "{d.name}" directive', d)
+            if cur:
+                raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+            return ()
+        if cur == () and cur is not None:
+            return cur      # after `off`, as nginx, further rules do nothing
+        match, repl = v
+        if match.startswith("~"):
+            caseless = match.startswith("~*")
+            rx = c.regex(match[2:] if caseless else match[1:], caseless, d)
+            rule = RedirectRule("regex", regex=rx,
+                                replacement=c.template(repl, d, set(rx.groupindex)))
+        elif domain:
+            # nginx compares the domain without a leading dot, case-insensitively
+            rule = RedirectRule("domain", match=c.template(match.removeprefix("."), d),
+                                replacement=c.template(repl, d))
+        else:
+            rule = RedirectRule("prefix", match=c.template(match, d),
+                                replacement=c.template(repl, d))
+        return (*(cur or ()), rule)
+    return h
+
+
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
     if d.values[0] not in ("1.0", "1.1"):
         raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
@@ -1011,6 +1045,8 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "proxy_next_upstream_tries": ("proxy_next_upstream_tries", _int),
     "proxy_next_upstream_timeout": ("proxy_next_upstream_timeout", _time),
     "proxy_redirect": ("proxy_redirect", _proxy_redirect),
+    "proxy_cookie_domain": ("proxy_cookie_domain", _cookie_rewrite("proxy_cookie_domain")),
+    "proxy_cookie_path": ("proxy_cookie_path", _cookie_rewrite("proxy_cookie_path")),
     "proxy_pass_request_headers": ("proxy_pass_request_headers", _flag),
     "proxy_pass_request_body": ("proxy_pass_request_body", _flag),
     "proxy_hide_header": ("proxy_hide_header", _append("proxy_hide_header",

@@ -61,7 +61,7 @@ class Expires:
 @dataclass(frozen=True, slots=True)
 class RedirectRule:
     """One `proxy_redirect` (nginx's ngx_http_proxy_rewrite_t)."""
-    kind: str                              # "default", "prefix" or "regex"
+    kind: str                              # "default", "prefix", "regex"; "domain" (cookies)
     match: Template | None = None          # prefix: the text a value must start with
     regex: re.Pattern[str] | None = None   # regex: searched anywhere in the value
     replacement: Template | None = None
@@ -97,6 +97,7 @@ SETTING_FIELDS = (
     "proxy_busy_buffers_size", "proxy_request_buffering", "proxy_connect_timeout",
     "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream",
     "proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_redirect",
+    "proxy_cookie_domain", "proxy_cookie_path",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_hide_header",
     "proxy_pass_header", "proxy_intercept_errors", "proxy_ssl_server_name",
     "proxy_ssl_verify", "proxy_ssl_trusted_certificate", "proxy_ssl_name",
@@ -142,6 +143,8 @@ class Settings:
     proxy_next_upstream_tries: int | None
     proxy_next_upstream_timeout: float | None
     proxy_redirect: ProxyRedirect | None
+    proxy_cookie_domain: tuple[RedirectRule, ...] | None   # () = off
+    proxy_cookie_path: tuple[RedirectRule, ...] | None
     proxy_pass_request_headers: bool | None
     proxy_pass_request_body: bool | None
     proxy_hide_header: tuple[str, ...] | None
@@ -217,6 +220,8 @@ DEFAULTS: dict[str, Any] = {
     "proxy_next_upstream_tries": 0,
     "proxy_next_upstream_timeout": 0.0,
     "proxy_redirect": ProxyRedirect("default"),
+    "proxy_cookie_domain": (),
+    "proxy_cookie_path": (),
     "proxy_pass_request_headers": True,
     "proxy_pass_request_body": True,
     "proxy_hide_header": (),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from truehop.conf.model import LocationConf, Settings, UpstreamConf
+from truehop.conf.model import LocationConf, RedirectRule, Settings, UpstreamConf
 from truehop.http.events import (
     Data,
     EndOfMessage,
@@ -65,7 +65,8 @@ class HeaderPlan:
     at configuration time): the per-request loops then only test set membership."""
 
     __slots__ = ("set_entries", "client_skip", "conn_close", "response_drop", "pass_client",
-                 "honor_accel_buffering", "client_forward", "response_action")
+                 "honor_accel_buffering", "client_forward", "response_action",
+                 "cookie_domain", "cookie_path")
 
     def __init__(self, s: Settings) -> None:
         entries: list[tuple[str, Callable[[RequestState], str], str | None, int]] = []
@@ -97,6 +98,8 @@ class HeaderPlan:
         # few names the same way, so the loops over every field skip lower() and set tests
         self.client_forward: dict[str, bool] = {}
         self.response_action: dict[str, int] = {}
+        self.cookie_domain: tuple[RedirectRule, ...] = s.proxy_cookie_domain or ()
+        self.cookie_path: tuple[RedirectRule, ...] = s.proxy_cookie_path or ()
 
     def forward_client(self, name: str) -> bool:
         """Whether a client field is copied to the upstream (before Connection's own list)."""
@@ -120,6 +123,8 @@ class HeaderPlan:
             act = _ACT_REDIRECT
         elif lk in _UNIQUE_RESPONSE:
             act = _ACT_UNIQUE
+        elif lk == "set-cookie" and (self.cookie_domain or self.cookie_path):
+            act = _ACT_COOKIE
         else:
             act = _ACT_PASS
         if len(self.response_action) < _NAME_CACHE_MAX:
@@ -136,6 +141,7 @@ _ACT_CTYPE = 3       # relayed once; the response's Content-Type
 _ACT_REDIRECT = 4    # relayed once, rewritten by proxy_redirect
 _ACT_ACCEL = 5       # X-Accel-Buffering: read (unless ignored), hidden unless passed
 _ACT_CONNECTION = 6  # hop-by-hop, but kept in a 101
+_ACT_COOKIE = 7      # Set-Cookie under proxy_cookie_domain / proxy_cookie_path
 
 
 _SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
@@ -563,6 +569,9 @@ class Proxy:
                 if keep_connection:
                     out.append(kv)
                 continue
+            if act == _ACT_COOKIE:
+                out.append((k, rewrite_cookie(r, v, plan.cookie_domain, plan.cookie_path)))
+                continue
             lk = k.lower()
             if seen is None:
                 seen = {lk: v}
@@ -780,6 +789,65 @@ class Proxy:
             client.close()
             ex.finished = True
             client.exchange_done(ex)
+
+
+def rewrite_cookie(r: RequestState, value: str, domains: tuple[RedirectRule, ...],
+                   paths: tuple[RedirectRule, ...]) -> str:
+    """proxy_cookie_domain / proxy_cookie_path on one Set-Cookie value, as nginx 1.30's
+    ngx_http_proxy_rewrite_cookie: the attributes after the first are split at ';' (spaces
+    around names and values dropped); the first rule that applies to a Domain or Path value
+    rewrites it; if any did, the cookie is written back as `name=value; attr=value; ...`,
+    else it is left as it came."""
+    parts = value.split(";")
+    if len(parts) < 2 or "=" not in parts[0]:
+        return value
+    attrs: list[tuple[str, str | None]] = []
+    for part in parts:
+        name, eq, val = part.partition("=")
+        attrs.append((name.strip(" "), val.strip(" ") if eq else None))
+    changed = False
+    for i in range(1, len(attrs)):
+        name, aval = attrs[i]
+        if aval is None:
+            continue
+        low = name.lower()
+        rules = domains if low == "domain" else paths if low == "path" else ()
+        for rule in rules:
+            new = _cookie_value(r, rule, aval)
+            if new is not None:
+                attrs[i] = (name, new)
+                changed = True
+                break
+    if not changed:
+        return value
+    return "; ".join(n if v is None else f"{n}={v}" for n, v in attrs)
+
+
+def _cookie_value(r: RequestState, rule: RedirectRule, val: str) -> str | None:
+    """One cookie rule on a Domain or Path value: the new value, or None if it does not
+    apply (nginx's domain, complex and regex rewrite handlers)."""
+    assert rule.replacement is not None
+    if rule.kind == "regex":
+        assert rule.regex is not None
+        m = rule.regex.search(val)
+        if m is None:
+            return None
+        saved = r.captures
+        r.captures = m
+        try:
+            return rule.replacement.render(r)
+        finally:
+            r.captures = saved
+    assert rule.match is not None
+    pattern = rule.match.render(r)
+    if rule.kind == "domain":
+        dot = "." if val.startswith(".") else ""
+        if val[len(dot):].lower() != pattern.lower():
+            return None
+        return dot + rule.replacement.render(r)
+    if not val.startswith(pattern):
+        return None
+    return rule.replacement.render(r) + val[len(pattern):]
 
 
 def _account(t: UpstreamTry, conn: UpstreamConnection) -> None:
