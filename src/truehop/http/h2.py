@@ -62,6 +62,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack.exceptions
 from hyperframe.frame import GoAwayFrame
 
 from truehop.http.events import RequestHead
@@ -84,6 +85,8 @@ PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
 REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+COMPRESSION_ERROR = h2.errors.ErrorCodes.COMPRESSION_ERROR
+FRAME_SIZE_ERROR = h2.errors.ErrorCodes.FRAME_SIZE_ERROR
 CANCEL = h2.errors.ErrorCodes.CANCEL
 
 # RFC 9110 token characters; header names must also be lower case in HTTP/2
@@ -435,6 +438,7 @@ class H2Server:
         self._block_frames = 0
         self.in_header_block = False
         self._block_sid = 0
+        self._headers_seen: list[int] = []   # header blocks the current read touches
         # HPACK bytes of each stream's last complete header block ($request_length, as nginx
         # counts it: the HEADERS and CONTINUATION payloads), taken when the stream opens
         self.block_sizes: dict[int, int] = {}
@@ -462,6 +466,7 @@ class H2Server:
     def feed(self, data: bytes) -> list[H2Event]:
         if self.closed:
             return []
+        self._headers_seen = [self._block_sid] if self.in_header_block else []
         why = self._scan(data)
         if why is not None:
             return [self._terminate(ENHANCE_YOUR_CALM, why, calm=True)]
@@ -472,6 +477,21 @@ class H2Server:
             # h2 has queued GOAWAY with the right code
             self.closed = True
             code = getattr(e, "error_code", PROTOCOL_ERROR)
+            if isinstance(e.__cause__, hpack.exceptions.HPACKError) and \
+                    not isinstance(e, h2.exceptions.DenialOfServiceError):
+                # RFC 7541 §4.3 / RFC 9113 §4.3: a header block that cannot be decoded is a
+                # COMPRESSION_ERROR; nginx's GOAWAY names that block's stream (last_sid is
+                # set before decoding). h2 decodes before opening the stream: the block that
+                # failed is the first new one of this read. A field running past the end of
+                # the block is nginx's "header block with incorrect length": SIZE_ERROR.
+                cause = e.__cause__
+                truncated = isinstance(cause.__cause__, IndexError) or \
+                    str(cause) == "Truncated header block"
+                code = FRAME_SIZE_ERROR if truncated else COMPRESSION_ERROR
+                new = [sid for sid in self._headers_seen if sid > high]
+                last = min(new) if new else self.conn.highest_inbound_stream_id
+                self._replace_goaway(last, int(code))
+                return [ConnectionEnded(int(code), f"client sent invalid header block: {cause}")]
             m = _SELF_DEPENDENCY.match(str(e))
             if m is not None and int(m[1]) == self.conn.highest_inbound_stream_id > high:
                 # a HEADERS frame depending on its own stream: nginx never accepted that
@@ -516,6 +536,7 @@ class H2Server:
             self._skip = length
             if ftype == _HEADERS:
                 sid = int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
+                self._headers_seen.append(sid)
                 block = length - 5 if flags & _PRIORITY_FLAG else length
                 if not flags & _END_HEADERS:
                     self.in_header_block = True
