@@ -346,3 +346,47 @@ server {
         "c=3;  Path=/other"]
     r = httpx.get(f"http://127.0.0.1:{port}/off/__headers", params=[("Set-Cookie", sent[0])])
     assert r.headers.get_list("set-cookie") == [sent[0]]
+
+
+def test_resolver_names_in_proxy_pass_variables(truehop, upstream):
+    """`resolver` (was accepted and ignored): a name in proxy_pass with variables is looked
+    up over DNS at run time, the Docker idiom `set $u app; proxy_pass http://$u:3000;`; a
+    name that does not exist is 502 with nginx's error; without a resolver, nginx's
+    `no resolver defined`."""
+    from dns_server import DNSServer
+
+    dns = DNSServer()
+    dns.table["app.test"] = ["127.0.0.1"]
+    port = free_port()
+    try:
+        tp = truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    resolver 127.0.0.1:@@DNS@@ valid=30s ipv6=off;
+    resolver_timeout 2s;
+    location /dyn/ {
+        proxy_pass http://$arg_h:@@UP@@/;
+    }
+}""", port=port, dns=dns.port, up=upstream.port, allow_log=["could not be resolved"])
+        with httpx.Client() as c:
+            for _ in range(3):
+                r = c.get(f"http://127.0.0.1:{port}/dyn/", params={"h": "app.test"})
+                assert r.status_code == 200
+            got = {k.lower(): v for k, v in upstream.records[-1].headers}
+            assert got["host"] == f"app.test:{upstream.port}"
+            assert [q[0] for q in dns.asked] == ["app.test"]     # cached: asked once
+            r = c.get(f"http://127.0.0.1:{port}/dyn/", params={"h": "missing.test"})
+            assert r.status_code == 502
+        assert "missing.test could not be resolved (3: Host not found)" in tp.error_log()
+    finally:
+        dns.close()
+
+    port2 = free_port()
+    tp2 = truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /dyn/ { proxy_pass http://$arg_h:@@UP@@/; }
+}""", port=port2, up=upstream.port, allow_log=["no resolver defined"])
+    r = httpx.get(f"http://127.0.0.1:{port2}/dyn/", params={"h": "app.test"})
+    assert r.status_code == 502
+    assert "no resolver defined to resolve app.test" in tp2.error_log()

@@ -123,6 +123,17 @@ def test_listen_socket_options(tmp_path):
             8192, 1 << 20, (True, 120, 0, 5), True, 16)
 
 
+def test_resolver(tmp_path):
+    cfg = compile_text(tmp_path, "resolver 127.0.0.11 [::1]:5353 valid=10s ipv6=off; "
+                                 "server { location / { resolver_timeout 5s; } }")
+    s = cfg.http.servers[0].locations[0].settings
+    assert s.resolver is not None
+    assert s.resolver.servers == (("127.0.0.11", 53), ("::1", 5353))
+    assert (s.resolver.valid, s.resolver.ipv4, s.resolver.ipv6) == (10.0, True, False)
+    assert s.resolver_timeout == 5.0
+    assert "cannot both be" in error_of(tmp_path, "resolver 127.0.0.1 ipv4=off ipv6=off;")
+
+
 def test_upstream_max_conns(tmp_path):
     cfg = compile_text(tmp_path, "upstream u { server 127.0.0.1:1 max_conns=3; "
                                  "server 127.0.0.1:2; }")

@@ -39,6 +39,7 @@ from truehop.conf.model import (
     ProxyPass,
     ProxyRedirect,
     RedirectRule,
+    ResolverConf,
     ReturnOp,
     RewriteOp,
     ServerConf,
@@ -977,6 +978,37 @@ def _cookie_rewrite(field_name: str) -> Handler:
     return h
 
 
+def _resolver(c: Compiler, d: Directive, s: Settings) -> ResolverConf:
+    """ngx_http_core_resolver: servers (a name is resolved now, port 53 by default), then
+    `valid=`, `ipv4=`, `ipv6=`; `status_zone=` only names statistics, not kept."""
+    servers: list[tuple[str, int]] = []
+    valid: float | None = None
+    ipv4 = ipv6 = True
+    for v in d.values:
+        if v.startswith("valid="):
+            try:
+                valid = parse_time(v[6:])
+            except ValueError:
+                raise ConfigError.at(f'invalid parameter "{v}"', d) from None
+        elif v.startswith(("ipv4=", "ipv6=")):
+            if v[5:] not in ("on", "off"):
+                raise ConfigError.at(f'invalid parameter "{v}"', d)
+            if v[3] == "4":
+                ipv4 = v[5:] == "on"
+            else:
+                ipv6 = v[5:] == "on"
+        elif v.startswith("status_zone="):
+            pass
+        else:
+            host, port = split_host_port(v, 53, d)
+            servers.extend((addr, port) for addr in resolve(host, d))
+    if not ipv4 and not ipv6:
+        raise ConfigError.at('"ipv4" and "ipv6" cannot both be "off"', d)
+    if not servers:
+        raise ConfigError.at(f'invalid number of arguments in "{d.name}" directive', d)
+    return ResolverConf(tuple(servers), valid, ipv4, ipv6)
+
+
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
     if d.values[0] not in ("1.0", "1.1"):
         raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
@@ -1046,6 +1078,8 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "proxy_next_upstream_timeout": ("proxy_next_upstream_timeout", _time),
     "proxy_redirect": ("proxy_redirect", _proxy_redirect),
     "proxy_cookie_domain": ("proxy_cookie_domain", _cookie_rewrite("proxy_cookie_domain")),
+    "resolver": ("resolver", _resolver),
+    "resolver_timeout": ("resolver_timeout", _time),
     "proxy_cookie_path": ("proxy_cookie_path", _cookie_rewrite("proxy_cookie_path")),
     "proxy_pass_request_headers": ("proxy_pass_request_headers", _flag),
     "proxy_pass_request_body": ("proxy_pass_request_body", _flag),

@@ -68,6 +68,15 @@ class RedirectRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolverConf:
+    """`resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off]`."""
+    servers: tuple[tuple[str, int], ...]
+    valid: float | None = None
+    ipv4: bool = True
+    ipv6: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyRedirect:
     """`kind` "default" (no directive: the default rule), "off", or "rules" (the directives
     of one level, in order; a `default` among them is a RedirectRule of that kind)."""
@@ -97,7 +106,7 @@ SETTING_FIELDS = (
     "proxy_busy_buffers_size", "proxy_request_buffering", "proxy_connect_timeout",
     "proxy_read_timeout", "proxy_send_timeout", "proxy_next_upstream",
     "proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_redirect",
-    "proxy_cookie_domain", "proxy_cookie_path",
+    "proxy_cookie_domain", "proxy_cookie_path", "resolver", "resolver_timeout",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_hide_header",
     "proxy_pass_header", "proxy_intercept_errors", "proxy_ssl_server_name",
     "proxy_ssl_verify", "proxy_ssl_trusted_certificate", "proxy_ssl_name",
@@ -145,6 +154,8 @@ class Settings:
     proxy_redirect: ProxyRedirect | None
     proxy_cookie_domain: tuple[RedirectRule, ...] | None   # () = off
     proxy_cookie_path: tuple[RedirectRule, ...] | None
+    resolver: ResolverConf | None
+    resolver_timeout: float | None
     proxy_pass_request_headers: bool | None
     proxy_pass_request_body: bool | None
     proxy_hide_header: tuple[str, ...] | None
@@ -222,6 +233,8 @@ DEFAULTS: dict[str, Any] = {
     "proxy_redirect": ProxyRedirect("default"),
     "proxy_cookie_domain": (),
     "proxy_cookie_path": (),
+    "resolver": None,
+    "resolver_timeout": 30.0,
     "proxy_pass_request_headers": True,
     "proxy_pass_request_body": True,
     "proxy_hide_header": (),

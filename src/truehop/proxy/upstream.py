@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from truehop.conf.model import LocationConf, RedirectRule, Settings, UpstreamConf
+from truehop.conf.model import LocationConf, PeerConf, RedirectRule, Settings, UpstreamConf
 from truehop.http.events import (
     Data,
     EndOfMessage,
@@ -31,6 +31,7 @@ from truehop.http.events import (
 from truehop.http.h1client import request_head_bytes
 from truehop.http.headers import HOP_BY_HOP
 from truehop.net.downstream import ClientGone, Exchange
+from truehop.net.resolver import ResolveError, Resolver
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.pipeline import Finish
 from truehop.route.state import RequestState, UpstreamTry
@@ -163,6 +164,10 @@ class Proxy:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.plans: dict[int, HeaderPlan] = {}  # by id(Settings); the config keeps them alive
+        # `resolver`: one per resolver line and timeout; the upstream made of a name's
+        # addresses, kept while the name resolves to the same ones (its balancer goes on)
+        self.resolvers: dict[tuple[int, float], Resolver] = {}
+        self.resolved: dict[tuple[str, int], tuple[tuple[str, ...], UpstreamConf]] = {}
 
     def plan(self, s: Settings) -> HeaderPlan:
         p = self.plans.get(id(s))
@@ -173,31 +178,17 @@ class Proxy:
     # -- target ------------------------------------------------------------------------
 
     def target(self, r: RequestState, loc: LocationConf) -> tuple[UpstreamConf, str, str]:
-        """(upstream, scheme, URI for the request line)."""
+        """(upstream, scheme, URI for the request line). A name in proxy_pass with variables
+        that is no upstream and no address needs the resolver: `resolved_target`."""
         pp = loc.proxy
         assert pp is not None
         if pp.dynamic is not None:
-            url = pp.dynamic.render(r)
-            low = url.lower()
-            if low.startswith("http://"):
-                scheme, rest = "http", url[7:]
-            elif low.startswith("https://"):
-                scheme, rest = "https", url[8:]
-            else:
-                self.rt.log.error(f'invalid URL prefix in "{url}"', r.conn, r)
-                raise Finish(500)
-            hostport, slash, path = rest.partition("/")
+            scheme, hostport, uri = self._dynamic_url(r, pp)
             up = self.rt.dynamic_upstream(hostport, scheme)
             if up is None:
-                self.rt.log.error(f'no resolver defined to resolve {hostport}', r.conn, r)
+                self.rt.log.error(f"no resolver defined to resolve {_host_of(hostport)}",
+                                  r.conn, r)
                 raise Finish(502)
-            r.proxy_host = hostport
-            r.proxy_port = hostport.rpartition(":")[2] if ":" in hostport else (
-                "443" if scheme == "https" else "80")
-            if slash:
-                uri = slash + path
-            else:
-                uri = self.default_uri(r)
             return up, scheme, uri
         assert pp.upstream is not None
         r.proxy_host = pp.host_header
@@ -213,6 +204,61 @@ class Proxy:
             rest = r.uri[len(prefix):] if r.uri.startswith(prefix) else r.uri
             uri = escape_uri(pp.uri + rest) + ("?" + r.args if r.args else "")
         return pp.upstream, pp.scheme, uri
+
+    def _dynamic_url(self, r: RequestState, pp: Any) -> tuple[str, str, str]:
+        """proxy_pass with variables, rendered: (scheme, host[:port], URI for the request
+        line); sets $proxy_host and $proxy_port."""
+        url = pp.dynamic.render(r)
+        low = url.lower()
+        if low.startswith("http://"):
+            scheme, rest = "http", url[7:]
+        elif low.startswith("https://"):
+            scheme, rest = "https", url[8:]
+        else:
+            self.rt.log.error(f'invalid URL prefix in "{url}"', r.conn, r)
+            raise Finish(500)
+        hostport, slash, path = rest.partition("/")
+        r.proxy_host = hostport
+        r.proxy_port = hostport.rpartition(":")[2] if ":" in hostport.rpartition("]")[2] \
+            else ("443" if scheme == "https" else "80")
+        uri = slash + path if slash else self.default_uri(r)
+        return scheme, hostport, uri
+
+    async def resolved_target(self, r: RequestState, loc: LocationConf, s: Settings
+                              ) -> tuple[UpstreamConf, str, str]:
+        """`target` for proxy_pass with variables under a `resolver`: a name that is no
+        upstream and no address is looked up over DNS (net.resolver), all its addresses
+        become the peers (round robin), as nginx's ngx_http_upstream_resolve_handler."""
+        pp = loc.proxy
+        assert pp is not None and s.resolver is not None
+        scheme, hostport, uri = self._dynamic_url(r, pp)
+        up = self.rt.dynamic_upstream(hostport, scheme)
+        if up is not None:
+            return up, scheme, uri
+        host = _host_of(hostport)
+        port_s = r.proxy_port
+        if not port_s.isdigit() or not host:
+            self.rt.log.error(f'invalid port in upstream "{hostport}"', r.conn, r)
+            raise Finish(502)
+        key = (id(s.resolver), s.resolver_timeout or 30.0)
+        res = self.resolvers.get(key)
+        if res is None:
+            rc = s.resolver
+            res = self.resolvers[key] = Resolver(list(rc.servers), rc.valid, rc.ipv4, rc.ipv6,
+                                                 key[1])
+        try:
+            addrs = await res.resolve(host)
+        except ResolveError as e:
+            self.rt.log.error(str(e), r.conn, r)
+            raise Finish(502) from None
+        port = int(port_s)
+        known = self.resolved.get((host, port))
+        if known is None or known[0] != addrs:
+            up = UpstreamConf(hostport, [PeerConf(a, port) for a in addrs], implicit=True,
+                              keepalive=0)
+            self.resolved[(host, port)] = (addrs, up)
+            return up, scheme, uri
+        return known[1], scheme, uri
 
     @staticmethod
     def default_uri(r: RequestState) -> str:
@@ -272,7 +318,10 @@ class Proxy:
 
     async def run(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         s = loc.settings
-        upstream, scheme, uri = self.target(r, loc)
+        if s.resolver is not None and loc.proxy is not None and loc.proxy.dynamic is not None:
+            upstream, scheme, uri = await self.resolved_target(r, loc, s)
+        else:
+            upstream, scheme, uri = self.target(r, loc)
         urt = self.rt.upstream_runtime(upstream)
         head = r.head
         method = head.method
@@ -789,6 +838,13 @@ class Proxy:
             client.close()
             ex.finished = True
             client.exchange_done(ex)
+
+
+def _host_of(hostport: str) -> str:
+    """`host` of `host[:port]` or `[v6][:port]` (brackets dropped)."""
+    if hostport.startswith("["):
+        return hostport[1:].partition("]")[0]
+    return hostport.partition(":")[0]
 
 
 def rewrite_cookie(r: RequestState, value: str, domains: tuple[RedirectRule, ...],
