@@ -123,6 +123,16 @@ def test_listen_socket_options(tmp_path):
             8192, 1 << 20, (True, 120, 0, 5), True, 16)
 
 
+def test_keepalive_timeout_header_and_keepalive_time(tmp_path):
+    cfg = compile_text(tmp_path, "keepalive_timeout 30s 20s; keepalive_time 10m; "
+                                 "server { location / { keepalive_timeout 5s; } }")
+    srv = cfg.http.servers[0]
+    assert (srv.settings.keepalive_timeout, srv.settings.keepalive_header,
+            srv.settings.keepalive_time) == (30.0, 20.0, 600.0)
+    loc = srv.locations[0].settings
+    assert (loc.keepalive_timeout, loc.keepalive_header) == (5.0, 0.0)
+
+
 def test_resolver(tmp_path):
     cfg = compile_text(tmp_path, "resolver 127.0.0.11 [::1]:5353 valid=10s ipv6=off; "
                                  "server { location / { resolver_timeout 5s; } }")

@@ -1009,6 +1009,14 @@ def _resolver(c: Compiler, d: Directive, s: Settings) -> ResolverConf:
     return ResolverConf(tuple(servers), valid, ipv4, ipv6)
 
 
+def _keepalive_timeout(c: Compiler, d: Directive, s: Settings) -> Any:
+    """`keepalive_timeout timeout [header_timeout]`: the second value is sent as
+    `Keep-Alive: timeout=N` (ngx_http_core_keepalive)."""
+    s.keepalive_timeout = c.time(d, 0)
+    s.keepalive_header = c.time(d, 1) if len(d.values) > 1 else 0.0
+    return _APPENDED
+
+
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
     if d.values[0] not in ("1.0", "1.1"):
         raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
@@ -1054,7 +1062,8 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "types": ("types", _types),
     "sendfile": ("sendfile", _flag),
     "tcp_nodelay": ("tcp_nodelay", _flag),
-    "keepalive_timeout": ("keepalive_timeout", _time),
+    "keepalive_timeout": ("keepalive_timeout", _keepalive_timeout),
+    "keepalive_time": ("keepalive_time", _time),
     "keepalive_requests": ("keepalive_requests", _int),
     "client_max_body_size": ("client_max_body_size", _size),
     "client_body_timeout": ("client_body_timeout", _time),

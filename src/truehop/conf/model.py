@@ -99,7 +99,8 @@ class ProxyPass:
 # fills DEFAULTS at the http level.
 SETTING_FIELDS = (
     "root", "alias", "index", "try_files", "expires", "default_type", "types", "sendfile",
-    "tcp_nodelay", "keepalive_timeout", "keepalive_requests", "client_max_body_size",
+    "tcp_nodelay", "keepalive_timeout", "keepalive_header", "keepalive_time",
+    "keepalive_requests", "client_max_body_size",
     "client_body_timeout", "client_body_buffer_size", "send_timeout", "server_tokens",
     "absolute_redirect", "server_name_in_redirect", "port_in_redirect",
     "proxy_http_version", "proxy_buffering", "proxy_buffer_size", "proxy_buffers",
@@ -130,6 +131,8 @@ class Settings:
     sendfile: bool | None
     tcp_nodelay: bool | None
     keepalive_timeout: float | None
+    keepalive_header: float | None      # keepalive_timeout's 2nd value: `Keep-Alive: timeout=N`
+    keepalive_time: float | None        # a client connection's longest life (then closed)
     keepalive_requests: int | None
     client_max_body_size: int | None
     client_body_timeout: float | None
@@ -209,6 +212,8 @@ DEFAULTS: dict[str, Any] = {
     "sendfile": False,
     "tcp_nodelay": True,
     "keepalive_timeout": 75.0,
+    "keepalive_header": 0.0,            # 0: no Keep-Alive header
+    "keepalive_time": 3600.0,
     "keepalive_requests": 1000,
     "client_max_body_size": 1024 * 1024,
     "client_body_timeout": 60.0,
