@@ -725,3 +725,15 @@ def test_reload_under_tls_load_drops_nothing(truehop, tmp_path):
             t.join(10)
     assert not failures, f"{len(failures)} failed of {len(failures) + len(ok)}: {failures[:5]}"
     assert len(ok) > 100
+
+
+def test_worker_rlimit_nofile(truehop, upstream):
+    """worker_rlimit_nofile sets the workers' open-file limit (it was accepted and ignored)."""
+    port = free_port()
+    tp = truehop(conf(PORT=port, APP=upstream.port, GEN=1, workers=1,
+                      extra="worker_rlimit_nofile 2345;"))
+    wait_until(lambda: len(children(tp.pid)) == 1, 5, "the worker")
+    limits = read(f"/proc/{children(tp.pid)[0]}/limits")
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == ["2345", "2345"]
+    assert body_of(get(port)) == b"gen 1\n"

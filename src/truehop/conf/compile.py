@@ -187,7 +187,9 @@ class Compiler:
                                      f"{d.file}:{d.line}")
             else:
                 main.uid, main.gid = worker_ids(main.user, main.group, d)
-        # worker_rlimit_nofile, pcre_jit, ... are accepted and have no effect here.
+        elif d.name == "worker_rlimit_nofile":
+            main.rlimit_nofile = self.integer(d)
+        # pcre_jit, ... are accepted and have no effect here.
 
     def error_log_target(self, d: Directive) -> tuple[str, str]:
         """`error_log FILE [LEVEL]` -> (path, level), at any level."""

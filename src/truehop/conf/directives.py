@@ -142,7 +142,7 @@ SPECS: tuple[Spec, ...] = (
     _d("daemon", M, "FLAG", CORE, "detach from the terminal (truehop runs in the foreground by default)"),
     _d("worker_shutdown_timeout", M, "TAKE1", CORE, "how long old workers may finish requests after reload/quit"),
     _d("user", M, "TAKE12", CORE, "user (and group) the workers run as"),
-    _d("worker_rlimit_nofile", M, "TAKE1", CORE, "open-file limit of the workers (accepted)"),
+    _d("worker_rlimit_nofile", M, "TAKE1", CORE, "open-file limit of the workers"),
     _d("pcre_jit", M, "FLAG", CORE, "regex JIT (accepted, no effect)"),
     _d("include", ANY, "TAKE1", CORE, "read another file (glob) here, at parse time"),
     _d("events", M, "NOARGS", CORE, "connection processing block", block=True, unique=True),

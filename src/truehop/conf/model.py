@@ -510,6 +510,7 @@ class MainConf:
     daemon: bool = False
     worker_shutdown_timeout: float = 0.0
     worker_connections: int = 512
+    rlimit_nofile: int = 0      # worker_rlimit_nofile; 0: inherited
     user: str | None = None
     group: str | None = None
     # the ids workers switch to: set only when the master runs as root (`user`, else nginx's

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import select
 import signal
 import socket
@@ -117,6 +118,19 @@ def configure(s: socket.socket, ls: Listen) -> None:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
     if ls.fastopen:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, ls.fastopen)
+
+
+def set_nofile(rt: Runtime) -> None:
+    """worker_rlimit_nofile: the worker's open-file limit (soft and hard, as nginx), set
+    before it gives up root; a refusal is logged and the worker goes on."""
+    n = rt.cfg.main.rlimit_nofile
+    if n:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        except (ValueError, OSError) as e:
+            code = getattr(e, "errno", None) or 1
+            rt.log.alert(f"setrlimit(RLIMIT_NOFILE, {n}) failed ({code}: "
+                         f"{getattr(e, 'strerror', None) or e})")
 
 
 def unlink_unix(key: Key) -> None:
@@ -248,6 +262,7 @@ class Master:
                 # files the worker writes are opened before it gives up root: the logs
                 # (opened by the master), and its findings file for `truehop status`
                 rt.detect.open_state()
+                set_nofile(rt)
                 switch_user(rt.cfg)
                 worker.run(rt, sockets.for_slot(slot), w)
             except BaseException as e:  # never let a worker unwind into the master's code
