@@ -92,3 +92,30 @@ server {
     assert r.text == "tls upstream sni=backend.test uri=/plain/x?y=1\n"
     assert httpx.get(f"http://127.0.0.1:{port}/verified/x").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{port}/wrong-name/x").status_code == 502
+
+
+def test_proxy_ssl_protocols(truehop, tmp_path):
+    """proxy_ssl_protocols bounds the TLS versions toward the upstream (it was accepted and
+    ignored): a TLSv1.3-only upstream is unreachable with `proxy_ssl_protocols TLSv1.2`."""
+    ca = trustme.CA()
+    ca.issue_cert("backend.test").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "backend.pem"))
+    up = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@ ssl;
+    ssl_certificate @@PEM@@;
+    ssl_certificate_key @@PEM@@;
+    ssl_protocols TLSv1.3;
+    location / { return 200 "$ssl_protocol\\n"; }
+}""", port=up, pem=tmp_path / "backend.pem")
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /v12/ { proxy_pass https://127.0.0.1:@@UP@@; proxy_ssl_protocols TLSv1.2; }
+    location /v13/ { proxy_pass https://127.0.0.1:@@UP@@; proxy_ssl_protocols TLSv1.2 TLSv1.3; }
+}""", port=port, up=up, allow_log=["SSL_do_handshake() failed"])
+    r = httpx.get(f"http://127.0.0.1:{port}/v13/")
+    assert (r.status_code, r.text) == (200, "TLSv1.3\n")
+    assert httpx.get(f"http://127.0.0.1:{port}/v12/").status_code == 502

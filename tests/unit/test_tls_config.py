@@ -61,3 +61,34 @@ def test_expired_certificate_is_a_warning(tmp_path):
     rt = build(tmp_path)
     assert any(w.startswith(f'certificate "{tmp_path}/cert.pem" expired on 2020-01-01')
                and w.endswith("site.conf:5") for w in rt.cfg.warnings)
+
+
+def test_dhparam_loaded_or_refused_at_its_line(tmp_path):
+    """ssl_dhparam (was accepted and ignored): a readable file is loaded, anything else is
+    nginx's PEM_read_bio_DHparams error at the directive's line."""
+    c = trustme.CA().issue_cert("a.test")
+    c.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    c.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    conf = CONF.replace("    ssl_certificate cert.pem;",
+                        "    ssl_certificate cert.pem;\n    ssl_dhparam dh.pem;")
+    (tmp_path / "site.conf").write_text(conf)
+    (tmp_path / "dh.pem").write_text("not DH parameters\n")
+    with pytest.raises(ConfigError) as e:
+        Runtime(load(str(tmp_path / "site.conf"), str(tmp_path)), ErrorLog([("stderr", "emerg")]))
+    assert str(e.value) == (f'PEM_read_bio_DHparams("{tmp_path}/dh.pem") failed in '
+                            f"{tmp_path}/site.conf:6")
+    (tmp_path / "dh.pem").write_text(FFDHE2048)
+    assert Runtime(load(str(tmp_path / "site.conf"), str(tmp_path)),
+                   ErrorLog([("stderr", "emerg")])).listeners
+
+
+# RFC 7919's ffdhe2048 group (generating safe primes in a test takes too long)
+FFDHE2048 = """-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""

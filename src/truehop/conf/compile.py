@@ -478,14 +478,18 @@ class Compiler:
                 out[n] = (self.integer(e), self.size(e, 1))
             elif n == "client_header_buffer_size":
                 out[n] = self.size(e)
-            # ssl_dhparam, ssl_stapling, ssl_stapling_verify, ssl_trusted_certificate:
-            # accepted, no effect
+            elif n == "ssl_dhparam":
+                out[n] = (self.conf_relative(v[0]), (e.file, e.line))
+            # ssl_stapling, ssl_stapling_verify, ssl_trusted_certificate (for stapling):
+            # accepted, no effect: clients fetch OCSP themselves
         return out
 
     def apply_server_values(self, srv: ServerConf, vals: dict[str, Any]) -> None:
         """Set the merged http/server-level values on the server and its SslConf."""
         for name, val in vals.items():
-            if name.startswith("ssl_"):
+            if name == "ssl_dhparam":
+                srv.ssl.dhparam, srv.ssl.dhparam_where = val
+            elif name.startswith("ssl_"):
                 fld = name[4:]
                 if fld in _SSL_FIELDS:
                     setattr(srv.ssl, fld, val)
@@ -1019,6 +1023,13 @@ def _keepalive_timeout(c: Compiler, d: Directive, s: Settings) -> Any:
     return _APPENDED
 
 
+def _ssl_protocols(c: Compiler, d: Directive, s: Settings) -> tuple[str, ...]:
+    for p in d.values:
+        if p not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
+            raise ConfigError.at(f'invalid value "{p}" in "{d.name}" directive', d)
+    return tuple(d.values)
+
+
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
     if d.values[0] not in ("1.0", "1.1"):
         raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
@@ -1101,6 +1112,7 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "proxy_intercept_errors": ("proxy_intercept_errors", _flag),
     "proxy_ssl_server_name": ("proxy_ssl_server_name", _flag),
     "proxy_ssl_verify": ("proxy_ssl_verify", _flag),
+    "proxy_ssl_protocols": ("proxy_ssl_protocols", _ssl_protocols),
     "proxy_ssl_trusted_certificate": ("proxy_ssl_trusted_certificate",
                                       lambda c, d, s: c.conf_relative(d.values[0])),
     "proxy_ssl_name": ("proxy_ssl_name", lambda c, d, s: c.template(d.values[0], d)),

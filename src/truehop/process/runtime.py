@@ -101,16 +101,15 @@ def build_ssl_context(srv: ServerConf, http2: bool,
     """A server's TLS context: its certificates, protocols and ciphers. Raises ssl.SSLError
     or OSError with the path in the message."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    protos = set(srv.ssl.protocols)
-    order = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
-    versions = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-                "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-    enabled = [p for p in order if p in protos] or ["TLSv1.2", "TLSv1.3"]
-    try:
-        ctx.minimum_version = versions[enabled[0]]
-        ctx.maximum_version = versions[enabled[-1]]
-    except (ValueError, ssl.SSLError):
-        pass
+    set_protocols(ctx, srv.ssl.protocols)
+    if srv.ssl.dhparam:
+        try:
+            ctx.load_dh_params(srv.ssl.dhparam)
+        except (OSError, ssl.SSLError):
+            from truehop.conf.ast import ConfigError
+            w = srv.ssl.dhparam_where
+            raise ConfigError(f'PEM_read_bio_DHparams("{srv.ssl.dhparam}") failed', w[0],
+                              w[1]) from None
     try:
         ctx.set_ciphers(srv.ssl.ciphers)
     except ssl.SSLError:
@@ -125,6 +124,22 @@ def build_ssl_context(srv: ServerConf, http2: bool,
             warnings.extend(certificate_warnings(cert, where))
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
+
+
+_TLS_ORDER = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_TLS_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def set_protocols(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
+    """ssl_protocols / proxy_ssl_protocols: the range from the lowest to the highest named
+    (OpenSSL's own floor still applies: this build may refuse TLSv1 whatever is asked)."""
+    enabled = [p for p in _TLS_ORDER if p in protocols] or ["TLSv1.2", "TLSv1.3"]
+    try:
+        ctx.minimum_version = _TLS_VERSIONS[enabled[0]]
+        ctx.maximum_version = _TLS_VERSIONS[enabled[-1]]
+    except (ValueError, ssl.SSLError):
+        pass
 
 
 def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str, int]) -> None:
@@ -191,7 +206,7 @@ class Runtime:
         self.tunnels: set[asyncio.Future[None]] = set()
         self.shutting_down = False
         self._conn_limit_logged = False
-        self._upstream_ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self._upstream_ssl: dict[tuple[bool, str | None, tuple[str, ...]], ssl.SSLContext] = {}
         # error_log at http/server/location level: one log per distinct list of targets
         self.scoped_logs: dict[tuple[tuple[str, str], ...], ErrorLog] = {}
         try:
@@ -395,10 +410,12 @@ class Runtime:
         return up
 
     def upstream_ssl_context(self, s: Settings) -> ssl.SSLContext:
-        key = (bool(s.proxy_ssl_verify), s.proxy_ssl_trusted_certificate)
+        key = (bool(s.proxy_ssl_verify), s.proxy_ssl_trusted_certificate,
+               s.proxy_ssl_protocols or ())
         ctx = self._upstream_ssl.get(key)
         if ctx is None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            set_protocols(ctx, s.proxy_ssl_protocols or ())
             if s.proxy_ssl_verify:
                 ctx.check_hostname = True
                 ctx.verify_mode = ssl.CERT_REQUIRED
