@@ -42,13 +42,18 @@ server {
     assert rec.header("x-server") == f"::1:{port}"
 
 
+def backend_pem(tmp_path) -> trustme.CA:
+    """A new CA and, in tmp_path/backend.pem, a key and certificate for backend.test."""
+    ca = trustme.CA()
+    ca.issue_cert("backend.test").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "backend.pem"))
+    return ca
+
+
 @pytest.fixture
 def tls_upstream(truehop, tmp_path):
     """A second truehop terminating TLS and saying which SNI it saw."""
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    ca.issue_cert("backend.test").private_key_and_cert_chain_pem.write_to_path(
-        str(tmp_path / "backend.pem"))
+    backend_pem(tmp_path).cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     port = free_port()
     truehop("""
 server {
@@ -97,9 +102,7 @@ server {
 def test_proxy_ssl_protocols(truehop, tmp_path):
     """proxy_ssl_protocols bounds the TLS versions toward the upstream (it was accepted and
     ignored): a TLSv1.3-only upstream is unreachable with `proxy_ssl_protocols TLSv1.2`."""
-    ca = trustme.CA()
-    ca.issue_cert("backend.test").private_key_and_cert_chain_pem.write_to_path(
-        str(tmp_path / "backend.pem"))
+    backend_pem(tmp_path)
     up = free_port()
     truehop("""
 server {

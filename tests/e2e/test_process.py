@@ -70,16 +70,7 @@ def test_refused_reload_closes_the_files_it_opened(truehop, upstream, tmp_path):
     wait_until(lambda: len(children(tp.pid)) == 2, 5, "2 workers")
 
     def open_logs() -> list[str]:
-        fds = f"/proc/{tp.pid}/fd"
-        out = []
-        for fd in os.listdir(fds):
-            try:
-                link = os.readlink(f"{fds}/{fd}")
-            except OSError:
-                continue
-            if link.endswith("refused.log"):
-                out.append(link)
-        return out
+        return [link for link in fd_links(tp.pid) if link.endswith("refused.log")]
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -151,6 +142,18 @@ def wait_until(cond: Callable[[], object], timeout: float = 5.0, what: str = "")
         if time.monotonic() > deadline:
             raise TimeoutError(f"not within {timeout}s: {what}")
         time.sleep(0.02)
+
+
+def fd_links(pid: int) -> list[str]:
+    """What each open file descriptor of `pid` points at (paths, socket:[inode], ...)."""
+    fds = f"/proc/{pid}/fd"
+    out = []
+    for fd in os.listdir(fds):
+        try:
+            out.append(os.readlink(f"{fds}/{fd}"))
+        except OSError:
+            continue
+    return out
 
 
 def alive(pid: int) -> bool:
@@ -408,16 +411,7 @@ def test_reload_keeps_listening_socket_open(truehop, upstream):
     tp = truehop(conf(PORT=port, APP=upstream.port, GEN=1))
 
     def inodes() -> set[str]:
-        fds = f"/proc/{tp.pid}/fd"
-        out = set()
-        for fd in os.listdir(fds):
-            try:
-                link = os.readlink(f"{fds}/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:"):
-                out.add(link)
-        return out
+        return {link for link in fd_links(tp.pid) if link.startswith("socket:")}
 
     before = inodes()
     assert before

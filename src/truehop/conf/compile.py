@@ -48,7 +48,13 @@ from truehop.conf.model import (
     SslConf,
     UpstreamConf,
 )
-from truehop.conf.values import parse_expires, parse_flag, parse_size, parse_time
+from truehop.conf.values import (
+    parse_expires,
+    parse_flag,
+    parse_size,
+    parse_time,
+    split_proxy_url,
+)
 from truehop.route.locations import LocationTree, compile_nginx_regex
 from truehop.route.variables import Template, UnknownVariable, VariableScope, literal
 
@@ -741,13 +747,10 @@ class Compiler:
         w = (d.file, d.line)
         if "$" in url:
             return ProxyPass("http", None, None, self.template(url, d), "", "", w)
-        low = url.lower()
-        if low.startswith("http://"):
-            scheme, rest = "http", url[7:]
-        elif low.startswith("https://"):
-            scheme, rest = "https", url[8:]
-        else:
+        split = split_proxy_url(url)
+        if split is None:
             raise ConfigError.at(f'invalid URL prefix in "{url}"', d)
+        scheme, rest = split
         hostport, slash, path = rest.partition("/")
         uri = slash + path if slash else None
         if hostport.startswith("unix:"):
@@ -938,16 +941,23 @@ def _proxy_redirect(c: Compiler, d: Directive, s: Settings) -> Any:
         if v[0] != "default":
             raise ConfigError.at('invalid parameter "' + v[0] + '"', d)
         return ProxyRedirect("rules", (*rules, RedirectRule("default")))
-    match, repl = v
+    return ProxyRedirect("rules", (*rules, _rewrite_rule(c, d)))
+
+
+def _rewrite_rule(c: Compiler, d: Directive, domain: bool = False) -> RedirectRule:
+    """`match replacement` of proxy_redirect / proxy_cookie_*: `~regex` or `~*regex` (its
+    captures in the replacement), else a prefix (or, for a cookie domain, the whole domain,
+    compared without a leading dot and case) that may hold variables."""
+    match, repl = d.values
     if match.startswith("~"):
         caseless = match.startswith("~*")
         rx = c.regex(match[2:] if caseless else match[1:], caseless, d)
-        rule = RedirectRule("regex", regex=rx,
+        return RedirectRule("regex", regex=rx,
                             replacement=c.template(repl, d, set(rx.groupindex)))
-    else:
-        rule = RedirectRule("prefix", match=c.template(match, d),
+    if domain:
+        return RedirectRule("domain", match=c.template(match.removeprefix("."), d),
                             replacement=c.template(repl, d))
-    return ProxyRedirect("rules", (*rules, rule))
+    return RedirectRule("prefix", match=c.template(match, d), replacement=c.template(repl, d))
 
 
 def _cookie_rewrite(field_name: str) -> Handler:
@@ -967,20 +977,7 @@ def _cookie_rewrite(field_name: str) -> Handler:
             return ()
         if cur == () and cur is not None:
             return cur      # after `off`, as nginx, further rules do nothing
-        match, repl = v
-        if match.startswith("~"):
-            caseless = match.startswith("~*")
-            rx = c.regex(match[2:] if caseless else match[1:], caseless, d)
-            rule = RedirectRule("regex", regex=rx,
-                                replacement=c.template(repl, d, set(rx.groupindex)))
-        elif domain:
-            # nginx compares the domain without a leading dot, case-insensitively
-            rule = RedirectRule("domain", match=c.template(match.removeprefix("."), d),
-                                replacement=c.template(repl, d))
-        else:
-            rule = RedirectRule("prefix", match=c.template(match, d),
-                                replacement=c.template(repl, d))
-        return (*(cur or ()), rule)
+        return (*(cur or ()), _rewrite_rule(c, d, domain))
     return h
 
 

@@ -151,6 +151,17 @@ def parse_sec(text: str) -> int:
     return _parse_time_ms(text, "s") // 1000
 
 
+def split_proxy_url(url: str) -> tuple[str, str] | None:
+    """A proxy_pass URL -> ("http" | "https", the rest after `://`), the scheme in any case;
+    None for another prefix (nginx: `invalid URL prefix`)."""
+    low = url[:8].lower()
+    if low.startswith("http://"):
+        return "http", url[7:]
+    if low.startswith("https://"):
+        return "https", url[8:]
+    return None
+
+
 def parse_flag(text: str) -> bool:
     """ngx_conf_set_flag_slot: `on` or `off`, case-insensitive."""
     low = text.lower()

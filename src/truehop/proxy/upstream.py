@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from truehop.conf.model import LocationConf, PeerConf, RedirectRule, Settings, UpstreamConf
+from truehop.conf.values import split_proxy_url
 from truehop.http.events import (
     Data,
     EndOfMessage,
@@ -209,14 +210,11 @@ class Proxy:
         """proxy_pass with variables, rendered: (scheme, host[:port], URI for the request
         line); sets $proxy_host and $proxy_port."""
         url = pp.dynamic.render(r)
-        low = url.lower()
-        if low.startswith("http://"):
-            scheme, rest = "http", url[7:]
-        elif low.startswith("https://"):
-            scheme, rest = "https", url[8:]
-        else:
+        split = split_proxy_url(url)
+        if split is None:
             self.rt.log.error(f'invalid URL prefix in "{url}"', r.conn, r)
             raise Finish(500)
+        scheme, rest = split
         hostport, slash, path = rest.partition("/")
         r.proxy_host = hostport
         r.proxy_port = hostport.rpartition(":")[2] if ":" in hostport.rpartition("]")[2] \
