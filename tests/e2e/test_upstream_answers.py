@@ -390,3 +390,33 @@ server {
     r = httpx.get(f"http://127.0.0.1:{port2}/dyn/", params={"h": "app.test"})
     assert r.status_code == 502
     assert "no resolver defined to resolve app.test" in tp2.error_log()
+
+
+def test_proxy_method_and_proxy_set_body(truehop, upstream):
+    """proxy_method and proxy_set_body (they were refused as unknown): the upstream request
+    gets the configured method and body (variables rendered, Content-Length its own); the
+    client's body is read and dropped."""
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /form/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_method POST;
+        proxy_set_body "name=$arg_n&via=truehop";
+        proxy_set_header Content-Type application/x-www-form-urlencoded;
+    }
+    location /head/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_method $arg_m;
+    }
+}""", port=port, up=upstream.port)
+    with httpx.Client() as c:
+        r = c.put(f"http://127.0.0.1:{port}/form/x", params={"n": "ab"}, content=b"dropped")
+        assert r.status_code == 200
+        rec = upstream.records[-1]
+        assert (rec.method, rec.body) == ("POST", b"name=ab&via=truehop")
+        got = {k.lower(): v for k, v in rec.headers}
+        assert got["content-length"] == str(len(b"name=ab&via=truehop"))
+        r = c.get(f"http://127.0.0.1:{port}/head/x", params={"m": "DELETE"})
+        assert r.status_code == 200 and upstream.records[-1].method == "DELETE"

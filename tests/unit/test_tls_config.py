@@ -92,3 +92,36 @@ YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
 ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 -----END DH PARAMETERS-----
 """
+
+
+def test_password_file_for_an_encrypted_key(tmp_path):
+    """ssl_password_file (was refused as unknown): the passphrases are tried in turn; an
+    encrypted key without the right one is nginx's error, never a prompt."""
+    from cryptography.hazmat.primitives import serialization
+
+    c = trustme.CA().issue_cert("a.test")
+    c.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    key = serialization.load_pem_private_key(c.private_key_pem.bytes(), password=None)
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"right")))
+    conf = CONF.replace("    ssl_certificate cert.pem;",
+                        "    ssl_certificate cert.pem;\n    ssl_password_file pw.txt;")
+    (tmp_path / "site.conf").write_text(conf)
+
+    def runtime() -> Runtime:
+        return Runtime(load(str(tmp_path / "site.conf"), str(tmp_path)),
+                       ErrorLog([("stderr", "emerg")]))
+
+    with pytest.raises(ConfigError) as e:
+        runtime()
+    assert str(e.value) == (f'open() "{tmp_path}/pw.txt" failed (2: No such file or '
+                            f"directory) in {tmp_path}/site.conf:6")
+    (tmp_path / "pw.txt").write_text("wrong\nright\n")
+    assert runtime().listeners
+    (tmp_path / "pw.txt").write_text("wrong\n")
+    with pytest.raises(ConfigError, match="cannot load certificate"):
+        runtime()
+    (tmp_path / "site.conf").write_text(CONF)       # no password file at all
+    with pytest.raises(ConfigError, match="cannot load certificate"):
+        runtime()

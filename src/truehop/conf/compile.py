@@ -484,7 +484,7 @@ class Compiler:
                 out[n] = (self.integer(e), self.size(e, 1))
             elif n == "client_header_buffer_size":
                 out[n] = self.size(e)
-            elif n == "ssl_dhparam":
+            elif n in ("ssl_dhparam", "ssl_password_file"):
                 out[n] = (self.conf_relative(v[0]), (e.file, e.line))
             # ssl_stapling, ssl_stapling_verify, ssl_trusted_certificate (for stapling):
             # accepted, no effect: clients fetch OCSP themselves
@@ -495,6 +495,8 @@ class Compiler:
         for name, val in vals.items():
             if name == "ssl_dhparam":
                 srv.ssl.dhparam, srv.ssl.dhparam_where = val
+            elif name == "ssl_password_file":
+                srv.ssl.password_file, srv.ssl.password_where = val
             elif name.startswith("ssl_"):
                 fld = name[4:]
                 if fld in _SSL_FIELDS:
@@ -1027,6 +1029,10 @@ def _ssl_protocols(c: Compiler, d: Directive, s: Settings) -> tuple[str, ...]:
     return tuple(d.values)
 
 
+def _template(c: Compiler, d: Directive, s: Settings) -> Template:
+    return c.template(d.values[0], d)
+
+
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
     if d.values[0] not in ("1.0", "1.1"):
         raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
@@ -1110,6 +1116,8 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "proxy_ssl_server_name": ("proxy_ssl_server_name", _flag),
     "proxy_ssl_verify": ("proxy_ssl_verify", _flag),
     "proxy_ssl_protocols": ("proxy_ssl_protocols", _ssl_protocols),
+    "proxy_method": ("proxy_method", _template),
+    "proxy_set_body": ("proxy_set_body", _template),
     "proxy_ssl_trusted_certificate": ("proxy_ssl_trusted_certificate",
                                       lambda c, d, s: c.conf_relative(d.values[0])),
     "proxy_ssl_name": ("proxy_ssl_name", lambda c, d, s: c.template(d.values[0], d)),

@@ -212,6 +212,8 @@ SPECS: tuple[Spec, ...] = (
     _d("proxy_next_upstream_tries", HSL, "TAKE1", PROXY, "limit of tries over servers (0: none)"),
     _d("proxy_next_upstream_timeout", HSL, "TAKE1", PROXY, "time limit for trying servers (0: none)"),
     _d("proxy_redirect", HSL, "TAKE12", PROXY, "rewrite Location/Refresh of upstream responses"),
+    _d("proxy_method", HSL, "TAKE1", PROXY, "the method of the upstream request"),
+    _d("proxy_set_body", HSL, "TAKE1", PROXY, "the body of the upstream request"),
     _d("proxy_pass_request_headers", HSL, "FLAG", PROXY, "send the client's headers upstream"),
     _d("proxy_pass_request_body", HSL, "FLAG", PROXY, "send the client's body upstream"),
     _d("proxy_hide_header", HSL, "TAKE1", PROXY, "do not pass this upstream response header"),
@@ -257,6 +259,7 @@ SPECS: tuple[Spec, ...] = (
     _d("ssl_session_timeout", HS, "TAKE1", SSL, "TLS session lifetime"),
     _d("ssl_session_tickets", HS, "FLAG", SSL, "TLS session tickets"),
     _d("ssl_dhparam", HS, "TAKE1", SSL, "DH parameters file"),
+    _d("ssl_password_file", HS, "TAKE1", SSL, "passphrases for the secret keys, one a line"),
     _d("ssl_stapling", HS, "FLAG", SSL, "OCSP stapling"),
     _d("ssl_stapling_verify", HS, "FLAG", SSL, "verify OCSP responses"),
     _d("ssl_trusted_certificate", HS, "TAKE1", SSL, "CA certificates for stapling"),
@@ -271,6 +274,13 @@ SPECS: tuple[Spec, ...] = (
     _d("proxy_temp_path", HSL, "1MORE", "ngx_http_proxy_module",
        "temp dir for proxied bodies (no effect)"),
     _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout"),
+    # memory tuning of nginx's pools and buffers: truehop's memory is bounded by the limits
+    # that have a meaning here (header sizes, body sizes, proxy_buffers), so these are
+    # accepted and have no effect
+    _d("connection_pool_size", HS, "TAKE1", HCORE, "per-connection memory pool (no effect)"),
+    _d("request_pool_size", HS, "TAKE1", HCORE, "per-request memory pool (no effect)"),
+    _d("client_body_in_single_buffer", HSL, "FLAG", HCORE,
+       "keep the body in one buffer (no effect: a read body always is)"),
     # --- rewrite ---------------------------------------------------------------------------
     _d("set", REWRITE, "TAKE2", REWR, "set a variable"),
     _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True),
@@ -334,14 +344,14 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "charset charset_map charset_types override_charset source_charset"
     ),
     'ngx_http_core_module': (
-        "aio aio_write auth_delay client_body_in_file_only client_body_in_single_buffer "
-        "connection_pool_size directio directio_alignment early_hints "
+        "aio aio_write auth_delay client_body_in_file_only "
+        "directio directio_alignment early_hints "
         "gzip_disable gzip_http_version gzip_proxied gzip_vary keepalive_disable "
         "keepalive_min_timeout limit_except limit_rate_after lingering_close lingering_time "
         "lingering_timeout log_subrequest max_headers msie_padding msie_refresh "
         "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "
         "open_file_cache_valid output_buffers post_action postpone_output read_ahead "
-        "recursive_error_pages request_pool_size reset_timedout_connection satisfy send_lowat "
+        "recursive_error_pages reset_timedout_connection satisfy send_lowat "
         "sendfile_max_chunk subrequest_output_buffer_size"
     ),
     'ngx_http_dav_module': (
@@ -437,8 +447,8 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "proxy_cache_min_uses proxy_cache_path proxy_cache_revalidate proxy_cache_use_stale "
         "proxy_cache_valid proxy_cookie_flags proxy_force_ranges "
         "proxy_headers_hash_bucket_size proxy_headers_hash_max_size proxy_ignore_client_abort "
-        "proxy_limit_rate proxy_method proxy_no_cache proxy_pass_trailers proxy_send_lowat "
-        "proxy_set_body proxy_socket_keepalive proxy_ssl_certificate "
+        "proxy_limit_rate proxy_no_cache proxy_pass_trailers proxy_send_lowat "
+        "proxy_socket_keepalive proxy_ssl_certificate "
         "proxy_ssl_certificate_cache proxy_ssl_certificate_key proxy_ssl_ciphers "
         "proxy_ssl_conf_command proxy_ssl_crl proxy_ssl_password_file proxy_ssl_session_reuse "
         "proxy_ssl_verify_depth proxy_store proxy_store_access proxy_temp_file_write_size "
@@ -481,7 +491,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_http_ssl_module': (
         "ssl_buffer_size ssl_certificate_cache ssl_certificate_compression "
         "ssl_client_certificate ssl_conf_command ssl_crl ssl_early_data ssl_ecdh_curve "
-        "ssl_ech_file ssl_ocsp ssl_ocsp_cache ssl_ocsp_responder ssl_password_file "
+        "ssl_ech_file ssl_ocsp ssl_ocsp_cache ssl_ocsp_responder "
         "ssl_reject_handshake ssl_session_ticket_key ssl_stapling_file ssl_stapling_responder "
         "ssl_verify_client ssl_verify_depth"
     ),

@@ -111,7 +111,7 @@ SETTING_FIELDS = (
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_hide_header",
     "proxy_pass_header", "proxy_intercept_errors", "proxy_ssl_server_name",
     "proxy_ssl_verify", "proxy_ssl_trusted_certificate", "proxy_ssl_name",
-    "proxy_ssl_protocols",
+    "proxy_ssl_protocols", "proxy_method", "proxy_set_body",
     "proxy_set_header", "add_header", "error_page", "access_log", "log_not_found",
     "etag", "max_ranges", "chunked_transfer_encoding", "set_real_ip_from",
     "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
@@ -170,6 +170,8 @@ class Settings:
     proxy_ssl_trusted_certificate: str | None
     proxy_ssl_name: Template | None
     proxy_ssl_protocols: tuple[str, ...] | None
+    proxy_method: Template | None       # the upstream request's method (variables allowed)
+    proxy_set_body: Template | None     # the upstream request's body, instead of the client's
     proxy_set_header: tuple[HeaderSetting, ...] | None
     add_header: tuple[HeaderSetting, ...] | None
     error_page: dict[int, ErrorPage] | None
@@ -250,6 +252,8 @@ DEFAULTS: dict[str, Any] = {
     "proxy_ssl_server_name": False,
     "proxy_ssl_verify": False,
     "proxy_ssl_protocols": ("TLSv1.2", "TLSv1.3"),
+    "proxy_method": None,
+    "proxy_set_body": None,
     "proxy_set_header": (),
     "add_header": (),
     "error_page": {},
@@ -446,6 +450,8 @@ class SslConf:
     session_tickets: bool = True
     dhparam: str | None = None      # ssl_dhparam: DH parameters for DHE ciphers
     dhparam_where: tuple[str, int] = ("", 0)
+    password_file: str | None = None    # ssl_password_file: passphrases, one a line
+    password_where: tuple[str, int] = ("", 0)
 
 
 @dataclass(slots=True)

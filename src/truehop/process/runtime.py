@@ -118,8 +118,10 @@ def build_ssl_context(srv: ServerConf, http2: bool,
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     if not srv.ssl.session_tickets:
         ctx.options |= ssl.OP_NO_TICKET
+    passwords = read_passwords(srv.ssl.password_file, srv.ssl.password_where) \
+        if srv.ssl.password_file else []
     for cert, key, where in srv.ssl.certificates:
-        load_certificate(ctx, cert, key, where)
+        load_certificate(ctx, cert, key, where, passwords)
         if warnings is not None:
             warnings.extend(certificate_warnings(cert, where))
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
@@ -142,9 +144,27 @@ def set_protocols(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
         pass
 
 
-def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str, int]) -> None:
+def read_passwords(path: str, where: tuple[str, int]) -> list[bytes]:
+    """ssl_password_file: one passphrase a line, tried in turn (ngx_ssl_read_password_file)."""
+    from truehop.conf.ast import ConfigError
+
+    try:
+        with open(path, "rb") as f:
+            lines = [ln.rstrip(b"\r\n") for ln in f.read().splitlines()]
+    except OSError as e:
+        raise ConfigError(f'open() "{path}" failed ({e.errno}: {e.strerror})', where[0],
+                          where[1]) from None
+    pws = [ln for ln in lines if ln]
+    if not pws:
+        raise ConfigError(f'empty file "{path}"', where[0], where[1])
+    return pws
+
+
+def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str, int],
+                     passwords: list[bytes] | None = None) -> None:
     """Load one certificate/key pair; failures become ConfigErrors in nginx's words, pointing
-    at the ssl_certificate line."""
+    at the ssl_certificate line. An encrypted key takes the ssl_password_file passphrases in
+    turn; without them it fails (never a prompt on the terminal, which would hang start-up)."""
     from truehop.conf.ast import ConfigError
 
     for what, path in (("certificate", cert), ("certificate key", key)):
@@ -154,11 +174,16 @@ def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str,
         except OSError as e:
             raise ConfigError(f'cannot load {what} "{path}": BIO_new_file() failed '
                               f"({e.errno}: {e.strerror})", where[0], where[1]) from None
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as e:
-        reason = e.reason or str(e)
-        if "KEY_VALUES_MISMATCH" in reason.upper() or "mismatch" in str(e).lower():
+    err: ssl.SSLError | None = None
+    for pw in passwords or [b""]:
+        try:
+            ctx.load_cert_chain(cert, key, password=pw)
+            return
+        except ssl.SSLError as e:
+            err = e     # a wrong passphrase and an unreadable key look alike: try them all
+    if err is not None:
+        reason = err.reason or str(err)
+        if "KEY_VALUES_MISMATCH" in reason.upper() or "mismatch" in str(err).lower():
             raise ConfigError(f'SSL_CTX_use_PrivateKey("{key}") failed (SSL: key values '
                               f'mismatch: the key does not belong to "{cert}")',
                               where[0], where[1]) from None

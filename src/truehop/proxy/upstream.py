@@ -152,11 +152,12 @@ _SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
 class Attempt:
     """State of one request's attempts across peers (nginx's u->peer.tries and friends)."""
 
-    __slots__ = ("tries_left", "deadline", "sent", "response_started")
+    __slots__ = ("tries_left", "deadline", "sent", "response_started", "method")
 
-    def __init__(self, tries: int, deadline: float) -> None:
+    def __init__(self, tries: int, deadline: float, method: str) -> None:
         self.tries_left = tries
         self.deadline = deadline
+        self.method = method            # of the upstream request (proxy_method)
         self.sent = False
         self.response_started = False
 
@@ -334,7 +335,19 @@ class Proxy:
         body: bytes | None = None
         stream_body = False
         has_body = head.chunked or bool(head.content_length)
-        if not has_body:
+        if s.proxy_set_body is not None:
+            # proxy_set_body: the client's body is read and dropped, the rendered one sent
+            if has_body:
+                await _discard(ex, s.client_max_body_size or (1 << 62), s.client_body_timeout)
+            elif head.expect_continue:
+                ex.send_continue()
+            text = s.proxy_set_body.render(r)
+            try:
+                body = text.encode("latin-1")    # values read off the wire round-trip
+            except UnicodeEncodeError:
+                body = text.encode("utf-8")      # text from the config: its bytes
+            headers.append(("Content-Length", str(len(body))))
+        elif not has_body:
             body = b""
             if head.expect_continue:
                 ex.send_continue()  # as nginx: the expectation is answered even for no body
@@ -356,8 +369,10 @@ class Proxy:
             else:
                 headers.append(("Transfer-Encoding", "chunked"))
             r.request_body_length = len(body) if body is not None else 0
+        # proxy_method: the upstream request's method; retries still judge the client's
+        up_method = s.proxy_method.render(r) if s.proxy_method is not None else method
         try:
-            req_head = request_head_bytes(method, uri, headers, s.proxy_http_version or "1.1")
+            req_head = request_head_bytes(up_method, uri, headers, s.proxy_http_version or "1.1")
         except ValueError:
             raise Finish(400) from None
         r.extra["upstream_uri"] = uri
@@ -365,7 +380,8 @@ class Proxy:
         tries = s.proxy_next_upstream_tries or 0
         timeout_total = s.proxy_next_upstream_timeout or 0.0
         now = time.monotonic()
-        att = Attempt(tries if tries else 1 << 30, now + timeout_total if timeout_total else 0.0)
+        att = Attempt(tries if tries else 1 << 30, now + timeout_total if timeout_total else 0.0,
+                      up_method)
         flags = s.proxy_next_upstream or _NO_FLAGS
         state = urt.balancer.start(now, self.hash_key(r, upstream) if upstream.kind in (
             "ip_hash", "hash") else None)
@@ -515,7 +531,8 @@ class Proxy:
                        stream_body: bool, ex: Exchange, s: Settings, att: Attempt,
                        self_sender: list[Any]) -> Response:
         """Send the request and return the response head (1xx answers are consumed)."""
-        conn.start(ex.head.method, s.proxy_buffer_size or 8192)
+        # the parser must know the method the upstream answers (a HEAD has no body)
+        conn.start(att.method, s.proxy_buffer_size or 8192)
         send_timeout = s.proxy_send_timeout or 60.0
         read_timeout = s.proxy_read_timeout or 60.0
         if body is not None:
