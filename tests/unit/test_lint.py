@@ -207,6 +207,17 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      "realip-trust-all", "warn", True),
     ("realip-lb-ok", "set_real_ip_from 10.0.0.0/8;\nset_real_ip_from 127.0.0.3;\n" + loc(
         "proxy_pass http://app;" + GOOD), "realip-trust-all", "warn", False),
+    # dynamic-proxy-no-resolver
+    ("dyn-literal-name", loc("proxy_pass http://backend.internal:8080$request_uri; #!" + GOOD),
+     "dynamic-proxy-no-resolver", "warn", True),
+    ("dyn-var-host", loc("proxy_pass http://$arg_h:3000; #!" + GOOD),
+     "dynamic-proxy-no-resolver", "warn", True),
+    ("dyn-map-to-upstreams-ok", "map $http_x_env $be { default app; beta 10.0.0.5:3000; }\n"
+     + loc("proxy_pass http://$be;" + GOOD), "dynamic-proxy-no-resolver", "warn", False),
+    ("dyn-address-ok", loc("proxy_pass http://127.0.0.1:3000$request_uri;" + GOOD),
+     "dynamic-proxy-no-resolver", "warn", False),
+    ("dyn-resolver-ok", loc("resolver 127.0.0.11;\nproxy_pass http://$arg_h:3000;" + GOOD),
+     "dynamic-proxy-no-resolver", "warn", False),
 ]
 
 

@@ -531,6 +531,61 @@ def implicit_upstream_no_keepalive(cfg: Config) -> Iterator[Finding]:
                       f"proxy_pass {pp.scheme}://backend;")
 
 
+def dynamic_proxy_no_resolver(cfg: Config) -> Iterator[Finding]:
+    """proxy_pass with variables resolves its host at run time: unless the host is an
+    address or an upstream block's name, that needs `resolver`. Without one, nginx -t is
+    content and every such request is a 502 (`no resolver defined to resolve ...`)."""
+    for _server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        if pp.dynamic is None or loc.settings.resolver is not None:
+            continue
+        src = pp.dynamic.source
+        rest = src.split("://", 1)[1] if "://" in src else src
+        host_src = re.split(r"/|\$request_uri|\$uri\b|\$is_args", rest, maxsplit=1)[0]
+        candidates = _host_values(cfg, host_src)
+        if candidates is not None and all(_needs_no_dns(cfg, h) for h in candidates):
+            continue
+        f, line = pp.where
+        yield Finding("dynamic-proxy-no-resolver", "warn", f, line,
+                      f"proxy_pass with variables in {loc_label(loc)} looks its host "
+                      f"({host_src}) up at run time, and no resolver is set: a host name that "
+                      "is no upstream block gets 502 (no resolver defined to resolve ...)",
+                      "resolver 127.0.0.11;  (Docker's DNS; else your DNS server's address), "
+                      "or proxy_pass to an upstream block")
+
+
+def _host_values(cfg: Config, host_src: str) -> list[str] | None:
+    """The hosts a proxy_pass host part can take, when the config says (a literal, or one
+    map variable: its values); None when a variable can hold anything."""
+    if "$" not in host_src:
+        return [host_src]
+    var = host_src.rsplit(":", 1)[0] if not host_src.endswith("}") else host_src
+    for m in cfg.http.maps:
+        if var in (f"${m.variable}", f"${{{m.variable}}}"):
+            values = [t.source for _k, t, _w in m.entries] + [m.default.source]
+            if any("$" in v for v in values):
+                return None
+            port = host_src[len(var):]
+            return [v + port for v in values if v]
+    return None
+
+
+def _needs_no_dns(cfg: Config, hostport: str) -> bool:
+    """An address, an upstream block's name, or `localhost`: no run-time DNS."""
+    if hostport in cfg.http.upstreams:
+        return True
+    host = hostport[1:].partition("]")[0] if hostport.startswith("[") else \
+        hostport.partition(":")[0]
+    if host == "localhost" or host in cfg.http.upstreams:
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 def static_shadowed(cfg: Config) -> Iterator[Finding]:
     for server in cfg.http.servers:
         regexes = [x for x in server.locations if x.regex is not None and not x.internal]
@@ -676,6 +731,7 @@ RULES: dict[str, Rule] = {
     "connection-upgrade-hardcoded": connection_upgrade_hardcoded,
     "sse-buffering": sse_buffering,
     "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
+    "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
 }
 # `map-context` (a map outside http) is a config error; the CLI reports it under that id.
 CLI_RULES = ("map-context",)
