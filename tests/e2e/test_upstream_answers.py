@@ -420,3 +420,34 @@ server {
         assert got["content-length"] == str(len(b"name=ab&via=truehop"))
         r = c.get(f"http://127.0.0.1:{port}/head/x", params={"m": "DELETE"})
         assert r.status_code == 200 and upstream.records[-1].method == "DELETE"
+
+
+def test_unix_socket_upstreams(truehop, tmp_path):
+    """proxy_pass http://unix:/path[:/uri] and `server unix:/path` (they were refused): the
+    usual way to reach gunicorn/uvicorn. Host is `localhost`, $upstream_addr the socket."""
+    sock = tmp_path / "app.sock"
+    ready = free_port()
+    truehop("""
+server {
+    listen unix:@@SOCK@@;
+    listen 127.0.0.1:@@PORT@@;
+    location / { return 200 "unix $request_uri host=$http_host\\n"; }
+}""", port=ready, sock=sock)
+    port = free_port()
+    tp = truehop("""
+upstream viaunix { server unix:@@SOCK@@; }
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /u/ { proxy_pass http://unix:@@SOCK@@:/in/; }
+    location /plain/ { proxy_pass http://unix:@@SOCK@@; }
+    location /up/ { proxy_pass http://viaunix; add_header X-Up $upstream_addr; }
+    location /gone/ { proxy_pass http://unix:@@GONE@@; }
+}""", port=port, sock=sock, gone=tmp_path / "gone.sock", allow_log=["connect() to unix:"])
+    with httpx.Client() as c:
+        assert c.get(f"http://127.0.0.1:{port}/u/x?y=1").text == "unix /in/x?y=1 host=localhost\n"
+        assert c.get(f"http://127.0.0.1:{port}/plain/z").text == "unix /plain/z host=localhost\n"
+        r = c.get(f"http://127.0.0.1:{port}/up/")
+        assert r.text == "unix /up/ host=viaunix\n" and r.headers["x-up"] == f"unix:{sock}"
+        assert c.get(f"http://127.0.0.1:{port}/gone/").status_code == 502
+    assert f"connect() to unix:{tmp_path / 'gone.sock'} failed (2: No such file or directory)" \
+        in tp.error_log()

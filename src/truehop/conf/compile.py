@@ -380,7 +380,12 @@ class Compiler:
 
     def peers(self, e: Directive) -> list[PeerConf]:
         v = e.values
-        host, port = split_host_port(v[0], 80, e)
+        if v[0][:5].lower() == "unix:":
+            if len(v[0]) == 5:
+                raise ConfigError.at(f'no path in the unix domain socket "{v[0]}"', e)
+            host, port = "unix:" + v[0][5:], 0
+        else:
+            host, port = split_host_port(v[0], 80, e)
         opts: dict[str, Any] = {}
         for p in v[1:]:
             if p.startswith("weight="):
@@ -402,7 +407,8 @@ class Compiler:
                 pass
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)
-        return [PeerConf(addr, port, where=(e.file, e.line), **opts) for addr in resolve(host, e)]
+        addrs = [host] if port == 0 else resolve(host, e)
+        return [PeerConf(addr, port, where=(e.file, e.line), **opts) for addr in addrs]
 
     @staticmethod
     def _pos_int(s: str, e: Directive, p: str, allow_zero: bool = False) -> int:
@@ -753,10 +759,10 @@ class Compiler:
         if split is None:
             raise ConfigError.at(f'invalid URL prefix in "{url}"', d)
         scheme, rest = split
+        if rest[:5].lower() == "unix:":
+            return self.unix_proxy_pass(scheme, rest, d)
         hostport, slash, path = rest.partition("/")
         uri = slash + path if slash else None
-        if hostport.startswith("unix:"):
-            raise ConfigError.at('"proxy_pass" to unix sockets is not supported by truehop', d)
         if not hostport:
             raise ConfigError.at(f'no host in "{url}"', d)
         up = self.upstreams.get(hostport)
@@ -771,6 +777,23 @@ class Compiler:
                                implicit=True, keepalive=0, where=w)
             self.implicit[key] = imp
         return ProxyPass(scheme, imp, uri, None, hostport, str(port), w)
+
+    def unix_proxy_pass(self, scheme: str, rest: str, d: Directive) -> ProxyPass:
+        """`proxy_pass http://unix:/path/app.sock[:/uri]`: the socket path ends at the first
+        ':'; the Host sent is `localhost`, as nginx's."""
+        path, colon, uri = rest[5:].partition(":")
+        if not path:
+            raise ConfigError.at(f'no path in the unix domain socket "{rest}"', d)
+        if colon and not uri.startswith("/"):
+            raise ConfigError.at(f'invalid URI in "{rest}"', d)
+        key = "unix:" + path
+        imp = self.implicit.get(key)
+        w = (d.file, d.line)
+        if imp is None:
+            imp = UpstreamConf(key, [PeerConf(key, 0, where=w)], implicit=True, keepalive=0,
+                               where=w)
+            self.implicit[key] = imp
+        return ProxyPass(scheme, imp, uri or None, None, "localhost", "", w)
 
     # --- settings --------------------------------------------------------------------------
 

@@ -524,10 +524,11 @@ def implicit_upstream_no_keepalive(cfg: Config) -> Iterator[Finding]:
         if pp.upstream is None or not pp.upstream.implicit:
             continue
         f, line = pp.where
+        target = pp.upstream.name if pp.upstream.name.startswith("unix:") else pp.host_header
         yield Finding("implicit-upstream-no-keepalive", "note", f, line,
-                      f"proxy_pass to {pp.host_header} without an upstream block: nginx 1.30 "
+                      f"proxy_pass to {target} without an upstream block: nginx 1.30 "
                       "keeps no idle connections for it, every request opens a new connection",
-                      f"upstream backend {{ server {pp.host_header}; }}  and  "
+                      f"upstream backend {{ server {target}; }}  and  "
                       f"proxy_pass {pp.scheme}://backend;")
 
 

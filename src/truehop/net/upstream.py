@@ -281,10 +281,15 @@ async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext 
                   server_hostname: str | None = None) -> UpstreamConnection:
     loop = asyncio.get_running_loop()
     try:
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection((host, port)), host, port,
-                                   ssl=ssl_ctx, server_hostname=server_hostname if ssl_ctx else None),
-            timeout)
+        if host.startswith("unix:"):
+            opening = loop.create_unix_connection(
+                lambda: UpstreamConnection((host, port)), host[5:], ssl=ssl_ctx,
+                server_hostname=(server_hostname or "localhost") if ssl_ctx else None)
+        else:
+            opening = loop.create_connection(
+                lambda: UpstreamConnection((host, port)), host, port, ssl=ssl_ctx,
+                server_hostname=server_hostname if ssl_ctx else None)
+        _, proto = await asyncio.wait_for(opening, timeout)
     except TimeoutError:
         raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) while "
                                        "connecting to upstream") from None
@@ -293,6 +298,8 @@ async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext 
                                      f"handshaking to upstream") from None
     except OSError as e:
         code = e.errno or 111
-        raise UpstreamError("error", f"connect() failed ({code}: {e.strerror or e}) while "
-                                     f"connecting to upstream") from None
+        # nginx names the socket when connect() itself fails, as it does for unix sockets
+        target = f" to {host}" if host.startswith("unix:") else ""
+        raise UpstreamError("error", f"connect(){target} failed ({code}: {e.strerror or e}) "
+                                     f"while connecting to upstream") from None
     return proto

@@ -65,6 +65,12 @@ def bind(key: Key, ls: Listen) -> socket.socket:
         except OSError as e:
             s.close()
             raise OSError(e.errno, f'bind() to {addr} failed ({e.errno}: {e.strerror})') from None
+        try:
+            # as nginx (ngx_open_listening_sockets): anyone may connect, whatever the umask
+            os.chmod(path, 0o666)
+        except OSError as e:
+            s.close()
+            raise OSError(e.errno, f'chmod() "{path}" failed ({e.errno}: {e.strerror})') from None
     else:
         host = "0.0.0.0" if addr == "*" else addr
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

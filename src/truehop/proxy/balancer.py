@@ -190,6 +190,8 @@ class PeerGroup:
 
 
 def _hostport(addr: str, port: int) -> str:
+    if addr.startswith("unix:"):
+        return addr                      # a unix socket: `unix:/run/app.sock`, no port
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 

@@ -421,7 +421,8 @@ class Proxy:
                     tries_made.append(t)
                 raise Finish(last_status)
             addr = peer.name
-            t = UpstreamTry(addr, f"{scheme}://{addr}{uri}", now)
+            # nginx's error-log form: a unix socket path and the URI are joined by ':'
+            t = UpstreamTry(addr, f"{scheme}://{addr}{':' if peer.port == 0 else ''}{uri}", now)
             tries_made.append(t)
             conn: UpstreamConnection | None = None
             reused = False
