@@ -46,6 +46,8 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("server { access_log x.log nosuch; }", 'unknown log format "nosuch" in DIR/site.conf:1'),
     ("server { location ~ ( { } }", 'pcre2_compile() failed'),
     ("upstream u { server 127.0.0.1:1 weight=0; }", 'invalid parameter "weight=0" in DIR/site.conf:1'),
+    ("upstream u { server app.internal:3000 resolve; }",
+     'resolving names at run time requires upstream "u" in shared memory in DIR/site.conf:1'),
     ("server { listen 8080 proxy_protocol; }",
      'the "proxy_protocol" parameter of "listen" is not supported by truehop in DIR/site.conf:1'),
     ("server { listen 8080 so_keepalive=1:2; }",

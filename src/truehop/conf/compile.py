@@ -353,7 +353,7 @@ class Compiler:
         for e in d.block or ():
             v = e.values
             if e.name == "server":
-                up.peers.extend(self.peers(e))
+                up.peers.extend(self.peers(e, up.name))
             elif e.name == "keepalive":
                 up.keepalive = self.integer(e)
                 up.keepalive_set = True
@@ -378,7 +378,7 @@ class Compiler:
             raise ConfigError.at('no servers are inside upstream', d)
         self.upstreams[name] = up
 
-    def peers(self, e: Directive) -> list[PeerConf]:
+    def peers(self, e: Directive, upstream: str = "") -> list[PeerConf]:
         v = e.values
         if v[0][:5].lower() == "unix:":
             if len(v[0]) == 5:
@@ -404,7 +404,10 @@ class Compiler:
             elif p.startswith("max_conns="):
                 opts["max_conns"] = self._pos_int(p[10:], e, p, allow_zero=True)
             elif p == "resolve":
-                pass
+                # nginx 1.27.3+: run-time resolving keeps its peers in the `zone`, which
+                # truehop does not have (each worker keeps its own upstream state)
+                raise ConfigError.at(f'resolving names at run time requires upstream '
+                                     f'"{upstream}" in shared memory', e)
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)
         addrs = [host] if port == 0 else resolve(host, e)
