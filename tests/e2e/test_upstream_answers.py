@@ -451,3 +451,39 @@ server {
         assert c.get(f"http://127.0.0.1:{port}/gone/").status_code == 502
     assert f"connect() to unix:{tmp_path / 'gone.sock'} failed (2: No such file or directory)" \
         in tp.error_log()
+
+
+def test_x_accel_redirect(truehop, upstream, tmp_path):
+    """X-Accel-Redirect from the app (was hidden and ignored): the response becomes an
+    internal redirect, to an `internal` location (protected downloads) or a named one; the
+    app's body is dropped; GET for a POST; an unsafe URI is 404; proxy_ignore_headers
+    X-Accel-Redirect turns it off."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "report.txt").write_text("the protected file\n")
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /app/ { proxy_pass http://127.0.0.1:@@UP@@/; }
+    location /raw/ {
+        proxy_pass http://127.0.0.1:@@UP@@/;
+        proxy_ignore_headers X-Accel-Redirect;
+    }
+    location /protected/ { internal; alias @@FILES@@/; }
+    location @named { return 200 "named $request_method $uri\\n"; }
+}""", port=port, up=upstream.port, files=files, allow_log=["unsafe URI"])
+
+    def via(prefix: str, target: str, method: str = "GET") -> httpx.Response:
+        return httpx.request(method, f"http://127.0.0.1:{port}{prefix}__headers",
+                             params=[("X-Accel-Redirect", target)])
+    r = via("/app/", "/protected/report.txt")
+    assert (r.status_code, r.text) == (200, "the protected file\n")
+    r = via("/app/", "@named", method="POST")
+    assert r.text == "named POST /app/__headers\n"       # a named location keeps the method
+    assert via("/app/", "/protected/../../etc/passwd").status_code == 404
+    assert via("/app/", "/protected/%2e%2e/x").status_code == 404
+    assert httpx.get(f"http://127.0.0.1:{port}/protected/report.txt").status_code == 404
+    r = via("/raw/", "/protected/report.txt")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert "the protected file" not in r.text and "x-accel-redirect" not in r.headers

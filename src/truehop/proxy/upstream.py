@@ -15,7 +15,9 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
+import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,7 @@ from truehop.http.headers import HOP_BY_HOP
 from truehop.net.downstream import ClientGone, Exchange
 from truehop.net.resolver import ResolveError, Resolver
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
-from truehop.proxy.pipeline import Finish
+from truehop.proxy.pipeline import Finish, InternalRedirect
 from truehop.route.state import RequestState, UpstreamTry
 from truehop.route.uri import escape_uri
 
@@ -68,6 +70,7 @@ class HeaderPlan:
 
     __slots__ = ("set_entries", "client_skip", "conn_close", "response_drop", "pass_client",
                  "honor_accel_buffering", "client_forward", "response_action",
+                 "honor_accel_redirect",
                  "cookie_domain", "cookie_path")
 
     def __init__(self, s: Settings) -> None:
@@ -96,6 +99,7 @@ class HeaderPlan:
         self.response_drop = frozenset(hide | RESPONSE_HOP) - {"upgrade"}
         self.pass_client = bool(s.proxy_pass_request_headers)
         self.honor_accel_buffering = "x-accel-buffering" not in (s.proxy_ignore_headers or ())
+        self.honor_accel_redirect = "x-accel-redirect" not in (s.proxy_ignore_headers or ())
         # per field name as sent (bounded caches): most clients and upstreams spell the same
         # few names the same way, so the loops over every field skip lower() and set tests
         self.client_forward: dict[str, bool] = {}
@@ -115,6 +119,8 @@ class HeaderPlan:
         lk = name.lower()
         if lk == "x-accel-buffering":
             act = _ACT_ACCEL
+        elif lk == "x-accel-redirect" and self.honor_accel_redirect:
+            act = _ACT_XAR
         elif lk == "connection":
             act = _ACT_CONNECTION
         elif lk in self.response_drop:
@@ -144,6 +150,11 @@ _ACT_REDIRECT = 4    # relayed once, rewritten by proxy_redirect
 _ACT_ACCEL = 5       # X-Accel-Buffering: read (unless ignored), hidden unless passed
 _ACT_CONNECTION = 6  # hop-by-hop, but kept in a 101
 _ACT_COOKIE = 7      # Set-Cookie under proxy_cookie_domain / proxy_cookie_path
+_ACT_XAR = 8         # X-Accel-Redirect: the response becomes an internal redirect
+# what an X-Accel-Redirect response hands on to the final one (nginx's headers_in entries
+# marked `redirect` in ngx_http_upstream.c)
+XAR_KEEP = frozenset({"content-type", "set-cookie", "content-disposition", "cache-control",
+                      "expires", "accept-ranges"})
 
 
 _SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
@@ -637,6 +648,9 @@ class Proxy:
             if act == _ACT_COOKIE:
                 out.append((k, rewrite_cookie(r, v, plan.cookie_domain, plan.cookie_path)))
                 continue
+            if act == _ACT_XAR:
+                r.extra["x_accel_redirect"] = v    # relay turns the response into a redirect
+                continue
             lk = k.lower()
             if seen is None:
                 seen = {lk: v}
@@ -740,6 +754,12 @@ class Proxy:
             conn.abort()
             raise Finish(status)
         headers, ctype, accel = self.response_headers(r, s, loc, rh)
+        xar = r.extra.pop("x_accel_redirect", None)
+        if xar is not None:
+            # X-Accel-Redirect: the app names what to serve instead; its body is not wanted
+            conn.abort()
+            r.extra["carried_headers"] = [kv for kv in rh.headers if kv[0].lower() in XAR_KEEP]
+            accel_redirect(self.rt, r, xar)
         unbuffered = accel if accel is not None else not s.proxy_buffering
         headers = pipeline.filter_headers(r, status, headers)
         final_status = pipeline.response_status(r, status)
@@ -854,6 +874,26 @@ class Proxy:
             client.close()
             ex.finished = True
             client.exchange_done(ex)
+
+
+def accel_redirect(rt: Runtime, r: RequestState, value: str) -> None:
+    """X-Accel-Redirect, as ngx_http_upstream_process_headers: `@name` goes to that named
+    location; a URI (its `?args` split off, %-escapes decoded) is an internal redirect, with
+    GET for anything but HEAD; an unsafe one (`..` segments, NUL) is 404. Always raises."""
+    if value.startswith("@"):
+        raise InternalRedirect("", None, named=value[1:])
+    uri, q, args = value.partition("?")
+    if "%" in uri:
+        uri = urllib.parse.unquote(uri, encoding="latin-1")
+    if not uri or uri[0] == "." or "\0" in uri or _UNSAFE_SEGMENT.search(uri):
+        rt.log.error(f'unsafe URI "{value}" was detected', r.conn, r)
+        raise Finish(404)
+    if r.head.method != "HEAD":
+        r.head.method = "GET"
+    raise InternalRedirect(uri, args if q else "")
+
+
+_UNSAFE_SEGMENT = re.compile(r"(^|/)\.\.(/|$)")
 
 
 def _host_of(hostport: str) -> str:
