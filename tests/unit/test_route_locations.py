@@ -289,11 +289,35 @@ def test_no_auto_redirect_without_flag():
     assert not t.needs_slash_redirect("/app")
 
 
-def test_auto_redirect_missed_like_nginx_when_a_sibling_sorts_between():
-    # nginx's tree walk goes left from "/x.php" ('.' < '/') and never sees "/x/": no 301
+def test_auto_redirect_found_when_siblings_sort_around_the_slash():
+    # ngx_filename_cmp sorts '/' lowest: "/x/" < "/x-a/" < "/x.php", so the walk from the
+    # middle node goes left to "/x/" and answers 301 (byte order would put "/x/" last)
     proxied = Loc("", "/x/", auto_redirect=True)
     t = tree(Loc("", "/x-a/"), proxied, Loc("", "/x.php"))
-    assert not t.needs_slash_redirect("/x")
+    assert t.needs_slash_redirect("/x")
+
+
+def test_auto_redirect_nginx_tests_location_auto():
+    # http_location_auto.t: with "-" < "/" in byte order the tree is "/a-b" over "/a-a" and
+    # "/a/", and a request for "/a" used to miss the redirect (nginx before 1.5.4)
+    proxied = Loc("", "/a/", auto_redirect=True)
+    aa, ab = Loc("", "/a-a"), Loc("", "/a-b")
+    t = tree(proxied, aa, ab)
+    r = t.lookup("/a")
+    assert r.redirect and r.location is proxied
+    assert t.match("/a/")[0] is proxied
+    assert t.match("/a-a")[0] is aa
+    assert t.match("/a-b")[0] is ab
+
+
+@pytest.mark.parametrize("uri,want", [
+    ("/a/x", "/a/"), ("/a-x", "/a-"), ("/a.x", "/a"), ("/a", "/a"), ("/a/", "/a/"),
+    ("/a-b/c", "/a-b/"), ("/a-", "/a-"), ("/b", "/"), ("/a0", "/a"), ("/a.c/d", "/a.c"),
+])
+def test_longest_prefix_with_slash_ordering(uri, want):
+    locs = {p: Loc("", p) for p in ("/", "/a", "/a/", "/a-b/", "/a.c", "/a-")}
+    t = tree(*locs.values())
+    assert t.match(uri)[0] is locs[want]
 
 
 # -- named --------------------------------------------------------------------------------------

@@ -35,25 +35,46 @@ from truehop.http.events import ProtocolError
 from truehop.net.downstream import ClientGone, Exchange
 from truehop.proxy import static
 from truehop.route.state import ConnectionInfo, RequestState
-from truehop.route.uri import BadRequest, escape_uri, normalize_path
+from truehop.route.uri import (
+    BadRequest,
+    escape_args,
+    escape_uri,
+    normalize_path,
+    unescape_redirect,
+)
 
 if TYPE_CHECKING:
     from truehop.process.runtime import Runtime
 
+# nginx's status lines (ngx_http_status_lines, ngx_http_header_filter_module.c): a status
+# not listed is sent as "HTTP/1.1 NNN " with no reason, as nginx sends it (203, 306, 417...)
 REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
-    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Not Allowed",
-    406: "Not Acceptable", 408: "Request Time-out", 409: "Conflict", 410: "Gone",
-    411: "Length Required", 412: "Precondition Failed", 413: "Request Entity Too Large",
-    414: "Request-URI Too Large", 415: "Unsupported Media Type",
-    416: "Requested Range Not Satisfiable", 421: "Misdirected Request", 429: "Too Many Requests",
-    494: "Request Header Or Cookie Too Large", 495: "SSL Certificate Error",
-    496: "SSL Certificate Required", 497: "HTTP Request Sent to HTTPS Port",
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
+    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Time-out", 409: "Conflict",
+    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Large",
+    415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
+    421: "Misdirected Request", 429: "Too Many Requests",
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
     505: "HTTP Version Not Supported", 507: "Insufficient Storage",
+}
+# nginx's built-in pages (ngx_http_error_pages, ngx_http_special_response.c), by title: a
+# special response for any other status has no body ("unknown code, zero body"). A few
+# titles differ from the status line.
+TITLES = {
+    301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    **{c: REASONS[c] for c in range(400, 417)}, 401: "Authorization Required",
+    421: "Misdirected Request", 429: "Too Many Requests",
+    494: "Request Header Or Cookie Too Large", 495: "The SSL certificate error",
+    496: "No required SSL certificate was sent",
+    497: "The plain HTTP request was sent to HTTPS port",
+    **{c: REASONS[c] for c in (500, 501, 502, 503, 504, 505, 507)},
 }
 # nginx sends these statuses with a different status line than its page title
 PAGE_STATUS = {494: 400, 495: 400, 496: 400, 497: 400}
@@ -65,11 +86,11 @@ SERVER_FULL = f"truehop/{__version__}"
 
 
 def error_page_body(status: int, tokens: bool) -> bytes:
-    title = f"{status} {REASONS.get(status, '')}".rstrip()
-    if status == 497:
-        title = "400 The plain HTTP request was sent to HTTPS port"
-    elif status == 494:
-        title = "400 Request Header Or Cookie Too Large"
+    title = TITLES.get(status)
+    if title is None:
+        return b""       # nginx's "unknown code, zero body"
+    # 494-497 are sent as 400, under their own title
+    title = f"{PAGE_STATUS.get(status, status)} {title}"
     sig = SERVER_FULL if tokens else "truehop"
     return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
             f"<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n"
@@ -124,9 +145,94 @@ def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
     return out
 
 
+class RewritePlan:
+    """How one `rewrite` builds its result (ngx_http_rewrite + ngx_http_script_compile +
+    ngx_http_script_regex_end_code):
+
+    * a replacement ending in '?' does not get the request's arguments added (the '?' is
+      dropped); otherwise they are added: after '&' when the replacement holds a literal
+      '?', else after '?'. Only the '?' written in the directive counts, never one a
+      variable renders (`$request_uri?` is the usual idiom).
+    * a redirect (`redirect`, `permanent`, or a replacement starting with http://, https://
+      or $scheme) is one string; it is unescaped as NGX_UNESCAPE_REDIRECT up to its '?'.
+    * otherwise the first literal '?' splits it into the new URI and the new arguments.
+    * a capture ($1..$9) copied into the arguments, or into a redirect, is escaped as
+      NGX_ESCAPE_ARGS when the request line's path held '%' or '+' (nginx's quoted_uri /
+      plus_in_uri), so that `rewrite ^(.*) $1?c=$1` keeps a "%25" a "%25".
+    """
+
+    __slots__ = ("redirect", "code", "add_args", "has_q", "uri_parts", "args_parts",
+                 "captures")
+
+    def __init__(self, op: RewriteOp) -> None:
+        tpl = op.replacement
+        source = tpl.source
+        self.add_args = not source.endswith("?")
+        self.redirect = source.startswith(("http://", "https://", "$scheme")) or \
+            op.flag in ("redirect", "permanent")
+        self.code = 301 if op.flag == "permanent" else 302
+        # (text, None) for literal text, ("", getter) for a variable, ("", getter) marked
+        # as a capture by `captures`
+        parts: list[tuple[str, Any, bool]] = []
+        names = iter(tpl.names)
+        for p in tpl.parts:
+            if isinstance(p, str):
+                parts.append((p, None, False))
+            else:
+                name = next(names, "")
+                parts.append(("", p, len(name) == 1 and "1" <= name <= "9"))
+        if not self.add_args:                   # the last '?' is literal text: drop it
+            text, _, _ = parts[-1]
+            parts[-1] = (text[:-1], None, False)
+        self.captures = any(c for _, _, c in parts)
+        self.has_q = any("?" in text for text, g, _ in parts if g is None)
+        self.args_parts: list[tuple[str, Any, bool]] | None = None
+        if not self.redirect:
+            for i, (text, g, _) in enumerate(parts):
+                if g is None and "?" in text:
+                    before, _, after = text.partition("?")
+                    self.args_parts = [(after, None, False)] + parts[i + 1:]
+                    parts = parts[:i] + [(before, None, False)]
+                    break
+        self.uri_parts = parts
+
+    @staticmethod
+    def render(r: RequestState, parts: list[tuple[str, Any, bool]], escape: bool) -> str:
+        if escape:
+            h = r.head.path
+            escape = "%" in h or "+" in h
+        return "".join([text if g is None else
+                         (escape_args(g(r)) if escape and cap else g(r))
+                         for text, g, cap in parts])
+
+    def location(self, r: RequestState) -> str:
+        """The Location of a redirecting rewrite."""
+        new = unescape_redirect(self.render(r, self.uri_parts, self.captures))
+        if self.add_args and r.args:
+            new += ("&" if self.has_q else "?") + r.args
+        return new
+
+    def apply(self, r: RequestState) -> bool:
+        """Set $uri and $args as an internal rewrite does; False for an empty URI (nginx
+        then answers 500)."""
+        uri = self.render(r, self.uri_parts, False)
+        if not uri:
+            return False
+        if self.args_parts is not None:
+            args = self.render(r, self.args_parts, self.captures)
+            if self.add_args and r.args:
+                args += "&" + r.args
+            r.args = args or None
+        elif not self.add_args:
+            r.args = None
+        r.uri = uri
+        return True
+
+
 class Pipeline:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._rewrite_plans: dict[int, tuple[RewriteOp, RewritePlan]] = {}
 
     # -- entry -------------------------------------------------------------------------
 
@@ -348,23 +454,12 @@ class Pipeline:
                 if m is None:
                     continue
                 r.captures = m
-                new = op.replacement.render(r)
-                if new.startswith(("http://", "https://", "$scheme")) or op.flag in (
-                        "redirect", "permanent"):
-                    code = 301 if op.flag == "permanent" else 302
-                    if not new.startswith(("http://", "https://")) and "?" not in new and r.args:
-                        new += "?" + r.args
-                    elif new.startswith(("http://", "https://")) and r.args and "?" not in new:
-                        new += "?" + r.args
-                    raise Finish(code, location=new)
-                uri, q, args = new.partition("?")
-                if q:
-                    r.args = args if not args.endswith("?") else args[:-1] or None
-                    if op.replacement.source.endswith("?"):
-                        r.args = args[:-1] or None
-                    elif r.head.query:
-                        r.args = (args + "&" + r.head.query) if args else r.head.query
-                r.uri = uri
+                plan = self.rewrite_plan(op)
+                if plan.redirect:
+                    raise Finish(plan.code, location=plan.location(r))
+                if not plan.apply(r):
+                    self.rt.log.error("the rewritten URI has a zero length", r.conn, r)
+                    raise Finish(500)
                 r.extra["uri_rewritten"] = True
                 if op.flag == "last":
                     if server_level:
@@ -388,6 +483,18 @@ class Pipeline:
                     if any(type(x) is BreakOp for x in op.ops):
                         return active
         return active
+
+    def rewrite_plan(self, op: RewriteOp) -> RewritePlan:
+        """The replacement of a `rewrite`, split as nginx's script compiler splits it; made
+        once per directive (the model is frozen, so it is kept here by the op's identity)."""
+        hit = self._rewrite_plans.get(id(op))
+        if hit is not None and hit[0] is op:
+            return hit[1]
+        plan = RewritePlan(op)
+        if len(self._rewrite_plans) > 4096:     # ops of configurations reloaded away
+            self._rewrite_plans.clear()
+        self._rewrite_plans[id(op)] = (op, plan)
+        return plan
 
     def test(self, r: RequestState, c: Condition) -> bool:
         left = c.left.render(r)
@@ -425,6 +532,11 @@ class Pipeline:
             raise Finish(444)
         if code in REDIRECTS:
             raise Finish(code, location=text or "")
+        if text is None and code < 400:
+            # ngx_http_script_return_code: below 400 (or with text) the response is sent
+            # at once, empty, and so takes an error_page's status; 400 and above without
+            # text is a special response (the built-in page, or error_page again)
+            text = ""
         raise Finish(code, text=text)
 
     # -- content: files --------------------------------------------------------------------
@@ -523,11 +635,15 @@ class Pipeline:
                 raise Finish(status)
             headers = [h for h in plan.headers if h[0] != "Content-Length"]
             status = self.response_status(r, status)
+            kept = r.extra.get("error_location")
+            if kept is not None:
+                headers.append(("Location", self.absolute_location(r, kept)))
             headers = self.filter_headers(r, status, headers, mtime=st.st_mtime)
             r.status = status
             r.sent_headers = headers
             ex.start_response(status, self.server_headers(r) + headers,
-                              content_length=None if status == 304 else plan.content_length)
+                              content_length=None if status == 304 else plan.content_length,
+                              reason=REASONS.get(status, ""))
             if status != 304 and not ex.head_only:
                 for part in plan.body:
                     if isinstance(part, bytes):
@@ -582,14 +698,25 @@ class Pipeline:
         return headers
 
     def absolute_location(self, r: RequestState, location: str) -> str:
+        """nginx's header filter on a relative Location: scheme, host and port are added.
+        The host is server_name with `server_name_in_redirect on`, else the request's
+        (validated) Host, else the address the connection came in on; never the
+        server_name fallback of $host."""
         if not location.startswith("/"):
             return location
         s = r.loc.settings if r.loc is not None else r.server.settings
         if not s.absolute_redirect:
             return location
-        host = r.server.primary_name if s.server_name_in_redirect else r.host
-        if not host:
+        if s.server_name_in_redirect:
+            host = r.server.primary_name
+        elif r.head.host:
+            host = r.host
+        else:
             host = r.conn.server_addr
+            if ":" in host:
+                # nginx prints a local IPv6 address here without brackets (ngx_sock_ntop
+                # with no port), which no client can parse; the brackets are added
+                host = f"[{host}]"
         port = ""
         default = 443 if r.conn.scheme == "https" else 80
         if s.port_in_redirect and r.conn.server_port != default:
@@ -607,7 +734,7 @@ class Pipeline:
             ex.abort()
             return
         if f.text is not None and status not in REDIRECTS:
-            # `return code text`: the text is the body
+            # `return code text` (and `return code` below 400): ngx_http_send_response
             await self.respond_text(r, ex, status, f.text)
             return
         await self.special(r, ex, status, f.location)
@@ -616,10 +743,16 @@ class Pipeline:
         s = r.loc.settings if r.loc is not None else r.server.settings
         body = text.encode("latin-1", "replace")
         status = self.response_status(r, status)
-        headers = self.filter_headers(r, status, [("Content-Type", s.default_type or "text/plain")])
+        # a 204 is sent without a type (and a length), as nginx's header filter does
+        headers = [] if status == 204 else [("Content-Type", s.default_type or "text/plain")]
+        kept = r.extra.get("error_location")
+        if kept is not None:
+            headers.append(("Location", self.absolute_location(r, kept)))
+        headers = self.filter_headers(r, status, headers)
         r.status = status
         r.sent_headers = headers
-        ex.start_response(status, self.server_headers(r) + headers, content_length=len(body))
+        ex.start_response(status, self.server_headers(r) + headers, content_length=len(body),
+                          reason=REASONS.get(status, ""))
         ex.write(body)
         ex.end()
 
@@ -630,13 +763,18 @@ class Pipeline:
         s = loc.settings if loc is not None else r.server.settings
         if status >= 300 and s.error_page and status in s.error_page and not r.extra.get("in_error_page"):
             ep = s.error_page[status]
+            if location is not None:
+                # a Location set before the redirect (`return 302 text`) stays in the
+                # response headers the error page is sent with
+                r.extra["error_location"] = location
             await self.error_page(r, ex, status, ep)
             return
         headers: list[tuple[str, str]] = []
-        body = b""
-        if status >= 300 and status not in (304,):
-            body = error_page_body(status, bool(s.server_tokens))
+        body = error_page_body(status, bool(s.server_tokens))
+        if body:
             headers.append(("Content-Type", "text/html"))
+        if location is None:
+            location = r.extra.get("error_location")
         if location is not None:
             headers.append(("Location", self.absolute_location(r, location)))
         extra = r.extra.pop("extra_headers", None)
@@ -648,7 +786,7 @@ class Pipeline:
         r.sent_headers = headers
         close = status in CLOSE_AFTER
         ex.start_response(wire, self.server_headers(r) + headers, content_length=len(body),
-                          reason=REASONS.get(wire), close=close)
+                          reason=REASONS.get(wire, ""), close=close)
         ex.write(body)
         ex.end()
 
@@ -661,6 +799,8 @@ class Pipeline:
             await self.special(r, ex, rc, target)
             return
         # internal redirect; the final status is the override, or the original status
+        # (nginx's r->err_status, which ngx_http_send_header puts on whatever the redirected
+        # request sends, unless that ends in a special response of its own)
         r.extra["error_status"] = status if code is None else code
         r.head.method = "GET" if r.head.method != "HEAD" else "HEAD"
         r.internal = True

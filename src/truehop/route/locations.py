@@ -423,6 +423,15 @@ def _check_nested(parent: Any, child: Any) -> None:
         raise LocationError(f'location "{cname}" is outside location "{parent.pattern}"', child)
 
 
+def _key(name: str) -> str:
+    """A name or URI as ngx_filename_cmp orders it: '/' is the lowest character (below '-'
+    and '.', above the end of the string), so "/a/" sorts before "/a-a" and the tree nginx
+    builds, and walks, has that shape. Mapping '/' to NUL gives that order to plain string
+    comparison (a location name holds no NUL, and a URI cannot: %00 is refused). The tree
+    keeps its names in this form; lookups compare the URI in the same form."""
+    return name.replace("/", "\x00")
+
+
 def _build_level(locations: Sequence[L]) -> _Level[L]:
     entries: list[_Entry[L]] = []
     regexes: list[tuple[re.Pattern[str], L, _Level[L] | None]] = []
@@ -443,11 +452,12 @@ def _build_level(locations: Sequence[L]) -> _Level[L]:
                     raise LocationError(str(err), loc) from None
             regexes.append((rx, loc, sub))
         elif mod == "=":
-            entries.append(_Entry(uri_bytes(loc.pattern), loc, None, sub))
+            entries.append(_Entry(_key(uri_bytes(loc.pattern)), loc, None, sub))
         else:
-            entries.append(_Entry(uri_bytes(loc.pattern), None, loc, sub))
-    # ngx_http_cmp_locations: by name, an exact location before the inclusive one of the same
-    # name (the sort is stable, so duplicates stay in file order)
+            entries.append(_Entry(_key(uri_bytes(loc.pattern)), None, loc, sub))
+    # ngx_http_cmp_locations: by name (ngx_filename_cmp: '/' lowest, see _key), an exact
+    # location before the inclusive one of the same name (the sort is stable, so duplicates
+    # stay in file order)
     entries.sort(key=lambda e: (e.name, e.exact is None))
     joined: list[_Entry[L]] = []
     for e in entries:                               # ngx_http_join_exact_locations
@@ -502,7 +512,7 @@ def _tree(entries: list[_Entry[L]], prefix: int) -> _Node[L] | None:
 
 def _find_static(node: _Node[L] | None, uri: str
                  ) -> tuple[int, L | None, _Level[L] | None]:
-    """ngx_http_core_find_static_location, step for step."""
+    """ngx_http_core_find_static_location, step for step; `uri` in `_key` form."""
     rv = _DECLINED
     loc: L | None = None
     sub: _Level[L] | None = None
@@ -541,10 +551,11 @@ def _find_static(node: _Node[L] | None, uri: str
     return rv, loc, sub
 
 
-def _find(level: _Level[L], uri: str
+def _find(level: _Level[L], uri: str, key: str
           ) -> tuple[int, L | None, re.Match[str] | None]:
-    """ngx_http_core_find_location: (rc, location chosen or None if unchanged, captures)."""
-    rc, loc, sub = _find_static(level.root, uri)
+    """ngx_http_core_find_location: (rc, location chosen or None if unchanged, captures).
+    `key` is `_key(uri)`, for the static tree; the regexes see `uri`."""
+    rc, loc, sub = _find_static(level.root, key)
     caps: re.Match[str] | None = None
     if rc == _OK or rc == _DONE:
         return rc, loc, None
@@ -553,7 +564,7 @@ def _find(level: _Level[L], uri: str
         assert loc is not None
         noregex = loc.modifier == "^~"
         if sub is not None:
-            rc, inner, caps = _find(sub, uri)
+            rc, inner, caps = _find(sub, uri, key)
             if inner is not None:
                 loc = inner
             if rc == _OK or rc == _DONE:
@@ -569,7 +580,7 @@ def _find(level: _Level[L], uri: str
             if rx.groups:
                 caps = m
             if rsub is not None:
-                _, inner, inner_caps = _find(rsub, uri)
+                _, inner, inner_caps = _find(rsub, uri, key)
                 if inner is not None:
                     loc = inner
                 if inner_caps is not None:
@@ -610,19 +621,19 @@ class LocationTree(Generic[L]):
 
     def lookup(self, uri: str) -> LocationMatch[L]:
         """Find the location for a normalised URI ($uri), nginx's way."""
-        rc, loc, caps = _find(self._level, uri)
+        rc, loc, caps = _find(self._level, uri, _key(uri))
         return LocationMatch(loc, caps, rc == _DONE)
 
     def match(self, uri: str) -> tuple[L | None, re.Match[str] | None]:
         """(location, captures) — `lookup` without the redirect flag. For a URI that nginx
         answers with the auto-redirect 301, the location is the one that asks for it."""
-        rc, loc, caps = _find(self._level, uri)
+        rc, loc, caps = _find(self._level, uri, _key(uri))
         return loc, caps
 
     def needs_slash_redirect(self, uri: str) -> bool:
         """True when nginx answers this URI with a 301 to uri + '/' (a proxied location named
         uri + '/', no location named exactly uri; regexes are not consulted)."""
-        return _find(self._level, uri)[0] == _DONE
+        return _find(self._level, uri, _key(uri))[0] == _DONE
 
     def named(self, name: str) -> L | None:
         """A named location, by "@name" (or "name")."""

@@ -133,3 +133,72 @@ def escape_uri(path: str) -> str:
     if _ESCAPE.search(path) is None:
         return path
     return path.translate(_ESCAPE_TABLE)
+
+
+# nginx's NGX_ESCAPE_ARGS table: the URI table's characters plus '&', '+' and ';' (they
+# would change the meaning of the argument string they land in): controls, space, '"', '#',
+# '%', '&', '+', ';', '<', '>', '?', '\\', '^', '`', '{', '|', '}', DEL and every byte >= 0x80
+_ARGS_ESCAPED = "".join(chr(c) for c in range(256) if c < 0x21 or c >= 0x7f) + \
+    "\"#%&+;<>?\\^`{|}"
+_ARGS_ESCAPE = re.compile("[" + re.escape(_ARGS_ESCAPED) + "]")
+_ARGS_TABLE = {ord(c): f"%{ord(c):02X}" for c in _ARGS_ESCAPED}
+
+
+def escape_args(text: str) -> str:
+    """ngx_escape_uri(NGX_ESCAPE_ARGS): what nginx does to a regex capture it copies into
+    an argument string (or into a redirect) when the request's URI was escaped."""
+    if _ARGS_ESCAPE.search(text) is None:
+        return text
+    return text.translate(_ARGS_TABLE)
+
+
+_HEXVAL = {c: int(c, 16) for c in "0123456789abcdefABCDEF"}
+
+
+def unescape_redirect(text: str) -> str:
+    """ngx_unescape_uri(NGX_UNESCAPE_REDIRECT), as `rewrite ... redirect` applies it to the
+    rendered replacement: up to the first '?' (a raw one, or a decoded `%3F`/`%3f`), each
+    %XX becomes its character when that is above '%' and below DEL, else stays as written;
+    the rest is copied as it is. An invalid escape loses its '%' (`%zz` -> `zz`), and a
+    valid first digit with an invalid second loses all three characters, as in nginx."""
+    q = text.find("?")
+    head = text if q < 0 else text[:q]
+    if "%" not in head:
+        return text
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        i += 1
+        if ch == "?":
+            out.append(ch)
+            break
+        if ch != "%":
+            out.append(ch)
+            continue
+        if i >= n:
+            break                                   # a trailing '%' is dropped
+        d1 = _HEXVAL.get(text[i])
+        if d1 is None:
+            out.append(text[i])                     # "the invalid quoted character"
+            i += 1
+            continue
+        if i + 1 >= n:
+            i += 1
+            break
+        c2 = text[i + 1]
+        d2 = _HEXVAL.get(c2)
+        i += 2
+        if d2 is None:
+            continue                                # both digits and the '%' are lost
+        v = d1 * 16 + d2
+        if v == 0x3F:                               # a decoded '?' starts the args too
+            out.append("?")
+            break
+        if 0x25 < v < 0x7F:
+            out.append(chr(v))
+        else:
+            out.append(text[i - 3:i])
+    out.append(text[i:])
+    return "".join(out)
