@@ -30,10 +30,17 @@ from truehop.net.flow import Flow
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
+    from truehop.conf.model import Settings
     from truehop.process.runtime import Listener, Runtime
 
 BODY_HIGH_WATER = 256 * 1024
 PIPELINE_HIGH_WATER = 32       # queued pipelined requests before reading pauses
+# nginx's lingering_timeout and lingering_time defaults: a request body nobody read is read
+# and thrown away after the response (ngx_http_discarded_request_body_handler), each read
+# waited for at most LINGERING_TIMEOUT, the whole at most LINGERING_TIME; then the
+# connection is closed
+LINGERING_TIMEOUT = 5.0
+LINGERING_TIME = 30.0
 _conn_counter = 0
 
 
@@ -190,7 +197,7 @@ class Exchange:
 
     __slots__ = ("conn", "head", "body", "started", "finished", "status", "bytes_sent",
                  "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
-                 "remaining", "on_done", "pending")
+                 "remaining", "on_done", "pending", "settings")
 
     def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
         self.conn = conn
@@ -213,6 +220,9 @@ class Exchange:
         self.remaining: int | None = None
         self.on_done: Callable[[], None] | None = None
         self.pending: list[bytes] | None = None   # corked bytes not yet written
+        # the settings of the request's location (the pipeline sets them once it knows it):
+        # keepalive_timeout, keepalive_requests, keepalive_time apply per location in nginx
+        self.settings: Settings | None = None
 
     # -- writing the response --------------------------------------------------------------
 
@@ -229,10 +239,26 @@ class Exchange:
         self.status = status
         c = self.conn
         h = headers
-        if close or c.closing or not self.body.complete:
+        if close or c.closing:
             self.keep_alive = False
-        if c.requests >= c.keepalive_requests or c.keepalive_timeout <= 0:
+        body = self.body
+        if not body.complete and body.error is not None:
+            # a body that broke off (bad chunk, timeout): where the next request would start
+            # is unknown. A body still arriving, or not read, is discarded after the response
+            # and the connection kept (ClientConnection.exchange_done), as nginx does
             self.keep_alive = False
+        s = self.settings or c.listener.default_server.settings
+        if self.keep_alive:
+            # ngx_http_update_location_config, with the location's settings
+            kat = s.keepalive_timeout
+            if not kat or kat <= 0 or c.requests >= (s.keepalive_requests or 1000) or \
+                    c.loop.time() - c.started_at > (s.keepalive_time or 3600.0):
+                self.keep_alive = False
+            elif body._continue and not body.complete:
+                # ngx_http_discard_request_body tests Expect first: the client is told to
+                # send the body it is waiting to send, which is then read and dropped
+                body._continue = False
+                c.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         no_body = status < 200 or status in (204, 304)
         if no_body:
             pass
@@ -251,6 +277,8 @@ class Exchange:
                 h.append(("Connection", "keep-alive"))
         elif self.keep_alive:
             h.append(("Connection", "keep-alive"))
+        if self.keep_alive and s.keepalive_header:     # keepalive_timeout's second value
+            h.append(("Keep-Alive", f"timeout={int(s.keepalive_header)}"))
         if no_body or self.head_only:
             self.chunked = False
             self.head_only = True
@@ -360,6 +388,11 @@ class ClientConnection(asyncio.Protocol):
         self.loop = asyncio.get_event_loop()
         self.head_deadline = 0.0
         self.last_activity = time.monotonic()
+        self.started_at = self.loop.time()      # for keepalive_time
+        # the body of a finished request, still arriving, read and dropped (nginx's
+        # discard_body): until its end nothing else is parsed as a request
+        self.discarding: BodyStream | None = None
+        self.discard_until = 0.0
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -400,7 +433,7 @@ class ClientConnection(asyncio.Protocol):
         if parser is None or self.closed:
             return
         if not self.queue and self.current is None and self._deadline.active and \
-                self._timer_kind != "header":
+                self._timer_kind == "keepalive":
             # first bytes of a new request after keep-alive idle: the head deadline starts now
             self._set_timer(self.listener.default_server.client_header_timeout,
                             self._header_timeout)
@@ -422,7 +455,10 @@ class ClientConnection(asyncio.Protocol):
         for ev in events:
             if type(ev) is Data:
                 target = self.queue[-1] if self.queue else self.current
-                if target is not None:
+                if target is None:
+                    if self.discarding is not None:
+                        self._discard_wait()
+                elif target is not None:
                     target.body.feed(ev.data)
                     if target.body.buffered > BODY_HIGH_WATER and not self._read_paused:
                         self._read_paused = True
@@ -443,6 +479,8 @@ class ClientConnection(asyncio.Protocol):
                 target = self.queue[-1] if self.queue else self.current
                 if target is not None:
                     target.body.finish()
+                elif self.discarding is not None:
+                    self._discarded()
         if self.current is None and self.queue:
             self._start_next()
 
@@ -483,6 +521,20 @@ class ClientConnection(asyncio.Protocol):
         if self.closing:
             self.close()
             return
+        s = ex.settings
+        if s is not None:
+            self.keepalive_timeout = s.keepalive_timeout or 0.0
+        body = ex.body
+        if not body._done:
+            # nobody read the whole body: it is read and dropped before anything after it
+            # is taken for a request (the parser keeps the framing); meanwhile no new request
+            # can have been queued
+            body.discard()
+            self.discarding = body
+            self.discard_until = self.loop.time() + LINGERING_TIME
+            self.body_consumed()
+            self._set_timer(LINGERING_TIMEOUT, self._discard_timeout, kind="discard")
+            return
         if self.queue:
             self._start_next(pipelined=True)
         elif self.deferred_error is not None:
@@ -497,6 +549,32 @@ class ClientConnection(asyncio.Protocol):
             self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
             if events:
                 self._dispatch(events)
+        else:
+            self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
+
+    def _discard_wait(self) -> None:
+        """More of a discarded body arrived: wait up to LINGERING_TIMEOUT for the next
+        bytes, never past LINGERING_TIME from the response's end."""
+        left = self.discard_until - self.loop.time()
+        if left <= 0:
+            self.close()
+            return
+        self._set_timer(min(LINGERING_TIMEOUT, left), self._discard_timeout, kind="discard")
+
+    def _discard_timeout(self) -> None:
+        if self.discarding is not None:
+            self.close()
+
+    def _discarded(self) -> None:
+        """The discarded body has ended: the connection is idle (or a request follows)."""
+        self.discarding = None
+        if self.queue or self.closed:
+            return                  # _dispatch starts it
+        if self.deferred_error is not None:
+            self._send_deferred_error()
+        elif self.parser_has_partial():
+            self._set_timer(self.listener.default_server.client_header_timeout,
+                            self._header_timeout)
         else:
             self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
 
@@ -648,6 +726,10 @@ class ClientConnection(asyncio.Protocol):
         """Bad bytes from the client: answer with nginx's status and close."""
         self.runtime.log.info(f"client sent invalid request: {e.reason}", self.info)
         self.parser = None
+        if self.discarding is not None and self.current is None:
+            # the body being discarded is broken: nginx closes without a word
+            self.close()
+            return
         if self.current is not None:
             # a later pipelined request was bad: finish the current one, then close
             self.closing = True

@@ -363,6 +363,8 @@ class Pipeline:
         while True:
             try:
                 loc = self.find_location(r, named)
+                if named is None and not r.internal:
+                    self.check_body_size(r, loc)
                 named = None
                 r.loc = loc
                 active = self.run_ops(r, loc.ops)
@@ -417,18 +419,26 @@ class Pipeline:
             raise Finish(301, location=escape_uri(r.uri + "/") + ("?" + r.args if r.args else ""))
         return loc
 
+    def check_body_size(self, r: RequestState, loc: LocationConf) -> None:
+        """ngx_http_core_find_config_handler: a declared body larger than the location's
+        client_max_body_size is a 413 (which closes) before the location's rewrite
+        instructions run; not checked again after an internal redirect."""
+        n = r.head.content_length
+        if n is not None:
+            limit = loc.settings.client_max_body_size
+            if limit and n > limit:
+                self.rt.log.error(f"client intended to send too large body: {n} bytes",
+                                  r.conn, r)
+                raise Finish(413)
+
     async def content(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         r.loc = loc
         s = loc.settings
+        if type(ex) is Exchange:
+            # HTTP/1 keep-alive follows the location's settings (an HTTP/2 stream has none)
+            ex.settings = s
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
-        body = ex.body
-        if body.length is not None and s.client_max_body_size and \
-                body.length > s.client_max_body_size:
-            self.rt.log.error(f"client intended to send too large body: {body.length} bytes",
-                              r.conn, r)
-            ex.keep_alive = False
-            raise Finish(413)
         if loc.proxy is not None:
             await self.rt.proxy.run(r, ex, loc)
             return
@@ -728,6 +738,8 @@ class Pipeline:
             if not ex.finished:
                 ex.abort()
             return
+        if type(ex) is Exchange:
+            ex.settings = r.loc.settings if r.loc is not None else r.server.settings
         status = f.status
         if status == 444:
             r.status = 444
