@@ -203,25 +203,17 @@ def escape_default(s: str) -> str:
     return "".join(out)
 
 
+# ngx_escape_json: '"' and '\\' get a backslash, control characters their short form or
+# \u00XX (upper-case hex); every other byte, 0x7f and up included, is copied as it is
+_JSON_ESCAPES = {i: f"\\u00{i:02X}" for i in range(0x20)}
+_JSON_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                      ord("\b"): "\\b", ord("\f"): "\\f", ord('"'): '\\"',
+                      ord("\\"): "\\\\"})
+
+
 def escape_json(s: str) -> str:
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif o < 0x20:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """nginx's `escape=json` access-log escaping (ngx_escape_json)."""
+    return s.translate(_JSON_ESCAPES)
 
 
 class AccessSink:

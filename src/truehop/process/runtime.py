@@ -473,21 +473,38 @@ class Runtime:
             else:
                 lf = formats[al.format]
                 if lf.escape == "none":
+                    # a not-found variable writes nothing here, and getters read it as ""
                     line = lf.template.render(r)
-                else:
-                    esc = escape_json if lf.escape == "json" else escape_default
-                    line = "".join(p if isinstance(p, str) else esc(p(r))
+                elif lf.escape == "json":
+                    line = "".join(p if isinstance(p, str) else escape_json(p(r))
                                    for p in lf.template.parts)
+                else:
+                    # ngx_http_log_variable: "-" for a not-found variable (None from the
+                    # getter's twin in log_parts), an empty found one writes nothing
+                    out = []
+                    for p in lf.template.log_parts:
+                        if isinstance(p, str):
+                            out.append(p)
+                        else:
+                            val = p(r)
+                            out.append("-" if val is None else escape_default(val))
+                    line = "".join(out)
             sink.write(line + "\n")
 
     def _combined(self, r: RequestState) -> str:
-        from truehop.route.variables import BUILTIN
-        h = r.head
-        referer = h.get("referer") or "-"
-        ua = h.get("user-agent") or "-"
-        return (f'{r.remote_addr} - - [{BUILTIN["time_local"](r)}] '
-                f'"{escape_default(BUILTIN["request"](r))}" {r.status or 0} '
-                f'{r.body_bytes_sent} "{escape_default(referer)}" "{escape_default(ua)}"')
+        """nginx's built-in format: '$remote_addr - $remote_user [$time_local] "$request"
+        $status $body_bytes_sent "$http_referer" "$http_user_agent"', "-" for a variable
+        that is not found (no credentials, no Referer...), repeated fields joined."""
+        from truehop.route.variables import COMBINED as c
+        user = c.remote_user(r)
+        request = c.request(r)
+        referer = c.referer(r)
+        ua = c.user_agent(r)
+        return (f'{r.remote_addr} - {"-" if user is None else escape_default(user)} '
+                f'[{c.time_local(r)}] "{"-" if request is None else escape_default(request)}" '
+                f'{c.status(r)} {r.body_bytes_sent} '
+                f'"{"-" if referer is None else escape_default(referer)}" '
+                f'"{"-" if ua is None else escape_default(ua)}"')
 
     def flush_logs(self) -> None:
         for s in self.sinks.values():

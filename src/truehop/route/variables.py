@@ -1,13 +1,22 @@
 """nginx variables: compiled once into templates, evaluated per request.
 
 A `Template` is the compiled form of a config string such as `"t=${msec}"`: literal parts and
-getter functions. Getters take a `RequestState` and return a str (nginx's "not found" is "").
-Names are resolved at config time by a `VariableScope`, so an unknown variable is a config
-error (as in nginx: `unknown "foo" variable`), and the per-request path is a list walk.
+getter functions. Getters take a `RequestState` and return a str. Names are resolved at config
+time by a `VariableScope`, so an unknown variable is a config error (as in nginx: `unknown "foo"
+variable`), and the per-request path is a list walk.
+
+nginx's variables can be "not found" (an absent header, `$remote_user` without credentials,
+`$upstream_addr` before any upstream). Everywhere but the access log that reads as "", and
+that is what getters return. The access log's default escaping writes "-" for it, so a getter
+whose value can be not found carries a twin, its `nf` attribute (see `_nf`), returning None
+then; `Template.log_parts` holds those twins. The hot path (proxy_set_header, return, maps)
+never calls them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import socket
@@ -17,6 +26,8 @@ from collections.abc import Callable
 from truehop.route.state import RequestState
 
 Getter = Callable[[RequestState], str]
+# a getter that returns None for nginx's "not found" (the access log's view of a variable)
+LogGetter = Callable[[RequestState], str | None]
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9]))")
 
@@ -31,7 +42,7 @@ class Template:
     """A compiled string with variables. `static` is set when it has none (the common case,
     evaluated without a call)."""
 
-    __slots__ = ("source", "parts", "static", "names")
+    __slots__ = ("source", "parts", "static", "names", "log_parts")
 
     def __init__(self, source: str, parts: list[str | Getter], names: list[str]) -> None:
         self.source = source
@@ -40,6 +51,10 @@ class Template:
         self.static: str | None = None
         if all(isinstance(p, str) for p in parts):
             self.static = "".join(p for p in parts if isinstance(p, str))
+        # the parts as the access log reads them: a getter's not-found-aware twin where it has
+        # one (None: nginx's "not found", logged "-" with the default escaping)
+        self.log_parts: list[str | LogGetter] = [
+            p if isinstance(p, str) else getattr(p, "nf", p) for p in parts]
 
     def render(self, r: RequestState) -> str:
         if self.static is not None:
@@ -53,7 +68,48 @@ class Template:
         return f"Template({self.source!r})"
 
 
+def _nf(get: Getter, nf: LogGetter) -> Getter:
+    """Attach to `get` its not-found-aware twin `nf` (read by `Template.log_parts` and the
+    access log only), and return `get`."""
+    setattr(get, "nf", nf)  # noqa: B010 (a function attribute mypy cannot declare)
+    return get
+
+
+def log_getter(get: Getter) -> LogGetter:
+    """The access log's view of a getter: its twin when it has one, else itself."""
+    nf: LogGetter = getattr(get, "nf", get)
+    return nf
+
+
+def _find_header(headers: list[tuple[str, str]], n: int, dash: str, under: str | None,
+                 sep: str) -> str | None:
+    """The value of the fields named `dash` (lower-case, '-' between words; `n` its length),
+    repeated ones joined with `sep` as nginx >= 1.23 does; None when there is none. `under`,
+    when given, is the variable's own suffix: a field whose name, lower-cased with '-' read
+    as '_', equals it matches too (nginx's ngx_http_variable_unknown_header, which is what
+    lets `$http_x_foo` see an `x_foo` field kept by `underscores_in_headers on`)."""
+    first: str | None = None
+    more: list[str] | None = None
+    for k, v in headers:
+        if len(k) != n:
+            continue
+        kl = k.lower()
+        if kl != dash and (under is None or "_" not in kl or kl.replace("-", "_") != under):
+            continue
+        if first is None:
+            first = v
+        elif more is None:
+            more = [first, v]
+        else:
+            more.append(v)
+    if more is not None:
+        return sep.join(more)
+    return first
+
+
 def _header(head_headers: list[tuple[str, str]], lname: str, joiner: str | None) -> str:
+    """The fields named `lname` (lower-case) joined with `joiner`, or the first one when
+    `joiner` is None; "" when there is none."""
     if joiner is None:
         for k, v in head_headers:
             if len(k) == len(lname) and k.lower() == lname:
@@ -85,59 +141,119 @@ def _http2(r: RequestState) -> str:
     return "h2" if r.conn.scheme == "https" else "h2c"
 
 
-def header_var(name: str) -> Getter:
-    lname = name.replace("_", "-").lower()
-    # nginx joins repeated Cookie with "; " and X-Forwarded-For with ", "; others: first one.
-    joiner = "; " if lname == "cookie" else ", " if lname == "x-forwarded-for" else None
+# $http_NAME that nginx reads from its own field of headers_in (ngx_http_core_variables):
+# only the field spelled with '-' counts, not one spelled with '_'
+_DEDICATED_IN = frozenset(("host", "user_agent", "referer", "via", "x_forwarded_for", "cookie",
+                           "content_type"))
 
-    def get(r: RequestState) -> str:
-        return _header(r.head.headers, lname, joiner)
-    return get
+
+def _fields_var(which: str, name: str, sep: str = ", ", dedicated: bool = False) -> Getter:
+    """A getter of the fields named by a variable suffix `name`: the request's (`which` is
+    "in"), the response's ("sent") or the upstream's ("upstream"); its `nf` twin says None
+    when there is none. One closure per list keeps the hot getter a single call."""
+    key = name.lower()
+    dash = key.replace("_", "-")
+    n = len(dash)
+    under = None if dedicated or "_" not in key else key
+
+    if which == "sent":
+        def nf(r: RequestState) -> str | None:
+            return _find_header(r.sent_headers, n, dash, under, sep)
+
+        def get(r: RequestState) -> str:
+            v = _find_header(r.sent_headers, n, dash, under, sep)
+            return "" if v is None else v
+    elif which == "upstream":
+        def nf(r: RequestState) -> str | None:
+            return _find_header(r.upstream_headers, n, dash, under, sep)
+
+        def get(r: RequestState) -> str:
+            v = _find_header(r.upstream_headers, n, dash, under, sep)
+            return "" if v is None else v
+    else:
+        def nf(r: RequestState) -> str | None:
+            return _find_header(r.head.headers, n, dash, under, sep)
+
+        def get(r: RequestState) -> str:
+            v = _find_header(r.head.headers, n, dash, under, sep)
+            return "" if v is None else v
+    return _nf(get, nf)
+
+
+def header_var(name: str) -> Getter:
+    """$http_NAME: the request's fields, repeated ones joined with ", " ("; " for Cookie)."""
+    key = name.lower()
+    return _fields_var("in", key, "; " if key == "cookie" else ", ",
+                       dedicated=key in _DEDICATED_IN)
 
 
 def sent_header_var(name: str) -> Getter:
-    lname = name.replace("_", "-").lower()
-
-    def get(r: RequestState) -> str:
-        return _header(r.sent_headers, lname, None)
-    return get
+    """$sent_http_NAME: the response's fields, repeated ones joined with ", "."""
+    return _fields_var("sent", name)
 
 
 def upstream_header_var(name: str) -> Getter:
-    lname = name.replace("_", "-").lower()
+    """$upstream_http_NAME: the upstream response's fields, repeated ones joined with ", "."""
+    return _fields_var("upstream", name)
 
-    def get(r: RequestState) -> str:
-        return _header(r.upstream_headers, lname, None)
-    return get
+
+def _find_arg(args: str | None, key: str) -> str | None:
+    """ngx_http_arg: the value of the first `key=` (case-insensitive) in the query; a name
+    without '=' is not an argument."""
+    if not args or not key:
+        return None
+    for pair in args.split("&"):
+        k, eq, v = pair.partition("=")
+        if eq and k.lower() == key:
+            return v
+    return None
 
 
 def arg_var(name: str) -> Getter:
     key = name.lower()
 
     def get(r: RequestState) -> str:
-        if not r.args:
-            return ""
-        for pair in r.args.split("&"):
-            k, _, v = pair.partition("=")
-            if k.lower() == key:
-                return v
-        return ""
-    return get
+        v = _find_arg(r.args, key)
+        return "" if v is None else v
+
+    def nf(r: RequestState) -> str | None:
+        return _find_arg(r.args, key)
+    return _nf(get, nf)
+
+
+def _find_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
+    """ngx_http_parse_cookie_lines: in each Cookie field, a pair whose name is `lname`
+    (case-insensitive), spaces allowed before '=', the value up to the next ';'."""
+    for k, v in headers:
+        if len(k) != 6 or k.lower() != "cookie":
+            continue
+        for part in v.split(";"):
+            ck, eq, cv = part.partition("=")
+            if eq and ck.strip(" ").lower() == lname:
+                return cv.lstrip(" ")
+    return None
 
 
 def cookie_var(name: str) -> Getter:
     lname = name.lower()
 
     def get(r: RequestState) -> str:
-        for k, v in r.head.headers:
-            if k.lower() != "cookie":
-                continue
-            for part in v.split(";"):
-                ck, _, cv = part.strip().partition("=")
-                if ck.lower() == lname:
-                    return cv
-        return ""
-    return get
+        v = _find_cookie(r.head.headers, lname)
+        return "" if v is None else v
+
+    def nf(r: RequestState) -> str | None:
+        return _find_cookie(r.head.headers, lname)
+    return _nf(get, nf)
+
+
+def _find_set_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
+    for k, v in headers:
+        if len(k) != 10 or k.lower() != "set-cookie":
+            continue
+        ck, eq, cv = v.partition(";")[0].partition("=")
+        if eq and ck.strip().lower() == lname:
+            return cv.strip()
+    return None
 
 
 def upstream_cookie_var(name: str) -> Getter:
@@ -146,14 +262,12 @@ def upstream_cookie_var(name: str) -> Getter:
     lname = name.lower()
 
     def get(r: RequestState) -> str:
-        for k, v in r.upstream_headers:
-            if len(k) != 10 or k.lower() != "set-cookie":
-                continue
-            ck, eq, cv = v.partition(";")[0].partition("=")
-            if eq and ck.strip().lower() == lname:
-                return cv.strip()
-        return ""
-    return get
+        v = _find_set_cookie(r.upstream_headers, lname)
+        return "" if v is None else v
+
+    def nf(r: RequestState) -> str | None:
+        return _find_set_cookie(r.upstream_headers, lname)
+    return _nf(get, nf)
 
 
 def _capture(n: int) -> Getter:
@@ -222,7 +336,14 @@ def _request_uri(r: RequestState) -> str:
 def _request(r: RequestState) -> str:
     h = r.head
     if not h.method:
-        return "-"  # refused before a request line could be read
+        return ""  # refused before a request line could be read: not found
+    return f"{h.method} {h.target} HTTP/{h.version}"
+
+
+def _request_nf(r: RequestState) -> str | None:
+    h = r.head
+    if not h.method:
+        return None
     return f"{h.method} {h.target} HTTP/{h.version}"
 
 
@@ -257,6 +378,69 @@ def _status(r: RequestState) -> str:
 
 def _content_length(r: RequestState) -> str:
     return _header(r.head.headers, "content-length", None)
+
+
+def _basic_user(r: RequestState) -> str | None:
+    """$remote_user: the user name of `Authorization: Basic` credentials, with or without
+    auth_basic (ngx_http_auth_basic_user); None (not found) when there is none, the
+    encoding is not base64, or the user part is empty or has no ':' after it."""
+    auth = None
+    for k, v in r.head.headers:
+        if len(k) == 13 and k.lower() == "authorization":
+            auth = v
+            break
+    if auth is None or len(auth) < 6 or auth[:6].lower() != "basic ":
+        return None
+    enc = auth[6:].lstrip(" ").partition("=")[0]   # ngx_decode_base64 stops at '='
+    if not enc or len(enc) % 4 == 1:
+        return None
+    try:
+        raw = base64.b64decode(enc + "=" * (-len(enc) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, _ = raw.partition(b":")
+    if not colon or not user:
+        return None
+    return user.decode("latin-1")
+
+
+def _remote_user(r: RequestState) -> str:
+    return _basic_user(r) or ""
+
+
+def _request_body(r: RequestState) -> str:
+    b = r.request_body
+    return b.decode("latin-1") if b else ""
+
+
+def _request_body_nf(r: RequestState) -> str | None:
+    """$request_body: the body when it was read whole into memory; not found otherwise, and
+    for an empty body (nginx then has no buffer: r->request_body->bufs is NULL)."""
+    b = r.request_body
+    return b.decode("latin-1") if b else None
+
+
+def _ssl_session_reused(r: RequestState) -> str:
+    if r.conn.scheme != "https":
+        return ""   # not found without TLS (ngx_http_ssl_variable)
+    return "r" if r.conn.ssl_session_reused else "."
+
+
+def _upstream_nf(get: Getter) -> LogGetter:
+    """The twin of an $upstream_* getter: not found before any upstream was tried."""
+    def nf(r: RequestState) -> str | None:
+        return get(r) if r.upstream_tries else None
+    return nf
+
+
+def _tls_nf(get: Getter) -> LogGetter:
+    """The twin of an $ssl_* getter: not found without TLS, or empty (ngx_http_ssl_variable
+    has no empty value)."""
+    def nf(r: RequestState) -> str | None:
+        if r.conn.scheme != "https":
+            return None
+        return get(r) or None
+    return nf
 
 
 def _server_name(r: RequestState) -> str:
@@ -295,7 +479,7 @@ BUILTIN: dict[str, Getter] = {
     "connection_requests": lambda r: str(r.conn.requests),
     "connection_time": lambda r: f"{max(time.time() - r.conn.start, 0.0):.3f}",
     "content_length": _content_length,
-    "content_type": lambda r: _header(r.head.headers, "content-type", None),
+    "content_type": header_var("content_type"),
     "server_protocol": lambda r: f"HTTP/{r.head.version}",
     "hostname": lambda r: _HOSTNAME,
     "pid": lambda r: str(os.getpid()),
@@ -313,9 +497,9 @@ BUILTIN: dict[str, Getter] = {
     "upstream_response_length": lambda r: _upstream_counts(r, "response_length"),
     "pipe": lambda r: "p" if r.pipelined else ".",
     "http2": _http2,
-    "ssl_session_reused": lambda r: "r" if r.conn.ssl_session_reused else ".",
-    "remote_user": lambda r: "",
-    "request_body": lambda r: "",
+    "ssl_session_reused": _ssl_session_reused,
+    "remote_user": _remote_user,
+    "request_body": _request_body,
     "request_id": lambda r: r.extra.setdefault("request_id", os.urandom(16).hex()),
     "ssl_protocol": lambda r: r.conn.ssl_protocol,
     "ssl_cipher": lambda r: r.conn.ssl_cipher,
@@ -323,6 +507,34 @@ BUILTIN: dict[str, Getter] = {
     "nginx_version": lambda r: "1.30.0",
     "http_host_raw": lambda r: r.head.host,
 }
+
+# the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
+# the access log only, see `_nf`); checked against ngx_http_variables.c, ngx_http_upstream.c
+# and ngx_http_ssl_module.c. The others are always found, if empty.
+_NOT_FOUND: dict[str, LogGetter] = {
+    "request": _request_nf,
+    "request_method": lambda r: r.head.method or None,
+    # a request that could not be parsed: nginx has no unparsed URI then, and its $uri is
+    # empty ("client sent invalid request" leaves r->uri allocated with length 0)
+    "request_uri": lambda r: r.head.target if r.head.method else None,
+    "uri": lambda r: r.uri if r.head.method else "",
+    "document_uri": lambda r: r.uri if r.head.method else "",
+    # r->args is set only when the query is not empty
+    "args": lambda r: r.args or None,
+    "query_string": lambda r: r.args or None,
+    "content_length": lambda r: _find_header(r.head.headers, 14, "content-length", None, ", "),
+    "remote_user": _basic_user,
+    "request_body": _request_body_nf,
+    "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
+}
+for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
+              "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
+              "upstream_bytes_received", "upstream_response_length"):
+    _NOT_FOUND[_name] = _upstream_nf(BUILTIN[_name])
+for _name in ("ssl_protocol", "ssl_cipher", "ssl_server_name"):
+    _NOT_FOUND[_name] = _tls_nf(BUILTIN[_name])
+for _name, _fn in _NOT_FOUND.items():
+    _nf(BUILTIN[_name], _fn)
 
 PREFIXED: list[tuple[str, Callable[[str], Getter]]] = [
     ("http_", header_var),
@@ -332,6 +544,24 @@ PREFIXED: list[tuple[str, Callable[[str], Getter]]] = [
     ("cookie_", cookie_var),
     ("upstream_cookie_", upstream_cookie_var),
 ]
+
+
+class CombinedGetters:
+    """The getters of nginx's built-in `combined` access-log format, resolved once (read by
+    the runtime's access log): the not-found-aware ones for the fields logged "-"."""
+
+    __slots__ = ("remote_user", "request", "referer", "user_agent", "time_local", "status")
+
+    def __init__(self) -> None:
+        self.remote_user: LogGetter = _basic_user
+        self.request: LogGetter = _request_nf
+        self.referer: LogGetter = log_getter(header_var("referer"))
+        self.user_agent: LogGetter = log_getter(header_var("user_agent"))
+        self.time_local: Getter = BUILTIN["time_local"]
+        self.status: Getter = _status
+
+
+COMBINED = CombinedGetters()
 
 
 class VariableScope:
@@ -432,4 +662,5 @@ def literal(text: str) -> Template:
     return Template(text, [text], [])
 
 
-__all__ = ["Template", "VariableScope", "UnknownVariable", "literal", "variable_names"]
+__all__ = ["COMBINED", "Template", "VariableScope", "UnknownVariable", "literal", "log_getter",
+           "variable_names"]
