@@ -227,3 +227,26 @@ def test_stalled_discard_is_closed(ports, monkeypatch):
         waited = time.monotonic() - start
     assert b"ok POST\n" in got
     assert 4 < waited < 8
+
+
+def test_413_lingers_while_the_client_is_still_sending(ports):
+    # the 413 goes out while the body is still coming: the connection is half-closed and the
+    # rest of the body read and dropped (nginx's lingering close), so the client's next
+    # writes do not meet a reset and the answer is read whole, then EOF
+    p, _ = ports
+    chunk = b"z" * 65536
+    with socket.create_connection(("127.0.0.1", p)) as s:
+        s.settimeout(5)
+        s.sendall(req("/small", f"Content-Length: {40 * len(chunk)}\r\n", "POST") + chunk)
+        time.sleep(0.3)
+        for _ in range(20):
+            s.sendall(chunk)
+        got = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got += data
+    rs = parse_responses(got)
+    assert [r.status for r in rs] == [413]
+    assert rs[0].header("Connection") == "close"

@@ -393,6 +393,7 @@ class ClientConnection(asyncio.Protocol):
         # discard_body): until its end nothing else is parsed as a request
         self.discarding: BodyStream | None = None
         self.discard_until = 0.0
+        self.lingering = False                  # closing: input is read and dropped
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -431,6 +432,8 @@ class ClientConnection(asyncio.Protocol):
             return
         parser = self.parser
         if parser is None or self.closed:
+            if self.lingering and not self.closed:
+                self._discard_wait()
             return
         if not self.queue and self.current is None and self._deadline.active and \
                 self._timer_kind == "keepalive":
@@ -516,7 +519,10 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         if not ex.keep_alive or ex.aborted:
-            self.close()
+            if not ex.aborted and not ex.body._done:
+                self.linger()           # e.g. a 413 while the client is still sending
+            else:
+                self.close()
             return
         if self.closing:
             self.close()
@@ -562,8 +568,29 @@ class ClientConnection(asyncio.Protocol):
         self._set_timer(min(LINGERING_TIMEOUT, left), self._discard_timeout, kind="discard")
 
     def _discard_timeout(self) -> None:
-        if self.discarding is not None:
+        if self.discarding is not None or self.lingering:
             self.close()
+
+    def linger(self) -> None:
+        """nginx's lingering close (ngx_http_set_lingering_close): the connection is closed
+        while the client may still be sending (a body not read whole): closing at once
+        would make the kernel answer those bytes with a reset, which can destroy the
+        response before the client reads it. So the write side is shut after the response,
+        and what still arrives is read and dropped until the client closes, or
+        LINGERING_TIMEOUT passes without bytes, or LINGERING_TIME in all."""
+        tr = self.transport
+        if tr is None or self.closed or not tr.can_write_eof():
+            self.close()                # TLS: no half-close in the transport
+            return
+        self.parser = None              # nothing more is a request
+        self.queue.clear()
+        self.lingering = True
+        self.discard_until = self.loop.time() + LINGERING_TIME
+        tr.write_eof()
+        if self._read_paused:
+            self._read_paused = False
+            tr.resume_reading()
+        self._set_timer(LINGERING_TIMEOUT, self._discard_timeout, kind="discard")
 
     def _discarded(self) -> None:
         """The discarded body has ended: the connection is idle (or a request follows)."""
