@@ -73,9 +73,11 @@ def test_not_found_variables_in_the_access_log(truehop, tmp_path):
     assert cc[3] == ": [-] [-] [-] [-]"          # no URI could be parsed: $uri is empty
     # escape=json and escape=none write nothing for a not-found variable
     js = _lines(tmp_path / "js.log", 4)
-    assert js[:2] == ["/: [] [] []", '/set: [max-age=3600, private] [] [us\\"er]']
+    assert js == ["/: [] [] []", '/set: [max-age=3600, private] [] [us\\"er]',
+                  "/set: [max-age=3600, private] [] []", ": [] [] []"]
     raw = _lines(tmp_path / "raw.log", 4)
-    assert raw[:2] == ["/: [] [] []", '/set: [max-age=3600, private] [] [us"er]']
+    assert raw == ["/: [] [] []", '/set: [max-age=3600, private] [] [us"er]',
+                   "/set: [max-age=3600, private] [] []", ": [] [] []"]
 
     combined = _lines(tmp_path / "combined.log", 4)
     assert combined[0].startswith("127.0.0.1 - - [")

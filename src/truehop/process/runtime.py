@@ -472,23 +472,20 @@ class Runtime:
                 line = self._combined(r)
             else:
                 lf = formats[al.format]
-                if lf.escape == "none":
-                    # a not-found variable writes nothing here, and getters read it as ""
-                    line = lf.template.render(r)
-                elif lf.escape == "json":
-                    line = "".join(p if isinstance(p, str) else escape_json(p(r))
-                                   for p in lf.template.parts)
-                else:
-                    # ngx_http_log_variable: "-" for a not-found variable (None from the
-                    # getter's twin in log_parts), an empty found one writes nothing
-                    out = []
-                    for p in lf.template.log_parts:
-                        if isinstance(p, str):
-                            out.append(p)
-                        else:
-                            val = p(r)
-                            out.append("-" if val is None else escape_default(val))
-                    line = "".join(out)
+                # log_parts: the getters' not-found-aware twins (None: nginx's "not found").
+                # ngx_http_log_variable writes "-" for one; escape=json and escape=none write
+                # nothing; a found empty value writes nothing in all three
+                esc = None if lf.escape == "none" else \
+                    escape_json if lf.escape == "json" else escape_default
+                nf = "-" if esc is escape_default else ""
+                out = []
+                for p in lf.template.log_parts:
+                    if isinstance(p, str):
+                        out.append(p)
+                    else:
+                        val = p(r)
+                        out.append(nf if val is None else esc(val) if esc is not None else val)
+                line = "".join(out)
             sink.write(line + "\n")
 
     def _combined(self, r: RequestState) -> str:
