@@ -479,6 +479,15 @@ server {
                              params=[("X-Accel-Redirect", target)])
     r = via("/app/", "/protected/report.txt")
     assert (r.status_code, r.text) == (200, "the protected file\n")
+    # the app's Content-Type (the demo app's is JSON), Content-Disposition... go with the
+    # file, instead of the file's own type; others do not
+    r = httpx.get(f"http://127.0.0.1:{port}/app/__headers", params=[
+        ("X-Accel-Redirect", "/protected/report.txt"),
+        ("Content-Disposition", 'attachment; filename="r.txt"'), ("X-Other", "no")])
+    assert r.text == "the protected file\n"
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["content-disposition"] == 'attachment; filename="r.txt"'
+    assert "x-other" not in r.headers
     r = via("/app/", "@named", method="POST")
     assert r.text == "named POST /app/__headers\n"       # a named location keeps the method
     assert via("/app/", "/protected/../../etc/passwd").status_code == 404
@@ -487,3 +496,27 @@ server {
     r = via("/raw/", "/protected/report.txt")
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     assert "the protected file" not in r.text and "x-accel-redirect" not in r.headers
+
+
+def test_intercepted_401_keeps_www_authenticate(truehop, upstream):
+    """proxy_intercept_errors + error_page 401: the error page answers, with the app's
+    WWW-Authenticate challenges (ngx_http_upstream_intercept_errors copies them)."""
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location / {
+        proxy_pass http://127.0.0.1:@@UP@@;
+        proxy_intercept_errors on;
+        error_page 401 /denied;
+    }
+    location = /denied { return 200 "please log in\\n"; }
+}""", port=port, up=upstream.port)
+    r = httpx.get(f"http://127.0.0.1:{port}/__status?code=401")
+    assert (r.status_code, r.text) == (401, "please log in\n")
+    assert r.headers.get("www-authenticate") is None      # the app sent none: none added
+    r = httpx.get(f"http://127.0.0.1:{port}/__headers", params=[
+        ("WWW-Authenticate", 'Basic realm="a"'), ("WWW-Authenticate", "Bearer"),
+        ("__code", "401")])
+    assert (r.status_code, r.text) == (401, "please log in\n")
+    assert r.headers.get_list("www-authenticate") == ['Basic realm="a"', "Bearer"]

@@ -18,7 +18,8 @@ prefix (``/events/__sse`` behaves like ``/__sse``):
 ``__truncate``          ``Content-Length: 100000``, 1000 bytes, then close
 ``__status?code=503``   that status (JSON body unless the status forbids one)
 ``__redirect?to=URL&code=301``   a redirect
-``__headers?X-Foo=bar`` response headers taken from the query (repeat a key for several)
+``__headers?X-Foo=bar`` response headers taken from the query (repeat a key for several;
+                        ``__code=401`` sets the status)
 ``__close``             answer with ``Connection: close`` and close
 ``__drop``              close the connection without answering (FIN)
 ``__reset``             reset the connection without answering (RST)
@@ -409,7 +410,8 @@ async def _redirect(c: _Connection, req: Request, q: dict[str, str]) -> bool:
 
 
 async def _headers(c: _Connection, req: Request, q: dict[str, str]) -> bool:
-    return await c.respond_json(req, extra=list(req.query))
+    return await c.respond_json(req, status=_int(q, "__code", 200),
+                                extra=[kv for kv in req.query if kv[0] != "__code"])
 
 
 async def _close(c: _Connection, req: Request, q: dict[str, str]) -> bool:

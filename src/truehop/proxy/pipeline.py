@@ -673,7 +673,14 @@ class Pipeline:
 
     def filter_headers(self, r: RequestState, status: int, headers: list[tuple[str, str]],
                        mtime: float | None = None) -> list[tuple[str, str]]:
-        """add_header and expires, applied as nginx applies them."""
+        """add_header and expires, applied as nginx applies them; and the fields an earlier
+        answer handed on across an internal redirect (X-Accel-Redirect's Content-Type,
+        Content-Disposition..., an intercepted 401's WWW-Authenticate), which nginx keeps in
+        headers_out: they replace the final answer's own fields of the same names."""
+        carried = r.extra.get("carried_headers")
+        if carried:
+            names = {k.lower() for k, _ in carried}
+            headers = [h for h in headers if h[0].lower() not in names] + carried
         loc = r.loc
         s = loc.settings if loc is not None else r.server.settings
         ex = s.expires

@@ -752,13 +752,17 @@ class Proxy:
         # intercept errors into error_page
         if s.proxy_intercept_errors and status >= 300 and s.error_page and status in s.error_page:
             conn.abort()
+            if status == 401:
+                # ngx_http_upstream_intercept_errors: the challenge goes with the error page
+                r.extra["carried_headers"] = [kv for kv in rh.headers
+                                              if kv[0].lower() == "www-authenticate"]
             raise Finish(status)
         headers, ctype, accel = self.response_headers(r, s, loc, rh)
         xar = r.extra.pop("x_accel_redirect", None)
         if xar is not None:
             # X-Accel-Redirect: the app names what to serve instead; its body is not wanted
             conn.abort()
-            r.extra["carried_headers"] = [kv for kv in rh.headers if kv[0].lower() in XAR_KEEP]
+            r.extra["carried_headers"] = [kv for kv in headers if kv[0].lower() in XAR_KEEP]
             accel_redirect(self.rt, r, xar)
         unbuffered = accel if accel is not None else not s.proxy_buffering
         headers = pipeline.filter_headers(r, status, headers)
