@@ -72,10 +72,16 @@ from truehop.http.h1 import parse_host
 _DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONT = range(10)
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
+_PADDED = 0x8
 _PRIORITY_FLAG = 0x20
 _ACK = 0x1
 
 MAX_CONTINUATION_FRAMES = 32      # below h2's own 64, so the answer is ENHANCE_YOUR_CALM
+MAX_FRAME_SIZE = (1 << 24) - 1    # nginx advertises (and reads) frames up to this size
+_MAX_CONTROL_FRAME = 16384        # any frame but HEADERS, CONTINUATION and DATA
+_INT_OCTETS = 4                   # nginx's NGX_HTTP_V2_INT_OCTETS: longest HPACK integer
+# what `_walk` expects next in a header block: a field representation, a name or value length
+_W_REPR, _W_NAME, _W_VALUE = range(3)
 _GOAWAY_PING = b"truehop\x00"
 _SELF_DEPENDENCY = re.compile(r"Stream (\d+) may not depend on itself")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -87,14 +93,25 @@ REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
 ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 COMPRESSION_ERROR = h2.errors.ErrorCodes.COMPRESSION_ERROR
 FRAME_SIZE_ERROR = h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+FLOW_CONTROL_ERROR = h2.errors.ErrorCodes.FLOW_CONTROL_ERROR
 CANCEL = h2.errors.ErrorCodes.CANCEL
 
 # RFC 9110 token characters; header names must also be lower case in HTTP/2
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NAME_OK = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
-_VALUE_BAD = bytes(range(0x00, 0x01)) + b"\r\n"
+# ngx_http_v2_validate_header: these name bytes make the request a 400; any byte outside
+# _NAME_PLAIN (and '_' with underscores_in_headers) only makes the field invalid
+_NAME_BAD = bytes(range(0x00, 0x21)) + b"\x7f:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NAME_PLAIN = frozenset(b"-0123456789abcdefghijklmnopqrstuvwxyz")
+_NAME_PLAIN_US = _NAME_PLAIN | {0x5F}
+_VALUE_BAD = b"\x00\r\n"
 _PATH_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
-_SCHEME_OK = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789+-.")
+_ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_SCHEME_OK = _ALPHA | frozenset(b"0123456789+-.")
+# ngx_http_v2_parse_method: a method nginx knows, or upper-case letters, '_' and '-'
+_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PROPFIND", "PUT", "MKCOL", "DELETE",
+                      "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "PATCH", "TRACE",
+                      "CONNECT"})
+_METHOD_OK = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
 # RFC 9113 §8.2.2: connection-specific fields make a request malformed
 _CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection",
@@ -105,18 +122,24 @@ _DROPPED_OUT = frozenset({"connection", "keep-alive", "proxy-connection", "trans
 
 @dataclass(slots=True)
 class H2Limits:
-    """Per-connection limits. Defaults: nginx's http2_max_concurrent_streams 128, a 64 KiB
-    header list (SETTINGS_MAX_HEADER_LIST_SIZE) and header block, nginx's max field size
-    (large_client_header_buffers), 100 header fields."""
+    """Per-connection limits. Defaults: nginx's http2_max_concurrent_streams 128,
+    large_client_header_buffers 4 8k (`max_field_size`: one HPACK string, as sent;
+    `header_limit`: the decoded header list, names and values), 100 header fields.
+
+    `max_header_list_size` only bounds what the HPACK decoder inflates (at least header_limit
+    and 32 bytes for each of 1024 fields, RFC 7541's sizes); it is not advertised, as nginx
+    advertises none. The encoded block is bounded by `max_header_block` or 2 x header_limit,
+    the larger (Huffman makes some bytes longer than 8 bits)."""
 
     max_concurrent_streams: int = 128
     max_header_list_size: int = 65536
     max_header_block: int = 65536
     max_field_size: int = 8192
+    header_limit: int = 32768
     max_header_count: int = 100
     initial_window: int = 256 * 1024
     connection_window: int = 16 * 1024 * 1024
-    max_frame_size: int = 16384
+    max_frame_size: int = MAX_FRAME_SIZE
     underscores_in_headers: bool = False
     ignore_invalid_headers: bool = True
     control_frame_budget: int = 1000      # PING/SETTINGS/PRIORITY/empty DATA per window
@@ -430,6 +453,7 @@ class H2Server:
         self._extra = bytearray()        # frames written around h2 (graceful GOAWAY)
         self._out: dict[int, _Outbox] = {}
         self._resets = _Budget(lim.reset_budget, lim.reset_window, clock)
+        self._block_limit = max(lim.max_header_block, 2 * lim.header_limit)
         self._control = _Budget(lim.control_frame_budget, lim.reset_window, clock)
         # frame scanner state (runs over the raw bytes ahead of h2)
         self._skip = len(PREFACE)        # payload bytes of the current frame still to pass
@@ -439,6 +463,19 @@ class H2Server:
         self.in_header_block = False
         self._block_sid = 0
         self._headers_seen: list[int] = []   # header blocks the current read touches
+        self._scan_high = 0              # highest new stream id a HEADERS frame named
+        self._hpre_need = 0              # HEADERS: Pad Length / priority bytes still to come
+        self._hpre = b""
+        self._hflags = 0
+        self._hblock_left = 0            # header block bytes of the current frame still to come
+        self._hpad = 0                   # its padding, skipped after the block
+        # the HPACK walker (`_walk`): on for the current block, CONTINUATION to come, what it
+        # expects next (_W_*), the representation an index belongs to, the integer being
+        # read (octets so far, value), string bytes still to skip
+        self._w_on = True
+        self._w_more = False
+        self._w_kind = self._w_then = _W_REPR
+        self._w_octets = self._w_value = self._w_left = 0
         # HPACK bytes of each stream's last complete header block ($request_length, as nginx
         # counts it: the HEADERS and CONTINUATION payloads), taken when the stream opens
         self.block_sizes: dict[int, int] = {}
@@ -449,14 +486,18 @@ class H2Server:
     def start(self) -> None:
         """Queue the server preface: SETTINGS, and a larger connection window."""
         lim = self.limits
-        # initial values go out in the preface SETTINGS and bind h2's own checks at once
+        # initial values go out in the preface SETTINGS and bind h2's own checks at once;
+        # MAX_FRAME_SIZE as nginx's (2^24-1): a client may send a whole header block in one
+        # HEADERS frame (`_scan` bounds what is buffered)
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: lim.max_header_list_size,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: lim.max_frame_size,
         })
+        self.conn.max_inbound_frame_size = lim.max_frame_size
         self.conn.initiate_connection()
-        self.conn.decoder.max_header_list_size = lim.max_header_list_size
+        self.conn.decoder.max_header_list_size = max(lim.max_header_list_size,
+                                                     lim.header_limit + 32 * 1024)
         extra = lim.connection_window - 65535
         if extra > 0:
             self.conn.increment_flow_control_window(extra)
@@ -469,7 +510,12 @@ class H2Server:
         self._headers_seen = [self._block_sid] if self.in_header_block else []
         why = self._scan(data)
         if why is not None:
-            return [self._terminate(ENHANCE_YOUR_CALM, why, calm=True)]
+            code, reason, last = why
+            if last is not None:
+                # an error inside a header block: nginx has taken that stream as its last
+                # one (ngx_http_v2_state_headers sets last_sid before reading the block)
+                self.last_stream_id = max(self.last_stream_id, last)
+            return [self._terminate(code, reason, calm=code == ENHANCE_YOUR_CALM)]
         high = self.conn.highest_inbound_stream_id
         try:
             events = self.conn.receive_data(data)
@@ -511,13 +557,37 @@ class H2Server:
         self._extra += out
         self._extra += GoAwayFrame(0, last_stream_id=last_id, error_code=code).serialize()
 
-    def _scan(self, data: bytes) -> str | None:
-        """Walk frame headers over the raw bytes; return a reason to end the connection for
-        an oversized header block or a control-frame flood."""
+    def _scan(self, data: bytes) -> tuple[int, str, int | None] | None:
+        """Walk frame headers over the raw bytes, and the HPACK field representations of
+        header blocks (`_walk`); return (error code, reason, GOAWAY's last stream id or None
+        for the highest accepted) to end the connection: an oversized header block or field,
+        a control-frame flood, a frame no flow-control window can take."""
         lim = self.limits
         pos = 0
         n = len(data)
         while pos < n:
+            if self._hpre_need:
+                # the Pad Length / priority fields before a HEADERS frame's block
+                take = min(self._hpre_need, n - pos)
+                self._hpre += data[pos:pos + take]
+                self._hpre_need -= take
+                pos += take
+                if self._hpre_need:
+                    break
+                self._headers_prefix_done()
+                continue
+            if self._hblock_left:
+                take = min(self._hblock_left, n - pos)
+                self._hblock_left -= take
+                if self._w_on:
+                    err = self._walk(data, pos, pos + take)
+                    if err is not None:
+                        return err[0], err[1], self._scan_high
+                pos += take
+                if not self._hblock_left:
+                    self._skip = self._hpad
+                    self._hpad = 0
+                continue
             if self._skip:
                 take = min(self._skip, n - pos)
                 self._skip -= take
@@ -537,39 +607,161 @@ class H2Server:
             if ftype == _HEADERS:
                 sid = int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
                 self._headers_seen.append(sid)
-                block = length - 5 if flags & _PRIORITY_FLAG else length
-                if not flags & _END_HEADERS:
-                    self.in_header_block = True
-                    self._block = length
-                    self._block_frames = 1
-                    self._block_sid = sid
-                    if length > lim.max_header_block:
-                        return "client sent too large header block"
-                    self.block_sizes[sid] = block
-                else:
-                    if len(self.block_sizes) > 256:
-                        self.block_sizes.clear()  # trailers' sizes are never taken
-                    self.block_sizes[sid] = block
+                if sid & 1 and sid > self._scan_high:
+                    self._scan_high = sid
+                if length > self._block_limit:
+                    return ENHANCE_YOUR_CALM, "client sent too large header block", None
+                self.in_header_block = not flags & _END_HEADERS
+                self._block = length
+                self._block_frames = 1
+                self._block_sid = sid
+                if len(self.block_sizes) > 256:
+                    self.block_sizes.clear()  # trailers' sizes are never taken
+                self.block_sizes[sid] = length
+                self._w_reset(more=not flags & _END_HEADERS)
+                self._hflags = flags
+                self._hpre = b""
+                pre = (1 if flags & _PADDED else 0) + (5 if flags & _PRIORITY_FLAG else 0)
+                if length > pre:
+                    self._skip = 0
+                    self._hpre_need = pre
+                    self._hblock_left = length - pre
+                    if not pre:
+                        self._headers_prefix_done()
+                # else: an empty or short frame, h2 answers it (FRAME_SIZE_ERROR)
             elif ftype == _CONT:
                 if self.in_header_block:
                     self._block += length
                     self._block_frames += 1
-                    if self._block > lim.max_header_block or \
+                    if self._block > self._block_limit or \
                             self._block_frames > MAX_CONTINUATION_FRAMES:
-                        return "client sent too large header block (CONTINUATION flood)"
+                        return (ENHANCE_YOUR_CALM,
+                                "client sent too large header block (CONTINUATION flood)", None)
                     sid = self._block_sid
                     self.block_sizes[sid] = self.block_sizes.get(sid, 0) + length
                     if flags & _END_HEADERS:
                         self.in_header_block = False
+                    if int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF == sid:
+                        self._w_more = not flags & _END_HEADERS
+                        self._skip = 0
+                        self._hblock_left = length
+                        self._hpad = 0
+                    else:
+                        self._w_on = False    # h2 refuses it (PROTOCOL_ERROR)
             elif ftype in (_PING, _SETTINGS):
                 if not flags & _ACK and self._control.hit():
-                    return "client sent too many PING/SETTINGS frames (flood)"
+                    return ENHANCE_YOUR_CALM, "client sent too many PING/SETTINGS frames (flood)", \
+                        None
             elif ftype == _PRIORITY or (ftype == _DATA and length == 0
                                          and not flags & _END_STREAM):
                 if self._control.hit():
-                    return "client sent too many empty frames (flood)"
-            elif ftype == _WINDOW:
-                pass
+                    return ENHANCE_YOUR_CALM, "client sent too many empty frames (flood)", None
+            if ftype == _DATA:
+                # our stream windows never exceed the initial window: a larger frame is a
+                # flow-control violation whatever the window, refused before it is buffered
+                if length > lim.initial_window:
+                    return (FLOW_CONTROL_ERROR, f"client violated flow control: received DATA "
+                            f"frame length {length}", None)
+            elif ftype not in (_HEADERS, _CONT) and length > _MAX_CONTROL_FRAME:
+                # we accept frames up to 2^24-1 as nginx advertises (for HEADERS and DATA);
+                # no other frame needs more than this, and h2 buffers a frame whole
+                return FRAME_SIZE_ERROR, f"client sent too large frame of type {ftype}", None
+        return None
+
+    def _headers_prefix_done(self) -> None:
+        """The Pad Length and priority fields of a HEADERS frame are in: the block follows,
+        then the padding (not part of $request_length, as nginx counts it)."""
+        pre = self._hpre
+        pad = pre[0] if self._hflags & _PADDED and pre else 0
+        if pad >= self._hblock_left:
+            self._w_on = False          # h2 refuses the frame (PROTOCOL_ERROR)
+            self._hpad = 0
+            return
+        self._hblock_left -= pad
+        self._hpad = pad
+        self.block_sizes[self._block_sid] = self._hblock_left
+        if not self._hblock_left:
+            self._skip = pad
+            self._hpad = 0
+
+    def _w_reset(self, more: bool) -> None:
+        self._w_on = True
+        self._w_more = more
+        self._w_kind = _W_REPR
+        self._w_then = _W_REPR
+        self._w_octets = 0
+        self._w_value = 0
+        self._w_left = 0
+
+    def _walk(self, data: bytes, pos: int, end: int) -> tuple[int, str] | None:
+        """Follow the HPACK field representations of a header block as nginx's streaming
+        parser reads them (ngx_http_v2_state_header_block, _field_len), without decoding:
+        a string longer than large_client_header_buffers' size is ENHANCE_YOUR_CALM, an
+        integer still going after NGX_HTTP_V2_INT_OCTETS (4) octets is COMPRESSION_ERROR, an
+        empty name PROTOCOL_ERROR, each as soon as its bytes are in, even in a frame not yet
+        complete. The decoding itself (and every other HPACK error) is h2's."""
+        while pos < end:
+            if self._w_left:
+                take = min(self._w_left, end - pos)
+                self._w_left -= take
+                pos += take
+                continue
+            b = data[pos]
+            pos += 1
+            if self._w_octets == 0:
+                if self._w_kind == _W_REPR:
+                    if b & 0x80:
+                        prefix, self._w_then = 0x7F, _W_REPR        # indexed field
+                    elif b & 0x40:
+                        prefix, self._w_then = 0x3F, _W_NAME        # literal, indexed
+                    elif b & 0x20:
+                        prefix, self._w_then = 0x1F, _W_REPR        # table size update
+                    else:
+                        prefix, self._w_then = 0x0F, _W_NAME        # literal, not indexed
+                else:
+                    prefix = 0x7F                                   # string length, H bit
+                v = b & prefix
+                if v < prefix:
+                    err = self._w_int(v)
+                    if err is not None:
+                        return err
+                    continue
+                self._w_value = v
+                self._w_octets = 1
+                continue
+            self._w_octets += 1
+            self._w_value += (b & 0x7F) << (7 * (self._w_octets - 2))
+            if b < 0x80:
+                self._w_octets = 0
+                err = self._w_int(self._w_value)
+                if err is not None:
+                    return err
+            elif self._w_octets == _INT_OCTETS:
+                if end - pos + self._hblock_left > 0 or self._w_more:
+                    what = "length" if self._w_kind != _W_REPR else "index"
+                    return COMPRESSION_ERROR, f"client sent header block with too long " \
+                                              f"{what} value"
+                # the integer runs to the end of the block: nginx's "incorrect length",
+                # as h2 reports it (FRAME_SIZE_ERROR)
+                self._w_on = False
+                return None
+        return None
+
+    def _w_int(self, v: int) -> tuple[int, str] | None:
+        kind = self._w_kind
+        if kind == _W_REPR:
+            if self._w_then == _W_NAME:
+                self._w_kind = _W_NAME if v == 0 else _W_VALUE
+            return None
+        if v > self.limits.max_field_size:
+            return ENHANCE_YOUR_CALM, "client sent too large header field"
+        if kind == _W_NAME:
+            if v == 0:
+                return PROTOCOL_ERROR, "client sent zero header name length"
+            self._w_kind = _W_VALUE
+        else:
+            self._w_kind = _W_REPR
+        self._w_left = v
         return None
 
     def _translate(self, events: list[h2.events.Event]) -> list[H2Event]:
@@ -588,6 +780,9 @@ class H2Server:
                                                "client sent too many streams at once",
                                                calm=True))
                     return out
+                if _list_size(ev.headers) > self.limits.header_limit:  # type: ignore[attr-defined]
+                    out.append(self._too_large_header(sid))
+                    return [e for e in out if not _placeholder(e)]
                 pu = ev.priority_updated  # type: ignore[attr-defined]
                 if pu is not None:
                     skip_prio = pu
@@ -652,6 +847,9 @@ class H2Server:
                 return [e for e in out if not _placeholder(e)]
             elif t is h2.events.TrailersReceived:
                 sid = ev.stream_id  # type: ignore[attr-defined]
+                if _list_size(ev.headers) > self.limits.header_limit:  # type: ignore[attr-defined]
+                    out.append(self._too_large_header(sid))
+                    return [e for e in out if not _placeholder(e)]
                 bad = self._check_trailers(ev.headers)  # type: ignore[attr-defined]
                 if bad is not None and sid in self.active:
                     self._reset(sid, PROTOCOL_ERROR)
@@ -667,6 +865,13 @@ class H2Server:
             self.pump()
             out.append(WindowOpened())
         return [e for e in out if not _placeholder(e)]
+
+    def _too_large_header(self, sid: int) -> ConnectionEnded:
+        # nginx counts names and values against large_client_header_buffers' number x size
+        # as it decodes them (ngx_http_v2_state_process_header): the connection ends, and its
+        # GOAWAY names this stream, the last one nginx took
+        self.last_stream_id = max(self.last_stream_id, sid)
+        return self._terminate(ENHANCE_YOUR_CALM, "client sent too large header", calm=True)
 
     def _request(self, sid: int, raw: list[tuple[bytes, bytes]], end_stream: bool,
                  prio: tuple[int, int, bool] | None = None) -> H2Event | None:
@@ -912,6 +1117,10 @@ class H2Server:
         return ConnectionEnded(int(code), reason, calm)
 
 
+def _list_size(raw: list[tuple[bytes, bytes]]) -> int:
+    return sum(len(n) + len(v) for n, v in raw)
+
+
 def _placeholder(e: H2Event) -> bool:
     """A request that was reset in the same read: dropped from the events."""
     return type(e) is StreamReset and e.error_code == 0 and e.by_client and not e.reason
@@ -926,127 +1135,137 @@ def _empty_head(method: str = "GET", path: str = "/") -> RequestHead:
 
 def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
               lim: H2Limits) -> RequestHead | str | tuple[int, str, RequestHead]:
-    """A header block -> RequestHead; a str (reason) for a malformed block (stream reset with
-    PROTOCOL_ERROR); or (status, reason, head) for a request to answer with that status."""
+    """A header block -> RequestHead; a str (reason) for a block we reset with PROTOCOL_ERROR;
+    or (status, reason, head) for a request to answer with that status.
+
+    Fields are taken in order, as nginx's ngx_http_v2_state_process_header does, and the
+    first one it refuses decides: a name with a control character, space, ':' or upper case,
+    or a value with NUL, CR or LF (ngx_http_v2_validate_header), a duplicate, empty, unknown
+    or invalid pseudo-header, a duplicate host or content-length: 400; more fields than
+    `max_header_count`: 494. Other odd name characters ('.', '_' without
+    underscores_in_headers...) only make the field invalid: dropped under
+    ignore_invalid_headers, kept otherwise. Then, as ngx_http_v2_run_request: no :method,
+    :scheme or :path, no :authority nor host, a host that is not the :authority, an invalid
+    content-length or one with no body: 400; CONNECT and TRACE: 405.
+
+    Stricter than nginx, and reset: a pseudo-header after a regular field, connection-specific
+    fields and `te` other than trailers (RFC 9113 §8.2.2, §8.3: malformed requests)."""
     method = scheme = authority = path = None
     seen_regular = False
     headers: list[tuple[str, str]] = []
     cookies: list[str] = []
-    hosts: list[str] = []
+    host_hdr: str | None = None
     cl: int | None = None
-    size = 0
     count = 0
-    too_large = False
+    plain = _NAME_PLAIN_US if lim.underscores_in_headers else _NAME_PLAIN
+
+    def bad(status: int, reason: str) -> tuple[int, str, RequestHead]:
+        # a best-effort view for the access log: the method once it is known to be valid
+        head = _empty_head(method or "GET")
+        head.header_bytes = sum(len(n) + len(v) + 4 for n, v in raw)
+        return status, reason, head
+
     for name, value in raw:
-        size += len(name) + len(value) + 4
         if not name:
-            return "client sent empty header name"
+            return "client sent zero header name length"   # `_walk` ends the connection first
+        pseudo = name[0] == 0x3A  # ':'
+        chars = name[1:] if pseudo else name
+        if chars.translate(None, _NAME_BAD) != chars:
+            return bad(400, f"client sent invalid header name: \"{name.decode('latin-1')}\"")
         if value.translate(None, _VALUE_BAD) != value:
-            return "client sent header with invalid value"
-        if name[0] == 0x3A:  # ':'
+            return bad(400, f"client sent header \"{name.decode('latin-1')}\" with invalid "
+                            f"value")
+        if pseudo:
             if seen_regular:
                 return "client sent pseudo-header after regular header"
-            if name not in _PSEUDO:
-                return f"client sent unknown pseudo-header {name.decode('latin-1')!r}"
             sval = value.decode("latin-1")
             if name == b":method":
                 if method is not None:
-                    return "client sent duplicate :method"
+                    return bad(400, "client sent duplicate :method header")
+                if not sval:
+                    return bad(400, "client sent empty :method header")
+                if sval not in _METHODS and not _METHOD_OK.issuperset(value):
+                    return bad(400, f"client sent invalid method: \"{sval}\"")
                 method = sval
             elif name == b":path":
                 if path is not None:
-                    return "client sent duplicate :path"
+                    return bad(400, "client sent duplicate :path header")
+                if not sval:
+                    return bad(400, "client sent empty :path header")
+                # ngx_http_parse_uri: origin-form only ('*' too is refused), no control
+                # characters or spaces; '#' and bytes >= 0x80 are refused here as well
+                if value[0] != 0x2F or value.translate(None, _PATH_BAD) != value:
+                    return bad(400, f"client sent invalid :path header: \"{sval}\"")
                 path = sval
             elif name == b":scheme":
                 if scheme is not None:
-                    return "client sent duplicate :scheme"
+                    return bad(400, "client sent duplicate :scheme header")
+                if not sval:
+                    return bad(400, "client sent empty :scheme header")
+                if not _ALPHA.issuperset(value[:1]) or not _SCHEME_OK.issuperset(value):
+                    return bad(400, f"client sent invalid :scheme header: \"{sval}\"")
                 scheme = sval
-            else:
+            elif name == b":authority":
                 if authority is not None:
-                    return "client sent duplicate :authority"
+                    return bad(400, "client sent duplicate \":authority\" header")
+                if parse_host(sval) is None:
+                    return bad(400, "client sent invalid \":authority\" header")
                 authority = sval
+            else:
+                return bad(400, f"client sent unknown pseudo-header "
+                                f"\"{name.decode('latin-1')}\"")
             continue
         seen_regular = True
-        if not _NAME_OK.issuperset(name):
-            if not _TCHAR.issuperset(name) or name.lower() != name:
-                return "client sent invalid header name"
+        if not plain.issuperset(name) and lim.ignore_invalid_headers:
+            continue                     # nginx: "client sent invalid header", dropped
         if name in _CONNECTION_SPECIFIC:
             return f"client sent connection-specific header {name.decode('latin-1')!r}"
         if name == b"te" and value.strip().lower() != b"trailers":
             return "client sent TE header other than trailers"
-        if b"_" in name and not lim.underscores_in_headers:
-            if lim.ignore_invalid_headers:
-                continue
-        if len(name) + len(value) > lim.max_field_size:
-            too_large = True
-        count += 1
-        sname = name.decode("latin-1")
         sval = value.decode("latin-1").strip(" \t")
         if name == b"cookie":
             cookies.append(sval)
             continue
+        count += 1
+        if count > lim.max_header_count:
+            return bad(494, "client sent too many header lines")
         if name == b"host":
-            hosts.append(sval)
+            if host_hdr is not None:
+                return bad(400, "client sent duplicate host header")
+            if parse_host(sval) is None:
+                return bad(400, "client sent invalid host header")
+            host_hdr = sval
             continue
         if name == b"content-length":
-            if not sval.isdigit() or not sval.isascii() or len(sval) > 18:
-                return "client sent invalid content-length"
-            v = int(sval)
-            if cl is not None and cl != v:
-                return "client sent conflicting content-length"
             if cl is not None:
-                continue
-            cl = v
+                return bad(400, "client sent duplicate header line: \"Content-Length\"")
+            if not sval.isdigit() or not sval.isascii() or len(sval) > 18:
+                return bad(400, "client sent invalid \"Content-Length\" header")
+            cl = int(sval)
         if name == b"http2-settings":
             continue
-        headers.append((sname, sval))
+        headers.append((name.decode("latin-1"), sval))
     if method is None:
-        return "client sent no :method"
-    head = _empty_head()
-    head.header_bytes = size
-    # :method -- a token, checked before any HTTP/1.1 serialization (nginx: 400)
-    if not method or not _TCHAR.issuperset(method.encode("latin-1")):
-        head.method = "GET"
-        return 400, "client sent invalid :method", head
-    head.method = method
-    if method == "CONNECT":
-        return 400, "client sent CONNECT request", head
+        return bad(400, "client sent no :method header")
     if scheme is None:
-        return "client sent no :scheme"
+        return bad(400, "client sent no :scheme header")
     if path is None:
-        return "client sent no :path"
-    if not scheme or not _SCHEME_OK.issuperset(scheme.encode("latin-1").lower()):
-        return 400, "client sent invalid :scheme", head
-    if not path:
-        return 400, "client sent empty :path", head
-    bpath = path.encode("latin-1")
-    if bpath.translate(None, _PATH_BAD) != bpath:
-        return 400, "client sent invalid :path", head
-    if path == "*":
-        if method != "OPTIONS":
-            return 400, "client sent invalid :path", head
-    elif path[0] != "/":
-        return 400, "client sent invalid :path (not origin-form)", head
-    host = ""
+        return bad(400, "client sent no :path header")
+    head = _empty_head()
+    head.header_bytes = sum(len(n) + len(v) + 4 for n, v in raw)
+    head.method = method
     if authority is not None:
-        h = parse_host(authority)
-        if h is None:
-            return 400, "client sent invalid :authority", head
-        host = h
-        for hv in hosts:
-            if parse_host(hv) != host:
-                return 400, "client sent :authority and host that differ", head
+        host = parse_host(authority) or ""
+        # nginx compares the two values as sent (1.29.1+ accepts them when equal)
+        if host_hdr is not None and host_hdr != authority:
+            return 400, "client sent \":authority\" and \"Host\" headers with different " \
+                        "values", head
         headers.insert(0, ("host", authority))
-    elif hosts:
-        if len(hosts) > 1:
-            return 400, "client sent duplicate host header", head
-        h = parse_host(hosts[0])
-        if h is None:
-            return 400, "client sent invalid host header", head
-        host = h
-        headers.insert(0, ("host", hosts[0]))
+    elif host_hdr is not None:
+        host = parse_host(host_hdr) or ""
+        headers.insert(0, ("host", host_hdr))
     else:
-        return 400, "client sent no :authority or host", head
+        return 400, "client sent neither \":authority\" nor \"Host\" header", head
     if cookies:
         headers.append(("cookie", "; ".join(cookies)))
     qpos = path.find("?")
@@ -1057,9 +1276,11 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
     head.headers = headers
     head.scheme = None
     if end_stream and cl:
-        return 400, "client sent content-length with no body", head
-    if count > lim.max_header_count or too_large:
-        return 494, "client sent too large request header", head
+        return 400, "client prematurely closed stream", head
+    if method == "CONNECT":
+        return 405, "client sent CONNECT method", head
+    if method == "TRACE":
+        return 405, "client sent TRACE method", head
     head.content_length = cl
     head.chunked = not end_stream and cl is None
     head.keep_alive = True

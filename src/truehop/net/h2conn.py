@@ -128,7 +128,9 @@ def limits_for(listener: Listener) -> H2Limits:
     return H2Limits(max_concurrent_streams=int(n),
                     max_requests=max_requests,
                     max_lifetime=float(lifetime if lifetime is not None else 3600.0),
+                    # large_client_header_buffers: one HPACK string, and the whole list
                     max_field_size=lim.max_header_line,
+                    header_limit=lim.max_headers_total,
                     max_header_count=lim.max_header_count,
                     underscores_in_headers=lim.underscores_in_headers,
                     ignore_invalid_headers=lim.ignore_invalid_headers)
