@@ -628,6 +628,9 @@ def test_status_lines() -> None:
     assert status_line(302) == b"HTTP/1.1 302 Moved Temporarily\r\n"
     assert status_line(494) == b"HTTP/1.1 400 Bad Request\r\n"
     assert status_line(299) == b"HTTP/1.1 299 \r\n"
+    # statuses nginx's table has no text for are written without one, as nginx does
+    for code in (203, 205, 300, 407, 417, 422, 426, 451, 506):
+        assert status_line(code) == b"HTTP/1.1 %d \r\n" % code
     assert status_line(200, "1.1", "Fine") == b"HTTP/1.1 200 Fine\r\n"
     assert status_line(200, "1.1", "Bad\r\nX: y") == b"HTTP/1.1 200 OK\r\n"
 

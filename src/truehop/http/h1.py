@@ -868,23 +868,19 @@ _NO_TOKENS: frozenset[str] = frozenset()
 
 # -- writing our answers ------------------------------------------------------------------------
 
+# nginx's status lines (ngx_http_status_lines): a status not listed is written with no
+# reason, "HTTP/1.1 203 " (as nginx writes 203, 205, 407, 417, 422-428, 506...)
 REASONS: dict[int, str] = {
-    100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
-    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
-    204: "No Content", 205: "Reset Content", 206: "Partial Content", 207: "Multi-Status",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
-    303: "See Other", 304: "Not Modified", 305: "Use Proxy", 307: "Temporary Redirect",
-    308: "Permanent Redirect",
+    100: "Continue", 101: "Switching Protocols",
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
+    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
     400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable",
-    407: "Proxy Authentication Required", 408: "Request Time-out", 409: "Conflict",
-    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable", 408: "Request Time-out",
+    409: "Conflict", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
     413: "Request Entity Too Large", 414: "Request-URI Too Large",
     415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
-    417: "Expectation Failed", 421: "Misdirected Request", 422: "Unprocessable Entity",
-    423: "Locked", 424: "Failed Dependency", 425: "Too Early", 426: "Upgrade Required",
-    428: "Precondition Required", 429: "Too Many Requests",
-    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    421: "Misdirected Request", 429: "Too Many Requests",
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
     505: "HTTP Version Not Supported", 507: "Insufficient Storage",
