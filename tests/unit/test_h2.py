@@ -20,6 +20,7 @@ from truehop.http.h2 import (
     GoAwayComplete,
     H2Limits,
     H2Server,
+    StreamBodyError,
     StreamData,
     StreamEnded,
     StreamError,
@@ -255,12 +256,15 @@ def test_authority_and_host_disagree() -> None:
     assert of(request(s, c, headers([("host", "example.test")])), StreamRequest)
 
 
-def test_conflicting_content_length_ends_connection() -> None:
-    # h2 checks this itself, at the connection level (RFC 9113 allows a stream error to be
-    # treated as a connection error); nothing is forwarded either way
-    s, c = pair()
-    ev = request(s, c, headers([("content-length", "5"), ("content-length", "6")]), end=False)
-    assert not of(ev, StreamRequest) and of(ev, ConnectionEnded)
+def test_conflicting_or_invalid_content_length_is_400() -> None:
+    # nginx: content-length is a unique header line, and must be digits (400 on the stream);
+    # h2's own check (a connection error) is off
+    for cls in (["5", "6"], ["-1"], ["5x"]):
+        s, c = pair()
+        ev = request(s, c, headers([("content-length", v) for v in cls]), end=False)
+        assert not of(ev, StreamRequest) and not of(ev, ConnectionEnded)
+        [e] = of(ev, StreamError)
+        assert e.status == 400
 
 
 def test_content_length_with_end_stream_is_400() -> None:
@@ -269,13 +273,35 @@ def test_content_length_with_end_stream_is_400() -> None:
     assert e.status == 400
 
 
-def test_body_longer_than_content_length_ends_connection() -> None:
+def test_body_longer_than_content_length_is_400_on_the_stream() -> None:
+    # ngx_http_v2_filter_request_body: "larger than declared" -> 400; the extra bytes are
+    # never reported (nothing past content-length reaches an upstream)
     s, c = pair()
     request(s, c, headers([("content-length", "0")], method="POST"), end=False)
     c.send_data(1, b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", end_stream=True)
     ev = s.feed(c.data_to_send())
-    assert of(ev, ConnectionEnded) and not of(ev, StreamData)
-    assert s.closed
+    assert not of(ev, StreamData) and not of(ev, ConnectionEnded) and not s.closed
+    [e] = of(ev, StreamBodyError)
+    assert e.status == 400 and e.stream_id == 1
+    assert of(request(s, c, headers(), sid=3), StreamRequest)
+
+
+def test_body_shorter_than_content_length_is_400_on_the_stream() -> None:
+    s, c = pair()
+    request(s, c, headers([("content-length", "10")], method="POST"), end=False)
+    c.send_data(1, b"0123", end_stream=False)
+    [d] = of(s.feed(c.data_to_send()), StreamData)
+    assert d.data == b"0123"
+    c.send_data(1, b"56", end_stream=True)
+    ev = s.feed(c.data_to_send())
+    [e] = of(ev, StreamBodyError)
+    assert e.status == 400 and not of(ev, StreamEnded) and not s.closed
+    # exact: the body ends normally
+    s, c = pair()
+    request(s, c, headers([("content-length", "4")], method="POST"), end=False)
+    c.send_data(1, b"0123", end_stream=True)
+    ev = s.feed(c.data_to_send())
+    assert of(ev, StreamEnded) and not of(ev, StreamBodyError)
 
 
 def test_too_many_fields_494() -> None:

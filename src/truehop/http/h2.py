@@ -55,6 +55,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -176,6 +177,16 @@ class StreamError:
 
 
 @dataclass(slots=True)
+class StreamBodyError:
+    """The request body is not what its content-length says (ngx_http_v2_filter_request_body):
+    the bytes past it were not reported; the stream's request ends with `status`."""
+
+    stream_id: int
+    status: int
+    reason: str
+
+
+@dataclass(slots=True)
 class StreamData:
     stream_id: int
     data: bytes
@@ -218,7 +229,21 @@ class ConnectionEnded:
 
 
 H2Event = StreamRequest | StreamError | StreamData | StreamEnded | StreamReset | WindowOpened | \
-    GoAwayComplete | ConnectionEnded
+    GoAwayComplete | ConnectionEnded | StreamBodyError
+
+
+def _no_content_length(headers: object) -> None:
+    pass
+
+
+class _Connection(h2.connection.H2Connection):
+    """h2's connection without its request body length check, which ends the whole
+    connection (InvalidBodyLengthError); `H2Server` checks it per stream, as nginx does."""
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        s = super()._begin_new_stream(stream_id, allowed_ids)
+        s._initialize_content_length = _no_content_length  # type: ignore[method-assign]
+        return s
 
 
 class _Outbox:
@@ -439,7 +464,9 @@ class H2Server:
                                         normalize_inbound_headers=False,
                                         validate_outbound_headers=False,
                                         normalize_outbound_headers=False)
-        self.conn = h2.connection.H2Connection(cfg)
+        self.conn = _Connection(cfg)
+        # request bodies against their content-length: [declared, received] per stream
+        self._body_len: dict[int, list[int]] = {}
         self.closed = False
         self.going_away = False
         self.last_stream_id = 0          # highest stream id accepted (GOAWAY's last id)
@@ -796,12 +823,30 @@ class H2Server:
             elif t is h2.events.DataReceived:
                 sid = ev.stream_id  # type: ignore[attr-defined]
                 flow = ev.flow_controlled_length or 0  # type: ignore[attr-defined]
+                data = ev.data or b""  # type: ignore[attr-defined]
+                bl = self._body_len.get(sid)
+                if bl is not None:
+                    bl[1] += len(data)
+                    if bl[1] > bl[0]:
+                        # never forwarded: nginx answers 400 on the stream
+                        del self._body_len[sid]
+                        self._ack_closed(sid, flow)
+                        if sid in self.active:
+                            out.append(StreamBodyError(sid, 400, "client intended to send "
+                                                       "body data larger than declared"))
+                        continue
                 if sid in self.active:
-                    out.append(StreamData(sid, ev.data or b"", flow))  # type: ignore[attr-defined]
+                    out.append(StreamData(sid, data, flow))
                 else:
                     self._ack_closed(sid, flow)
             elif t is h2.events.StreamEnded:
                 sid = ev.stream_id  # type: ignore[attr-defined]
+                bl = self._body_len.pop(sid, None)
+                if bl is not None and bl[1] != bl[0] and sid in self.active:
+                    out.append(StreamBodyError(sid, 400, f"client prematurely closed stream: "
+                                                         f"only {bl[1]} out of {bl[0]} bytes "
+                                                         f"of request body received"))
+                    continue
                 if sid in self.active:
                     out.append(StreamEnded(sid))
             elif t is h2.events.StreamReset:
@@ -909,6 +954,10 @@ class H2Server:
             return StreamError(sid, status, reason, head)
         if block is not None:
             res.header_bytes = block
+        if res.content_length is not None and not end_stream:
+            if len(self._body_len) > 4 * self.limits.max_concurrent_streams:
+                self._body_len = {k: v for k, v in self._body_len.items() if k in self.active}
+            self._body_len[sid] = [res.content_length, 0]
         return StreamRequest(sid, res, end_stream)
 
     def _check_trailers(self, raw: list[tuple[bytes, bytes]]) -> str | None:
@@ -1066,6 +1115,7 @@ class H2Server:
         counts against max_concurrent_streams."""
         self.active.discard(sid)
         self.prio.closed_stream(sid)
+        self._body_len.pop(sid, None)
         box = self._out.get(sid)
         if box is not None and box.size == 0 and not box.end:
             del self._out[sid]

@@ -38,13 +38,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from truehop.http.events import RequestHead
+from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.h2 import (
     INTERNAL_ERROR,
     ConnectionEnded,
     GoAwayComplete,
     H2Limits,
     H2Server,
+    StreamBodyError,
     StreamData,
     StreamEnded,
     StreamError,
@@ -418,6 +419,15 @@ class H2Connection(asyncio.Protocol):
                 ex4 = H2Exchange(self, ev.stream_id, ev.head, True)
                 self.streams[ev.stream_id] = ex4
                 bad.append((ex4, ev))
+            elif t is StreamBodyError:
+                assert isinstance(ev, StreamBodyError)
+                ex5 = self.streams.get(ev.stream_id)
+                if ex5 is not None and not ex5.body.complete:
+                    # the pipeline answers the status when it reads the body (buffered)
+                    if self.info is not None:
+                        self.runtime.log.info(ev.reason, self.info)
+                    ex5.body.fail(ProtocolError(ev.status, ev.reason))
+                    wake = True
             elif t is WindowOpened:
                 wake = True
             elif t is GoAwayComplete:
