@@ -296,6 +296,15 @@ def test_body_shorter_than_content_length_is_400_on_the_stream() -> None:
     ev = s.feed(c.data_to_send())
     [e] = of(ev, StreamBodyError)
     assert e.status == 400 and not of(ev, StreamEnded) and not s.closed
+    assert not of(ev, StreamData)       # the short last part is not forwarded (nginx)
+    # an END_STREAM on its own, short
+    s, c = pair()
+    request(s, c, headers([("content-length", "10")], method="POST"), end=False)
+    c.send_data(1, b"0123", end_stream=False)
+    s.feed(c.data_to_send())
+    c.end_stream(1)
+    ev = s.feed(c.data_to_send())
+    assert of(ev, StreamBodyError) and not of(ev, StreamEnded)
     # exact: the body ends normally
     s, c = pair()
     request(s, c, headers([("content-length", "4")], method="POST"), end=False)

@@ -797,6 +797,7 @@ class H2Server:
         pump = False
         pending: dict[int, int] = {}     # stream id -> index in `out` of its request
         skip_prio: object = None         # the PriorityUpdated of a HEADERS already applied
+        body_bad: set[int] = set()       # streams whose body length was refused in this read
         for ev in events:
             t = type(ev)
             if t is h2.events.RequestReceived:
@@ -827,13 +828,19 @@ class H2Server:
                 bl = self._body_len.get(sid)
                 if bl is not None:
                     bl[1] += len(data)
-                    if bl[1] > bl[0]:
-                        # never forwarded: nginx answers 400 on the stream
+                    last = ev.stream_ended is not None  # type: ignore[attr-defined]
+                    if bl[1] > bl[0] or (last and bl[1] != bl[0]):
+                        # never forwarded, not even the bytes before the end that comes
+                        # short: nginx answers 400 on the stream
                         del self._body_len[sid]
                         self._ack_closed(sid, flow)
                         if sid in self.active:
-                            out.append(StreamBodyError(sid, 400, "client intended to send "
-                                                       "body data larger than declared"))
+                            out.append(StreamBodyError(sid, 400, (
+                                "client intended to send body data larger than declared"
+                                if bl[1] > bl[0] else
+                                f"client prematurely closed stream: only {bl[1]} out of "
+                                f"{bl[0]} bytes of request body received")))
+                            body_bad.add(sid)
                         continue
                 if sid in self.active:
                     out.append(StreamData(sid, data, flow))
@@ -842,6 +849,8 @@ class H2Server:
             elif t is h2.events.StreamEnded:
                 sid = ev.stream_id  # type: ignore[attr-defined]
                 bl = self._body_len.pop(sid, None)
+                if sid in body_bad:
+                    continue
                 if bl is not None and bl[1] != bl[0] and sid in self.active:
                     out.append(StreamBodyError(sid, 400, f"client prematurely closed stream: "
                                                          f"only {bl[1]} out of {bl[0]} bytes "
