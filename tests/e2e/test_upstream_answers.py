@@ -520,3 +520,21 @@ server {
         ("__code", "401")])
     assert (r.status_code, r.text) == (401, "please log in\n")
     assert r.headers.get_list("www-authenticate") == ['Basic realm="a"', "Bearer"]
+
+
+@pytest.mark.parametrize("buffering", ["on", "off"])
+def test_bad_chunked_body_is_400_and_never_complete(truehop, upstream, buffering):
+    """A chunked request body that turns bad (a runaway chunk size) is the client's 400, as
+    nginx answers it, whether the body is buffered first or streamed to the upstream (then
+    the upstream's own answer must not be relayed as if the request were whole)."""
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location / { proxy_pass http://127.0.0.1:@@UP@@; proxy_request_buffering @@BUF@@;
+                 proxy_http_version 1.1; }
+}""", port=port, up=upstream.port, buf=buffering)
+    data, _ = raw_request(port, b"POST /__echo HTTP/1.1\r\nHost: t\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\n"
+                                b"5\r\nhello\r\nzzzzzzzzzzzzzzzzzzzz\r\n\r\n", timeout=5)
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]

@@ -448,9 +448,17 @@ class ClientConnection(asyncio.Protocol):
         if events:
             self._dispatch(events)
         if parser.pending_error is not None:
-            # good requests came before the bad bytes: answer them, then the error, then close
-            self.deferred_error = parser.pending_error
+            err = parser.pending_error
             self.parser = None
+            last = self.queue[-1] if self.queue else self.current
+            if last is not None and not last.body.complete:
+                # the bad bytes are inside that request's body (a runaway chunk...): it is
+                # that request's error (nginx's 400), answered by whoever reads the body
+                self.closing = True
+                last.body.fail(err)
+                return
+            # good requests came before the bad bytes: answer them, then the error, then close
+            self.deferred_error = err
             if self.current is None and not self.queue:
                 self._send_deferred_error()
 
@@ -758,9 +766,13 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if self.current is not None:
-            # a later pipelined request was bad: finish the current one, then close
             self.closing = True
-            self.current.body.fail(ClientGone(e.reason))
+            body = self.current.body
+            if not body.complete:
+                # the current request's own body is bad (a runaway chunk...): whoever reads
+                # it answers nginx's status for it (400), never a complete exchange
+                body.fail(e)
+            # else a later pipelined request was bad: finish the current one, then close
             return
         self.queue.clear()
         self.runtime.send_error_and_close(self, e.status)

@@ -557,10 +557,20 @@ class Proxy:
             conn.write(req_head)
             att.sent = True
             sender = asyncio.ensure_future(self.stream_body(conn, ex, s))
+            head = asyncio.ensure_future(self.read_head(conn, read_timeout))
             try:
-                resp = await self.read_head(conn, read_timeout)
+                # the client's body can fail (a bad chunk, a short HTTP/2 stream) before the
+                # upstream answers: that is the client's 400, never the upstream's answer
+                await asyncio.wait((head, sender), return_when=asyncio.FIRST_COMPLETED)
+                if not head.done() and sender.done() and \
+                        isinstance(sender.exception(), (ProtocolError, UpstreamError)):
+                    head.cancel()
+                    conn.abort()
+                    raise sender.exception()  # type: ignore[misc]
+                resp = await head
             except BaseException:
                 sender.cancel()
+                head.cancel()
                 raise
             if not sender.done():
                 # the upstream answered before the body was sent: let it finish in background
