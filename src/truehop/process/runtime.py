@@ -96,8 +96,8 @@ def listener_groups(cfg: Config) -> dict[tuple[str, int], list[tuple[Listen, Ser
     return groups
 
 
-def build_ssl_context(srv: ServerConf, http2: bool,
-                      warnings: list[str] | None = None) -> ssl.SSLContext:
+def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None = None,
+                      passwords: dict[str, list[bytes]] | None = None) -> ssl.SSLContext:
     """A server's TLS context: its certificates, protocols and ciphers. Raises ssl.SSLError
     or OSError with the path in the message."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -118,10 +118,15 @@ def build_ssl_context(srv: ServerConf, http2: bool,
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     if not srv.ssl.session_tickets:
         ctx.options |= ssl.OP_NO_TICKET
-    passwords = read_passwords(srv.ssl.password_file, srv.ssl.password_where) \
-        if srv.ssl.password_file else []
+    pf = srv.ssl.password_file
+    if pf is None:
+        pws: list[bytes] = []
+    elif passwords is not None and pf in passwords:
+        pws = passwords[pf]
+    else:
+        pws = read_passwords(pf, srv.ssl.password_where)
     for cert, key, where in srv.ssl.certificates:
-        load_certificate(ctx, cert, key, where, passwords)
+        load_certificate(ctx, cert, key, where, pws)
         if warnings is not None:
             warnings.extend(certificate_warnings(cert, where))
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
@@ -249,6 +254,14 @@ class Runtime:
 
     def build(self) -> None:
         cfg = self.cfg
+        # ssl_password_file is read once per load for every server with certificates, as
+        # nginx reads it when merging the config (a FIFO is read once, errors stop the load),
+        # whether or not an ssl listener uses that server
+        self.passwords: dict[str, list[bytes]] = {}
+        for srv in cfg.http.servers:
+            pf = srv.ssl.password_file
+            if pf and srv.ssl.certificates and pf not in self.passwords:
+                self.passwords[pf] = read_passwords(pf, srv.ssl.password_where)
         for key, members in listener_groups(cfg).items():
             servers: list[ServerConf] = []
             for _, srv in members:
@@ -307,10 +320,12 @@ class Runtime:
             h2 = srv.http2 or addr_h2
             t = srv.ssl
             key = (h2, tuple(t.certificates), t.protocols, t.ciphers, t.prefer_server_ciphers,
-                   t.session_cache, t.session_timeout, t.session_tickets)
+                   t.session_cache, t.session_timeout, t.session_tickets, t.dhparam,
+                   t.password_file)
             ctx = shared.get(key)
             if ctx is None:
-                ctx = shared[key] = build_ssl_context(srv, h2, self.cfg.warnings)
+                ctx = shared[key] = build_ssl_context(srv, h2, self.cfg.warnings,
+                                                      self.passwords)
             contexts[id(srv)] = ctx
         # as nginx, the default server of each address of an `ssl` listener needs a certificate
         defaults = [lst.default_server]
