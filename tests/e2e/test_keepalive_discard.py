@@ -45,6 +45,17 @@ def ports(tmp_path_factory):
     proc.stop(check=True)
 
 
+def read_until_closed(s: socket.socket) -> tuple[bytes, float]:
+    """Everything `s` receives until the peer closes, and how long that took."""
+    start = time.monotonic()
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data, time.monotonic() - start
+        data += chunk
+
+
 def req(path: str, extra: str = "", method: str = "GET", body: bytes = b"") -> bytes:
     return f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode() + body
 
@@ -97,14 +108,7 @@ def test_keepalive_timeout_at_location_closes_idle_connection(ports):
     with socket.create_connection(("127.0.0.1", p)) as s:
         s.settimeout(5)
         s.sendall(req("/kt"))
-        start = time.monotonic()
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        waited = time.monotonic() - start
+        data, waited = read_until_closed(s)
     assert b"kt\n" in data
     assert 0.5 < waited < 3.5            # the location's 1s, not the server's 75s
 
@@ -217,14 +221,7 @@ def test_stalled_discard_is_closed(ports, monkeypatch):
     with socket.create_connection(("127.0.0.1", p)) as s:
         s.settimeout(10)
         s.sendall(req("/", "Content-Length: 100\r\n", "POST", b"abc"))
-        start = time.monotonic()
-        got = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        waited = time.monotonic() - start
+        got, waited = read_until_closed(s)
     assert b"ok POST\n" in got
     assert 4 < waited < 8
 
