@@ -25,6 +25,8 @@ server {
     location /small { client_max_body_size 10; return 200 "small\\n"; }
     location /nolimit { client_max_body_size 0; return 200 "ok $request_method\\n"; }
     location /ep { error_page 404 /kr; return 404; }
+    location /safari { keepalive_disable safari; return 200 "s\n"; }
+    location /none { keepalive_disable none; return 200 "n\n"; }
 }
 server {
     listen 127.0.0.1:@@PORT2@@;
@@ -247,3 +249,28 @@ def test_413_lingers_while_the_client_is_still_sending(ports):
     rs = parse_responses(got)
     assert [r.status for r in rs] == [413]
     assert rs[0].header("Connection") == "close"
+
+
+MSIE6 = "User-Agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)\r\n"
+SAFARI = ("User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.0 Safari/605.1.15\r\n")
+CHROME = ("User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+          "(KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n")
+
+
+@pytest.mark.parametrize(("path", "method", "ua", "kept"), [
+    ("/", "POST", MSIE6, False),          # the default, msie6: a POST from MSIE 4-6
+    ("/", "GET", MSIE6, True),
+    ("/none", "POST", MSIE6, True),
+    ("/safari", "GET", SAFARI, False),
+    ("/safari", "GET", CHROME, True),
+    ("/", "GET", SAFARI, True),
+])
+def test_keepalive_disable(ports, path, method, ua, kept):
+    """keepalive_disable (was refused): the browsers nginx keeps from keep-alive."""
+    p, _ = ports
+    body = b"x" if method == "POST" else b""
+    extra = ua + (f"Content-Length: {len(body)}\r\n" if body else "")
+    rs, _closed = exchange(p, req(path, extra, method, body) + req("/", LAST))
+    assert len(rs) == (2 if kept else 1)
+    assert rs[0].header("connection") == ("keep-alive" if kept else "close")

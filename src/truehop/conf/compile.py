@@ -1059,6 +1059,17 @@ def _template(c: Compiler, d: Directive, s: Settings) -> Template:
     return c.template(d.values[0], d)
 
 
+def _keepalive_disable(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
+    """`keepalive_disable none | browser ...` (msie6, safari)."""
+    out: set[str] = set()
+    for v in d.values:
+        if v not in ("none", "msie6", "safari"):
+            raise ConfigError.at(f'invalid value "{v}"', d)
+        if v != "none":
+            out.add(v)
+    return frozenset(out)
+
+
 def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
     if d.values[0] not in ("1.0", "1.1"):
         raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
@@ -1106,6 +1117,7 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "tcp_nodelay": ("tcp_nodelay", _flag),
     "keepalive_timeout": ("keepalive_timeout", _keepalive_timeout),
     "keepalive_time": ("keepalive_time", _time),
+    "keepalive_disable": ("keepalive_disable", _keepalive_disable),
     "keepalive_requests": ("keepalive_requests", _int),
     "client_max_body_size": ("client_max_body_size", _size),
     "client_body_timeout": ("client_body_timeout", _time),

@@ -277,6 +277,7 @@ SPECS: tuple[Spec, ...] = (
     # memory tuning of nginx's pools and buffers: truehop's memory is bounded by the limits
     # that have a meaning here (header sizes, body sizes, proxy_buffers), so these are
     # accepted and have no effect
+    _d("keepalive_disable", HSL, "1MORE", HCORE, "browsers kept from keep-alive (msie6, safari)"),
     _d("connection_pool_size", HS, "TAKE1", HCORE, "per-connection memory pool (no effect)"),
     _d("request_pool_size", HS, "TAKE1", HCORE, "per-request memory pool (no effect)"),
     _d("client_body_in_single_buffer", HSL, "FLAG", HCORE,
@@ -346,7 +347,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_http_core_module': (
         "aio aio_write auth_delay client_body_in_file_only "
         "directio directio_alignment early_hints "
-        "gzip_disable gzip_http_version gzip_proxied gzip_vary keepalive_disable "
+        "gzip_disable gzip_http_version gzip_proxied gzip_vary "
         "keepalive_min_timeout limit_except limit_rate_after lingering_close lingering_time "
         "lingering_timeout log_subrequest max_headers msie_padding msie_refresh "
         "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "

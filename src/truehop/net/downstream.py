@@ -192,6 +192,26 @@ NO_BODY = _NoBody(None)          # no Content-Length, not chunked
 NO_BODY_CL0 = _NoBody(0)         # Content-Length: 0
 
 
+def _browser_disabled(head: RequestHead, disabled: frozenset[str]) -> bool:
+    """keepalive_disable (ngx_http_update_location_config): MSIE 4-6 (not 6 with SV1) for a
+    POST, Safari on Mac OS X (not Chrome) for anything, as ngx_http_process_user_agent
+    tells them apart."""
+    if "safari" not in disabled and head.method != "POST":
+        return False        # the default, msie6, only concerns POSTs: no look at the UA
+    ua = head.get("user-agent")
+    if not ua:
+        return False
+    i = ua.find("MSIE ")
+    msie = i >= 0 and i + 7 < len(ua)
+    opera = "Opera" in ua
+    if "msie6" in disabled and head.method == "POST" and msie and not opera and \
+            ua[i + 6] == "." and (ua[i + 5] in "45" or
+                                  (ua[i + 5] == "6" and "SV1" not in ua[i + 8:])):
+        return True
+    return "safari" in disabled and not msie and not opera and "Gecko/" not in ua and \
+        "Chrome/" not in ua and "Safari/" in ua and "Mac OS X" in ua
+
+
 class Exchange:
     """One request on a client connection and the response being written for it."""
 
@@ -253,6 +273,8 @@ class Exchange:
             kat = s.keepalive_timeout
             if not kat or kat <= 0 or c.requests >= (s.keepalive_requests or 1000) or \
                     c.loop.time() - c.started_at > (s.keepalive_time or 3600.0):
+                self.keep_alive = False
+            elif s.keepalive_disable and _browser_disabled(self.head, s.keepalive_disable):
                 self.keep_alive = False
             elif body._continue and not body.complete:
                 # ngx_http_discard_request_body tests Expect first: the client is told to
