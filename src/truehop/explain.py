@@ -385,7 +385,21 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     s = loc.settings
     if loc.proxy is not None:
         proxy = rt.proxy
-        up, up_scheme, uri = proxy.target(r, loc)
+        try:
+            up, up_scheme, uri = proxy.target(r, loc)
+        except Finish as f:
+            pp = loc.proxy
+            if pp.dynamic is None or s.resolver is None:
+                doc["action"] = {"kind": "return", "code": f.status,
+                                 "why": "proxy_pass with variables names a host that is no "
+                                        "upstream and no address, and no resolver is set"}
+                doc["findings"] = [x.as_dict() for x in for_location(cfg, server, loc)]
+                for fd in doc["findings"]:
+                    fd["file"] = rel(fd["file"], base)
+                return doc
+            # a name the resolver looks up at run time: the request is known all the same
+            up_scheme, hostport, uri = proxy.dynamic_url(r, pp)
+            up = UpstreamConf(hostport, [], implicit=True, keepalive=0)
         upgrade_ok = (head.upgrade == "websocket" and q.method == "GET"
                       and _ws_key_ok(head.get("sec-websocket-key"),
                                      head.get("sec-websocket-version")))

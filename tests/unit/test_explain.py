@@ -225,6 +225,21 @@ def test_location_realip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert hs["X-Real-IP"] == "10.1.2.3"
 
 
+def test_proxy_pass_with_variables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A host in proxy_pass variables: with a resolver the request is shown (the name is
+    looked up at run time); without one, the 502 nginx would give (it used to crash)."""
+    p = tmp_path / "dyn.conf"
+    p.write_text("server {\n listen 127.0.0.1:8080;\n resolver 127.0.0.11;\n"
+                 " location / { proxy_pass http://$arg_h:3000; }\n}\n")
+    d = doc_for(capsys, p, "http://a.test:8080/x?h=app")
+    assert d["action"]["kind"] == "proxy"
+    assert d["upstream_request"]["request_line"] == "GET /x?h=app HTTP/1.1"
+    p.write_text(p.read_text().replace(" resolver 127.0.0.11;\n", ""))
+    d = doc_for(capsys, p, "http://a.test:8080/x?h=app")
+    assert (d["action"]["kind"], d["action"]["code"]) == ("return", 502)
+    assert "dynamic-proxy-no-resolver" in {f["rule"] for f in d["findings"]}
+
+
 def test_bad_arguments(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(capsys, small)
     assert code == 1 and "no URL" in err

@@ -196,7 +196,7 @@ class Proxy:
         pp = loc.proxy
         assert pp is not None
         if pp.dynamic is not None:
-            scheme, hostport, uri = self._dynamic_url(r, pp)
+            scheme, hostport, uri = self.dynamic_url(r, pp)
             up = self.rt.dynamic_upstream(hostport, scheme)
             if up is None:
                 self.rt.log.error(f"no resolver defined to resolve {_host_of(hostport)}",
@@ -218,7 +218,7 @@ class Proxy:
             uri = escape_uri(pp.uri + rest) + ("?" + r.args if r.args else "")
         return pp.upstream, pp.scheme, uri
 
-    def _dynamic_url(self, r: RequestState, pp: Any) -> tuple[str, str, str]:
+    def dynamic_url(self, r: RequestState, pp: Any) -> tuple[str, str, str]:
         """proxy_pass with variables, rendered: (scheme, host[:port], URI for the request
         line); sets $proxy_host and $proxy_port."""
         url = pp.dynamic.render(r)
@@ -241,7 +241,7 @@ class Proxy:
         become the peers (round robin), as nginx's ngx_http_upstream_resolve_handler."""
         pp = loc.proxy
         assert pp is not None and s.resolver is not None
-        scheme, hostport, uri = self._dynamic_url(r, pp)
+        scheme, hostport, uri = self.dynamic_url(r, pp)
         up = self.rt.dynamic_upstream(hostport, scheme)
         if up is not None:
             return up, scheme, uri
