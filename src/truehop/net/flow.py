@@ -3,7 +3,8 @@
 Every HTTP/1 request is one coroutine (the pipeline, down to the upstream exchange). Run as a
 Task it costs, per request: the Task, a first step scheduled on the loop, and for each wait on
 the upstream a Future, its callback, another loop round and the Task's wake-up. Measured with
-callgrind that was a tenth of a proxied request.
+callgrind (bench/instructions_per_request.py), running requests as flows saved 2.7% of a
+proxied request's instructions (376,540 -> 366,346).
 
 `Flow` drives the same coroutine itself:
 * it starts at once (in the `data_received` that completed the request head) and runs until
