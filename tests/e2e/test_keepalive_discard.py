@@ -126,12 +126,7 @@ def test_keepalive_time_closes_old_connection(ports):
         assert b"Connection: keep-alive" in first
         time.sleep(1.3)
         s.sendall(req("/"))
-        second = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            second += chunk
+        second, _ = read_until_closed(s)
     assert b"Connection: close" in second and b"t\n" in second
 
 
@@ -169,12 +164,7 @@ def test_body_arriving_after_the_response_is_not_a_request(ports):
         s.sendall(fake[:10])
         time.sleep(0.2)
         s.sendall(fake[10:] + req("/real", LAST))
-        rest = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
+        rest, _ = read_until_closed(s)
     rs = parse_responses(rest)
     assert [r.body for r in rs] == [b"ok GET\n"]
 
@@ -198,12 +188,7 @@ def test_expect_continue_body_discarded(ports):
         # told to go on (nginx's discard tests Expect), then the answer
         assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
         s.sendall(b"hello" + req("/next", LAST))
-        rest = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
+        rest, _ = read_until_closed(s)
     assert [r.body for r in parse_responses(rest)] == [b"ok GET\n"]
 
 
@@ -240,12 +225,7 @@ def test_413_lingers_while_the_client_is_still_sending(ports):
         time.sleep(0.3)
         for _ in range(20):
             s.sendall(chunk)
-        got = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            got += data
+        got, _ = read_until_closed(s)
     rs = parse_responses(got)
     assert [r.status for r in rs] == [413]
     assert rs[0].header("Connection") == "close"

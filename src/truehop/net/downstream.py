@@ -196,9 +196,7 @@ def _browser_disabled(head: RequestHead, disabled: frozenset[str]) -> bool:
     """keepalive_disable (ngx_http_update_location_config): MSIE 4-6 (not 6 with SV1) for a
     POST, Safari on Mac OS X (not Chrome) for anything, as ngx_http_process_user_agent
     tells them apart."""
-    if "safari" not in disabled and head.method != "POST":
-        return False        # the default, msie6, only concerns POSTs: no look at the UA
-    ua = head.get("user-agent")
+    ua = head.get("user-agent")      # (the caller looks only for a POST or with safari)
     if not ua:
         return False
     i = ua.find("MSIE ")
@@ -274,7 +272,8 @@ class Exchange:
             if not kat or kat <= 0 or c.requests >= (s.keepalive_requests or 1000) or \
                     c.loop.time() - c.started_at > (s.keepalive_time or 3600.0):
                 self.keep_alive = False
-            elif s.keepalive_disable and _browser_disabled(self.head, s.keepalive_disable):
+            elif (kd := s.keepalive_disable) and (self.head.method == "POST" or "safari" in kd) \
+                    and _browser_disabled(self.head, kd):
                 self.keep_alive = False
             elif body._continue and not body.complete:
                 # ngx_http_discard_request_body tests Expect first: the client is told to

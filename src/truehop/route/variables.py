@@ -209,16 +209,18 @@ def _find_arg(args: str | None, key: str) -> str | None:
     return None
 
 
+def _found(nf: Callable[[RequestState], str | None]) -> Getter:
+    """A getter from its not-found-aware twin ("" where that says None), for variables
+    off the hot path; `$http_*` keeps one closure per list instead (see _fields_var)."""
+    def get(r: RequestState) -> str:
+        v = nf(r)
+        return "" if v is None else v
+    return _nf(get, nf)
+
+
 def arg_var(name: str) -> Getter:
     key = name.lower()
-
-    def get(r: RequestState) -> str:
-        v = _find_arg(r.args, key)
-        return "" if v is None else v
-
-    def nf(r: RequestState) -> str | None:
-        return _find_arg(r.args, key)
-    return _nf(get, nf)
+    return _found(lambda r: _find_arg(r.args, key))
 
 
 def _find_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
@@ -236,14 +238,7 @@ def _find_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
 
 def cookie_var(name: str) -> Getter:
     lname = name.lower()
-
-    def get(r: RequestState) -> str:
-        v = _find_cookie(r.head.headers, lname)
-        return "" if v is None else v
-
-    def nf(r: RequestState) -> str | None:
-        return _find_cookie(r.head.headers, lname)
-    return _nf(get, nf)
+    return _found(lambda r: _find_cookie(r.head.headers, lname))
 
 
 def _find_set_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
@@ -260,14 +255,7 @@ def upstream_cookie_var(name: str) -> Getter:
     """$upstream_cookie_NAME: the cookie NAME set by the upstream's Set-Cookie lines (the
     first pair of a line; names compared ignoring case, as nginx does)."""
     lname = name.lower()
-
-    def get(r: RequestState) -> str:
-        v = _find_set_cookie(r.upstream_headers, lname)
-        return "" if v is None else v
-
-    def nf(r: RequestState) -> str | None:
-        return _find_set_cookie(r.upstream_headers, lname)
-    return _nf(get, nf)
+    return _found(lambda r: _find_set_cookie(r.upstream_headers, lname))
 
 
 def _capture(n: int) -> Getter:
