@@ -259,6 +259,7 @@ class Compiler:
         base.types = dict(BUILTIN_TYPES)
         base.root = self.prefixed("html")
         base.access_log = (AccessLog(self.prefixed("logs/access.log"), "combined"),)
+        base.client_body_temp_path = (self.prefixed("client_body_temp"), ())
         return local.merged_with(base)
 
     def compile_log_format(self, d: Directive) -> None:
@@ -495,8 +496,24 @@ class Compiler:
                 out[n] = self.size(e)
             elif n in ("ssl_dhparam", "ssl_password_file"):
                 out[n] = (self.conf_relative(v[0]), (e.file, e.line))
-            # ssl_stapling, ssl_stapling_verify, ssl_trusted_certificate (for stapling):
-            # accepted, no effect: clients fetch OCSP themselves
+            elif n in ("ssl_client_certificate", "ssl_trusted_certificate", "ssl_crl"):
+                out[n] = (self.conf_relative(v[0]), (e.file, e.line))
+            elif n == "ssl_verify_client":
+                if v[0] not in ("off", "on", "optional", "optional_no_ca"):
+                    raise ConfigError.at(f'invalid value "{v[0]}"', e)   # ngx_conf_set_enum_slot
+                if v[0] == "optional_no_ca":
+                    # asking for a certificate without verifying it needs an OpenSSL verify
+                    # callback, which Python's ssl module does not offer
+                    raise ConfigError.at('"ssl_verify_client optional_no_ca" is not supported '
+                                         'by truehop: Python\'s ssl module cannot request a '
+                                         'client certificate without verifying it', e)
+                out[n] = (v[0], (e.file, e.line))
+            elif n == "ssl_verify_depth":
+                if not v[0].isdigit():
+                    raise ConfigError.at('"ssl_verify_depth" directive invalid number', e)
+                out[n] = int(v[0])
+            # ssl_stapling, ssl_stapling_verify: accepted, no effect: clients fetch OCSP
+            # themselves (ssl_trusted_certificate, above, also verifies client certificates)
         return out
 
     def apply_server_values(self, srv: ServerConf, vals: dict[str, Any]) -> None:
@@ -506,6 +523,16 @@ class Compiler:
                 srv.ssl.dhparam, srv.ssl.dhparam_where = val
             elif name == "ssl_password_file":
                 srv.ssl.password_file, srv.ssl.password_where = val
+            elif name == "ssl_verify_client":
+                srv.ssl.verify_client, srv.ssl.verify_where = val
+            elif name == "ssl_verify_depth":
+                srv.ssl.verify_depth = val
+            elif name == "ssl_client_certificate":
+                srv.ssl.client_certificate, srv.ssl.client_certificate_where = val
+            elif name == "ssl_trusted_certificate":
+                srv.ssl.trusted_certificate, srv.ssl.trusted_certificate_where = val
+            elif name == "ssl_crl":
+                srv.ssl.crl, srv.ssl.crl_where = val
             elif name.startswith("ssl_"):
                 fld = name[4:]
                 if fld in _SSL_FIELDS:
@@ -1105,6 +1132,28 @@ def _int(c: Compiler, d: Directive, s: Settings) -> int:
     return c.integer(d)
 
 
+def _temp_path(c: Compiler, d: Directive, s: Settings) -> tuple[str, tuple[int, ...]]:
+    """client_body_temp_path path [level1 [level2 [level3]]] (ngx_conf_set_path_slot): each
+    level a number of characters of the ten-digit file name, 10 at most in all."""
+    if s.client_body_temp_path is not None:
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+    levels = []
+    for v in d.values[1:]:
+        if not v.isdigit() or int(v) == 0:
+            raise ConfigError.at(f'"{d.name}" directive invalid value', d)
+        levels.append(int(v))
+    if sum(levels) > 10:
+        raise ConfigError.at(f'"{d.name}" directive invalid value', d)
+    return c.prefixed(d.values[0]).rstrip("/") or "/", tuple(levels)
+
+
+def _body_in_file_only(c: Compiler, d: Directive, s: Settings) -> str:
+    v = d.values[0]
+    if v not in ("off", "on", "clean"):
+        raise ConfigError.at(f'invalid value "{v}"', d)   # ngx_conf_set_enum_slot
+    return v
+
+
 SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "root": ("root", _root),
     "alias": ("alias", _alias),
@@ -1176,6 +1225,8 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "proxy_ignore_headers": ("proxy_ignore_headers", lambda c, d, s: frozenset(
         x.lower() for x in d.values)),
     "recursive_error_pages": ("recursive_error_pages", _flag),
+    "client_body_temp_path": ("client_body_temp_path", _temp_path),
+    "client_body_in_file_only": ("client_body_in_file_only", _body_in_file_only),
     # several error_log lines at one level all log; an inner level replaces the outer ones
     "error_log": ("error_log", _append("error_log", lambda c, d: c.error_log_target(d))),
 }

@@ -262,15 +262,23 @@ SPECS: tuple[Spec, ...] = (
     _d("ssl_password_file", HS, "TAKE1", SSL, "passphrases for the secret keys, one a line"),
     _d("ssl_stapling", HS, "FLAG", SSL, "OCSP stapling"),
     _d("ssl_stapling_verify", HS, "FLAG", SSL, "verify OCSP responses"),
-    _d("ssl_trusted_certificate", HS, "TAKE1", SSL, "CA certificates for stapling"),
+    _d("ssl_trusted_certificate", HS, "TAKE1", SSL, "CA certificates for stapling and for client certificates (names not sent)"),
+    _d("ssl_verify_client", HS, "TAKE1", SSL, "ask for a client certificate (on | optional | off)"),
+    _d("ssl_client_certificate", HS, "TAKE1", SSL, "CA certificates that verify client certificates"),
+    _d("ssl_verify_depth", HS, "TAKE1", SSL, "intermediate CAs allowed in a client certificate chain"),
+    _d("ssl_crl", HS, "TAKE1", SSL, "revoked certificates (CRLs in PEM) for client verification"),
     # --- real ip, resolver -----------------------------------------------------------------
     _d("set_real_ip_from", HSL, "TAKE1", "ngx_http_realip_module", "trusted address (CIDR) whose header gives the client address"),
     _d("real_ip_header", HSL, "TAKE1", "ngx_http_realip_module", "header carrying the client address"),
     _d("real_ip_recursive", HSL, "FLAG", "ngx_http_realip_module", "skip trusted addresses from the right"),
     _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables"),
-    # temp directories: truehop keeps bodies in memory within the configured limits, so
-    # these are accepted and have no effect (Test::Nginx writes them into every config)
-    _d("client_body_temp_path", HSL, "1MORE", HCORE, "temp dir for request bodies (no effect)"),
+    # a buffered request body beyond client_body_buffer_size goes to a file under
+    # client_body_temp_path; proxied responses stay in memory within proxy_buffers, so
+    # proxy_temp_path is accepted and has no effect (Test::Nginx writes it into every config)
+    _d("client_body_temp_path", HSL, "TAKE1234", HCORE,
+       "temp dir for request bodies beyond client_body_buffer_size [levels]"),
+    _d("client_body_in_file_only", HSL, "TAKE1", HCORE,
+       "every buffered request body to a file, kept (on) or removed after (clean)"),
     _d("proxy_temp_path", HSL, "1MORE", "ngx_http_proxy_module",
        "temp dir for proxied bodies (no effect)"),
     _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout"),
@@ -345,7 +353,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "charset charset_map charset_types override_charset source_charset"
     ),
     'ngx_http_core_module': (
-        "aio aio_write auth_delay client_body_in_file_only "
+        "aio aio_write auth_delay "
         "directio directio_alignment early_hints "
         "gzip_disable gzip_http_version gzip_proxied gzip_vary "
         "keepalive_min_timeout limit_except limit_rate_after lingering_close lingering_time "
@@ -491,10 +499,9 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     ),
     'ngx_http_ssl_module': (
         "ssl_buffer_size ssl_certificate_cache ssl_certificate_compression "
-        "ssl_client_certificate ssl_conf_command ssl_crl ssl_early_data ssl_ecdh_curve "
+        "ssl_conf_command ssl_early_data ssl_ecdh_curve "
         "ssl_ech_file ssl_ocsp ssl_ocsp_cache ssl_ocsp_responder "
-        "ssl_reject_handshake ssl_session_ticket_key ssl_stapling_file ssl_stapling_responder "
-        "ssl_verify_client ssl_verify_depth"
+        "ssl_reject_handshake ssl_session_ticket_key ssl_stapling_file ssl_stapling_responder"
     ),
     'ngx_http_stub_status_module': (
         "stub_status"

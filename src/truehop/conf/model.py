@@ -117,6 +117,7 @@ SETTING_FIELDS = (
     "etag", "max_ranges", "chunked_transfer_encoding", "set_real_ip_from",
     "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
     "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages", "error_log",
+    "client_body_temp_path", "client_body_in_file_only",
 )
 
 
@@ -192,6 +193,10 @@ class Settings:
     recursive_error_pages: bool | None
     # error_log at http/server/location: ((path, level), ...); None = the main-level log
     error_log: tuple[tuple[str, str], ...] | None
+    # client_body_temp_path: (absolute directory, levels); client_body_in_file_only:
+    # "off" | "on" | "clean" (proxy.request_body)
+    client_body_temp_path: tuple[str, tuple[int, ...]] | None
+    client_body_in_file_only: str | None
     where: dict[str, Where]
 
     def __init__(self) -> None:
@@ -273,6 +278,8 @@ DEFAULTS: dict[str, Any] = {
     "disable_symlinks": False,
     "proxy_ignore_headers": frozenset(),
     "recursive_error_pages": False,
+    "client_body_temp_path": None,  # filled in compile: <prefix>/client_body_temp
+    "client_body_in_file_only": "off",
 }
 
 
@@ -455,6 +462,17 @@ class SslConf:
     dhparam_where: tuple[str, int] = ("", 0)
     password_file: str | None = None    # ssl_password_file: passphrases, one a line
     password_where: tuple[str, int] = ("", 0)
+    # client certificates (mTLS): ssl_verify_client off | on | optional (optional_no_ca is
+    # refused at compile time), the CA files that verify them, and where each was written
+    verify_client: str = "off"
+    verify_where: tuple[str, int] = ("", 0)
+    client_certificate: str | None = None
+    client_certificate_where: tuple[str, int] = ("", 0)
+    trusted_certificate: str | None = None
+    trusted_certificate_where: tuple[str, int] = ("", 0)
+    verify_depth: int = 1
+    crl: str | None = None
+    crl_where: tuple[str, int] = ("", 0)
 
 
 @dataclass(slots=True)

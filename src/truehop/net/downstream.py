@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.h1 import H1ServerParser, response_head_bytes
+from truehop.net.client_cert import attach as attach_client_cert
 from truehop.net.deadline import Deadline
 from truehop.net.flow import Flow
 from truehop.route.state import ConnectionInfo
@@ -118,6 +119,17 @@ class BodyStream:
         if w is not None and not w.done():
             w.set_result(None)
 
+    def take_ready(self) -> list[bytes]:
+        """The chunks already here, without waiting (what `read` would return next)."""
+        out = []
+        while self._chunks:
+            data, flow = self._chunks.popleft()
+            self.buffered -= len(data)
+            self._on_consumed(flow)
+            if data:
+                out.append(data)
+        return out
+
     async def read(self, timeout: float | None = None) -> bytes | None:
         """The next chunk, or None at the end. Raises on a client error or timeout."""
         if self._continue:
@@ -146,18 +158,6 @@ class BodyStream:
             if w.result() is _TIMED_OUT:
                 raise ProtocolError(408, "client timed out (110: Connection timed out) while "
                                          "reading client request body")
-
-    async def read_all(self, limit: int, timeout: float | None = None) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = await self.read(timeout)
-            if chunk is None:
-                return b"".join(parts)
-            total += len(chunk)
-            if total > limit:
-                raise ProtocolError(413, "client intended to send too large body")
-            parts.append(chunk)
 
 
 def _no_room(_n: int) -> None:
@@ -439,6 +439,8 @@ class ClientConnection(asyncio.Protocol):
             self.info.ssl_server_name = getattr(ssl_obj, "server_hostname", None) or \
                 getattr(ssl_obj, "sni", "") or ""
             self.info.ssl_session_reused = bool(getattr(ssl_obj, "session_reused", False))
+            # a context that asks for client certificates: $ssl_client_* read them lazily
+            self.info = attach_client_cert(self.info, ssl_obj)
         srv = self.listener.default_server
         self.parser = H1ServerParser(self.listener.limits)
         self.keepalive_requests = srv.settings.keepalive_requests or 1000

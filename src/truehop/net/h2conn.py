@@ -53,6 +53,7 @@ from truehop.http.h2 import (
     StreamReset,
     WindowOpened,
 )
+from truehop.net.client_cert import attach as attach_client_cert
 from truehop.net.downstream import _TIMED_OUT, BodyStream, ClientGone, _expire, _next_conn_number
 from truehop.route.state import ConnectionInfo
 
@@ -87,6 +88,8 @@ def connection_info(transport: asyncio.BaseTransport, listener: Listener,
         info.ssl_cipher = c[0] if c else ""
         info.ssl_server_name = getattr(ssl_obj, "sni", "") or ""
         info.ssl_session_reused = bool(getattr(ssl_obj, "session_reused", False))
+        # a context that asks for client certificates: $ssl_client_* read them lazily
+        info = attach_client_cert(info, ssl_obj)
     return info
 
 

@@ -43,20 +43,25 @@ _OTHER_HTTP = (b"http/1.0", b"http/0.9")
 # ServerHello.random of a TLS 1.3 HelloRetryRequest (RFC 8446 4.1.3): ALPN is decided on the
 # second ClientHello
 _HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+# a listener's context may carry a function of the SNI name giving the context to make the
+# connection on (process.runtime sets it when a server asks for client certificates: Python's
+# SNI switch keeps the first context's verify mode)
+CHOOSE_ATTR = "truehop_choose_context"
 ALPN_REFUSED = ("SSL_do_handshake() failed (SSL: no application protocol) while SSL "
                 "handshaking")
 
 
-def client_alpn(data: bytes | bytearray) -> list[bytes] | None:
-    """The ALPN protocol names of the ClientHello at the start of `data` (TLS records as they
-    came from the client), `[]` when it has no ALPN extension, None when `data` does not hold
-    a whole, well-formed ClientHello."""
+def _client_hello(data: bytes | bytearray) -> memoryview | None | bool:
+    """The body of the ClientHello at the start of `data` (TLS records as they came from the
+    client); None when more bytes are needed, False when `data` cannot start one."""
     msg = bytearray()
     pos = 0
     need = -1
     while need < 0 or len(msg) < need:
-        if len(data) < pos + 5 or data[pos] != TLS_HANDSHAKE:
+        if len(data) < pos + 5:
             return None
+        if data[pos] != TLS_HANDSHAKE:
+            return False
         n = int.from_bytes(data[pos + 3:pos + 5], "big")
         if len(data) < pos + 5 + n:
             return None
@@ -64,35 +69,74 @@ def client_alpn(data: bytes | bytearray) -> list[bytes] | None:
         pos += 5 + n
         if need < 0 and len(msg) >= 4:
             if msg[0] != 1:         # not a ClientHello
-                return None
+                return False
             need = 4 + int.from_bytes(msg[1:4], "big")
-    body = memoryview(bytes(msg[4:need]))
+    return memoryview(bytes(msg[4:need]))
+
+
+def _hello_extension(body: memoryview, wanted: int) -> memoryview | None:
+    """The data of one extension of a ClientHello body; None when it has none. Raises
+    IndexError on a malformed body."""
+    p = 2 + 32                                   # legacy_version, random
+    p += 1 + body[p]                             # legacy_session_id
+    p += 2 + int.from_bytes(body[p:p + 2], "big")    # cipher_suites
+    p += 1 + body[p]                             # legacy_compression_methods
+    if p >= len(body):
+        return None
+    end = p + 2 + int.from_bytes(body[p:p + 2], "big")
+    p += 2
+    while p + 4 <= end:
+        typ = int.from_bytes(body[p:p + 2], "big")
+        n = int.from_bytes(body[p + 2:p + 4], "big")
+        p += 4
+        if typ == wanted:
+            return body[p:p + n]
+        p += n
+    return None
+
+
+def client_alpn(data: bytes | bytearray) -> list[bytes] | None:
+    """The ALPN protocol names of the ClientHello at the start of `data` (TLS records as they
+    came from the client), `[]` when it has no ALPN extension, None when `data` does not hold
+    a whole, well-formed ClientHello."""
+    body = _client_hello(data)
+    if not isinstance(body, memoryview):
+        return None
     try:
-        p = 2 + 32                                   # legacy_version, random
-        p += 1 + body[p]                             # legacy_session_id
-        p += 2 + int.from_bytes(body[p:p + 2], "big")    # cipher_suites
-        p += 1 + body[p]                             # legacy_compression_methods
-        if p >= len(body):
+        ext = _hello_extension(body, 16)         # application_layer_protocol_negotiation
+        if ext is None:
             return []
-        end = p + 2 + int.from_bytes(body[p:p + 2], "big")
-        p += 2
-        while p + 4 <= end:
-            typ = int.from_bytes(body[p:p + 2], "big")
-            n = int.from_bytes(body[p + 2:p + 4], "big")
-            p += 4
-            if typ == 16:                            # application_layer_protocol_negotiation
-                ext = body[p:p + n]
-                q, names = 2, []
-                lim = min(len(ext), 2 + int.from_bytes(ext[0:2], "big"))
-                while q < lim:
-                    ln = ext[q]
-                    names.append(bytes(ext[q + 1:q + 1 + ln]))
-                    q += 1 + ln
-                return names
-            p += n
+        q, names = 2, []
+        lim = min(len(ext), 2 + int.from_bytes(ext[0:2], "big"))
+        while q < lim:
+            ln = ext[q]
+            names.append(bytes(ext[q + 1:q + 1 + ln]))
+            q += 1 + ln
+        return names
     except IndexError:
         return None
-    return []
+
+
+def client_sni(data: bytes | bytearray) -> str | None | bool:
+    """The host_name in the server_name extension of the ClientHello at the start of `data`:
+    "" when it has none (or an unreadable one), None when more bytes are needed, False when
+    `data` does not start a ClientHello."""
+    body = _client_hello(data)
+    if not isinstance(body, memoryview):
+        return body
+    try:
+        ext = _hello_extension(body, 0)          # server_name (RFC 6066 3)
+        if ext is None:
+            return ""
+        q, end = 2, min(len(ext), 2 + int.from_bytes(ext[0:2], "big"))
+        while q + 3 <= end:
+            typ, ln = ext[q], int.from_bytes(ext[q + 1:q + 3], "big")
+            if typ == 0:                         # host_name
+                return bytes(ext[q + 3:q + 3 + ln]).decode("ascii")
+            q += 3 + ln
+    except (IndexError, UnicodeDecodeError):
+        pass
+    return ""
 
 
 def record_sni(ctx: ssl.SSLContext) -> None:
@@ -155,6 +199,8 @@ class TlsProtocol(asyncio.Protocol):
         # the client's bytes until OpenSSL has answered its ClientHello (the ALPN check)
         self.hello: bytearray | None = bytearray()
         self.offered: list[bytes] | None = None
+        # the first bytes while the SNI name that picks the context is not all here yet
+        self.early = b""
 
     # -- raw transport callbacks ---------------------------------------------------------
 
@@ -184,15 +230,25 @@ class TlsProtocol(asyncio.Protocol):
         if st == _CLOSED or not data:
             return
         if st == _FIRST:
-            if data[0] != TLS_HANDSHAKE and self.on_plain is not None:
+            if data[0] != TLS_HANDSHAKE and self.on_plain is not None and not self.early:
                 self._cancel_timer()
                 self.state = _PLAIN
                 self.inner = self.on_plain()
                 self.inner.connection_made(self.raw)
                 self.inner.data_received(data)
                 return
-            record_sni(self.ctx)
-            self.sslobj = self.ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            ctx = self.ctx
+            choose = getattr(ctx, CHOOSE_ATTR, None)
+            if choose is not None:
+                # the context is picked by the ClientHello's SNI name before OpenSSL sees it
+                early = self.early = self.early + data
+                sni = client_sni(early)
+                if sni is None and len(early) <= MAX_HELLO:
+                    return                       # the rest of the ClientHello is to come
+                ctx = choose(sni or None)
+                data, self.early = bytes(early), b""
+            record_sni(ctx)
+            self.sslobj = ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
             self.state = _HANDSHAKE
         hello = self.hello
         if hello is not None:

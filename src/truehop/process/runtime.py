@@ -21,12 +21,15 @@ from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, 
 from truehop.detect import Detector
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
+from truehop.net.client_cert import handle_verified
 from truehop.net.flow import Flow
+from truehop.net.tls import CHOOSE_ATTR
 from truehop.proxy.balancer import UpstreamBalancer
 from truehop.proxy.pool import KeepalivePool
 from truehop.route.servers import ServerNameIndex
 
 if TYPE_CHECKING:
+    from truehop.conf.model import SslConf
     from truehop.net.downstream import ClientConnection, Exchange
     from truehop.route.state import RequestState
 
@@ -45,6 +48,8 @@ class Listener:
     index: Any = None                               # ServerNameIndex for the wildcard address
     by_addr: dict[str, Any] = field(default_factory=dict)  # local address -> ServerNameIndex
     ssl_context: SSLContext | None = None
+    # a server here has ssl_verify_client: requests go through nginx's certificate check
+    client_verify: bool = False
 
     def find_server(self, local_addr: str, host: str) -> ServerConf:
         idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
@@ -129,6 +134,7 @@ def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None =
         load_certificate(ctx, cert, key, where, pws)
         if warnings is not None:
             warnings.extend(certificate_warnings(cert, where))
+    client_verification(ctx, srv.ssl)
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
 
@@ -194,6 +200,60 @@ def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str,
                               where[0], where[1]) from None
         raise ConfigError(f'cannot load certificate "{cert}" or key "{key}": PEM_read_bio() '
                           f"failed (SSL: {reason})", where[0], where[1]) from None
+
+
+def client_verification(ctx: ssl.SSLContext, t: SslConf) -> None:
+    """ssl_verify_client, ssl_client_certificate, ssl_trusted_certificate, ssl_verify_depth
+    and ssl_crl on a server's context, in nginx's order and words (ngx_http_ssl_merge_srv_conf:
+    the CA check, then the CA files, then the CRLs)."""
+    from truehop.conf.ast import ConfigError
+    from truehop.net.client_cert import DEPTH_ATTR
+
+    if t.verify_client != "off":
+        if not t.client_certificate and not t.trusted_certificate:
+            raise ConfigError("no ssl_client_certificate or ssl_trusted_certificate for "
+                              "ssl_verify_client", t.verify_where[0], t.verify_where[1])
+        # CERT_OPTIONAL for `on` too: a client without a certificate then completes the
+        # handshake and its request is answered 496, as nginx does (CERT_REQUIRED would end
+        # the handshake with an alert instead)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        # Python cannot set OpenSSL's verify depth: net.client_cert checks it on the chain
+        setattr(ctx, DEPTH_ATTR, t.verify_depth)
+        if t.client_certificate:
+            load_verify_file(ctx, t.client_certificate, t.client_certificate_where, False)
+    # nginx loads these whatever ssl_verify_client says (they then verify nothing). Python
+    # has no way to send only ssl_client_certificate's names in the certificate request
+    # (SSL_CTX_set_client_CA_list): it sends none, and clients offer any certificate.
+    if t.trusted_certificate:
+        load_verify_file(ctx, t.trusted_certificate, t.trusted_certificate_where, False)
+    if t.crl:
+        load_verify_file(ctx, t.crl, t.crl_where, True)
+        # X509_V_FLAG_CRL_CHECK|X509_V_FLAG_CRL_CHECK_ALL, as ngx_ssl_crl sets on the store
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
+
+
+def load_verify_file(ctx: ssl.SSLContext, path: str, where: tuple[str, int], crl: bool) -> None:
+    """Add a PEM file of CA certificates (or of CRLs) to the context's verify store; failures
+    in nginx's words (ngx_ssl_client_certificate, ngx_ssl_crl and ngx_ssl_cache_*_create)."""
+    from truehop.conf.ast import ConfigError
+
+    what, reader, marker = ("CRL", "PEM_read_bio_X509_CRL()", b"-----BEGIN X509 CRL-----") \
+        if crl else ("certificate", "PEM_read_bio_X509_AUX()", b"CERTIFICATE-----")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f'cannot load {what} "{path}": BIO_new_file() failed '
+                          f"({e.errno}: {e.strerror})", where[0], where[1]) from None
+    if marker not in data:
+        raise ConfigError(f'cannot load {what} "{path}": {reader} failed (SSL: no start line)',
+                          where[0], where[1])
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as e:
+        reason = getattr(e, "reason", None) or str(e)
+        raise ConfigError(f'cannot load {what} "{path}": {reader} failed (SSL: '
+                          f'{str(reason).lower().replace("_", " ")})', where[0], where[1]) from None
 
 
 def certificate_warnings(cert: str, where: tuple[str, int]) -> list[str]:
@@ -292,10 +352,39 @@ class Runtime:
         for up in cfg.http.upstreams.values():
             self.upstreams[id(up)] = UpstreamRuntime(up)
         self._open_error_log(cfg.http.settings)  # opened (and checked) even if unused
+        temp_paths = {cfg.http.settings.client_body_temp_path}
         for srv in cfg.http.servers:
             self._open_sinks(srv.settings)
+            temp_paths.add(srv.settings.client_body_temp_path)
             for loc in _walk(srv.locations + list(srv.named.values())):
                 self._open_sinks(loc.settings)
+                temp_paths.add(loc.settings.client_body_temp_path)
+        for tp in temp_paths:
+            if tp is not None:
+                self._create_temp_path(tp[0])
+
+    def _create_temp_path(self, path: str) -> None:
+        """ngx_create_paths: the directory (not its parents) is made 0700 if missing, and
+        given to the workers' user when the master runs as root (they write in it)."""
+        from truehop.conf.ast import ConfigError
+
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise ConfigError(f'mkdir() "{path}" failed ({e.errno}: {e.strerror})') from None
+        uid = self.cfg.main.uid
+        if uid is None or os.geteuid() != 0:
+            return
+        try:
+            st = os.stat(path)
+            if st.st_uid != uid:
+                os.chown(path, uid, -1)
+            if st.st_mode & 0o700 != 0o700:
+                os.chmod(path, st.st_mode | 0o700)
+        except OSError as e:
+            raise ConfigError(f'chown("{path}", {uid}) failed ({e.errno}: {e.strerror})') from None
 
     def _open_error_log(self, s: Settings) -> None:
         targets = s.error_log
@@ -321,7 +410,8 @@ class Runtime:
             t = srv.ssl
             key = (h2, tuple(t.certificates), t.protocols, t.ciphers, t.prefer_server_ciphers,
                    t.session_cache, t.session_timeout, t.session_tickets, t.dhparam,
-                   t.password_file)
+                   t.password_file, t.verify_client, t.client_certificate,
+                   t.trusted_certificate, t.verify_depth, t.crl)
             ctx = shared.get(key)
             if ctx is None:
                 ctx = shared[key] = build_ssl_context(srv, h2, self.cfg.warnings,
@@ -348,6 +438,21 @@ class Runtime:
                 sslobj.context = ctx
 
         default.sni_callback = pick
+        lst.client_verify = any(srv.ssl.verify_client != "off" for srv in lst.servers)
+        if any(c.verify_mode != ssl.CERT_NONE for c in contexts.values()):
+            # Python's SNI switch (SSL_set_SSL_CTX) keeps the first context's verify mode,
+            # and its session cache and ticket keys: the connection is made on the context
+            # the ClientHello's name picks (net.tls), so each server asks for (or does not
+            # ask for) a certificate itself, and a session verified by one server's CAs is
+            # never resumed on another's
+            def choose(name: str | None) -> ssl.SSLContext:
+                if not name:
+                    return default
+                return contexts.get(id(lst.index.find(name.lower())), default)
+
+            setattr(default, CHOOSE_ATTR, choose)
+            for c in contexts.values():
+                c.sni_callback = pick
         return default
 
     def _open_sinks(self, s: Settings) -> None:
@@ -383,7 +488,9 @@ class Runtime:
         if self.shutting_down:
             ex.keep_alive = False
         assert c.info is not None
-        t = asyncio.get_running_loop().create_task(self.pipeline.handle(ex, c.info, c.listener))
+        coro = self.pipeline.handle(ex, c.info, c.listener) if not c.listener.client_verify \
+            else handle_verified(self, ex, c.info, c.listener)
+        t = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
         c.task = t
@@ -394,7 +501,9 @@ class Runtime:
         if self.shutting_down:
             ex.keep_alive = False
         assert c.info is not None
-        flow = c.task = Flow(self.pipeline.handle(ex, c.info, c.listener), c.loop)
+        coro = self.pipeline.handle(ex, c.info, c.listener) if not c.listener.client_verify \
+            else handle_verified(self, ex, c.info, c.listener)
+        flow = c.task = Flow(coro, c.loop)
         if c.info.pipelined:
             # started from the end of the previous request's flow: a round later, so that
             # a run of pipelined requests answered at once does not nest

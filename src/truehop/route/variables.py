@@ -414,6 +414,25 @@ def _ssl_session_reused(r: RequestState) -> str:
     return "r" if r.conn.ssl_session_reused else "."
 
 
+def _ssl_client_verify(r: RequestState) -> str:
+    """$ssl_client_verify: NONE, SUCCESS or FAILED:reason; NONE on a TLS connection whose
+    server asked for no certificate."""
+    cc = getattr(r.conn, "client_cert", None)
+    if cc is not None:
+        return str(cc.verify())
+    return "NONE" if r.conn.scheme == "https" else ""
+
+
+def _client_cert_var(method: str) -> Getter:
+    """An $ssl_client_* variable: what `method` of the connection's client certificate
+    (net.client_cert.ClientCert, only on connections whose context asked for one) gives,
+    formatted on first use and kept for the connection; empty without a certificate."""
+    def get(r: RequestState) -> str:
+        cc = getattr(r.conn, "client_cert", None)
+        return str(getattr(cc, method)()) if cc is not None else ""
+    return get
+
+
 def _upstream_nf(get: Getter) -> LogGetter:
     """The twin of an $upstream_* getter: not found before any upstream was tried."""
     def nf(r: RequestState) -> str | None:
@@ -488,10 +507,22 @@ BUILTIN: dict[str, Getter] = {
     "ssl_session_reused": _ssl_session_reused,
     "remote_user": _remote_user,
     "request_body": _request_body,
+    "request_body_file": lambda r: r.request_body_file or "",
     "request_id": lambda r: r.extra.setdefault("request_id", os.urandom(16).hex()),
     "ssl_protocol": lambda r: r.conn.ssl_protocol,
     "ssl_cipher": lambda r: r.conn.ssl_cipher,
     "ssl_server_name": lambda r: r.conn.ssl_server_name,
+    "ssl_client_verify": _ssl_client_verify,
+    "ssl_client_s_dn": _client_cert_var("subject_dn"),
+    "ssl_client_i_dn": _client_cert_var("issuer_dn"),
+    "ssl_client_serial": _client_cert_var("serial"),
+    "ssl_client_fingerprint": _client_cert_var("fingerprint"),
+    "ssl_client_raw_cert": _client_cert_var("pem"),
+    "ssl_client_cert": _client_cert_var("tabbed_pem"),
+    "ssl_client_escaped_cert": _client_cert_var("escaped_pem"),
+    "ssl_client_v_start": _client_cert_var("v_start"),
+    "ssl_client_v_end": _client_cert_var("v_end"),
+    "ssl_client_v_remain": _client_cert_var("v_remain"),
     "nginx_version": lambda r: "1.30.0",
     "http_host_raw": lambda r: r.head.host,
 }
@@ -513,13 +544,18 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "content_length": lambda r: _find_header(r.head.headers, 14, "content-length", None, ", "),
     "remote_user": _basic_user,
     "request_body": _request_body_nf,
+    "request_body_file": lambda r: r.request_body_file,
     "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
               "upstream_bytes_received", "upstream_response_length"):
     _NOT_FOUND[_name] = _upstream_nf(BUILTIN[_name])
-for _name in ("ssl_protocol", "ssl_cipher", "ssl_server_name"):
+for _name in ("ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_client_verify",
+              "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_serial",
+              "ssl_client_fingerprint", "ssl_client_raw_cert", "ssl_client_cert",
+              "ssl_client_escaped_cert", "ssl_client_v_start", "ssl_client_v_end",
+              "ssl_client_v_remain"):
     _NOT_FOUND[_name] = _tls_nf(BUILTIN[_name])
 for _name, _fn in _NOT_FOUND.items():
     _nf(BUILTIN[_name], _fn)
