@@ -215,7 +215,8 @@ def test_certificate_from_another_ca_is_refused_in_the_handshake(site: SimpleNam
     # handshake (with TLS 1.3 the client sees it when it reads the answer)
     with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
         get(site, name, "mallory")
-    site.tp.wait_for_log("SSL_do_handshake() failed (SSL: certificate verify failed")
+    site.tp.wait_for_log("SSL_do_handshake() failed (SSL: certificate verify failed: unable "
+                         "to get local issuer certificate) while SSL handshaking")
 
 
 def test_server_without_verification_asks_for_no_certificate(site: SimpleNamespace) -> None:
@@ -299,3 +300,62 @@ def test_configuration_ok_with_trusted_certificate_only(tmp_path: Path) -> None:
     conf.write_text(text.replace("@@SITE@@", str(site)))
     out = run_truehop("-t", "-p", f"{tmp_path}/", "-c", str(conf))
     assert out.returncode == 0, out.stderr
+
+
+CRL_CONF = """
+error_log error.log info;
+events { }
+http {
+    ssl_certificate @@SITE@@;
+    ssl_certificate_key @@SITE@@;
+    server {
+        listen 127.0.0.1:@@TLS@@ ssl;
+        server_name crl.test;
+        ssl_verify_client optional;
+        ssl_client_certificate @@CLIENT_CA@@;
+        ssl_crl @@CRL@@;
+        location / { return 200 "crl $ssl_client_verify $ssl_client_s_dn\\n"; }
+    }
+}
+"""
+
+
+def test_crl(truehop: Any, tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    server_ca = trustme.CA()
+    server_ca.cert_pem.write_to_path(str(tmp_path / "server-ca.pem"))
+    server_ca.issue_cert("crl.test").private_key_and_cert_chain_pem \
+        .write_to_path(str(tmp_path / "site.pem"))
+    client_ca = trustme.CA()
+    client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
+    good = client_ca.issue_cert("good@example.com", common_name="good")
+    good.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "good.pem"))
+    bad = client_ca.issue_cert("bad@example.com", common_name="bad")
+    bad.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "bad.pem"))
+    ca_cert = x509.load_pem_x509_certificate(client_ca.cert_pem.bytes())
+    ca_key = load_pem_private_key(client_ca.private_key_pem.bytes(), None)
+    now = datetime.datetime.now(datetime.UTC)
+    revoked = (x509.RevokedCertificateBuilder()
+               .serial_number(x509.load_pem_x509_certificate(bad.cert_chain_pems[0].bytes())
+                              .serial_number)
+               .revocation_date(now - datetime.timedelta(hours=1)).build())
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+           .last_update(now - datetime.timedelta(hours=1))
+           .next_update(now + datetime.timedelta(days=1))
+           .add_revoked_certificate(revoked).sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    (tmp_path / "ca.crl").write_bytes(crl.public_bytes(Encoding.PEM))
+    port = free_port()
+    tp = truehop(CRL_CONF, TLS=port, SITE=tmp_path / "site.pem",
+                 CLIENT_CA=tmp_path / "client-ca.pem", CRL=tmp_path / "ca.crl")
+    site = SimpleNamespace(tp=tp, port=port, dir=tmp_path,
+                           server_ca=str(tmp_path / "server-ca.pem"))
+    assert get(site, "crl.test", "good").text.startswith("crl SUCCESS CN=good,")
+    assert get(site, "crl.test", None).text == "crl NONE \n"
+    # nginx: 400 with $ssl_client_verify "FAILED:certificate revoked"; here the handshake
+    with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+        get(site, "crl.test", "bad")
+    tp.wait_for_log("(SSL: certificate verify failed: certificate revoked) while SSL handshaking")

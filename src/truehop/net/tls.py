@@ -15,6 +15,12 @@ never raises. The SNI name the client sent is kept on the SSLObject as `.sni` (r
 $ssl_server_name); `record_sni` wraps the context's own SNI callback (which picks the
 server's certificate) to do that.
 
+Client certificates: switching contexts in the SNI callback (SSL_set_SSL_CTX) changes the
+certificate and the verify store but not the verify mode, which OpenSSL copied from the first
+context, nor the session cache and ticket keys. When a listener's servers ask for client
+certificates, its context carries a chooser (CHOOSE_ATTR): the ClientHello is read first
+(`client_sni`), and the connection is made on the context of the server its name picks.
+
 ALPN: nginx's select callback (ngx_http_ssl_alpn_select) offers h2 only when the server the SNI
 name chose has HTTP/2, plus http/1.1, http/1.0 and http/0.9, and fails the handshake with a fatal
 `no_application_protocol` alert when none of the client's protocols is among them. Python's
@@ -162,7 +168,11 @@ def record_sni(ctx: ssl.SSLContext) -> None:
 def ssl_detail(e: BaseException) -> str:
     reason = getattr(e, "reason", None)
     if reason:
-        return "SSL: " + str(reason).lower().replace("_", " ")
+        text = "SSL: " + str(reason).lower().replace("_", " ")
+        # a client certificate that failed verification: say why (nginx would answer 495
+        # and log "client SSL certificate verify error: (N:why)")
+        why = getattr(e, "verify_message", None)
+        return f"{text}: {why}" if why else text
     return str(e) or type(e).__name__
 
 
