@@ -37,6 +37,7 @@ from truehop.net.downstream import ClientGone, Exchange
 from truehop.net.resolver import ResolveError, Resolver
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.pipeline import Finish, InternalRedirect
+from truehop.proxy.request_body import BodyFile, BodyFileError, read_body
 from truehop.route.state import RequestState, UpstreamTry
 from truehop.route.uri import escape_uri
 
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 _UNIQUE_RESPONSE = frozenset({"content-type", "last-modified", "etag", "location", "refresh",
                               "expires", "content-encoding"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# client_body_temp_path when the settings carry none (a model not made by conf.compile)
+_NO_TEMP_PATH = ("client_body_temp", ())
 _NO_FLAGS: frozenset[str] = frozenset()
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 # headers nginx never copies from the client when it writes the upstream request
@@ -338,66 +341,80 @@ class Proxy:
         upgrade_ok = (head.upgrade == "websocket" and method == "GET" and head.version == "1.1"
                       and _ws_key_ok(head.get("sec-websocket-key"),
                                      head.get("sec-websocket-version")))
-        headers, upgrading = self.build_headers(r, s, upgrade_ok)
-        if head.upgrade is not None and not upgrading and upgrade_ok:
-            self.rt.detect.upgrade_not_forwarded(r, loc)
-
-        # the request body: read whole (proxy_request_buffering on) or streamed
-        body: bytes | None = None
-        stream_body = False
+        # the request body: read whole (proxy_request_buffering on: in memory up to
+        # client_body_buffer_size, else in a temp file) or streamed. As nginx, it is read
+        # before the upstream request is made, so $request_body(_file) can be in its headers
         has_body = head.chunked or bool(head.content_length)
-        if s.proxy_set_body is not None:
-            # proxy_set_body: the client's body is read and dropped, the rendered one sent
-            if has_body:
-                await _discard(ex, s.client_max_body_size or (1 << 62), s.client_body_timeout)
-            elif head.expect_continue:
-                ex.send_continue()
-            text = s.proxy_set_body.render(r)
-            try:
-                body = text.encode("latin-1")    # values read off the wire round-trip
-            except UnicodeEncodeError:
-                body = text.encode("utf-8")      # text from the config: its bytes
-            headers.append(("Content-Length", str(len(body))))
-        elif not has_body:
-            body = b""
-            if head.expect_continue:
-                ex.send_continue()  # as nginx: the expectation is answered even for no body
-            if method in _BODY_METHODS:
-                headers.append(("Content-Length", "0"))
-        else:
-            limit = s.client_max_body_size or (1 << 62)
-            if not s.proxy_pass_request_body:
-                body = b""
-                await _discard(ex, limit, s.client_body_timeout)
-            elif s.proxy_request_buffering or s.proxy_http_version == "1.0" and head.chunked:
-                body = r.request_body = await ex.body.read_all(limit, s.client_body_timeout)
+        read: bytes | BodyFile | None = None
+        stream_body = False
+        if has_body or (head.content_length == 0 and s.client_body_in_file_only != "off"):
+            if r.body_read:
+                # a pass after an internal redirect: the body kept by the first, if any
+                read = r.body_file if r.body_file is not None else r.request_body or b""
+            # proxy_set_body and proxy_pass_request_body off read the body too (nginx then
+            # always buffers), only never send it
+            elif s.proxy_request_buffering or s.proxy_set_body is not None or \
+                    not s.proxy_pass_request_body or \
+                    s.proxy_http_version == "1.0" and head.chunked:
+                r.body_read = True
+                if not has_body and head.expect_continue:
+                    ex.send_continue()   # ngx_http_test_expect, before an empty body's file
+                read = await self.read_body(r, ex, s)
             else:
+                r.body_read = True
                 stream_body = True
-            if body is not None:
-                headers.append(("Content-Length", str(len(body))))
-            elif head.content_length is not None:
-                headers.append(("Content-Length", str(head.content_length)))
-            else:
-                headers.append(("Transfer-Encoding", "chunked"))
-            r.request_body_length = len(body) if body is not None else 0
-        # proxy_method: the upstream request's method; retries still judge the client's
-        up_method = s.proxy_method.render(r) if s.proxy_method is not None else method
-        try:
-            req_head = request_head_bytes(up_method, uri, headers, s.proxy_http_version or "1.1")
-        except ValueError:
-            raise Finish(400) from None
-        r.extra["upstream_uri"] = uri
-
-        tries = s.proxy_next_upstream_tries or 0
-        timeout_total = s.proxy_next_upstream_timeout or 0.0
-        now = time.monotonic()
-        att = Attempt(tries if tries else 1 << 30, now + timeout_total if timeout_total else 0.0,
-                      up_method)
-        flags = s.proxy_next_upstream or _NO_FLAGS
-        state = urt.balancer.start(now, self.hash_key(r, upstream) if upstream.kind in (
-            "ip_hash", "hash") else None)
+        elif head.expect_continue:
+            ex.send_continue()  # as nginx: the expectation is answered even for no body
         tries_made = r.upstream_tries
         try:
+            headers, upgrading = self.build_headers(r, s, upgrade_ok)
+            if head.upgrade is not None and not upgrading and upgrade_ok:
+                self.rt.detect.upgrade_not_forwarded(r, loc)
+            body: bytes | BodyFile | None = None
+            if s.proxy_set_body is not None:
+                # proxy_set_body: the client's body was read and is dropped, this one sent
+                text = s.proxy_set_body.render(r)
+                try:
+                    body = text.encode("latin-1")    # values read off the wire round-trip
+                except UnicodeEncodeError:
+                    body = text.encode("utf-8")      # text from the config: its bytes
+                headers.append(("Content-Length", str(len(body))))
+            elif not has_body:
+                body = b""
+                if method in _BODY_METHODS:
+                    headers.append(("Content-Length", "0"))
+            else:
+                if not s.proxy_pass_request_body:
+                    body = b""
+                elif not stream_body:
+                    body = read
+                if type(body) is bytes:
+                    headers.append(("Content-Length", str(len(body))))
+                    r.request_body_length = len(body)
+                elif isinstance(body, BodyFile):
+                    headers.append(("Content-Length", str(body.length)))
+                    r.request_body_length = body.length
+                elif head.content_length is not None:
+                    headers.append(("Content-Length", str(head.content_length)))
+                else:
+                    headers.append(("Transfer-Encoding", "chunked"))
+            # proxy_method: the upstream request's method; retries still judge the client's
+            up_method = s.proxy_method.render(r) if s.proxy_method is not None else method
+            try:
+                req_head = request_head_bytes(up_method, uri, headers,
+                                              s.proxy_http_version or "1.1")
+            except ValueError:
+                raise Finish(400) from None
+            r.extra["upstream_uri"] = uri
+
+            tries = s.proxy_next_upstream_tries or 0
+            timeout_total = s.proxy_next_upstream_timeout or 0.0
+            now = time.monotonic()
+            att = Attempt(tries if tries else 1 << 30,
+                          now + timeout_total if timeout_total else 0.0, up_method)
+            flags = s.proxy_next_upstream or _NO_FLAGS
+            state = urt.balancer.start(now, self.hash_key(r, upstream) if upstream.kind in (
+                "ip_hash", "hash") else None)
             await self._attempts(r, ex, loc, s, urt, upstream, scheme, uri, req_head, body,
                                  stream_body, upgrading, att, flags, state, now)
         finally:
@@ -407,9 +424,43 @@ class Proxy:
                 if r.upstream_conn is not None:
                     _account(last, r.upstream_conn)
 
+    async def read_body(self, r: RequestState, ex: Exchange, s: Settings) -> bytes | BodyFile:
+        """The whole client body, kept as proxy.request_body keeps it (memory or a temp
+        file); sets $request_body or $request_body_file."""
+        file_only = s.client_body_in_file_only or "off"
+        try:
+            got = await read_body(ex.body, s.client_max_body_size or (1 << 62),
+                                  s.client_body_timeout, s.client_body_buffer_size or 16384,
+                                  file_only, s.client_body_temp_path or _NO_TEMP_PATH)
+        except BodyFileError as e:
+            self.rt.log.crit(e.message, r.conn, r)
+            raise Finish(500) from None
+        if not isinstance(got, BodyFile):
+            r.request_body = got
+            return got
+        r.request_body_file = got.name
+        r.body_file = got
+        # closed when the exchange ends, however it ends (not when this pass does: an
+        # error_page may proxy the request again); `on` keeps the file's name, `clean` not
+        prev = ex.on_done
+        if prev is None:
+            ex.on_done = got.close
+        else:
+            def done() -> None:
+                got.close()
+                prev()
+            ex.on_done = done
+        # nginx's line, at warn (notice with client_body_in_file_only, which asks for it)
+        msg = f"a client request body is buffered to a temporary file {got.name}"
+        if file_only == "off":
+            self.rt.log.warn(msg, r.conn, r)
+        else:
+            self.rt.log.notice(msg, r.conn, r)
+        return got
+
     async def _attempts(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
                         urt: UpstreamRuntime, upstream: UpstreamConf, scheme: str, uri: str,
-                        req_head: bytes, body: bytes | None, stream_body: bool,
+                        req_head: bytes, body: bytes | BodyFile | None, stream_body: bool,
                         upgrading: bool, att: Attempt, flags: frozenset[str], state: Any,
                         now: float) -> None:
         """Try peers until one answers (proxy_next_upstream), then relay its response."""
@@ -447,7 +498,8 @@ class Proxy:
                 t.connect = time.monotonic()
                 r.upstream_conn = conn  # aborted by the pipeline if we never finish
                 try:
-                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
+                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att,
+                                               sender, r)
                 except UpstreamError as e:
                     if reused and not conn.received_any and e.kind == "error" and \
                             not retried_stale and (method in IDEMPOTENT or not att.sent):
@@ -457,7 +509,8 @@ class Proxy:
                         conn.abort()
                         conn = await self.fresh(peer, scheme, s, r)
                         r.upstream_conn = conn
-                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
+                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s,
+                                                   att, sender, r)
                     else:
                         raise
             except UpstreamError as e:
@@ -539,24 +592,31 @@ class Proxy:
                 sni = r.proxy_host.rsplit(":", 1)[0]
         return await connect(peer.addr, peer.port, s.proxy_connect_timeout or 60.0, ctx, sni)
 
-    async def exchange(self, conn: UpstreamConnection, req_head: bytes, body: bytes | None,
-                       stream_body: bool, ex: Exchange, s: Settings, att: Attempt,
-                       self_sender: list[Any]) -> Response:
-        """Send the request and return the response head (1xx answers are consumed)."""
+    async def exchange(self, conn: UpstreamConnection, req_head: bytes,
+                       body: bytes | BodyFile | None, stream_body: bool, ex: Exchange,
+                       s: Settings, att: Attempt, self_sender: list[Any], r: RequestState
+                       ) -> Response:
+        """Send the request and return the response head (1xx answers are consumed).
+        `body`: bytes are written at once; a BodyFile (a buffered body in a temp file) and
+        the client's stream (None) are sent by a task while the response is awaited, so an
+        upstream that answers early is heard."""
         # the parser must know the method the upstream answers (a HEAD has no body)
         conn.start(att.method, s.proxy_buffer_size or 8192)
         send_timeout = s.proxy_send_timeout or 60.0
         read_timeout = s.proxy_read_timeout or 60.0
-        if body is not None:
+        if type(body) is bytes:
             conn.write(req_head + body if len(body) < 65536 else req_head)
             if len(body) >= 65536:
                 conn.write(body)
             att.sent = True
             await conn.drain(send_timeout)
         else:
-            conn.write(req_head)
+            if isinstance(body, BodyFile):
+                conn.write(req_head)
+                sender = asyncio.ensure_future(self.send_file(body, conn, send_timeout))
+            else:
+                sender = asyncio.ensure_future(self.stream_body(conn, ex, s, r, req_head))
             att.sent = True
-            sender = asyncio.ensure_future(self.stream_body(conn, ex, s))
             head = asyncio.ensure_future(self.read_head(conn, read_timeout))
             try:
                 # the client's body can fail (a bad chunk, a short HTTP/2 stream) before the
@@ -576,6 +636,7 @@ class Proxy:
                 # the upstream answered before the body was sent: let it finish in background
                 # only when the response says the body is still wanted; else stop sending
                 self_sender[0] = sender
+                sender.add_done_callback(_consume_outcome)
             else:
                 exc = sender.exception()
                 if isinstance(exc, UpstreamError):
@@ -598,18 +659,61 @@ class Proxy:
                 continue
             raise UpstreamError("invalid_header", "upstream sent no valid HTTP/1.0 header")
 
-    async def stream_body(self, conn: UpstreamConnection, ex: Exchange, s: Settings) -> None:
+    async def send_file(self, body: BodyFile, conn: UpstreamConnection, timeout: float
+                        ) -> None:
+        """A buffered body from its temp file, from the start (so each try sends it whole)."""
+        try:
+            await body.send(conn, timeout)
+        except BodyFileError as e:
+            self.rt.log.crit(e.message)
+            conn.abort()
+            # the client's request cannot be sent: a 500, as nginx answers a failed read
+            raise ProtocolError(500, e.message) from None
+
+    async def stream_body(self, conn: UpstreamConnection, ex: Exchange, s: Settings,
+                          r: RequestState, req_head: bytes) -> None:
+        """proxy_request_buffering off: the request head, then the client's body as it
+        arrives. What has arrived goes in one write (one chunk, with the last chunk when the
+        body is complete; the head with the body already read), as nginx sends what it has
+        read; a body that fits client_body_buffer_size stays there for $request_body, as in
+        nginx's unbuffered mode."""
         chunked = ex.head.content_length is None
         timeout = s.client_body_timeout or 60.0
         send_timeout = s.proxy_send_timeout or 60.0
+        body = ex.body
+        room = s.client_body_buffer_size or 16384
+        kept: list[bytes] | None = []
+        ended = False
+        head = req_head
+        if not body.buffered:
+            conn.write(head)   # no body bytes yet: the upstream gets the head at once
+            head = b""
         while True:
-            chunk = await ex.body.read(timeout)
+            chunk = await body.read(timeout)
             if chunk is None:
                 break
-            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if body.buffered:
+                chunk = b"".join([chunk, *body.take_ready()])
+            if kept is not None:
+                room -= len(chunk)
+                if room >= 0:
+                    kept.append(chunk)
+                else:
+                    kept = None
+            if chunked:
+                ended = body.complete and body.error is None
+                conn.write(b"%b%x\r\n%b\r\n%s" % (head, len(chunk), chunk,
+                                                   b"0\r\n\r\n" if ended else b""))
+            else:
+                conn.write(head + chunk if head else chunk)
+            head = b""
             await conn.drain(send_timeout)
-        if chunked:
+        if head:
+            conn.write(head)
+        if chunked and not ended:
             conn.write(b"0\r\n\r\n")
+        if kept:
+            r.request_body = kept[0] if len(kept) == 1 else b"".join(kept)
 
     # -- response ----------------------------------------------------------------------
 
@@ -996,8 +1100,11 @@ def _resume_later(dst: asyncio.Transport, src: asyncio.Transport, done: asyncio.
     loop.call_later(0.02, check)
 
 
-async def _discard(ex: Exchange, limit: int, timeout: float | None) -> None:
-    await ex.body.read_all(limit, timeout)
+def _consume_outcome(task: asyncio.Future[None]) -> None:
+    """A body sender left running after the response: its failure (the connection closed
+    under it) is expected and must not be reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _ws_key_ok(key: str | None, version: str | None) -> bool:

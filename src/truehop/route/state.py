@@ -71,7 +71,8 @@ class RequestState:
         "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
         "start", "upstream_tries", "upstream_conn", "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
         "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
-        "extra", "pipelined", "realip_done", "request_body",
+        "extra", "pipelined", "realip_done", "request_body", "request_body_file",
+        "body_read", "body_file",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: Any) -> None:
@@ -106,5 +107,15 @@ class RequestState:
         self.pipelined = conn.pipelined         # $pipe: read while the previous one ran
         self.realip_done = False                # realip replaced remote_addr already
         # $request_body: the body once read whole into memory (proxy_request_buffering on,
-        # as nginx); None when it was not (streamed, discarded, or no body was read)
+        # as nginx); None when it was not (streamed, discarded, no body was read, or it went
+        # to a temp file)
         self.request_body: bytes | None = None
+        # $request_body_file: the name of the temp file the buffered body went to (beyond
+        # client_body_buffer_size, or client_body_in_file_only); None when it did not
+        self.request_body_file: str | None = None
+        # the client's body was taken by a proxy pass (read, streamed, or failed reading): a
+        # later pass, after an internal redirect, sends what was kept and never reads again
+        # (nginx reads r->request_body once); `body_file` is the kept proxy.request_body
+        # BodyFile, closed when the exchange ends
+        self.body_read = False
+        self.body_file: Any = None
