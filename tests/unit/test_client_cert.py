@@ -174,3 +174,56 @@ def test_client_sni() -> None:
     assert client_sni(_hello(None)) == ""
     assert client_sni(hello[:20]) is None          # the rest is to come
     assert client_sni(b"GET / HTTP/1.1\r\n") is False
+
+
+class _Raw:
+    """The raw transport under a TlsProtocol: keeps what is written."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+
+def test_context_is_chosen_by_sni_before_the_handshake(tmp_path: Path) -> None:
+    import trustme
+
+    from truehop.net.tls import CHOOSE_ATTR, TlsProtocol
+
+    ca = trustme.CA()
+    contexts = {}
+    for name in ("a.test", "b.test"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert(name).configure_cert(ctx)
+        contexts[name] = ctx
+    asked: list[str | None] = []
+
+    def choose(name: str | None) -> ssl.SSLContext:
+        asked.append(name)
+        return contexts.get(name or "", contexts["a.test"])
+
+    setattr(contexts["a.test"], CHOOSE_ATTR, choose)
+    proto = TlsProtocol(contexts["a.test"], lambda alpn: None,  # type: ignore[arg-type,return-value]
+                        handshake_timeout=0)
+    raw = _Raw()
+    proto.connection_made(raw)  # type: ignore[arg-type]
+    hello = _hello("b.test")
+    proto.data_received(hello[:40])             # not the whole ClientHello yet: wait
+    assert asked == [] and proto.sslobj is None and not raw.out
+    proto.data_received(hello[40:])
+    assert asked == ["b.test"]
+    assert proto.sslobj is not None and proto.sslobj.context is contexts["b.test"]
+    assert raw.out[:1] == b"\x16"               # the ServerHello went out
