@@ -214,7 +214,8 @@ def test_a_body_beyond_the_buffer_reaches_the_upstream_intact(truehop: Any,
         r = c.post(f"http://127.0.0.1:{port}/up", content=b"small")
         assert r.json()["sha256"] == sha(b"small")
     assert list(temp.iterdir()) == []
-    assert open_files_under(worker_pid(tp), temp) == []
+    pid = worker_pid(tp)
+    assert wait_until(lambda: open_files_under(pid, temp) == [])
     tp.wait_for_log("a client request body is buffered to a temporary file "
                     f"{temp}/")
 
@@ -277,13 +278,14 @@ def test_file_only_clean_removes_the_file_even_on_a_client_abort(truehop: Any,
                                                                  tmp_path: Path) -> None:
     tp, port = start(truehop, app, tmp_path)
     temp = tmp_path / "clean_temp"
-    r = httpx.post(f"http://127.0.0.1:{port}/clean/", content=b"z" * 50_000, timeout=10)
-    assert r.json()["sha256"] == sha(b"z" * 50_000)
-    names = [p for p in temp.rglob("*") if p.is_file()]
-    assert names == []                                   # removed when the request ended
 
     def named() -> list[Path]:
         return [p for p in temp.rglob("*") if p.is_file()]
+
+    r = httpx.post(f"http://127.0.0.1:{port}/clean/", content=b"z" * 50_000, timeout=10)
+    assert r.json()["sha256"] == sha(b"z" * 50_000)
+    # removed when the exchange ends (just after the response's last byte is written)
+    assert wait_until(lambda: not named())
 
     # the client goes away mid-upload: the named file is there meanwhile, then gone
     s = socket.create_connection(("127.0.0.1", port))

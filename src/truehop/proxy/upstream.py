@@ -498,8 +498,7 @@ class Proxy:
                 t.connect = time.monotonic()
                 r.upstream_conn = conn  # aborted by the pipeline if we never finish
                 try:
-                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att,
-                                               sender, r)
+                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
                 except UpstreamError as e:
                     if reused and not conn.received_any and e.kind == "error" and \
                             not retried_stale and (method in IDEMPOTENT or not att.sent):
@@ -509,8 +508,7 @@ class Proxy:
                         conn.abort()
                         conn = await self.fresh(peer, scheme, s, r)
                         r.upstream_conn = conn
-                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s,
-                                                   att, sender, r)
+                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
                     else:
                         raise
             except UpstreamError as e:
@@ -594,8 +592,7 @@ class Proxy:
 
     async def exchange(self, conn: UpstreamConnection, req_head: bytes,
                        body: bytes | BodyFile | None, stream_body: bool, ex: Exchange,
-                       s: Settings, att: Attempt, self_sender: list[Any], r: RequestState
-                       ) -> Response:
+                       s: Settings, att: Attempt, self_sender: list[Any]) -> Response:
         """Send the request and return the response head (1xx answers are consumed).
         `body`: bytes are written at once; a BodyFile (a buffered body in a temp file) and
         the client's stream (None) are sent by a task while the response is awaited, so an
@@ -615,7 +612,7 @@ class Proxy:
                 conn.write(req_head)
                 sender = asyncio.ensure_future(self.send_file(body, conn, send_timeout))
             else:
-                sender = asyncio.ensure_future(self.stream_body(conn, ex, s, r, req_head))
+                sender = asyncio.ensure_future(self.stream_body(conn, ex, s, req_head))
             att.sent = True
             head = asyncio.ensure_future(self.read_head(conn, read_timeout))
             try:
@@ -671,18 +668,15 @@ class Proxy:
             raise ProtocolError(500, e.message) from None
 
     async def stream_body(self, conn: UpstreamConnection, ex: Exchange, s: Settings,
-                          r: RequestState, req_head: bytes) -> None:
+                          req_head: bytes) -> None:
         """proxy_request_buffering off: the request head, then the client's body as it
         arrives. What has arrived goes in one write (one chunk, with the last chunk when the
         body is complete; the head with the body already read), as nginx sends what it has
-        read; a body that fits client_body_buffer_size stays there for $request_body, as in
-        nginx's unbuffered mode."""
+        read."""
         chunked = ex.head.content_length is None
         timeout = s.client_body_timeout or 60.0
         send_timeout = s.proxy_send_timeout or 60.0
         body = ex.body
-        room = s.client_body_buffer_size or 16384
-        kept: list[bytes] | None = []
         ended = False
         head = req_head
         if not body.buffered:
@@ -694,12 +688,6 @@ class Proxy:
                 break
             if body.buffered:
                 chunk = b"".join([chunk, *body.take_ready()])
-            if kept is not None:
-                room -= len(chunk)
-                if room >= 0:
-                    kept.append(chunk)
-                else:
-                    kept = None
             if chunked:
                 ended = body.complete and body.error is None
                 conn.write(b"%b%x\r\n%b\r\n%s" % (head, len(chunk), chunk,
@@ -712,8 +700,6 @@ class Proxy:
             conn.write(head)
         if chunked and not ended:
             conn.write(b"0\r\n\r\n")
-        if kept:
-            r.request_body = kept[0] if len(kept) == 1 else b"".join(kept)
 
     # -- response ----------------------------------------------------------------------
 
