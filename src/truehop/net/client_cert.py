@@ -367,26 +367,12 @@ def verified_chain(so: ssl.SSLObject) -> list[Any] | None:
     return list(chain) if chain else None
 
 
-class TlsConnectionInfo(ConnectionInfo):
-    """ConnectionInfo of a TLS connection whose context asked for a client certificate."""
-
-    __slots__ = ("client_cert",)
-
-    client_cert: ClientCert
-
-
 def attach(info: ConnectionInfo, so: Any) -> ConnectionInfo:
-    """`info` itself unless the connection's context asks for a client certificate; then a
-    TlsConnectionInfo with the same values and the certificate's lazy ClientCert."""
-    if not isinstance(so, ssl.SSLObject) or so.context.verify_mode == ssl.CERT_NONE:
-        return info
-    new = TlsConnectionInfo.__new__(TlsConnectionInfo)
-    for cls in ConnectionInfo.__mro__:
-        for slot in getattr(cls, "__slots__", ()):
-            if hasattr(info, slot):
-                setattr(new, slot, getattr(info, slot))
-    new.client_cert = ClientCert(so)
-    return new
+    """`info`, given the certificate's lazy ClientCert when the connection's context asks for
+    a client certificate."""
+    if isinstance(so, ssl.SSLObject) and so.context.verify_mode != ssl.CERT_NONE:
+        info.client_cert = ClientCert(so)
+    return info
 
 
 # --- nginx's check before the request runs -----------------------------------------------
@@ -427,7 +413,7 @@ def refusal(lst: Listener, info: ConnectionInfo, head: RequestHead
     if sni and sni != host and _sni_found(lst, info.server_addr, sni):
         return 421, srv, ("client attempted to request the server name different from the "
                           "one that was negotiated while reading client request headers")
-    cert: ClientCert | None = getattr(info, "client_cert", None)
+    cert = info.client_cert
     verify = cert.verify() if cert is not None else "NONE"
     if verify.startswith("FAILED:"):
         reason = verify[7:]

@@ -211,11 +211,67 @@ def _browser_disabled(head: RequestHead, disabled: frozenset[str]) -> bool:
 
 
 class Exchange:
-    """One request on a client connection and the response being written for it."""
+    """One request on a client connection and the response being written for it, as the
+    pipeline and the proxy see it whatever the protocol: H1Exchange below, and
+    net.h2conn.H2Exchange. A base class rather than a duck type, so that compiled builds
+    (mypyc) read these fields directly."""
 
-    __slots__ = ("conn", "head", "body", "started", "finished", "status", "bytes_sent",
+    __slots__ = ("head", "body", "started", "finished", "status", "bytes_sent",
                  "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
-                 "remaining", "on_done", "pending", "settings")
+                 "remaining", "on_done", "settings")
+
+    head: RequestHead
+    body: BodyStream
+    started: bool
+    finished: bool
+    status: int
+    bytes_sent: int
+    body_bytes_sent: int
+    keep_alive: bool
+    chunked: bool
+    head_only: bool
+    aborted: bool
+    remaining: int | None
+    on_done: Callable[[], None] | None
+    # the settings of the request's location (the pipeline sets them once it knows it):
+    # keepalive_timeout, keepalive_requests, keepalive_time apply per location in nginx
+    settings: Settings | None
+
+    def start_response(self, status: int, headers: list[tuple[str, str]],
+                       content_length: int | None, reason: str | None = None,
+                       close: bool = False, cork: bool = False) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
+    def send_continue(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def write_blocked(self) -> bool:
+        raise NotImplementedError
+
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class H1Exchange(Exchange):
+    """One request on an HTTP/1.x client connection and the response being written for it."""
+
+    __slots__ = ("conn", "pending")
 
     def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
         self.conn = conn
@@ -235,12 +291,10 @@ class Exchange:
         self.chunked = False
         self.head_only = head.method == "HEAD"
         self.aborted = False
-        self.remaining: int | None = None
-        self.on_done: Callable[[], None] | None = None
+        self.remaining = None
+        self.on_done = None
         self.pending: list[bytes] | None = None   # corked bytes not yet written
-        # the settings of the request's location (the pipeline sets them once it knows it):
-        # keepalive_timeout, keepalive_requests, keepalive_time apply per location in nginx
-        self.settings: Settings | None = None
+        self.settings = None
 
     # -- writing the response --------------------------------------------------------------
 
@@ -389,8 +443,8 @@ class ClientConnection(asyncio.Protocol):
         self.scheme = scheme
         self.transport: asyncio.Transport | None = None
         self.parser: H1ServerParser | None = None
-        self.queue: collections.deque[Exchange] = collections.deque()
-        self.current: Exchange | None = None
+        self.queue: collections.deque[H1Exchange] = collections.deque()
+        self.current: H1Exchange | None = None
         self.closing = False
         self.closed = False
         self.requests = 0
@@ -499,7 +553,7 @@ class ClientConnection(asyncio.Protocol):
                         assert self.transport is not None
                         self.transport.pause_reading()
             elif type(ev) is Request:
-                ex = Exchange(self, ev.head)
+                ex = H1Exchange(self, ev.head)
                 self.queue.append(ex)
                 if len(self.queue) >= PIPELINE_HIGH_WATER and not self._read_paused:
                     # a client pipelining faster than we answer: stop reading until it waits
@@ -541,7 +595,7 @@ class ClientConnection(asyncio.Protocol):
                 self._read_paused = False
                 self.transport.resume_reading()
 
-    def exchange_done(self, ex: Exchange) -> None:
+    def exchange_done(self, ex: H1Exchange) -> None:
         if ex is not self.current:
             return
         self.current = None

@@ -35,7 +35,6 @@ import collections
 import functools
 import os
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from truehop.http.events import ProtocolError, RequestHead
@@ -54,7 +53,14 @@ from truehop.http.h2 import (
     WindowOpened,
 )
 from truehop.net.client_cert import attach as attach_client_cert
-from truehop.net.downstream import _TIMED_OUT, BodyStream, ClientGone, _expire, _next_conn_number
+from truehop.net.downstream import (
+    _TIMED_OUT,
+    BodyStream,
+    ClientGone,
+    Exchange,
+    _expire,
+    _next_conn_number,
+)
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -145,13 +151,10 @@ def H2Body(ex: H2Exchange, length: int | None, expect_continue: bool) -> BodyStr
     return BodyStream(ex.consumed, ex.send_continue, expect_continue, length)
 
 
-class H2Exchange:
-    """One stream: the request and the response being written for it. Same interface as
-    `downstream.Exchange`."""
+class H2Exchange(Exchange):
+    """One stream: the request and the response being written for it."""
 
-    __slots__ = ("conn", "sid", "head", "body", "started", "finished", "status", "bytes_sent",
-                 "body_bytes_sent", "keep_alive", "chunked", "head_only", "aborted",
-                 "remaining", "on_done", "end_sent", "task", "launched", "corked")
+    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked")
 
     def __init__(self, conn: H2Connection, sid: int, head: RequestHead,
                  end_stream: bool) -> None:
@@ -171,8 +174,9 @@ class H2Exchange:
         self.chunked = False
         self.head_only = head.method == "HEAD"
         self.aborted = False
-        self.remaining: int | None = None
-        self.on_done: Callable[[], None] | None = None
+        self.remaining = None
+        self.on_done = None
+        self.settings = None    # HTTP/2 keep-alive is per connection, not per location
         self.end_sent = False
         self.task: asyncio.Task[Any] | None = None
         self.launched = False
@@ -502,13 +506,10 @@ class H2Connection(asyncio.Protocol):
         self.info.requests = self.requests
         if self._closing or self.runtime.shutting_down:
             ex.keep_alive = False
-        self.task = None
-        self.runtime.start_exchange(self, ex)  # type: ignore[arg-type]
-        t = ex.task = self.task
+        t = ex.task = self.runtime.start_exchange(self, ex)
         ex.launched = True
-        if t is not None:
-            # a task cancelled before it ran never reaches the pipeline's own cleanup
-            t.add_done_callback(functools.partial(self._task_done, ex))
+        # a task cancelled before it ran never reaches the pipeline's own cleanup
+        t.add_done_callback(functools.partial(self._task_done, ex))
 
     def _task_done(self, ex: H2Exchange, _t: Any = None) -> None:
         if self.streams.get(ex.sid) is ex:
@@ -530,7 +531,7 @@ class H2Connection(asyncio.Protocol):
         rt = self.runtime
         assert self.info is not None
         rt.log.info(f"{err.reason} while reading client request headers", self.info)
-        coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener,  # type: ignore[arg-type]
+        coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener,
                                               Finish(err.status))
         t = self.loop.create_task(coro)
         rt.tasks.add(t)

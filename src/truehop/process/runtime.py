@@ -31,6 +31,7 @@ from truehop.route.servers import ServerNameIndex
 if TYPE_CHECKING:
     from truehop.conf.model import SslConf
     from truehop.net.downstream import ClientConnection, Exchange
+    from truehop.net.h2conn import H2Connection
     from truehop.route.state import RequestState
 
 
@@ -483,7 +484,7 @@ class Runtime:
     def connection_closed(self, c: ClientConnection) -> None:
         self.connections.discard(c)
 
-    def start_exchange(self, c: ClientConnection, ex: Exchange) -> None:
+    def start_exchange(self, c: H2Connection, ex: Exchange) -> asyncio.Task[None]:
         """An HTTP/2 stream's request: a Task, started after the whole read is processed."""
         if self.shutting_down:
             ex.keep_alive = False
@@ -493,7 +494,7 @@ class Runtime:
         t = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
-        c.task = t
+        return t
 
     def start_flow(self, c: ClientConnection, ex: Exchange) -> None:
         """An HTTP/1 request: run at once, without a Task (net.flow); the flow is held by
@@ -513,12 +514,12 @@ class Runtime:
 
     def send_error_and_close(self, c: ClientConnection, status: int) -> None:
         from truehop.http.events import RequestHead
-        from truehop.net.downstream import Exchange
+        from truehop.net.downstream import H1Exchange
         from truehop.proxy.pipeline import Finish
 
         # the request could not be parsed: no request line to log ($request is "-")
         head = RequestHead("", "", "/", None, "1.1", [], "", None, False, False)
-        ex = Exchange(c, head)
+        ex = H1Exchange(c, head)
         ex.keep_alive = False
         c.current = ex
         assert c.info is not None

@@ -28,7 +28,6 @@ import os
 import random
 import signal
 import socket
-import weakref
 from typing import Any
 
 from truehop.net.downstream import ClientConnection
@@ -73,9 +72,12 @@ class Worker:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping: asyncio.Future[str] | None = None
         self.fast = False
-        # every accepted protocol (weakly): a retiring worker waits for those not yet in
-        # rt.connections (connection_made pending, TLS handshake, h2c preface sniffing)
-        self.accepted: weakref.WeakSet[Any] = weakref.WeakSet()
+        # accepted protocols: a retiring worker waits for those not yet in rt.connections
+        # (connection_made pending, TLS handshake, h2c preface sniffing). A plain set pruned
+        # as it grows, not a WeakSet: weak references to mypyc-compiled protocol classes
+        # crash the interpreter (mypy 2.4's mypyc, subclasses of asyncio.Protocol).
+        self.accepted: set[Any] = set()
+        self._prune_at = 64
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -117,21 +119,30 @@ class Worker:
     def _factory(self, lst: Listener) -> Any:
         rt = self.rt
         scheme = "https" if lst.ssl else "http"
-        accepted = self.accepted
         if lst.http2 or lst.ssl:
             from truehop.net import negotiate
 
             def make() -> Any:
                 p = negotiate.protocol_for(rt, lst, scheme)
-                accepted.add(p)
+                self.track(p)
                 return p
             return make
 
         def make_h1() -> Any:
             c = ClientConnection(rt, lst, scheme)
-            accepted.add(c)
+            self.track(c)
             return c
         return make_h1
+
+    def track(self, p: Any) -> None:
+        """Remember an accepted protocol until it is no longer pending; the set is pruned
+        when it has doubled since the last pruning, so it stays within twice the pending
+        ones (amortised O(1) per connection)."""
+        accepted = self.accepted
+        accepted.add(p)
+        if len(accepted) >= self._prune_at:
+            self.accepted = accepted = {q for q in accepted if _pending(q)}
+            self._prune_at = max(64, 2 * len(accepted))
 
     def _ssl(self, lst: Listener) -> None:
         """No `ssl=` for create_server: net.negotiate terminates TLS itself (it must see a

@@ -434,9 +434,7 @@ class Pipeline:
     async def content(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
         r.loc = loc
         s = loc.settings
-        if type(ex) is Exchange:
-            # HTTP/1 keep-alive follows the location's settings (an HTTP/2 stream has none)
-            ex.settings = s
+        ex.settings = s     # HTTP/1 keep-alive follows the location's settings
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
         if loc.proxy is not None:
@@ -745,8 +743,7 @@ class Pipeline:
             if not ex.finished:
                 ex.abort()
             return
-        if type(ex) is Exchange:
-            ex.settings = r.loc.settings if r.loc is not None else r.server.settings
+        ex.settings = r.loc.settings if r.loc is not None else r.server.settings
         status = f.status
         if status == 444:
             r.status = 444

@@ -33,7 +33,7 @@ from truehop.http.events import (
 )
 from truehop.http.h1client import request_head_bytes
 from truehop.http.headers import HOP_BY_HOP
-from truehop.net.downstream import ClientGone, Exchange
+from truehop.net.downstream import ClientGone, Exchange, H1Exchange
 from truehop.net.resolver import ResolveError, Resolver
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.pipeline import Finish, InternalRedirect
@@ -916,6 +916,7 @@ class Proxy:
 
     async def tunnel(self, r: RequestState, ex: Exchange, s: Settings, conn: UpstreamConnection,
                      rh: Any) -> None:
+        assert isinstance(ex, H1Exchange)      # tunnels are HTTP/1.1 only
         client = ex.conn
         ct = client.transport
         ut = conn.transport

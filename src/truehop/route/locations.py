@@ -36,7 +36,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 # -- PCRE -> Python re -------------------------------------------------------------------------
@@ -377,31 +376,41 @@ class LocationMatch(NamedTuple, Generic[L]):
     redirect: bool
 
 
-@dataclass(slots=True, eq=False)
 class _Node(Generic[L]):
-    name: str                                   # relative to the parent node's name
-    exact: L | None
-    inclusive: L | None
-    auto_redirect: bool
-    sub: _Level[L] | None                       # levels nested in `inclusive`
-    left: _Node[L] | None = None
-    right: _Node[L] | None = None
-    tree: _Node[L] | None = None
+    # plain classes, not generic dataclasses: mypyc cannot compile a generic dataclass
+    __slots__ = ("name", "exact", "inclusive", "auto_redirect", "sub", "left", "right", "tree")
+
+    def __init__(self, name: str, exact: L | None, inclusive: L | None, auto_redirect: bool,
+                 sub: _Level[L] | None) -> None:
+        self.name = name                        # relative to the parent node's name
+        self.exact = exact
+        self.inclusive = inclusive
+        self.auto_redirect = auto_redirect
+        self.sub = sub                          # levels nested in `inclusive`
+        self.left: _Node[L] | None = None
+        self.right: _Node[L] | None = None
+        self.tree: _Node[L] | None = None
 
 
-@dataclass(slots=True, eq=False)
 class _Entry(Generic[L]):
-    name: str
-    exact: L | None
-    inclusive: L | None
-    sub: _Level[L] | None
-    line: list[_Entry[L]] = field(default_factory=list)
+    __slots__ = ("name", "exact", "inclusive", "sub", "line")
+
+    def __init__(self, name: str, exact: L | None, inclusive: L | None,
+                 sub: _Level[L] | None) -> None:
+        self.name = name
+        self.exact = exact
+        self.inclusive = inclusive
+        self.sub = sub
+        self.line: list[_Entry[L]] = []
 
 
-@dataclass(slots=True, eq=False)
 class _Level(Generic[L]):
-    root: _Node[L] | None
-    regexes: tuple[tuple[re.Pattern[str], L, _Level[L] | None], ...]
+    __slots__ = ("root", "regexes")
+
+    def __init__(self, root: _Node[L] | None,
+                 regexes: tuple[tuple[re.Pattern[str], L, _Level[L] | None], ...]) -> None:
+        self.root = root
+        self.regexes = regexes
 
 
 def _is_named(loc: Any) -> bool:

@@ -8,9 +8,12 @@ it. Fields are plain attributes (slots) because they are read on the hot path.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from truehop.http.events import RequestHead
+
+if TYPE_CHECKING:
+    from truehop.net.client_cert import ClientCert
 
 
 class ConnectionInfo:
@@ -19,7 +22,7 @@ class ConnectionInfo:
     __slots__ = (
         "remote_addr", "remote_port", "server_addr", "server_port", "scheme", "number",
         "requests", "ssl_protocol", "ssl_cipher", "ssl_server_name", "listen_key",
-        "ssl_session_reused", "pipelined", "start",
+        "ssl_session_reused", "pipelined", "start", "client_cert",
     )
 
     def __init__(self, remote_addr: str, remote_port: int, server_addr: str, server_port: int,
@@ -40,6 +43,8 @@ class ConnectionInfo:
         # (HTTP/1 requests on a connection are answered one at a time)
         self.pipelined = False
         self.start = time.time()            # $connection_time
+        # the peer's certificate (lazily parsed), when the TLS context asked for one
+        self.client_cert: ClientCert | None = None
 
 
 class UpstreamTry:

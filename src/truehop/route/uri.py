@@ -27,12 +27,13 @@ before putting it in an upstream request line.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 
 class BadRequest(Exception):
     """The request target cannot be a URI nginx accepts: answer 400."""
 
-    status = 400
+    status: ClassVar[int] = 400
 
 
 # anything that makes the path "complex" for nginx (or invalid): the fast path skips all

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 import socket
@@ -54,7 +55,7 @@ class Template:
         # the parts as the access log reads them: a getter's not-found-aware twin where it has
         # one (None: nginx's "not found", logged "-" with the default escaping)
         self.log_parts: list[str | LogGetter] = [
-            p if isinstance(p, str) else getattr(p, "nf", p) for p in parts]
+            p if isinstance(p, str) else _TWIN.get(p, p) for p in parts]
 
     def render(self, r: RequestState) -> str:
         if self.static is not None:
@@ -68,17 +69,21 @@ class Template:
         return f"Template({self.source!r})"
 
 
+# getter -> its not-found-aware twin (read by `Template.log_parts` and the access log only).
+# A table, not a function attribute: compiled functions have no __dict__. It stays small
+# because the getter factories below are cached by name, so a reload reuses their closures.
+_TWIN: dict[Callable[[RequestState], str], Callable[[RequestState], str | None]] = {}
+
+
 def _nf(get: Getter, nf: LogGetter) -> Getter:
-    """Attach to `get` its not-found-aware twin `nf` (read by `Template.log_parts` and the
-    access log only), and return `get`."""
-    setattr(get, "nf", nf)  # noqa: B010 (a function attribute mypy cannot declare)
+    """Record `nf` as the not-found-aware twin of `get`, and return `get`."""
+    _TWIN[get] = nf
     return get
 
 
 def log_getter(get: Getter) -> LogGetter:
     """The access log's view of a getter: its twin when it has one, else itself."""
-    nf: LogGetter = getattr(get, "nf", get)
-    return nf
+    return _TWIN.get(get, get)
 
 
 def _find_header(headers: list[tuple[str, str]], n: int, dash: str, under: str | None,
@@ -180,6 +185,7 @@ def _fields_var(which: str, name: str, sep: str = ", ", dedicated: bool = False)
     return _nf(get, nf)
 
 
+@functools.cache
 def header_var(name: str) -> Getter:
     """$http_NAME: the request's fields, repeated ones joined with ", " ("; " for Cookie)."""
     key = name.lower()
@@ -187,11 +193,13 @@ def header_var(name: str) -> Getter:
                        dedicated=key in _DEDICATED_IN)
 
 
+@functools.cache
 def sent_header_var(name: str) -> Getter:
     """$sent_http_NAME: the response's fields, repeated ones joined with ", "."""
     return _fields_var("sent", name)
 
 
+@functools.cache
 def upstream_header_var(name: str) -> Getter:
     """$upstream_http_NAME: the upstream response's fields, repeated ones joined with ", "."""
     return _fields_var("upstream", name)
@@ -218,6 +226,7 @@ def _found(nf: Callable[[RequestState], str | None]) -> Getter:
     return _nf(get, nf)
 
 
+@functools.cache
 def arg_var(name: str) -> Getter:
     key = name.lower()
     return _found(lambda r: _find_arg(r.args, key))
@@ -236,6 +245,7 @@ def _find_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
     return None
 
 
+@functools.cache
 def cookie_var(name: str) -> Getter:
     lname = name.lower()
     return _found(lambda r: _find_cookie(r.head.headers, lname))
@@ -251,6 +261,7 @@ def _find_set_cookie(headers: list[tuple[str, str]], lname: str) -> str | None:
     return None
 
 
+@functools.cache
 def upstream_cookie_var(name: str) -> Getter:
     """$upstream_cookie_NAME: the cookie NAME set by the upstream's Set-Cookie lines (the
     first pair of a line; names compared ignoring case, as nginx does)."""
@@ -417,7 +428,7 @@ def _ssl_session_reused(r: RequestState) -> str:
 def _ssl_client_verify(r: RequestState) -> str:
     """$ssl_client_verify: NONE, SUCCESS or FAILED:reason; NONE on a TLS connection whose
     server asked for no certificate."""
-    cc = getattr(r.conn, "client_cert", None)
+    cc = r.conn.client_cert
     if cc is not None:
         return str(cc.verify())
     return "NONE" if r.conn.scheme == "https" else ""
@@ -428,7 +439,7 @@ def _client_cert_var(method: str) -> Getter:
     (net.client_cert.ClientCert, only on connections whose context asked for one) gives,
     formatted on first use and kept for the connection; empty without a certificate."""
     def get(r: RequestState) -> str:
-        cc = getattr(r.conn, "client_cert", None)
+        cc = r.conn.client_cert
         return str(getattr(cc, method)()) if cc is not None else ""
     return get
 
