@@ -14,7 +14,7 @@ cancel out. With --top it also prints the C functions the difference is spent in
     python bench/instructions_per_request.py [--src DIR] [--top 20] [--n1 400 --n2 2400]
 
 --src runs another checkout's src/ (e.g. a `git worktree` of an older commit) with this
-venv, to compare versions. Needs valgrind and nginx. Loopback only; about 1-2 minutes.
+venv, to compare versions; `--src .venv/compiled` runs the mypyc build (`make compiled`). Needs valgrind and nginx. Loopback only; about 1-2 minutes.
 Kernel time (syscalls) is not counted: this measures the Python side only.
 """
 

@@ -7,6 +7,8 @@ the upstream share CPU 0; the proxy under test runs alone on CPU 1. For each res
 script prints requests/s and the proxy's CPU time per request (user+sys of the proxy's
 processes, read from /proc), and the truehop/nginx ratios. A third contestant, the bare
 uvloop + httptools relay in bench/bare_relay.py, measures the floor for a Python proxy.
+truehop runs twice when `make compiled` has been run: as installed (pure Python, "truehop")
+and as the mypyc build of the same sources in .venv/compiled ("truehop-c").
 
     python bench/proxy_vs_nginx.py [--duration 10] [--connections 50] [--sizes 0,65536]
 
@@ -153,6 +155,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="0,65536")
     ap.add_argument("--no-bare", dest="bare", action="store_false",
                     help="skip the bare uvloop+httptools relay (bench/bare_relay.py)")
+    ap.add_argument("--no-compiled", dest="compiled", action="store_false",
+                    help="skip truehop's mypyc build (.venv/compiled, made by `make compiled`)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -173,18 +177,25 @@ def main() -> int:
                                        f"{d}/upstream.conf"]))
         wait_port(up)
         results: dict[tuple[str, int], tuple[float, float]] = {}
-        truehop = os.path.join(ROOT, ".venv", "bin", "truehop")
-        contestants = ["nginx", "truehop"] + (["bare"] if args.bare else [])
+        python = os.path.join(ROOT, ".venv", "bin", "python")
+        compiled = os.path.join(ROOT, ".venv", "compiled")     # `make compiled`
+        truehops = ["truehop"] + (["truehop-c"] if args.compiled and os.path.isdir(compiled)
+                                  else [])
+        contestants = ["nginx", *truehops] + (["bare"] if args.bare else [])
         for name in contestants:
             port = free_port()
+            env = dict(os.environ)
             if name == "bare":
                 cmd = [sys.executable, os.path.join(HERE, "bare_relay.py"), str(port), str(up)]
             else:
                 conf = f"{d}/{name}.conf"
                 with open(conf, "w") as f:
                     f.write(PROXY_CONF.format(d=d, name=name, up=up, port=port))
-                cmd = [nginx_bin() if name == "nginx" else truehop, "-p", d + "/", "-c", conf]
-            p = subprocess.Popen(["taskset", "-c", "1", *cmd])
+                cmd = [nginx_bin()] if name == "nginx" else [python, "-m", "truehop"]
+                cmd += ["-p", d + "/", "-c", conf]
+                if name == "truehop-c":
+                    env["PYTHONPATH"] = compiled    # the mypyc build of the same sources
+            p = subprocess.Popen(["taskset", "-c", "1", *cmd], env=env)
             procs.append(p)
             wait_port(port)
             for size in sizes:
@@ -209,13 +220,16 @@ def main() -> int:
         print()
         for size in sizes:
             n = results[("nginx", size)]
-            t = results[("truehop", size)]
-            print(f"size={size:6d}  truehop/nginx: throughput {t[0] / n[0]:.2f}x, "
-                  f"CPU per request {t[1] / n[1]:.2f}x")
+            for name in truehops:
+                t = results[(name, size)]
+                print(f"size={size:6d}  {name + '/nginx:':16s} throughput {t[0] / n[0]:.2f}x, "
+                      f"CPU per request {t[1] / n[1]:.2f}x")
             if ("bare", size) in results:
                 b = results[("bare", size)]
-                print(f"size={size:6d}  bare/nginx:    throughput {b[0] / n[0]:.2f}x, "
-                      f"CPU per request {b[1] / n[1]:.2f}x; truehop/bare CPU {t[1] / b[1]:.2f}x")
+                print(f"size={size:6d}  {'bare/nginx:':16s} throughput {b[0] / n[0]:.2f}x, "
+                      f"CPU per request {b[1] / n[1]:.2f}x; " + "; ".join(
+                          f"{name}/bare CPU {results[(name, size)][1] / b[1]:.2f}x"
+                          for name in truehops))
     finally:
         stop_all(procs)
         shutil.rmtree(d, ignore_errors=True)
