@@ -498,7 +498,8 @@ class Proxy:
                 t.connect = time.monotonic()
                 r.upstream_conn = conn  # aborted by the pipeline if we never finish
                 try:
-                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
+                    resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att,
+                                               sender, r)
                 except UpstreamError as e:
                     if reused and not conn.received_any and e.kind == "error" and \
                             not retried_stale and (method in IDEMPOTENT or not att.sent):
@@ -508,7 +509,8 @@ class Proxy:
                         conn.abort()
                         conn = await self.fresh(peer, scheme, s, r)
                         r.upstream_conn = conn
-                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att, sender)
+                        resp = await self.exchange(conn, req_head, body, stream_body, ex, s,
+                                                   att, sender, r)
                     else:
                         raise
             except UpstreamError as e:
@@ -592,7 +594,8 @@ class Proxy:
 
     async def exchange(self, conn: UpstreamConnection, req_head: bytes,
                        body: bytes | BodyFile | None, stream_body: bool, ex: Exchange,
-                       s: Settings, att: Attempt, self_sender: list[Any]) -> Response:
+                       s: Settings, att: Attempt, self_sender: list[Any], r: RequestState
+                       ) -> Response:
         """Send the request and return the response head (1xx answers are consumed).
         `body`: bytes are written at once; a BodyFile (a buffered body in a temp file) and
         the client's stream (None) are sent by a task while the response is awaited, so an
@@ -612,7 +615,7 @@ class Proxy:
                 conn.write(req_head)
                 sender = asyncio.ensure_future(self.send_file(body, conn, send_timeout))
             else:
-                sender = asyncio.ensure_future(self.stream_body(conn, ex, s, req_head))
+                sender = asyncio.ensure_future(self.stream_body(conn, ex, s, r, req_head))
             att.sent = True
             head = asyncio.ensure_future(self.read_head(conn, read_timeout))
             try:
@@ -668,15 +671,18 @@ class Proxy:
             raise ProtocolError(500, e.message) from None
 
     async def stream_body(self, conn: UpstreamConnection, ex: Exchange, s: Settings,
-                          req_head: bytes) -> None:
+                          r: RequestState, req_head: bytes) -> None:
         """proxy_request_buffering off: the request head, then the client's body as it
         arrives. What has arrived goes in one write (one chunk, with the last chunk when the
         body is complete; the head with the body already read), as nginx sends what it has
-        read."""
+        read; a body that fits client_body_buffer_size stays there for $request_body, as in
+        nginx's unbuffered mode."""
         chunked = ex.head.content_length is None
         timeout = s.client_body_timeout or 60.0
         send_timeout = s.proxy_send_timeout or 60.0
         body = ex.body
+        room = s.client_body_buffer_size or 16384
+        kept: list[bytes] | None = []
         ended = False
         head = req_head
         if not body.buffered:
@@ -688,6 +694,12 @@ class Proxy:
                 break
             if body.buffered:
                 chunk = b"".join([chunk, *body.take_ready()])
+            if kept is not None:
+                room -= len(chunk)
+                if room >= 0:
+                    kept.append(chunk)
+                else:
+                    kept = None
             if chunked:
                 ended = body.complete and body.error is None
                 conn.write(b"%b%x\r\n%b\r\n%s" % (head, len(chunk), chunk,
@@ -700,6 +712,8 @@ class Proxy:
             conn.write(head)
         if chunked and not ended:
             conn.write(b"0\r\n\r\n")
+        if kept:
+            r.request_body = kept[0] if len(kept) == 1 else b"".join(kept)
 
     # -- response ----------------------------------------------------------------------
 
