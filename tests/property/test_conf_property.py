@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from truehop.conf.ast import Arg, ConfigError, Directive
 from truehop.conf.directives import check_tree, detect_top
 from truehop.conf.dump import dump_tree
-from truehop.conf.parser import parse_string
+from truehop.conf.parser import HANDLER_BLOCKS, parse_string
 
 PIECES = [
     "{", "}", ";", '"', "'", "\\", "#", "$", "${", "(", ")", " ", "\t", "\n", "\r\n", "include",
@@ -91,11 +91,13 @@ args = st.lists(st.builds(Arg, words, st.booleans()), max_size=4)
 
 
 @st.composite
-def directives(draw: st.DrawFn, depth: int = 0) -> Directive:
+def directives(draw: st.DrawFn, depth: int = 0, in_table: bool = False) -> Directive:
     name = draw(st.text(min_size=1, max_size=10).filter(lambda s: s != "include"))
     block = None
-    if depth < 3 and draw(st.booleans()):
-        block = tuple(draw(st.lists(directives(depth + 1), max_size=3)))
+    # inside map/types/geo/... nginx reads `key value;` lines: no block opens there
+    if depth < 3 and not in_table and draw(st.booleans()):
+        block = tuple(draw(st.lists(directives(depth + 1, name in HANDLER_BLOCKS),
+                                    max_size=3)))
     return Directive(name, tuple(draw(args)), block, "gen", 1)
 
 
