@@ -22,7 +22,9 @@ what h2 leaves to the application:
   stays active until its pipeline task is gone, see `stream_done`) is refused with
   REFUSED_STREAM. Streams opened and reset in the same read are never reported.
 - **Flow control both ways.** Request body bytes are acknowledged (`ack`) only when the
-  consumer has taken them, so a slow upstream slows the client. Response bodies are queued
+  consumer has taken them, so a slow upstream slows the client; as nginx, a stream's window is
+  the preread 64k until the reader opens it (`open_window`), the connection's is 2^31-1, and
+  a stream answered before its request ended is reset with NO_ERROR (`stream_done`). Response bodies are queued
   per stream (`send_body` / `send_end`) and written as the client's windows allow;
   `pending(sid)` tells the caller how much waits, for back-pressure.
 - **Priority (RFC 7540 §5.3, as nginx keeps it).** PRIORITY frames and HEADERS priority
@@ -63,6 +65,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack.exceptions
 from hyperframe.frame import GoAwayFrame
 
@@ -79,6 +82,8 @@ _ACK = 0x1
 
 MAX_CONTINUATION_FRAMES = 32      # below h2's own 64, so the answer is ENHANCE_YOUR_CALM
 MAX_FRAME_SIZE = (1 << 24) - 1    # nginx advertises (and reads) frames up to this size
+MAX_WINDOW = (1 << 31) - 1        # NGX_HTTP_V2_MAX_WINDOW, the largest RFC 9113 allows
+PREREAD_SIZE = 65536              # http2_body_preread_size's default: a stream's first window
 _MAX_CONTROL_FRAME = 16384        # any frame but HEADERS, CONTINUATION and DATA
 _INT_OCTETS = 4                   # nginx's NGX_HTTP_V2_INT_OCTETS: longest HPACK integer
 # what `_walk` expects next in a header block: a field representation, a name or value length
@@ -138,8 +143,11 @@ class H2Limits:
     max_field_size: int = 8192
     header_limit: int = 32768
     max_header_count: int = 100
-    initial_window: int = 256 * 1024
-    connection_window: int = 16 * 1024 * 1024
+    # nginx's windows: a stream's is http2_body_preread_size (64k) until its body is read
+    # (`open_window`), the connection's NGX_HTTP_V2_MAX_WINDOW from the preface on: the
+    # stream windows bound what a client can make us hold
+    initial_window: int = PREREAD_SIZE
+    connection_window: int = MAX_WINDOW
     max_frame_size: int = MAX_FRAME_SIZE
     underscores_in_headers: bool = False
     ignore_invalid_headers: bool = True
@@ -247,13 +255,14 @@ class _Connection(h2.connection.H2Connection):
 
 
 class _Outbox:
-    __slots__ = ("chunks", "size", "end", "offset")
+    __slots__ = ("chunks", "size", "end", "offset", "done")
 
     def __init__(self) -> None:
         self.chunks: deque[bytes] = deque()
         self.size = 0
         self.end = False
         self.offset = 0        # bytes of chunks[0] already sent
+        self.done = False      # the exchange is over: `_close_remote` once END_STREAM is out
 
     def take(self, n: int) -> bytes:
         """Up to `n` queued bytes as one piece (one DATA frame, across chunk boundaries)."""
@@ -507,6 +516,7 @@ class H2Server:
         # counts it: the HEADERS and CONTINUATION payloads), taken when the stream opens
         self.block_sizes: dict[int, int] = {}
         self.prio = _PriorityTree()
+        self._window_cap = lim.initial_window   # the largest stream window given (`_scan`)
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -684,9 +694,11 @@ class H2Server:
                 if self._control.hit():
                     return ENHANCE_YOUR_CALM, "client sent too many empty frames (flood)", None
             if ftype == _DATA:
-                # our stream windows never exceed the initial window: a larger frame is a
-                # flow-control violation whatever the window, refused before it is buffered
-                if length > lim.initial_window:
+                # a frame larger than its stream's window (the initial one, unless the body's
+                # reader opened it) is a flow-control violation, refused before h2 buffers
+                # it whole; the window now is never smaller than when h2 reads the frame
+                if length > lim.initial_window and \
+                        length > self._stream_window(int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF):
                     return (FLOW_CONTROL_ERROR, f"client violated flow control: received DATA "
                             f"frame length {length}", None)
             elif ftype not in (_HEADERS, _CONT) and length > _MAX_CONTROL_FRAME:
@@ -694,6 +706,16 @@ class H2Server:
                 # no other frame needs more than this, and h2 buffers a frame whole
                 return FRAME_SIZE_ERROR, f"client sent too large frame of type {ftype}", None
         return None
+
+    def _stream_window(self, sid: int) -> int:
+        """The largest DATA frame the client may send on a stream now (or had in flight when
+        we closed it)."""
+        st = self.conn.streams.get(sid)
+        if st is None:
+            # a new stream (HEADERS in this read), or one closed and forgotten, whose DATA
+            # may still be in flight within the largest window we gave (and h2 drops it)
+            return self._window_cap
+        return max(int(st.inbound_flow_control_window), self.limits.initial_window)
 
     def _headers_prefix_done(self) -> None:
         """The Pad Length and priority fields of a HEADERS frame are in: the block follows,
@@ -1069,6 +1091,8 @@ class H2Server:
                         if box.end:
                             conn.end_stream(sid)
                             del self._out[sid]
+                            if box.done:
+                                self._close_remote(sid)
                         continue
                     window = min(conn.local_flow_control_window(sid),
                                  conn.max_outbound_frame_size)
@@ -1079,10 +1103,31 @@ class H2Server:
                     conn.send_data(sid, piece, end_stream=last)
                     if last:
                         del self._out[sid]
+                        if box.done:
+                            self._close_remote(sid)
                     progress = True
                 except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError,
                         h2.exceptions.FlowControlError, KeyError):
                     self._out.pop(sid, None)
+
+    def open_window(self, sid: int, size: int) -> None:
+        """The stream's body is being read: raise its window by `size` (WINDOW_UPDATE), at
+        most to MAX_WINDOW, as ngx_http_v2_read_request_body does. Nothing when the client
+        has ended the stream (nginx sends none then)."""
+        st = self.conn.streams.get(sid)
+        if self.closed or st is None or st.closed or \
+                st.state_machine.state == h2.stream.StreamState.HALF_CLOSED_REMOTE:
+            return
+        now = int(st.inbound_flow_control_window)
+        size = min(size, MAX_WINDOW - now)
+        if size <= 0:
+            return
+        try:
+            self.conn.increment_flow_control_window(size, sid)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
+            return
+        if now + size > self._window_cap:
+            self._window_cap = now + size
 
     def ack(self, sid: int, n: int) -> None:
         """The consumer took `n` flow-controlled bytes of this stream's body: reopen windows."""
@@ -1121,13 +1166,27 @@ class H2Server:
 
     def stream_done(self, sid: int) -> None:
         """The stream's exchange is over (answered, aborted, or never started): it no longer
-        counts against max_concurrent_streams."""
+        counts against max_concurrent_streams. A client still sending the request body is
+        told to stop (`_close_remote`) once the response's END_STREAM is out."""
         self.active.discard(sid)
         self.prio.closed_stream(sid)
         self._body_len.pop(sid, None)
         box = self._out.get(sid)
         if box is not None and box.size == 0 and not box.end:
             del self._out[sid]
+            box = None
+        if box is not None:
+            box.done = True         # the response is still queued: after its last frame
+        else:
+            self._close_remote(sid)
+
+    def _close_remote(self, sid: int) -> None:
+        """RFC 9113 §8.1, as ngx_http_v2_close_stream: a complete response sent before the
+        whole request arrived is followed by RST_STREAM(NO_ERROR), so the client stops
+        sending a body nobody reads (and keeps the response)."""
+        st = self.conn.streams.get(sid)
+        if st is not None and st.state_machine.state == h2.stream.StreamState.HALF_CLOSED_LOCAL:
+            self._reset(sid, NO_ERROR)
 
     def stream_open(self, sid: int) -> bool:
         """Whether the client still accepts frames on this stream from us."""

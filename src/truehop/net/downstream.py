@@ -70,7 +70,7 @@ class BodyStream:
     to send `100 Continue` when the body is first wanted."""
 
     __slots__ = ("_chunks", "_done", "_waiter", "_on_consumed", "_on_continue", "buffered",
-                 "received", "_continue", "error", "expect_continue", "length")
+                 "received", "_continue", "error", "error_seen", "expect_continue", "length")
 
     def __init__(self, on_consumed: Callable[[int], None], on_continue: Callable[[], None],
                  expect_continue: bool, length: int | None) -> None:
@@ -84,6 +84,9 @@ class BodyStream:
         self._continue = expect_continue
         self.expect_continue = expect_continue
         self.error: BaseException | None = None
+        # the error has been answered: raised to a reader, or found by the discard before a
+        # response (nginx's r->request_body is set then, and a later discard finds nothing)
+        self.error_seen = False
         self.length = length
 
     @property
@@ -143,6 +146,7 @@ class BodyStream:
                 if data:
                     return data
             if self.error is not None:
+                self.error_seen = True
                 raise self.error
             if self._done:
                 return None
@@ -253,6 +257,12 @@ class Exchange:
 
     def send_continue(self) -> None:
         raise NotImplementedError
+
+    def discard_body(self) -> int:
+        """ngx_http_discard_request_body's answer, asked before a response that does not read
+        the body (`return`, a static file): the status of a body error already in hand that
+        nobody has answered, else 0. HTTP/2 never has one (nginx skips the DATA then)."""
+        return 0
 
     @property
     def write_blocked(self) -> bool:
@@ -390,6 +400,19 @@ class H1Exchange(Exchange):
         """`100 Continue`, unless the response has started."""
         self.conn.send_continue()
 
+    def discard_body(self) -> int:
+        """nginx discards an unread body before such a response by reading what has arrived
+        through its chunked parser: a bad chunk already here (a runaway chunk...) makes the
+        answer its 400 instead (the error page, and the connection closed). Once only: after
+        that, or after a reader saw the error, the body counts as handled. A bad chunk that
+        arrives after the response is dropped with the connection (protocol_error)."""
+        body = self.body
+        err = body.error
+        if err is None or body.error_seen:
+            return 0
+        body.error_seen = True
+        return err.status if isinstance(err, ProtocolError) else 0
+
     @property
     def write_blocked(self) -> bool:
         """`drain()` has something to do: the transport asked us to pause, or it is gone."""
@@ -523,23 +546,30 @@ class ClientConnection(asyncio.Protocol):
             self.protocol_error(e)
             return
         if events:
-            self._dispatch(events)
+            # not started yet: a request answered at once (a flow runs in this call) must
+            # find the bad bytes read with it as its body's error, as nginx's discard finds
+            # them in the buffer that held the request head
+            self._dispatch(events, start=False)
         if parser.pending_error is not None:
             err = parser.pending_error
             self.parser = None
             last = self.queue[-1] if self.queue else self.current
             if last is not None and not last.body.complete:
                 # the bad bytes are inside that request's body (a runaway chunk...): it is
-                # that request's error (nginx's 400), answered by whoever reads the body
+                # that request's error (nginx's 400), answered by whoever reads the body, or
+                # by the discard before a response that reads none (H1Exchange.discard_body)
                 self.closing = True
                 last.body.fail(err)
-                return
-            # good requests came before the bad bytes: answer them, then the error, then close
-            self.deferred_error = err
-            if self.current is None and not self.queue:
-                self._send_deferred_error()
+            else:
+                # good requests came before the bad bytes: answer them, then the error,
+                # then close
+                self.deferred_error = err
+                if self.current is None and not self.queue:
+                    self._send_deferred_error()
+        if self.current is None and self.queue:
+            self._start_next()
 
-    def _dispatch(self, events: list[Any]) -> None:
+    def _dispatch(self, events: list[Any], start: bool = True) -> None:
         for ev in events:
             if type(ev) is Data:
                 target = self.queue[-1] if self.queue else self.current
@@ -569,7 +599,7 @@ class ClientConnection(asyncio.Protocol):
                     target.body.finish()
                 elif self.discarding is not None:
                     self._discarded()
-        if self.current is None and self.queue:
+        if start and self.current is None and self.queue:
             self._start_next()
 
     def _start_next(self, pipelined: bool = False) -> None:

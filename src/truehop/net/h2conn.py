@@ -8,8 +8,11 @@ task (a task cancelled before it ran never starts the pipeline). A request the s
 refused with a status (absolute `:path`, `:method` with a space...) is answered by the
 pipeline's bad-request path on its stream only.
 
-Back-pressure. Request bodies: DATA is acknowledged to the client (WINDOW_UPDATE) only when
-the pipeline reads it. Responses: `write` queues in the sans-IO layer, which sends within the
+Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
+(64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
+then opened to the largest window, a streamed one to its client_body_buffer_size, and what is
+read is acknowledged (WINDOW_UPDATE) as the reader takes it; a body nobody reads keeps the
+preread window, and the stream is reset with NO_ERROR after the response. Responses: `write` queues in the sans-IO layer, which sends within the
 client's windows; `drain` waits while more than `STREAM_HIGH_WATER` bytes wait for window or
 the transport is paused, bounded by `send_timeout` between progress.
 
@@ -40,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.h2 import (
     INTERNAL_ERROR,
+    MAX_WINDOW,
     ConnectionEnded,
     GoAwayComplete,
     H2Limits,
@@ -64,6 +68,7 @@ from truehop.net.downstream import (
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
+    from truehop.conf.model import Settings
     from truehop.process.runtime import Listener, Runtime
 
 STREAM_HIGH_WATER = 64 * 1024      # queued response bytes per stream before drain() waits
@@ -146,9 +151,21 @@ def limits_for(listener: Listener) -> H2Limits:
                     ignore_invalid_headers=lim.ignore_invalid_headers)
 
 
-def H2Body(ex: H2Exchange, length: int | None, expect_continue: bool) -> BodyStream:
-    """A request body on one stream: reading it opens the stream's flow-control window."""
-    return BodyStream(ex.consumed, ex.send_continue, expect_continue, length)
+def H2Body(ex: H2Exchange, length: int | None, expect_continue: bool,
+           end_stream: bool) -> BodyStream:
+    """A request body on one stream: its first read opens the stream's flow-control window
+    (`H2Exchange.body_wanted`), each read gives back the room it frees."""
+    body = BodyStream(ex.consumed, ex.body_wanted, not end_stream, length)
+    body.expect_continue = expect_continue
+    return body
+
+
+def _buffered(s: Settings, head: RequestHead) -> bool:
+    """Whether the proxy reads the body whole before sending it (upstream.Proxy.run's rule;
+    nginx's !r->request_body_no_buffering)."""
+    return bool(s.proxy_request_buffering or s.proxy_set_body is not None or
+                not s.proxy_pass_request_body or
+                (s.proxy_http_version == "1.0" and head.chunked))
 
 
 class H2Exchange(Exchange):
@@ -162,7 +179,8 @@ class H2Exchange(Exchange):
         self.sid = sid
         self.head = head
         expect = (head.get("expect") or "").lower() == "100-continue" and not end_stream
-        self.body = H2Body(self, head.content_length if not head.chunked else None, expect)
+        self.body = H2Body(self, head.content_length if not head.chunked else None, expect,
+                           end_stream)
         if end_stream:
             self.body.finish()
         self.started = False
@@ -188,6 +206,31 @@ class H2Exchange(Exchange):
         c = self.conn
         if flow and not c.closed:
             c.server.ack(self.sid, flow)
+            c.flush()
+
+    def body_wanted(self) -> None:
+        """The body's first read, as ngx_http_v2_read_request_body: the stream's window, the
+        initial (preread) one so far, is opened for the reader. A body read whole (to memory,
+        then a temp file) is not flow-controlled any more: the window goes to MAX_WINDOW. A
+        body streamed to the upstream gets a window of its buffer, client_body_buffer_size
+        (or the declared length + 1 when that is smaller), at least the preread window, and
+        reads give it back as they drain it."""
+        if self.body.expect_continue:
+            self.send_continue()
+        c = self.conn
+        s = self.settings
+        if s is None or c.closed or self.body._done:
+            return
+        if _buffered(s, self.head):
+            size = MAX_WINDOW
+        else:
+            n = self.head.content_length
+            size = s.client_body_buffer_size or 16384
+            if n is not None and n <= size:
+                size = n + 1
+            size -= c.server.limits.initial_window
+        if size > 0:
+            c.server.open_window(self.sid, size)
             c.flush()
 
     def send_continue(self) -> None:

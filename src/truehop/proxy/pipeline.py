@@ -98,12 +98,16 @@ def error_page_body(status: int, tokens: bool) -> bytes:
 
 
 class Finish(Exception):
-    """Stop processing: the response (or a close) has been decided."""
+    """Stop processing: the response (or a close) has been decided. `send`: a `return`
+    answered by ngx_http_send_response, which discards the request body first and answers
+    that discard's error instead (a bad chunk: 400)."""
 
-    def __init__(self, status: int, location: str | None = None, text: str | None = None) -> None:
+    def __init__(self, status: int, location: str | None = None, text: str | None = None,
+                 send: bool = False) -> None:
         self.status = status
         self.location = location
         self.text = text
+        self.send = send
 
 
 class InternalRedirect(Exception):
@@ -539,13 +543,13 @@ class Pipeline:
         if code == 444:
             raise Finish(444)
         if code in REDIRECTS:
-            raise Finish(code, location=text or "")
+            raise Finish(code, location=text or "", send=True)
         if text is None and code < 400:
             # ngx_http_script_return_code: below 400 (or with text) the response is sent
             # at once, empty, and so takes an error_page's status; 400 and above without
             # text is a special response (the built-in page, or error_page again)
             text = ""
-        raise Finish(code, text=text)
+        raise Finish(code, text=text, send=text is not None)
 
     # -- content: files --------------------------------------------------------------------
 
@@ -632,6 +636,12 @@ class Pipeline:
         fd, st = opened
         f = os.fdopen(fd, "rb")
         try:
+            if ex.body.error is not None:
+                # ngx_http_static_handler discards the body once the file is open: a bad
+                # chunk already here is the answer (400)
+                bad = ex.discard_body()
+                if bad:
+                    raise Finish(bad)
             mime = static.mime_for(uri, s.types or {}, s.default_type or "text/plain")
             hdrs = {k.lower(): v for k, v in head.headers}
             plan = static.plan_response(head.method, hdrs, st, mime, etag_on=bool(s.etag),
@@ -749,6 +759,12 @@ class Pipeline:
             r.status = 444
             ex.abort()
             return
+        if f.send and ex.body.error is not None:
+            bad = ex.discard_body()
+            if bad:
+                # the body nginx discards before sending is broken: its status is the answer
+                await self.special(r, ex, bad)
+                return
         if f.text is not None and status not in REDIRECTS:
             # `return code text` (and `return code` below 400): ngx_http_send_response
             await self.respond_text(r, ex, status, f.text)
