@@ -412,7 +412,7 @@ class H2Connection(asyncio.Protocol):
         self.info = connection_info(transport, self.listener, self.scheme)
         self.server.start()
         self.flush()
-        self.runtime.connection_opened(self)  # type: ignore[arg-type]
+        self.runtime.connection_opened(self)
         if self.closed or (self.transport is not None and self.transport.is_closing()):
             return
         if self.runtime.shutting_down:
@@ -532,7 +532,7 @@ class H2Connection(asyncio.Protocol):
             if t is not None and not t.done() and not ex.finished:
                 t.cancel()
         self._wake()
-        self.runtime.connection_closed(self)  # type: ignore[arg-type]
+        self.runtime.connection_closed(self)
 
     def pause_writing(self) -> None:
         self._write_paused = True

@@ -292,7 +292,7 @@ class Runtime:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.upstreams: dict[int, UpstreamRuntime] = {}
         self.sinks: dict[str, AccessSink] = {}
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[ClientConnection | H2Connection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.tunnels: set[asyncio.Future[None]] = set()
         self.shutting_down = False
@@ -468,7 +468,7 @@ class Runtime:
 
     # -- per connection ------------------------------------------------------------------
 
-    def connection_opened(self, c: ClientConnection) -> None:
+    def connection_opened(self, c: ClientConnection | H2Connection) -> None:
         if len(self.connections) >= self.cfg.main.worker_connections:
             # nginx's bound on memory per worker: refuse beyond worker_connections
             if not self._conn_limit_logged:
@@ -481,7 +481,7 @@ class Runtime:
         if self.shutting_down:
             c.closing = True
 
-    def connection_closed(self, c: ClientConnection) -> None:
+    def connection_closed(self, c: ClientConnection | H2Connection) -> None:
         self.connections.discard(c)
 
     def start_exchange(self, c: H2Connection, ex: Exchange) -> asyncio.Task[None]:
