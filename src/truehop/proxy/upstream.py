@@ -943,7 +943,11 @@ class Proxy:
             if not done.done():
                 done.set_result(None)
 
+        # a side may close while the other's bytes are in flight (the tunnel ends when this
+        # coroutine runs next): uvloop raises on a write to a closed transport, so drop them
         def to_upstream(data: bytes) -> None:
+            if ut.is_closing():
+                return
             last[0] = time.monotonic()
             ut.write(data)
             if ut.get_write_buffer_size() > 1 << 20:
@@ -951,6 +955,8 @@ class Proxy:
                 _resume_later(ut, ct, done)
 
         def to_client(data: bytes) -> None:
+            if ct.is_closing():
+                return
             last[0] = time.monotonic()
             ct.write(data)
             if ct.get_write_buffer_size() > 1 << 20:
