@@ -519,20 +519,13 @@ class Compiler:
     def apply_server_values(self, srv: ServerConf, vals: dict[str, Any]) -> None:
         """Set the merged http/server-level values on the server and its SslConf."""
         for name, val in vals.items():
-            if name == "ssl_dhparam":
-                srv.ssl.dhparam, srv.ssl.dhparam_where = val
-            elif name == "ssl_password_file":
-                srv.ssl.password_file, srv.ssl.password_where = val
-            elif name == "ssl_verify_client":
-                srv.ssl.verify_client, srv.ssl.verify_where = val
+            where = _SSL_WITH_WHERE.get(name)
+            if where is not None:
+                # (value, "FILE:LINE"): a file read at run time, named in its errors
+                setattr(srv.ssl, where[0], val[0])
+                setattr(srv.ssl, where[1], val[1])
             elif name == "ssl_verify_depth":
                 srv.ssl.verify_depth = val
-            elif name == "ssl_client_certificate":
-                srv.ssl.client_certificate, srv.ssl.client_certificate_where = val
-            elif name == "ssl_trusted_certificate":
-                srv.ssl.trusted_certificate, srv.ssl.trusted_certificate_where = val
-            elif name == "ssl_crl":
-                srv.ssl.crl, srv.ssl.crl_where = val
             elif name.startswith("ssl_"):
                 fld = name[4:]
                 if fld in _SSL_FIELDS:
@@ -841,6 +834,16 @@ class Compiler:
 
 
 _APPENDED = object()
+
+# ssl_* directives kept with where they were set: SslConf field, and its "FILE:LINE" field
+_SSL_WITH_WHERE: dict[str, tuple[str, str]] = {
+    "ssl_dhparam": ("dhparam", "dhparam_where"),
+    "ssl_password_file": ("password_file", "password_where"),
+    "ssl_verify_client": ("verify_client", "verify_where"),
+    "ssl_client_certificate": ("client_certificate", "client_certificate_where"),
+    "ssl_trusted_certificate": ("trusted_certificate", "trusted_certificate_where"),
+    "ssl_crl": ("crl", "crl_where"),
+}
 _SSL_FIELDS = frozenset({"protocols", "ciphers", "prefer_server_ciphers", "session_cache",
                          "session_timeout", "session_tickets"})
 Handler = Callable[[Compiler, Directive, Settings], Any]
