@@ -167,6 +167,27 @@ def test_builtin_error_page_format(truehop, tmp_path):
     assert "<center><h1>404 Not Found</h1></center>" in r.text
 
 
+def test_server_rewrite_runs_again_after_internal_redirect(truehop):
+    """ngx_http_internal_redirect restarts at the server rewrite phase: the URI an
+    error_page (or X-Accel-Redirect, try_files, index) redirects to goes through the
+    server's rewrites; a named location and `rewrite ... last` do not (nginx-tests
+    proxy_xar.t)."""
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    rewrite ^/errors/(.*)$ /pages/$1;
+    location /pages/ { return 200 "page $uri\\n"; }
+    location /named/ { error_page 404 @gone; return 404; }
+    location @gone { return 200 "named $uri\\n"; }
+    location / { error_page 404 /errors/404.txt; return 404; }
+}""", port=port)
+    r = httpx.get(f"http://127.0.0.1:{port}/missing")
+    assert (r.status_code, r.text) == (404, "page /pages/404.txt\n")
+    r = httpx.get(f"http://127.0.0.1:{port}/named/x")
+    assert (r.status_code, r.text) == (404, "named /named/x\n")
+
+
 def test_add_header_always_and_inheritance(truehop, upstream):
     port = free_port()
     truehop("""

@@ -358,6 +358,15 @@ class Pipeline:
                 return
             except InternalRedirect as ir:
                 named = self.follow(r, ir)
+                self.server_rewrite(r, named)
+
+    def server_rewrite(self, r: RequestState, named: str | None) -> None:
+        """After an internal redirect to a URI (error_page, X-Accel-Redirect, try_files,
+        index), the server's rewrite instructions run again: ngx_http_internal_redirect
+        restarts at the server rewrite phase. A named location skips them, and so does
+        `rewrite ... last` (route() below: it restarts at the find-config phase)."""
+        if named is None and r.server.ops:
+            self.run_ops(r, r.server.ops, server_level=True)
 
     def route(self, r: RequestState, named: str | None = None,
               trace: list[tuple[str, Any]] | None = None) -> LocationConf:
@@ -845,6 +854,7 @@ class Pipeline:
             r.args = args or None
             r.extra["uri_rewritten"] = True
         try:
+            self.server_rewrite(r, named)
             while True:
                 loc = self.route(r, named)
                 try:
@@ -852,6 +862,7 @@ class Pipeline:
                     return
                 except InternalRedirect as ir:
                     named = self.follow(r, ir)
+                    self.server_rewrite(r, named)
         except Finish as f:
             await self.finish(r, ex, f)
 
