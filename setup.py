@@ -43,7 +43,12 @@ COMPILED = [
 
 ext_modules = []
 if os.environ.get("TRUEHOP_MYPYC") == "1":
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        # pip builds in an isolated environment unless told not to: mypyc comes with mypy
+        raise SystemExit("TRUEHOP_MYPYC=1 needs mypyc: pip install mypy wheel, then "
+                         "TRUEHOP_MYPYC=1 pip install --no-build-isolation .") from None
 
     ext_modules = mypycify(
         [os.path.join("src", "truehop", m) for m in COMPILED],
