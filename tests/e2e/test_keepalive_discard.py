@@ -27,6 +27,8 @@ server {
     location /ep { error_page 404 /kr; return 404; }
     location /safari { keepalive_disable safari; return 200 "s\n"; }
     location /none { keepalive_disable none; return 200 "n\n"; }
+    location /lt { client_max_body_size 10; lingering_timeout 1s; return 200 "lt\n"; }
+    location /lcoff { client_max_body_size 10; lingering_close off; return 200 "off\n"; }
 }
 server {
     listen 127.0.0.1:@@PORT2@@;
@@ -229,6 +231,39 @@ def test_413_lingers_while_the_client_is_still_sending(ports):
     rs = parse_responses(got)
     assert [r.status for r in rs] == [413]
     assert rs[0].header("Connection") == "close"
+
+
+def _gone_after_413(port: int, path: str, wait: float) -> bool:
+    """Whether truehop has closed its socket `wait` seconds after a 413 answered a request
+    whose announced body the client stopped sending: while it lingers, the write side is
+    shut (EOF) and more input is read and dropped; once closed, more input meets a reset."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(5)
+        s.sendall(req(path, "Content-Length: 100000\r\n", "POST") + b"z" * 1000)
+        got, _ = read_until_closed(s)           # the 413, then the shut write side
+        assert got.startswith(b"HTTP/1.1 413")
+        time.sleep(wait)
+        s.settimeout(1.0)
+        try:
+            s.sendall(b"z" * 1000)
+            s.recv(1)
+            s.sendall(b"z" * 1000)
+            s.recv(1)
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False        # still lingering: the bytes were read and dropped
+        return False
+
+
+def test_lingering_timeout_and_lingering_close_off(ports):
+    """lingering_timeout (was refused): how long a closing connection waits for more
+    input (the default, 5 s, is still lingering after 2 s); lingering_close off: no
+    lingering at all."""
+    p, _ = ports
+    assert _gone_after_413(p, "/lt", 2.0)
+    assert not _gone_after_413(p, "/small", 2.0)
+    assert _gone_after_413(p, "/lcoff", 0.2)
 
 
 MSIE6 = "User-Agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)\r\n"

@@ -966,6 +966,14 @@ def _next_upstream(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
     return frozenset() if "off" in flags else flags
 
 
+def _lingering_close(c: Compiler, d: Directive, s: Settings) -> str:
+    v = d.values[0]
+    if v not in ("off", "on", "always"):
+        raise ConfigError.at(f'invalid value "{v}" in "{d.name}" directive, it must be '
+                             '"off", "on" or "always"', d)
+    return v
+
+
 def _so_keepalive(v: str, d: Directive) -> tuple[bool, int, int, int]:
     """`so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]` (times in seconds or with a
     unit; an empty part keeps the system's value, as 0 here)."""
@@ -1170,6 +1178,9 @@ SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
     "keepalive_timeout": ("keepalive_timeout", _keepalive_timeout),
     "keepalive_time": ("keepalive_time", _time),
     "keepalive_disable": ("keepalive_disable", _keepalive_disable),
+    "lingering_close": ("lingering_close", _lingering_close),
+    "lingering_time": ("lingering_time", _time),
+    "lingering_timeout": ("lingering_timeout", _time),
     "keepalive_requests": ("keepalive_requests", _int),
     "client_max_body_size": ("client_max_body_size", _size),
     "client_body_timeout": ("client_body_timeout", _time),

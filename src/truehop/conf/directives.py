@@ -239,6 +239,9 @@ SPECS: tuple[Spec, ...] = (
     _d("keepalive_timeout", HSL, "TAKE12", HCORE, "idle client keepalive timeout [header value]"),
     _d("keepalive_requests", HSL, "TAKE1", HCORE, "requests per client connection"),
     _d("keepalive_time", HSL, "TAKE1", HCORE, "maximum lifetime of a client connection"),
+    _d("lingering_close", HSL, "TAKE1", HCORE, "drain input before closing (on|off|always)"),
+    _d("lingering_time", HSL, "TAKE1", HCORE, "longest drain of a closing connection"),
+    _d("lingering_timeout", HSL, "TAKE1", HCORE, "longest wait for more input while draining"),
     _d("server_tokens", HSL, "TAKE1", HCORE, "version in Server header and error pages (on|off|build)"),
     _d("absolute_redirect", HSL, "FLAG", HCORE, "redirects issued by the server are absolute"),
     _d("server_name_in_redirect", HSL, "FLAG", HCORE, "use the primary server_name in redirects"),
@@ -356,8 +359,8 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "aio aio_write auth_delay "
         "directio directio_alignment early_hints "
         "gzip_disable gzip_http_version gzip_proxied gzip_vary "
-        "keepalive_min_timeout limit_except limit_rate_after lingering_close lingering_time "
-        "lingering_timeout log_subrequest max_headers msie_padding msie_refresh "
+        "keepalive_min_timeout limit_except limit_rate_after "
+        "log_subrequest max_headers msie_padding msie_refresh "
         "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "
         "open_file_cache_valid output_buffers post_action postpone_output read_ahead "
         "recursive_error_pages reset_timedout_connection satisfy send_lowat "

@@ -100,7 +100,7 @@ class ProxyPass:
 SETTING_FIELDS = (
     "root", "alias", "index", "try_files", "expires", "default_type", "types", "sendfile",
     "tcp_nodelay", "keepalive_timeout", "keepalive_header", "keepalive_time",
-    "keepalive_disable",
+    "keepalive_disable", "lingering_close", "lingering_time", "lingering_timeout",
     "keepalive_requests", "client_max_body_size",
     "client_body_timeout", "client_body_buffer_size", "send_timeout", "server_tokens",
     "absolute_redirect", "server_name_in_redirect", "port_in_redirect",
@@ -137,6 +137,9 @@ class Settings:
     keepalive_header: float | None      # keepalive_timeout's 2nd value: `Keep-Alive: timeout=N`
     keepalive_time: float | None        # a client connection's longest life (then closed)
     keepalive_disable: frozenset[str] | None  # "msie6", "safari": browsers kept from keep-alive
+    lingering_close: str | None         # "on" (when the client may still send), "off", "always"
+    lingering_time: float | None        # the longest a closing connection's input is drained
+    lingering_timeout: float | None     # the longest wait for more of it
     keepalive_requests: int | None
     client_max_body_size: int | None
     client_body_timeout: float | None
@@ -226,6 +229,9 @@ DEFAULTS: dict[str, Any] = {
     "keepalive_header": 0.0,            # 0: no Keep-Alive header
     "keepalive_time": 3600.0,
     "keepalive_disable": frozenset({"msie6"}),
+    "lingering_close": "on",
+    "lingering_time": 30.0,
+    "lingering_timeout": 5.0,
     "keepalive_requests": 1000,
     "client_max_body_size": 1024 * 1024,
     "client_body_timeout": 60.0,

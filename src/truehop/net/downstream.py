@@ -492,6 +492,8 @@ class ClientConnection(asyncio.Protocol):
         self.discarding: BodyStream | None = None
         self.discard_until = 0.0
         self.lingering = False                  # closing: input is read and dropped
+        self.linger_time = LINGERING_TIME       # the request's lingering_time/_timeout
+        self.linger_timeout = LINGERING_TIMEOUT
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -633,17 +635,22 @@ class ClientConnection(asyncio.Protocol):
             ex.on_done()
         if self.closed:
             return
+        s = ex.settings or self.listener.default_server.settings
+        self.linger_time = s.lingering_time or LINGERING_TIME
+        self.linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
         if not ex.keep_alive or ex.aborted:
-            if not ex.aborted and not ex.body._done:
-                self.linger()           # e.g. a 413 while the client is still sending
+            # ngx_http_finalize_connection: lingering_close on drains while the client may
+            # still send (e.g. a 413 mid-body), always drains, off closes at once
+            how = s.lingering_close
+            if not ex.aborted and how != "off" and (how == "always" or not ex.body._done):
+                self.linger()
             else:
                 self.close()
             return
         if self.closing:
             self.close()
             return
-        s = ex.settings
-        if s is not None:
+        if ex.settings is not None:
             self.keepalive_timeout = s.keepalive_timeout or 0.0
         body = ex.body
         if not body._done:
@@ -652,9 +659,9 @@ class ClientConnection(asyncio.Protocol):
             # can have been queued
             body.discard()
             self.discarding = body
-            self.discard_until = self.loop.time() + LINGERING_TIME
+            self.discard_until = self.loop.time() + self.linger_time
             self.body_consumed()
-            self._set_timer(LINGERING_TIMEOUT, self._discard_timeout, kind="discard")
+            self._set_timer(self.linger_timeout, self._discard_timeout, kind="discard")
             return
         if self.queue:
             self._start_next(pipelined=True)
@@ -674,13 +681,13 @@ class ClientConnection(asyncio.Protocol):
             self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
 
     def _discard_wait(self) -> None:
-        """More of a discarded body arrived: wait up to LINGERING_TIMEOUT for the next
-        bytes, never past LINGERING_TIME from the response's end."""
+        """More of a discarded body arrived: wait up to lingering_timeout for the next
+        bytes, never past lingering_time from the response's end."""
         left = self.discard_until - self.loop.time()
         if left <= 0:
             self.close()
             return
-        self._set_timer(min(LINGERING_TIMEOUT, left), self._discard_timeout, kind="discard")
+        self._set_timer(min(self.linger_timeout, left), self._discard_timeout, kind="discard")
 
     def _discard_timeout(self) -> None:
         if self.discarding is not None or self.lingering:
@@ -692,7 +699,7 @@ class ClientConnection(asyncio.Protocol):
         would make the kernel answer those bytes with a reset, which can destroy the
         response before the client reads it. So the write side is shut after the response,
         and what still arrives is read and dropped until the client closes, or
-        LINGERING_TIMEOUT passes without bytes, or LINGERING_TIME in all."""
+        lingering_timeout passes without bytes, or lingering_time in all."""
         tr = self.transport
         if tr is None or self.closed or not tr.can_write_eof():
             self.close()                # TLS: no half-close in the transport
@@ -700,12 +707,12 @@ class ClientConnection(asyncio.Protocol):
         self.parser = None              # nothing more is a request
         self.queue.clear()
         self.lingering = True
-        self.discard_until = self.loop.time() + LINGERING_TIME
+        self.discard_until = self.loop.time() + self.linger_time
         tr.write_eof()
         if self._read_paused:
             self._read_paused = False
             tr.resume_reading()
-        self._set_timer(LINGERING_TIMEOUT, self._discard_timeout, kind="discard")
+        self._set_timer(self.linger_timeout, self._discard_timeout, kind="discard")
 
     def _discarded(self) -> None:
         """The discarded body has ended: the connection is idle (or a request follows)."""

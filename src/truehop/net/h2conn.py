@@ -19,9 +19,9 @@ the transport is paused, bounded by `send_timeout` between progress.
 Closing, as nginx's ngx_http_v2_finalize_connection: GOAWAY naming the last stream, then a
 lingering close (ngx_http_v2_lingering_close): the write side is shut (after what is queued
 has gone out) and what the client still sends is read and dropped until it closes, for at most
-`LINGERING_TIMEOUT` between reads and `LINGERING_TIME` in all. Closing the socket at once would
-make the kernel answer the client's next frame (a PING, a WINDOW_UPDATE) with a reset that
-destroys the response and GOAWAY the client has not read yet. Timers, as nginx's: the first
+lingering_timeout between reads and lingering_time in all (5 s and 30 s by default). Closing
+the socket at once would make the kernel answer the client's next frame (a PING, a
+WINDOW_UPDATE) with a reset that destroys the response and GOAWAY the client has not read yet. Timers, as nginx's: the first
 stream is awaited for `client_header_timeout`, the next ones for `keepalive_timeout`; the
 connection's last stream is decided by keepalive_requests / keepalive_time / keepalive_timeout
 0 when a stream opens (see `H2Server.accept_until`).
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 STREAM_HIGH_WATER = 64 * 1024      # queued response bytes per stream before drain() waits
 GOAWAY_GRACE = 5.0                 # draining: GOAWAY even to a connection never idle
-# nginx's lingering_time / lingering_timeout defaults (the directives are not supported)
+# nginx's lingering_time / lingering_timeout defaults (the directives override them)
 LINGERING_TIME = 30.0
 LINGERING_TIMEOUT = 5.0
 
@@ -363,6 +363,7 @@ class H2Connection(asyncio.Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._linger_end = 0.0
+        self._linger_timeout = LINGERING_TIMEOUT
         self._initial = initial
         self.loop = asyncio.get_event_loop()
         self.last_activity = time.monotonic()
@@ -698,6 +699,13 @@ class H2Connection(asyncio.Protocol):
 
     def _linger(self) -> None:
         tr = self.transport
+        # the default server's lingering_* (ngx_http_v2_lingering_close reads the
+        # connection's conf, not a request's); lingering_close off closes at once
+        s = self.listener.default_server.settings
+        if s.lingering_close == "off":
+            tr.close()
+            return
+        self._linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
         try:
             half = bool(tr.can_write_eof()) and not tr.is_closing()
         except (AttributeError, NotImplementedError):
@@ -710,8 +718,8 @@ class H2Connection(asyncio.Protocol):
         except (OSError, RuntimeError):
             tr.close()
             return
-        self._linger_end = self.loop.time() + LINGERING_TIME
-        self._linger_timer = self.loop.call_later(LINGERING_TIMEOUT, self._linger_expired)
+        self._linger_end = self.loop.time() + (s.lingering_time or LINGERING_TIME)
+        self._linger_timer = self.loop.call_later(self._linger_timeout, self._linger_expired)
         try:
             if not tr.is_reading():
                 tr.resume_reading()
@@ -720,14 +728,14 @@ class H2Connection(asyncio.Protocol):
 
     def _linger_read(self) -> None:
         """Data from the client while lingering: dropped; the wait starts again, within
-        LINGERING_TIME in all (ngx_http_v2_lingering_close_handler)."""
+        lingering_time in all (ngx_http_v2_lingering_close_handler)."""
         if self._linger_timer is not None:
             self._linger_timer.cancel()
         left = self._linger_end - self.loop.time()
         if left <= 0:
             self._linger_expired()
             return
-        self._linger_timer = self.loop.call_later(min(left, LINGERING_TIMEOUT),
+        self._linger_timer = self.loop.call_later(min(left, self._linger_timeout),
                                                   self._linger_expired)
 
     def _linger_expired(self) -> None:

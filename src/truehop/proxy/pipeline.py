@@ -376,10 +376,12 @@ class Pipeline:
         while True:
             try:
                 loc = self.find_location(r, named)
+                # the location's configuration applies from here, its 413 included
+                # (ngx_http_update_location_config runs before the body size check)
+                r.loc = loc
                 if named is None and not r.internal:
                     self.check_body_size(r, loc)
                 named = None
-                r.loc = loc
                 active = self.run_ops(r, loc.ops)
                 if r.extra.pop("uri_changed", False) and not r.extra.get("rewrite_break"):
                     raise InternalRedirect(r.uri, r.args)
