@@ -636,13 +636,12 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         s = ex.settings or self.listener.default_server.settings
-        self.linger_time = s.lingering_time or LINGERING_TIME
-        self.linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
         if not ex.keep_alive or ex.aborted:
             # ngx_http_finalize_connection: lingering_close on drains while the client may
             # still send (e.g. a 413 mid-body), always drains, off closes at once
             how = s.lingering_close
             if not ex.aborted and how != "off" and (how == "always" or not ex.body._done):
+                self._lingering_from(s)
                 self.linger()
             else:
                 self.close()
@@ -659,6 +658,7 @@ class ClientConnection(asyncio.Protocol):
             # can have been queued
             body.discard()
             self.discarding = body
+            self._lingering_from(s)
             self.discard_until = self.loop.time() + self.linger_time
             self.body_consumed()
             self._set_timer(self.linger_timeout, self._discard_timeout, kind="discard")
@@ -679,6 +679,12 @@ class ClientConnection(asyncio.Protocol):
                 self._dispatch(events)
         else:
             self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
+
+    def _lingering_from(self, s: Settings) -> None:
+        """The request's lingering_time/_timeout, read only when the connection drains
+        (not on every request)."""
+        self.linger_time = s.lingering_time or LINGERING_TIME
+        self.linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
 
     def _discard_wait(self) -> None:
         """More of a discarded body arrived: wait up to lingering_timeout for the next
