@@ -7,8 +7,10 @@ themselves the same way. mypyc reads the type hints: a value that does not match
 type is a TypeError at run time in the compiled build, which is why `make test` runs the
 whole suite against both builds.
 
-Only the modules every request passes through are compiled; config loading, lint, the
-master process and the CLI stay interpreted (they run once per load, not per request).
+Only the modules every request passes through are compiled: the request path, the config
+model it reads (`conf/model.py`: a compiled class's attributes are read as C struct fields,
+an interpreted one's by a dictionary lookup each time) and the worker's runtime. Config
+loading, lint, the master process and the CLI stay interpreted (they run once per load).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 from setuptools import setup
 
 COMPILED = [
+    "conf/model.py",
+    "process/runtime.py",
     "http/events.py",
     "http/h1.py",
     "http/h1client.py",

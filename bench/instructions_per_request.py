@@ -12,6 +12,7 @@ cancel out. With --top it also prints the C functions the difference is spent in
 (_PyEval_EvalFrameDefault is the bytecode interpreter: Python code as such).
 
     python bench/instructions_per_request.py [--src DIR] [--top 20] [--n1 400 --n2 2400]
+        [--keep DIR] [--bare]
 
 --src runs another checkout's src/ (e.g. a `git worktree` of an older commit) with this
 venv, to compare versions; `--src .venv/compiled` runs the mypyc build (`make compiled`). Needs valgrind and nginx. Loopback only; about 1-2 minutes.
@@ -95,34 +96,43 @@ def drive(port: int, n: int) -> None:
         s.close()
 
 
-def run_once(d: str, src: str, up: int, n: int) -> str:
+def run_once(d: str, src: str | None, up: int, n: int) -> str:
+    """One callgrind run of truehop's worker (src) or, with src None, of bench/bare_relay.py."""
     port = free_port()
     with open(f"{d}/truehop.conf", "w") as f:
         f.write(PROXY_CONF.format(d=d, up=up, port=port))
     out = f"{d}/cg.%p"
-    env = dict(os.environ, PYTHONPATH=src)
+    python = os.path.join(ROOT, ".venv", "bin", "python")
+    if src is None:
+        cmd = [python, os.path.join(HERE, "bare_relay.py"), str(port), str(up)]
+        env = dict(os.environ)
+    else:
+        cmd = [python, "-m", "truehop", "-p", d + "/", "-c", f"{d}/truehop.conf"]
+        env = dict(os.environ, PYTHONPATH=src)
+    before = set(os.listdir(d))
     p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                          "--dump-instr=no", "--collect-jumps=no",
-                          os.path.join(ROOT, ".venv", "bin", "python"), "-m", "truehop",
-                          "-p", d + "/", "-c", f"{d}/truehop.conf"],
+                          "--dump-instr=no", "--collect-jumps=no", *cmd],
                          env=env, stderr=subprocess.DEVNULL)
+    master = p.pid   # the bare relay is one process: valgrind runs it as this pid
     try:
         wait_port(port, timeout=180)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(f"{d}/truehop.pid") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with open(f"{d}/truehop.pid") as f:
-            master = int(f.read())
-        before = set(os.listdir(d))
+        if src is not None:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(f"{d}/truehop.pid") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with open(f"{d}/truehop.pid") as f:
+                master = int(f.read())
+            before = set(os.listdir(d))
         drive(port, 300)
         drive(port, n)
-        os.kill(master, signal.SIGQUIT)
+        # truehop's master stops its worker; the bare relay ends on KeyboardInterrupt
+        os.kill(master, signal.SIGQUIT if src is not None else signal.SIGINT)
         p.wait(120)
     finally:
         if p.poll() is None:
             p.kill()
     files = [f for f in os.listdir(d) if f.startswith("cg.") and f not in before]
-    worker = [f for f in files if f != f"cg.{master}"]
+    worker = [f for f in files if f != f"cg.{master}"] if src is not None else files
     if not worker:
         raise RuntimeError("no callgrind output from the worker")
     path = os.path.join(d, worker[0])
@@ -156,9 +166,13 @@ def functions(path: str) -> tuple[int, collections.Counter[str]]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default=os.path.join(ROOT, "src"))
+    ap.add_argument("--bare", action="store_true",
+                    help="count bench/bare_relay.py instead: the floor, in the same unit")
     ap.add_argument("--n1", type=int, default=400)
     ap.add_argument("--n2", type=int, default=2400)
     ap.add_argument("--top", type=int, default=0)
+    ap.add_argument("--keep", metavar="DIR",
+                    help="copy the two callgrind files here, for callgrind_annotate --tree=caller")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_annotate"):
         if not shutil.which(tool):
@@ -175,10 +189,15 @@ def main() -> int:
         procs.append(subprocess.Popen([nginx_bin(), "-p", d + "/", "-c", f"{d}/upstream.conf"]))
         wait_port(up)
         t0 = time.monotonic()
-        a = functions(run_once(d, args.src, up, args.n1))
-        b = functions(run_once(d, args.src, up, args.n2))
+        src = None if args.bare else args.src
+        a = functions(run_once(d, src, up, args.n1))
+        b = functions(run_once(d, src, up, args.n2))
         n = args.n2 - args.n1
-        print(f"src: {args.src}")
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            for name in (f"run-{args.n1}.cg", f"run-{args.n2}.cg"):
+                shutil.copy(os.path.join(d, name), os.path.join(args.keep, name))
+        print("bench/bare_relay.py" if args.bare else f"src: {args.src}")
         print(f"{(b[0] - a[0]) / n:.0f} instructions per request "
               f"(callgrind, {args.n1} vs {args.n2} requests, {time.monotonic() - t0:.0f} s)")
         if args.top:

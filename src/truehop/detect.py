@@ -10,7 +10,12 @@ import collections
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from truehop.conf.model import LocationConf
+    from truehop.http.events import ResponseHead
+    from truehop.route.state import RequestState
 
 REPEAT_AFTER = 300.0
 LOOP_WINDOW = 10.0
@@ -29,7 +34,8 @@ class Detector:
         self.addr_seen: dict[Any, tuple[str, int]] = {}
         self.state_fd: int | None = None
 
-    def report(self, rule: str, loc: Any, r: Any, message: str, fix: str) -> None:
+    def report(self, rule: str, loc: LocationConf | None, r: RequestState | None,
+               message: str, fix: str) -> None:
         where = f"{loc.where[0]}:{loc.where[1]}" if loc is not None else "?"
         key = (rule, where)
         now = time.monotonic()
@@ -46,14 +52,15 @@ class Detector:
 
     # -- hooks called by the proxy -------------------------------------------------------
 
-    def upgrade_not_forwarded(self, r: Any, loc: Any) -> None:
+    def upgrade_not_forwarded(self, r: RequestState, loc: LocationConf) -> None:
         self.report("upgrade-not-forwarded", loc, r,
                     "a WebSocket upgrade request reached a location that does not forward the "
                     "Upgrade header, so the upstream sees a plain request and the WebSocket fails",
                     "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "
                     "$connection_upgrade; (with map $http_upgrade $connection_upgrade)")
 
-    def on_response(self, r: Any, loc: Any, status: int, rh: Any, ctype: str) -> None:
+    def on_response(self, r: RequestState, loc: LocationConf, status: int, rh: ResponseHead,
+                    ctype: str) -> None:
         """`ctype`: the response's Content-Type, which the proxy found in its one pass over
         the headers ("" when none)."""
         if status in (301, 302, 303, 307, 308):
@@ -75,14 +82,14 @@ class Detector:
                             "proxy_buffering off; in this location")
         self.same_address(r, loc)
 
-    def read_timeout(self, r: Any, loc: Any, timeout: float) -> None:
+    def read_timeout(self, r: RequestState, loc: LocationConf, timeout: float) -> None:
         self.report("read-timeout", loc, r,
                     f"the upstream did not answer within proxy_read_timeout ({timeout:g}s): "
                     "clients get 504 for requests the app is still working on",
                     "proxy_read_timeout <longer>; in this location, if the app is slow on "
                     "purpose")
 
-    def redirect_seen(self, r: Any, loc: Any, location: str) -> None:
+    def redirect_seen(self, r: RequestState, loc: LocationConf, location: str) -> None:
         key = (r.remote_addr, location)
         now = time.monotonic()
         dq = self.redirects.get(key)
@@ -97,7 +104,7 @@ class Detector:
                         f"times in {LOOP_WINDOW:.0f}s: a redirect loop",
                         "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header Host $host;")
 
-    def same_address(self, r: Any, loc: Any) -> None:
+    def same_address(self, r: RequestState, loc: LocationConf) -> None:
         where = loc.where
         addr = r.remote_addr
         prev = self.addr_seen.get(where)
@@ -105,6 +112,8 @@ class Detector:
             self.addr_seen[where] = (addr, 1)
             return
         n = prev[1] + 1
+        if n > SAME_ADDR_COUNT:
+            return      # judged at the count; nothing to update until the address changes
         self.addr_seen[where] = (addr, n)
         if n == SAME_ADDR_COUNT and addr.startswith(("127.", "::1", "10.", "192.168.")) and \
                 not loc.settings.set_real_ip_from and r.head.get("x-forwarded-for"):

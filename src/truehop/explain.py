@@ -353,9 +353,9 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
             else:
                 steps.append(f"internal redirect to {what}")
     except Finish as f:
-        loc = r.loc  # the location whose rewrite instructions answered, if any
-        if loc is not None:
-            doc["location"] = _loc_doc(server, loc, r.uri, base)
+        answered = r.loc  # the location whose rewrite instructions answered, if any
+        if answered is not None:
+            doc["location"] = _loc_doc(server, answered, r.uri, base)
         else:
             doc["location"] = {"name": "(none)", "file": rel(server.where[0], base),
                                "line": server.where[1],

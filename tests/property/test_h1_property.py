@@ -3,8 +3,6 @@ never another exception; and the split never changes the outcome."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -229,7 +227,7 @@ def test_bare_lf_head_same_as_crlf(path: str, headers: list[tuple[str, str]],
         for ev in result[0]:
             if isinstance(ev, Request):
                 assert ev.head.header_bytes == size
-                ev = Request(dataclasses.replace(ev.head, header_bytes=0))
+                ev.head.header_bytes = 0
             out.append(ev)
         return out, result[1]
 

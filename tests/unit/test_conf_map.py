@@ -8,8 +8,12 @@ import pytest
 
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
+from truehop.conf.model import ServerConf, Settings, SslConf
 from truehop.http.events import RequestHead
 from truehop.route.state import ConnectionInfo, RequestState
+
+# a server with nothing set: these tests read the request, never its server's settings
+SERVER = ServerConf([], ["localhost"], [], {}, Settings(), Settings(), (), SslConf())
 
 
 def _cfg(tmp_path: Path, maps: str):
@@ -22,7 +26,7 @@ def _req(query: str, path: str = "/") -> RequestState:
     head = RequestHead("GET", f"{path}?{query}", path, query, "1.1", [], "localhost", None,
                        False, True)
     conn = ConnectionInfo("127.0.0.1", 1, "127.0.0.1", 8080, "http", 1)
-    r = RequestState(conn, head, None)
+    r = RequestState(conn, head, SERVER)
     r.server_name = "localhost"
     return r
 

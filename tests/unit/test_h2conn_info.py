@@ -3,10 +3,13 @@ streams (which servers on a listener have HTTP/2)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
+from truehop.conf.compile import load
+from truehop.log import ErrorLog
 from truehop.net.h2conn import connection_info, http2_servers
+from truehop.process.runtime import Listener, Runtime
 
 
 class FakeSsl:
@@ -30,28 +33,35 @@ class FakeTransport:
         return self.extra.get(name)
 
 
-LISTENER = SimpleNamespace(key=("127.0.0.1", 443))
+def listeners(tmp_path: Path, servers: str) -> dict[tuple[str, int], Listener]:
+    """The worker's listeners for an http block holding `servers` (real objects: the
+    compiled build checks the types of what connection_info and http2_servers take)."""
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    conf = tmp_path / "site.conf"
+    conf.write_text(f"events {{}}\nhttp {{ access_log off; {servers} }}\n")
+    return Runtime(load(str(conf), str(tmp_path)), ErrorLog([("stderr", "emerg")])).listeners
 
 
-def test_session_reused_exposed() -> None:
+def test_session_reused_exposed(tmp_path: Path) -> None:
+    lst = listeners(tmp_path, "server { listen 127.0.0.1:8080; }")[("127.0.0.1", 8080)]
     for reused in (False, True):
-        info = connection_info(FakeTransport(FakeSsl(reused)), LISTENER, "https")  # type: ignore[arg-type]
+        info = connection_info(FakeTransport(FakeSsl(reused)), lst, "https")  # type: ignore[arg-type]
         assert info.ssl_session_reused is reused
         assert (info.ssl_protocol, info.ssl_server_name) == ("TLSv1.3", "a.test")
-    info = connection_info(FakeTransport(None), LISTENER, "http")  # type: ignore[arg-type]
+    info = connection_info(FakeTransport(None), lst, "http")  # type: ignore[arg-type]
     assert info.ssl_session_reused is False
 
 
-def _srv(http2: bool, listen_http2: bool = False, port: int = 8443) -> SimpleNamespace:
-    return SimpleNamespace(http2=http2, listens=[SimpleNamespace(port=port, http2=listen_http2)])
-
-
-def test_http2_servers() -> None:
-    on, off = _srv(True), _srv(False)
-    lst = SimpleNamespace(key=("127.0.0.1", 8443), servers=[on, off])
-    assert http2_servers(lst) == frozenset({id(on)})  # type: ignore[arg-type]
+def test_http2_servers(tmp_path: Path) -> None:
+    lst = listeners(tmp_path, "server { listen 127.0.0.1:8443; server_name on; http2 on; } "
+                              "server { listen 127.0.0.1:8443; server_name off; }")
+    on = lst[("127.0.0.1", 8443)].servers[0]
+    assert on.names == ["on"]
+    assert http2_servers(lst[("127.0.0.1", 8443)]) == frozenset({id(on)})
     # every server has it: no per-stream check at all
-    assert http2_servers(SimpleNamespace(key=("*", 8443), servers=[on])) is None  # type: ignore[arg-type]
+    lst = listeners(tmp_path, "server { listen 8443; http2 on; }")
+    assert http2_servers(lst[("*", 8443)]) is None
     # `listen ... http2` enables it for every server on that address (nginx's addr_conf)
-    lst2 = SimpleNamespace(key=("*", 8443), servers=[_srv(True, True), off])
-    assert http2_servers(lst2) is None  # type: ignore[arg-type]
+    lst = listeners(tmp_path, "server { listen 8443 http2; server_name a; } "
+                              "server { listen 8443; server_name b; }")
+    assert http2_servers(lst[("*", 8443)]) is None

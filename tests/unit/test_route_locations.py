@@ -258,8 +258,8 @@ def test_auto_redirect():
     proxied = Loc("", "/app/", auto_redirect=True)
     rx = Loc("~", r"^/app$")
     t = tree(Loc("", "/"), proxied, rx)
-    r = t.lookup("/app")
-    assert r.redirect and r.location is proxied and r.captures is None
+    location, captures, redirect = t.lookup("/app")
+    assert redirect and location is proxied and captures is None
     assert t.needs_slash_redirect("/app")      # regexes are not consulted
     assert not t.needs_slash_redirect("/app/")
     assert not t.needs_slash_redirect("/ap")
@@ -269,8 +269,8 @@ def test_auto_redirect():
 def test_auto_redirect_not_when_a_location_has_that_name():
     proxied = Loc("", "/app/", auto_redirect=True)
     for other in (Loc("", "/app"), Loc("=", "/app")):
-        r = tree(proxied, other).lookup("/app")
-        assert not r.redirect and r.location is other
+        location, _, redirect = tree(proxied, other).lookup("/app")
+        assert not redirect and location is other
 
 
 def test_auto_redirect_for_exact_location():
@@ -303,8 +303,8 @@ def test_auto_redirect_nginx_tests_location_auto():
     proxied = Loc("", "/a/", auto_redirect=True)
     aa, ab = Loc("", "/a-a"), Loc("", "/a-b")
     t = tree(proxied, aa, ab)
-    r = t.lookup("/a")
-    assert r.redirect and r.location is proxied
+    location, _, redirect = t.lookup("/a")
+    assert redirect and location is proxied
     assert t.match("/a/")[0] is proxied
     assert t.match("/a-a")[0] is aa
     assert t.match("/a-b")[0] is ab

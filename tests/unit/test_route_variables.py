@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from truehop.conf.model import ServerConf, Settings, SslConf
 from truehop.http.events import RequestHead
 from truehop.route.state import ConnectionInfo, RequestState, UpstreamTry
 from truehop.route.variables import COMBINED, VariableScope, log_getter
+
+# a server with nothing set: these tests read the request, never its server's settings
+SERVER = ServerConf([], ["localhost"], [], {}, Settings(), Settings(), (), SslConf())
 
 
 def _req(version: str = "1.1", scheme: str = "http",
@@ -14,7 +18,7 @@ def _req(version: str = "1.1", scheme: str = "http",
     head = RequestHead("GET", "/", "/", None, version, headers or [], "localhost", None, False,
                        True)
     conn = ConnectionInfo("127.0.0.1", 1, "127.0.0.1", 8080, scheme, 1)
-    return RequestState(conn, head, None)
+    return RequestState(conn, head, SERVER)
 
 
 def _var(name: str, r: RequestState) -> str:
@@ -166,7 +170,8 @@ def test_unparsed_request() -> None:
     # what the runtime builds for a request it could not parse: nginx's $uri is empty,
     # $request, $request_method and $request_uri are not found
     head = RequestHead("", "", "/", None, "1.1", [], "", None, False, False)
-    r = RequestState(ConnectionInfo("127.0.0.1", 1, "127.0.0.1", 8080, "http", 1), head, None)
+    r = RequestState(ConnectionInfo("127.0.0.1", 1, "127.0.0.1", 8080, "http", 1), head,
+                     SERVER)
     assert [_log(n, r) for n in ("uri", "request", "request_method", "request_uri")] == [
         "", None, None, None]
     assert _var("request", r) == ""

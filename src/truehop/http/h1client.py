@@ -42,7 +42,7 @@ from truehop.http.events import (
     Response,
     ResponseHead,
 )
-from truehop.http.h1 import ChunkedDecoder
+from truehop.http.h1 import ChunkedDecoder, join_fields
 from truehop.http.headers import is_token, known_tokens
 
 __all__ = ["H1ResponseParser", "request_head_bytes", "MAX_INTERIM"]
@@ -379,7 +379,7 @@ def request_head_bytes(method: str, target: str, headers: list[tuple[str, str]],
         raise ValueError(f"invalid method {method!r}")
     if version != "1.1" and version != "1.0":
         raise ValueError(f"invalid version {version!r}")
-    fields = "".join([f"{k}: {v}\r\n" for k, v in headers])
+    fields = join_fields(headers)
     n = len(headers)
     # each line holds exactly its own CR and LF (counted in C): no name or value holds one
     if fields.count("\n") != n or fields.count("\r") != n or "\0" in fields:

@@ -194,7 +194,9 @@ def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str,
         except ssl.SSLError as e:
             err = e     # a wrong passphrase and an unreadable key look alike: try them all
     if err is not None:
-        reason = err.reason or str(err)
+        # typeshed says str, OpenSSL may leave it None (read untyped: the compiled build
+        # checks a declared type when it reads the attribute)
+        reason = getattr(err, "reason", None) or str(err)
         if "KEY_VALUES_MISMATCH" in reason.upper() or "mismatch" in str(err).lower():
             raise ConfigError(f'SSL_CTX_use_PrivateKey("{key}") failed (SSL: key values '
                               f'mismatch: the key does not belong to "{cert}")',

@@ -856,7 +856,7 @@ def plan_response(method: str, headers: Mapping[str, str], st: os.stat_result, m
 class ExpiresSpec:
     """A parsed `expires` directive. kind: off, epoch, max, access, modified, daily."""
 
-    kind: Literal["off", "epoch", "max", "access", "modified", "daily"]
+    kind: str           # "off", "epoch", "max", "access", "modified" or "daily"
     seconds: int = 0
 
 

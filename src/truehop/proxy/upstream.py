@@ -963,6 +963,7 @@ class Proxy:
                 ut.pause_reading()
                 _resume_later(ct, ut, done)
 
+        assert r.loc is not None
         headers = self.response_headers(r, s, r.loc, rh, keep_connection=True)[0]
         r.status = 101
         r.sent_headers = headers

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 # -- PCRE -> Python re -------------------------------------------------------------------------
 
@@ -360,22 +360,6 @@ class LocationError(ValueError):
         self.location = location
 
 
-class LocationMatch(NamedTuple, Generic[L]):
-    """The result of a lookup.
-
-    location: the selected location, or None when nothing matched (the server level applies).
-    captures: the last regex match that had capture groups (positional via group(n), named
-      via groupdict()), or None; None means "keep the captures you had" (nginx keeps those of
-      a regex server_name).
-    redirect: True when nginx answers 301 with `Location: <uri>/` (and the query string):
-      `location` is then the auto-redirect location, whose `internal` flag still applies.
-    """
-
-    location: L | None
-    captures: re.Match[str] | None
-    redirect: bool
-
-
 class _Node(Generic[L]):
     # plain classes, not generic dataclasses: mypyc cannot compile a generic dataclass
     __slots__ = ("name", "exact", "inclusive", "auto_redirect", "sub", "left", "right", "tree")
@@ -628,10 +612,21 @@ class LocationTree(Generic[L]):
         exact = {uri_bytes(loc.pattern): loc for loc in reversed(locations) if loc.modifier == "="}
         return cls(_build_level(locations), exact, named)
 
-    def lookup(self, uri: str) -> LocationMatch[L]:
-        """Find the location for a normalised URI ($uri), nginx's way."""
+    def lookup(self, uri: str) -> tuple[L | None, re.Match[str] | None, bool]:
+        """Find the location for a normalised URI ($uri), nginx's way: (location, captures,
+        redirect), a plain tuple (a NamedTuple is built by interpreted code, even compiled).
+
+        location: the selected location, or None when nothing matched (the server level
+          applies).
+        captures: the last regex match that had capture groups (positional via group(n),
+          named via groupdict()), or None; None means "keep the captures you had" (nginx
+          keeps those of a regex server_name).
+        redirect: True when nginx answers 301 with `Location: <uri>/` (and the query
+          string): `location` is then the auto-redirect location, whose `internal` flag
+          still applies.
+        """
         rc, loc, caps = _find(self._level, uri, _key(uri))
-        return LocationMatch(loc, caps, rc == _DONE)
+        return loc, caps, rc == _DONE
 
     def match(self, uri: str) -> tuple[L | None, re.Match[str] | None]:
         """(location, captures) — `lookup` without the redirect flag. For a URI that nginx

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from truehop.http.events import RequestHead
 
 if TYPE_CHECKING:
+    from truehop.conf.model import LocationConf, ServerConf
     from truehop.net.client_cert import ClientCert
 
 
@@ -80,11 +81,11 @@ class RequestState:
         "body_read", "body_file",
     )
 
-    def __init__(self, conn: ConnectionInfo, head: RequestHead, server: Any) -> None:
+    def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
         self.conn = conn
         self.head = head
-        self.server = server                    # conf.model.ServerConf
-        self.loc: Any = None                    # conf.model.LocationConf once chosen
+        self.server = server
+        self.loc: LocationConf | None = None    # once chosen
         self.uri = head.path                    # normalised by the pipeline before routing
         self.args = head.query
         self.captures: Any = None               # re.Match of the last regex that matched
