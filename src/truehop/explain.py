@@ -369,7 +369,8 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
         if steps:
             action["steps"] = steps
         doc["action"] = action
-        doc["findings"] = [x.as_dict() for x in for_location(cfg, server, loc)] if loc else []
+        doc["findings"] = [x.as_dict() for x in for_location(cfg, server, answered)] \
+            if answered else []
         return doc
     if not r.realip_done:
         # realip in the chosen location runs once it is chosen, as the pipeline does
