@@ -23,6 +23,7 @@ COMPILED = [
     "conf/model.py",
     "process/runtime.py",
     "http/events.py",
+    "http/headers.py",
     "http/h1.py",
     "http/h1client.py",
     "net/flow.py",

@@ -10,17 +10,17 @@ import collections
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from truehop.conf.model import LocationConf
     from truehop.http.events import ResponseHead
     from truehop.route.state import RequestState
 
-REPEAT_AFTER = 300.0
-LOOP_WINDOW = 10.0
-LOOP_COUNT = 5
-SAME_ADDR_COUNT = 50
+REPEAT_AFTER: Final = 300.0
+LOOP_WINDOW: Final = 10.0
+LOOP_COUNT: Final = 5
+SAME_ADDR_COUNT: Final = 50
 
 
 class Detector:

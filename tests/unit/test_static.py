@@ -863,9 +863,9 @@ def test_parse_expires_invalid(spec: str) -> None:
 
 
 def test_http_date_cache_is_per_second() -> None:
-    static._date_cache = (-1, "")
+    static._DATE.sec = -1
     a = http_date(NOW)
-    assert static._date_cache == (MTIME, a)
+    assert (static._DATE.sec, static._DATE.text) == (MTIME, a)
     assert http_date(NOW + 0.4) is a
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from truehop.route.servers import match_wildcard
 from truehop.route.variables import Template, VariableScope
 
 Where = tuple[str, int]
 
-_HOSTNAME = socket.gethostname()
+_HOSTNAME: Final = socket.gethostname()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class ProxyPass:
 
 # Settings a location inherits. None means "not set at this level"; `compile` merges and then
 # fills DEFAULTS at the http level.
-SETTING_FIELDS = (
+SETTING_FIELDS: Final = (
     "root", "alias", "index", "try_files", "expires", "default_type", "types", "sendfile",
     "tcp_nodelay", "keepalive_timeout", "keepalive_header", "keepalive_time",
     "keepalive_disable", "lingering_close", "lingering_time", "lingering_timeout",

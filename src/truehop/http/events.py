@@ -9,6 +9,8 @@ these modules.
 
 from __future__ import annotations
 
+from typing import Final
+
 
 class ProtocolError(Exception):
     """Bad bytes from a peer. `status` is what to answer (client side: 400, 413, 414, 431, 501,
@@ -196,7 +198,7 @@ class EndOfMessage:
         return "END"
 
 
-END = EndOfMessage()
+END: Final = EndOfMessage()
 
 
 Event = Request | Response | InformationalResponse | Data | EndOfMessage

@@ -41,6 +41,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Final
 
 import httptools
 
@@ -80,33 +81,33 @@ class H1Limits:
     max_chunk_ext: int = 4096         # chunk extension bytes -> 400
 
 
-DEFAULT_LIMITS = H1Limits()
+DEFAULT_LIMITS: Final = H1Limits()
 
 # -- byte tables -------------------------------------------------------------------------------
 
-_ALL = bytes(range(256))
-_HEX = b"0123456789abcdefABCDEF"
+_ALL: Final = bytes(range(256))
+_HEX: Final = b"0123456789abcdefABCDEF"
 # bytes allowed in a request target: VCHAR except '#'
-_TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
+_TARGET_BAD: Final = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
 # bytes allowed in a method (nginx: A-Z, '_', '-')
-_METHOD_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+_METHOD_OK: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
 # chunk-ext / reason-phrase bytes that are never allowed: CTLs except HTAB, and DEL
-_CTL_NO_TAB = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+_CTL_NO_TAB: Final = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
 # header-name bytes nginx calls valid (others make the line "invalid" and it is ignored)
-_NAME_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
-_NAME_OK_UNDERSCORE = _NAME_OK + b"_"
-_REGNAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+_NAME_OK: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
+_NAME_OK_UNDERSCORE: Final = _NAME_OK + b"_"
+_REGNAME_OK: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 
-_CANON_REQUEST_LINE = b"GET / HTTP/1.1\r\n"
+_CANON_REQUEST_LINE: Final = b"GET / HTTP/1.1\r\n"
 
 # states
-_HEAD = 0
-_BODY_CL = 1
-_BODY_CHUNKED = 2
-_PAUSED = 3
-_DEAD = 4
+_HEAD: Final = 0
+_BODY_CL: Final = 1
+_BODY_CHUNKED: Final = 2
+_PAUSED: Final = 3
+_DEAD: Final = 4
 
-_SPECIAL = {
+_SPECIAL: Final = {
     "host": 1,
     "content-length": 2,
     "transfer-encoding": 3,
@@ -115,21 +116,24 @@ _SPECIAL = {
     "expect": 6,
 }
 
-_COMMON_METHODS = frozenset({b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
-_METHOD_STR = {m: m.decode("ascii") for m in _COMMON_METHODS}
-_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+_COMMON_METHODS: Final = frozenset({b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+_METHOD_STR: Final = {m: m.decode("ascii") for m in _COMMON_METHODS}
+_VERSIONS: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # the usual request line, recognised in one C pass: a common method, an origin-form target of
 # plain characters (no '%', '#', CTL or non-ASCII: those take the full checks), HTTP/1.x
-_PLAIN_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) "
-                         rb"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*) HTTP/1\.([01])\r\n")
-_MINOR = {b"1": "1.1", b"0": "1.0"}
+# the common request line, taken in one match. A "/." anywhere in the target (a dot-segment,
+# or a name starting with a dot) fails it and goes the careful way, as does anything else
+_PLAIN_LINE: Final = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) "
+                                rb"((?:/(?!\.)[A-Za-z0-9\-._~!$&'()*+,;=:@?]*)+) "
+                                rb"HTTP/1\.([01])\r\n")
+_MINOR: Final = {b"1": "1.1", b"0": "1.0"}
 
 
-_INVALID_NAME = -1
-_ORDINARY = 0
+_INVALID_NAME: Final = -1
+_ORDINARY: Final = 0
 # name as sent -> _INVALID_NAME / _ORDINARY / a _SPECIAL kind; one cache per underscores flag
 _NAME_KIND: tuple[dict[str, int], dict[str, int]] = ({}, {})
-_NAME_KIND_MAX = 4096
+_NAME_KIND_MAX: Final = 4096
 
 
 def _name_kind(name: str, underscores: bool) -> int:
@@ -165,13 +169,13 @@ def _bad(status: int, reason: str) -> ProtocolError:
 
 # -- chunked bodies -----------------------------------------------------------------------------
 
-_C_SIZE = 0
-_C_DATA = 1
-_C_DATA_END = 2
-_C_TRAILER = 3
-_C_DONE = 4
+_C_SIZE: Final = 0
+_C_DATA: Final = 1
+_C_DATA_END: Final = 2
+_C_TRAILER: Final = 3
+_C_DONE: Final = 4
 
-_MAX_CHUNK_SIZE = (1 << 63) - 1
+_MAX_CHUNK_SIZE: Final = (1 << 63) - 1
 
 
 class ChunkedDecoder:
@@ -318,7 +322,7 @@ def _llhttp_request_parser(proto: _HeadCollector) -> httptools.HttpRequestParser
 
 # -- host ---------------------------------------------------------------------------------------
 
-_IPVFUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
+_IPVFUTURE: Final = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
 
 
 def parse_host(raw: str) -> str | None:
@@ -598,8 +602,9 @@ class H1ServerParser:
         absolute-form scheme or None, absolute-form authority or None)."""
         lim = self.limits
         m = _PLAIN_LINE.fullmatch(line)
-        if m is not None and b"/." not in line and len(line) <= lim.max_request_line:
-            return _METHOD_STR[m[1]], m[2], _MINOR[m[3]], None, None
+        if m is not None and len(line) <= lim.max_request_line:
+            method_b, target_b, minor = m.groups()
+            return _METHOD_STR[method_b], target_b, _MINOR[minor], None, None
         sp = line.find(b" ")
         method = line[:sp]
         if sp <= 0 or method not in _COMMON_METHODS:
@@ -887,14 +892,14 @@ REASONS: dict[int, str] = {
 }
 
 # nginx's internal codes are sent as 400 (ngx_http_special_response_handler)
-_SENT_AS = {494: 400, 495: 400, 496: 400, 497: 400, 499: 400}
+_SENT_AS: Final = {494: 400, 495: 400, 496: 400, 497: 400, 499: 400}
 
 _STATUS_LINES: dict[tuple[str, int], bytes] = {
     (v, code): f"HTTP/{v} {code} {reason}\r\n".encode("latin-1")
     for v in ("1.1", "1.0") for code, reason in REASONS.items()
 }
 
-_HEADER_BAD = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
+_HEADER_BAD: Final = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or b == 0x7F)
 
 
 def status_line(status: int, version: str = "1.1", reason: str | None = None) -> bytes:
@@ -963,10 +968,10 @@ def response_head_bytes(status: int, headers: list[tuple[str, str]], version: st
     return b"".join(parts)
 
 
-_VALUE_END = re.compile(r"[\r\n\x00]")
+_VALUE_END: Final = re.compile(r"[\r\n\x00]")
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def chunk(data: bytes) -> bytes:

@@ -32,6 +32,7 @@ or NUL anywhere (ValueError).
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from truehop.http.events import (
     END,
@@ -47,26 +48,26 @@ from truehop.http.headers import is_token, known_tokens
 
 __all__ = ["H1ResponseParser", "request_head_bytes", "MAX_INTERIM"]
 
-MAX_INTERIM = 16
-DEFAULT_MAX_HEAD = 64 * 1024
+MAX_INTERIM: Final = 16
+DEFAULT_MAX_HEAD: Final = 64 * 1024
 
-_HEAD = 0
-_BODY_CL = 1
-_BODY_CHUNKED = 2
-_BODY_CLOSE = 3
-_DONE = 4
-_PAUSED = 5
-_DEAD = 6
+_HEAD: Final = 0
+_BODY_CL: Final = 1
+_BODY_CHUNKED: Final = 2
+_BODY_CLOSE: Final = 3
+_DONE: Final = 4
+_PAUSED: Final = 5
+_DEAD: Final = 6
 
 
-_INVALID = "upstream sent invalid header"
-_NO_HEADER = "upstream sent no valid HTTP/1.0 header"
-_TOO_BIG = "upstream sent too big header"
-_EARLY_HEAD = "upstream prematurely closed connection while reading response header from " \
+_INVALID: Final = "upstream sent invalid header"
+_NO_HEADER: Final = "upstream sent no valid HTTP/1.0 header"
+_TOO_BIG: Final = "upstream sent too big header"
+_EARLY_HEAD: Final = "upstream prematurely closed connection while reading response header from " \
               "upstream"
-_EARLY_BODY = "upstream prematurely closed connection while reading upstream"
+_EARLY_BODY: Final = "upstream prematurely closed connection while reading upstream"
 
-_SPECIAL = {"content-length": 1, "transfer-encoding": 2, "connection": 3}
+_SPECIAL: Final = {"content-length": 1, "transfer-encoding": 2, "connection": 3}
 # field name as sent -> _SPECIAL kind or 0: most upstreams spell the same few names the same
 # way every time, so this saves a lower() and a lookup per field. Bounded.
 _KIND_BY_NAME: dict[str, int] = {}
@@ -82,10 +83,10 @@ def _kind_of(name: str) -> int:
 # The head is checked by these, on its latin-1 text: a status line, then fields (a token, a
 # colon, optional whitespace, a value without CTLs other than HTAB), each line ending in CRLF
 # or LF, then an empty line. No obs-fold, no space before the colon, no bare CR, no NUL.
-_STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
+_STATUS: Final = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
 # a field line; anchored at a line start, so a line that is not a field is not matched at all
 # (findall finds fewer fields than there are lines: the head is invalid)
-_FIELD = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n",
+_FIELD: Final = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n",
                     re.MULTILINE)
 
 
@@ -278,9 +279,11 @@ class H1ResponseParser:
         headers: list[tuple[str, str]] = _FIELD.findall(text, fields_at, fields_end)
         if len(headers) != text.count("\n", fields_at, fields_end):
             raise _bad(_INVALID)
-        if " \r" in text or "\t\r" in text or " \n" in text or "\t\n" in text:
-            # a value with trailing whitespace (rare): strip it, as nginx does
-            headers = [(k, v.rstrip(" \t")) for k, v in headers]
+        for _, v in headers:
+            if v and (v[-1] == " " or v[-1] == "\t"):
+                # a value with trailing whitespace (rare): strip it, as nginx does
+                headers = [(k, v.rstrip(" \t")) for k, v in headers]
+                break
         cl_raw: str | None = None
         te_raw: str | None = None
         conn: list[str] = []
@@ -367,8 +370,8 @@ class H1ResponseParser:
 
 # -- writing requests ---------------------------------------------------------------------------
 
-_TARGET_BAD = bytes(b for b in range(256) if b <= 0x20 or b == 0x7F)
-_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+_TARGET_BAD: Final = bytes(b for b in range(256) if b <= 0x20 or b == 0x7F)
+_COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
 def request_head_bytes(method: str, target: str, headers: list[tuple[str, str]],

@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
-HOP_BY_HOP: frozenset[str] = frozenset({
+HOP_BY_HOP: Final[frozenset[str]] = frozenset({
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -25,14 +26,14 @@ HOP_BY_HOP: frozenset[str] = frozenset({
 
 # tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
 #         / DIGIT / ALPHA
-TCHAR_BYTES: bytes = (b"!#$%&'*+-.^_`|~0123456789"
+TCHAR_BYTES: Final[bytes] = (b"!#$%&'*+-.^_`|~0123456789"
                       b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_NOT_TCHAR: bytes = bytes(b for b in range(256) if b not in TCHAR_BYTES)
+_NOT_TCHAR: Final[bytes] = bytes(b for b in range(256) if b not in TCHAR_BYTES)
 
 # names already checked by is_token; `known_tokens.get(name)` is its fast path, for loops
 # that check every field of every message
-known_tokens: dict[str, bool] = {}
-_TOKEN_CACHE_MAX = 4096
+known_tokens: Final[dict[str, bool]] = {}
+_TOKEN_CACHE_MAX: Final = 4096
 
 
 def is_token_bytes(b: bytes) -> bool:

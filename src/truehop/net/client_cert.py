@@ -28,7 +28,7 @@ import ssl
 import time
 from calendar import timegm
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from truehop.route.state import ConnectionInfo
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from truehop.http.events import RequestHead
     from truehop.process.runtime import Listener, Runtime
 
-DEPTH_ATTR = "truehop_verify_depth"     # ssl_verify_depth, kept on the server's SSLContext
-CHAIN_TOO_LONG = "certificate chain too long"     # X509_verify_cert_error_string(22)
+DEPTH_ATTR: Final = "truehop_verify_depth"     # ssl_verify_depth, kept on the server's SSLContext
+CHAIN_TOO_LONG: Final = "certificate chain too long"     # X509_verify_cert_error_string(22)
 
 # --- DER ---------------------------------------------------------------------------------
 
@@ -109,8 +109,8 @@ class CertFields:
 
 # the string types X509_NAME_print_ex prints (tag2nbyte in OpenSSL's a_strex.c): their width
 # in bytes, 0 for UTF8String; any other type is dumped as #hex of its DER
-_WIDTH = {12: 0, 18: 1, 19: 1, 20: 1, 22: 1, 23: 1, 24: 1, 26: 1, 28: 4, 30: 2}
-_ESCAPED = frozenset(b',+"\\<>;')
+_WIDTH: Final = {12: 0, 18: 1, 19: 1, 20: 1, 22: 1, 23: 1, 24: 1, 26: 1, 28: 4, 30: 2}
+_ESCAPED: Final = frozenset(b',+"\\<>;')
 _SHORT_NAMES: dict[str, str | None] = {}
 
 
@@ -194,7 +194,7 @@ def format_serial(content: bytes) -> str:
     return ("-" if v < 0 else "") + hexed
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _time_parts(tag: int, content: bytes) -> tuple[int, int, int, int, int, int, str]:

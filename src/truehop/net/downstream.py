@@ -21,7 +21,7 @@ import collections
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.h1 import H1ServerParser, response_head_bytes
@@ -34,14 +34,14 @@ if TYPE_CHECKING:
     from truehop.conf.model import Settings
     from truehop.process.runtime import Listener, Runtime
 
-BODY_HIGH_WATER = 256 * 1024
-PIPELINE_HIGH_WATER = 32       # queued pipelined requests before reading pauses
+BODY_HIGH_WATER: Final = 256 * 1024
+PIPELINE_HIGH_WATER: Final = 32       # queued pipelined requests before reading pauses
 # nginx's lingering_timeout and lingering_time defaults: a request body nobody read is read
 # and thrown away after the response (ngx_http_discarded_request_body_handler), each read
 # waited for at most LINGERING_TIMEOUT, the whole at most LINGERING_TIME; then the
 # connection is closed
-LINGERING_TIMEOUT = 5.0
-LINGERING_TIME = 30.0
+LINGERING_TIMEOUT: Final = 5.0
+LINGERING_TIME: Final = 30.0
 _conn_counter = 0
 
 
@@ -51,7 +51,7 @@ def _next_conn_number() -> int:
     return _conn_counter
 
 
-_TIMED_OUT = object()
+_TIMED_OUT: Final = object()
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:
@@ -192,8 +192,8 @@ class _NoBody(BodyStream):
         pass  # nothing is waiting on a body that is already complete
 
 
-NO_BODY = _NoBody(None)          # no Content-Length, not chunked
-NO_BODY_CL0 = _NoBody(0)         # Content-Length: 0
+NO_BODY: Final = _NoBody(None)          # no Content-Length, not chunked
+NO_BODY_CL0: Final = _NoBody(0)         # Content-Length: 0
 
 
 def _browser_disabled(head: RequestHead, disabled: frozenset[str]) -> bool:

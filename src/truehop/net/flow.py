@@ -25,14 +25,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, Final
 
-_current: Flow | None = None
+
+class _Running:
+    """Which flow's coroutine runs now. An attribute of a Final instance, not a module
+    global: the compiled build reads a global through the module's dict, an attribute
+    directly."""
+
+    __slots__ = ("flow",)
+
+    def __init__(self) -> None:
+        self.flow: Flow | None = None
+
+
+_RUNNING: Final = _Running()
 
 
 def current_flow() -> Flow | None:
     """The flow whose coroutine is running now, if any (None inside an asyncio Task)."""
-    return _current
+    return _RUNNING.flow
 
 
 class _Direct:
@@ -41,7 +53,7 @@ class _Direct:
     __slots__ = ()
 
 
-DIRECT = _Direct()
+DIRECT: Final = _Direct()
 
 
 class _Suspend:
@@ -51,7 +63,7 @@ class _Suspend:
         return (yield DIRECT)
 
 
-_SUSPEND = _Suspend()
+_SUSPEND: Final = _Suspend()
 
 
 def suspend() -> _Suspend:
@@ -110,9 +122,9 @@ class Flow:
             self._step(None, None)   # the coroutine reads the Future's outcome itself
 
     def _step(self, value: Any, exc: BaseException | None) -> None:
-        global _current
-        prev = _current
-        _current = self
+        running = _RUNNING
+        prev = running.flow
+        running.flow = self
         self.running = True
         try:
             if exc is None:
@@ -130,7 +142,7 @@ class Flow:
             return
         finally:
             self.running = False
-            _current = prev
+            running.flow = prev
         if y is DIRECT:
             self.waiting = DIRECT
         elif y is None:

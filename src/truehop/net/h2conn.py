@@ -38,7 +38,7 @@ import collections
 import functools
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.h2 import (
@@ -71,11 +71,11 @@ if TYPE_CHECKING:
     from truehop.conf.model import Settings
     from truehop.process.runtime import Listener, Runtime
 
-STREAM_HIGH_WATER = 64 * 1024      # queued response bytes per stream before drain() waits
-GOAWAY_GRACE = 5.0                 # draining: GOAWAY even to a connection never idle
+STREAM_HIGH_WATER: Final = 64 * 1024      # queued response bytes per stream before drain() waits
+GOAWAY_GRACE: Final = 5.0                 # draining: GOAWAY even to a connection never idle
 # nginx's lingering_time / lingering_timeout defaults (the directives override them)
-LINGERING_TIME = 30.0
-LINGERING_TIMEOUT = 5.0
+LINGERING_TIME: Final = 30.0
+LINGERING_TIMEOUT: Final = 5.0
 
 
 def connection_info(transport: asyncio.BaseTransport, listener: Listener,
@@ -105,7 +105,7 @@ def connection_info(transport: asyncio.BaseTransport, listener: Listener,
 
 
 _H2_SERVERS: dict[int, tuple[Any, frozenset[int] | None]] = {}
-MISDIRECTED = "client attempted to request the server name for which the negotiated " \
+MISDIRECTED: Final = "client attempted to request the server name for which the negotiated " \
     "protocol is disabled"
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from truehop.http.h2 import PREFACE
 from truehop.net.downstream import ClientConnection
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from truehop.process.runtime import Listener, Runtime
 
 # the worker asks this to know whether to pass ssl=None to create_server
-HANDLES_TLS = True
+HANDLES_TLS: Final = True
 
 
 def protocol_for(rt: Runtime, lst: Listener, scheme: str) -> asyncio.Protocol:

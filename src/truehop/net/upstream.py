@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from truehop.http.events import Data, EndOfMessage, ProtocolError
 from truehop.http.h1client import H1ResponseParser
@@ -274,7 +274,7 @@ class UpstreamConnection(asyncio.Protocol):
         return rest
 
 
-_TIMED_OUT = object()
+_TIMED_OUT: Final = object()
 
 
 async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,

@@ -15,7 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, UpstreamConf
 from truehop.detect import Detector
@@ -140,8 +140,8 @@ def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None =
     return ctx
 
 
-_TLS_ORDER = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-_TLS_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+_TLS_ORDER: Final = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_TLS_VERSIONS: Final = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
                  "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 

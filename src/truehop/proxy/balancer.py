@@ -73,7 +73,7 @@ import ipaddress
 import struct
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 __all__ = [
     "KINDS",
@@ -85,10 +85,10 @@ __all__ = [
     "ip_hash_bytes",
 ]
 
-KINDS = ("round_robin", "least_conn", "ip_hash", "hash", "hash_consistent")
+KINDS: Final = ("round_robin", "least_conn", "ip_hash", "hash", "hash_consistent")
 
 # nginx gives up hashing after this many probes and falls back to round robin
-_HASH_PROBES = 20
+_HASH_PROBES: Final = 20
 
 
 class PeerSpec(Protocol):

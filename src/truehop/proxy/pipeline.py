@@ -17,7 +17,7 @@ import ipaddress
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from truehop import __version__
 from truehop.conf.model import (
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 # nginx's status lines (ngx_http_status_lines, ngx_http_header_filter_module.c): a status
 # not listed is sent as "HTTP/1.1 NNN " with no reason, as nginx sends it (203, 306, 417...)
-REASONS = {
+REASONS: Final = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
     301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
     304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
@@ -66,7 +66,7 @@ REASONS = {
 # nginx's built-in pages (ngx_http_error_pages, ngx_http_special_response.c), by title: a
 # special response for any other status has no body ("unknown code, zero body"). A few
 # titles differ from the status line.
-TITLES = {
+TITLES: Final = {
     301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
     308: "Permanent Redirect",
     **{c: REASONS[c] for c in range(400, 417)}, 401: "Authorization Required",
@@ -77,12 +77,12 @@ TITLES = {
     **{c: REASONS[c] for c in (500, 501, 502, 503, 504, 505, 507)},
 }
 # nginx sends these statuses with a different status line than its page title
-PAGE_STATUS = {494: 400, 495: 400, 496: 400, 497: 400}
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
+PAGE_STATUS: Final = {494: 400, 495: 400, 496: 400, 497: 400}
+REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # nginx's special responses after which the connection is not kept alive
-CLOSE_AFTER = frozenset({400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505})
-ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
-SERVER_FULL = f"truehop/{__version__}"
+CLOSE_AFTER: Final = frozenset({400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505})
+ADD_HEADER_STATUSES: Final = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+SERVER_FULL: Final = f"truehop/{__version__}"
 
 
 def error_page_body(status: int, tokens: bool) -> bytes:
@@ -118,7 +118,7 @@ class InternalRedirect(Exception):
         self.named = named
 
 
-_HOST_PORT = re.compile(r":\d*$")
+_HOST_PORT: Final = re.compile(r":\d*$")
 
 
 def compute_host(head_host: str, server: ServerConf) -> str:

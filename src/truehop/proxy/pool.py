@@ -30,13 +30,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 __all__ = ["KeepalivePool", "PooledConnection", "expired", "should_keep"]
 
-DEFAULT_IDLE_TIMEOUT = 60.0     # keepalive_timeout
-DEFAULT_MAX_REQUESTS = 1000     # keepalive_requests
-DEFAULT_MAX_TIME = 3600.0       # keepalive_time
+DEFAULT_IDLE_TIMEOUT: Final = 60.0     # keepalive_timeout
+DEFAULT_MAX_REQUESTS: Final = 1000     # keepalive_requests
+DEFAULT_MAX_TIME: Final = 3600.0       # keepalive_time
 
 
 class PooledConnection(Protocol):

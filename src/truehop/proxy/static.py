@@ -52,7 +52,7 @@ import stat as stat_mod
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = [
     "DEFAULT_MAX_RANGES",
@@ -81,13 +81,13 @@ __all__ = [
     "try_files",
 ]
 
-DEFAULT_MAX_RANGES = 16
+DEFAULT_MAX_RANGES: Final = 16
 """Ranges allowed when the config says nothing (nginx: unlimited). More -> 200 whole file."""
 
-EXPIRES_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+EXPIRES_STATUSES: Final = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
 """Statuses for which nginx's headers filter adds `expires` (and non-`always` add_header)."""
 
-_NGX_MAX_OFF_T = (1 << 63) - 1
+_NGX_MAX_OFF_T: Final = (1 << 63) - 1
 
 # --------------------------------------------------------------------------------------
 # results
@@ -181,7 +181,7 @@ class StaticPlan:
 # methods, paths
 # --------------------------------------------------------------------------------------
 
-_ALLOW = (("Allow", "GET, HEAD"),)
+_ALLOW: Final = (("Allow", "GET, HEAD"),)
 
 
 def method_error(method: str, *, found: bool = False) -> StaticError | None:
@@ -334,8 +334,8 @@ def find_index(dir_uri: str, dir_path: str, index_list: Sequence[str], *, root_d
     return StaticError(403, f'directory index of "{dir_path}" is forbidden')
 
 
-_LOC_SAFE = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '"#%?')
-_LOC_ESC = [chr(c) if c in _LOC_SAFE else f"%{c:02X}" for c in range(256)]
+_LOC_SAFE: Final = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '"#%?')
+_LOC_ESC: Final = [chr(c) if c in _LOC_SAFE else f"%{c:02X}" for c in range(256)]
 
 
 def _escape_location(path: str) -> str:
@@ -406,9 +406,22 @@ def try_files(candidates: Sequence[str], fallback: str, *, to_path: Callable[[st
 # dates
 # --------------------------------------------------------------------------------------
 
-_WDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_date_cache: tuple[int, str] = (-(1 << 62), "")
+_WDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class _DateCache:
+    """The last second formatted. An attribute of a Final instance, not a module global:
+    the compiled build reads a global through the module's dict, an attribute directly."""
+
+    __slots__ = ("sec", "text")
+
+    def __init__(self) -> None:
+        self.sec = -(1 << 62)
+        self.text = ""
+
+
+_DATE: Final = _DateCache()
 
 
 def _format_http_date(sec: int) -> str:
@@ -420,17 +433,17 @@ def _format_http_date(sec: int) -> str:
 def http_date(ts: float) -> str:
     """IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``) of `ts` (truncated to the second);
     the last second formatted is cached."""
-    global _date_cache
     sec = int(ts // 1)
-    cached = _date_cache
-    if cached[0] == sec:
-        return cached[1]
+    cache = _DATE
+    if cache.sec == sec:
+        return cache.text
     s = _format_http_date(sec)
-    _date_cache = (sec, s)
+    cache.sec = sec
+    cache.text = s
     return s
 
 
-_MDAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MDAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def parse_http_date(s: str) -> float | None:
@@ -726,7 +739,7 @@ def _parse_ranges(value: str, size: int, max_ranges: int) -> list[tuple[int, int
     return ranges
 
 
-_boundaries = itertools.count(1)
+_boundaries: Final = itertools.count(1)
 
 
 def plan_response(method: str, headers: Mapping[str, str], st: os.stat_result, mime: str,
@@ -862,10 +875,10 @@ class ExpiresSpec:
 
 # unit -> (refused when step >= this, new step, scale); nginx's st_start=0 st_year=1
 # st_month st_week st_day st_hour st_min st_sec=7 st_msec st_last=9 ("y": refused if step > 0)
-_UNITS = {"y": (1, 1, 365 * 86400), "M": (2, 2, 30 * 86400), "w": (3, 3, 7 * 86400),
+_UNITS: Final = {"y": (1, 1, 365 * 86400), "M": (2, 2, 30 * 86400), "w": (3, 3, 7 * 86400),
           "d": (4, 4, 86400), "h": (5, 5, 3600), "m": (6, 6, 60), "s": (7, 7, 1),
           " ": (7, 9, 1)}
-_MAX_INT_T = (1 << 63) - 1
+_MAX_INT_T: Final = (1 << 63) - 1
 
 
 def _parse_time(text: str) -> int:

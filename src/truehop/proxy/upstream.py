@@ -19,7 +19,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from truehop.conf.model import LocationConf, PeerConf, RedirectRule, Settings, UpstreamConf
 from truehop.conf.values import split_proxy_url
@@ -45,24 +45,24 @@ if TYPE_CHECKING:
     from truehop.process.runtime import Runtime, UpstreamRuntime
 
 # response headers nginx keeps once (ngx_http_upstream_process_header_line and friends)
-_UNIQUE_RESPONSE = frozenset({"content-type", "last-modified", "etag", "location", "refresh",
+_UNIQUE_RESPONSE: Final = frozenset({"content-type", "last-modified", "etag", "location", "refresh",
                               "expires", "content-encoding"})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 # client_body_temp_path when the settings carry none (a model not made by conf.compile)
-_NO_TEMP_PATH = ("client_body_temp", ())
+_NO_TEMP_PATH: Final = ("client_body_temp", ())
 _NO_FLAGS: frozenset[str] = frozenset()
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 # headers nginx never copies from the client when it writes the upstream request
-CLIENT_SKIP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "te", "upgrade",
+CLIENT_SKIP: Final = frozenset({"host", "connection", "keep-alive", "proxy-connection", "te", "upgrade",
                          "transfer-encoding", "content-length", "expect", "http2-settings",
                          "trailer"})
 # response headers nginx hides by default (proxy_hide_header's built-in list)
-HIDE_DEFAULT = frozenset({"date", "server", "x-pad", "x-accel-expires", "x-accel-redirect",
+HIDE_DEFAULT: Final = frozenset({"date", "server", "x-pad", "x-accel-expires", "x-accel-redirect",
                           "x-accel-limit-rate", "x-accel-buffering", "x-accel-charset"})
-RESPONSE_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+RESPONSE_HOP: Final = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                           "upgrade", "te", "trailer", "content-length", "http2-settings"})
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-STATUS_FLAGS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
+WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+STATUS_FLAGS: Final = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
                 403: "http_403", 404: "http_404", 429: "http_429"}
 
 
@@ -143,24 +143,24 @@ class HeaderPlan:
         return act
 
 
-_NAME_CACHE_MAX = 1024
+_NAME_CACHE_MAX: Final = 1024
 # what the response pass does with a field
-_ACT_PASS = 0        # relayed as it is
-_ACT_DROP = 1        # hidden or hop-by-hop
-_ACT_UNIQUE = 2      # relayed once (nginx keeps the first)
-_ACT_CTYPE = 3       # relayed once; the response's Content-Type
-_ACT_REDIRECT = 4    # relayed once, rewritten by proxy_redirect
-_ACT_ACCEL = 5       # X-Accel-Buffering: read (unless ignored), hidden unless passed
-_ACT_CONNECTION = 6  # hop-by-hop, but kept in a 101
-_ACT_COOKIE = 7      # Set-Cookie under proxy_cookie_domain / proxy_cookie_path
-_ACT_XAR = 8         # X-Accel-Redirect: the response becomes an internal redirect
+_ACT_PASS: Final = 0        # relayed as it is
+_ACT_DROP: Final = 1        # hidden or hop-by-hop
+_ACT_UNIQUE: Final = 2      # relayed once (nginx keeps the first)
+_ACT_CTYPE: Final = 3       # relayed once; the response's Content-Type
+_ACT_REDIRECT: Final = 4    # relayed once, rewritten by proxy_redirect
+_ACT_ACCEL: Final = 5       # X-Accel-Buffering: read (unless ignored), hidden unless passed
+_ACT_CONNECTION: Final = 6  # hop-by-hop, but kept in a 101
+_ACT_COOKIE: Final = 7      # Set-Cookie under proxy_cookie_domain / proxy_cookie_path
+_ACT_XAR: Final = 8         # X-Accel-Redirect: the response becomes an internal redirect
 # what an X-Accel-Redirect response hands on to the final one (nginx's headers_in entries
 # marked `redirect` in ngx_http_upstream.c)
-XAR_KEEP = frozenset({"content-type", "set-cookie", "content-disposition", "cache-control",
+XAR_KEEP: Final = frozenset({"content-type", "set-cookie", "content-disposition", "cache-control",
                       "expires", "accept-ranges"})
 
 
-_SET_KIND = {"host": 1, "upgrade": 2, "connection": 3}
+_SET_KIND: Final = {"host": 1, "upgrade": 2, "connection": 3}
 
 
 class Attempt:
@@ -1019,7 +1019,7 @@ def accel_redirect(rt: Runtime, r: RequestState, value: str) -> None:
     raise InternalRedirect(uri, args if q else "")
 
 
-_UNSAFE_SEGMENT = re.compile(r"(^|/)\.\.(/|$)")
+_UNSAFE_SEGMENT: Final = re.compile(r"(^|/)\.\.(/|$)")
 
 
 def _host_of(hostport: str) -> str:

@@ -36,23 +36,23 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 # -- PCRE -> Python re -------------------------------------------------------------------------
 
-_POSIX = {
+_POSIX: Final = {
     "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
     "space": " \\t\\n\\r\\f\\v", "blank": " \\t", "xdigit": "0-9A-Fa-f", "word": "\\w",
     "punct": "!-/:-@\\[-`{-~", "cntrl": "\\x00-\\x1f\\x7f", "print": " -~", "graph": "!-~",
     "ascii": "\\x00-\\x7f",
 }
-_VSPACE = "\\n\\x0b\\f\\r\\x85"
-_HSPACE = "\\t \\xa0"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FLAGS = re.compile(r"\(\?([a-zA-Z]*(?:-[a-zA-Z]*)?)\)")
+_VSPACE: Final = "\\n\\x0b\\f\\r\\x85"
+_HSPACE: Final = "\\t \\xa0"
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FLAGS: Final = re.compile(r"\(\?([a-zA-Z]*(?:-[a-zA-Z]*)?)\)")
 
 # PCRE2's wording for the errors people make most often
-_PCRE_MESSAGES = (
+_PCRE_MESSAGES: Final = (
     ("missing ), unterminated subpattern", "missing closing parenthesis"),
     ("unbalanced parenthesis", "unmatched closing parenthesis"),
     ("unterminated character set", "missing terminating ] for character class"),
@@ -348,8 +348,8 @@ class LocationLike(Protocol):
 L = TypeVar("L", bound=LocationLike)
 
 _OK, _DONE, _AGAIN, _DECLINED = 0, 1, 2, 3
-_STATIC = ("", "=", "^~")
-_REGEX = ("~", "~*")
+_STATIC: Final = ("", "=", "^~")
+_REGEX: Final = ("~", "~*")
 
 
 class LocationError(ValueError):

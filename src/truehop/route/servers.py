@@ -25,13 +25,13 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from truehop.route.locations import compile_nginx_regex, uri_bytes
 
 T = TypeVar("T")
 
-_CACHE_MAX = 1024
+_CACHE_MAX: Final = 1024
 
 
 def check_server_name(name: str) -> list[str]:

@@ -27,7 +27,7 @@ before putting it in an upstream request line.
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import ClassVar, Final
 
 
 class BadRequest(Exception):
@@ -38,10 +38,10 @@ class BadRequest(Exception):
 
 # anything that makes the path "complex" for nginx (or invalid): the fast path skips all
 # work when none of these occur
-_COMPLEX = re.compile(r"[%#?\x00-\x1f\x7f]|/\.|//")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ESC = re.compile(r"%(.?)(.?)", re.DOTALL)
-_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+_COMPLEX: Final = re.compile(r"[%#?\x00-\x1f\x7f]|/\.|//")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_ESC: Final = re.compile(r"%(.?)(.?)", re.DOTALL)
+_HEXDIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -124,9 +124,9 @@ def _resolve(path: str, merge_slashes: bool) -> str:
 
 # nginx's NGX_ESCAPE_URI table: controls, space, '"', '#', '%', '<', '>', '?', '\\', '^',
 # '`', '{', '|', '}', DEL and every byte >= 0x80
-_ESCAPED = "".join(chr(c) for c in range(256) if c < 0x21 or c >= 0x7f) + "\"#%<>?\\^`{|}"
-_ESCAPE = re.compile("[" + re.escape(_ESCAPED) + "]")
-_ESCAPE_TABLE = {ord(c): f"%{ord(c):02X}" for c in _ESCAPED}
+_ESCAPED: Final = "".join(chr(c) for c in range(256) if c < 0x21 or c >= 0x7f) + "\"#%<>?\\^`{|}"
+_ESCAPE: Final = re.compile("[" + re.escape(_ESCAPED) + "]")
+_ESCAPE_TABLE: Final = {ord(c): f"%{ord(c):02X}" for c in _ESCAPED}
 
 
 def escape_uri(path: str) -> str:
@@ -139,10 +139,10 @@ def escape_uri(path: str) -> str:
 # nginx's NGX_ESCAPE_ARGS table: the URI table's characters plus '&', '+' and ';' (they
 # would change the meaning of the argument string they land in): controls, space, '"', '#',
 # '%', '&', '+', ';', '<', '>', '?', '\\', '^', '`', '{', '|', '}', DEL and every byte >= 0x80
-_ARGS_ESCAPED = "".join(chr(c) for c in range(256) if c < 0x21 or c >= 0x7f) + \
+_ARGS_ESCAPED: Final = "".join(chr(c) for c in range(256) if c < 0x21 or c >= 0x7f) + \
     "\"#%&+;<>?\\^`{|}"
-_ARGS_ESCAPE = re.compile("[" + re.escape(_ARGS_ESCAPED) + "]")
-_ARGS_TABLE = {ord(c): f"%{ord(c):02X}" for c in _ARGS_ESCAPED}
+_ARGS_ESCAPE: Final = re.compile("[" + re.escape(_ARGS_ESCAPED) + "]")
+_ARGS_TABLE: Final = {ord(c): f"%{ord(c):02X}" for c in _ARGS_ESCAPED}
 
 
 def escape_args(text: str) -> str:
@@ -153,7 +153,7 @@ def escape_args(text: str) -> str:
     return text.translate(_ARGS_TABLE)
 
 
-_HEXVAL = {c: int(c, 16) for c in "0123456789abcdefABCDEF"}
+_HEXVAL: Final = {c: int(c, 16) for c in "0123456789abcdefABCDEF"}
 
 
 def unescape_redirect(text: str) -> str:

@@ -23,6 +23,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from typing import Final
 
 from truehop.route.state import RequestState
 
@@ -30,7 +31,7 @@ Getter = Callable[[RequestState], str]
 # a getter that returns None for nginx's "not found" (the access log's view of a variable)
 LogGetter = Callable[[RequestState], str | None]
 
-_VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9]))")
+_VAR: Final = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9]))")
 
 
 class UnknownVariable(ValueError):
@@ -148,7 +149,7 @@ def _http2(r: RequestState) -> str:
 
 # $http_NAME that nginx reads from its own field of headers_in (ngx_http_core_variables):
 # only the field spelled with '-' counts, not one spelled with '_'
-_DEDICATED_IN = frozenset(("host", "user_agent", "referer", "via", "x_forwarded_for", "cookie",
+_DEDICATED_IN: Final = frozenset(("host", "user_agent", "referer", "via", "x_forwarded_for", "cookie",
                            "content_type"))
 
 
@@ -293,7 +294,7 @@ def _named_capture(name: str) -> Getter:
     return get
 
 
-_HOSTNAME = socket.gethostname()
+_HOSTNAME: Final = socket.gethostname()
 _time_cache: dict[str, tuple[int, str]] = {}
 
 
@@ -596,7 +597,7 @@ class CombinedGetters:
         self.status: Getter = _status
 
 
-COMBINED = CombinedGetters()
+COMBINED: Final = CombinedGetters()
 
 
 class VariableScope:
