@@ -22,6 +22,7 @@ from setuptools import setup
 COMPILED = [
     "conf/model.py",
     "process/runtime.py",
+    "clock.py",
     "http/events.py",
     "http/headers.py",
     "http/h1.py",

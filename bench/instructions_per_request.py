@@ -99,8 +99,8 @@ def drive(port: int, n: int) -> None:
 def run_once(d: str, src: str | None, up: int, n: int) -> str:
     """One callgrind run of truehop's worker (src) or, with src None, of bench/bare_relay.py."""
     port = free_port()
-    with open(f"{d}/truehop.conf", "w") as f:
-        f.write(PROXY_CONF.format(d=d, up=up, port=port))
+    with open(f"{d}/truehop.conf", "w") as conf:
+        conf.write(PROXY_CONF.format(d=d, up=up, port=port))
     out = f"{d}/cg.%p"
     python = os.path.join(ROOT, ".venv", "bin", "python")
     if src is None:
@@ -120,8 +120,8 @@ def run_once(d: str, src: str | None, up: int, n: int) -> str:
             deadline = time.monotonic() + 30
             while not os.path.exists(f"{d}/truehop.pid") and time.monotonic() < deadline:
                 time.sleep(0.1)
-            with open(f"{d}/truehop.pid") as f:
-                master = int(f.read())
+            with open(f"{d}/truehop.pid") as pidfile:
+                master = int(pidfile.read())
             before = set(os.listdir(d))
         drive(port, 300)
         drive(port, n)

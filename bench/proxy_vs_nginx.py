@@ -155,6 +155,11 @@ def main() -> int:
     ap.add_argument("--sizes", default="0,65536")
     ap.add_argument("--no-bare", dest="bare", action="store_false",
                     help="skip the bare uvloop+httptools relay (bench/bare_relay.py)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
+                    help="one more truehop, run from DIR (e.g. the mypyc build of an older "
+                         "commit, pip install --target DIR): compares versions in one run")
+    ap.add_argument("--no-pure", dest="pure", action="store_false",
+                    help="skip the pure-Python truehop")
     ap.add_argument("--no-compiled", dest="compiled", action="store_false",
                     help="skip truehop's mypyc build (.venv/compiled, made by `make compiled`)")
     args = ap.parse_args()
@@ -179,8 +184,10 @@ def main() -> int:
         results: dict[tuple[str, int], tuple[float, float]] = {}
         python = os.path.join(ROOT, ".venv", "bin", "python")
         compiled = os.path.join(ROOT, ".venv", "compiled")     # `make compiled`
-        truehops = ["truehop"] + (["truehop-c"] if args.compiled and os.path.isdir(compiled)
+        truehops = (["truehop"] if args.pure else []) + (["truehop-c"] if args.compiled and os.path.isdir(compiled)
                                   else [])
+        also = dict(a.split("=", 1) for a in args.also)
+        truehops += list(also)
         contestants = ["nginx", *truehops] + (["bare"] if args.bare else [])
         for name in contestants:
             port = free_port()
@@ -195,6 +202,8 @@ def main() -> int:
                 cmd += ["-p", d + "/", "-c", conf]
                 if name == "truehop-c":
                     env["PYTHONPATH"] = compiled    # the mypyc build of the same sources
+                elif name in also:
+                    env["PYTHONPATH"] = os.path.abspath(also[name])
             p = subprocess.Popen(["taskset", "-c", "1", *cmd], env=env)
             procs.append(p)
             wait_port(port)

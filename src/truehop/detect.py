@@ -9,8 +9,9 @@ from __future__ import annotations
 import collections
 import json
 import os
-import time
 from typing import TYPE_CHECKING, Any, Final
+
+from truehop.clock import monotonic as _monotonic
 
 if TYPE_CHECKING:
     from truehop.conf.model import LocationConf
@@ -38,7 +39,7 @@ class Detector:
                message: str, fix: str) -> None:
         where = f"{loc.where[0]}:{loc.where[1]}" if loc is not None else "?"
         key = (rule, where)
-        now = time.monotonic()
+        now = _monotonic()
         f = self.findings.setdefault(key, {"rule": rule, "where": where, "message": message,
                                            "fix": fix, "count": 0})
         f["count"] += 1
@@ -91,7 +92,7 @@ class Detector:
 
     def redirect_seen(self, r: RequestState, loc: LocationConf, location: str) -> None:
         key = (r.remote_addr, location)
-        now = time.monotonic()
+        now = _monotonic()
         dq = self.redirects.get(key)
         if dq is None:
             if len(self.redirects) > 10000:

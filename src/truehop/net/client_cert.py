@@ -27,7 +27,6 @@ import hashlib
 import ssl
 import time
 from calendar import timegm
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -437,5 +436,4 @@ async def handle_verified(rt: Runtime, ex: Any, info: ConnectionInfo, lst: Liste
 
     status, srv, msg = verdict
     rt.log.info(msg, info)
-    await rt.pipeline.finish_bad_request(ex, info, SimpleNamespace(default_server=srv),
-                                         Finish(status))
+    await rt.pipeline.finish_bad_request(ex, info, srv, Finish(status))

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from truehop.clock import monotonic as _monotonic
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.h1 import H1ServerParser, response_head_bytes
 from truehop.net.client_cert import attach as attach_client_cert
@@ -485,7 +485,7 @@ class ClientConnection(asyncio.Protocol):
         self.task: Flow | asyncio.Task[Any] | None = None   # what runs the current request
         self.loop = asyncio.get_event_loop()
         self.head_deadline = 0.0
-        self.last_activity = time.monotonic()
+        self.last_activity = _monotonic()
         self.started_at = self.loop.time()      # for keepalive_time
         # the body of a finished request, still arriving, read and dropped (nginx's
         # discard_body): until its end nothing else is parsed as a request

@@ -40,6 +40,8 @@ class _Running:
 
 
 _RUNNING: Final = _Running()
+# read on every flow's end: a Final name, not a lookup of asyncio's attribute each time
+_CANCELLED: Final = asyncio.CancelledError
 
 
 def current_flow() -> Flow | None:
@@ -131,7 +133,7 @@ class Flow:
                 y = self.coro.send(value)
             else:
                 y = self.coro.throw(exc)
-        except (StopIteration, asyncio.CancelledError):
+        except (StopIteration, _CANCELLED):
             self._finish()
             return
         except BaseException as e:

@@ -575,7 +575,7 @@ class H2Connection(asyncio.Protocol):
         rt = self.runtime
         assert self.info is not None
         rt.log.info(f"{err.reason} while reading client request headers", self.info)
-        coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener,
+        coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener.default_server,
                                               Finish(err.status))
         t = self.loop.create_task(coro)
         rt.tasks.add(t)

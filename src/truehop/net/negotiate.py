@@ -17,7 +17,6 @@ it to the protocol ALPN chose (no 497 page possible in that mode).
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final
 
 from truehop.http.h2 import PREFACE
@@ -98,7 +97,7 @@ class PlainHttpOnTls(ClientConnection):
         except Exception:
             srv = lst.default_server
         await self.runtime.pipeline.finish_bad_request(
-            ex, self.info, SimpleNamespace(default_server=srv), Finish(497))
+            ex, self.info, srv, Finish(497))
 
 
 class PrefaceSniffer(asyncio.Protocol):

@@ -14,10 +14,10 @@ import asyncio
 import collections
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from truehop.clock import monotonic as _monotonic
 from truehop.http.events import Data, EndOfMessage, ProtocolError
 from truehop.http.h1client import H1ResponseParser
 from truehop.net.deadline import Deadline
@@ -46,7 +46,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.requests = 0
-        self.created = time.monotonic()
+        self.created = _monotonic()
         self.idle_since = self.created
         self.received_any = False
         self._paused = False

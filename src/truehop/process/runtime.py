@@ -12,11 +12,11 @@ import ipaddress
 import os
 import re
 import ssl
-import time
 from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Any, Final
 
+from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, UpstreamConf
 from truehop.detect import Detector
 from truehop.http.h1 import H1Limits
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from truehop.net.downstream import ClientConnection, Exchange
     from truehop.net.h2conn import H2Connection
     from truehop.route.state import RequestState
-
 
 @dataclass
 class Listener:
@@ -525,7 +524,8 @@ class Runtime:
         ex.keep_alive = False
         c.current = ex
         assert c.info is not None
-        r_task = self.pipeline.finish_bad_request(ex, c.info, c.listener, Finish(status))
+        r_task = self.pipeline.finish_bad_request(ex, c.info, c.listener.default_server,
+                                                  Finish(status))
         t = asyncio.get_running_loop().create_task(r_task)
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
@@ -668,7 +668,7 @@ class Runtime:
 
     def sweep(self) -> None:
         self.detect.save()
-        now = time.monotonic()
+        now = _monotonic()
         for urt in self.upstreams.values():
             if urt.pool is not None:
                 urt.pool.sweep(now)

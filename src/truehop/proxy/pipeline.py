@@ -16,10 +16,10 @@ import asyncio
 import ipaddress
 import os
 import re
-import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from truehop import __version__
+from truehop.clock import wall as _time
 from truehop.conf.model import (
     BreakOp,
     Condition,
@@ -44,7 +44,7 @@ from truehop.route.uri import (
 )
 
 if TYPE_CHECKING:
-    from truehop.process.runtime import Runtime
+    from truehop.process.runtime import Listener, Runtime
 
 # nginx's status lines (ngx_http_status_lines, ngx_http_header_filter_module.c): a status
 # not listed is sent as "HTTP/1.1 NNN " with no reason, as nginx sends it (203, 306, 417...)
@@ -240,7 +240,7 @@ class Pipeline:
 
     # -- entry -------------------------------------------------------------------------
 
-    async def handle(self, ex: Exchange, info: ConnectionInfo, listener: Any) -> None:
+    async def handle(self, ex: Exchange, info: ConnectionInfo, listener: Listener) -> None:
         head = ex.head
         # without a Host the server is looked up by "" (a `server_name ""` server, else the
         # default one); $host is then that server's name
@@ -291,10 +291,11 @@ class Pipeline:
                 ex.end()
             self.log_access(r, ex)
 
-    async def finish_bad_request(self, ex: Exchange, info: ConnectionInfo, listener: Any,
+    async def finish_bad_request(self, ex: Exchange, info: ConnectionInfo, server: ServerConf,
                                  f: Finish) -> None:
-        """Answer a request the parser refused (400, 413, 414, 494, 501, 505) and close."""
-        server = listener.default_server
+        """Answer a request the parser refused (400, 413, 414, 494, 501, 505) and close;
+        `server` is the listener's default server (or the one the request named, for a
+        refusal that comes after the head was read: mTLS, HTTP on an HTTPS port)."""
         r = RequestState(info, ex.head, server)
         r.server_name = server.server_name
         r.host = compute_host(ex.head.host, server) or server.server_name
@@ -688,7 +689,7 @@ class Pipeline:
 
     def server_headers(self, r: RequestState) -> list[tuple[str, str]]:
         tokens = r.loc.settings.server_tokens if r.loc is not None else True
-        return [("Server", SERVER_FULL if tokens else "truehop"), ("Date", static.http_date(time.time()))]
+        return [("Server", SERVER_FULL if tokens else "truehop"), ("Date", static.http_date(_time()))]
 
     def filter_headers(self, r: RequestState, status: int, headers: list[tuple[str, str]],
                        mtime: float | None = None) -> list[tuple[str, str]]:
@@ -718,7 +719,7 @@ class Pipeline:
                             break
                 headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
                 spec = static.ExpiresSpec(kind, secs)
-                headers.extend(static.expires_headers(spec, time.time(), mtime))
+                headers.extend(static.expires_headers(spec, _time(), mtime))
         if s.add_header:
             ok = status in ADD_HEADER_STATUSES
             for h in s.add_header:

@@ -28,7 +28,6 @@ shows the state and is what the tests assert on.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
@@ -93,9 +92,11 @@ class KeepalivePool(Generic[C]):
         self.max_time = max_time
         self.local = local
         # id(conn) -> (conn, tag); insertion order = LRU first, MRU last
-        self._idle: OrderedDict[int, tuple[C, Hashable]] = OrderedDict()
+        # plain dicts keep insertion order (the LRU order here; popitem() takes the newest):
+        # the compiled build has native operations for dict, not for OrderedDict
+        self._idle: dict[int, tuple[C, Hashable]] = {}
         # peer_key -> id(conn) -> conn, same order, for lookups by peer
-        self._by_peer: dict[tuple[str, int], OrderedDict[int, C]] = {}
+        self._by_peer: dict[tuple[str, int], dict[int, C]] = {}
 
     # -- decisions bound to this pool's limits -------------------------------------------
 
@@ -157,7 +158,7 @@ class KeepalivePool(Generic[C]):
             return False
         conn.idle_since = now
         self._idle[cid] = (conn, tag)
-        self._by_peer.setdefault(conn.peer_key, OrderedDict())[cid] = conn
+        self._by_peer.setdefault(conn.peer_key, {})[cid] = conn
         while len(self._idle) > self.max_idle:
             old_id, (old, _tag) = next(iter(self._idle.items()))
             self._remove(old_id, old)

@@ -16,11 +16,11 @@ import base64
 import hashlib
 import ipaddress
 import re
-import time
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import LocationConf, PeerConf, RedirectRule, Settings, UpstreamConf
 from truehop.conf.values import split_proxy_url
 from truehop.http.events import (
@@ -409,7 +409,7 @@ class Proxy:
 
             tries = s.proxy_next_upstream_tries or 0
             timeout_total = s.proxy_next_upstream_timeout or 0.0
-            now = time.monotonic()
+            now = _monotonic()
             att = Attempt(tries if tries else 1 << 30,
                           now + timeout_total if timeout_total else 0.0, up_method)
             flags = s.proxy_next_upstream or _NO_FLAGS
@@ -420,7 +420,7 @@ class Proxy:
         finally:
             if tries_made and tries_made[-1].end is None:
                 last = tries_made[-1]
-                last.end = time.monotonic()
+                last.end = _monotonic()
                 if r.upstream_conn is not None:
                     _account(last, r.upstream_conn)
 
@@ -495,7 +495,7 @@ class Proxy:
                     conn = await self.fresh(peer, scheme, s, r)
                 else:
                     reused = True
-                t.connect = time.monotonic()
+                t.connect = _monotonic()
                 r.upstream_conn = conn  # aborted by the pipeline if we never finish
                 try:
                     resp = await self.exchange(conn, req_head, body, stream_body, ex, s, att,
@@ -514,7 +514,7 @@ class Proxy:
                     else:
                         raise
             except UpstreamError as e:
-                now = t.end = time.monotonic()
+                now = t.end = _monotonic()
                 if conn is not None:
                     _account(t, conn)
                     conn.abort()
@@ -533,7 +533,7 @@ class Proxy:
                     continue
                 raise Finish(status) from None
             # a response head arrived
-            now = t.header = time.monotonic()
+            now = t.header = _monotonic()
             status = t.status = resp.head.status
             flag = STATUS_FLAGS.get(status) if flags else None
             # as nginx (ngx_http_upstream_test_next): only when another peer is left to try;
@@ -562,7 +562,7 @@ class Proxy:
         att.tries_left -= 1
         if att.tries_left <= 0:
             return False
-        if att.deadline and time.monotonic() >= att.deadline:
+        if att.deadline and _monotonic() >= att.deadline:
             return False
         if att.response_started:
             return False
@@ -919,7 +919,7 @@ class Proxy:
             conn.abort()
             raise ClientGone("client closed connection") from None
         ex.end()
-        now = t.end = time.monotonic()
+        now = t.end = _monotonic()
         _account(t, conn)
         if urt.pool is not None and rh.keep_alive and conn.finished_cleanly():
             if sender is None or sender.done():
@@ -937,7 +937,7 @@ class Proxy:
         assert ct is not None and ut is not None
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         idle = max(s.proxy_read_timeout or 60.0, 1.0)
-        last = [time.monotonic()]
+        last = [_monotonic()]
 
         def finish(_exc: BaseException | None = None) -> None:
             if not done.done():
@@ -948,7 +948,7 @@ class Proxy:
         def to_upstream(data: bytes) -> None:
             if ut.is_closing():
                 return
-            last[0] = time.monotonic()
+            last[0] = _monotonic()
             ut.write(data)
             if ut.get_write_buffer_size() > 1 << 20:
                 ct.pause_reading()
@@ -957,7 +957,7 @@ class Proxy:
         def to_client(data: bytes) -> None:
             if ct.is_closing():
                 return
-            last[0] = time.monotonic()
+            last[0] = _monotonic()
             ct.write(data)
             if ct.get_write_buffer_size() > 1 << 20:
                 ut.pause_reading()
@@ -986,7 +986,7 @@ class Proxy:
         self.rt.tunnels.add(done)
         try:
             while not done.done():
-                remaining = idle - (time.monotonic() - last[0])
+                remaining = idle - (_monotonic() - last[0])
                 if remaining <= 0:
                     break
                 try:

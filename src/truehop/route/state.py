@@ -7,15 +7,15 @@ it. Fields are plain attributes (slots) because they are read on the hot path.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
+from truehop.clock import wall as _time
 from truehop.http.events import RequestHead
 
 if TYPE_CHECKING:
     from truehop.conf.model import LocationConf, ServerConf
     from truehop.net.client_cert import ClientCert
-
+    from truehop.net.upstream import UpstreamConnection
 
 class ConnectionInfo:
     """What is known of the client connection; shared by every request on it."""
@@ -43,7 +43,7 @@ class ConnectionInfo:
         # $pipe: the current request's head was already read when the previous one ended
         # (HTTP/1 requests on a connection are answered one at a time)
         self.pipelined = False
-        self.start = time.time()            # $connection_time
+        self.start = _time()            # $connection_time
         # the peer's certificate (lazily parsed), when the TLS context asked for one
         self.client_cert: ClientCert | None = None
 
@@ -96,9 +96,10 @@ class RequestState:
         self.status = 0
         self.body_bytes_sent = 0
         self.bytes_sent = 0
-        self.start = time.time()
+        self.start = _time()
         self.upstream_tries: list[UpstreamTry] = []
-        self.upstream_conn: Any = None          # aborted by the pipeline unless released
+        # aborted by the pipeline unless released
+        self.upstream_conn: UpstreamConnection | None = None
         self.upstream_headers: list[tuple[str, str]] = []
         self.sent_headers: list[tuple[str, str]] = []
         self.request_length = head.header_bytes
