@@ -36,6 +36,7 @@ from truehop.http.headers import HOP_BY_HOP
 from truehop.net.downstream import ClientGone, Exchange, H1Exchange
 from truehop.net.resolver import ResolveError, Resolver
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
+from truehop.proxy.balancer import BalancerState, Peer
 from truehop.proxy.pipeline import Finish, InternalRedirect
 from truehop.proxy.request_body import BodyFile, BodyFileError, read_body
 from truehop.route.state import RequestState, UpstreamTry
@@ -461,7 +462,8 @@ class Proxy:
     async def _attempts(self, r: RequestState, ex: Exchange, loc: LocationConf, s: Settings,
                         urt: UpstreamRuntime, upstream: UpstreamConf, scheme: str, uri: str,
                         req_head: bytes, body: bytes | BodyFile | None, stream_body: bool,
-                        upgrading: bool, att: Attempt, flags: frozenset[str], state: Any,
+                        upgrading: bool, att: Attempt, flags: frozenset[str],
+                        state: BalancerState,
                         now: float) -> None:
         """Try peers until one answers (proxy_next_upstream), then relay its response."""
         head = r.head
@@ -579,7 +581,7 @@ class Proxy:
             return up.hash_key.render(r)
         return None
 
-    async def fresh(self, peer: Any, scheme: str, s: Settings, r: RequestState
+    async def fresh(self, peer: Peer, scheme: str, s: Settings, r: RequestState
                     ) -> UpstreamConnection:
         ctx = None
         sni = None
