@@ -325,10 +325,28 @@ def _llhttp_request_parser(proto: _HeadCollector) -> httptools.HttpRequestParser
 _IPVFUTURE: Final = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
 
 
+# raw Host value -> parse_host's answer, for valid ones: a site sees the same few names over
+# and over. Bounded: emptied when full (a client sending many names only loses the cache)
+_HOSTS: Final[dict[str, str]] = {}
+_HOSTS_MAX: Final = 1024
+
+
 def parse_host(raw: str) -> str | None:
     """Validate a Host value or absolute-form authority: reg-name / IPv4 / [IPv6], optional
     port 0-65535. Returns it lower-cased (port kept, one trailing dot of the name removed), or
     None when invalid (userinfo, '/', '..', spaces, bad port, ...)."""
+    hit = _HOSTS.get(raw)
+    if hit is not None:
+        return hit
+    host = _parse_host(raw)
+    if host is not None:
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[raw] = host
+    return host
+
+
+def _parse_host(raw: str) -> str | None:
     if not raw:
         return None
     if raw[0] == "[":
@@ -905,7 +923,8 @@ _HEADER_BAD: Final = bytes(b for b in range(256) if (b < 0x20 and b != 0x09) or 
 def status_line(status: int, version: str = "1.1", reason: str | None = None) -> bytes:
     """`HTTP/1.1 200 OK\r\n`. An unknown status gets nginx's form, `HTTP/1.1 299 \r\n`.
     A given `reason` (e.g. the upstream's) is used when it is safe to write."""
-    status = _SENT_AS.get(status, status)
+    if status >= 494:           # nginx's internal codes, all in 494..499
+        status = _SENT_AS.get(status, status)
     if reason is not None and reason != REASONS.get(status):
         raw = reason.encode("latin-1", "replace")
         if raw.translate(None, _HEADER_BAD) == raw:

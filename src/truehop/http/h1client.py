@@ -274,9 +274,10 @@ class H1ResponseParser:
             raise _bad(_TOO_BIG)
         fields_at = m.end()
         fields_end = len(text) - (2 if text.endswith("\r\n") else 1)  # before the empty line
-        version = "1.0" if m.group(1) == "0" else "1.1"
-        status = int(m.group(2))
-        reason = m.group(3) or ""
+        minor, code, reason_or_none = m.groups()   # one call, not one per group
+        version = "1.0" if minor == "0" else "1.1"
+        status = int(code)
+        reason = reason_or_none or ""
 
         headers: list[tuple[str, str]] = _FIELD.findall(text, fields_at, fields_end)
         if len(headers) != text.count("\n", fields_at, fields_end):
