@@ -824,6 +824,11 @@ class Compiler:
         for e in body:
             h = SETTING_HANDLERS.get(e.name)
             if h is None:
+                if e.name == "limit_rate" and e.args and \
+                        e.args[0].value.rstrip("kKmMgG").lstrip("0"):   # 0 (0k...): off
+                    # accepted, not enforced: kept where it was written, for the lint
+                    # finding (limit-rate-ignored) that says so at -t and start-up
+                    s.where.setdefault("limit_rate", (e.file, e.line))
                 continue
             fld, fn = h
             val = fn(self, e, s)

@@ -715,6 +715,23 @@ def _directive_line(cfg: Config, first: Where, last: Where, name: str, net: Any)
 
 # --- registry -------------------------------------------------------------------------------
 
+def limit_rate_ignored(cfg: Config) -> Iterator[Finding]:
+    """`limit_rate` is accepted, so that a production config that sets it starts, but truehop
+    does not throttle responses: said where each one is written (nginx's default `0`, off,
+    is not reported)."""
+    levels: list[Settings] = [cfg.http.local]
+    for server in cfg.http.servers:
+        levels.append(server.local)
+        levels.extend(loc.local for loc in locations(server) if loc.local is not None)
+    for s in levels:
+        w = s.where.get("limit_rate")
+        if w is not None:
+            yield Finding("limit-rate-ignored", "warn", w[0], w[1],
+                          "limit_rate is not applied by truehop: responses are sent at full "
+                          "speed",
+                          "remove limit_rate, or throttle downloads in front of truehop")
+
+
 RULES: dict[str, Rule] = {
     "missing-forwarded-proto": missing_forwarded_proto,
     "keepalive-defeated": keepalive_defeated,
@@ -733,6 +750,7 @@ RULES: dict[str, Rule] = {
     "sse-buffering": sse_buffering,
     "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
     "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
+    "limit-rate-ignored": limit_rate_ignored,
 }
 # `map-context` (a map outside http) is a config error; the CLI reports it under that id.
 CLI_RULES = ("map-context",)
