@@ -664,3 +664,16 @@ def test_ipvfuture_host_accepted_lower_cased() -> None:
     assert parse_host("[v1.a..b]") is None
     assert parse_host("[vz.abc]") is None
     assert parse_host("[v1.a/b]") is None
+
+
+def test_host_cache_keeps_only_short_valid_names() -> None:
+    from truehop.http import h1
+
+    h1._HOSTS.clear()
+    assert parse_host("Example.COM:8080") == "example.com:8080"
+    assert h1._HOSTS == {"Example.COM:8080": "example.com:8080"}
+    assert parse_host("Example.COM:8080") == "example.com:8080"   # from the cache
+    long_name = "a" * 400 + ".example"
+    assert parse_host(long_name) == long_name                    # parsed, not kept
+    assert parse_host("bad host") is None                        # refused, not kept
+    assert set(h1._HOSTS) == {"Example.COM:8080"}

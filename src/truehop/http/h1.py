@@ -326,9 +326,11 @@ _IPVFUTURE: Final = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+
 
 
 # raw Host value -> parse_host's answer, for valid ones: a site sees the same few names over
-# and over. Bounded: emptied when full (a client sending many names only loses the cache)
+# and over. Bounded in entries (emptied when full: a client sending many names only loses the
+# cache) and in size (a name longer than a DNS name is parsed every time, never kept)
 _HOSTS: Final[dict[str, str]] = {}
 _HOSTS_MAX: Final = 1024
+_HOST_KEPT_LEN: Final = 300
 
 
 def parse_host(raw: str) -> str | None:
@@ -339,7 +341,7 @@ def parse_host(raw: str) -> str | None:
     if hit is not None:
         return hit
     host = _parse_host(raw)
-    if host is not None:
+    if host is not None and len(raw) <= _HOST_KEPT_LEN:
         if len(_HOSTS) >= _HOSTS_MAX:
             _HOSTS.clear()
         _HOSTS[raw] = host
