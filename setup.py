@@ -2,7 +2,7 @@
 
 The same sources run either way: pure Python by default (what `pip install -e .` and
 `make run` give), compiled when built with `TRUEHOP_MYPYC=1` (what `make compiled` puts in
-build/compiled, and what the benchmarks measure beside the pure build). black and mypy ship
+.venv/compiled, and what the benchmarks measure beside the pure build). black and mypy ship
 themselves the same way. mypyc reads the type hints: a value that does not match its declared
 type is a TypeError at run time in the compiled build, which is why `make test` runs the
 whole suite against both builds.
