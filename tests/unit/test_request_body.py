@@ -13,7 +13,7 @@ import pytest
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
 from truehop.http.events import ProtocolError
-from truehop.net.downstream import BodyStream
+from truehop.http.exchange import BodyStream
 from truehop.proxy.request_body import CHUNK, BodyFile, read_body, temp_name
 
 

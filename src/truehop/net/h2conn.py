@@ -1,7 +1,7 @@
 """The client side of an HTTP/2 connection: an asyncio.Protocol over the sans-IO `H2Server`.
 
 Theory of operation. Bytes go to `H2Server.feed`; each valid request becomes an `H2Exchange`
-(the same interface as `downstream.Exchange`, which is all the pipeline uses) and runs through
+(the same interface as `http.exchange.Exchange`, which is all the pipeline uses) and runs through
 `rt.start_exchange`. Requests are started only after the whole read was processed, so a stream
 opened and reset in the same read never reaches the pipeline; a stream reset later cancels its
 task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
@@ -41,6 +41,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from truehop.http.events import ProtocolError, RequestHead
+from truehop.http.exchange import TIMED_OUT, BodyStream, ClientGone, Exchange, expire
 from truehop.http.h2 import (
     INTERNAL_ERROR,
     MAX_WINDOW,
@@ -57,14 +58,7 @@ from truehop.http.h2 import (
     WindowOpened,
 )
 from truehop.net.client_cert import attach as attach_client_cert
-from truehop.net.downstream import (
-    _TIMED_OUT,
-    BodyStream,
-    ClientGone,
-    Exchange,
-    _expire,
-    _next_conn_number,
-)
+from truehop.net.downstream import _next_conn_number
 from truehop.route.state import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -647,12 +641,12 @@ class H2Connection(asyncio.Protocol):
                 return
             w = self.loop.create_future()
             self._waiters.append(w)
-            timer = self.loop.call_later(timeout, _expire, w)
+            timer = self.loop.call_later(timeout, expire, w)
             try:
                 await w
             finally:
                 timer.cancel()
-            if w.result() is _TIMED_OUT:
+            if w.result() is TIMED_OUT:
                 self.runtime.log.info("client timed out (110: Connection timed out) while "
                                       "sending response to client", self.info)
                 ex.abort()

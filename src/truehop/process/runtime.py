@@ -30,7 +30,8 @@ from truehop.route.servers import ServerNameIndex
 
 if TYPE_CHECKING:
     from truehop.conf.model import SslConf
-    from truehop.net.downstream import ClientConnection, Exchange
+    from truehop.http.exchange import Exchange
+    from truehop.net.downstream import ClientConnection
     from truehop.net.h2conn import H2Connection
     from truehop.route.state import RequestState
 

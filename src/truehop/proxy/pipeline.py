@@ -32,7 +32,7 @@ from truehop.conf.model import (
 )
 from truehop.conf.values import parse_expires
 from truehop.http.events import ProtocolError
-from truehop.net.downstream import ClientGone, Exchange
+from truehop.http.exchange import ClientGone, Exchange
 from truehop.proxy import static
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.uri import (

@@ -33,7 +33,7 @@ import random
 from typing import Protocol
 
 from truehop.http.events import ProtocolError
-from truehop.net.downstream import BodyStream
+from truehop.http.exchange import BodyStream
 
 CHUNK = 64 * 1024       # read from the file and written to the upstream at a time
 

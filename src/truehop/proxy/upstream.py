@@ -31,9 +31,10 @@ from truehop.http.events import (
     Response,
     ResponseHead,
 )
+from truehop.http.exchange import ClientGone, Exchange
 from truehop.http.h1client import request_head_bytes
 from truehop.http.headers import HOP_BY_HOP
-from truehop.net.downstream import ClientGone, Exchange, H1Exchange
+from truehop.net.downstream import H1Exchange
 from truehop.net.resolver import ResolveError, Resolver
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.balancer import BalancerState, Peer
