@@ -24,6 +24,7 @@ COMPILED = [
     "process/runtime.py",
     "clock.py",
     "http/events.py",
+    "http/status.py",
     "http/headers.py",
     "http/h1.py",
     "http/h1client.py",

@@ -54,6 +54,7 @@ from truehop.http.events import (
     RequestHead,
 )
 from truehop.http.headers import is_token, known_tokens
+from truehop.http.status import REASONS, SENT_AS
 
 __all__ = [
     "H1Limits",
@@ -100,12 +101,15 @@ _REGNAME_OK: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 
 _CANON_REQUEST_LINE: Final = b"GET / HTTP/1.1\r\n"
 
-# states
-_HEAD: Final = 0
-_BODY_CL: Final = 1
-_BODY_CHUNKED: Final = 2
-_PAUSED: Final = 3
-_DEAD: Final = 4
+# the framing states of an HTTP/1 message, one numbering for both directions: the request
+# parser here and the response parser in h1client.py read the same names
+ST_HEAD: Final = 0           # reading a head
+ST_BODY_CL: Final = 1        # a body of Content-Length bytes
+ST_BODY_CHUNKED: Final = 2   # a chunked body
+ST_PAUSED: Final = 3         # an upgrade request: nothing more is parsed until resume()
+ST_DEAD: Final = 4           # after a ProtocolError: nothing more is parsed
+ST_BODY_CLOSE: Final = 5     # a response body that ends when the connection closes
+ST_DONE: Final = 6           # a response read whole
 
 _SPECIAL: Final = {
     "host": 1,
@@ -424,7 +428,7 @@ class H1ServerParser:
 
     def __init__(self, limits: H1Limits | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
-        self._state = _HEAD
+        self._state = ST_HEAD
         self._hbuf = bytearray()          # partial head, from its first non-CR/LF byte
         self._scan = 0                    # where the next head-end search in _hbuf starts
         self._line_ok = False             # request line of the partial head already checked
@@ -445,7 +449,7 @@ class H1ServerParser:
         (and shown by `pending_error` at once)."""
         if self._error is not None:
             raise self._error
-        if self._state == _PAUSED:
+        if self._state == ST_PAUSED:
             self._held += data
             return []
         if self._eof:
@@ -457,7 +461,7 @@ class H1ServerParser:
             self._run(data, events)
         except ProtocolError as e:
             self._error = e
-            self._state = _DEAD
+            self._state = ST_DEAD
             if events:
                 # requests completed before the bad bytes are still answered (nginx: 200 then
                 # 400); the error is raised by the next feed()/feed_eof(), see pending_error
@@ -469,17 +473,17 @@ class H1ServerParser:
     def pending_error(self) -> ProtocolError | None:
         """The error that ended parsing, if any: after `feed` returned the events that came
         before it, the caller answers them, then this status, then closes."""
-        return self._error if self._state == _DEAD else None
+        return self._error if self._state == ST_DEAD else None
 
     def feed_eof(self) -> list[Event]:
         """The client closed its side. Returns [] between requests (or after an upgrade);
         raises ProtocolError(400, "client prematurely closed connection") mid-message."""
         if self._error is not None:
             raise self._error
-        if self._state == _PAUSED:
+        if self._state == ST_PAUSED:
             return []
         self._eof = True
-        if self._state == _HEAD and not self._hbuf:
+        if self._state == ST_HEAD and not self._hbuf:
             return []
         raise self._die(400, "client prematurely closed connection")
 
@@ -487,35 +491,35 @@ class H1ServerParser:
         """After an upgrade request: the bytes that followed its head. The parser is then dead."""
         held = self._held
         self._held = b""
-        self._state = _DEAD
+        self._state = ST_DEAD
         self._error = ProtocolError(400, "connection was upgraded")
         return held
 
     def resume(self) -> list[Event]:
         """After an upgrade request that was *not* turned into a tunnel: go back to HTTP and
         parse the held bytes as the next requests."""
-        if self._state != _PAUSED:
+        if self._state != ST_PAUSED:
             return []
         held = self._held
         self._held = b""
-        self._state = _HEAD
+        self._state = ST_HEAD
         return self.feed(held) if held else []
 
     def has_partial(self) -> bool:
         """True when part of a request has been received (a 408 is due on timeout)."""
-        return (self._state == _HEAD and bool(self._hbuf)) or self._state in (_BODY_CL,
-                                                                                 _BODY_CHUNKED)
+        return (self._state == ST_HEAD and bool(self._hbuf)) or self._state in (ST_BODY_CL,
+                                                                                 ST_BODY_CHUNKED)
 
     @property
     def paused(self) -> bool:
-        return self._state == _PAUSED
+        return self._state == ST_PAUSED
 
     # -- internals -----------------------------------------------------------------------------
 
     def _die(self, status: int, reason: str) -> ProtocolError:
         e = ProtocolError(status, reason)
         self._error = e
-        self._state = _DEAD
+        self._state = ST_DEAD
         return e
 
     def _run(self, data: bytes, events: list[Event]) -> None:
@@ -523,9 +527,9 @@ class H1ServerParser:
         n = len(data)
         while pos < n:
             st = self._state
-            if st == _HEAD:
+            if st == ST_HEAD:
                 pos = self._head(data, pos, events)
-            elif st == _BODY_CL:
+            elif st == ST_BODY_CL:
                 take = self._remaining
                 if take > n - pos:
                     take = n - pos
@@ -534,16 +538,16 @@ class H1ServerParser:
                 self._remaining -= take
                 if not self._remaining:
                     events.append(END)
-                    self._state = _HEAD
-            elif st == _BODY_CHUNKED:
+                    self._state = ST_HEAD
+            elif st == ST_BODY_CHUNKED:
                 dec = self._chunked
                 assert dec is not None
                 pos = dec.feed(data, pos, events)
                 if dec.done:
                     events.append(END)
                     self._chunked = None
-                    self._state = _HEAD
-            elif st == _PAUSED:
+                    self._state = ST_HEAD
+            elif st == ST_PAUSED:
                 self._held += data[pos:]
                 return
             else:
@@ -751,7 +755,7 @@ class H1ServerParser:
             raise _bad(494, "client sent too many header lines")
         events.append(Request(self._build(method, target, version, scheme, authority,
                                           section.decode("latin-1"), size)))
-        if self._state == _HEAD or self._state == _PAUSED:
+        if self._state == ST_HEAD or self._state == ST_PAUSED:
             events.append(END)
 
     def _check_lines(self, buf: bytes, start: int, end: int) -> None:
@@ -879,12 +883,12 @@ class H1ServerParser:
         if chunked:
             self._chunked = ChunkedDecoder(400, "client sent invalid chunked body",
                                            lim.max_chunk_ext, lim.max_headers_total)
-            self._state = _BODY_CHUNKED
+            self._state = ST_BODY_CHUNKED
         elif content_length:
             self._remaining = content_length
-            self._state = _BODY_CL
+            self._state = ST_BODY_CL
         elif upgrade is not None:
-            self._state = _PAUSED
+            self._state = ST_PAUSED
         return head
 
 
@@ -892,27 +896,6 @@ _NO_TOKENS: frozenset[str] = frozenset()
 
 
 # -- writing our answers ------------------------------------------------------------------------
-
-# nginx's status lines (ngx_http_status_lines): a status not listed is written with no
-# reason, "HTTP/1.1 203 " (as nginx writes 203, 205, 407, 417, 422-428, 506...)
-REASONS: dict[int, str] = {
-    100: "Continue", 101: "Switching Protocols",
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
-    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable", 408: "Request Time-out",
-    409: "Conflict", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
-    413: "Request Entity Too Large", 414: "Request-URI Too Large",
-    415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
-    421: "Misdirected Request", 429: "Too Many Requests",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
-    505: "HTTP Version Not Supported", 507: "Insufficient Storage",
-}
-
-# nginx's internal codes are sent as 400 (ngx_http_special_response_handler)
-_SENT_AS: Final = {494: 400, 495: 400, 496: 400, 497: 400, 499: 400}
 
 _STATUS_LINES: dict[tuple[str, int], bytes] = {
     (v, code): f"HTTP/{v} {code} {reason}\r\n".encode("latin-1")
@@ -926,7 +909,7 @@ def status_line(status: int, version: str = "1.1", reason: str | None = None) ->
     """`HTTP/1.1 200 OK\r\n`. An unknown status gets nginx's form, `HTTP/1.1 299 \r\n`.
     A given `reason` (e.g. the upstream's) is used when it is safe to write."""
     if status >= 494:           # nginx's internal codes, all in 494..499
-        status = _SENT_AS.get(status, status)
+        status = SENT_AS.get(status, status)
     if reason is not None and reason != REASONS.get(status):
         raw = reason.encode("latin-1", "replace")
         if raw.translate(None, _HEADER_BAD) == raw:

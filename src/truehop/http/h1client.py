@@ -43,7 +43,17 @@ from truehop.http.events import (
     Response,
     ResponseHead,
 )
-from truehop.http.h1 import ChunkedDecoder, join_fields
+from truehop.http.h1 import (
+    ST_BODY_CHUNKED,
+    ST_BODY_CL,
+    ST_BODY_CLOSE,
+    ST_DEAD,
+    ST_DONE,
+    ST_HEAD,
+    ST_PAUSED,
+    ChunkedDecoder,
+    join_fields,
+)
 from truehop.http.headers import is_token, known_tokens
 
 __all__ = ["H1ResponseParser", "request_head_bytes", "MAX_INTERIM"]
@@ -51,13 +61,6 @@ __all__ = ["H1ResponseParser", "request_head_bytes", "MAX_INTERIM"]
 MAX_INTERIM: Final = 16
 DEFAULT_MAX_HEAD: Final = 64 * 1024
 
-_HEAD: Final = 0
-_BODY_CL: Final = 1
-_BODY_CHUNKED: Final = 2
-_BODY_CLOSE: Final = 3
-_DONE: Final = 4
-_PAUSED: Final = 5
-_DEAD: Final = 6
 
 
 _INVALID: Final = "upstream sent invalid header"
@@ -118,7 +121,7 @@ class H1ResponseParser:
     def __init__(self, request_method: str, max_head: int = DEFAULT_MAX_HEAD) -> None:
         self.method = request_method
         self.max_head = max_head
-        self._state = _HEAD
+        self._state = ST_HEAD
         self._hbuf = bytearray()
         self._scan = 0
         self._remaining = 0
@@ -135,10 +138,10 @@ class H1ResponseParser:
         if self._error is not None:
             raise self._error
         st = self._state
-        if st == _PAUSED:
+        if st == ST_PAUSED:
             self._held += data
             return []
-        if st == _DONE:
+        if st == ST_DONE:
             if data and self._head is not None:
                 self._head.keep_alive = False
             return []
@@ -149,7 +152,7 @@ class H1ResponseParser:
             self._run(data, events)
         except ProtocolError as e:
             self._error = e
-            self._state = _DEAD
+            self._state = ST_DEAD
             raise
         return events
 
@@ -159,21 +162,21 @@ class H1ResponseParser:
         if self._error is not None:
             raise self._error
         st = self._state
-        if st == _DONE or st == _PAUSED:
+        if st == ST_DONE or st == ST_PAUSED:
             return []
-        if st == _BODY_CLOSE:
-            self._state = _DONE
+        if st == ST_BODY_CLOSE:
+            self._state = ST_DONE
             return [END]
-        e = _bad(_EARLY_HEAD if st == _HEAD else _EARLY_BODY)
+        e = _bad(_EARLY_HEAD if st == ST_HEAD else _EARLY_BODY)
         self._error = e
-        self._state = _DEAD
+        self._state = ST_DEAD
         raise e
 
     def take_unparsed(self) -> bytes:
         """After a 101: the bytes that followed its head (tunnel data). The parser is dead."""
         held = self._held
         self._held = b""
-        self._state = _DEAD
+        self._state = ST_DEAD
         self._error = _bad("connection was upgraded")
         return held
 
@@ -183,7 +186,7 @@ class H1ResponseParser:
         return self._head
 
     def is_complete(self) -> bool:
-        return self._state == _DONE
+        return self._state == ST_DONE
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -192,9 +195,9 @@ class H1ResponseParser:
         n = len(data)
         while pos < n:
             st = self._state
-            if st == _HEAD:
+            if st == ST_HEAD:
                 pos = self._head_bytes(data, pos, events)
-            elif st == _BODY_CL:
+            elif st == ST_BODY_CL:
                 take = self._remaining
                 if take > n - pos:
                     take = n - pos
@@ -203,20 +206,20 @@ class H1ResponseParser:
                 self._remaining -= take
                 if not self._remaining:
                     self._finish(events)
-            elif st == _BODY_CHUNKED:
+            elif st == ST_BODY_CHUNKED:
                 dec = self._chunked
                 assert dec is not None
                 pos = dec.feed(data, pos, events)
                 if dec.done:
                     self._chunked = None
                     self._finish(events)
-            elif st == _BODY_CLOSE:
+            elif st == ST_BODY_CLOSE:
                 events.append(Data(data if pos == 0 else data[pos:]))
                 return
-            elif st == _PAUSED:
+            elif st == ST_PAUSED:
                 self._held += data[pos:]
                 return
-            elif st == _DONE:
+            elif st == ST_DONE:
                 # bytes after the response: the upstream is not to be trusted with another one
                 if self._head is not None:
                     self._head.keep_alive = False
@@ -226,7 +229,7 @@ class H1ResponseParser:
 
     def _finish(self, events: list[Event]) -> None:
         events.append(END)
-        self._state = _DONE
+        self._state = ST_DONE
 
     def _head_bytes(self, data: bytes, pos: int, events: list[Event]) -> int:
         hbuf = self._hbuf
@@ -343,7 +346,7 @@ class H1ResponseParser:
                                 frozenset(tokens) if tokens else _NO_TOKENS)
             self._head = head
             events.append(Response(head))
-            self._state = _PAUSED
+            self._state = ST_PAUSED
             return
         no_body = (self.method == "HEAD" or status == 204 or status == 304 or status < 200)
         until_close = False
@@ -363,12 +366,12 @@ class H1ResponseParser:
         elif chunked:
             self._chunked = ChunkedDecoder(502, "upstream sent invalid chunked response",
                                            4096, self.max_head)
-            self._state = _BODY_CHUNKED
+            self._state = ST_BODY_CHUNKED
         elif content_length is not None:
             self._remaining = content_length
-            self._state = _BODY_CL
+            self._state = ST_BODY_CL
         else:
-            self._state = _BODY_CLOSE
+            self._state = ST_BODY_CLOSE
 
 
 # -- writing requests ---------------------------------------------------------------------------

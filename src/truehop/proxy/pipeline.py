@@ -33,6 +33,7 @@ from truehop.conf.model import (
 from truehop.conf.values import parse_expires
 from truehop.http.events import ProtocolError
 from truehop.http.exchange import ClientGone, Exchange
+from truehop.http.status import REASONS, SENT_AS, TITLES
 from truehop.proxy import static
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.uri import (
@@ -46,38 +47,6 @@ from truehop.route.uri import (
 if TYPE_CHECKING:
     from truehop.process.runtime import Listener, Runtime
 
-# nginx's status lines (ngx_http_status_lines, ngx_http_header_filter_module.c): a status
-# not listed is sent as "HTTP/1.1 NNN " with no reason, as nginx sends it (203, 306, 417...)
-REASONS: Final = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other",
-    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Not Allowed", 406: "Not Acceptable",
-    407: "Proxy Authentication Required", 408: "Request Time-out", 409: "Conflict",
-    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
-    413: "Request Entity Too Large", 414: "Request-URI Too Large",
-    415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
-    421: "Misdirected Request", 429: "Too Many Requests",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
-    505: "HTTP Version Not Supported", 507: "Insufficient Storage",
-}
-# nginx's built-in pages (ngx_http_error_pages, ngx_http_special_response.c), by title: a
-# special response for any other status has no body ("unknown code, zero body"). A few
-# titles differ from the status line.
-TITLES: Final = {
-    301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
-    308: "Permanent Redirect",
-    **{c: REASONS[c] for c in range(400, 417)}, 401: "Authorization Required",
-    421: "Misdirected Request", 429: "Too Many Requests",
-    494: "Request Header Or Cookie Too Large", 495: "The SSL certificate error",
-    496: "No required SSL certificate was sent",
-    497: "The plain HTTP request was sent to HTTPS port",
-    **{c: REASONS[c] for c in (500, 501, 502, 503, 504, 505, 507)},
-}
-# nginx sends these statuses with a different status line than its page title
-PAGE_STATUS: Final = {494: 400, 495: 400, 496: 400, 497: 400}
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # nginx's special responses after which the connection is not kept alive
 CLOSE_AFTER: Final = frozenset({400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505})
@@ -90,7 +59,7 @@ def error_page_body(status: int, tokens: bool) -> bytes:
     if title is None:
         return b""       # nginx's "unknown code, zero body"
     # 494-497 are sent as 400, under their own title
-    title = f"{PAGE_STATUS.get(status, status)} {title}"
+    title = f"{SENT_AS.get(status, status)} {title}"
     sig = SERVER_FULL if tokens else "truehop"
     return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
             f"<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n"
@@ -825,7 +794,7 @@ class Pipeline:
         if extra:
             headers.extend(extra)
         headers = self.filter_headers(r, status, headers)
-        wire = PAGE_STATUS.get(status, status)
+        wire = SENT_AS.get(status, status)
         r.status = wire  # nginx's $status for 494-497 is the 400 it sends
         r.sent_headers = headers
         close = status in CLOSE_AFTER
