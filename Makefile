@@ -7,14 +7,14 @@ STAMP   := $(VENV)/.installed
 COMPILED := $(VENV)/compiled
 SOURCES := setup.py pyproject.toml $(wildcard src/truehop/*.py src/truehop/*/*.py)
 
-.PHONY: run test test-pure test-compiled compiled lint check-pitfalls bench clean sysdeps
+.PHONY: run test test-pure test-compiled test-install compiled lint check-pitfalls bench clean sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	TRUEHOP_MYPYC=0 $(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 # truehop on its embedded default: the demo app behind the proxy on 127.0.0.1:8080.
@@ -36,15 +36,22 @@ sysdeps:
 	  fi; \
 	fi
 
-# The mypyc build of the request path (setup.py says which modules), installed beside the
-# venv rather than into src/, where its .so files would shadow later edits of the .py files.
-# Rebuilt from scratch whenever a source changes: setuptools would otherwise link the object
-# files of an earlier build (another optimisation level, say) without noticing.
-$(COMPILED)/.built: $(STAMP) $(SOURCES)
-	rm -rf $(COMPILED) build
-	TRUEHOP_MYPYC=1 $(BIN)/pip install -q --no-build-isolation --no-deps --target $(COMPILED) . \
-	  > $(VENV)/compiled.log 2>&1 || { tail -40 $(VENV)/compiled.log; exit 1; }
+# The wheel users get (`pip install .` builds the same): the request path compiled by mypyc,
+# in pip's isolated build environment, as on a user's machine. Rebuilt from scratch whenever
+# a source changes: setuptools would otherwise link the object files of an earlier build.
+WHEEL_DIR := $(VENV)/wheel
+$(WHEEL_DIR)/.built: $(STAMP) $(SOURCES)
+	rm -rf $(WHEEL_DIR) build
+	$(BIN)/pip wheel -q --no-deps -w $(WHEEL_DIR) . > $(VENV)/compiled.log 2>&1 \
+	  || { tail -40 $(VENV)/compiled.log; exit 1; }
 	rm -rf build
+	touch $@
+
+# That wheel unpacked beside the venv rather than into src/, where its .so files would
+# shadow later edits of the .py files; the compiled test run and the benchmarks use it.
+$(COMPILED)/.built: $(WHEEL_DIR)/.built
+	rm -rf $(COMPILED)
+	$(BIN)/pip install -q --no-deps --target $(COMPILED) $(WHEEL_DIR)/truehop-*.whl
 	touch $@
 
 compiled: $(COMPILED)/.built
@@ -57,7 +64,7 @@ test: $(STAMP) sysdeps
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory test-pure
 	@if command -v cc >/dev/null || command -v gcc >/dev/null; then \
-	  $(MAKE) --no-print-directory test-compiled; \
+	  $(MAKE) --no-print-directory test-compiled test-install; \
 	else echo "test-compiled: no C compiler here, the mypyc build was not built or tested"; fi
 	@if [ -f ../shared/tools/check-pitfalls ]; then \
 	  $(PY) ../shared/tools/check-pitfalls $(BIN)/truehop; \
@@ -65,6 +72,15 @@ test: $(STAMP) sysdeps
 
 test-pure: $(STAMP)
 	$(BIN)/pytest -q -n 2 tests
+
+# The README's install, checked: the wheel into a fresh venv (its dependencies from the
+# registry), and `truehop -V` there names the compiled build.
+test-install: $(WHEEL_DIR)/.built
+	rm -rf $(VENV)/fresh
+	$(PY) -m venv $(VENV)/fresh
+	$(VENV)/fresh/bin/pip install -q $(WHEEL_DIR)/truehop-*.whl
+	$(VENV)/fresh/bin/truehop -V 2>&1 | tee /dev/stderr | grep -q "build: compiled"
+	rm -rf $(VENV)/fresh
 
 # -o pythonpath: the tests import truehop from the build too, not from src/
 test-compiled: $(COMPILED)/.built

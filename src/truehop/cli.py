@@ -20,6 +20,7 @@ import tempfile
 from typing import Any
 
 from truehop import NGINX_COMPAT, __version__
+from truehop.build import build_name
 from truehop.conf.ast import ConfigError
 
 DEFAULT_PREFIX = "/usr/local/truehop/"
@@ -144,6 +145,7 @@ def version_long() -> str:
     import ssl
     return (f"truehop version: truehop/{__version__} (nginx/{NGINX_COMPAT} compatible)\n"
             f"nginx version: nginx/{NGINX_COMPAT} (truehop/{__version__})\n"
+            f"build: {build_name()}\n"
             f"built with {ssl.OPENSSL_VERSION}\n"
             f"TLS SNI support enabled\n"
             f"configure arguments: --prefix={DEFAULT_PREFIX} --with-http_ssl_module "
