@@ -956,14 +956,15 @@ def main() -> int:
             rows += CASES[c](b, names)
             print(f"case {c} done in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
-        print("interrupted: the table holds what was measured", file=sys.stderr)
+        print("interrupted: the table holds the cases that finished", file=sys.stderr)
     finally:
         b.stop()
         shutil.rmtree(d, ignore_errors=True)
     print()
     print_table(rows, names)
     print(f"\n{len(cases)} case(s) in {time.monotonic() - t0:.0f}s; send_timeout {SEND_TIMEOUT}s, "
-          f"client_header_timeout {HEADER_TIMEOUT}s, one worker each")
+          f"client_header_timeout {HEADER_TIMEOUT}s, keepalive_timeout {KEEPALIVE}s, one worker "
+          f"each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 
