@@ -182,10 +182,13 @@ def run_upstream(port: int) -> None:
     asyncio.run(main())
 
 
-def upstream_seen(port: int, key: str) -> Seen:
+def upstream_seen_all(port: int) -> dict[str, Seen]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=5) as resp:
-        data = json.loads(resp.read())
-    return Seen(**data[key]) if key in data else Seen()
+        return {k: Seen(**v) for k, v in json.loads(resp.read()).items()}
+
+
+def upstream_seen(port: int, key: str) -> Seen:
+    return upstream_seen_all(port).get(key, Seen())
 
 
 # -- bulk downloaders for case 7 (a child process: python soak.py --bulk PORT N SECONDS) ------
@@ -599,6 +602,7 @@ def case1(b: Bench, names: list[str]) -> list[Row]:
                     if all(g is not None for g in gone) or time.monotonic() - t0 > bound:
                         break
                     time.sleep(0.25)
+                seen = upstream_seen_all(b.ports.up)
                 for gi in range(len(groups)):
                     g = gone[gi]
                     if g is None:
@@ -606,6 +610,10 @@ def case1(b: Bench, names: list[str]) -> list[Row]:
                         rows[gi].figures[name] = f"held {h}/{n} after {bound:.0f}s"
                     else:
                         rows[gi].figures[name] = f"{g:.1f}s"
+                    # a client answered with an error never stalled: say so beside the figure
+                    saw = sum(1 for i in range(n) if f"c1-{name}-{gi}-{i}" in seen)
+                    if saw < n:
+                        rows[gi].figures[name] += f" (upstream saw {saw}/{n})"
                     if name != "nginx":
                         rows[gi].verdict = verdict(g is not None and g <= limit,
                                                    f"gone <= send_timeout+keepalive_timeout+5 = {limit}s")
@@ -919,6 +927,8 @@ def main() -> int:
     ap.add_argument("--truehop", default=".venv/bin/python -m truehop",
                     help="truehop's command line, run from the checkout's root")
     ap.add_argument("--servers", default="nginx,truehop", help="which of nginx,truehop to run")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temp dir (configs, error logs) and say where it is")
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--bulk", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -959,7 +969,10 @@ def main() -> int:
         print("interrupted: the table holds the cases that finished", file=sys.stderr)
     finally:
         b.stop()
-        shutil.rmtree(d, ignore_errors=True)
+        if args.keep:
+            print(f"configs and logs kept in {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
     print()
     print_table(rows, names)
     print(f"\n{len(cases)} case(s) in {time.monotonic() - t0:.0f}s; send_timeout {SEND_TIMEOUT}s, "
