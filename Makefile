@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 COMPILED := $(VENV)/compiled
 SOURCES := setup.py pyproject.toml $(wildcard src/truehop/*.py src/truehop/*/*.py)
 
-.PHONY: run test test-pure test-compiled test-install compiled lint check-pitfalls bench clean sysdeps
+.PHONY: run test test-pure test-compiled test-install compiled lint check-pitfalls bench soak clean sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -95,6 +95,12 @@ check-pitfalls: $(STAMP)
 
 bench: $(STAMP) compiled
 	$(BIN)/python bench/proxy_vs_nginx.py
+
+# issue 14's seven hardening cases, nginx and truehop side by side (~6 min; needs nginx).
+# Options go in ARGS, e.g. `make soak ARGS="--quick --only 1,3"`; the mypyc build with
+# ARGS='--truehop "env PYTHONPATH=.venv/compiled .venv/bin/python -m truehop"' after `make compiled`.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
