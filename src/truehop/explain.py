@@ -345,7 +345,10 @@ def _proxy_doc(rt: Runtime, r: RequestState, loc: LocationConf, base: str) -> di
     try:
         up, up_scheme, uri = choose_target(rt, r, loc)
     except Finish as f:
-        if pp.dynamic is None or s.resolver is None:
+        if f.status != 502:
+            return {"action": {"kind": "return", "code": f.status,
+                               "why": "proxy_pass with variables makes an invalid URL"}}
+        if s.resolver is None:
             return {"action": {"kind": "return", "code": f.status,
                                "why": "proxy_pass with variables names a host that is no "
                                       "upstream and no address, and no resolver is set"}}

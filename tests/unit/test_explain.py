@@ -279,3 +279,14 @@ def test_the_request_line_has_proxy_method(tmp_path: Path,
                  " location / { proxy_pass http://127.0.0.1:3000; proxy_method POST; }\n}\n")
     d = doc_for(capsys, p, "http://a.test:8080/x")
     assert d["upstream_request"]["request_line"] == "POST /x HTTP/1.1"
+
+
+def test_proxy_pass_variables_making_an_invalid_url(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """nginx's `invalid URL prefix`: a 500, with or without a resolver (explain used to
+    fail on it when a resolver was set)."""
+    p = tmp_path / "bad.conf"
+    p.write_text("server {\n listen 127.0.0.1:8080;\n resolver 127.0.0.11;\n"
+                 " location / { proxy_pass $arg_u; }\n}\n")
+    d = doc_for(capsys, p, "http://a.test:8080/x?u=ftp://h/")
+    assert (d["action"]["kind"], d["action"]["code"]) == ("return", 500)
