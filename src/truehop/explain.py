@@ -7,8 +7,9 @@ with the line of the config that put it there, whether the upstream connection c
 and the lint findings that concern that location.
 
 It runs the real code, not a copy: `Runtime` (listeners, server-name index), the pipeline's
-realip, URI normalisation and rewrite engine, `server.tree.match`, `Proxy.target` and
-`Proxy.build_headers`. Nothing is bound or connected.
+realip, URI normalisation and rewrite engine, `server.tree.match`, `proxy.target` and the
+upstream request builder (`proxy.upstream_request.build_request`, which notes each header's
+source as it builds it). Nothing is bound or connected.
 """
 
 from __future__ import annotations
@@ -21,9 +22,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from truehop.conf.ast import ConfigError
-from truehop.conf.model import Config, HeaderSetting, LocationConf, ServerConf, UpstreamConf
+from truehop.conf.compile import load
+from truehop.conf.model import Config, LocationConf, ServerConf, UpstreamConf
 from truehop.http.events import RequestHead
-from truehop.http.headers import HOP_BY_HOP, connection_tokens
+from truehop.http.headers import connection_tokens
+from truehop.lint.rules import for_location
+from truehop.log import ErrorLog
+from truehop.process.runtime import Runtime
+from truehop.proxy.pipeline import Finish, compute_host
+from truehop.proxy.target import choose_target, dynamic_url
+from truehop.proxy.upstream_request import (
+    BODY_NONE,
+    HeaderNote,
+    body_mode,
+    build_request,
+    reuse_verdict,
+    upgrade_ok,
+)
+from truehop.route.state import ConnectionInfo, RequestState
+from truehop.route.uri import BadRequest, normalize_path
 
 MAX_REDIRECTS = 10
 
@@ -178,97 +195,6 @@ def _all_prefix(locs: list[LocationConf]) -> list[LocationConf]:
 
 # --- the upstream request -----------------------------------------------------------------
 
-def header_sources(r: Any, loc: LocationConf, out: list[tuple[str, str]], base: str
-                   ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """Annotate the headers `Proxy.build_headers` produced, and list what was left out."""
-    from truehop.proxy.upstream import CLIENT_SKIP
-
-    s = loc.settings
-    sets: dict[str, list[HeaderSetting]] = {}
-    for h in s.proxy_set_header or ():
-        sets.setdefault(h.name.lower(), []).append(h)
-    used: dict[str, int] = {}
-    annotated: list[dict[str, str]] = []
-    for name, value in out:
-        ln = name.lower()
-        hs = sets.get(ln)
-        if hs:
-            k = used.get(ln, 0)
-            # empty values were skipped by build_headers: count only those with a value
-            nonempty = [h for h in hs if h.value.render(r) != "" or ln == "host"]
-            h = nonempty[min(k, len(nonempty) - 1)] if nonempty else hs[0]
-            used[ln] = k + 1
-            src = f"proxy_set_header at {rel(h.where[0], base)}:{h.where[1]}"
-        elif ln == "host":
-            src = "default: $proxy_host"
-        elif ln == "connection" and s.proxy_http_version == "1.0":
-            src = "default: proxy_http_version 1.0"
-        elif ln in ("content-length", "transfer-encoding"):
-            src = "framing"
-        else:
-            src = "from client"
-        annotated.append({"name": name, "value": value, "source": src})
-    dropped: list[dict[str, str]] = []
-    sent_names = {a["name"].lower() for a in annotated}
-    for ln, hs in sets.items():
-        if ln == "host" or ln in sent_names:
-            continue
-        for h in hs:
-            at = f"proxy_set_header at {rel(h.where[0], base)}:{h.where[1]}"
-            v = h.value.render(r)
-            if h.value.static == "":
-                why = f"removed: empty {at}"
-            elif v == "":
-                why = f"not sent: {h.value.source} is empty for this request ({at})"
-            elif ln in ("upgrade", "connection"):
-                why = f"not sent: this request is not a valid WebSocket upgrade ({at})"
-            else:
-                why = f"not sent: framing is written by the proxy ({at})"
-            dropped.append({"name": h.name, "value": v, "source": why})
-    named: set[str] = set()
-    for k, v in r.head.headers:
-        if k.lower() == "connection":
-            named |= connection_tokens(v)
-    sent = {a["name"].lower() for a in annotated if a["source"] == "from client"}
-    for k, v in r.head.headers:
-        lk = k.lower()
-        if lk in sent:
-            continue
-        if lk in sets:
-            h = sets[lk][-1]
-            why = f"replaced: proxy_set_header at {rel(h.where[0], base)}:{h.where[1]}"
-        elif lk == "host":
-            why = "replaced: Host is $proxy_host unless set"
-        elif lk in HOP_BY_HOP or lk in named:
-            why = "dropped: hop-by-hop"
-        elif lk in CLIENT_SKIP:
-            why = "dropped: written by the proxy itself"
-        elif not s.proxy_pass_request_headers:
-            why = "dropped: proxy_pass_request_headers off"
-        else:
-            why = "dropped"
-        dropped.append({"name": k, "value": v, "source": why})
-    return annotated, dropped
-
-
-def reuse(up: UpstreamConf, version: str, headers: list[tuple[str, str]], base: str
-          ) -> tuple[bool, str]:
-    if up.implicit:
-        return False, ("no: proxy_pass to an address without an upstream block keeps no idle "
-                       "connections")
-    if up.keepalive <= 0:
-        return False, f'no: upstream "{up.name}" has no keepalive'
-    if version != "1.1":
-        return False, "no: proxy_http_version 1.0"
-    for k, v in headers:
-        if k.lower() == "connection" and "close" in connection_tokens(v):
-            return False, 'no: the request carries "Connection: close"'
-    how = (f"keepalive {up.keepalive}" if up.keepalive_set
-           else f"keepalive {up.keepalive} (nginx 1.30 default)")
-    return True, (f'yes: upstream "{up.name}" ({rel(up.where[0], base)}:{up.where[1]}) has '
-                  f'{how} and no "Connection: close" is sent')
-
-
 def peers_of(up: UpstreamConf) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in up.peers:
@@ -287,12 +213,6 @@ def peers_of(up: UpstreamConf) -> list[dict[str, Any]]:
 # --- the whole explanation ----------------------------------------------------------------
 
 def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
-    from truehop.lint.rules import for_location
-    from truehop.proxy.pipeline import Finish, compute_host
-    from truehop.proxy.upstream import _ws_key_ok
-    from truehop.route.state import ConnectionInfo, RequestState
-    from truehop.route.uri import BadRequest, normalize_path
-
     base = os.path.dirname(cfg.conf_path)
     scheme, uhost, uport, path, query = split_url(q.url)
     lst, local_addr, port = pick_listener(rt, scheme, uhost, uport)
@@ -315,11 +235,17 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     head = RequestHead(q.method, target, path, query, "1.1", headers, head_host, None, False,
                        "close" not in conn_tokens, upgrade=upgrade)
     info = ConnectionInfo(q.remote, 50000, local_addr, port, scheme, 1, listen_key=lst.key)
-    host = compute_host(head.host, lst.default_server)
-    server: ServerConf = lst.find_server(local_addr, host)
+    # as Pipeline.handle starts a request: the server by the Host (its regex captures kept),
+    # $host and $server_name
+    host = compute_host(head.host, lst.default_server) if head.host else ""
+    server, match = lst.find_server_match(local_addr, host)
     r = RequestState(info, head, server)
-    r.host = host or server.primary_name
-    r.server_name = server.primary_name
+    if match is not None:
+        r.captures = match
+        if match.re.groupindex:
+            r.vars.update({k: v or "" for k, v in match.groupdict().items()})
+    r.host = host or server.server_name
+    r.server_name = server.server_name
     pipeline = rt.pipeline
     pipeline.realip(r, server.settings)
 
@@ -385,47 +311,12 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
         doc["location"]["steps"] = steps
     s = loc.settings
     if loc.proxy is not None:
-        proxy = rt.proxy
-        try:
-            up, up_scheme, uri = proxy.target(r, loc)
-        except Finish as f:
-            pp = loc.proxy
-            if pp.dynamic is None or s.resolver is None:
-                doc["action"] = {"kind": "return", "code": f.status,
-                                 "why": "proxy_pass with variables names a host that is no "
-                                        "upstream and no address, and no resolver is set"}
-                doc["findings"] = [x.as_dict() for x in for_location(cfg, server, loc)]
-                for fd in doc["findings"]:
-                    fd["file"] = rel(fd["file"], base)
-                return doc
-            # a name the resolver looks up at run time: the request is known all the same
-            up_scheme, hostport, uri = proxy.dynamic_url(r, pp)
-            up = UpstreamConf(hostport, [], implicit=True, keepalive=0)
-        upgrade_ok = (head.upgrade == "websocket" and q.method == "GET"
-                      and _ws_key_ok(head.get("sec-websocket-key"),
-                                     head.get("sec-websocket-version")))
-        out, upgrading = proxy.build_headers(r, s, upgrade_ok)
-        if q.method in ("POST", "PUT", "PATCH"):
-            out.append(("Content-Length", "0"))
-        version = s.proxy_http_version or "1.1"
-        annotated, dropped = header_sources(r, loc, out, base)
-        ok, why = reuse(up, version, out, base)
-        pw = loc.proxy.where
-        doc["action"] = {
-            "kind": "proxy",
-            "proxy_pass": f"{rel(pw[0], base)}:{pw[1]}",
-            "upstream": up.name, "implicit": up.implicit, "scheme": up_scheme,
-            "balancer": up.kind.replace("_", " "),
-            "peers": peers_of(up),
-        }
-        doc["upstream_request"] = {
-            "request_line": f"{q.method} {uri} HTTP/{version}",
-            "version": version,
-            "headers": annotated,
-            "dropped": dropped,
-            "upgrade": upgrading,
-        }
-        doc["reuse"] = {"reusable": ok, "why": why}
+        doc.update(_proxy_doc(rt, r, loc, base))
+        if doc["action"]["kind"] == "return":
+            doc["findings"] = [x.as_dict() for x in for_location(cfg, server, loc)]
+            for fd in doc["findings"]:
+                fd["file"] = rel(fd["file"], base)
+            return doc
     elif s.try_files:
         doc["action"] = {"kind": "try_files",
                          "candidates": [t.source for t in s.try_files],
@@ -442,6 +333,61 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     for fd in doc["findings"]:
         fd["file"] = rel(fd["file"], base)
     return doc
+
+
+def _proxy_doc(rt: Runtime, r: RequestState, loc: LocationConf, base: str) -> dict[str, Any]:
+    """The action, the upstream request and the reuse verdict of a proxied request: what the
+    proxy's own target choice and request builder (proxy.target, proxy.upstream_request)
+    make of it, with each header's source."""
+    s = loc.settings
+    pp = loc.proxy
+    assert pp is not None
+    try:
+        up, up_scheme, uri = choose_target(rt, r, loc)
+    except Finish as f:
+        if f.status != 502:
+            return {"action": {"kind": "return", "code": f.status,
+                               "why": "proxy_pass with variables makes an invalid URL"}}
+        if s.resolver is None:
+            return {"action": {"kind": "return", "code": f.status,
+                               "why": "proxy_pass with variables names a host that is no "
+                                      "upstream and no address, and no resolver is set"}}
+        # a name the resolver looks up at run time: the request is known all the same
+        up_scheme, hostport, uri = dynamic_url(rt, r, pp)
+        up = UpstreamConf(hostport, [], implicit=True, keepalive=0)
+    head = r.head
+    # explain reads no body: a request that has one is described as streamed
+    streamed = body_mode(s, head, False) != BODY_NONE
+    try:
+        req = build_request(r, s, rt.proxy.plan(s)[0], uri, upgrade_ok(head), streamed, None,
+                            notes=True)
+    except ValueError as e:
+        return {"action": {"kind": "return", "code": 400,
+                           "why": f"the upstream request cannot be written: {e}"}}
+    ok, why = reuse_verdict(req, up, lambda path: rel(path, base))
+    pw = pp.where
+    return {
+        "action": {
+            "kind": "proxy",
+            "proxy_pass": f"{rel(pw[0], base)}:{pw[1]}",
+            "upstream": up.name, "implicit": up.implicit, "scheme": up_scheme,
+            "balancer": up.kind.replace("_", " "),
+            "peers": peers_of(up),
+        },
+        "upstream_request": {
+            "request_line": f"{req.method} {req.uri} HTTP/{req.version}",
+            "version": req.version,
+            "headers": _notes(req.sources, base),
+            "dropped": _notes(req.dropped, base),
+            "upgrade": req.upgrading,
+        },
+        "reuse": {"reusable": ok, "why": ("yes: " if ok else "no: ") + why},
+    }
+
+
+def _notes(notes: list[HeaderNote] | None, base: str) -> list[dict[str, str]]:
+    return [{"name": n.name, "value": n.value, "source": n.describe(lambda p: rel(p, base))}
+            for n in notes or ()]
 
 
 def note_realip(doc: dict[str, Any], r: Any, q: Query, s: Any) -> None:
@@ -531,10 +477,7 @@ def render_text(doc: dict[str, Any]) -> str:
 
 
 def main(a: Any) -> int:
-    from truehop.cli import resolve_paths
-    from truehop.conf.compile import load
-    from truehop.log import ErrorLog
-    from truehop.process.runtime import Runtime
+    from truehop.cli import resolve_paths  # CLI start-up: cli imports this module
 
     try:
         q = parse_rest(list(a.rest))

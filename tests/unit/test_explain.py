@@ -251,3 +251,42 @@ def test_parse_rest() -> None:
     q = explain.parse_rest(["-X", "post", "https://h/x", "-H", "A: b", "--from", "1.2.3.4"])
     assert (q.url, q.method, q.headers, q.remote) == ("https://h/x", "POST", [("A", "b")],
                                                        "1.2.3.4")
+
+
+def test_server_name_and_captures_as_the_pipeline_sets_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """$server_name is the first server_name as written (the pipeline's), not the first
+    plain name; a regex server_name's captures are variables. explain used to show
+    primary_name and drop the captures: it said what the proxy does not send."""
+    p = tmp_path / "names.conf"
+    p.write_text("server {\n listen 127.0.0.1:8080;\n"
+                 r" server_name ~^(?<sub>[a-z]+)\.example\.test$ www.example.test;" "\n"
+                 " location / { proxy_pass http://127.0.0.1:3000;\n"
+                 "  proxy_set_header X-Server $server_name;\n"
+                 "  proxy_set_header X-Sub $sub; }\n}\n")
+    d = doc_for(capsys, p, "http://api.example.test:8080/x")
+    hs = {h["name"]: h["value"] for h in d["upstream_request"]["headers"]}
+    assert hs["X-Server"] == r"~^(?<sub>[a-z]+)\.example\.test$"
+    assert hs["X-Sub"] == "api"
+
+
+def test_the_request_line_has_proxy_method(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The request line is the builder's: proxy_method applies (explain used to print the
+    client's method)."""
+    p = tmp_path / "method.conf"
+    p.write_text("server {\n listen 127.0.0.1:8080;\n"
+                 " location / { proxy_pass http://127.0.0.1:3000; proxy_method POST; }\n}\n")
+    d = doc_for(capsys, p, "http://a.test:8080/x")
+    assert d["upstream_request"]["request_line"] == "POST /x HTTP/1.1"
+
+
+def test_proxy_pass_variables_making_an_invalid_url(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """nginx's `invalid URL prefix`: a 500, with or without a resolver (explain used to
+    fail on it when a resolver was set)."""
+    p = tmp_path / "bad.conf"
+    p.write_text("server {\n listen 127.0.0.1:8080;\n resolver 127.0.0.11;\n"
+                 " location / { proxy_pass $arg_u; }\n}\n")
+    d = doc_for(capsys, p, "http://a.test:8080/x?u=ftp://h/")
+    assert (d["action"]["kind"], d["action"]["code"]) == ("return", 500)

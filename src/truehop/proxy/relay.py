@@ -1,0 +1,114 @@
+"""The relay (nginx's ngx_http_upstream_send_response and the non-buffered body relay):
+what the answering peer says goes to the client, as `response` processes its head; a 101
+to a forwarded upgrade becomes a `tunnel`."""
+
+from __future__ import annotations
+
+from truehop.clock import monotonic as _monotonic
+from truehop.http.events import Data, EndOfMessage, ProtocolError
+from truehop.http.exchange import ClientGone
+from truehop.net.upstream import UpstreamError
+from truehop.proxy.attempts import Attempt, account
+from truehop.proxy.pipeline import Finish
+from truehop.proxy.response import XAR_KEEP, ResponsePlan, accel_redirect, response_headers
+from truehop.proxy.tunnel import tunnel, ws_accept
+
+
+async def relay(att: Attempt, plan: ResponsePlan) -> None:
+    """The answering peer's response to the client (nginx's ngx_http_upstream_send_response
+    and its non-buffered relay): error_page interception, X-Accel-Redirect, the head through
+    the pipeline's header filters, then the body with back-pressure; a broken upstream body
+    aborts the client. The connection goes back to the pool only when the exchange ended
+    cleanly. A 101 to a forwarded upgrade becomes a tunnel."""
+    rt = att.rt
+    r = att.r
+    ex = att.ex
+    loc = att.loc
+    s = att.s
+    conn = att.conn
+    resp = att.resp
+    t = att.tried
+    assert conn is not None and resp is not None and t is not None
+    rh = resp.head
+    status = rh.status
+    r.upstream_headers = rh.headers
+    pipeline = rt.pipeline
+    if status == 101:
+        if not att.req.upgrading:
+            conn.abort()
+            rt.log.error("upstream sent unexpected 101 response", r.conn, r)
+            raise Finish(502)
+        accept = rh.get("sec-websocket-accept")
+        key = r.head.get("sec-websocket-key") or ""
+        if accept != ws_accept(key):
+            conn.abort()
+            rt.log.error("upstream sent invalid Sec-WebSocket-Accept", r.conn, r)
+            raise Finish(502)
+        await tunnel(rt, r, ex, s, plan, conn, rh)
+        return
+    # intercept errors into error_page
+    if s.proxy_intercept_errors and status >= 300 and s.error_page and status in s.error_page:
+        conn.abort()
+        if status == 401:
+            # ngx_http_upstream_intercept_errors: the challenge goes with the error page
+            r.extra["carried_headers"] = [kv for kv in rh.headers
+                                          if kv[0].lower() == "www-authenticate"]
+        raise Finish(status)
+    headers, ctype, accel = response_headers(rt, r, plan, s, loc, rh)
+    xar = r.extra.pop("x_accel_redirect", None)
+    if xar is not None:
+        # X-Accel-Redirect: the app names what to serve instead; its body is not wanted
+        conn.abort()
+        r.extra["carried_headers"] = [kv for kv in headers if kv[0].lower() in XAR_KEEP]
+        accel_redirect(rt, r, xar)
+    unbuffered = accel if accel is not None else not s.proxy_buffering
+    headers = pipeline.filter_headers(r, status, headers)
+    final_status = pipeline.response_status(r, status)
+    if unbuffered:
+        conn.high_water = 16 * 1024
+    else:
+        n, size = s.proxy_buffers or (8, 8192)
+        conn.high_water = max(n * size, 16384)
+    rt.detect.on_response(r, loc, status, rh, ctype)
+    r.status = final_status
+    r.sent_headers = headers
+    headers[0:0] = pipeline.server_headers(r)
+    # corked: the head goes out with the body bytes already read, in one write; whatever
+    # is held is flushed before waiting on the upstream (SSE and slow bodies stream)
+    ex.start_response(final_status, headers, rh.content_length,
+                      rh.reason if final_status == status else None, cork=True)
+    read_timeout = s.proxy_read_timeout or 60.0
+    try:
+        while True:
+            ev = conn.pop_event()
+            if ev is None:
+                ex.flush()
+                ev = await conn.next_event(read_timeout)
+            if type(ev) is Data:
+                t.response_length += len(ev.data)
+                ex.write(ev.data)
+                if ex.write_blocked:
+                    await ex.drain()
+            elif type(ev) is EndOfMessage:
+                break
+    except UpstreamError as e:
+        ex.flush()
+        rt.log.error(e.message.replace("reading response header from upstream",
+                                       "reading upstream"), r.conn, r)
+        conn.abort()
+        ex.abort()
+        return
+    except (ClientGone, ProtocolError):
+        conn.abort()
+        raise ClientGone("client closed connection") from None
+    ex.end()
+    now = t.end = _monotonic()
+    account(t, conn)
+    pool = att.urt.pool
+    if pool is not None and rh.keep_alive and conn.finished_cleanly():
+        sender = att.sender
+        if sender is None or sender.done():
+            r.upstream_conn = None
+            pool.release(conn, now, reusable=True)
+            return
+    conn.close()

@@ -1,0 +1,120 @@
+"""The upgrade tunnel (nginx's ngx_http_upstream_upgrade): after a 101 to a WebSocket
+upgrade the client really asked for (`upstream_request.upgrade_ok`), both connections are
+joined and bytes flow each way as they come, with back-pressure on the other side."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from typing import TYPE_CHECKING, Final
+
+from truehop.clock import monotonic as _monotonic
+from truehop.conf.model import Settings
+from truehop.http.events import ResponseHead
+from truehop.http.exchange import Exchange
+from truehop.http.h1 import response_head_bytes
+from truehop.net.downstream import H1Exchange
+from truehop.net.upstream import UpstreamConnection
+from truehop.proxy.response import ResponsePlan, response_headers
+from truehop.route.state import RequestState
+
+if TYPE_CHECKING:
+    from truehop.process.runtime import Runtime
+
+WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key: str) -> str:
+    """The Sec-WebSocket-Accept a key asks for (RFC 6455 4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+async def tunnel(rt: Runtime, r: RequestState, ex: Exchange, s: Settings, plan: ResponsePlan,
+                 conn: UpstreamConnection, rh: ResponseHead) -> None:
+    """A 101 to a WebSocket upgrade: the 101 goes to the client, then bytes flow both ways
+    until a side closes or proxy_read_timeout passes without any (nginx's
+    ngx_http_upstream_upgrade and its process_upgraded handler)."""
+    assert isinstance(ex, H1Exchange)      # tunnels are HTTP/1.1 only
+    client = ex.conn
+    ct = client.transport
+    ut = conn.transport
+    assert ct is not None and ut is not None
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    idle = max(s.proxy_read_timeout or 60.0, 1.0)
+    last = [_monotonic()]
+
+    def finish(_exc: BaseException | None = None) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    # a side may close while the other's bytes are in flight (the tunnel ends when this
+    # coroutine runs next): uvloop raises on a write to a closed transport, so drop them
+    def to_upstream(data: bytes) -> None:
+        if ut.is_closing():
+            return
+        last[0] = _monotonic()
+        ut.write(data)
+        if ut.get_write_buffer_size() > 1 << 20:
+            ct.pause_reading()
+            _resume_later(ut, ct, done)
+
+    def to_client(data: bytes) -> None:
+        if ct.is_closing():
+            return
+        last[0] = _monotonic()
+        ct.write(data)
+        if ct.get_write_buffer_size() > 1 << 20:
+            ut.pause_reading()
+            _resume_later(ct, ut, done)
+
+    assert r.loc is not None
+    headers = response_headers(rt, r, plan, s, r.loc, rh, keep_connection=True)[0]
+    r.status = 101
+    r.sent_headers = headers
+    data = response_head_bytes(101, rt.pipeline.server_headers(r) + headers, "1.1",
+                               rh.reason or "Switching Protocols")
+    ex.started = True
+    ex.status = 101
+    ex.keep_alive = False
+    ex.bytes_sent += len(data)
+    ct.write(data)
+    up_left = conn.take_unparsed()
+    conn.tunnel = to_client
+    conn.tunnel_lost = finish
+    client_left = client.detach(to_upstream, finish)
+    if up_left:
+        to_client(up_left)
+    if client_left:
+        to_upstream(client_left)
+    rt.tunnels.add(done)
+    try:
+        while not done.done():
+            remaining = idle - (_monotonic() - last[0])
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(asyncio.shield(done), remaining)
+            except TimeoutError:
+                continue
+    finally:
+        rt.tunnels.discard(done)
+        conn.abort() if not conn.closed else None
+        ut.close()
+        client.close()
+        ex.finished = True
+        client.exchange_done(ex)
+
+
+def _resume_later(dst: asyncio.Transport, src: asyncio.Transport, done: asyncio.Future[None]
+                  ) -> None:
+    loop = asyncio.get_running_loop()
+
+    def check() -> None:
+        if done.done() or dst.is_closing():
+            return
+        if dst.get_write_buffer_size() < 1 << 18:
+            src.resume_reading()
+        else:
+            loop.call_later(0.02, check)
+    loop.call_later(0.02, check)
