@@ -19,8 +19,6 @@ from truehop.conf import parser
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.directives import LIST, Spec
 from truehop.conf.model import (
-    BreakOp,
-    Condition,
     Config,
     HttpConf,
     IfOp,
@@ -32,15 +30,13 @@ from truehop.conf.model import (
     MapConf,
     PeerConf,
     ProxyPass,
-    ReturnOp,
-    RewriteOp,
     ServerConf,
-    SetOp,
     Settings,
     SslConf,
     UpstreamConf,
 )
 from truehop.conf.parsers import (
+    condition,
     group_exists,
     resolve,
     so_keepalive,
@@ -54,8 +50,6 @@ from truehop.route.variables import Template, UnknownVariable, VariableScope, li
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')
 
-# The rewrite module's directives: run in order; everything else is a setting.
-REWRITE_DIRECTIVES = frozenset({"return", "rewrite", "set", "if", "break"})
 
 
 class Compiler:
@@ -156,8 +150,7 @@ class Compiler:
 
     def main_directive(self, main: MainConf, d: Directive) -> None:
         """A main or events directive, through its table entry."""
-        if d.name not in ("events",):   # `events` is a block, its lines come here one by one
-            main.where[d.name] = (d.file, d.line)
+        main.where[d.name] = (d.file, d.line)
         spec = dtable.MAIN_SPECS.get(d.name)
         if spec is None:
             self.note_effect(d, dtable.lookup(d.name))
@@ -596,85 +589,35 @@ class Compiler:
 
     def ops(self, body: Iterable[Directive], named: set[str] | None,
             loc: LocationConf | None = None) -> tuple[Any, ...]:
+        """The rewrite module's instructions of a block, in order, each built by its table
+        entry's parser (conf/parsers.py); the rest of the block is not theirs."""
         out: list[Any] = []
+        scope = (named, loc)
         for e in body:
-            if e.name not in REWRITE_DIRECTIVES:
-                continue
-            w = (e.file, e.line)
-            v = e.values
-            if e.name == "return":
-                out.append(self.return_op(e, named))
-            elif e.name == "rewrite":
-                rx = self.regex(v[0], False, e)
-                names = (named or set()) | set(rx.groupindex)
-                flag = v[2] if len(v) > 2 else ""
-                if flag not in ("", "last", "break", "redirect", "permanent"):
-                    raise ConfigError.at(f'invalid parameter "{flag}"', e)
-                out.append(RewriteOp(rx, self.template(v[1], e, names), flag, w))
-            elif e.name == "set":
-                if not v[0].startswith("$"):
-                    raise ConfigError.at(f'invalid variable name "{v[0]}"', e)
-                out.append(SetOp(v[0][1:], self.template(v[1], e, named), w))
-            elif e.name == "break":
-                out.append(BreakOp(w))
-            elif e.name == "if":
-                cond = self.condition(e, named)
-                body_ops = self.ops(e.block or (), named, loc)
-                if_loc = None
-                content = [x for x in e.block or () if x.name not in REWRITE_DIRECTIVES]
-                if content and loc is not None:
-                    local = LevelSettings()
-                    self.fill_level(local, content)
-                    if_loc = LocationConf("if", "", local.merged_with(loc.settings),
-                                          where=w, parent=loc, local=local)
-                    for x in content:
-                        if x.name == "proxy_pass":
-                            self._pending_proxy.append((x, if_loc))
-                            if_loc.has_content = True
-                out.append(IfOp(cond, body_ops, if_loc, w))
+            spec = dtable.REWRITE_SPECS.get(e.name)
+            if spec is not None:
+                assert spec.parse is not None, spec.name
+                out.append(spec.parse(self, e, scope))
         return tuple(out)
 
-    def return_op(self, e: Directive, named: set[str] | None) -> ReturnOp:
-        v = e.values
+    def if_op(self, e: Directive, named: set[str] | None, loc: LocationConf | None) -> IfOp:
+        """`if (condition) { ... }`: its rewrite instructions, and, in a location, the
+        settings and proxy_pass of an implicit location used when the condition holds."""
         w = (e.file, e.line)
-        if v[0].isdigit():
-            code = int(v[0])
-            if code > 999:
-                raise ConfigError.at(f'invalid return code "{v[0]}"', e)
-            text = self.template(v[1], e, named) if len(v) > 1 else None
-            return ReturnOp(code, text, w)
-        if len(v) > 1:
-            raise ConfigError.at(f'invalid return code "{v[0]}"', e)
-        if v[0].startswith(("http://", "https://", "$scheme")):
-            return ReturnOp(302, self.template(v[0], e, named), w)
-        raise ConfigError.at(f'invalid return code "{v[0]}"', e)
-
-    def condition(self, e: Directive, named: set[str] | None) -> Condition:
-        args = list(e.args)
-        # nginx lexes "($a" / "b)" as tokens with the parentheses attached
-        if not args or not args[0].value.startswith("("):
-            raise ConfigError.at('invalid condition "' + " ".join(a.value for a in args) + '"', e)
-        vals = [a.value for a in args]
-        vals[0] = vals[0][1:]
-        if not vals[-1].endswith(")"):
-            raise ConfigError.at(f'invalid condition "{vals[-1]}"', e)
-        vals[-1] = vals[-1][:-1]
-        vals = [x for x in vals if x != ""] if not args[-1].quoted else vals
-        if len(vals) == 1:
-            if not vals[0].startswith("$"):
-                raise ConfigError.at(f'invalid condition "{vals[0]}"', e)
-            return Condition("var", self.template(vals[0], e, named))
-        if len(vals) == 2 and vals[0] in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
-            return Condition("file", self.template(vals[1], e, named), file_test=vals[0])
-        if len(vals) == 3:
-            left = self.template(vals[0], e, named)
-            op = vals[1]
-            if op in ("=", "!="):
-                return Condition("eq" if op == "=" else "ne", left, self.template(vals[2], e, named))
-            if op in ("~", "~*", "!~", "!~*"):
-                rx = self.regex(vals[2], "*" in op, e)
-                return Condition("nre" if op.startswith("!") else "re", left, regex=rx)
-        raise ConfigError.at('unexpected "' + vals[-1] + '" in condition', e)
+        cond = condition(self, e, named)
+        body_ops = self.ops(e.block or (), named, loc)
+        if_loc = None
+        content = [x for x in e.block or () if x.name not in dtable.REWRITE_SPECS]
+        if content and loc is not None:
+            local = LevelSettings()
+            self.fill_level(local, content)
+            if_loc = LocationConf("if", "", local.merged_with(loc.settings),
+                                  where=w, parent=loc, local=local)
+            for x in content:
+                if x.name == "proxy_pass":
+                    self._pending_proxy.append((x, if_loc))
+                    if_loc.has_content = True
+        return IfOp(cond, body_ops, if_loc, w)
 
     # --- proxy_pass ------------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ SETTINGS_T = "settings"     # a Settings field, merged http -> server -> locatio
 MAIN_T = "main"             # a MainConf field (main and events contexts)
 UPSTREAM_T = "upstream"     # an UpstreamConf field (inside `upstream { }`)
 SERVER_T = "server"         # a ServerConf / SslConf field ("ssl.x"), merged http -> server
+REWRITE_T = "rewrite"       # a rewrite-module instruction (ReturnOp, RewriteOp, ...), run in order
 STRUCTURE_T = ""            # blocks, rewrite-module instructions, proxy_pass: the compiler's walk
 
 # How a level's value relates to the enclosing level's (Spec.merge).
@@ -231,7 +232,7 @@ def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *
         else:
             assert at, f"{name}: say where it is applied (at=) or why it has no effect (noop=)"
             effect = applied(at)
-    if target and not field:
+    if target and target != REWRITE_T and not field:
         field = name
     if target and not merge:
         merge = VALUE if target in (SETTINGS_T, SERVER_T) else ""
@@ -239,7 +240,7 @@ def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *
                 field, default, merge, effect, where_field, also)
 
 
-_TUNING = "hash and pool sizes tune nginx's own tables and memory pools; truehop's are Python dicts, bounded by the limits that mean something here (header, body and proxy_buffers sizes)"
+_TUNING = "sizes nginx's own hash tables or memory pools; truehop has none to size"
 _RUN = "process/runtime.py"
 _PIPE = "proxy/pipeline.py"
 _UP = "proxy/upstream.py"
@@ -343,7 +344,7 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.expires, default=None, at=_PIPE),
     _d("add_header", HSLI, "TAKE23", "ngx_http_headers_module", "add a response header [always]",
        target=SETTINGS_T, parse=P.header_setting, merge=LIST, default=(), at=_PIPE),
-    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]", at=_PIPE),
+    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]", target=REWRITE_T, parse=P.rewrite_return, at=_PIPE),
     _d("error_page", HSLI, "2MORE", HCORE, "URI (or redirect) shown for the given status codes",
        target=SETTINGS_T, parse=P.error_page, merge=RULES, default={}, at=_PIPE),
     _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects", at=_PIPE),
@@ -555,11 +556,11 @@ SPECS: tuple[Spec, ...] = (
     _d("client_body_in_single_buffer", HSL, "FLAG", HCORE, "keep the body in one buffer",
        noop="a body read into memory always is in one buffer"),
     # --- rewrite ---------------------------------------------------------------------------
-    _d("set", REWRITE, "TAKE2", REWR, "set a variable", at=_PIPE),
+    _d("set", REWRITE, "TAKE2", REWR, "set a variable", target=REWRITE_T, parse=P.set_variable, at=_PIPE),
     _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True,
-       at=_PIPE),
-    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]", at=_PIPE),
-    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives", at=_PIPE),
+       target=REWRITE_T, parse=P.if_block, at=_PIPE),
+    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]", target=REWRITE_T, parse=P.rewrite, at=_PIPE),
+    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives", target=REWRITE_T, parse=P.break_op, at=_PIPE),
     # --- hash tuning -----------------------------------------------------------------------
     _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
     _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
@@ -930,6 +931,7 @@ SETTINGS_SPECS: dict[str, Spec] = entries(SETTINGS_T)
 MAIN_SPECS: dict[str, Spec] = entries(MAIN_T)
 UPSTREAM_SPECS: dict[str, Spec] = entries(UPSTREAM_T)
 SERVER_SPECS: dict[str, Spec] = entries(SERVER_T)
+REWRITE_SPECS: dict[str, Spec] = entries(REWRITE_T)
 
 
 def settings_defaults(c: Any) -> dict[str, Any]:

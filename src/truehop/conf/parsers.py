@@ -24,9 +24,12 @@ from typing import Any, Protocol
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.model import (
     AccessLog,
+    BreakOp,
+    Condition,
     ErrorPage,
     Expires,
     HeaderSetting,
+    IfOp,
     LevelSettings,
     Listen,
     LogFormat,
@@ -35,6 +38,9 @@ from truehop.conf.model import (
     ProxyRedirect,
     RedirectRule,
     ResolverConf,
+    ReturnOp,
+    RewriteOp,
+    SetOp,
     UpstreamConf,
 )
 from truehop.conf.values import parse_expires, parse_size, parse_time
@@ -68,6 +74,7 @@ class Context(Protocol):
     def error_log_target(self, d: Directive) -> tuple[str, str]: ...
     def listen(self, e: Directive) -> list[Listen]: ...
     def peers(self, e: Directive, upstream: str = "") -> list[PeerConf]: ...
+    def if_op(self, e: Directive, named: set[str] | None, loc: Any) -> IfOp: ...
 
 
 Parser = Callable[[Any, Directive, Any], Any]
@@ -236,6 +243,86 @@ def ssl_verify_depth(c: Context, d: Directive, s: Any) -> int:
 def header_buffers(c: Context, d: Directive, s: Any) -> tuple[int, int]:
     """large_client_header_buffers number size."""
     return (c.integer(d), c.size(d, 1))
+
+
+# --- the rewrite module: instructions run in order (scope: the names of the location's
+# regex captures, and the location, for `if`) ---------------------------------------------
+
+Scope = tuple[set[str] | None, Any]
+
+
+def rewrite_return(c: Context, e: Directive, scope: Scope) -> ReturnOp:
+    return return_op(c, e, scope[0])
+
+
+def rewrite(c: Context, e: Directive, scope: Scope) -> RewriteOp:
+    named = scope[0]
+    v = e.values
+    rx = c.regex(v[0], False, e)
+    names = (named or set()) | set(rx.groupindex)
+    flag = v[2] if len(v) > 2 else ""
+    if flag not in ("", "last", "break", "redirect", "permanent"):
+        raise ConfigError.at(f'invalid parameter "{flag}"', e)
+    return RewriteOp(rx, c.template(v[1], e, names), flag, (e.file, e.line))
+
+
+def set_variable(c: Context, e: Directive, scope: Scope) -> SetOp:
+    v = e.values
+    if not v[0].startswith("$"):
+        raise ConfigError.at(f'invalid variable name "{v[0]}"', e)
+    return SetOp(v[0][1:], c.template(v[1], e, scope[0]), (e.file, e.line))
+
+
+def break_op(c: Context, e: Directive, scope: Scope) -> BreakOp:
+    return BreakOp((e.file, e.line))
+
+
+def if_block(c: Context, e: Directive, scope: Scope) -> IfOp:
+    return c.if_op(e, scope[0], scope[1])
+
+
+def return_op(c: Context, e: Directive, named: set[str] | None) -> ReturnOp:
+    v = e.values
+    w = (e.file, e.line)
+    if v[0].isdigit():
+        code = int(v[0])
+        if code > 999:
+            raise ConfigError.at(f'invalid return code "{v[0]}"', e)
+        text = c.template(v[1], e, named) if len(v) > 1 else None
+        return ReturnOp(code, text, w)
+    if len(v) > 1:
+        raise ConfigError.at(f'invalid return code "{v[0]}"', e)
+    if v[0].startswith(("http://", "https://", "$scheme")):
+        return ReturnOp(302, c.template(v[0], e, named), w)
+    raise ConfigError.at(f'invalid return code "{v[0]}"', e)
+
+
+def condition(c: Context, e: Directive, named: set[str] | None) -> Condition:
+    args = list(e.args)
+    # nginx lexes "($a" / "b)" as tokens with the parentheses attached
+    if not args or not args[0].value.startswith("("):
+        raise ConfigError.at('invalid condition "' + " ".join(a.value for a in args) + '"', e)
+    vals = [a.value for a in args]
+    vals[0] = vals[0][1:]
+    if not vals[-1].endswith(")"):
+        raise ConfigError.at(f'invalid condition "{vals[-1]}"', e)
+    vals[-1] = vals[-1][:-1]
+    vals = [x for x in vals if x != ""] if not args[-1].quoted else vals
+    if len(vals) == 1:
+        if not vals[0].startswith("$"):
+            raise ConfigError.at(f'invalid condition "{vals[0]}"', e)
+        return Condition("var", c.template(vals[0], e, named))
+    if len(vals) == 2 and vals[0] in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
+        return Condition("file", c.template(vals[1], e, named), file_test=vals[0])
+    if len(vals) == 3:
+        left = c.template(vals[0], e, named)
+        op = vals[1]
+        if op in ("=", "!="):
+            return Condition("eq" if op == "=" else "ne", left, c.template(vals[2], e, named))
+        if op in ("~", "~*", "!~", "!~*"):
+            rx = c.regex(vals[2], "*" in op, e)
+            return Condition("nre" if op.startswith("!") else "re", left, regex=rx)
+    raise ConfigError.at('unexpected "' + vals[-1] + '" in condition', e)
 
 
 # --- http / server / location settings ------------------------------------------------------
