@@ -2,8 +2,12 @@
 
 The tree has already passed `directives.check_tree` (names, contexts, arity). Here values are
 parsed, variables resolved, regexes compiled, inheritance merged, and references checked
-(an unknown upstream is an implicit one, an unknown variable is an error). Like nginx, every
-setting is "unset" at its own level and merged with the enclosing one afterwards.
+(an unknown upstream is an implicit one, an unknown variable is an error). Every directive
+goes through its entry in the directive table (conf/directives.py): its parser, the field it
+fills, its default and merge; the compiler itself only walks the blocks (http, server,
+location, upstream, map). Like nginx, every setting is "unset" at its own level
+(`LevelSettings`) and merged with the enclosing one afterwards, down from the table's
+defaults at the http level, so a merged `Settings` has every field set.
 """
 
 from __future__ import annotations

@@ -1,23 +1,26 @@
-"""The directives truehop accepts: one table, in nginx's own terms.
+"""The directive table: one record per directive, in nginx's own terms.
 
-Each accepted directive has a `Spec`: its name, the contexts nginx allows it in (those
-truehop implements), its arity in nginx's notation (`TAKE12`, `1MORE`, `FLAG`, ...), whether
-it opens a block, the nginx module it comes from and a one-line description. The contexts
-and arities were taken from nginx 1.30's `ngx_command_t` tables, so a file that nginx
-refuses for its structure is refused here with the same words and line:
+Each directive has a `Spec` (one per set of contexts: nginx has two `server` directives...):
 
-* `unknown directive "proxy_pas"`
-* `"map" directive is not allowed here`
-* `directive "server" has no opening "{"`, `directive "root" is not terminated by ";"`
-* `invalid number of arguments in "listen" directive`
-* `"events" directive is duplicate` (for the blocks that can appear once)
+* structure: its name, the contexts nginx allows it in (those truehop implements), its
+  arity in nginx's notation (`TAKE12`, `1MORE`, `FLAG`, ...), whether it opens a block. The
+  contexts and arities were taken from nginx 1.30's `ngx_command_t` tables, so a file that
+  nginx refuses for its structure is refused here (`check_tree`) with the same words and line:
+  `unknown directive "proxy_pas"`, `"map" directive is not allowed here`,
+  `directive "server" has no opening "{"`, `directive "root" is not terminated by ";"`,
+  `invalid number of arguments in "listen" directive`, `"events" directive is duplicate`;
+* meaning: what it fills (`target`: a Settings, MainConf, UpstreamConf or ServerConf field,
+  or a rewrite-module instruction), its parser (conf/parsers.py), its default (nginx 1.30's),
+  how levels merge it (`VALUE`, `LIST`, `RULES`); conf/compile.py dispatches through these;
+* effect: applied (and where), accepted with no effect (and why), accepted and not applied
+  (lint reports it under the entry's finding id), or refused (with its module).
 
 A real nginx directive that truehop does not implement is refused by name, with its module,
 never ignored: `"gzip" directive is not supported by truehop (ngx_http_gzip_module)`.
-`UNSUPPORTED` lists every directive of nginx 1.30 (http, core, events, stream, mail) that
-is not in the accepted table, plus well-known third-party and NGINX Plus ones.
+`REFUSED` holds every directive of nginx 1.30 (http, core, events, stream, mail) that is not
+accepted, plus well-known third-party and NGINX Plus ones, as entries of the same table.
+`python -m truehop.conf.reference` renders the table (README.md's directive reference).
 
-Values are not parsed here (the compiler does that); only names, contexts, blocks and arity.
 The bodies of `map` and `types` are key/value lists, not directives, and are not checked.
 
 Contexts: "main", "events", "http", "server", "location", "upstream", "if_server" (an `if`
@@ -344,7 +347,8 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.expires, default=None, at=_PIPE),
     _d("add_header", HSLI, "TAKE23", "ngx_http_headers_module", "add a response header [always]",
        target=SETTINGS_T, parse=P.header_setting, merge=LIST, default=(), at=_PIPE),
-    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]", target=REWRITE_T, parse=P.rewrite_return, at=_PIPE),
+    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]",
+       target=REWRITE_T, parse=P.rewrite_return, at=_PIPE),
     _d("error_page", HSLI, "2MORE", HCORE, "URI (or redirect) shown for the given status codes",
        target=SETTINGS_T, parse=P.error_page, merge=RULES, default={}, at=_PIPE),
     _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects", at=_PIPE),
@@ -556,11 +560,14 @@ SPECS: tuple[Spec, ...] = (
     _d("client_body_in_single_buffer", HSL, "FLAG", HCORE, "keep the body in one buffer",
        noop="a body read into memory always is in one buffer"),
     # --- rewrite ---------------------------------------------------------------------------
-    _d("set", REWRITE, "TAKE2", REWR, "set a variable", target=REWRITE_T, parse=P.set_variable, at=_PIPE),
+    _d("set", REWRITE, "TAKE2", REWR, "set a variable",
+       target=REWRITE_T, parse=P.set_variable, at=_PIPE),
     _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True,
        target=REWRITE_T, parse=P.if_block, at=_PIPE),
-    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]", target=REWRITE_T, parse=P.rewrite, at=_PIPE),
-    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives", target=REWRITE_T, parse=P.break_op, at=_PIPE),
+    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]",
+       target=REWRITE_T, parse=P.rewrite, at=_PIPE),
+    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives",
+       target=REWRITE_T, parse=P.break_op, at=_PIPE),
     # --- hash tuning -----------------------------------------------------------------------
     _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
     _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
