@@ -22,6 +22,15 @@ from truehop.conf.values import parse_expires
     ("@33s", False, ("daily", 33)),
     ("1d", True, ("modified", 86400)),
     ("-30s", True, ("modified", -30)),
+    # moved from test_static (its second parser is gone): units, quoted spaces, no unit
+    ("12h", False, ("access", 43200)),
+    ("-5m", False, ("access", -300)),
+    ("1M", False, ("access", 30 * 86400)),
+    ("1h 30m", False, ("access", 5400)),
+    ("1h30", False, ("access", 3630)),
+    ("@3h", False, ("daily", 10800)),
+    ("2w", True, ("modified", 14 * 86400)),
+    ("-1d", True, ("modified", -86400)),
 ])
 def test_parse_expires(text: str, modified: bool, expected: tuple[str, int]) -> None:
     assert parse_expires(text, modified) == expected
@@ -34,6 +43,11 @@ def test_parse_expires(text: str, modified: bool, expected: tuple[str, int]) -> 
     ("500ms", False, "invalid value"),
     ("@1h", True, 'daily time cannot be used with "modified" parameter'),
     ("@25h", False, "daily time value must be less than 24 hours"),
+    ("1x", False, "invalid value"),
+    ("1m1h", False, "invalid value"),
+    ("h", False, "invalid value"),
+    ("1h1h", False, "invalid value"),
+    ("99999999999999999999", False, "invalid value"),
 ])
 def test_parse_expires_errors(text: str, modified: bool, message: str) -> None:
     with pytest.raises(ValueError) as e:
@@ -60,6 +74,8 @@ def test_expires_directive_forms(tmp_path: Path) -> None:
     ("later 1h", '"expires" directive invalid value'),
     ("modified @1h", '"expires" directive daily time cannot be used with "modified" parameter'),
     ("@24h1s", '"expires" directive daily time value must be less than 24 hours'),
+    ("foo 1h", '"expires" directive invalid value'),
+    ("modified epoch", '"expires" directive invalid value'),
 ])
 def test_expires_directive_errors(tmp_path: Path, expires: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:

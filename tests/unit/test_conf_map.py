@@ -8,12 +8,12 @@ import pytest
 
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
-from truehop.conf.model import ServerConf, Settings, SslConf
+from truehop.conf.model import LevelSettings, ServerConf, Settings, SslConf
 from truehop.http.events import RequestHead
 from truehop.route.state import ConnectionInfo, RequestState
 
 # a server with nothing set: these tests read the request, never its server's settings
-SERVER = ServerConf([], ["localhost"], [], {}, Settings(), Settings(), (), SslConf())
+SERVER = ServerConf([], ["localhost"], [], {}, Settings(), LevelSettings(), (), SslConf())
 
 
 def _cfg(tmp_path: Path, maps: str):

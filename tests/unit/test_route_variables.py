@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from truehop.conf.model import ServerConf, Settings, SslConf
+from truehop.conf.model import LevelSettings, ServerConf, Settings, SslConf
 from truehop.http.events import RequestHead
 from truehop.route.state import ConnectionInfo, RequestState, UpstreamTry
 from truehop.route.variables import COMBINED, VariableScope, log_getter
 
 # a server with nothing set: these tests read the request, never its server's settings
-SERVER = ServerConf([], ["localhost"], [], {}, Settings(), Settings(), (), SslConf())
+SERVER = ServerConf([], ["localhost"], [], {}, Settings(), LevelSettings(), (), SslConf())
 
 
 def _req(version: str = "1.1", scheme: str = "http",

@@ -2,8 +2,12 @@
 
 The tree has already passed `directives.check_tree` (names, contexts, arity). Here values are
 parsed, variables resolved, regexes compiled, inheritance merged, and references checked
-(an unknown upstream is an implicit one, an unknown variable is an error). Like nginx, every
-setting is "unset" at its own level and merged with the enclosing one afterwards.
+(an unknown upstream is an implicit one, an unknown variable is an error). Every directive
+goes through its entry in the directive table (conf/directives.py): its parser, the field it
+fills, its default and merge; the compiler itself only walks the blocks (http, server,
+location, upstream, map). Like nginx, every setting is "unset" at its own level
+(`LevelSettings`) and merged with the enclosing one afterwards, down from the table's
+defaults at the http level, so a merged `Settings` has every field set.
 """
 
 from __future__ import annotations
@@ -11,25 +15,18 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from truehop.conf import directives as dtable
 from truehop.conf import parser
 from truehop.conf.ast import ConfigError, Directive
+from truehop.conf.directives import LIST, Spec
 from truehop.conf.model import (
-    DEFAULTS,
-    SETTING_FIELDS,
-    AccessLog,
-    BreakOp,
-    Condition,
     Config,
-    ErrorPage,
-    Expires,
-    HeaderSetting,
     HttpConf,
     IfOp,
+    LevelSettings,
     Listen,
     LocationConf,
     LogFormat,
@@ -37,39 +34,26 @@ from truehop.conf.model import (
     MapConf,
     PeerConf,
     ProxyPass,
-    ProxyRedirect,
-    RedirectRule,
-    ResolverConf,
-    ReturnOp,
-    RewriteOp,
     ServerConf,
-    SetOp,
     Settings,
     SslConf,
     UpstreamConf,
 )
-from truehop.conf.values import (
-    parse_expires,
-    parse_flag,
-    parse_size,
-    parse_time,
-    split_proxy_url,
+from truehop.conf.parsers import (
+    condition,
+    group_exists,
+    resolve,
+    so_keepalive,
+    split_host_port,
+    worker_ids,
 )
+from truehop.conf.values import parse_flag, parse_size, parse_time, split_proxy_url
 from truehop.route.locations import LocationTree, compile_nginx_regex
 from truehop.route.variables import Template, UnknownVariable, VariableScope, literal
 
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')
 
-NEXT_UPSTREAM_FLAGS = frozenset({
-    "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
-    "http_403", "http_404", "http_429", "non_idempotent", "off",
-})
-
-BUILTIN_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
-
-# The rewrite module's directives: run in order; everything else is a setting.
-REWRITE_DIRECTIVES = frozenset({"return", "rewrite", "set", "if", "break"})
 
 
 class Compiler:
@@ -83,7 +67,8 @@ class Compiler:
         self.warnings: list[str] = []
         self.log_formats: dict[str, LogFormat] = {}
         self._pending_proxy: list[tuple[Directive, LocationConf]] = []
-        self.http_server_values: dict[str, Any] = {}
+        self.http_level = LevelSettings()
+        self.not_applied: list[tuple[str, tuple[str, int]]] = []
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -139,7 +124,7 @@ class Compiler:
     # --- entry ---------------------------------------------------------------------------
 
     def compile(self, tree: tuple[Directive, ...], top: str) -> tuple[MainConf, HttpConf]:
-        main = MainConf()
+        main = MainConf(**dtable.defaults_of(dtable.MAIN_T))
         http_blocks: list[Directive] = []
         if top == "main":
             for d in tree:
@@ -147,8 +132,7 @@ class Compiler:
                     http_blocks.append(d)
                 elif d.name == "events":
                     for e in d.block or ():
-                        if e.name == "worker_connections":
-                            main.worker_connections = self.integer(e)
+                        self.main_directive(main, e)
                 else:
                     self.main_directive(main, d)
             if not http_blocks:
@@ -164,38 +148,36 @@ class Compiler:
             # nginx's built-in `user nobody nogroup;` (group "nobody" where "nogroup" is not
             # known), for a conf.d-style file too: workers never keep root
             main.user = "nobody"
-            main.group = "nogroup" if _group_exists("nogroup") else "nobody"
+            main.group = "nogroup" if group_exists("nogroup") else "nobody"
             main.uid, main.gid = worker_ids(main.user, main.group, None)
         return main, http
 
     def main_directive(self, main: MainConf, d: Directive) -> None:
-        v = d.values
+        """A main or events directive, through its table entry."""
         main.where[d.name] = (d.file, d.line)
-        if d.name == "worker_processes":
-            if v[0] == "auto":
-                main.worker_processes = os.cpu_count() or 1
-            else:
-                main.worker_processes = self.integer(d)
-        elif d.name == "pid":
-            main.pid = "off" if v[0] == "off" else self.prefixed(v[0])
-        elif d.name == "error_log":
-            main.error_logs.append(self.error_log_target(d))
-        elif d.name == "daemon":
-            main.daemon = self.flag(d)
-        elif d.name == "worker_shutdown_timeout":
-            main.worker_shutdown_timeout = self.time(d)
-        elif d.name == "user":
-            main.user = v[0]
-            main.group = v[1] if len(v) > 1 else v[0]   # as nginx: a group of the same name
-            if os.geteuid() != 0:
-                self.warnings.append('the "user" directive makes sense only if the master '
-                                     'process runs with super-user privileges, ignored in '
-                                     f"{d.file}:{d.line}")
-            else:
-                main.uid, main.gid = worker_ids(main.user, main.group, d)
-        elif d.name == "worker_rlimit_nofile":
-            main.rlimit_nofile = self.integer(d)
-        # pcre_jit, ... are accepted and have no effect here.
+        spec = dtable.MAIN_SPECS.get(d.name)
+        if spec is None:
+            self.note_effect(d, dtable.lookup(d.name))
+            return
+        self.fill(main, spec, d)
+
+    def fill(self, target: Any, spec: Spec, d: Directive) -> None:
+        """Parse `d` with its entry and set the field it fills (append, for a list)."""
+        assert spec.parse is not None, spec.name
+        value = spec.parse(self, d, target)
+        if spec.merge == LIST:
+            getattr(target, spec.field).extend(value if isinstance(value, list) else [value])
+        else:
+            setattr(target, spec.field, value)
+
+    def note_effect(self, d: Directive, specs: tuple[Spec, ...]) -> None:
+        """A directive that fills nothing: when its entry says "accepted, not applied" and
+        this occurrence leaves something undone, keep its line for lint."""
+        for spec in specs:
+            eff = spec.effect
+            if eff.kind == "not-applied" and (eff.active is None or eff.active(d)):
+                self.not_applied.append((d.name, (d.file, d.line)))
+                return
 
     def error_log_target(self, d: Directive) -> tuple[str, str]:
         """`error_log FILE [LEVEL]` -> (path, level), at any level."""
@@ -241,26 +223,16 @@ class Compiler:
             if d.name == "log_format":
                 self.compile_log_format(d)
         maps = [self.compile_map(d) for d in tree if d.name == "map"]
-        local = Settings()
-        self.fill_settings(local, [d for d in tree if d.name not in ("server", "upstream", "map")])
-        top = self.http_defaults(local)
-        self.http_server_values = self.server_values(tree)
+        local = LevelSettings()
+        self.fill_level(local, [d for d in tree if d.name not in ("server", "upstream", "map")])
+        # the http level merges with the table's defaults: every field is set from here down
+        top = local.merged_with(Settings.from_values(dtable.settings_defaults(self), {}))
+        self.http_level = local
         servers = [self.compile_server(d, top) for d in tree if d.name == "server"]
         for pd, loc in self._pending_proxy:
             loc.proxy = self.proxy_pass(pd)
         self.upstreams.update(self.implicit)
         return HttpConf(servers, self.upstreams, maps, self.log_formats, top, local, self.scope)
-
-    def http_defaults(self, local: Settings) -> Settings:
-        base = Settings()
-        for f in SETTING_FIELDS:
-            setattr(base, f, DEFAULTS.get(f))
-        base.index = (literal("index.html"),)
-        base.types = dict(BUILTIN_TYPES)
-        base.root = self.prefixed("html")
-        base.access_log = (AccessLog(self.prefixed("logs/access.log"), "combined"),)
-        base.client_body_temp_path = (self.prefixed("client_body_temp"), ())
-        return local.merged_with(base)
 
     def compile_log_format(self, d: Directive) -> None:
         args = d.values
@@ -350,31 +322,15 @@ class Compiler:
         name = d.args[0].value
         if name in self.upstreams:
             raise ConfigError.at(f'duplicate upstream "{name}"', d)
-        up = UpstreamConf(name, [], where=(d.file, d.line), keepalive=32)
+        up = UpstreamConf(name, [], where=(d.file, d.line))
+        for fld, value in dtable.defaults_of(dtable.UPSTREAM_T).items():
+            setattr(up, fld, value)    # keepalive 32, ...: written once, in the table
         for e in d.block or ():
-            v = e.values
-            if e.name == "server":
-                up.peers.extend(self.peers(e, up.name))
-            elif e.name == "keepalive":
-                up.keepalive = self.integer(e)
-                up.keepalive_set = True
-                if up.keepalive == 0:
-                    raise ConfigError.at(f'invalid value "{v[0]}" in "keepalive" directive', e)
-                up.keepalive_local = len(v) > 1 and v[1] == "local"
-                if len(v) > 1 and v[1] != "local":
-                    raise self.invalid(e, v[1])
-            elif e.name == "keepalive_timeout":
-                up.keepalive_timeout = self.time(e)
-            elif e.name == "keepalive_requests":
-                up.keepalive_requests = self.integer(e)
-            elif e.name == "keepalive_time":
-                up.keepalive_time = self.time(e)
-            elif e.name in ("least_conn", "ip_hash", "random"):
-                up.kind = e.name
-            elif e.name == "hash":
-                up.kind = "hash"
-                up.hash_key = self.template(v[0], e)
-                up.hash_consistent = len(v) > 1 and v[1] == "consistent"
+            spec = dtable.UPSTREAM_SPECS.get(e.name)
+            if spec is None:
+                self.note_effect(e, dtable.lookup(e.name))
+            else:
+                self.fill(up, spec, e)
         if not up.peers:
             raise ConfigError.at('no servers are inside upstream', d)
         self.upstreams[name] = up
@@ -424,20 +380,11 @@ class Compiler:
 
     def compile_server(self, d: Directive, http: Settings) -> ServerConf:
         body = d.block or ()
-        local = Settings()
-        self.fill_settings(local, body)
+        local = LevelSettings()
+        self.fill_level(local, body)
         merged = local.merged_with(http)
         srv = ServerConf([], [], [], {}, merged, local, (), SslConf(), where=(d.file, d.line))
-        for e in body:
-            v = e.values
-            if e.name == "listen":
-                srv.listens.extend(self.listen(e))
-            elif e.name == "server_name":
-                for n in v:
-                    if n.startswith("~"):
-                        self.regex(n[1:], False, e)
-                    srv.names.append(n if n.startswith("~") else n.lower())
-        self.apply_server_values(srv, {**self.http_server_values, **self.server_values(body)})
+        self.apply_server_values(srv, local)
         if not srv.listens:
             srv.listens.append(Listen("*", 80 if os.geteuid() == 0 else 8000, where=(d.file, d.line)))
         for ls in srv.listens:
@@ -463,78 +410,33 @@ class Compiler:
         srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
         return srv
 
-    def server_values(self, body: Iterable[Directive]) -> dict[str, Any]:
-        """The http/server-level directives (http2, ssl_*, request-head limits) that `body`
-        writes itself, by directive name. nginx merges them per server (merge_srv_conf): a
-        server takes each value it does not set from the http level. ssl_certificate and
-        ssl_certificate_key are arrays: the lines of one level, inherited as a whole."""
-        out: dict[str, Any] = {}
-        for e in body:
-            n = e.name
-            v = e.values
-            if n in ("ssl_certificate", "ssl_certificate_key"):
-                out.setdefault(n, []).append(e)
-            elif n == "ssl_protocols":
-                for p in v:
-                    if p not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
-                        raise ConfigError.at(f'invalid value "{p}" in "ssl_protocols" directive', e)
-                out[n] = tuple(v)
-            elif n == "ssl_ciphers":
-                out[n] = v[0]
-            elif n == "ssl_session_cache":
-                out[n] = " ".join(v)
-            elif n == "ssl_session_timeout" or n == "client_header_timeout":
-                out[n] = self.time(e)
-            elif n in ("ssl_prefer_server_ciphers", "ssl_session_tickets", "http2",
-                       "merge_slashes", "underscores_in_headers", "ignore_invalid_headers"):
-                out[n] = self.flag(e)
-            elif n == "http2_max_concurrent_streams":
-                out[n] = self.integer(e)
-            elif n == "large_client_header_buffers":
-                out[n] = (self.integer(e), self.size(e, 1))
-            elif n == "client_header_buffer_size":
-                out[n] = self.size(e)
-            elif n in ("ssl_dhparam", "ssl_password_file"):
-                out[n] = (self.conf_relative(v[0]), (e.file, e.line))
-            elif n in ("ssl_client_certificate", "ssl_trusted_certificate", "ssl_crl"):
-                out[n] = (self.conf_relative(v[0]), (e.file, e.line))
-            elif n == "ssl_verify_client":
-                if v[0] not in ("off", "on", "optional", "optional_no_ca"):
-                    raise ConfigError.at(f'invalid value "{v[0]}"', e)   # ngx_conf_set_enum_slot
-                if v[0] == "optional_no_ca":
-                    # asking for a certificate without verifying it needs an OpenSSL verify
-                    # callback, which Python's ssl module does not offer
-                    raise ConfigError.at('"ssl_verify_client optional_no_ca" is not supported '
-                                         'by truehop: Python\'s ssl module cannot request a '
-                                         'client certificate without verifying it', e)
-                out[n] = (v[0], (e.file, e.line))
-            elif n == "ssl_verify_depth":
-                if not v[0].isdigit():
-                    raise ConfigError.at('"ssl_verify_depth" directive invalid number', e)
-                out[n] = int(v[0])
-            # ssl_stapling, ssl_stapling_verify: accepted, no effect: clients fetch OCSP
-            # themselves (ssl_trusted_certificate, above, also verifies client certificates)
-        return out
-
-    def apply_server_values(self, srv: ServerConf, vals: dict[str, Any]) -> None:
-        """Set the merged http/server-level values on the server and its SslConf."""
-        for name, val in vals.items():
-            where = _SSL_WITH_WHERE.get(name)
-            if where is not None:
-                # (value, "FILE:LINE"): a file read at run time, named in its errors
-                setattr(srv.ssl, where[0], val[0])
-                setattr(srv.ssl, where[1], val[1])
-            elif name == "ssl_verify_depth":
-                srv.ssl.verify_depth = val
-            elif name.startswith("ssl_"):
-                fld = name[4:]
-                if fld in _SSL_FIELDS:
-                    setattr(srv.ssl, fld, val)
+    def apply_server_values(self, srv: ServerConf, local: LevelSettings) -> None:
+        """Set the server-level values (listen, server_name, http2, ssl_*, request-head
+        limits) on the server and its SslConf. nginx merges them per server
+        (merge_srv_conf): a server takes each value it does not write from the http level,
+        else the table's default. ssl_certificate and ssl_certificate_key are arrays: the
+        lines of one level, inherited as a whole, paired in order."""
+        http = self.http_level
+        for spec in dtable.SERVER_SPECS.values():
+            if spec.name in ("ssl_certificate", "ssl_certificate_key"):
+                continue    # paired below
+            fld = spec.field
+            if local.defined_here(fld):
+                value, written = local.values[fld], True
+            elif http.defined_here(fld):
+                value, written = http.values[fld], True
+            elif spec.merge != LIST:
+                value, written = spec.default, False
             else:
-                setattr(srv, name, val)
+                continue
+            if spec.where_field and written:
+                value, where = value
+                _set_path(srv, spec.where_field, where)
+            _set_path(srv, fld, value)
         # pair certificates with keys in order, as nginx does
-        certs: list[Directive] = vals.get("ssl_certificate", [])
-        keys: list[Directive] = vals.get("ssl_certificate_key", [])
+        certs: list[Directive] = local.get("ssl_certificate") or http.get("ssl_certificate") or []
+        keys: list[Directive] = (local.get("ssl_certificate_key")
+                                 or http.get("ssl_certificate_key") or [])
         if len(keys) < len(certs):
             c = certs[-1]   # nginx names the last certificate
             raise ConfigError(f'no "ssl_certificate_key" is defined for certificate '
@@ -604,7 +506,7 @@ class Compiler:
                 else:
                     ls.sndbuf = size
             elif p.startswith("so_keepalive="):
-                ls.so_keepalive = _so_keepalive(p[13:], e)
+                ls.so_keepalive = so_keepalive(p[13:], e)
             elif p == "deferred":
                 ls.deferred = True
             elif p.startswith("fastopen="):
@@ -647,16 +549,16 @@ class Compiler:
         if mod == "@" and parent_loc is not None:
             raise ConfigError.at(f'named location "@{pattern}" can be on the server level only', d)
         body = d.block or ()
-        local = Settings()
-        self.fill_settings(local, body)
+        local = LevelSettings()
+        self.fill_level(local, body)
         merged = local.merged_with(parent)
         loc = LocationConf(mod, pattern, merged, where=(d.file, d.line), parent=parent_loc, local=local)
         if mod in ("~", "~*"):
             loc.regex = self.regex(pattern, mod == "~*", d)
-        if local.alias is not None and local.root is not None:
+        if local.defined_here("alias") and local.defined_here("root"):
             raise ConfigError.at('"alias" directive is duplicate, "root" directive was specified '
                                  'earlier', d)
-        if local.alias is not None:
+        if local.defined_here("alias"):
             # an alias replaces an inherited root
             pass
         elif parent_loc is None and merged.alias is not None:
@@ -675,7 +577,7 @@ class Compiler:
                 self._pending_proxy.append((e, loc))
                 loc.has_content = True
                 loc.auto_redirect = mod in ("", "^~", "=") and pattern.endswith("/")
-        if local.try_files is not None or any(e.name == "return" for e in body):
+        if local.defined_here("try_files") or any(e.name == "return" for e in body):
             loc.has_content = True
         for e in body:
             if e.name == "location":
@@ -691,85 +593,35 @@ class Compiler:
 
     def ops(self, body: Iterable[Directive], named: set[str] | None,
             loc: LocationConf | None = None) -> tuple[Any, ...]:
+        """The rewrite module's instructions of a block, in order, each built by its table
+        entry's parser (conf/parsers.py); the rest of the block is not theirs."""
         out: list[Any] = []
+        scope = (named, loc)
         for e in body:
-            if e.name not in REWRITE_DIRECTIVES:
-                continue
-            w = (e.file, e.line)
-            v = e.values
-            if e.name == "return":
-                out.append(self.return_op(e, named))
-            elif e.name == "rewrite":
-                rx = self.regex(v[0], False, e)
-                names = (named or set()) | set(rx.groupindex)
-                flag = v[2] if len(v) > 2 else ""
-                if flag not in ("", "last", "break", "redirect", "permanent"):
-                    raise ConfigError.at(f'invalid parameter "{flag}"', e)
-                out.append(RewriteOp(rx, self.template(v[1], e, names), flag, w))
-            elif e.name == "set":
-                if not v[0].startswith("$"):
-                    raise ConfigError.at(f'invalid variable name "{v[0]}"', e)
-                out.append(SetOp(v[0][1:], self.template(v[1], e, named), w))
-            elif e.name == "break":
-                out.append(BreakOp(w))
-            elif e.name == "if":
-                cond = self.condition(e, named)
-                body_ops = self.ops(e.block or (), named, loc)
-                if_loc = None
-                content = [x for x in e.block or () if x.name not in REWRITE_DIRECTIVES]
-                if content and loc is not None:
-                    local = Settings()
-                    self.fill_settings(local, content)
-                    if_loc = LocationConf("if", "", local.merged_with(loc.settings),
-                                          where=w, parent=loc, local=local)
-                    for x in content:
-                        if x.name == "proxy_pass":
-                            self._pending_proxy.append((x, if_loc))
-                            if_loc.has_content = True
-                out.append(IfOp(cond, body_ops, if_loc, w))
+            spec = dtable.REWRITE_SPECS.get(e.name)
+            if spec is not None:
+                assert spec.parse is not None, spec.name
+                out.append(spec.parse(self, e, scope))
         return tuple(out)
 
-    def return_op(self, e: Directive, named: set[str] | None) -> ReturnOp:
-        v = e.values
+    def if_op(self, e: Directive, named: set[str] | None, loc: LocationConf | None) -> IfOp:
+        """`if (condition) { ... }`: its rewrite instructions, and, in a location, the
+        settings and proxy_pass of an implicit location used when the condition holds."""
         w = (e.file, e.line)
-        if v[0].isdigit():
-            code = int(v[0])
-            if code > 999:
-                raise ConfigError.at(f'invalid return code "{v[0]}"', e)
-            text = self.template(v[1], e, named) if len(v) > 1 else None
-            return ReturnOp(code, text, w)
-        if len(v) > 1:
-            raise ConfigError.at(f'invalid return code "{v[0]}"', e)
-        if v[0].startswith(("http://", "https://", "$scheme")):
-            return ReturnOp(302, self.template(v[0], e, named), w)
-        raise ConfigError.at(f'invalid return code "{v[0]}"', e)
-
-    def condition(self, e: Directive, named: set[str] | None) -> Condition:
-        args = list(e.args)
-        # nginx lexes "($a" / "b)" as tokens with the parentheses attached
-        if not args or not args[0].value.startswith("("):
-            raise ConfigError.at('invalid condition "' + " ".join(a.value for a in args) + '"', e)
-        vals = [a.value for a in args]
-        vals[0] = vals[0][1:]
-        if not vals[-1].endswith(")"):
-            raise ConfigError.at(f'invalid condition "{vals[-1]}"', e)
-        vals[-1] = vals[-1][:-1]
-        vals = [x for x in vals if x != ""] if not args[-1].quoted else vals
-        if len(vals) == 1:
-            if not vals[0].startswith("$"):
-                raise ConfigError.at(f'invalid condition "{vals[0]}"', e)
-            return Condition("var", self.template(vals[0], e, named))
-        if len(vals) == 2 and vals[0] in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
-            return Condition("file", self.template(vals[1], e, named), file_test=vals[0])
-        if len(vals) == 3:
-            left = self.template(vals[0], e, named)
-            op = vals[1]
-            if op in ("=", "!="):
-                return Condition("eq" if op == "=" else "ne", left, self.template(vals[2], e, named))
-            if op in ("~", "~*", "!~", "!~*"):
-                rx = self.regex(vals[2], "*" in op, e)
-                return Condition("nre" if op.startswith("!") else "re", left, regex=rx)
-        raise ConfigError.at('unexpected "' + vals[-1] + '" in condition', e)
+        cond = condition(self, e, named)
+        body_ops = self.ops(e.block or (), named, loc)
+        if_loc = None
+        content = [x for x in e.block or () if x.name not in dtable.REWRITE_SPECS]
+        if content and loc is not None:
+            local = LevelSettings()
+            self.fill_level(local, content)
+            if_loc = LocationConf("if", "", local.merged_with(loc.settings),
+                                  where=w, parent=loc, local=local)
+            for x in content:
+                if x.name == "proxy_pass":
+                    self._pending_proxy.append((x, if_loc))
+                    if_loc.has_content = True
+        return IfOp(cond, body_ops, if_loc, w)
 
     # --- proxy_pass ------------------------------------------------------------------------
 
@@ -820,502 +672,54 @@ class Compiler:
 
     # --- settings --------------------------------------------------------------------------
 
-    def fill_settings(self, s: Settings, body: Iterable[Directive]) -> None:
+    def fill_level(self, level: LevelSettings, body: Iterable[Directive]) -> None:
+        """What one http/server/location/`if` level writes, through the table: a settings
+        directive fills its field (a list directive appends its line), a server-level one
+        its server value; any other (blocks, rewrite instructions, proxy_pass) is the
+        compiler's walk, or accepted with no field (the table's effect says what then)."""
         for e in body:
-            h = SETTING_HANDLERS.get(e.name)
-            if h is None:
-                if e.name == "limit_rate" and e.args and \
-                        e.args[0].value.rstrip("kKmMgG").lstrip("0"):   # 0 (0k...): off
-                    # accepted, not enforced: kept where it was written, for the lint
-                    # finding (limit-rate-ignored) that says so at -t and start-up
-                    s.where.setdefault("limit_rate", (e.file, e.line))
+            w = (e.file, e.line)
+            spec = dtable.SETTINGS_SPECS.get(e.name)
+            if spec is not None:
+                assert spec.parse is not None, spec.name
+                value = spec.parse(self, e, level)
+                if spec.merge == LIST:
+                    value = (*(level.get(spec.field) or ()), value)
+                level.set(spec.field, value)
+                level.where.setdefault(spec.field, w)
+                level.where[spec.field + "@last"] = w
                 continue
-            fld, fn = h
-            val = fn(self, e, s)
-            if val is not _APPENDED:
-                setattr(s, fld, val)
-            s.where.setdefault(fld, (e.file, e.line))
-            s.where[fld + "@last"] = (e.file, e.line)
+            spec = dtable.SERVER_SPECS.get(e.name)
+            if spec is not None:
+                assert spec.parse is not None, spec.name
+                value = spec.parse(self, e, level)
+                if spec.merge == LIST:
+                    value = [*(level.get(spec.field) or ()),
+                             *(value if isinstance(value, list) else [value])]
+                level.set(spec.field, value)
+                continue
+            before = len(self.not_applied)
+            self.note_effect(e, dtable.lookup(e.name))
+            if len(self.not_applied) > before:
+                # kept with the level's lines too: lint shows it with the location
+                level.where.setdefault(e.name, w)
 
 
-_APPENDED = object()
-
-# ssl_* directives kept with where they were set: SslConf field, and its "FILE:LINE" field
-_SSL_WITH_WHERE: dict[str, tuple[str, str]] = {
-    "ssl_dhparam": ("dhparam", "dhparam_where"),
-    "ssl_password_file": ("password_file", "password_where"),
-    "ssl_verify_client": ("verify_client", "verify_where"),
-    "ssl_client_certificate": ("client_certificate", "client_certificate_where"),
-    "ssl_trusted_certificate": ("trusted_certificate", "trusted_certificate_where"),
-    "ssl_crl": ("crl", "crl_where"),
-}
-_SSL_FIELDS = frozenset({"protocols", "ciphers", "prefer_server_ciphers", "session_cache",
-                         "session_timeout", "session_tickets"})
-Handler = Callable[[Compiler, Directive, Settings], Any]
-
-
-def _append(field_name: str, make: Callable[[Compiler, Directive], Any]) -> Handler:
-    def h(c: Compiler, d: Directive, s: Settings) -> Any:
-        cur = getattr(s, field_name) or ()
-        setattr(s, field_name, (*cur, make(c, d)))
-        return _APPENDED
-    return h
-
-
-def _header_setting(c: Compiler, d: Directive) -> HeaderSetting:
-    v = d.values
-    always = len(v) > 2 and v[2] == "always"
-    if len(v) > 2 and not always:
-        raise ConfigError.at(f'invalid parameter "{v[2]}"', d)
-    return HeaderSetting(v[0], c.template(v[1], d), (d.file, d.line), always)
-
-
-def _expires(c: Compiler, d: Directive, s: Settings) -> Expires:
-    """ngx_http_headers_expires: `expires [modified] time | epoch | max | off`."""
-    v = d.values
-    modified = False
-    if len(v) == 2:
-        if v[0] != "modified":
-            raise ConfigError.at('"expires" directive invalid value', d)
-        modified = True
-    text = v[-1]
-    tpl = c.template(text, d)
-    if tpl.static is None:
-        return Expires("modified" if modified else "access", 0, tpl)
-    try:
-        kind, secs = parse_expires(text, modified)
-    except ValueError as e:
-        raise ConfigError.at(f'"expires" directive {e}', d) from None
-    return Expires(kind, secs)
-
-
-def _access_log(c: Compiler, d: Directive) -> AccessLog:
-    v = d.values
-    if v[0] == "off":
-        return AccessLog("off", "")
-    path = v[0] if v[0].startswith("syslog:") else c.prefixed(v[0])
-    fmt = "combined"
-    rest = v[1:]
-    if rest and "=" not in rest[0]:
-        fmt = rest[0]
-        rest = rest[1:]
-        if fmt not in c.log_formats and fmt != "combined":
-            raise ConfigError.at(f'unknown log format "{fmt}"', d)
-    buffer, flush, cond = 0, 0.0, None
-    for p in rest:
-        if p.startswith("buffer="):
-            buffer = parse_size(p[7:])
-        elif p.startswith("flush="):
-            flush = parse_time(p[6:])
-        elif p.startswith("if="):
-            cond = c.template(p[3:], d)
-        elif p.startswith("gzip"):
-            raise ConfigError.at('"access_log" gzip is not supported by truehop', d)
-        else:
-            raise ConfigError.at(f'invalid parameter "{p}"', d)
-    return AccessLog(path, fmt, buffer, flush, cond, (d.file, d.line))
-
-
-def _error_page(c: Compiler, d: Directive, s: Settings) -> Any:
-    v = d.values
-    target = v[-1]
-    codes = v[:-1]
-    override: int | None = None
-    if codes and codes[-1].startswith("="):
-        o = codes[-1][1:]
-        override = int(o) if o.isdigit() else 0
-        codes = codes[:-1]
-    if not codes:
-        raise ConfigError.at('invalid number of arguments in "error_page" directive', d)
-    cur = dict(s.error_page or {})
-    for code in codes:
-        if not code.isdigit() or not 300 <= int(code) <= 599:
-            raise ConfigError.at(f'value "{code}" must be between 300 and 599', d)
-        cur[int(code)] = ErrorPage(c.template(target, d), override, (d.file, d.line))
-    s.error_page = cur
-    return _APPENDED
-
-
-def _real_ip_from(c: Compiler, d: Directive) -> Any:
-    v = d.values[0]
-    if v == "unix:":
-        return "unix:"
-    try:
-        return ipaddress.ip_network(v, strict=False)
-    except ValueError:
-        try:
-            return ipaddress.ip_network(socket.gethostbyname(v))
-        except OSError:
-            raise ConfigError.at(f'invalid parameter "{v}"', d) from None
-
-
-def _types(c: Compiler, d: Directive, s: Settings) -> dict[str, str]:
-    table: dict[str, str] = {}
-    for e in d.block or ():
-        for ext in e.values:
-            table[ext.lower()] = e.name
-    return table
-
-
-def _proxy_buffers(c: Compiler, d: Directive, s: Settings) -> tuple[int, int]:
-    return (c.integer(d), c.size(d, 1))
-
-
-def _next_upstream(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
-    flags = frozenset(d.values)
-    for f in flags:
-        if f not in NEXT_UPSTREAM_FLAGS:
-            raise ConfigError.at(f'invalid value "{f}"', d)
-    if "off" in flags and len(flags) > 1:
-        raise ConfigError.at('invalid value "off"', d)
-    return frozenset() if "off" in flags else flags
-
-
-def _lingering_close(c: Compiler, d: Directive, s: Settings) -> str:
-    v = d.values[0]
-    if v not in ("off", "on", "always"):
-        raise ConfigError.at(f'invalid value "{v}" in "{d.name}" directive, it must be '
-                             '"off", "on" or "always"', d)
-    return v
-
-
-def _so_keepalive(v: str, d: Directive) -> tuple[bool, int, int, int]:
-    """`so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]` (times in seconds or with a
-    unit; an empty part keeps the system's value, as 0 here)."""
-    if v in ("on", "off"):
-        return (v == "on", 0, 0, 0)
-    parts = v.split(":")
-    if len(parts) != 3:
-        raise ConfigError.at(f'invalid so_keepalive value: "{v}"', d)
-    try:
-        idle, intvl = (int(parse_time(x)) if x else 0 for x in parts[:2])
-        cnt = int(parts[2]) if parts[2] else 0
-    except ValueError:
-        raise ConfigError.at(f'invalid so_keepalive value: "{v}"', d) from None
-    return (True, idle, intvl, cnt)
-
-
-def _proxy_redirect(c: Compiler, d: Directive, s: Settings) -> Any:
-    """ngx_http_proxy_redirect: `off`, `default`, `text replacement` (text may hold
-    variables), `~regex replacement` / `~*regex replacement` (captures in the replacement).
-    The directives of one level are kept in order; after `off`, further ones are ignored."""
-    v = d.values
-    cur = s.proxy_redirect
-    if cur is not None and cur.kind == "off":
-        return cur
-    rules = cur.rules if cur is not None else ()
-    if len(v) == 1:
-        if v[0] == "off":
-            if rules:
-                raise ConfigError.at('"proxy_redirect" directive is duplicate', d)
-            return ProxyRedirect("off")
-        if v[0] != "default":
-            raise ConfigError.at('invalid parameter "' + v[0] + '"', d)
-        return ProxyRedirect("rules", (*rules, RedirectRule("default")))
-    return ProxyRedirect("rules", (*rules, _rewrite_rule(c, d)))
-
-
-def _rewrite_rule(c: Compiler, d: Directive, domain: bool = False) -> RedirectRule:
-    """`match replacement` of proxy_redirect / proxy_cookie_*: `~regex` or `~*regex` (its
-    captures in the replacement), else a prefix (or, for a cookie domain, the whole domain,
-    compared without a leading dot and case) that may hold variables."""
-    match, repl = d.values
-    if match.startswith("~"):
-        caseless = match.startswith("~*")
-        rx = c.regex(match[2:] if caseless else match[1:], caseless, d)
-        return RedirectRule("regex", regex=rx,
-                            replacement=c.template(repl, d, set(rx.groupindex)))
-    if domain:
-        return RedirectRule("domain", match=c.template(match.removeprefix("."), d),
-                            replacement=c.template(repl, d))
-    return RedirectRule("prefix", match=c.template(match, d), replacement=c.template(repl, d))
-
-
-def _cookie_rewrite(field_name: str) -> Handler:
-    """proxy_cookie_domain / proxy_cookie_path: `off`, or `text replacement` (text and
-    replacement may hold variables), or `~regex replacement` / `~*regex replacement`. The
-    directives of one level are kept in order; `off` after rules is a duplicate."""
-    domain = field_name == "proxy_cookie_domain"
-
-    def h(c: Compiler, d: Directive, s: Settings) -> Any:
-        v = d.values
-        cur = getattr(s, field_name)
-        if len(v) == 1:
-            if v[0] != "off":
-                raise ConfigError.at(f'invalid number of arguments in "{d.name}" directive', d)
-            if cur:
-                raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
-            return ()
-        if cur == () and cur is not None:
-            return cur      # after `off`, as nginx, further rules do nothing
-        return (*(cur or ()), _rewrite_rule(c, d, domain))
-    return h
-
-
-def _resolver(c: Compiler, d: Directive, s: Settings) -> ResolverConf:
-    """ngx_http_core_resolver: servers (a name is resolved now, port 53 by default), then
-    `valid=`, `ipv4=`, `ipv6=`; `status_zone=` only names statistics, not kept."""
-    servers: list[tuple[str, int]] = []
-    valid: float | None = None
-    ipv4 = ipv6 = True
-    for v in d.values:
-        if v.startswith("valid="):
-            try:
-                valid = parse_time(v[6:])
-            except ValueError:
-                raise ConfigError.at(f'invalid parameter "{v}"', d) from None
-        elif v.startswith(("ipv4=", "ipv6=")):
-            if v[5:] not in ("on", "off"):
-                raise ConfigError.at(f'invalid parameter "{v}"', d)
-            if v[3] == "4":
-                ipv4 = v[5:] == "on"
-            else:
-                ipv6 = v[5:] == "on"
-        elif v.startswith("status_zone="):
-            pass
-        else:
-            host, port = split_host_port(v, 53, d)
-            servers.extend((addr, port) for addr in resolve(host, d))
-    if not ipv4 and not ipv6:
-        raise ConfigError.at('"ipv4" and "ipv6" cannot both be "off"', d)
-    if not servers:
-        raise ConfigError.at(f'invalid number of arguments in "{d.name}" directive', d)
-    return ResolverConf(tuple(servers), valid, ipv4, ipv6)
-
-
-def _keepalive_timeout(c: Compiler, d: Directive, s: Settings) -> Any:
-    """`keepalive_timeout timeout [header_timeout]`: the second value is sent as
-    `Keep-Alive: timeout=N` (ngx_http_core_keepalive)."""
-    s.keepalive_timeout = c.time(d, 0)
-    s.keepalive_header = c.time(d, 1) if len(d.values) > 1 else 0.0
-    return _APPENDED
-
-
-def _ssl_protocols(c: Compiler, d: Directive, s: Settings) -> tuple[str, ...]:
-    for p in d.values:
-        if p not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
-            raise ConfigError.at(f'invalid value "{p}" in "{d.name}" directive', d)
-    return tuple(d.values)
-
-
-def _template(c: Compiler, d: Directive, s: Settings) -> Template:
-    return c.template(d.values[0], d)
-
-
-def _keepalive_disable(c: Compiler, d: Directive, s: Settings) -> frozenset[str]:
-    """`keepalive_disable none | browser ...` (msie6, safari)."""
-    out: set[str] = set()
-    for v in d.values:
-        if v not in ("none", "msie6", "safari"):
-            raise ConfigError.at(f'invalid value "{v}"', d)
-        if v != "none":
-            out.add(v)
-    return frozenset(out)
-
-
-def _http_version(c: Compiler, d: Directive, s: Settings) -> str:
-    if d.values[0] not in ("1.0", "1.1"):
-        raise ConfigError.at(f'invalid value "{d.values[0]}" in "proxy_http_version" directive, '
-                             'it must be "1.0" or "1.1"', d)
-    return d.values[0]
-
-
-def _root(c: Compiler, d: Directive, s: Settings) -> str:
-    if s.alias is not None:
-        raise ConfigError.at('"root" directive is duplicate, "alias" directive was specified earlier', d)
-    return c.prefixed(d.values[0])
-
-
-def _alias(c: Compiler, d: Directive, s: Settings) -> Template:
-    if s.root is not None:
-        raise ConfigError.at('"alias" directive is duplicate, "root" directive was specified earlier', d)
-    return c.template(c.prefixed(d.values[0]) + ("/" if d.values[0].endswith("/") else ""), d)
-
-
-def _flag(c: Compiler, d: Directive, s: Settings) -> bool:
-    return c.flag(d)
-
-
-def _time(c: Compiler, d: Directive, s: Settings) -> float:
-    return c.time(d)
-
-
-def _size(c: Compiler, d: Directive, s: Settings) -> int:
-    return c.size(d)
-
-
-def _int(c: Compiler, d: Directive, s: Settings) -> int:
-    return c.integer(d)
-
-
-def _temp_path(c: Compiler, d: Directive, s: Settings) -> tuple[str, tuple[int, ...]]:
-    """client_body_temp_path path [level1 [level2 [level3]]] (ngx_conf_set_path_slot): each
-    level a number of characters of the ten-digit file name, 10 at most in all."""
-    if s.client_body_temp_path is not None:
-        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
-    levels = []
-    for v in d.values[1:]:
-        if not v.isdigit() or int(v) == 0:
-            raise ConfigError.at(f'"{d.name}" directive invalid value', d)
-        levels.append(int(v))
-    if sum(levels) > 10:
-        raise ConfigError.at(f'"{d.name}" directive invalid value', d)
-    return c.prefixed(d.values[0]).rstrip("/") or "/", tuple(levels)
-
-
-def _body_in_file_only(c: Compiler, d: Directive, s: Settings) -> str:
-    v = d.values[0]
-    if v not in ("off", "on", "clean"):
-        raise ConfigError.at(f'invalid value "{v}"', d)   # ngx_conf_set_enum_slot
-    return v
-
-
-SETTING_HANDLERS: dict[str, tuple[str, Handler]] = {
-    "root": ("root", _root),
-    "alias": ("alias", _alias),
-    "index": ("index", lambda c, d, s: tuple(c.template(x, d) for x in d.values)),
-    "try_files": ("try_files", lambda c, d, s: tuple(c.template(x, d) for x in d.values)),
-    "expires": ("expires", _expires),
-    "default_type": ("default_type", lambda c, d, s: d.values[0]),
-    "types": ("types", _types),
-    "sendfile": ("sendfile", _flag),
-    "tcp_nodelay": ("tcp_nodelay", _flag),
-    "keepalive_timeout": ("keepalive_timeout", _keepalive_timeout),
-    "keepalive_time": ("keepalive_time", _time),
-    "keepalive_disable": ("keepalive_disable", _keepalive_disable),
-    "lingering_close": ("lingering_close", _lingering_close),
-    "lingering_time": ("lingering_time", _time),
-    "lingering_timeout": ("lingering_timeout", _time),
-    "keepalive_requests": ("keepalive_requests", _int),
-    "client_max_body_size": ("client_max_body_size", _size),
-    "client_body_timeout": ("client_body_timeout", _time),
-    "client_body_buffer_size": ("client_body_buffer_size", _size),
-    "send_timeout": ("send_timeout", _time),
-    "server_tokens": ("server_tokens", lambda c, d, s: d.values[0] != "off"),
-    "absolute_redirect": ("absolute_redirect", _flag),
-    "server_name_in_redirect": ("server_name_in_redirect", _flag),
-    "port_in_redirect": ("port_in_redirect", _flag),
-    "proxy_http_version": ("proxy_http_version", _http_version),
-    "proxy_buffering": ("proxy_buffering", _flag),
-    "proxy_buffer_size": ("proxy_buffer_size", _size),
-    "proxy_buffers": ("proxy_buffers", _proxy_buffers),
-    "proxy_busy_buffers_size": ("proxy_busy_buffers_size", _size),
-    "proxy_request_buffering": ("proxy_request_buffering", _flag),
-    "proxy_connect_timeout": ("proxy_connect_timeout", _time),
-    "proxy_read_timeout": ("proxy_read_timeout", _time),
-    "proxy_send_timeout": ("proxy_send_timeout", _time),
-    "proxy_next_upstream": ("proxy_next_upstream", _next_upstream),
-    "proxy_next_upstream_tries": ("proxy_next_upstream_tries", _int),
-    "proxy_next_upstream_timeout": ("proxy_next_upstream_timeout", _time),
-    "proxy_redirect": ("proxy_redirect", _proxy_redirect),
-    "proxy_cookie_domain": ("proxy_cookie_domain", _cookie_rewrite("proxy_cookie_domain")),
-    "resolver": ("resolver", _resolver),
-    "resolver_timeout": ("resolver_timeout", _time),
-    "proxy_cookie_path": ("proxy_cookie_path", _cookie_rewrite("proxy_cookie_path")),
-    "proxy_pass_request_headers": ("proxy_pass_request_headers", _flag),
-    "proxy_pass_request_body": ("proxy_pass_request_body", _flag),
-    "proxy_hide_header": ("proxy_hide_header", _append("proxy_hide_header",
-                                                       lambda c, d: d.values[0].lower())),
-    "proxy_pass_header": ("proxy_pass_header", _append("proxy_pass_header",
-                                                       lambda c, d: d.values[0].lower())),
-    "proxy_intercept_errors": ("proxy_intercept_errors", _flag),
-    "proxy_ssl_server_name": ("proxy_ssl_server_name", _flag),
-    "proxy_ssl_verify": ("proxy_ssl_verify", _flag),
-    "proxy_ssl_protocols": ("proxy_ssl_protocols", _ssl_protocols),
-    "proxy_method": ("proxy_method", _template),
-    "proxy_set_body": ("proxy_set_body", _template),
-    "proxy_ssl_trusted_certificate": ("proxy_ssl_trusted_certificate",
-                                      lambda c, d, s: c.conf_relative(d.values[0])),
-    "proxy_ssl_name": ("proxy_ssl_name", lambda c, d, s: c.template(d.values[0], d)),
-    "proxy_set_header": ("proxy_set_header", _append("proxy_set_header", _header_setting)),
-    "add_header": ("add_header", _append("add_header", _header_setting)),
-    "error_page": ("error_page", _error_page),
-    "access_log": ("access_log", _append("access_log", _access_log)),
-    "log_not_found": ("log_not_found", _flag),
-    "etag": ("etag", _flag),
-    "max_ranges": ("max_ranges", _int),
-    "chunked_transfer_encoding": ("chunked_transfer_encoding", _flag),
-    "set_real_ip_from": ("set_real_ip_from", _append("set_real_ip_from", _real_ip_from)),
-    "real_ip_header": ("real_ip_header", lambda c, d, s: d.values[0]),
-    "real_ip_recursive": ("real_ip_recursive", _flag),
-    "autoindex": ("autoindex", _flag),
-    "if_modified_since": ("if_modified_since", lambda c, d, s: d.values[0]),
-    "disable_symlinks": ("disable_symlinks", lambda c, d, s: d.values[0] != "off"),
-    "proxy_ignore_headers": ("proxy_ignore_headers", lambda c, d, s: frozenset(
-        x.lower() for x in d.values)),
-    "recursive_error_pages": ("recursive_error_pages", _flag),
-    "client_body_temp_path": ("client_body_temp_path", _temp_path),
-    "client_body_in_file_only": ("client_body_in_file_only", _body_in_file_only),
-    # several error_log lines at one level all log; an inner level replaces the outer ones
-    "error_log": ("error_log", _append("error_log", lambda c, d: c.error_log_target(d))),
-}
+def _set_path(obj: Any, path: str, value: Any) -> None:
+    """Set "field" or "ssl.field" on a ServerConf."""
+    head, dot, rest = path.partition(".")
+    if dot:
+        setattr(getattr(obj, head), rest, value)
+    else:
+        setattr(obj, path, value)
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-def worker_ids(user: str, group: str, d: Directive | None) -> tuple[int, int]:
-    """(uid, gid) the workers switch to, with nginx's errors for unknown names."""
-    import grp
-    import pwd
-
-    def fail(msg: str) -> ConfigError:
-        return ConfigError.at(msg, d) if d is not None else ConfigError(msg)
-
-    try:
-        uid = pwd.getpwnam(user).pw_uid
-    except KeyError:
-        raise fail(f'getpwnam("{user}") failed') from None
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise fail(f'getgrnam("{group}") failed') from None
-    return uid, gid
-
-
-def _group_exists(name: str) -> bool:
-    import grp
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
-
 
 def _proxy_uri_part(url: str) -> str:
     rest = url.split("://", 1)[-1]
     _, slash, path = rest.partition("/")
     return slash + path
-
-
-def split_host_port(s: str, default_port: int, d: Directive) -> tuple[str, int]:
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        port_s = rest[1:] if rest.startswith(":") else str(default_port)
-    elif s.count(":") == 1:
-        host, _, port_s = s.partition(":")
-    else:
-        host, port_s = s, str(default_port)
-    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise ConfigError.at(f'invalid port in upstream "{s}"', d)
-    return host, int(port_s)
-
-
-def resolve(host: str, d: Directive) -> list[str]:
-    try:
-        ipaddress.ip_address(host)
-        return [host]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        raise ConfigError.at(f'host not found in upstream "{host}"', d) from None
-    out: list[str] = []
-    for info in infos:
-        a = str(info[4][0])
-        if a not in out:
-            out.append(a)
-    return out
 
 
 def _map_evaluator(m: MapConf) -> Callable[[Any], str]:
@@ -1356,5 +760,5 @@ def load(conf_path: str, prefix: str | None = None, globals_: str | None = None)
     main, http = comp.compile(tree, top)
     if main.pid != "off" and not os.path.isabs(main.pid):
         main.pid = comp.prefixed(main.pid)
-    cfg = Config(main, http, conf_path, prefix, sources, top, comp.warnings)
+    cfg = Config(main, http, conf_path, prefix, sources, top, comp.warnings, comp.not_applied)
     return cfg

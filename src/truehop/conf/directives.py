@@ -1,23 +1,26 @@
-"""The directives truehop accepts: one table, in nginx's own terms.
+"""The directive table: one record per directive, in nginx's own terms.
 
-Each accepted directive has a `Spec`: its name, the contexts nginx allows it in (those
-truehop implements), its arity in nginx's notation (`TAKE12`, `1MORE`, `FLAG`, ...), whether
-it opens a block, the nginx module it comes from and a one-line description. The contexts
-and arities were taken from nginx 1.30's `ngx_command_t` tables, so a file that nginx
-refuses for its structure is refused here with the same words and line:
+Each directive has a `Spec` (one per set of contexts: nginx has two `server` directives...):
 
-* `unknown directive "proxy_pas"`
-* `"map" directive is not allowed here`
-* `directive "server" has no opening "{"`, `directive "root" is not terminated by ";"`
-* `invalid number of arguments in "listen" directive`
-* `"events" directive is duplicate` (for the blocks that can appear once)
+* structure: its name, the contexts nginx allows it in (those truehop implements), its
+  arity in nginx's notation (`TAKE12`, `1MORE`, `FLAG`, ...), whether it opens a block. The
+  contexts and arities were taken from nginx 1.30's `ngx_command_t` tables, so a file that
+  nginx refuses for its structure is refused here (`check_tree`) with the same words and line:
+  `unknown directive "proxy_pas"`, `"map" directive is not allowed here`,
+  `directive "server" has no opening "{"`, `directive "root" is not terminated by ";"`,
+  `invalid number of arguments in "listen" directive`, `"events" directive is duplicate`;
+* meaning: what it fills (`target`: a Settings, MainConf, UpstreamConf or ServerConf field,
+  or a rewrite-module instruction), its parser (conf/parsers.py), its default (nginx 1.30's),
+  how levels merge it (`VALUE`, `LIST`, `RULES`); conf/compile.py dispatches through these;
+* effect: applied (and where), accepted with no effect (and why), accepted and not applied
+  (lint reports it under the entry's finding id), or refused (with its module).
 
 A real nginx directive that truehop does not implement is refused by name, with its module,
 never ignored: `"gzip" directive is not supported by truehop (ngx_http_gzip_module)`.
-`UNSUPPORTED` lists every directive of nginx 1.30 (http, core, events, stream, mail) that
-is not in the accepted table, plus well-known third-party and NGINX Plus ones.
+`REFUSED` holds every directive of nginx 1.30 (http, core, events, stream, mail) that is not
+accepted, plus well-known third-party and NGINX Plus ones, as entries of the same table.
+`python -m truehop.conf.reference` renders the table (README.md's directive reference).
 
-Values are not parsed here (the compiler does that); only names, contexts, blocks and arity.
 The bodies of `map` and `types` are key/value lists, not directives, and are not checked.
 
 Contexts: "main", "events", "http", "server", "location", "upstream", "if_server" (an `if`
@@ -26,11 +29,14 @@ in a server), "if_location" (an `if` in a location), "map", "types", "limit_exce
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from truehop.conf import parsers as P
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.lexer import COMMAND_LINE
+from truehop.conf.model import ProxyRedirect
 
 MAIN = "main"
 EVENTS = "events"
@@ -67,10 +73,84 @@ ARITIES: dict[str, tuple[frozenset[int], int | None]] = {
 }
 
 
+# What a directive fills (Spec.target): the compiler dispatches on it.
+SETTINGS_T = "settings"     # a Settings field, merged http -> server -> location -> if
+MAIN_T = "main"             # a MainConf field (main and events contexts)
+UPSTREAM_T = "upstream"     # an UpstreamConf field (inside `upstream { }`)
+SERVER_T = "server"         # a ServerConf / SslConf field ("ssl.x"), merged http -> server
+REWRITE_T = "rewrite"       # a rewrite-module instruction (ReturnOp, RewriteOp, ...), run in order
+STRUCTURE_T = ""            # blocks, rewrite-module instructions, proxy_pass: the compiler's walk
+
+# How a level's value relates to the enclosing level's (Spec.merge).
+VALUE = "value"   # ngx_conf_merge_*_value: this level's value if it wrote one, else the parent's
+LIST = "list"     # arrays (proxy_set_header, add_header, access_log, ...): the lines of the
+                  # nearest level that has any, as a whole; each line's parsed item is appended
+RULES = "rules"   # the same inheritance, but the parser folds each line into the level's
+                  # value itself (error_page's codes, proxy_redirect's and proxy_cookie_*'s rules)
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT = _NoDefault()
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """A default that depends on the load (the prefix): `make(compiler)` builds it; `text`
+    is what the directive reference shows."""
+
+    text: str
+    make: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What truehop does with a directive.
+
+    kind: "applied" (detail: the module(s) where the value takes effect), "no-effect"
+    (accepted, and nothing needs doing: detail says why), "not-applied" (accepted so that a
+    production config starts, but what nginx would do does not happen: detail says what;
+    lint reports each occurrence under `finding`), "refused" (detail: nginx's module)."""
+
+    kind: str
+    detail: str
+    finding: str = ""
+    fix: str = ""
+    # not-applied: whether this occurrence leaves something undone (limit_rate 0 does not)
+    active: Callable[[Directive], bool] | None = None
+
+
+def applied(at: str) -> Effect:
+    return Effect("applied", at)
+
+
+def no_effect(why: str) -> Effect:
+    return Effect("no-effect", why)
+
+
+def not_applied(what: str, finding: str, fix: str,
+                active: Callable[[Directive], bool] | None = None) -> Effect:
+    return Effect("not-applied", what, finding, fix, active)
+
+
+def refused(module: str) -> Effect:
+    return Effect("refused", module)
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """One accepted directive in one set of contexts (nginx has two `server` directives,
-    two `keepalive_timeout`s...: one Spec each)."""
+    """One directive in one set of contexts (nginx has two `server` directives, two
+    `keepalive_timeout`s...: one Spec each): the one record of what it is and where it goes.
+
+    Structure (checked by `check_tree`): name, contexts, arity, block, unique. Meaning (used
+    by conf/compile.py): `target` and `field` say what it fills, `parse(compiler, directive,
+    target)` reads its value (conf/parsers.py), `default` is the value when no level writes
+    it, `merge` how levels inherit it, `also` further fields the parser fills, with their
+    defaults. `effect` says what truehop does with it (the directive reference and lint's
+    "not applied" findings come from it)."""
 
     name: str
     contexts: frozenset[str]
@@ -80,6 +160,14 @@ class Spec:
     block: bool = False
     supported: bool = True  # False: nginx allows it here, truehop does not implement it
     unique: bool = False  # may appear once per block ("is duplicate")
+    target: str = STRUCTURE_T
+    parse: P.Parser | None = None
+    field: str = ""
+    default: Any = NO_DEFAULT
+    merge: str = ""
+    effect: Effect = Effect("applied", "")
+    where_field: str = ""  # server level: the field that keeps the (file, line) of a file's name
+    also: tuple[tuple[str, Any], ...] = ()
 
     def takes(self, n: int) -> bool:
         exact, at_least = ARITIES[self.arity]
@@ -91,6 +179,10 @@ class Spec:
     def child_context(self) -> str | None:
         """The context of this directive's block (for `if`, see `child_context_of`)."""
         return _CHILD.get(self.name) if self.block else None
+
+    def default_for(self, c: Any) -> Any:
+        """The default value, built for this load when it depends on it (Computed)."""
+        return self.default.make(c) if isinstance(self.default, Computed) else self.default
 
 
 _CHILD = {"events": EVENTS, "http": HTTP, "server": SERVER, "location": LOCATION,
@@ -129,182 +221,360 @@ KA = "ngx_http_upstream_keepalive_module"
 
 
 def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *,
-       block: bool = False, supported: bool = True, unique: bool = False) -> Spec:
+       block: bool = False, supported: bool = True, unique: bool = False,
+       target: str = STRUCTURE_T, parse: P.Parser | None = None, field: str = "",
+       default: Any = NO_DEFAULT, merge: str = "", at: str = "", noop: str = "",
+       effect: Effect | None = None, where_field: str = "",
+       also: tuple[tuple[str, Any], ...] = ()) -> Spec:
     assert arity in ARITIES, arity
-    return Spec(name, contexts, arity, module, doc, block, supported, unique)
+    if effect is None:
+        if not supported:
+            effect = refused(module)
+        elif noop:
+            effect = no_effect(noop)
+        else:
+            assert at, f"{name}: say where it is applied (at=) or why it has no effect (noop=)"
+            effect = applied(at)
+    if target and target != REWRITE_T and not field:
+        field = name
+    if target and not merge:
+        merge = VALUE if target in (SETTINGS_T, SERVER_T) else ""
+    return Spec(name, contexts, arity, module, doc, block, supported, unique, target, parse,
+                field, default, merge, effect, where_field, also)
+
+
+_TUNING = "sizes nginx's own hash tables or memory pools; truehop has none to size"
+_RUN = "process/runtime.py"
+_PIPE = "proxy/pipeline.py"
+_UP = "proxy/upstream.py"
+_DOWN = "net/downstream.py, net/h2conn.py"
+
+
+def _limit_rate_on(d: Directive) -> bool:
+    """limit_rate 0 (0k, ...) is nginx's default, off: nothing is left undone."""
+    return bool(d.args) and bool(d.args[0].value.rstrip("kKmMgG").lstrip("0"))
 
 
 SPECS: tuple[Spec, ...] = (
     # --- main ------------------------------------------------------------------------------
-    _d("worker_processes", M, "TAKE1", CORE, "number of worker processes, or auto (= cores)"),
-    _d("pid", M, "TAKE1", CORE, "file the master writes its pid to (off: none)"),
-    _d("error_log", M | HSL, "1MORE", CORE, "error log file and minimum level"),
-    _d("daemon", M, "FLAG", CORE, "detach from the terminal (truehop runs in the foreground by default)"),
-    _d("worker_shutdown_timeout", M, "TAKE1", CORE, "how long old workers may finish requests after reload/quit"),
-    _d("user", M, "TAKE12", CORE, "user (and group) the workers run as"),
-    _d("worker_rlimit_nofile", M, "TAKE1", CORE, "open-file limit of the workers"),
-    _d("pcre_jit", M, "FLAG", CORE, "regex JIT (accepted, no effect)"),
-    _d("include", ANY, "TAKE1", CORE, "read another file (glob) here, at parse time"),
-    _d("events", M, "NOARGS", CORE, "connection processing block", block=True, unique=True),
-    _d("http", M, "NOARGS", HCORE, "the HTTP server block", block=True, unique=True),
+    _d("worker_processes", M, "TAKE1", CORE, "number of worker processes, or auto (= cores)",
+       target=MAIN_T, parse=P.worker_processes, default=1, at="process/master.py"),
+    _d("pid", M, "TAKE1", CORE, "file the master writes its pid to (off: none)",
+       target=MAIN_T, parse=P.pid, default="logs/truehop.pid", at="process/master.py"),
+    _d("error_log", M, "1MORE", CORE, "error log file and minimum level",
+       target=MAIN_T, parse=P.error_log, field="error_logs", merge=LIST,
+       at="process/master.py, process/runtime.py"),
+    _d("daemon", M, "FLAG", CORE, "detach from the terminal (truehop runs in the foreground by default)",
+       target=MAIN_T, parse=P.flag, default=False, at="process/master.py"),
+    _d("worker_shutdown_timeout", M, "TAKE1", CORE, "how long old workers may finish requests after reload/quit",
+       target=MAIN_T, parse=P.time_, default=0.0, at="process/worker.py"),
+    _d("user", M, "TAKE12", CORE, "user (and group) the workers run as",
+       target=MAIN_T, parse=P.user, default=None, at="process/master.py"),
+    _d("worker_rlimit_nofile", M, "TAKE1", CORE, "open-file limit of the workers",
+       target=MAIN_T, parse=P.integer, field="rlimit_nofile", default=0, at="process/master.py"),
+    _d("pcre_jit", M, "FLAG", CORE, "regex JIT",
+       noop="regexes are Python's re, compiled once when the configuration is loaded"),
+    _d("include", ANY, "TAKE1", CORE, "read another file (glob) here, at parse time",
+       at="conf/parser.py"),
+    _d("events", M, "NOARGS", CORE, "connection processing block", block=True, unique=True,
+       at="conf/compile.py"),
+    _d("http", M, "NOARGS", HCORE, "the HTTP server block", block=True, unique=True,
+       at="conf/compile.py"),
     # --- events ----------------------------------------------------------------------------
-    _d("worker_connections", EV, "TAKE1", CORE, "maximum simultaneous connections per worker"),
-    _d("use", EV, "TAKE1", CORE, "connection processing method (accepted, uvloop is used)"),
-    _d("multi_accept", EV, "FLAG", CORE, "accept all pending connections at once"),
+    _d("worker_connections", EV, "TAKE1", CORE, "maximum simultaneous connections per worker",
+       target=MAIN_T, parse=P.integer, default=512, at=_RUN),
+    _d("use", EV, "TAKE1", CORE, "connection processing method",
+       noop="the event loop (uvloop when installed) picks epoll/kqueue itself"),
+    _d("multi_accept", EV, "FLAG", CORE, "accept all pending connections at once",
+       noop="the event loop accepts connections as they come"),
     # --- upstream --------------------------------------------------------------------------
-    _d("upstream", H, "TAKE1", UPS, "a named group of servers", block=True),
-    _d("server", U, "1MORE", UPS, "a server of the group: address weight= max_fails= fail_timeout= backup down"),
+    _d("upstream", H, "TAKE1", UPS, "a named group of servers", block=True,
+       at="conf/compile.py"),
+    _d("server", U, "1MORE", UPS, "a server of the group: address weight= max_fails= fail_timeout= backup down",
+       target=UPSTREAM_T, parse=P.upstream_server, field="peers", merge=LIST, at="proxy/balancer.py"),
     _d("resolver", U, "1MORE", UPS, "resolver for servers with `resolve`", supported=False),
     _d("resolver_timeout", U, "TAKE1", UPS, "resolver timeout for the group", supported=False),
-    _d("keepalive", U, "TAKE12", KA, "idle keepalive connections cached per worker [local]"),
-    _d("keepalive_timeout", U, "TAKE1", KA, "how long an idle upstream connection is kept"),
-    _d("keepalive_requests", U, "TAKE1", KA, "requests per upstream connection before it is closed"),
-    _d("keepalive_time", U, "TAKE1", KA, "maximum lifetime of an upstream connection"),
-    _d("least_conn", U, "NOARGS", "ngx_http_upstream_least_conn_module", "balance to the server with fewest active connections"),
-    _d("ip_hash", U, "NOARGS", "ngx_http_upstream_ip_hash_module", "balance by client address (/24 for IPv4)"),
-    _d("hash", U, "TAKE12", "ngx_http_upstream_hash_module", "balance by a key [consistent]"),
+    _d("keepalive", U, "TAKE12", KA, "idle keepalive connections cached per worker [local]",
+       target=UPSTREAM_T, parse=P.keepalive, default=32, at="process/runtime.py, proxy/pool.py"),
+    _d("keepalive_timeout", U, "TAKE1", KA, "how long an idle upstream connection is kept",
+       target=UPSTREAM_T, parse=P.time_, default=60.0, at="proxy/pool.py"),
+    _d("keepalive_requests", U, "TAKE1", KA, "requests per upstream connection before it is closed",
+       target=UPSTREAM_T, parse=P.integer, default=1000, at="proxy/pool.py"),
+    _d("keepalive_time", U, "TAKE1", KA, "maximum lifetime of an upstream connection",
+       target=UPSTREAM_T, parse=P.time_, default=3600.0, at="proxy/pool.py"),
+    _d("least_conn", U, "NOARGS", "ngx_http_upstream_least_conn_module", "balance to the server with fewest active connections",
+       target=UPSTREAM_T, parse=P.balance, field="kind", default="round_robin", at="proxy/balancer.py"),
+    _d("ip_hash", U, "NOARGS", "ngx_http_upstream_ip_hash_module", "balance by client address (/24 for IPv4)",
+       target=UPSTREAM_T, parse=P.balance, field="kind", default="round_robin", at="proxy/balancer.py"),
+    _d("hash", U, "TAKE12", "ngx_http_upstream_hash_module", "balance by a key [consistent]",
+       target=UPSTREAM_T, parse=P.hash_key, field="hash_key", default=None, at="proxy/balancer.py"),
     # --- http structure --------------------------------------------------------------------
-    _d("map", H, "TAKE2", "ngx_http_map_module", "a variable whose value depends on another", block=True),
-    _d("map_hash_bucket_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning (accepted, ignored)"),
-    _d("map_hash_max_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning (accepted, ignored)"),
-    _d("server", H, "NOARGS", HCORE, "a virtual server", block=True),
-    _d("listen", S, "1MORE", HCORE, "address and port to accept connections on, with options"),
-    _d("server_name", S, "1MORE", HCORE, "names of the virtual server (exact, wildcard, ~regex)"),
-    _d("location", SL, "TAKE12", HCORE, "configuration for a request URI ([=|~|~*|^~] uri, or @name)", block=True),
-    _d("types", HSL, "NOARGS", HCORE, "file extension -> MIME type table", block=True),
-    _d("log_format", H, "2MORE", "ngx_http_log_module", "a named access log format [escape=]"),
-    _d("access_log", HSLI, "1MORE", "ngx_http_log_module", "access log path [format [buffer= flush= if=]] or off"),
+    _d("map", H, "TAKE2", "ngx_http_map_module", "a variable whose value depends on another", block=True,
+       at="route/variables.py"),
+    _d("map_hash_bucket_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning", noop=_TUNING),
+    _d("map_hash_max_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning", noop=_TUNING),
+    _d("server", H, "NOARGS", HCORE, "a virtual server", block=True, at="route/servers.py"),
+    _d("listen", S, "1MORE", HCORE, "address and port to accept connections on, with options",
+       target=SERVER_T, parse=P.listen, field="listens", merge=LIST, at=_RUN),
+    _d("server_name", S, "1MORE", HCORE, "names of the virtual server (exact, wildcard, ~regex)",
+       target=SERVER_T, parse=P.server_names, field="names", merge=LIST, at="route/servers.py"),
+    _d("location", SL, "TAKE12", HCORE, "configuration for a request URI ([=|~|~*|^~] uri, or @name)", block=True,
+       at="route/locations.py"),
+    _d("types", HSL, "NOARGS", HCORE, "file extension -> MIME type table", block=True,
+       target=SETTINGS_T, parse=P.types, default=Computed("html, gif, jpg", P.builtin_types), at=_PIPE),
+    _d("log_format", H, "2MORE", "ngx_http_log_module", "a named access log format [escape=]",
+       at="log.py"),
+    _d("access_log", HSLI, "1MORE", "ngx_http_log_module", "access log path [format [buffer= flush= if=]] or off",
+       target=SETTINGS_T, parse=P.access_log, merge=LIST,
+       default=Computed("logs/access.log combined", P.default_access_log), at=_RUN + ", " + _PIPE),
+    _d("error_log", HSL, "1MORE", CORE, "error log of requests at this level, and minimum level",
+       target=SETTINGS_T, parse=P.error_log, merge=LIST, default=None, at=_RUN + ", log.py"),
     # --- content ---------------------------------------------------------------------------
-    _d("root", HSLI, "TAKE1", HCORE, "document root: file = root + URI"),
-    _d("alias", L, "TAKE1", HCORE, "replace the location's prefix with this path"),
-    _d("index", HSL, "1MORE", "ngx_http_index_module", "files tried for a URI ending in /"),
-    _d("try_files", SL, "2MORE", HCORE, "check files in order, else the last parameter (URI, @name or =code)"),
-    _d("autoindex", HSL, "FLAG", "ngx_http_autoindex_module", "directory listings"),
-    _d("default_type", HSL, "TAKE1", HCORE, "MIME type when the extension is not in types"),
-    _d("expires", HSLI, "TAKE12", "ngx_http_headers_module", "Expires and Cache-Control max-age of responses"),
-    _d("add_header", HSLI, "TAKE23", "ngx_http_headers_module", "add a response header [always]"),
-    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]"),
-    _d("error_page", HSLI, "2MORE", HCORE, "URI (or redirect) shown for the given status codes"),
-    _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects"),
-    _d("log_not_found", HSL, "FLAG", HCORE, "log file-not-found errors"),
-    _d("etag", HSL, "FLAG", HCORE, "ETag on static files"),
-    _d("if_modified_since", HSL, "TAKE1", HCORE, "how If-Modified-Since is compared (off|exact|before)"),
-    _d("max_ranges", HSL, "TAKE1", HCORE, "maximum byte ranges per request"),
-    _d("open_file_cache", HSL, "TAKE12", HCORE, "open file descriptor cache (accepted)"),
-    _d("disable_symlinks", HSL, "TAKE12", HCORE, "refuse symbolic links when opening files"),
-    _d("sendfile", HSLI, "FLAG", HCORE, "use sendfile() for static files"),
-    _d("tcp_nopush", HSL, "FLAG", HCORE, "TCP_CORK with sendfile"),
-    _d("tcp_nodelay", HSL, "FLAG", HCORE, "TCP_NODELAY on keepalive connections"),
-    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request (accepted)"),
+    _d("root", HSLI, "TAKE1", HCORE, "document root: file = root + URI",
+       target=SETTINGS_T, parse=P.root, default=Computed("html", P.default_root), at=_PIPE),
+    _d("alias", L, "TAKE1", HCORE, "replace the location's prefix with this path",
+       target=SETTINGS_T, parse=P.alias, default=None, at=_PIPE),
+    _d("index", HSL, "1MORE", "ngx_http_index_module", "files tried for a URI ending in /",
+       target=SETTINGS_T, parse=P.templates, default=Computed("index.html", P.default_index), at=_PIPE),
+    _d("try_files", SL, "2MORE", HCORE, "check files in order, else the last parameter (URI, @name or =code)",
+       target=SETTINGS_T, parse=P.templates, default=None, at=_PIPE),
+    _d("autoindex", HSL, "FLAG", "ngx_http_autoindex_module", "directory listings",
+       target=SETTINGS_T, parse=P.flag, default=False,
+       noop="no listing is generated: a directory without an index file answers 403, as with autoindex off"),
+    _d("default_type", HSL, "TAKE1", HCORE, "MIME type when the extension is not in types",
+       target=SETTINGS_T, parse=P.word, default="text/plain", at=_PIPE),
+    _d("expires", HSLI, "TAKE12", "ngx_http_headers_module", "Expires and Cache-Control max-age of responses",
+       target=SETTINGS_T, parse=P.expires, default=None, at=_PIPE),
+    _d("add_header", HSLI, "TAKE23", "ngx_http_headers_module", "add a response header [always]",
+       target=SETTINGS_T, parse=P.header_setting, merge=LIST, default=(), at=_PIPE),
+    _d("return", REWRITE, "TAKE12", REWR, "stop and answer with a code [text|URL]",
+       target=REWRITE_T, parse=P.rewrite_return, at=_PIPE),
+    _d("error_page", HSLI, "2MORE", HCORE, "URI (or redirect) shown for the given status codes",
+       target=SETTINGS_T, parse=P.error_page, merge=RULES, default={}, at=_PIPE),
+    _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects", at=_PIPE),
+    _d("log_not_found", HSL, "FLAG", HCORE, "log file-not-found errors",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_PIPE),
+    _d("etag", HSL, "FLAG", HCORE, "ETag on static files",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_PIPE),
+    _d("if_modified_since", HSL, "TAKE1", HCORE, "how If-Modified-Since is compared (off|exact|before)",
+       target=SETTINGS_T, parse=P.word, default="exact", at=_PIPE),
+    _d("max_ranges", HSL, "TAKE1", HCORE, "maximum byte ranges per request",
+       target=SETTINGS_T, parse=P.integer, default=None, at=_PIPE),
+    _d("open_file_cache", HSL, "TAKE12", HCORE, "open file descriptor cache",
+       noop="files are opened per request: there is no descriptor cache to size"),
+    _d("disable_symlinks", HSL, "TAKE12", HCORE, "refuse symbolic links when opening files",
+       target=SETTINGS_T, parse=P.not_off, default=False,
+       noop="symbolic links are followed, as with nginx's default (off)"),
+    _d("sendfile", HSLI, "FLAG", HCORE, "use sendfile() for static files",
+       target=SETTINGS_T, parse=P.flag, default=False, at="net/downstream.py, " + _PIPE),
+    _d("tcp_nopush", HSL, "FLAG", HCORE, "TCP_CORK with sendfile",
+       noop="TCP_CORK is not set: a response head and its first body bytes go out in one write"),
+    _d("tcp_nodelay", HSL, "FLAG", HCORE, "TCP_NODELAY on keepalive connections",
+       target=SETTINGS_T, parse=P.flag, default=True,
+       noop="the event loop sets TCP_NODELAY on every TCP connection"),
+    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request",
+       effect=not_applied("responses are sent at full speed", "limit-rate-ignored",
+                          "remove limit_rate, or throttle downloads in front of truehop",
+                          _limit_rate_on)),
     # --- proxy -----------------------------------------------------------------------------
-    _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to"),
-    _d("proxy_set_header", HSL, "TAKE2", PROXY, "set (or remove, if empty) a header sent upstream"),
-    _d("proxy_http_version", HSL, "TAKE1", PROXY, "HTTP version spoken to the upstream (1.0|1.1)"),
-    _d("proxy_buffering", HSL, "FLAG", PROXY, "buffer upstream responses"),
-    _d("proxy_buffer_size", HSL, "TAKE1", PROXY, "buffer for the upstream response head"),
-    _d("proxy_buffers", HSL, "TAKE2", PROXY, "number and size of response buffers per request"),
-    _d("proxy_busy_buffers_size", HSL, "TAKE1", PROXY, "buffers that may be busy sending to the client"),
-    _d("proxy_request_buffering", HSL, "FLAG", PROXY, "read the whole request body before proxying"),
-    _d("proxy_connect_timeout", HSL, "TAKE1", PROXY, "timeout for connecting to the upstream"),
-    _d("proxy_read_timeout", HSL, "TAKE1", PROXY, "timeout between two reads from the upstream"),
-    _d("proxy_send_timeout", HSL, "TAKE1", PROXY, "timeout between two writes to the upstream"),
-    _d("proxy_next_upstream", HSL, "1MORE", PROXY, "failures that make a request go to the next server"),
-    _d("proxy_next_upstream_tries", HSL, "TAKE1", PROXY, "limit of tries over servers (0: none)"),
-    _d("proxy_next_upstream_timeout", HSL, "TAKE1", PROXY, "time limit for trying servers (0: none)"),
-    _d("proxy_redirect", HSL, "TAKE12", PROXY, "rewrite Location/Refresh of upstream responses"),
-    _d("proxy_method", HSL, "TAKE1", PROXY, "the method of the upstream request"),
-    _d("proxy_set_body", HSL, "TAKE1", PROXY, "the body of the upstream request"),
-    _d("proxy_pass_request_headers", HSL, "FLAG", PROXY, "send the client's headers upstream"),
-    _d("proxy_pass_request_body", HSL, "FLAG", PROXY, "send the client's body upstream"),
-    _d("proxy_hide_header", HSL, "TAKE1", PROXY, "do not pass this upstream response header"),
-    _d("proxy_pass_header", HSL, "TAKE1", PROXY, "pass an upstream header nginx hides by default"),
-    _d("proxy_intercept_errors", HSL, "FLAG", PROXY, "answer upstream codes >= 300 with error_page"),
-    _d("proxy_ignore_headers", HSL, "1MORE", PROXY, "upstream response headers whose meaning is ignored"),
-    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering"),
-    _d("proxy_cookie_domain", HSL, "TAKE12", PROXY, "rewrite the domain of Set-Cookie"),
-    _d("proxy_cookie_path", HSL, "TAKE12", PROXY, "rewrite the path of Set-Cookie"),
-    _d("proxy_ssl_server_name", HSL, "FLAG", PROXY, "send SNI to an https upstream"),
-    _d("proxy_ssl_verify", HSL, "FLAG", PROXY, "verify the https upstream's certificate"),
-    _d("proxy_ssl_trusted_certificate", HSL, "TAKE1", PROXY, "CA certificates for proxy_ssl_verify"),
-    _d("proxy_ssl_name", HSL, "TAKE1", PROXY, "name used for SNI and verification"),
-    _d("proxy_ssl_protocols", HSL, "1MORE", PROXY, "TLS versions toward the upstream"),
+    _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to", at=_UP),
+    _d("proxy_set_header", HSL, "TAKE2", PROXY, "set (or remove, if empty) a header sent upstream",
+       target=SETTINGS_T, parse=P.header_setting, merge=LIST, default=(), at=_UP),
+    _d("proxy_http_version", HSL, "TAKE1", PROXY, "HTTP version spoken to the upstream (1.0|1.1)",
+       target=SETTINGS_T, parse=P.http_version, default="1.1", at=_UP),
+    _d("proxy_buffering", HSL, "FLAG", PROXY, "buffer upstream responses",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_UP),
+    _d("proxy_buffer_size", HSL, "TAKE1", PROXY, "buffer for the upstream response head",
+       target=SETTINGS_T, parse=P.size, default=8192, at=_UP),
+    _d("proxy_buffers", HSL, "TAKE2", PROXY, "number and size of response buffers per request",
+       target=SETTINGS_T, parse=P.proxy_buffers, default=(8, 8192), at=_UP),
+    _d("proxy_busy_buffers_size", HSL, "TAKE1", PROXY, "buffers that may be busy sending to the client",
+       target=SETTINGS_T, parse=P.size, default=16384,
+       noop="a buffered response is relayed as the client takes it, within proxy_buffers"),
+    _d("proxy_request_buffering", HSL, "FLAG", PROXY, "read the whole request body before proxying",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_UP),
+    _d("proxy_connect_timeout", HSL, "TAKE1", PROXY, "timeout for connecting to the upstream",
+       target=SETTINGS_T, parse=P.time_, default=60.0, at=_UP),
+    _d("proxy_read_timeout", HSL, "TAKE1", PROXY, "timeout between two reads from the upstream",
+       target=SETTINGS_T, parse=P.time_, default=60.0, at=_UP),
+    _d("proxy_send_timeout", HSL, "TAKE1", PROXY, "timeout between two writes to the upstream",
+       target=SETTINGS_T, parse=P.time_, default=60.0, at=_UP),
+    _d("proxy_next_upstream", HSL, "1MORE", PROXY, "failures that make a request go to the next server",
+       target=SETTINGS_T, parse=P.next_upstream, default=frozenset({"error", "timeout"}), at=_UP),
+    _d("proxy_next_upstream_tries", HSL, "TAKE1", PROXY, "limit of tries over servers (0: none)",
+       target=SETTINGS_T, parse=P.integer, default=0, at=_UP),
+    _d("proxy_next_upstream_timeout", HSL, "TAKE1", PROXY, "time limit for trying servers (0: none)",
+       target=SETTINGS_T, parse=P.time_, default=0.0, at=_UP),
+    _d("proxy_redirect", HSL, "TAKE12", PROXY, "rewrite Location/Refresh of upstream responses",
+       target=SETTINGS_T, parse=P.proxy_redirect, merge=RULES, default=ProxyRedirect("default"), at=_UP),
+    _d("proxy_method", HSL, "TAKE1", PROXY, "the method of the upstream request",
+       target=SETTINGS_T, parse=P.template, default=None, at=_UP),
+    _d("proxy_set_body", HSL, "TAKE1", PROXY, "the body of the upstream request",
+       target=SETTINGS_T, parse=P.template, default=None, at=_UP),
+    _d("proxy_pass_request_headers", HSL, "FLAG", PROXY, "send the client's headers upstream",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_UP),
+    _d("proxy_pass_request_body", HSL, "FLAG", PROXY, "send the client's body upstream",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_UP),
+    _d("proxy_hide_header", HSL, "TAKE1", PROXY, "do not pass this upstream response header",
+       target=SETTINGS_T, parse=P.lower_word, merge=LIST, default=(), at=_UP),
+    _d("proxy_pass_header", HSL, "TAKE1", PROXY, "pass an upstream header nginx hides by default",
+       target=SETTINGS_T, parse=P.lower_word, merge=LIST, default=(), at=_UP),
+    _d("proxy_intercept_errors", HSL, "FLAG", PROXY, "answer upstream codes >= 300 with error_page",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_UP),
+    _d("proxy_ignore_headers", HSL, "1MORE", PROXY, "upstream response headers whose meaning is ignored",
+       target=SETTINGS_T, parse=P.lower_words, default=frozenset(), at=_UP),
+    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering",
+       noop="proxied responses are never written to temporary files"),
+    _d("proxy_cookie_domain", HSL, "TAKE12", PROXY, "rewrite the domain of Set-Cookie",
+       target=SETTINGS_T, parse=P.cookie_rewrite("proxy_cookie_domain"), merge=RULES, default=(), at=_UP),
+    _d("proxy_cookie_path", HSL, "TAKE12", PROXY, "rewrite the path of Set-Cookie",
+       target=SETTINGS_T, parse=P.cookie_rewrite("proxy_cookie_path"), merge=RULES, default=(), at=_UP),
+    _d("proxy_ssl_server_name", HSL, "FLAG", PROXY, "send SNI to an https upstream",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_UP),
+    _d("proxy_ssl_verify", HSL, "FLAG", PROXY, "verify the https upstream's certificate",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_RUN + ", " + _UP),
+    _d("proxy_ssl_trusted_certificate", HSL, "TAKE1", PROXY, "CA certificates for proxy_ssl_verify",
+       target=SETTINGS_T, parse=P.conf_path, default=None, at=_RUN),
+    _d("proxy_ssl_name", HSL, "TAKE1", PROXY, "name used for SNI and verification",
+       target=SETTINGS_T, parse=P.template, default=None, at=_UP),
+    _d("proxy_ssl_protocols", HSL, "1MORE", PROXY, "TLS versions toward the upstream",
+       target=SETTINGS_T, parse=P.ssl_protocols, default=("TLSv1.2", "TLSv1.3"), at=_RUN),
     # --- client side -----------------------------------------------------------------------
-    _d("client_max_body_size", HSL, "TAKE1", HCORE, "largest request body allowed (0: no limit)"),
-    _d("client_body_buffer_size", HSL, "TAKE1", HCORE, "request body buffer size"),
-    _d("client_body_timeout", HSL, "TAKE1", HCORE, "timeout between two reads of the request body"),
-    _d("client_header_buffer_size", HS, "TAKE1", HCORE, "buffer for the request head"),
-    _d("client_header_timeout", HS, "TAKE1", HCORE, "timeout for reading the request head"),
-    _d("large_client_header_buffers", HS, "TAKE2", HCORE, "number and size of buffers for long heads"),
-    _d("send_timeout", HSL, "TAKE1", HCORE, "timeout between two writes to the client"),
-    _d("keepalive_timeout", HSL, "TAKE12", HCORE, "idle client keepalive timeout [header value]"),
-    _d("keepalive_requests", HSL, "TAKE1", HCORE, "requests per client connection"),
-    _d("keepalive_time", HSL, "TAKE1", HCORE, "maximum lifetime of a client connection"),
-    _d("lingering_close", HSL, "TAKE1", HCORE, "drain input before closing (on|off|always)"),
-    _d("lingering_time", HSL, "TAKE1", HCORE, "longest drain of a closing connection"),
-    _d("lingering_timeout", HSL, "TAKE1", HCORE, "longest wait for more input while draining"),
-    _d("server_tokens", HSL, "TAKE1", HCORE, "version in Server header and error pages (on|off|build)"),
-    _d("absolute_redirect", HSL, "FLAG", HCORE, "redirects issued by the server are absolute"),
-    _d("server_name_in_redirect", HSL, "FLAG", HCORE, "use the primary server_name in redirects"),
-    _d("port_in_redirect", HSL, "FLAG", HCORE, "put the port in absolute redirects"),
-    _d("merge_slashes", HS, "FLAG", HCORE, "compress // in URIs"),
-    _d("underscores_in_headers", HS, "FLAG", HCORE, "accept underscores in header names"),
-    _d("ignore_invalid_headers", HS, "FLAG", HCORE, "drop headers with invalid names"),
-    _d("chunked_transfer_encoding", HSL, "FLAG", HCORE, "chunked responses to HTTP/1.1 clients"),
-    _d("http2", HS, "FLAG", "ngx_http_v2_module", "HTTP/2 on this server's listeners"),
-    _d("http2_max_concurrent_streams", HS, "TAKE1", "ngx_http_v2_module", "concurrent HTTP/2 streams per connection"),
+    _d("client_max_body_size", HSL, "TAKE1", HCORE, "largest request body allowed (0: no limit)",
+       target=SETTINGS_T, parse=P.size, default=1024 * 1024, at=_PIPE + ", " + _UP),
+    _d("client_body_buffer_size", HSL, "TAKE1", HCORE, "request body buffer size",
+       target=SETTINGS_T, parse=P.size, default=16384, at=_UP + ", net/h2conn.py"),
+    _d("client_body_timeout", HSL, "TAKE1", HCORE, "timeout between two reads of the request body",
+       target=SETTINGS_T, parse=P.time_, default=60.0, at=_UP),
+    _d("client_header_buffer_size", HS, "TAKE1", HCORE, "buffer for the request head",
+       target=SERVER_T, parse=P.size, default=1024,
+       noop="a request head is read into one growing buffer, bounded by large_client_header_buffers"),
+    _d("client_header_timeout", HS, "TAKE1", HCORE, "timeout for reading the request head",
+       target=SERVER_T, parse=P.time_, default=60.0, at=_DOWN),
+    _d("large_client_header_buffers", HS, "TAKE2", HCORE, "number and size of buffers for long heads",
+       target=SERVER_T, parse=P.header_buffers, default=(4, 8192), at="http/h1.py, http/h2.py"),
+    _d("send_timeout", HSL, "TAKE1", HCORE, "timeout between two writes to the client",
+       target=SETTINGS_T, parse=P.time_, default=60.0, at=_DOWN),
+    _d("keepalive_timeout", HSL, "TAKE12", HCORE, "idle client keepalive timeout [header value]",
+       target=SETTINGS_T, parse=P.keepalive_timeout, default=75.0,
+       also=(("keepalive_header", 0.0),), at=_DOWN),
+    _d("keepalive_requests", HSL, "TAKE1", HCORE, "requests per client connection",
+       target=SETTINGS_T, parse=P.integer, default=1000, at=_DOWN),
+    _d("keepalive_time", HSL, "TAKE1", HCORE, "maximum lifetime of a client connection",
+       target=SETTINGS_T, parse=P.time_, default=3600.0, at=_DOWN),
+    _d("lingering_close", HSL, "TAKE1", HCORE, "drain input before closing (on|off|always)",
+       target=SETTINGS_T, parse=P.lingering_close, default="on", at=_DOWN),
+    _d("lingering_time", HSL, "TAKE1", HCORE, "longest drain of a closing connection",
+       target=SETTINGS_T, parse=P.time_, default=30.0, at=_DOWN),
+    _d("lingering_timeout", HSL, "TAKE1", HCORE, "longest wait for more input while draining",
+       target=SETTINGS_T, parse=P.time_, default=5.0, at=_DOWN),
+    _d("server_tokens", HSL, "TAKE1", HCORE, "version in Server header and error pages (on|off|build)",
+       target=SETTINGS_T, parse=P.not_off, default=True, at=_PIPE),
+    _d("absolute_redirect", HSL, "FLAG", HCORE, "redirects issued by the server are absolute",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_PIPE),
+    _d("server_name_in_redirect", HSL, "FLAG", HCORE, "use the primary server_name in redirects",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_PIPE),
+    _d("port_in_redirect", HSL, "FLAG", HCORE, "put the port in absolute redirects",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_PIPE),
+    _d("merge_slashes", HS, "FLAG", HCORE, "compress // in URIs",
+       target=SERVER_T, parse=P.flag, default=True, at="route/uri.py, " + _PIPE),
+    _d("underscores_in_headers", HS, "FLAG", HCORE, "accept underscores in header names",
+       target=SERVER_T, parse=P.flag, default=False, at="http/h1.py, http/h2.py"),
+    _d("ignore_invalid_headers", HS, "FLAG", HCORE, "drop headers with invalid names",
+       target=SERVER_T, parse=P.flag, default=True, at="http/h1.py, http/h2.py"),
+    _d("chunked_transfer_encoding", HSL, "FLAG", HCORE, "chunked responses to HTTP/1.1 clients",
+       target=SETTINGS_T, parse=P.flag, default=True,
+       noop="an HTTP/1.1 response without a length is always sent chunked"),
+    _d("http2", HS, "FLAG", "ngx_http_v2_module", "HTTP/2 on this server's listeners",
+       target=SERVER_T, parse=P.flag, default=False, at="net/negotiate.py, " + _RUN),
+    _d("http2_max_concurrent_streams", HS, "TAKE1", "ngx_http_v2_module", "concurrent HTTP/2 streams per connection",
+       target=SERVER_T, parse=P.integer, default=128, at="http/h2.py"),
     # --- TLS -------------------------------------------------------------------------------
-    _d("ssl_certificate", HS, "TAKE1", SSL, "certificate (chain) file in PEM"),
-    _d("ssl_certificate_key", HS, "TAKE1", SSL, "private key file in PEM"),
-    _d("ssl_protocols", HS, "1MORE", SSL, "enabled TLS versions"),
-    _d("ssl_ciphers", HS, "TAKE1", SSL, "OpenSSL cipher list"),
-    _d("ssl_prefer_server_ciphers", HS, "FLAG", SSL, "server cipher order wins"),
-    _d("ssl_session_cache", HS, "TAKE12", SSL, "TLS session cache"),
-    _d("ssl_session_timeout", HS, "TAKE1", SSL, "TLS session lifetime"),
-    _d("ssl_session_tickets", HS, "FLAG", SSL, "TLS session tickets"),
-    _d("ssl_dhparam", HS, "TAKE1", SSL, "DH parameters file"),
-    _d("ssl_password_file", HS, "TAKE1", SSL, "passphrases for the secret keys, one a line"),
-    _d("ssl_stapling", HS, "FLAG", SSL, "OCSP stapling"),
-    _d("ssl_stapling_verify", HS, "FLAG", SSL, "verify OCSP responses"),
-    _d("ssl_trusted_certificate", HS, "TAKE1", SSL, "CA certificates for stapling and for client certificates (names not sent)"),
-    _d("ssl_verify_client", HS, "TAKE1", SSL, "ask for a client certificate (on | optional | off)"),
-    _d("ssl_client_certificate", HS, "TAKE1", SSL, "CA certificates that verify client certificates"),
-    _d("ssl_verify_depth", HS, "TAKE1", SSL, "intermediate CAs allowed in a client certificate chain"),
-    _d("ssl_crl", HS, "TAKE1", SSL, "revoked certificates (CRLs in PEM) for client verification"),
+    _d("ssl_certificate", HS, "TAKE1", SSL, "certificate (chain) file in PEM",
+       target=SERVER_T, parse=P.directive, merge=LIST, at=_RUN),
+    _d("ssl_certificate_key", HS, "TAKE1", SSL, "private key file in PEM",
+       target=SERVER_T, parse=P.directive, merge=LIST, at=_RUN),
+    _d("ssl_protocols", HS, "1MORE", SSL, "enabled TLS versions",
+       target=SERVER_T, parse=P.ssl_protocols, field="ssl.protocols", default=("TLSv1.2", "TLSv1.3"), at=_RUN),
+    _d("ssl_ciphers", HS, "TAKE1", SSL, "OpenSSL cipher list",
+       target=SERVER_T, parse=P.word, field="ssl.ciphers", default="HIGH:!aNULL:!MD5", at=_RUN),
+    _d("ssl_prefer_server_ciphers", HS, "FLAG", SSL, "server cipher order wins",
+       target=SERVER_T, parse=P.flag, field="ssl.prefer_server_ciphers", default=False, at=_RUN),
+    _d("ssl_session_cache", HS, "TAKE12", SSL, "TLS session cache",
+       target=SERVER_T, parse=P.joined, field="ssl.session_cache", default="none", at=_RUN),
+    _d("ssl_session_timeout", HS, "TAKE1", SSL, "TLS session lifetime",
+       target=SERVER_T, parse=P.time_, field="ssl.session_timeout", default=300.0, at=_RUN),
+    _d("ssl_session_tickets", HS, "FLAG", SSL, "TLS session tickets",
+       target=SERVER_T, parse=P.flag, field="ssl.session_tickets", default=True, at=_RUN),
+    _d("ssl_dhparam", HS, "TAKE1", SSL, "DH parameters file",
+       target=SERVER_T, parse=P.conf_path_where, field="ssl.dhparam", where_field="ssl.dhparam_where",
+       default=None, at=_RUN),
+    _d("ssl_password_file", HS, "TAKE1", SSL, "passphrases for the secret keys, one a line",
+       target=SERVER_T, parse=P.conf_path_where, field="ssl.password_file",
+       where_field="ssl.password_where", default=None, at=_RUN),
+    _d("ssl_stapling", HS, "FLAG", SSL, "OCSP stapling",
+       noop="clients fetch OCSP responses themselves"),
+    _d("ssl_stapling_verify", HS, "FLAG", SSL, "verify OCSP responses",
+       noop="clients fetch OCSP responses themselves"),
+    _d("ssl_trusted_certificate", HS, "TAKE1", SSL, "CA certificates for stapling and for client certificates (names not sent)",
+       target=SERVER_T, parse=P.conf_path_where, field="ssl.trusted_certificate",
+       where_field="ssl.trusted_certificate_where", default=None, at=_RUN),
+    _d("ssl_verify_client", HS, "TAKE1", SSL, "ask for a client certificate (on | optional | off)",
+       target=SERVER_T, parse=P.ssl_verify_client, field="ssl.verify_client",
+       where_field="ssl.verify_where", default="off", at="net/client_cert.py, " + _RUN),
+    _d("ssl_client_certificate", HS, "TAKE1", SSL, "CA certificates that verify client certificates",
+       target=SERVER_T, parse=P.conf_path_where, field="ssl.client_certificate",
+       where_field="ssl.client_certificate_where", default=None, at=_RUN),
+    _d("ssl_verify_depth", HS, "TAKE1", SSL, "intermediate CAs allowed in a client certificate chain",
+       target=SERVER_T, parse=P.ssl_verify_depth, field="ssl.verify_depth", default=1, at=_RUN),
+    _d("ssl_crl", HS, "TAKE1", SSL, "revoked certificates (CRLs in PEM) for client verification",
+       target=SERVER_T, parse=P.conf_path_where, field="ssl.crl", where_field="ssl.crl_where",
+       default=None, at=_RUN),
     # --- real ip, resolver -----------------------------------------------------------------
-    _d("set_real_ip_from", HSL, "TAKE1", "ngx_http_realip_module", "trusted address (CIDR) whose header gives the client address"),
-    _d("real_ip_header", HSL, "TAKE1", "ngx_http_realip_module", "header carrying the client address"),
-    _d("real_ip_recursive", HSL, "FLAG", "ngx_http_realip_module", "skip trusted addresses from the right"),
-    _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables"),
+    _d("set_real_ip_from", HSL, "TAKE1", "ngx_http_realip_module", "trusted address (CIDR) whose header gives the client address",
+       target=SETTINGS_T, parse=P.real_ip_from, merge=LIST, default=(), at=_PIPE),
+    _d("real_ip_header", HSL, "TAKE1", "ngx_http_realip_module", "header carrying the client address",
+       target=SETTINGS_T, parse=P.word, default="X-Real-IP", at=_PIPE),
+    _d("real_ip_recursive", HSL, "FLAG", "ngx_http_realip_module", "skip trusted addresses from the right",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_PIPE),
+    _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables",
+       target=SETTINGS_T, parse=P.resolver, default=None, at=_UP),
     # a buffered request body beyond client_body_buffer_size goes to a file under
     # client_body_temp_path; proxied responses stay in memory within proxy_buffers, so
     # proxy_temp_path is accepted and has no effect (Test::Nginx writes it into every config)
     _d("client_body_temp_path", HSL, "TAKE1234", HCORE,
-       "temp dir for request bodies beyond client_body_buffer_size [levels]"),
+       "temp dir for request bodies beyond client_body_buffer_size [levels]",
+       target=SETTINGS_T, parse=P.temp_path, default=Computed("client_body_temp", P.default_temp_path),
+       at=_RUN + ", " + _UP),
     _d("client_body_in_file_only", HSL, "TAKE1", HCORE,
-       "every buffered request body to a file, kept (on) or removed after (clean)"),
+       "every buffered request body to a file, kept (on) or removed after (clean)",
+       target=SETTINGS_T, parse=P.body_in_file_only, default="off", at=_UP),
     _d("proxy_temp_path", HSL, "1MORE", "ngx_http_proxy_module",
-       "temp dir for proxied bodies (no effect)"),
-    _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout"),
-    # memory tuning of nginx's pools and buffers: truehop's memory is bounded by the limits
-    # that have a meaning here (header sizes, body sizes, proxy_buffers), so these are
-    # accepted and have no effect
-    _d("keepalive_disable", HSL, "1MORE", HCORE, "browsers kept from keep-alive (msie6, safari)"),
-    _d("connection_pool_size", HS, "TAKE1", HCORE, "per-connection memory pool (no effect)"),
-    _d("request_pool_size", HS, "TAKE1", HCORE, "per-request memory pool (no effect)"),
-    _d("client_body_in_single_buffer", HSL, "FLAG", HCORE,
-       "keep the body in one buffer (no effect: a read body always is)"),
+       "temp dir for proxied bodies", noop="proxied responses are never written to temporary files"),
+    _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout",
+       target=SETTINGS_T, parse=P.time_, default=30.0, at=_UP),
+    _d("keepalive_disable", HSL, "1MORE", HCORE, "browsers kept from keep-alive (msie6, safari)",
+       target=SETTINGS_T, parse=P.keepalive_disable, default=frozenset({"msie6"}), at="net/downstream.py"),
+    _d("connection_pool_size", HS, "TAKE1", HCORE, "per-connection memory pool", noop=_TUNING),
+    _d("request_pool_size", HS, "TAKE1", HCORE, "per-request memory pool", noop=_TUNING),
+    _d("client_body_in_single_buffer", HSL, "FLAG", HCORE, "keep the body in one buffer",
+       noop="a body read into memory always is in one buffer"),
     # --- rewrite ---------------------------------------------------------------------------
-    _d("set", REWRITE, "TAKE2", REWR, "set a variable"),
-    _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True),
-    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]"),
-    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives"),
-    # --- hash tuning (accepted, ignored) ---------------------------------------------------
-    _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning (accepted, ignored)"),
-    _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning (accepted, ignored)"),
-    _d("types_hash_max_size", HSL, "TAKE1", HCORE, "types hash tuning (accepted, ignored)"),
-    _d("types_hash_bucket_size", HSL, "TAKE1", HCORE, "types hash tuning (accepted, ignored)"),
-    _d("variables_hash_max_size", H, "TAKE1", HCORE, "variables hash tuning (accepted, ignored)"),
-    _d("variables_hash_bucket_size", H, "TAKE1", HCORE, "variables hash tuning (accepted, ignored)"),
+    _d("set", REWRITE, "TAKE2", REWR, "set a variable",
+       target=REWRITE_T, parse=P.set_variable, at=_PIPE),
+    _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True,
+       target=REWRITE_T, parse=P.if_block, at=_PIPE),
+    _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]",
+       target=REWRITE_T, parse=P.rewrite, at=_PIPE),
+    _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives",
+       target=REWRITE_T, parse=P.break_op, at=_PIPE),
+    # --- hash tuning -----------------------------------------------------------------------
+    _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
+    _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
+    _d("types_hash_max_size", HSL, "TAKE1", HCORE, "types hash tuning", noop=_TUNING),
+    _d("types_hash_bucket_size", HSL, "TAKE1", HCORE, "types hash tuning", noop=_TUNING),
+    _d("variables_hash_max_size", H, "TAKE1", HCORE, "variables hash tuning", noop=_TUNING),
+    _d("variables_hash_bucket_size", H, "TAKE1", HCORE, "variables hash tuning", noop=_TUNING),
 )
 
 BY_NAME: dict[str, tuple[Spec, ...]] = {}
@@ -643,8 +913,53 @@ UNSUPPORTED: dict[str, str] = {
     if n not in BY_NAME
 }
 
+# Settings fields whose directive truehop refuses: the field keeps nginx's default.
+_REFUSED_FIELDS: dict[str, Any] = {"recursive_error_pages": False}
+
+# The refused directives as entries of the same table (the reference lists them by module).
+REFUSED: tuple[Spec, ...] = tuple(
+    Spec(n, frozenset(), "1MORE", m, "", supported=False, effect=refused(m),
+         target=SETTINGS_T if n in _REFUSED_FIELDS else STRUCTURE_T,
+         field=n if n in _REFUSED_FIELDS else "", default=_REFUSED_FIELDS.get(n, NO_DEFAULT),
+         merge=VALUE if n in _REFUSED_FIELDS else "")
+    for n, m in sorted(UNSUPPORTED.items())
+)
+
+# Every entry: accepted (SPECS) and refused (REFUSED).
+TABLE: tuple[Spec, ...] = SPECS + REFUSED
+
+
+def entries(target: str) -> dict[str, Spec]:
+    """The entries that fill `target`, by directive name (one per name for each target)."""
+    return {s.name: s for s in SPECS if s.target == target}
+
+
+SETTINGS_SPECS: dict[str, Spec] = entries(SETTINGS_T)
+MAIN_SPECS: dict[str, Spec] = entries(MAIN_T)
+UPSTREAM_SPECS: dict[str, Spec] = entries(UPSTREAM_T)
+SERVER_SPECS: dict[str, Spec] = entries(SERVER_T)
+REWRITE_SPECS: dict[str, Spec] = entries(REWRITE_T)
+
+
+def settings_defaults(c: Any) -> dict[str, Any]:
+    """Every Settings field's default (the http level's base), for this load."""
+    out: dict[str, Any] = {}
+    for s in TABLE:
+        if s.target == SETTINGS_T:
+            out[s.field] = s.default_for(c)
+            out.update(s.also)
+    return out
+
+
+def defaults_of(target: str) -> dict[str, Any]:
+    """The fields of `target` that have a default, and the default (main, upstream, server)."""
+    return {s.field: s.default for s in SPECS
+            if s.target == target and not isinstance(s.default, _NoDefault)}
+
+
 # `-g` values are main-context directives; these (besides `http`/`events`) exist only there.
-MAIN_ONLY = frozenset({s.name for s in SPECS if s.contexts == M} | {
+MAIN_ONLY = frozenset({s.name for s in SPECS
+                       if all(x.contexts == M for x in BY_NAME[s.name])} | {
     "master_process", "timer_resolution", "lock_file", "worker_priority", "worker_cpu_affinity",
     "worker_rlimit_core", "working_directory", "env", "load_module", "thread_pool",
     "debug_points", "google_perftools_profiles", "ssl_engine", "stream", "mail",

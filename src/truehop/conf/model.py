@@ -2,8 +2,9 @@
 
 Built once by `conf.compile` from the directive tree and not changed afterwards. Settings that
 nginx inherits (`root`, `proxy_read_timeout`, `proxy_set_header`, ...) live in `Settings`; a
-location's `Settings` is already merged with its server's and the http level's, so the request
-path reads one object. Array directives (`proxy_set_header`, `add_header`, `error_page`,
+location's `Settings` is already merged with its server's and the http level's (and the
+defaults of conf/directives.py's table), so the request path reads one object with no unset
+field. Array directives (`proxy_set_header`, `add_header`, `error_page`,
 `access_log`, `proxy_hide_header`) follow nginx: a level that defines any of them replaces the
 inherited list whole.
 """
@@ -95,8 +96,12 @@ class ProxyPass:
     where: Where
 
 
-# Settings a location inherits. None means "not set at this level"; `compile` merges and then
-# fills DEFAULTS at the http level.
+# The merged settings of one level (http, server, location, `if`): what the request path reads.
+# Every field is filled: by the level itself, else the enclosing level, else the directive's
+# default in conf/directives.py (the table says, per directive, its field, default and merge).
+# `None` stays only where "not set" is itself a value nginx acts on (no alias, no try_files,
+# no resolver, no proxy_method: the client's...). The slots are the table's Settings fields;
+# tests/unit/test_conf_table.py checks that the two agree.
 SETTING_FIELDS: Final = (
     "root", "alias", "index", "try_files", "expires", "default_type", "types", "sendfile",
     "tcp_nodelay", "keepalive_timeout", "keepalive_header", "keepalive_time",
@@ -122,171 +127,140 @@ SETTING_FIELDS: Final = (
 
 
 class Settings:
+    """A native class in the compiled build: each field is a typed C slot, read without a
+    dictionary lookup on every request. Filled once by `LevelSettings.merged_with` (or
+    `from_values`) at compile time and never written afterwards: mypyc cannot make a native
+    class's attributes read-only, so tests/unit/test_conf_table.py checks that no code
+    outside conf/ assigns to a Settings field."""
+
     __slots__ = SETTING_FIELDS + ("where",)
 
-    root: str | None
-    alias: Template | None
-    index: tuple[Template, ...] | None
-    try_files: tuple[Template, ...] | None
-    expires: Expires | None
-    default_type: str | None
-    types: dict[str, str] | None
-    sendfile: bool | None
-    tcp_nodelay: bool | None
-    keepalive_timeout: float | None
-    keepalive_header: float | None      # keepalive_timeout's 2nd value: `Keep-Alive: timeout=N`
-    keepalive_time: float | None        # a client connection's longest life (then closed)
-    keepalive_disable: frozenset[str] | None  # "msie6", "safari": browsers kept from keep-alive
-    lingering_close: str | None         # "on" (when the client may still send), "off", "always"
-    lingering_time: float | None        # the longest a closing connection's input is drained
-    lingering_timeout: float | None     # the longest wait for more of it
-    keepalive_requests: int | None
-    client_max_body_size: int | None
-    client_body_timeout: float | None
-    client_body_buffer_size: int | None
-    send_timeout: float | None
-    server_tokens: bool | None
-    absolute_redirect: bool | None
-    server_name_in_redirect: bool | None
-    port_in_redirect: bool | None
-    proxy_http_version: str | None
-    proxy_buffering: bool | None
-    proxy_buffer_size: int | None
-    proxy_buffers: tuple[int, int] | None
-    proxy_busy_buffers_size: int | None
-    proxy_request_buffering: bool | None
-    proxy_connect_timeout: float | None
-    proxy_read_timeout: float | None
-    proxy_send_timeout: float | None
-    proxy_next_upstream: frozenset[str] | None
-    proxy_next_upstream_tries: int | None
-    proxy_next_upstream_timeout: float | None
-    proxy_redirect: ProxyRedirect | None
-    proxy_cookie_domain: tuple[RedirectRule, ...] | None   # () = off
-    proxy_cookie_path: tuple[RedirectRule, ...] | None
-    resolver: ResolverConf | None
-    resolver_timeout: float | None
-    proxy_pass_request_headers: bool | None
-    proxy_pass_request_body: bool | None
-    proxy_hide_header: tuple[str, ...] | None
-    proxy_pass_header: tuple[str, ...] | None
-    proxy_intercept_errors: bool | None
-    proxy_ssl_server_name: bool | None
-    proxy_ssl_verify: bool | None
-    proxy_ssl_trusted_certificate: str | None
-    proxy_ssl_name: Template | None
-    proxy_ssl_protocols: tuple[str, ...] | None
-    proxy_method: Template | None       # the upstream request's method (variables allowed)
-    proxy_set_body: Template | None     # the upstream request's body, instead of the client's
-    proxy_set_header: tuple[HeaderSetting, ...] | None
-    add_header: tuple[HeaderSetting, ...] | None
-    error_page: dict[int, ErrorPage] | None
-    access_log: tuple[AccessLog, ...] | None
-    log_not_found: bool | None
-    etag: bool | None
-    max_ranges: int | None
-    chunked_transfer_encoding: bool | None
-    set_real_ip_from: tuple[Any, ...] | None   # ipaddress networks
-    real_ip_header: str | None
-    real_ip_recursive: bool | None
-    autoindex: bool | None
-    if_modified_since: str | None
-    disable_symlinks: bool | None
-    proxy_ignore_headers: frozenset[str] | None
-    recursive_error_pages: bool | None
+    root: str
+    alias: Template | None              # None: no alias (root applies)
+    index: tuple[Template, ...]
+    try_files: tuple[Template, ...] | None  # None: no try_files
+    expires: Expires | None             # None: nginx's `expires off` (no header added)
+    default_type: str
+    types: dict[str, str]
+    sendfile: bool
+    tcp_nodelay: bool
+    keepalive_timeout: float
+    keepalive_header: float             # keepalive_timeout's 2nd value: `Keep-Alive: timeout=N`
+    keepalive_time: float               # a client connection's longest life (then closed)
+    keepalive_disable: frozenset[str]   # "msie6", "safari": browsers kept from keep-alive
+    lingering_close: str                # "on" (when the client may still send), "off", "always"
+    lingering_time: float               # the longest a closing connection's input is drained
+    lingering_timeout: float            # the longest wait for more of it
+    keepalive_requests: int
+    client_max_body_size: int
+    client_body_timeout: float
+    client_body_buffer_size: int
+    send_timeout: float
+    server_tokens: bool
+    absolute_redirect: bool
+    server_name_in_redirect: bool
+    port_in_redirect: bool
+    proxy_http_version: str
+    proxy_buffering: bool
+    proxy_buffer_size: int
+    proxy_buffers: tuple[int, int]
+    proxy_busy_buffers_size: int
+    proxy_request_buffering: bool
+    proxy_connect_timeout: float
+    proxy_read_timeout: float
+    proxy_send_timeout: float
+    proxy_next_upstream: frozenset[str]
+    proxy_next_upstream_tries: int
+    proxy_next_upstream_timeout: float
+    proxy_redirect: ProxyRedirect
+    proxy_cookie_domain: tuple[RedirectRule, ...]   # () = off
+    proxy_cookie_path: tuple[RedirectRule, ...]
+    resolver: ResolverConf | None       # None: no resolver (a name in proxy_pass fails)
+    resolver_timeout: float
+    proxy_pass_request_headers: bool
+    proxy_pass_request_body: bool
+    proxy_hide_header: tuple[str, ...]
+    proxy_pass_header: tuple[str, ...]
+    proxy_intercept_errors: bool
+    proxy_ssl_server_name: bool
+    proxy_ssl_verify: bool
+    proxy_ssl_trusted_certificate: str | None   # None: the system's CA store
+    proxy_ssl_name: Template | None     # None: the proxy_pass host
+    proxy_ssl_protocols: tuple[str, ...]
+    proxy_method: Template | None       # None: the client's method
+    proxy_set_body: Template | None     # None: the client's body
+    proxy_set_header: tuple[HeaderSetting, ...]
+    add_header: tuple[HeaderSetting, ...]
+    error_page: dict[int, ErrorPage]
+    access_log: tuple[AccessLog, ...]
+    log_not_found: bool
+    etag: bool
+    max_ranges: int | None              # None: no limit
+    chunked_transfer_encoding: bool
+    set_real_ip_from: tuple[Any, ...]   # ipaddress networks
+    real_ip_header: str
+    real_ip_recursive: bool
+    autoindex: bool
+    if_modified_since: str
+    disable_symlinks: bool
+    proxy_ignore_headers: frozenset[str]
+    recursive_error_pages: bool
     # error_log at http/server/location: ((path, level), ...); None = the main-level log
     error_log: tuple[tuple[str, str], ...] | None
     # client_body_temp_path: (absolute directory, levels); client_body_in_file_only:
     # "off" | "on" | "clean" (proxy.request_body)
-    client_body_temp_path: tuple[str, tuple[int, ...]] | None
-    client_body_in_file_only: str | None
-    where: dict[str, Where]
+    client_body_temp_path: tuple[str, tuple[int, ...]]
+    client_body_in_file_only: str
+    where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:
-        for f in SETTING_FIELDS:
-            setattr(self, f, None)
         self.where = {}
 
-    def merged_with(self, parent: Settings) -> Settings:
+    @staticmethod
+    def from_values(values: dict[str, Any], where: dict[str, Where]) -> Settings:
+        """A complete Settings: `values` holds every field (KeyError otherwise)."""
         out = Settings()
         for f in SETTING_FIELDS:
-            v = getattr(self, f)
-            setattr(out, f, v if v is not None else getattr(parent, f))
-        out.where = {**parent.where, **self.where}
+            setattr(out, f, values[f])
+        out.where = dict(where)
         return out
 
+
+class LevelSettings:
+    """What one level (http, server, location, `if`) wrote itself, by field: the compiler
+    fills it, merging reads it, lint asks it (`defined_here`). Server-level values (ssl_*,
+    http2, listen...) are kept here too, under their table field ("ssl.protocols")."""
+
+    __slots__ = ("values", "where")
+
+    values: dict[str, Any]
+    where: dict[str, Where]   # field -> first line; field + "@last" -> last line
+
+    def __init__(self) -> None:
+        self.values = {}
+        self.where = {}
+
     def defined_here(self, name: str) -> bool:
-        return getattr(self, name) is not None
+        return name in self.values
 
+    def get(self, name: str) -> Any:
+        """The value this level wrote, None when it wrote none."""
+        return self.values.get(name)
 
-DEFAULTS: dict[str, Any] = {
-    "index": None,  # filled in compile with literal("index.html")
-    "default_type": "text/plain",
-    "types": None,  # filled in compile with nginx's built-in small table
-    "sendfile": False,
-    "tcp_nodelay": True,
-    "keepalive_timeout": 75.0,
-    "keepalive_header": 0.0,            # 0: no Keep-Alive header
-    "keepalive_time": 3600.0,
-    "keepalive_disable": frozenset({"msie6"}),
-    "lingering_close": "on",
-    "lingering_time": 30.0,
-    "lingering_timeout": 5.0,
-    "keepalive_requests": 1000,
-    "client_max_body_size": 1024 * 1024,
-    "client_body_timeout": 60.0,
-    "client_body_buffer_size": 16384,
-    "send_timeout": 60.0,
-    "server_tokens": True,
-    "absolute_redirect": True,
-    "server_name_in_redirect": False,
-    "port_in_redirect": True,
-    "proxy_http_version": "1.1",
-    "proxy_buffering": True,
-    "proxy_buffer_size": 8192,
-    "proxy_buffers": (8, 8192),
-    "proxy_busy_buffers_size": 16384,
-    "proxy_request_buffering": True,
-    "proxy_connect_timeout": 60.0,
-    "proxy_read_timeout": 60.0,
-    "proxy_send_timeout": 60.0,
-    "proxy_next_upstream": frozenset({"error", "timeout"}),
-    "proxy_next_upstream_tries": 0,
-    "proxy_next_upstream_timeout": 0.0,
-    "proxy_redirect": ProxyRedirect("default"),
-    "proxy_cookie_domain": (),
-    "proxy_cookie_path": (),
-    "resolver": None,
-    "resolver_timeout": 30.0,
-    "proxy_pass_request_headers": True,
-    "proxy_pass_request_body": True,
-    "proxy_hide_header": (),
-    "proxy_pass_header": (),
-    "proxy_intercept_errors": False,
-    "proxy_ssl_server_name": False,
-    "proxy_ssl_verify": False,
-    "proxy_ssl_protocols": ("TLSv1.2", "TLSv1.3"),
-    "proxy_method": None,
-    "proxy_set_body": None,
-    "proxy_set_header": (),
-    "add_header": (),
-    "error_page": {},
-    "access_log": None,  # filled in compile: logs/access.log combined
-    "log_not_found": True,
-    "etag": True,
-    "max_ranges": None,
-    "chunked_transfer_encoding": True,
-    "set_real_ip_from": (),
-    "real_ip_header": "X-Real-IP",
-    "real_ip_recursive": False,
-    "autoindex": False,
-    "if_modified_since": "exact",
-    "disable_symlinks": False,
-    "proxy_ignore_headers": frozenset(),
-    "recursive_error_pages": False,
-    "client_body_temp_path": None,  # filled in compile: <prefix>/client_body_temp
-    "client_body_in_file_only": "off",
-}
+    def set(self, name: str, value: Any) -> None:
+        self.values[name] = value
+
+    def merged_with(self, parent: Settings) -> Settings:
+        """nginx's merge (ngx_conf_merge_*_value): this level's value where it wrote one,
+        else the enclosing level's. List directives (proxy_set_header, add_header,
+        access_log, ...) hold a level's lines as one value, so the nearest level with any
+        line gives the whole list, as nginx's arrays do."""
+        out = Settings()
+        vals = self.values
+        for f in SETTING_FIELDS:
+            setattr(out, f, vals[f] if f in vals else getattr(parent, f))
+        out.where = {**parent.where, **self.where}
+        return out
 
 
 # --- the rewrite module's instructions, run in order at server then location level ---------
@@ -357,6 +331,10 @@ class UpstreamConf:
     kind: str = "round_robin"          # round_robin, least_conn, ip_hash, hash
     hash_key: Template | None = None
     hash_consistent: bool = False
+    # A named upstream's keepalive fields are set from the table's defaults (conf/directives.py:
+    # `keepalive 32`, nginx 1.30's). The values here serve the implicit upstreams
+    # (`proxy_pass http://host:port`, no block), which cache no connection: keepalive 0;
+    # tests/unit/test_conf_table.py checks the others equal the table's.
     keepalive: int = 0                 # 0 = no cache of idle connections
     keepalive_local: bool = False
     keepalive_timeout: float = 60.0
@@ -448,7 +426,7 @@ class LocationConf:
     auto_redirect: bool = False
     has_content: bool = False          # proxy_pass / return / try_files decide the content
     parent: LocationConf | None = None
-    local: Settings | None = None      # what this level wrote itself (for lint)
+    local: LevelSettings | None = None  # what this level wrote itself (for lint)
 
     @property
     def name(self) -> str:
@@ -488,7 +466,7 @@ class ServerConf:
     locations: list[LocationConf]
     named: dict[str, LocationConf]
     settings: Settings                 # merged server level: the "location" when none matches
-    local: Settings                    # what the server block wrote itself (for lint)
+    local: LevelSettings               # what the server block wrote itself (for lint)
     ops: tuple[Any, ...]
     ssl: SslConf
     http2: bool = False
@@ -536,19 +514,20 @@ class HttpConf:
     maps: list[MapConf]
     log_formats: dict[str, LogFormat]
     settings: Settings
-    local: Settings
+    local: LevelSettings
     scope: VariableScope
 
 
 @dataclass(slots=True)
 class MainConf:
-    worker_processes: int = 1
-    pid: str = "logs/truehop.pid"
+    # the directives' values; their defaults are the table's (conf/directives.py)
+    worker_processes: int
+    pid: str
+    daemon: bool
+    worker_shutdown_timeout: float
+    worker_connections: int
+    rlimit_nofile: int          # worker_rlimit_nofile; 0: inherited
     error_logs: list[tuple[str, str]] = field(default_factory=list)
-    daemon: bool = False
-    worker_shutdown_timeout: float = 0.0
-    worker_connections: int = 512
-    rlimit_nofile: int = 0      # worker_rlimit_nofile; 0: inherited
     user: str | None = None
     group: str | None = None
     # the ids workers switch to: set only when the master runs as root (`user`, else nginx's
@@ -567,3 +546,5 @@ class Config:
     sources: list[tuple[str, str]] = field(default_factory=list)
     top: str = "http"                  # "main" for a whole nginx.conf, "http" for conf.d style
     warnings: list[str] = field(default_factory=list)
+    # directives accepted and not applied (the table's effect), with their line: for lint
+    not_applied: list[tuple[str, Where]] = field(default_factory=list)

@@ -26,10 +26,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from truehop.conf.directives import SETTINGS_SPECS, SPECS, lookup
 from truehop.conf.model import (
     Config,
     HeaderSetting,
     IfOp,
+    LevelSettings,
     LocationConf,
     MapConf,
     ReturnOp,
@@ -99,7 +101,7 @@ def where_of(s: Settings, name: str, fallback: Where) -> Where:
 def sent_headers(s: Settings) -> dict[str, HeaderSetting]:
     """lower-cased name -> setting, for the headers that are really sent (non-empty value)."""
     out: dict[str, HeaderSetting] = {}
-    for h in s.proxy_set_header or ():
+    for h in s.proxy_set_header:
         if h.value.static == "":
             out.pop(h.name.lower(), None)
             continue
@@ -112,12 +114,12 @@ class HeaderLevel:
     """The block whose `proxy_set_header` lines a location uses, and what it replaced."""
 
     label: str
-    local: Settings
+    local: LevelSettings
     inherited: tuple[HeaderSetting, ...]
     where: Where
 
     def lost(self) -> list[HeaderSetting]:
-        mine = {h.name.lower() for h in self.local.proxy_set_header or ()}
+        mine = {h.name.lower() for h in self.local.get("proxy_set_header") or ()}
         out: list[HeaderSetting] = []
         seen: set[str] = set()
         for h in self.inherited:
@@ -132,14 +134,14 @@ def header_level(cfg: Config, server: ServerConf, loc: LocationConf) -> HeaderLe
     node: LocationConf | None = loc
     while node is not None:
         local = node.local
-        if local is not None and local.proxy_set_header is not None:
+        if local is not None and local.defined_here("proxy_set_header"):
             parent = node.parent.settings if node.parent is not None else server.settings
-            return HeaderLevel(loc_label(node), local, parent.proxy_set_header or (),
+            return HeaderLevel(loc_label(node), local, parent.proxy_set_header,
                                local.where.get("proxy_set_header", node.where))
         node = node.parent
-    if server.local.proxy_set_header is not None:
+    if server.local.defined_here("proxy_set_header"):
         return HeaderLevel("server block", server.local,
-                           cfg.http.settings.proxy_set_header or (),
+                           cfg.http.settings.proxy_set_header,
                            server.local.where.get("proxy_set_header", server.where))
     return None
 
@@ -306,13 +308,13 @@ def http_host(cfg: Config) -> Iterator[Finding]:
 
 
 def duplicate_header(cfg: Config) -> Iterator[Finding]:
-    levels: list[Settings] = [cfg.http.local]
+    levels: list[LevelSettings] = [cfg.http.local]
     for server in cfg.http.servers:
         levels.append(server.local)
         levels.extend(loc.local for loc in locations(server) if loc.local is not None)
     for s in levels:
         first: dict[str, HeaderSetting] = {}
-        for h in s.proxy_set_header or ():
+        for h in s.get("proxy_set_header") or ():
             ln = h.name.lower()
             prev = first.get(ln)
             if prev is None:
@@ -352,7 +354,7 @@ def header_inheritance(cfg: Config) -> Iterator[Finding]:
 def add_header_inheritance(cfg: Config) -> Iterator[Finding]:
     """The same rule for `add_header`: a level that adds any response header drops every
     inherited one (security headers set at server level vanish in one location)."""
-    levels: list[tuple[str, Settings, Settings, Where]] = []
+    levels: list[tuple[str, LevelSettings, Settings, Where]] = []
     for server in cfg.http.servers:
         levels.append(("server block", server.local, cfg.http.settings, server.where))
         for loc in locations(server):
@@ -361,12 +363,12 @@ def add_header_inheritance(cfg: Config) -> Iterator[Finding]:
             parent = loc.parent.settings if loc.parent is not None else server.settings
             levels.append((loc_label(loc), loc.local, parent, loc.where))
     for label, local, parent, where in levels:
-        mine = local.add_header
+        mine = local.get("add_header")
         if mine is None:
             continue
         names = {h.name.lower() for h in mine}
         lost: list[HeaderSetting] = []
-        for h in parent.add_header or ():
+        for h in parent.add_header:
             if h.name.lower() not in names and h.name.lower() not in {x.name.lower() for x in lost}:
                 lost.append(h)
         if not lost:
@@ -400,7 +402,7 @@ def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
         sev = "warn" if up.keepalive_set else "note"
         asked = (f"keepalive {up.keepalive} at {up.where[0]}:{up.where[1]}" if up.keepalive_set
                  else f"nginx 1.30 keeps idle connections to upstream \"{up.name}\" by default")
-        conns = [h for h in s.proxy_set_header or () if h.name.lower() == "connection"]
+        conns = [h for h in s.proxy_set_header if h.name.lower() == "connection"]
         if s.proxy_http_version == "1.0":
             if forwards_upgrade(s) is not None:
                 continue  # folded into upgrade-needs-http11
@@ -452,7 +454,7 @@ def upgrade_without_connection(cfg: Config) -> Iterator[Finding]:
         if up is None or s.proxy_http_version == "1.0":
             continue
         ok = False
-        for conn in s.proxy_set_header or ():
+        for conn in s.proxy_set_header:
             if conn.name.lower() != "connection":
                 continue
             got = value_on(cfg, server, conn, True)
@@ -490,7 +492,7 @@ def websocket_read_timeout(cfg: Config) -> Iterator[Finding]:
         up = forwards_upgrade(s)
         if up is None or "http_upgrade" not in up.value.names and up.value.static is None:
             continue
-        t = s.proxy_read_timeout if s.proxy_read_timeout is not None else 60.0
+        t = s.proxy_read_timeout
         if t > WEBSOCKET_IDLE:
             continue
         f, line = s.where.get("proxy_read_timeout@last") or up.where
@@ -596,7 +598,7 @@ def static_shadowed(cfg: Config) -> Iterator[Finding]:
             if loc.modifier != "" or loc.pattern in ("", "/") or loc.proxy is not None:
                 continue
             local = loc.local
-            if local is None or (local.alias is None and local.root is None):
+            if local is None or not (local.defined_here("alias") or local.defined_here("root")):
                 continue
             if any(isinstance(op, ReturnOp) for op in loc.ops):
                 continue
@@ -640,7 +642,7 @@ def _file_path(loc: LocationConf, uri: str) -> str | None:
         if loc.regex is not None:
             return a
         return a + uri[len(loc.pattern):]
-    return (s.root or "").rstrip("/") + uri
+    return s.root.rstrip("/") + uri
 
 
 def alias_traversal(cfg: Config) -> Iterator[Finding]:
@@ -648,9 +650,10 @@ def alias_traversal(cfg: Config) -> Iterator[Finding]:
         if loc.modifier not in ("", "^~") or loc.pattern.endswith("/"):
             continue
         local = loc.local
-        if local is None or local.alias is None:
+        alias = local.get("alias") if local is not None else None
+        if local is None or alias is None:
             continue
-        if not local.alias.source.endswith("/"):
+        if not alias.source.endswith("/"):
             continue
         f, line = local.where.get("alias", loc.where)
         yield Finding("alias-traversal", "warn", f, line,
@@ -662,18 +665,19 @@ def alias_traversal(cfg: Config) -> Iterator[Finding]:
 
 
 def realip_trust_all(cfg: Config) -> Iterator[Finding]:
-    levels: list[Settings] = [cfg.http.local]
+    levels: list[LevelSettings] = [cfg.http.local]
     for server in cfg.http.servers:
         levels.append(server.local)
         levels.extend(loc.local for loc in locations(server) if loc.local is not None)
     for s in levels:
-        nets = s.set_real_ip_from or ()
+        nets = s.get("set_real_ip_from") or ()
         broad = [n for n in nets if _too_broad(n)]
         if not broad:
             continue
         first = s.where.get("set_real_ip_from", ("", 0))
         last = s.where.get("set_real_ip_from@last", first)
-        header = s.real_ip_header or "X-Real-IP"
+        # this level's own header, else nginx's default (not the inherited one: as before)
+        header = s.get("real_ip_header") or SETTINGS_SPECS["real_ip_header"].default
         for n in broad:
             f, line = _directive_line(cfg, first, last, "set_real_ip_from", n)
             yield Finding("realip-trust-all", "warn", f, line,
@@ -715,21 +719,15 @@ def _directive_line(cfg: Config, first: Where, last: Where, name: str, net: Any)
 
 # --- registry -------------------------------------------------------------------------------
 
-def limit_rate_ignored(cfg: Config) -> Iterator[Finding]:
-    """`limit_rate` is accepted, so that a production config that sets it starts, but truehop
-    does not throttle responses: said where each one is written (nginx's default `0`, off,
-    is not reported)."""
-    levels: list[Settings] = [cfg.http.local]
-    for server in cfg.http.servers:
-        levels.append(server.local)
-        levels.extend(loc.local for loc in locations(server) if loc.local is not None)
-    for s in levels:
-        w = s.where.get("limit_rate")
-        if w is not None:
-            yield Finding("limit-rate-ignored", "warn", w[0], w[1],
-                          "limit_rate is not applied by truehop: responses are sent at full "
-                          "speed",
-                          "remove limit_rate, or throttle downloads in front of truehop")
+def not_applied(cfg: Config) -> Iterator[Finding]:
+    """Directives accepted so that a production config starts, whose effect truehop does not
+    produce: the table (conf/directives.py) says so in their entry, with the finding's id
+    and what does not happen; the compiler kept each line that leaves something undone
+    (`limit_rate 0`, nginx's default, does not)."""
+    for name, (f, line) in cfg.not_applied:
+        eff = next(s.effect for s in lookup(name) if s.effect.kind == "not-applied")
+        yield Finding(eff.finding, "warn", f, line,
+                      f"{name} is not applied by truehop: {eff.detail}", eff.fix)
 
 
 RULES: dict[str, Rule] = {
@@ -750,7 +748,8 @@ RULES: dict[str, Rule] = {
     "sse-buffering": sse_buffering,
     "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
     "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
-    "limit-rate-ignored": limit_rate_ignored,
+    # one id per "accepted, not applied" entry of the table (limit-rate-ignored, ...)
+    **{s.effect.finding: not_applied for s in SPECS if s.effect.kind == "not-applied"},
 }
 # `map-context` (a map outside http) is a config error; the CLI reports it under that id.
 CLI_RULES = ("map-context",)
@@ -781,7 +780,7 @@ def for_location(cfg: Config, server: ServerConf, loc: LocationConf) -> list[Fin
         lines.add(node.where)
         if node.local is not None:
             lines.update(v for k, v in node.local.where.items())
-        for h in node.settings.proxy_set_header or ():
+        for h in node.settings.proxy_set_header:
             lines.add(h.where)
         node = node.parent
     lines.update(server.local.where.values())
@@ -790,7 +789,7 @@ def for_location(cfg: Config, server: ServerConf, loc: LocationConf) -> list[Fin
         lines.add(loc.proxy.where)
         if loc.proxy.upstream is not None:
             lines.add(loc.proxy.upstream.where)
-        for h in loc.settings.proxy_set_header or ():
+        for h in loc.settings.proxy_set_header:
             m = map_of(cfg, h.value)
             if m is not None:
                 lines.add(m.where)

@@ -74,7 +74,6 @@ __all__ = [
     "method_error",
     "mime_for",
     "open_file",
-    "parse_expires",
     "parse_http_date",
     "plan_response",
     "resolve",
@@ -867,96 +866,11 @@ def plan_response(method: str, headers: Mapping[str, str], st: os.stat_result, m
 
 @dataclass(frozen=True, slots=True)
 class ExpiresSpec:
-    """A parsed `expires` directive. kind: off, epoch, max, access, modified, daily."""
+    """An `expires` value as parsed by conf.values.parse_expires (the one parser).
+    kind: off, epoch, max, access, modified, daily."""
 
     kind: str           # "off", "epoch", "max", "access", "modified" or "daily"
     seconds: int = 0
-
-
-# unit -> (refused when step >= this, new step, scale); nginx's st_start=0 st_year=1
-# st_month st_week st_day st_hour st_min st_sec=7 st_msec st_last=9 ("y": refused if step > 0)
-_UNITS: Final = {"y": (1, 1, 365 * 86400), "M": (2, 2, 30 * 86400), "w": (3, 3, 7 * 86400),
-          "d": (4, 4, 86400), "h": (5, 5, 3600), "m": (6, 6, 60), "s": (7, 7, 1),
-          " ": (7, 9, 1)}
-_MAX_INT_T: Final = (1 << 63) - 1
-
-
-def _parse_time(text: str) -> int:
-    """nginx's ngx_parse_time(is_sec=1): units y M w d h m s in decreasing order (spaces
-    after a unit are skipped; a number followed by a space counts as seconds), a trailing
-    bare number is seconds; ``ms`` is refused."""
-    total = value = 0
-    valid = False
-    step = 0
-    cutoff, cutlim = divmod(_MAX_INT_T, 10)
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if "0" <= ch <= "9":
-            d = ord(ch) - 48
-            if value >= cutoff and (value > cutoff or d > cutlim):
-                raise ValueError("invalid value")
-            value = value * 10 + d
-            valid = True
-            i += 1
-            continue
-        i += 1
-        unit = _UNITS.get(ch)
-        if unit is None or (ch == "m" and i < n and text[i] == "s"):
-            raise ValueError("invalid value")
-        refuse, new_step, scale = unit
-        if step >= refuse:
-            raise ValueError("invalid value")
-        step = new_step
-        if value > _MAX_INT_T // scale:
-            raise ValueError("invalid value")
-        value *= scale
-        if total > _MAX_INT_T - value:
-            raise ValueError("invalid value")
-        total += value
-        value = 0
-        while i < n and text[i] == " ":
-            i += 1
-    if not valid or total > _MAX_INT_T - value:
-        raise ValueError("invalid value")
-    return total + value
-
-
-def parse_expires(spec: str | Sequence[str]) -> ExpiresSpec:
-    """Parse the arguments of nginx's ``expires`` directive: ``off``, ``epoch``, ``max``,
-    ``[modified] [+|-]TIME``, ``@TIME`` (daily at time of day, local time).
-    Raises ValueError("invalid value") like nginx's config check."""
-    args = spec.split() if isinstance(spec, str) else list(spec)
-    if not 1 <= len(args) <= 2:
-        raise ValueError("invalid number of arguments")
-    if len(args) == 1:
-        if args[0] == "epoch":
-            return ExpiresSpec("epoch")
-        if args[0] == "max":
-            return ExpiresSpec("max")
-        if args[0] == "off":
-            return ExpiresSpec("off")
-        kind: Literal["access", "modified", "daily"] = "access"
-        val = args[0]
-    else:
-        if args[0] != "modified":
-            raise ValueError("invalid value")
-        kind = "modified"
-        val = args[1]
-    if val.startswith("@"):
-        if kind == "modified":
-            raise ValueError("daily time cannot be used with \"modified\" parameter")
-        secs = _parse_time(val[1:])
-        if secs > 24 * 60 * 60:
-            raise ValueError("daily time value must be less than 24 hours")
-        return ExpiresSpec("daily", secs)
-    sign = 1
-    if val.startswith("+"):
-        val = val[1:]
-    elif val.startswith("-"):
-        sign = -1
-        val = val[1:]
-    return ExpiresSpec(kind, sign * _parse_time(val))
 
 
 def _next_daily(now: int, secs: int) -> int:
@@ -972,12 +886,11 @@ def _next_daily(now: int, secs: int) -> int:
     return int(nxt)
 
 
-def expires_headers(spec: str | Sequence[str] | ExpiresSpec, now: float,
+def expires_headers(es: ExpiresSpec, now: float,
                     mtime: float | None = None) -> list[tuple[str, str]]:
     """The headers nginx's ``expires`` adds (``Expires`` then ``Cache-Control``); apply
     them only for EXPIRES_STATUSES. `now`: the current time; `mtime`: the response's
     Last-Modified time (``modified``; without it nginx counts from access time)."""
-    es = spec if isinstance(spec, ExpiresSpec) else parse_expires(spec)
     if es.kind == "off":
         return []
     if es.kind == "epoch":
