@@ -1,5 +1,6 @@
-"""What net/h2conn.py reads off a connection for the variables ($ssl_*) and for routing
-streams (which servers on a listener have HTTP/2)."""
+"""What a client connection reads off its transport for the variables ($ssl_*,
+net.connection, shared by HTTP/1 and HTTP/2) and which servers on a listener take HTTP/2
+streams (proxy.pipeline)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 from truehop.conf.compile import load
 from truehop.log import ErrorLog
-from truehop.net.h2conn import connection_info, http2_servers
-from truehop.process.runtime import Listener, Runtime
+from truehop.net.connection import connection_info
+from truehop.net.listen import Listener
+from truehop.process.runtime import Runtime
+from truehop.proxy.pipeline import http2_servers
 
 
 class FakeSsl:
@@ -45,10 +48,10 @@ def listeners(tmp_path: Path, servers: str) -> dict[tuple[str, int], Listener]:
 def test_session_reused_exposed(tmp_path: Path) -> None:
     lst = listeners(tmp_path, "server { listen 127.0.0.1:8080; }")[("127.0.0.1", 8080)]
     for reused in (False, True):
-        info = connection_info(FakeTransport(FakeSsl(reused)), lst, "https")  # type: ignore[arg-type]
+        info = connection_info(FakeTransport(FakeSsl(reused)), lst.key, "https")  # type: ignore[arg-type]
         assert info.ssl_session_reused is reused
         assert (info.ssl_protocol, info.ssl_server_name) == ("TLSv1.3", "a.test")
-    info = connection_info(FakeTransport(None), lst, "http")  # type: ignore[arg-type]
+    info = connection_info(FakeTransport(None), lst.key, "http")  # type: ignore[arg-type]
     assert info.ssl_session_reused is False
 
 

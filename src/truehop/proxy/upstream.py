@@ -40,7 +40,7 @@ from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.balancer import BalancerState, Peer
 from truehop.proxy.pipeline import Finish, InternalRedirect
 from truehop.proxy.request_body import BodyFile, BodyFileError, read_body
-from truehop.route.state import RequestState, UpstreamTry
+from truehop.route.state import RequestState, UpstreamLink, UpstreamTry
 from truehop.route.uri import escape_uri
 
 if TYPE_CHECKING:
@@ -1091,7 +1091,7 @@ def _cookie_value(r: RequestState, rule: RedirectRule, val: str) -> str | None:
     return rule.replacement.render(r) + val[len(pattern):]
 
 
-def _account(t: UpstreamTry, conn: UpstreamConnection) -> None:
+def _account(t: UpstreamTry, conn: UpstreamLink) -> None:
     """$upstream_bytes_sent / _received of a try: what its connection carried since `start`."""
     t.bytes_sent = conn.bytes_out
     t.bytes_received = conn.bytes_in
