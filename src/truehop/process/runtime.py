@@ -192,7 +192,7 @@ def client_verification(ctx: ssl.SSLContext, t: SslConf) -> None:
         # handshake and its request is answered 496, as nginx does (CERT_REQUIRED would end
         # the handshake with an alert instead)
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        # Python cannot set OpenSSL's verify depth: net.client_cert checks it on the chain
+        # Python cannot set OpenSSL's verify depth: certificate.ClientCert checks it on the chain
         setattr(ctx, DEPTH_ATTR, t.verify_depth)
         if t.client_certificate:
             load_verify_file(ctx, t.client_certificate, t.client_certificate_where, False)

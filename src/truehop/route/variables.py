@@ -390,7 +390,7 @@ def _ssl_client_verify(r: RequestState) -> str:
 
 def _client_cert_var(method: str) -> Getter:
     """An $ssl_client_* variable: what `method` of the connection's client certificate
-    (net.client_cert.ClientCert, only on connections whose context asked for one) gives,
+    (certificate.ClientCert, only on connections whose context asked for one) gives,
     formatted on first use and kept for the connection; empty without a certificate."""
     def get(r: RequestState) -> str:
         cc = r.conn.client_cert
