@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from truehop.conf.compile import load
+from truehop.http.events import RequestHead
 from truehop.log import ErrorLog
 from truehop.net.connection import connection_info
 from truehop.net.listen import Listener
 from truehop.process.runtime import Runtime
-from truehop.proxy.pipeline import http2_servers
+from truehop.proxy.pipeline import MISDIRECTED, client_cert_refusal, http2_servers
+from truehop.route.state import ConnectionInfo
 
 
 class FakeSsl:
@@ -68,3 +70,25 @@ def test_http2_servers(tmp_path: Path) -> None:
     lst = listeners(tmp_path, "server { listen 8443 http2; server_name a; } "
                               "server { listen 8443; server_name b; }")
     assert http2_servers(lst[("*", 8443)]) is None
+
+
+def _head(host: str) -> RequestHead:
+    return RequestHead("GET", "/", "/", None, "2", [("host", host)], host, None, False, False)
+
+
+def test_http2_refusal_is_the_pipelines(tmp_path: Path) -> None:
+    """The owner's answer for an HTTP/2 stream (net asks, the pipeline decides): 421 when
+    the Host picks a server with `http2 off`, nothing to refuse otherwise."""
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    conf = tmp_path / "site.conf"
+    conf.write_text("events {}\nhttp { access_log off; "
+                    "server { listen 127.0.0.1:8443; server_name on; http2 on; } "
+                    "server { listen 127.0.0.1:8443; server_name off; } }\n")
+    rt = Runtime(load(str(conf), str(tmp_path)), ErrorLog([("stderr", "emerg")]))
+    lst = rt.listeners[("127.0.0.1", 8443)]
+    info = ConnectionInfo("127.0.0.1", 5000, "127.0.0.1", 8443, "http", 1, lst.key)
+    assert rt.http2_refusal(lst, info, _head("on")) is None
+    assert rt.http2_refusal(lst, info, _head("on:8443")) is None
+    assert rt.http2_refusal(lst, info, _head("off")) == (421, MISDIRECTED)
+    # a plain connection never goes through the client-certificate check (497 path)
+    assert client_cert_refusal(lst, info, _head("on")) is None
