@@ -258,8 +258,8 @@ class Runtime(ConnectionOwner):
     def __init__(self, cfg: Config, log: ErrorLog | None = None) -> None:
         self.cfg = cfg
         self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "warn")])
-        self.pipeline = Pipeline(self)
         self.proxy = Proxy(self)
+        self.pipeline = Pipeline(self)      # binds the proxy's content phase
         self.detect = Detector(self.log, os.path.join(cfg.prefix, "logs"))
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.upstreams: dict[int, UpstreamRuntime] = {}
