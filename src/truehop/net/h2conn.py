@@ -2,9 +2,9 @@
 
 Theory of operation. Bytes go to `H2Server.feed`; each valid request becomes an `H2Exchange`
 (the same interface as `http.exchange.Exchange`, which is all the pipeline uses) and runs through
-the owner's `serve` (net.listen), as a Task. Requests are started only after the whole read was processed, so a stream
-opened and reset in the same read never reaches the pipeline; a stream reset later cancels its
-task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
+the owner's `serve` (net.listen), as a Task. Requests are started only after the whole read was
+processed, so a stream opened and reset in the same read never reaches the pipeline; a stream
+reset later cancels its task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
 refused with a status (absolute `:path`, `:method` with a space...), or whose server allows
 no HTTP/2 (the owner's `http2_refusal`: 421), is answered through the owner's `refuse` path on
 its stream only.
@@ -27,9 +27,10 @@ stream is awaited for `client_header_timeout`, the next ones for `keepalive_time
 connection's last stream is decided by keepalive_requests / keepalive_time / keepalive_timeout
 0 when a stream opens (see `H2Server.accept_until`).
 
-The runtime sees the attributes it reads on every connection: `info`, `listener`, `current`
-(an active exchange or None), `queue` (always empty), `_tunnel` (None), `closing` (setting it
-sends GOAWAY), `close()`, `abort()`, `graceful_close()`.
+The owner (net.listen: the runtime) and the worker read what they read on every connection
+(net.listen.ClientSide): `current` (an active exchange or None), `queue` (always empty),
+`closing` (setting it sends GOAWAY), `close()`, `abort()`, `graceful_close()`; the worker also
+`info`, `listener` and `_tunnel` (None).
 """
 
 from __future__ import annotations
