@@ -192,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         return show_status(a)
     if a.command == "demo":
         from truehop import quick
-        return quick.demo(a)
+        return quick.demo(a, main)
     if a.to is not None:
         from truehop import quick
-        return quick.run(a)
+        return quick.run(a, main)
     conf, prefix = resolve_paths(a)
     if a.signal:
         return signal_master(a, conf, prefix)

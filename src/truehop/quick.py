@@ -9,10 +9,17 @@ ports and truehop in front of it with `demo/demo.conf`.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
+
+# the command line's entry (cli.main), handed in by cli: quick mode sits below the CLI
+Main = Callable[[list[str]], int]
 
 QUICK_TEMPLATE = """\
 # Written by `truehop --to {to}`: a reverse proxy with the defaults done right.
@@ -69,8 +76,7 @@ def quick_config(to: str, listen: str | None, workdir: str) -> str:
                                  os.path.join(workdir, "access.log"))
 
 
-def run(a: Any) -> int:
-    from truehop import cli
+def run(a: Any, main: Main) -> int:
     workdir = tempfile.mkdtemp(prefix="truehop-quick-")
     text = quick_config(a.to, a.listen, workdir)
     if a.print_config:
@@ -81,15 +87,11 @@ def run(a: Any) -> int:
         f.write(text)
     print(f"truehop: proxying http://{a.listen or '127.0.0.1:8080'}/ -> http://{a.to}/ "
           f"(config: {path})", file=sys.stderr)
-    return cli.main(["-p", workdir + "/", "-c", path])
+    return main(["-p", workdir + "/", "-c", path])
 
 
-def demo(a: Any) -> int:
+def demo(a: Any, main: Main) -> int:
     """The demo app on 127.0.0.1:3000 and :3001, truehop on :8080 in front of it."""
-    import shutil
-    import socket
-    import time
-
     here = os.path.dirname(os.path.abspath(__file__))
     demo_dir = os.path.join(here, "demo")
     # a private prefix: logs and the pid file never land inside the installed package
@@ -117,8 +119,7 @@ def demo(a: Any) -> int:
         print("truehop demo: open http://127.0.0.1:8080/  (also /static/style.css, /__sse, "
               "/__ws); the demo app runs on 127.0.0.1:3000 and :3001. Ctrl-C stops.",
               file=sys.stderr)
-        from truehop import cli
-        return cli.main(["-p", work + "/", "-c", conf, "-e", "stderr"])
+        return main(["-p", work + "/", "-c", conf, "-e", "stderr"])
     finally:
         for p in apps:
             p.terminate()

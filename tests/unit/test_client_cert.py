@@ -1,4 +1,4 @@
-"""The $ssl_client_* formats of net.client_cert, checked against OpenSSL's own printing (the
+"""The $ssl_client_* formats of truehop.certificate, checked against OpenSSL's own printing (the
 `openssl x509 -nameopt RFC2253` command uses XN_FLAG_RFC2253, as nginx does) and nginx's."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from truehop.net.client_cert import (
+from truehop.certificate import (
     CertFields,
     days_remaining,
     escaped_pem,

@@ -7,7 +7,8 @@ import pytest
 from truehop.conf.model import LevelSettings, ServerConf, Settings, SslConf
 from truehop.http.events import RequestHead
 from truehop.route.state import ConnectionInfo, RequestState, UpstreamTry
-from truehop.route.variables import COMBINED, VariableScope, log_getter
+from truehop.route.template import log_getter
+from truehop.route.variables import COMBINED, VariableScope
 
 # a server with nothing set: these tests read the request, never its server's settings
 SERVER = ServerConf([], ["localhost"], [], {}, Settings(), LevelSettings(), (), SslConf())

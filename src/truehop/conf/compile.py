@@ -49,7 +49,8 @@ from truehop.conf.parsers import (
 )
 from truehop.conf.values import parse_flag, parse_size, parse_time, split_proxy_url
 from truehop.route.locations import LocationTree, compile_nginx_regex
-from truehop.route.variables import Template, UnknownVariable, VariableScope, literal
+from truehop.route.template import Template, literal
+from truehop.route.variables import UnknownVariable, VariableScope
 
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')

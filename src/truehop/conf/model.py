@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from truehop.route.servers import match_wildcard
-from truehop.route.variables import Template, VariableScope
+from truehop.route.template import Template, VariableLookup
 
 Where = tuple[str, int]
 
@@ -515,7 +515,7 @@ class HttpConf:
     log_formats: dict[str, LogFormat]
     settings: Settings
     local: LevelSettings
-    scope: VariableScope
+    scope: VariableLookup     # the scope its templates were compiled in (tests, tools)
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from truehop.conf.model import (
     UpstreamConf,
 )
 from truehop.conf.values import parse_expires, parse_size, parse_time
-from truehop.route.variables import Template, literal
+from truehop.route.template import Template, literal
 
 NEXT_UPSTREAM_FLAGS = frozenset({
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",

@@ -43,7 +43,7 @@ from truehop.http.events import RequestHead
 from truehop.http.headers import connection_tokens
 from truehop.lint.report import Finding, sort_key
 from truehop.route.state import ConnectionInfo, RequestState
-from truehop.route.variables import Template
+from truehop.route.template import Template
 
 Rule = Callable[[Config], Iterable[Finding]]
 

@@ -20,36 +20,28 @@ import asyncio
 import collections
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from truehop.clock import monotonic as _monotonic
+from truehop.conf.model import Settings
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.exchange import NO_BODY, NO_BODY_CL0, BodyStream, ClientGone, Exchange
 from truehop.http.h1 import H1ServerParser, response_head_bytes
-from truehop.net.client_cert import attach as attach_client_cert
+from truehop.net.connection import (
+    LINGERING_TIME,
+    LINGERING_TIMEOUT,
+    connection_info,
+    lingering_limits,
+)
 from truehop.net.deadline import Deadline
 from truehop.net.flow import Flow
+from truehop.net.listen import ConnectionOwner, Listener
 from truehop.route.state import ConnectionInfo
-
-if TYPE_CHECKING:
-    from truehop.conf.model import Settings
-    from truehop.process.runtime import Listener, Runtime
 
 BODY_HIGH_WATER: Final = 256 * 1024
 PIPELINE_HIGH_WATER: Final = 32       # queued pipelined requests before reading pauses
-# nginx's lingering_timeout and lingering_time defaults: a request body nobody read is read
-# and thrown away after the response (ngx_http_discarded_request_body_handler), each read
-# waited for at most LINGERING_TIMEOUT, the whole at most LINGERING_TIME; then the
-# connection is closed
-LINGERING_TIMEOUT: Final = 5.0
-LINGERING_TIME: Final = 30.0
-_conn_counter = 0
-
-
-def _next_conn_number() -> int:
-    global _conn_counter
-    _conn_counter += 1
-    return _conn_counter
+# a request body nobody read is read and thrown away after the response
+# (ngx_http_discarded_request_body_handler) within the lingering limits (net.connection)
 
 
 def _browser_disabled(head: RequestHead, disabled: frozenset[str]) -> bool:
@@ -252,8 +244,9 @@ Handler = Callable[[Exchange, ConnectionInfo, Any], Any]
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, runtime: Runtime, listener: Listener, scheme: str = "http") -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: ConnectionOwner, listener: Listener, scheme: str = "http"
+                 ) -> None:
+        self.runtime = runtime          # the owner's callbacks (net.listen), not the Runtime
         self.listener = listener
         self.scheme = scheme
         self.transport: asyncio.Transport | None = None
@@ -291,27 +284,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
-            raddr, rport = peer[0], peer[1]
-            saddr, sport = sock[0], sock[1]
-            if raddr.startswith("::ffff:") and "." in raddr:
-                raddr = raddr[7:]
-        else:
-            raddr, rport, saddr, sport = "unix:", 0, "unix:", 0
-        self.info = ConnectionInfo(raddr, rport, saddr, sport, self.scheme,
-                                   _next_conn_number(), self.listener.key)
-        ssl_obj = transport.get_extra_info("ssl_object")
-        if ssl_obj is not None:
-            self.info.ssl_protocol = ssl_obj.version() or ""
-            c = ssl_obj.cipher()
-            self.info.ssl_cipher = c[0] if c else ""
-            self.info.ssl_server_name = getattr(ssl_obj, "server_hostname", None) or \
-                getattr(ssl_obj, "sni", "") or ""
-            self.info.ssl_session_reused = bool(getattr(ssl_obj, "session_reused", False))
-            # a context that asks for client certificates: $ssl_client_* read them lazily
-            self.info = attach_client_cert(self.info, ssl_obj)
+        self.info = connection_info(transport, self.listener.key, self.scheme)
         srv = self.listener.default_server
         self.parser = H1ServerParser(self.listener.limits)
         self.keepalive_requests = srv.settings.keepalive_requests or 1000
@@ -408,7 +381,23 @@ class ClientConnection(asyncio.Protocol):
         self.info.requests = self.requests
         self.info.pipelined = pipelined
         self._cancel_timer()
-        self.runtime.start_flow(self, ex)
+        self.start_flow(ex)
+
+    def start_flow(self, ex: H1Exchange) -> None:
+        """Run the request at once, without a Task (net.flow); the flow is held by the
+        connection and by whatever it waits on."""
+        rt = self.runtime
+        if rt.shutting_down:
+            ex.keep_alive = False
+        info = self.info
+        assert info is not None
+        flow = self.task = Flow(rt.serve(ex, info, self.listener), self.loop)
+        if info.pipelined:
+            # started from the end of the previous request's flow: a round later, so that
+            # a run of pipelined requests answered at once does not nest
+            self.loop.call_soon(flow.start)
+        else:
+            flow.start()
 
     def body_consumed(self, _n: int = 0) -> None:
         if self._read_paused and self.transport is not None:
@@ -475,8 +464,7 @@ class ClientConnection(asyncio.Protocol):
     def _lingering_from(self, s: Settings) -> None:
         """The request's lingering_time/_timeout, read only when the connection drains
         (not on every request)."""
-        self.linger_time = s.lingering_time or LINGERING_TIME
-        self.linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
+        self.linger_time, self.linger_timeout = lingering_limits(s)
 
     def _discard_wait(self) -> None:
         """More of a discarded body arrived: wait up to lingering_timeout for the next
@@ -687,7 +675,20 @@ class ClientConnection(asyncio.Protocol):
             # else a later pipelined request was bad: finish the current one, then close
             return
         self.queue.clear()
-        self.runtime.send_error_and_close(self, e.status)
+        self.refuse(e.status)
+
+    def refuse(self, status: int, why: str = "") -> None:
+        """Answer a request that could not be read (no request line: $request is "-") with
+        `status` through the owner's refusal path, then close."""
+        head = RequestHead("", "", "/", None, "1.1", [], "", None, False, False)
+        ex = H1Exchange(self, head)
+        ex.keep_alive = False
+        self.current = ex
+        assert self.info is not None
+        rt = self.runtime
+        t = self.loop.create_task(rt.refuse(ex, self.info, self.listener, status, why))
+        rt.tasks.add(t)
+        t.add_done_callback(rt.tasks.discard)
 
     # -- timers ----------------------------------------------------------------------------
     # One deadline per connection (header, keep-alive), kept lazily (net.deadline): a busy
@@ -715,9 +716,8 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None and not self.queue:
             # nginx answers a request head that never completes with 408 and closes
             if self.parser is not None and self.parser_has_partial():
-                self.runtime.log.info("client timed out (110: Connection timed out) while "
-                                      "reading client request headers", self.info)
-                self.runtime.send_error_and_close(self, 408)
+                self.refuse(408, "client timed out (110: Connection timed out) while "
+                            "reading client request headers")
             else:
                 self.close()
 

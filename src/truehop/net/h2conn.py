@@ -2,11 +2,12 @@
 
 Theory of operation. Bytes go to `H2Server.feed`; each valid request becomes an `H2Exchange`
 (the same interface as `http.exchange.Exchange`, which is all the pipeline uses) and runs through
-`rt.start_exchange`. Requests are started only after the whole read was processed, so a stream
-opened and reset in the same read never reaches the pipeline; a stream reset later cancels its
-task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
-refused with a status (absolute `:path`, `:method` with a space...) is answered by the
-pipeline's bad-request path on its stream only.
+the owner's `serve` (net.listen), as a Task. Requests are started only after the whole read was
+processed, so a stream opened and reset in the same read never reaches the pipeline; a stream
+reset later cancels its task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
+refused with a status (absolute `:path`, `:method` with a space...), or whose server allows
+no HTTP/2 (the owner's `http2_refusal`: 421), is answered through the owner's `refuse` path on
+its stream only.
 
 Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
 (64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
@@ -26,9 +27,10 @@ stream is awaited for `client_header_timeout`, the next ones for `keepalive_time
 connection's last stream is decided by keepalive_requests / keepalive_time / keepalive_timeout
 0 when a stream opens (see `H2Server.accept_until`).
 
-The runtime sees the attributes it reads on every connection: `info`, `listener`, `current`
-(an active exchange or None), `queue` (always empty), `_tunnel` (None), `closing` (setting it
-sends GOAWAY), `close()`, `abort()`, `graceful_close()`.
+The owner (net.listen: the runtime) and the worker read what they read on every connection
+(net.listen.ClientSide): `current` (an active exchange or None), `queue` (always empty),
+`closing` (setting it sends GOAWAY), `close()`, `abort()`, `graceful_close()`; the worker also
+`info`, `listener` and `_tunnel` (None).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ import collections
 import functools
 import os
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from truehop.conf.model import Settings
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.exchange import TIMED_OUT, BodyStream, ClientGone, Exchange, expire
 from truehop.http.h2 import (
@@ -57,70 +60,12 @@ from truehop.http.h2 import (
     StreamReset,
     WindowOpened,
 )
-from truehop.net.client_cert import attach as attach_client_cert
-from truehop.net.downstream import _next_conn_number
+from truehop.net.connection import LINGERING_TIMEOUT, connection_info, lingering_limits
+from truehop.net.listen import ConnectionOwner, Listener
 from truehop.route.state import ConnectionInfo
-
-if TYPE_CHECKING:
-    from truehop.conf.model import Settings
-    from truehop.process.runtime import Listener, Runtime
 
 STREAM_HIGH_WATER: Final = 64 * 1024      # queued response bytes per stream before drain() waits
 GOAWAY_GRACE: Final = 5.0                 # draining: GOAWAY even to a connection never idle
-# nginx's lingering_time / lingering_timeout defaults (the directives override them)
-LINGERING_TIME: Final = 30.0
-LINGERING_TIMEOUT: Final = 5.0
-
-
-def connection_info(transport: asyncio.BaseTransport, listener: Listener,
-                    scheme: str) -> ConnectionInfo:
-    """$remote_addr, $server_addr, $scheme and the $ssl_* variables for a new connection."""
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
-    if isinstance(peer, tuple):
-        raddr, rport = peer[0], peer[1]
-        saddr, sport = sock[0], sock[1]
-        if raddr.startswith("::ffff:") and "." in raddr:
-            raddr = raddr[7:]
-    else:
-        raddr, rport, saddr, sport = "unix:", 0, "unix:", 0
-    info = ConnectionInfo(raddr, rport, saddr, sport, scheme, _next_conn_number(),
-                          listener.key)
-    ssl_obj = transport.get_extra_info("ssl_object")
-    if ssl_obj is not None:
-        info.ssl_protocol = ssl_obj.version() or ""
-        c = ssl_obj.cipher()
-        info.ssl_cipher = c[0] if c else ""
-        info.ssl_server_name = getattr(ssl_obj, "sni", "") or ""
-        info.ssl_session_reused = bool(getattr(ssl_obj, "session_reused", False))
-        # a context that asks for client certificates: $ssl_client_* read them lazily
-        info = attach_client_cert(info, ssl_obj)
-    return info
-
-
-_H2_SERVERS: dict[int, tuple[Any, frozenset[int] | None]] = {}
-MISDIRECTED: Final = "client attempted to request the server name for which the negotiated " \
-    "protocol is disabled"
-
-
-def http2_servers(listener: Listener) -> frozenset[int] | None:
-    """The ids of the listener's servers a stream may be routed to, or None when all of them
-    may: nginx answers 421 to a stream whose Host picks a server with `http2 off`, unless a
-    `listen ... http2` on this address enables HTTP/2 for every server on it."""
-    hit = _H2_SERVERS.get(id(listener))
-    if hit is not None and hit[0] is listener:
-        return hit[1]
-    port = listener.key[1]
-    servers = listener.servers
-    if any(ls.http2 for srv in servers for ls in srv.listens if ls.port == port) or \
-            all(srv.http2 for srv in servers):
-        allowed = None
-    else:
-        allowed = frozenset(id(srv) for srv in servers if srv.http2)
-    if len(_H2_SERVERS) > 256:      # listeners of configurations reloaded away
-        _H2_SERVERS.clear()
-    _H2_SERVERS[id(listener)] = (listener, allowed)
-    return allowed
 
 
 def limits_for(listener: Listener) -> H2Limits:
@@ -335,15 +280,14 @@ class H2Exchange(Exchange):
 class H2Connection(asyncio.Protocol):
     """See the module docstring."""
 
-    def __init__(self, runtime: Runtime, listener: Listener, scheme: str = "http",
+    def __init__(self, runtime: ConnectionOwner, listener: Listener, scheme: str = "http",
                  initial: bytes = b"") -> None:
-        self.runtime = runtime
+        self.runtime = runtime          # the owner's callbacks (net.listen), not the Runtime
         self.listener = listener
         self.scheme = scheme
         self.transport: Any = None
         self.info: ConnectionInfo | None = None
         self.server = H2Server(limits_for(listener))
-        self.h2_servers = http2_servers(listener)
         self.streams: dict[int, H2Exchange] = {}
         self.queue: collections.deque[Any] = collections.deque()   # never used on HTTP/2
         self._tunnel: Any = None
@@ -404,7 +348,7 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        self.info = connection_info(transport, self.listener, self.scheme)
+        self.info = connection_info(transport, self.listener.key, self.scheme)
         self.server.start()
         self.flush()
         self.runtime.connection_opened(self)
@@ -435,10 +379,13 @@ class H2Connection(asyncio.Protocol):
             t = type(ev)
             if t is StreamRequest:
                 assert isinstance(ev, StreamRequest)
-                if self.h2_servers is not None and not self._h2_allowed(ev.head):
+                assert self.info is not None
+                refused = self.runtime.http2_refusal(self.listener, self.info, ev.head)
+                if refused is not None:
                     ex1 = H2Exchange(self, ev.stream_id, ev.head, True)
                     self.streams[ev.stream_id] = ex1
-                    bad.append((ex1, StreamError(ev.stream_id, 421, MISDIRECTED, ev.head)))
+                    bad.append((ex1, StreamError(ev.stream_id, refused[0], refused[1],
+                                                 ev.head)))
                     continue
                 ex = H2Exchange(self, ev.stream_id, ev.head, ev.end_stream)
                 self.streams[ev.stream_id] = ex
@@ -542,9 +489,13 @@ class H2Connection(asyncio.Protocol):
         self.requests += 1
         assert self.info is not None
         self.info.requests = self.requests
-        if self._closing or self.runtime.shutting_down:
+        rt = self.runtime
+        if self._closing or rt.shutting_down:
             ex.keep_alive = False
-        t = ex.task = self.runtime.start_exchange(self, ex)
+        # a Task, started after the whole read is processed (module docstring)
+        t = ex.task = self.loop.create_task(rt.serve(ex, self.info, self.listener))
+        rt.tasks.add(t)
+        t.add_done_callback(rt.tasks.discard)
         ex.launched = True
         # a task cancelled before it ran never reaches the pipeline's own cleanup
         t.add_done_callback(functools.partial(self._task_done, ex))
@@ -555,22 +506,11 @@ class H2Connection(asyncio.Protocol):
             ex.aborted = ex.aborted or not ex.end_sent
             self.exchange_done(ex)
 
-    def _h2_allowed(self, head: RequestHead) -> bool:
-        from truehop.proxy.pipeline import compute_host
-
-        assert self.info is not None and self.h2_servers is not None
-        lst = self.listener
-        srv = lst.find_server(self.info.server_addr, compute_host(head.host, lst.default_server))
-        return id(srv) in self.h2_servers
-
     def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
-        from truehop.proxy.pipeline import Finish
-
         rt = self.runtime
         assert self.info is not None
-        rt.log.info(f"{err.reason} while reading client request headers", self.info)
-        coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener.default_server,
-                                              Finish(err.status))
+        coro = rt.refuse(ex, self.info, self.listener, err.status,
+                         f"{err.reason} while reading client request headers")
         t = self.loop.create_task(coro)
         rt.tasks.add(t)
         t.add_done_callback(rt.tasks.discard)
@@ -699,7 +639,7 @@ class H2Connection(asyncio.Protocol):
         if s.lingering_close == "off":
             tr.close()
             return
-        self._linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
+        linger_time, self._linger_timeout = lingering_limits(s)
         try:
             half = bool(tr.can_write_eof()) and not tr.is_closing()
         except (AttributeError, NotImplementedError):
@@ -712,7 +652,7 @@ class H2Connection(asyncio.Protocol):
         except (OSError, RuntimeError):
             tr.close()
             return
-        self._linger_end = self.loop.time() + (s.lingering_time or LINGERING_TIME)
+        self._linger_end = self.loop.time() + linger_time
         self._linger_timer = self.loop.call_later(self._linger_timeout, self._linger_expired)
         try:
             if not tr.is_reading():

@@ -2,9 +2,9 @@
 
 - `ssl` listener: `tls.TlsProtocol` peeks at the first byte. A TLS handshake goes on to ALPN:
   `h2` (when HTTP/2 is on) -> `H2Connection`, else HTTP/1.x (`ClientConnection`), both with
-  `$scheme` https. Plain HTTP bytes -> `PlainHttpOnTls`, which reads the request and answers
-  it as nginx does (status 497, sent as "400 The plain HTTP request was sent to HTTPS port",
-  `error_page 497` honoured), then closes.
+  `$scheme` https. Plain HTTP bytes -> `PlainHttpOnTls`, which reads the request and refuses
+  it with 497 through the owner's `refuse` path (the pipeline answers as nginx does: "400 The
+  plain HTTP request was sent to HTTPS port", `error_page 497` honoured), then closes.
 - plain listener with `http2`: `PrefaceSniffer` waits for the first bytes: the HTTP/2 client
   preface (prior knowledge, h2c) -> `H2Connection`, anything else -> HTTP/1.x on the same port.
 - otherwise HTTP/1.x.
@@ -17,21 +17,20 @@ it to the protocol ALPN chose (no 497 page possible in that mode).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from truehop.http.h2 import PREFACE
+from truehop.net.connection import connection_info
 from truehop.net.downstream import ClientConnection
-from truehop.net.h2conn import H2Connection, connection_info
+from truehop.net.h2conn import H2Connection
+from truehop.net.listen import ConnectionOwner, Listener
 from truehop.net.tls import TlsProtocol, record_sni
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Listener, Runtime
 
 # the worker asks this to know whether to pass ssl=None to create_server
 HANDLES_TLS: Final = True
 
 
-def protocol_for(rt: Runtime, lst: Listener, scheme: str) -> asyncio.Protocol:
+def protocol_for(rt: ConnectionOwner, lst: Listener, scheme: str) -> asyncio.Protocol:
     if lst.ssl and lst.ssl_context is not None:
         return tls_protocol(rt, lst)
     if lst.http2:
@@ -39,7 +38,7 @@ def protocol_for(rt: Runtime, lst: Listener, scheme: str) -> asyncio.Protocol:
     return ClientConnection(rt, lst, scheme)
 
 
-def tls_protocol(rt: Runtime, lst: Listener) -> TlsProtocol:
+def tls_protocol(rt: ConnectionOwner, lst: Listener) -> TlsProtocol:
     assert lst.ssl_context is not None
     record_sni(lst.ssl_context)
 
@@ -53,7 +52,7 @@ def tls_protocol(rt: Runtime, lst: Listener) -> TlsProtocol:
 
     def failed(msg: str, raw: asyncio.BaseTransport) -> None:
         try:
-            info = connection_info(raw, lst, "https")
+            info = connection_info(raw, lst.key, "https")
         except Exception:
             info = None
         rt.log.info(msg, info)
@@ -63,8 +62,9 @@ def tls_protocol(rt: Runtime, lst: Listener) -> TlsProtocol:
 
 
 class PlainHttpOnTls(ClientConnection):
-    """A plain HTTP request on a TLS port: read it as HTTP/1.x, answer nginx's 497 from the
-    server its Host names (its `error_page 497` applies, e.g. a redirect to https), close."""
+    """A plain HTTP request on a TLS port: read it as HTTP/1.x, refuse it with nginx's 497
+    (answered from the server its Host names: its `error_page 497` applies, e.g. a redirect
+    to https), close."""
 
     def _start_next(self, pipelined: bool = False) -> None:
         ex = self.queue.popleft()
@@ -78,33 +78,19 @@ class PlainHttpOnTls(ClientConnection):
         ex.keep_alive = False
         ex.head.upgrade = None
         rt = self.runtime
-        rt.log.info("client sent plain HTTP request to HTTPS port while reading client "
-                    "request headers", self.info)
-        t = self.loop.create_task(self._answer_497(ex))
+        t = self.loop.create_task(rt.refuse(
+            ex, self.info, self.listener, 497, "client sent plain HTTP request to HTTPS port "
+            "while reading client request headers"))
         rt.tasks.add(t)
         t.add_done_callback(rt.tasks.discard)
         self.task = t
-
-    async def _answer_497(self, ex: Any) -> None:
-        from truehop.proxy.pipeline import Finish, compute_host
-
-        lst = self.listener
-        assert self.info is not None
-        host = compute_host(ex.head.host, lst.default_server)
-        try:
-            srv = lst.find_server(self.info.server_addr, host) if ex.head.host else \
-                lst.default_server
-        except Exception:
-            srv = lst.default_server
-        await self.runtime.pipeline.finish_bad_request(
-            ex, self.info, srv, Finish(497))
 
 
 class PrefaceSniffer(asyncio.Protocol):
     """A plain `http2` port: HTTP/2 with prior knowledge when the client preface arrives,
     HTTP/1.x otherwise."""
 
-    def __init__(self, rt: Runtime, lst: Listener, scheme: str) -> None:
+    def __init__(self, rt: ConnectionOwner, lst: Listener, scheme: str) -> None:
         self.rt = rt
         self.lst = lst
         self.scheme = scheme

@@ -24,7 +24,9 @@ own handlers are installed.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
+import pkgutil
 import resource
 import select
 import signal
@@ -35,11 +37,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import truehop
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
 from truehop.conf.model import Config, Listen
 from truehop.detect import state_path
+from truehop.lint import rules
 from truehop.log import ErrorLog, ScopedErrorLog
+from truehop.process import worker
 from truehop.process.runtime import Runtime, listener_groups
 
 SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
@@ -264,7 +269,6 @@ class Master:
                     if id(s) not in mine:
                         s.close()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD,))
-                from truehop.process import worker
                 # files the worker writes are opened before it gives up root: the logs
                 # (opened by the master), and its findings file for `truehop status`
                 rt.detect.open_state()
@@ -504,10 +508,6 @@ class Master:
 
 
 def lint(cfg: Config) -> list[Any]:
-    try:
-        from truehop.lint import rules
-    except ImportError:  # pragma: no cover - lint ships with truehop
-        return []
     return list(rules.run(cfg))
 
 
@@ -522,10 +522,6 @@ def preload_modules() -> None:
     """Import now whatever a worker could import later. After the switch to `user`, the
     Python installation may be unreadable (a pyenv or uv interpreter under /root is mode 700):
     nginx's workers have all their code loaded, a Python worker must load it first."""
-    import importlib
-    import pkgutil
-
-    import truehop
     names = [m.name for m in pkgutil.walk_packages(truehop.__path__, "truehop.")
              if not m.name.startswith(("truehop.__main__", "truehop.demo"))]
     for name in (*names, *LAZY_STDLIB):

@@ -8,60 +8,40 @@ and keepalive pools, log sinks, SSL contexts, and the set of open connections.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import os
-import re
 import ssl
-from dataclasses import dataclass, field
-from ssl import SSLContext
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
+from truehop.certificate import DEPTH_ATTR
 from truehop.clock import monotonic as _monotonic
-from truehop.conf.model import AccessLog, Config, Listen, ServerConf, Settings, UpstreamConf
+from truehop.conf.ast import ConfigError
+from truehop.conf.model import (
+    AccessLog,
+    Config,
+    Listen,
+    PeerConf,
+    ServerConf,
+    Settings,
+    SslConf,
+    UpstreamConf,
+)
 from truehop.detect import Detector
+from truehop.http.events import RequestHead
+from truehop.http.exchange import Exchange
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
-from truehop.net.client_cert import handle_verified
-from truehop.net.flow import Flow
+from truehop.net.listen import ClientSide, ConnectionOwner, Listener
 from truehop.net.tls import CHOOSE_ATTR
 from truehop.proxy.balancer import UpstreamBalancer
+from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.pool import KeepalivePool
+from truehop.proxy.upstream import Proxy
 from truehop.route.servers import ServerNameIndex
-
-if TYPE_CHECKING:
-    from truehop.conf.model import SslConf
-    from truehop.http.exchange import Exchange
-    from truehop.net.downstream import ClientConnection
-    from truehop.net.h2conn import H2Connection
-    from truehop.route.state import RequestState
-
-@dataclass
-class Listener:
-    """One bound address:port and the servers that listen on it."""
-
-    key: tuple[str, int]
-    listen: Listen
-    servers: list[ServerConf]
-    default_server: ServerConf
-    limits: H1Limits
-    ssl: bool = False
-    http2: bool = False
-    index: Any = None                               # ServerNameIndex for the wildcard address
-    by_addr: dict[str, Any] = field(default_factory=dict)  # local address -> ServerNameIndex
-    ssl_context: SSLContext | None = None
-    # a server here has ssl_verify_client: requests go through nginx's certificate check
-    client_verify: bool = False
-
-    def find_server(self, local_addr: str, host: str) -> ServerConf:
-        idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
-        return idx.find(host)  # an empty host first looks for a server named ""
-
-    def find_server_match(self, local_addr: str, host: str
-                          ) -> tuple[ServerConf, re.Match[str] | None]:
-        """The server, and the match of its regex server_name when a regex chose it (its
-        captures are $1.. and named variables for the request, as in nginx)."""
-        idx = self.by_addr.get(local_addr, self.index) if self.by_addr else self.index
-        return idx.find_with_captures(host)
+from truehop.route.state import ConnectionInfo, RequestState
+from truehop.route.variables import COMBINED
 
 
 class UpstreamRuntime:
@@ -112,7 +92,6 @@ def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None =
         try:
             ctx.load_dh_params(srv.ssl.dhparam)
         except (OSError, ssl.SSLError):
-            from truehop.conf.ast import ConfigError
             w = srv.ssl.dhparam_where
             raise ConfigError(f'PEM_read_bio_DHparams("{srv.ssl.dhparam}") failed', w[0],
                               w[1]) from None
@@ -158,8 +137,6 @@ def set_protocols(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
 
 def read_passwords(path: str, where: tuple[str, int]) -> list[bytes]:
     """ssl_password_file: one passphrase a line, tried in turn (ngx_ssl_read_password_file)."""
-    from truehop.conf.ast import ConfigError
-
     try:
         with open(path, "rb") as f:
             lines = [ln.rstrip(b"\r\n") for ln in f.read().splitlines()]
@@ -177,8 +154,6 @@ def load_certificate(ctx: ssl.SSLContext, cert: str, key: str, where: tuple[str,
     """Load one certificate/key pair; failures become ConfigErrors in nginx's words, pointing
     at the ssl_certificate line. An encrypted key takes the ssl_password_file passphrases in
     turn; without them it fails (never a prompt on the terminal, which would hang start-up)."""
-    from truehop.conf.ast import ConfigError
-
     for what, path in (("certificate", cert), ("certificate key", key)):
         try:
             with open(path, "rb"):
@@ -209,9 +184,6 @@ def client_verification(ctx: ssl.SSLContext, t: SslConf) -> None:
     """ssl_verify_client, ssl_client_certificate, ssl_trusted_certificate, ssl_verify_depth
     and ssl_crl on a server's context, in nginx's order and words (ngx_http_ssl_merge_srv_conf:
     the CA check, then the CA files, then the CRLs)."""
-    from truehop.conf.ast import ConfigError
-    from truehop.net.client_cert import DEPTH_ATTR
-
     if t.verify_client != "off":
         if not t.client_certificate and not t.trusted_certificate:
             raise ConfigError("no ssl_client_certificate or ssl_trusted_certificate for "
@@ -220,7 +192,7 @@ def client_verification(ctx: ssl.SSLContext, t: SslConf) -> None:
         # handshake and its request is answered 496, as nginx does (CERT_REQUIRED would end
         # the handshake with an alert instead)
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        # Python cannot set OpenSSL's verify depth: net.client_cert checks it on the chain
+        # Python cannot set OpenSSL's verify depth: certificate.ClientCert checks it on the chain
         setattr(ctx, DEPTH_ATTR, t.verify_depth)
         if t.client_certificate:
             load_verify_file(ctx, t.client_certificate, t.client_certificate_where, False)
@@ -238,8 +210,6 @@ def client_verification(ctx: ssl.SSLContext, t: SslConf) -> None:
 def load_verify_file(ctx: ssl.SSLContext, path: str, where: tuple[str, int], crl: bool) -> None:
     """Add a PEM file of CA certificates (or of CRLs) to the context's verify store; failures
     in nginx's words (ngx_ssl_client_certificate, ngx_ssl_crl and ngx_ssl_cache_*_create)."""
-    from truehop.conf.ast import ConfigError
-
     what, reader, marker = ("CRL", "PEM_read_bio_X509_CRL()", b"-----BEGIN X509 CRL-----") \
         if crl else ("certificate", "PEM_read_bio_X509_AUX()", b"CERTIFICATE-----")
     try:
@@ -267,7 +237,6 @@ def certificate_warnings(cert: str, where: tuple[str, int]) -> list[str]:
             leaf = x509.load_pem_x509_certificate(f.read())
     except Exception:  # unreadable here means load_cert_chain already reported it
         return []
-    import datetime
     now = datetime.datetime.now(datetime.UTC)
     after = leaf.not_valid_after_utc
     before = leaf.not_valid_before_utc
@@ -281,20 +250,21 @@ def certificate_warnings(cert: str, where: tuple[str, int]) -> list[str]:
     return []
 
 
-class Runtime:
-    def __init__(self, cfg: Config, log: ErrorLog | None = None) -> None:
-        from truehop.proxy.pipeline import Pipeline
-        from truehop.proxy.upstream import Proxy
+class Runtime(ConnectionOwner):
+    """The model made live for one worker (or for `-t`): it owns the listeners, upstreams,
+    log sinks and open connections, and is the owner the connections are handed (net.listen:
+    they call `serve`, `refuse`, `connection_opened`...; it answers through the pipeline)."""
 
+    def __init__(self, cfg: Config, log: ErrorLog | None = None) -> None:
         self.cfg = cfg
         self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "warn")])
-        self.pipeline = Pipeline(self)
         self.proxy = Proxy(self)
+        self.pipeline = Pipeline(self)      # binds the proxy's content phase
         self.detect = Detector(self.log, os.path.join(cfg.prefix, "logs"))
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.upstreams: dict[int, UpstreamRuntime] = {}
         self.sinks: dict[str, AccessSink] = {}
-        self.connections: set[ClientConnection | H2Connection] = set()
+        self.connections: set[ClientSide] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.tunnels: set[asyncio.Future[None]] = set()
         self.shutting_down = False
@@ -369,8 +339,6 @@ class Runtime:
     def _create_temp_path(self, path: str) -> None:
         """ngx_create_paths: the directory (not its parents) is made 0700 if missing, and
         given to the workers' user when the master runs as root (they write in it)."""
-        from truehop.conf.ast import ConfigError
-
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -399,8 +367,6 @@ class Runtime:
         the context of the server the name picks. Each context offers h2 in ALPN as its own
         server allows (`http2 on`, or a `listen ... http2` on this address), as nginx 1.25+
         decides HTTP/2 per server. Servers with the same TLS settings share one context."""
-        from truehop.conf.ast import ConfigError
-
         addr, port = lst.key
         addr_h2 = any(ls.http2 for srv in lst.servers for ls in srv.listens
                       if ls.port == port and (addr == "*" or ls.addr == addr))
@@ -470,7 +436,7 @@ class Runtime:
 
     # -- per connection ------------------------------------------------------------------
 
-    def connection_opened(self, c: ClientConnection | H2Connection) -> None:
+    def connection_opened(self, c: ClientSide) -> None:
         if len(self.connections) >= self.cfg.main.worker_connections:
             # nginx's bound on memory per worker: refuse beyond worker_connections
             if not self._conn_limit_logged:
@@ -483,53 +449,20 @@ class Runtime:
         if self.shutting_down:
             c.closing = True
 
-    def connection_closed(self, c: ClientConnection | H2Connection) -> None:
+    def connection_closed(self, c: ClientSide) -> None:
         self.connections.discard(c)
 
-    def start_exchange(self, c: H2Connection, ex: Exchange) -> asyncio.Task[None]:
-        """An HTTP/2 stream's request: a Task, started after the whole read is processed."""
-        if self.shutting_down:
-            ex.keep_alive = False
-        assert c.info is not None
-        coro = self.pipeline.handle(ex, c.info, c.listener) if not c.listener.client_verify \
-            else handle_verified(self, ex, c.info, c.listener)
-        t = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(t)
-        t.add_done_callback(self.tasks.discard)
-        return t
+    def serve(self, ex: Exchange, info: ConnectionInfo, listener: Listener
+              ) -> Coroutine[Any, Any, None]:
+        return self.pipeline.serve(ex, info, listener)
 
-    def start_flow(self, c: ClientConnection, ex: Exchange) -> None:
-        """An HTTP/1 request: run at once, without a Task (net.flow); the flow is held by
-        the connection and by whatever it waits on."""
-        if self.shutting_down:
-            ex.keep_alive = False
-        assert c.info is not None
-        coro = self.pipeline.handle(ex, c.info, c.listener) if not c.listener.client_verify \
-            else handle_verified(self, ex, c.info, c.listener)
-        flow = c.task = Flow(coro, c.loop)
-        if c.info.pipelined:
-            # started from the end of the previous request's flow: a round later, so that
-            # a run of pipelined requests answered at once does not nest
-            c.loop.call_soon(flow.start)
-        else:
-            flow.start()
+    def refuse(self, ex: Exchange, info: ConnectionInfo, listener: Listener, status: int,
+               why: str) -> Coroutine[Any, Any, None]:
+        return self.pipeline.refuse(ex, info, listener, status, why)
 
-    def send_error_and_close(self, c: ClientConnection, status: int) -> None:
-        from truehop.http.events import RequestHead
-        from truehop.net.downstream import H1Exchange
-        from truehop.proxy.pipeline import Finish
-
-        # the request could not be parsed: no request line to log ($request is "-")
-        head = RequestHead("", "", "/", None, "1.1", [], "", None, False, False)
-        ex = H1Exchange(c, head)
-        ex.keep_alive = False
-        c.current = ex
-        assert c.info is not None
-        r_task = self.pipeline.finish_bad_request(ex, c.info, c.listener.default_server,
-                                                  Finish(status))
-        t = asyncio.get_running_loop().create_task(r_task)
-        self.tasks.add(t)
-        t.add_done_callback(self.tasks.discard)
+    def http2_refusal(self, listener: Listener, info: ConnectionInfo, head: RequestHead
+                      ) -> tuple[int, str] | None:
+        return self.pipeline.http2_refusal(listener, info, head)
 
     # -- upstreams -----------------------------------------------------------------------
 
@@ -543,7 +476,6 @@ class Runtime:
         up = self.cfg.http.upstreams.get(hostport)
         if up is not None:
             return up
-        from truehop.conf.model import PeerConf
         host, _, port_s = hostport.rpartition(":") if ":" in hostport.lstrip("[").split("]")[-1] \
             else (hostport, "", "443" if scheme == "https" else "80")
         host = host.strip("[]")
@@ -620,7 +552,7 @@ class Runtime:
         """nginx's built-in format: '$remote_addr - $remote_user [$time_local] "$request"
         $status $body_bytes_sent "$http_referer" "$http_user_agent"', "-" for a variable
         that is not found (no credentials, no Referer...), repeated fields joined."""
-        from truehop.route.variables import COMBINED as c
+        c = COMBINED
         user = c.remote_user(r)
         request = c.request(r)
         referer = c.referer(r)

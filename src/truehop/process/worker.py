@@ -24,14 +24,19 @@ Graceful stop (a reload retires the old workers this way, and so does `-s quit`)
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import os
 import random
 import signal
 import socket
 from typing import Any
 
+import uvloop
+
+from truehop.net import negotiate
 from truehop.net.downstream import ClientConnection
-from truehop.process.runtime import Listener, Runtime
+from truehop.net.listen import Listener
+from truehop.process.runtime import Runtime
 
 SWEEP_INTERVAL = 1.0
 IDLE_DRAIN = 5.0          # seconds a retiring worker keeps idle keep-alive connections open
@@ -120,8 +125,6 @@ class Worker:
         rt = self.rt
         scheme = "https" if lst.ssl else "http"
         if lst.http2 or lst.ssl:
-            from truehop.net import negotiate
-
             def make() -> Any:
                 p = negotiate.protocol_for(rt, lst, scheme)
                 self.track(p)
@@ -227,13 +230,9 @@ class Worker:
 
 def run(rt: Runtime, sockets: dict[tuple[str, int], socket.socket],
         ready_fd: int | None = None) -> None:
-    import uvloop
-
     profile_to = os.environ.get("TRUEHOP_PROFILE")
     if profile_to:
         # a developer's tool (bench/README.md): cProfile this worker, dumped when it exits
-        import cProfile
-
         prof = cProfile.Profile()
         prof.enable()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

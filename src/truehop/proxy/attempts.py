@@ -19,7 +19,7 @@ from truehop.proxy.balancer import BalancerState, Peer
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.request_body import BodyFile, BodyFileError
 from truehop.proxy.upstream_request import UpstreamRequest
-from truehop.route.state import RequestState, UpstreamTry
+from truehop.route.state import RequestState, UpstreamLink, UpstreamTry
 
 if TYPE_CHECKING:
     from truehop.process.runtime import Runtime, UpstreamRuntime
@@ -335,7 +335,7 @@ async def stream_body(conn: UpstreamConnection, ex: Exchange, s: Settings, r: Re
         r.request_body = kept[0] if len(kept) == 1 else b"".join(kept)
 
 
-def account(t: UpstreamTry, conn: UpstreamConnection) -> None:
+def account(t: UpstreamTry, conn: UpstreamLink) -> None:
     """$upstream_bytes_sent / _received of a try: what its connection carried since `start`."""
     t.bytes_sent = conn.bytes_out
     t.bytes_received = conn.bytes_in

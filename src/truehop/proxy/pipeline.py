@@ -1,6 +1,7 @@
 """What happens to one request, in nginx's phase order.
 
-    server chosen (by the connection) -> realip -> URI normalised -> server rewrite
+    checks before any phase (`serve`): client certificate (495/496, and 421 for a Host
+    other than the SNI name) -> server chosen -> realip -> URI normalised -> server rewrite
     -> find location -> location rewrite (`last` loops back, at most 10 times)
     -> content: `return` | `proxy_pass` | `try_files` | static file
     -> response filters: error_page, add_header, expires, Server/Date
@@ -8,6 +9,11 @@
 
 Each step reads the compiled model; nothing here touches a socket except through the
 `Exchange` the connection gave us.
+
+Refusals, one path for HTTP/1 and HTTP/2 (`refuse`): a request the parser refused (400, 408,
+413, 414, 494, 501, 505), plain HTTP on a TLS port (497), an HTTP/2 stream whose server
+allows no HTTP/2 (421, `http2_refusal`) and the client-certificate answers all end in
+`finish_bad_request`: the special response, the server's error_page, the access log, close.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ import asyncio
 import ipaddress
 import os
 import re
-from typing import TYPE_CHECKING, Any, Final, Literal
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, Literal, Protocol
 
 from truehop import __version__
+from truehop.certificate import CHAIN_TOO_LONG
 from truehop.clock import wall as _time
 from truehop.conf.model import (
+    AccessLog,
     BreakOp,
     Condition,
     IfOp,
@@ -31,10 +41,13 @@ from truehop.conf.model import (
     SetOp,
 )
 from truehop.conf.values import parse_expires
-from truehop.http.events import ProtocolError
+from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.exchange import ClientGone, Exchange
 from truehop.http.status import REASONS, SENT_AS, TITLES
+from truehop.log import ErrorLog
+from truehop.net.listen import Listener
 from truehop.proxy import static
+from truehop.route.servers import match_wildcard
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.uri import (
     BadRequest,
@@ -43,9 +56,6 @@ from truehop.route.uri import (
     normalize_path,
     unescape_redirect,
 )
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Listener, Runtime
 
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # nginx's special responses after which the connection is not kept alive
@@ -202,12 +212,158 @@ class RewritePlan:
         return True
 
 
+class ContentHandler(Protocol):
+    """The proxy's content phase (proxy.upstream.Proxy), which imports this module."""
+
+    async def run(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None: ...
+
+
+class PipelineHost(Protocol):
+    """What the pipeline reads of the runtime that built it (process.runtime.Runtime, a
+    layer above): its error log, the proxy, the access log sinks."""
+
+    log: ErrorLog
+
+    @property
+    def proxy(self) -> ContentHandler: ...
+
+    def write_access(self, r: RequestState, logs: tuple[AccessLog, ...]) -> None: ...
+
+
+MISDIRECTED: Final = "client attempted to request the server name for which the negotiated " \
+    "protocol is disabled"
+# the listeners' servers with HTTP/2, by listener (see http2_servers)
+_H2_SERVERS: dict[int, tuple[Listener, frozenset[int] | None]] = {}
+
+
+def http2_servers(listener: Listener) -> frozenset[int] | None:
+    """The ids of the listener's servers a stream may be routed to, or None when all of them
+    may: nginx answers 421 to a stream whose Host picks a server with `http2 off`, unless a
+    `listen ... http2` on this address enables HTTP/2 for every server on it."""
+    hit = _H2_SERVERS.get(id(listener))
+    if hit is not None and hit[0] is listener:
+        return hit[1]
+    port = listener.key[1]
+    servers = listener.servers
+    if any(ls.http2 for srv in servers for ls in srv.listens if ls.port == port) or \
+            all(srv.http2 for srv in servers):
+        allowed = None
+    else:
+        allowed = frozenset(id(srv) for srv in servers if srv.http2)
+    if len(_H2_SERVERS) > 256:      # listeners of configurations reloaded away
+        _H2_SERVERS.clear()
+    _H2_SERVERS[id(listener)] = (listener, allowed)
+    return allowed
+
+
+def _sni_found(lst: Listener, local_addr: str, name: str) -> bool:
+    """Whether the SNI name picks a server by its names (not by default), as
+    ngx_http_find_virtual_server did when the handshake chose the server."""
+    idx = lst.by_addr.get(local_addr, lst.index) if lst.by_addr else lst.index
+    if name in idx.exact or match_wildcard(idx.head, idx.tail, name) is not None:
+        return True
+    return any(rx.search(name) is not None for rx, _ in idx.regex)
+
+
+def client_cert_refusal(lst: Listener, info: ConnectionInfo, head: RequestHead
+                        ) -> tuple[int, ServerConf, str] | None:
+    """nginx's answer before any phase runs, for a request on a TLS listener with a verifying
+    server: (status, the server whose error pages apply, what is logged), or None to go on.
+
+    ngx_http_set_virtual_server: once the SNI name chose a server, a Host naming another
+    name is 421 when the server it picks verifies certificates. ngx_http_process_request:
+    a server with `ssl_verify_client` answers 495 to a failed verification and, with `on`,
+    496 to a connection without a certificate."""
+    if not info.ssl_protocol:        # a plain HTTP request on the ssl port: the 497 path
+        return None
+    host = compute_host(head.host, lst.default_server) if head.host else ""
+    srv = lst.find_server(info.server_addr, host)
+    mode = srv.ssl.verify_client
+    if mode == "off":
+        return None
+    sni = info.ssl_server_name.lower()
+    if sni.endswith("."):
+        sni = sni[:-1]
+    if sni and sni != host and _sni_found(lst, info.server_addr, sni):
+        return 421, srv, ("client attempted to request the server name different from the "
+                          "one that was negotiated while reading client request headers")
+    cert = info.client_cert
+    verify = cert.verify() if cert is not None else "NONE"
+    if verify.startswith("FAILED:"):
+        reason = verify[7:]
+        code = 22 if reason == CHAIN_TOO_LONG else 0
+        return 495, srv, (f"client SSL certificate verify error: ({code}:{reason}) while "
+                          "reading client request headers")
+    if mode == "on" and verify == "NONE":
+        return 496, srv, ("client sent no required SSL certificate while reading client "
+                          "request headers")
+    return None
+
+
 class Pipeline:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: PipelineHost) -> None:
         self.rt = rt
+        # the two calls on the runtime every request makes, bound once: through the protocol
+        # the compiled build would look each attribute up and bind it per request (about 1%
+        # of a proxied request's instructions); the runtime's proxy exists by now
+        self._content: Callable[[RequestState, Exchange, LocationConf], Awaitable[None]] = \
+            rt.proxy.run
+        self._write_access: Callable[[RequestState, tuple[AccessLog, ...]], None] = \
+            rt.write_access
         self._rewrite_plans: dict[int, tuple[RewriteOp, RewritePlan]] = {}
 
     # -- entry -------------------------------------------------------------------------
+
+    def serve(self, ex: Exchange, info: ConnectionInfo, listener: Listener
+              ) -> Coroutine[Any, Any, None]:
+        """The coroutine that answers one request: the phases, after nginx's client
+        certificate check on a listener where a server verifies them."""
+        if listener.client_verify:
+            return self._verified(ex, info, listener)
+        return self.handle(ex, info, listener)
+
+    async def _verified(self, ex: Exchange, info: ConnectionInfo, listener: Listener) -> None:
+        """nginx's certificate check, then the phases, or the special response the check
+        chose (that server's error_page applies)."""
+        verdict = client_cert_refusal(listener, info, ex.head)
+        if verdict is None:
+            await self.handle(ex, info, listener)
+            return
+        status, srv, msg = verdict
+        self.rt.log.info(msg, info)
+        await self.finish_bad_request(ex, info, srv, Finish(status))
+
+    def http2_refusal(self, listener: Listener, info: ConnectionInfo, head: RequestHead
+                      ) -> tuple[int, str] | None:
+        """(421, why) for an HTTP/2 stream whose Host picks a server with `http2 off`."""
+        allowed = http2_servers(listener)
+        if allowed is None:
+            return None
+        srv = listener.find_server(info.server_addr,
+                                   compute_host(head.host, listener.default_server))
+        return None if id(srv) in allowed else (421, MISDIRECTED)
+
+    def refuse(self, ex: Exchange, info: ConnectionInfo, listener: Listener, status: int,
+               why: str) -> Coroutine[Any, Any, None]:
+        """Log `why` (now, as nginx logs a refusal when it decides it) and return the
+        coroutine that answers `status` to a request refused before any phase ran."""
+        if why:
+            self.rt.log.info(why, info)
+        return self._refused(ex, info, listener, status)
+
+    async def _refused(self, ex: Exchange, info: ConnectionInfo, listener: Listener,
+                       status: int) -> None:
+        srv = listener.default_server
+        if status == 497 and ex.head.host:
+            # nginx answers 497 once the request's headers named its server: that server's
+            # error_page 497 applies (e.g. a redirect to https). The parser's refusals come
+            # before any server is chosen: the default server's pages
+            try:
+                srv = listener.find_server(info.server_addr,
+                                           compute_host(ex.head.host, listener.default_server))
+            except Exception:
+                srv = listener.default_server
+        await self.finish_bad_request(ex, info, srv, Finish(status))
 
     async def handle(self, ex: Exchange, info: ConnectionInfo, listener: Listener) -> None:
         head = ex.head
@@ -242,7 +398,6 @@ class Pipeline:
                 ex.abort()
         except Exception as e:  # a bug must cost one request, never the worker
             self.rt.log.alert(f"unexpected error: {type(e).__name__}: {e}", info, r)
-            import traceback
             self.rt.log.alert("stack: " + traceback.format_exc().replace("\n", " | "), info, r)
             if not ex.started:
                 ex.keep_alive = False
@@ -423,7 +578,7 @@ class Pipeline:
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
         if loc.proxy is not None:
-            await self.rt.proxy.run(r, ex, loc)
+            await self._content(r, ex, loc)
             return
         if s.try_files:
             await self.try_files(r, ex, loc)
@@ -861,7 +1016,7 @@ class Pipeline:
         logs = s.access_log
         if not logs:
             return
-        self.rt.write_access(r, logs)
+        self._write_access(r, logs)
 
 
 def _trusted(addr: str, nets: tuple[Any, ...]) -> bool:

@@ -7,15 +7,28 @@ it. Fields are plain attributes (slots) because they are read on the hot path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from truehop.certificate import ClientCert
 from truehop.clock import wall as _time
 from truehop.http.events import RequestHead
 
 if TYPE_CHECKING:
     from truehop.conf.model import LocationConf, ServerConf
-    from truehop.net.client_cert import ClientCert
-    from truehop.net.upstream import UpstreamConnection
+
+
+class UpstreamLink(Protocol):
+    """What the request state keeps of the upstream connection its exchange holds
+    (net.upstream.UpstreamConnection): enough for the pipeline to abort one the exchange did
+    not release, and for the byte counts of the attempt it served."""
+
+    bytes_in: int
+    bytes_out: int
+
+    def is_closed(self) -> bool: ...
+
+    def abort(self) -> None: ...
+
 
 class ConnectionInfo:
     """What is known of the client connection; shared by every request on it."""
@@ -99,7 +112,7 @@ class RequestState:
         self.start = _time()
         self.upstream_tries: list[UpstreamTry] = []
         # aborted by the pipeline unless released
-        self.upstream_conn: UpstreamConnection | None = None
+        self.upstream_conn: UpstreamLink | None = None
         self.upstream_headers: list[tuple[str, str]] = []
         self.sent_headers: list[tuple[str, str]] = []
         self.request_length = head.header_bytes

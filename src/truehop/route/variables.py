@@ -1,16 +1,14 @@
-"""nginx variables: compiled once into templates, evaluated per request.
+"""nginx variables: the getters, and the scope that compiles config strings into templates.
 
-A `Template` is the compiled form of a config string such as `"t=${msec}"`: literal parts and
-getter functions. Getters take a `RequestState` and return a str. Names are resolved at config
-time by a `VariableScope`, so an unknown variable is a config error (as in nginx: `unknown "foo"
-variable`), and the per-request path is a list walk.
+A `route.template.Template` is the compiled form of a config string such as `"t=${msec}"`:
+literal parts and getter functions. Getters here take a `RequestState` and return a str.
+Names are resolved at config time by a `VariableScope`, so an unknown variable is a config
+error (as in nginx: `unknown "foo" variable`), and the per-request path is a list walk.
 
 nginx's variables can be "not found" (an absent header, `$remote_user` without credentials,
 `$upstream_addr` before any upstream). Everywhere but the access log that reads as "", and
-that is what getters return. The access log's default escaping writes "-" for it, so a getter
-whose value can be not found carries a twin, its `nf` attribute (see `_nf`), returning None
-then; `Template.log_parts` holds those twins. The hot path (proxy_set_header, return, maps)
-never calls them.
+that is what getters return. A getter whose value can be not found carries a twin, recorded
+with `_nf` (route.template's table), returning None then, for the access log.
 """
 
 from __future__ import annotations
@@ -26,6 +24,8 @@ from collections.abc import Callable
 from typing import Final
 
 from truehop.route.state import RequestState
+from truehop.route.template import Template, log_getter
+from truehop.route.template import not_found_twin as _nf
 
 Getter = Callable[[RequestState], str]
 # a getter that returns None for nginx's "not found" (the access log's view of a variable)
@@ -38,53 +38,6 @@ class UnknownVariable(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f'unknown "{name}" variable')
         self.name = name
-
-
-class Template:
-    """A compiled string with variables. `static` is set when it has none (the common case,
-    evaluated without a call)."""
-
-    __slots__ = ("source", "parts", "static", "names", "log_parts")
-
-    def __init__(self, source: str, parts: list[str | Getter], names: list[str]) -> None:
-        self.source = source
-        self.parts = parts
-        self.names = names
-        self.static: str | None = None
-        if all(isinstance(p, str) for p in parts):
-            self.static = "".join(p for p in parts if isinstance(p, str))
-        # the parts as the access log reads them: a getter's not-found-aware twin where it has
-        # one (None: nginx's "not found", logged "-" with the default escaping)
-        self.log_parts: list[str | LogGetter] = [
-            p if isinstance(p, str) else _TWIN.get(p, p) for p in parts]
-
-    def render(self, r: RequestState) -> str:
-        if self.static is not None:
-            return self.static
-        return "".join(p if isinstance(p, str) else p(r) for p in self.parts)
-
-    def uses(self, name: str) -> bool:
-        return name in self.names
-
-    def __repr__(self) -> str:
-        return f"Template({self.source!r})"
-
-
-# getter -> its not-found-aware twin (read by `Template.log_parts` and the access log only).
-# A table, not a function attribute: compiled functions have no __dict__. It stays small
-# because the getter factories below are cached by name, so a reload reuses their closures.
-_TWIN: dict[Callable[[RequestState], str], Callable[[RequestState], str | None]] = {}
-
-
-def _nf(get: Getter, nf: LogGetter) -> Getter:
-    """Record `nf` as the not-found-aware twin of `get`, and return `get`."""
-    _TWIN[get] = nf
-    return get
-
-
-def log_getter(get: Getter) -> LogGetter:
-    """The access log's view of a getter: its twin when it has one, else itself."""
-    return _TWIN.get(get, get)
 
 
 def _find_header(headers: list[tuple[str, str]], n: int, dash: str, under: str | None,
@@ -437,7 +390,7 @@ def _ssl_client_verify(r: RequestState) -> str:
 
 def _client_cert_var(method: str) -> Getter:
     """An $ssl_client_* variable: what `method` of the connection's client certificate
-    (net.client_cert.ClientCert, only on connections whose context asked for one) gives,
+    (certificate.ClientCert, only on connections whose context asked for one) gives,
     formatted on first use and kept for the connection; empty without a certificate."""
     def get(r: RequestState) -> str:
         cc = r.conn.client_cert
@@ -694,9 +647,4 @@ def variable_names(text: str) -> list[str]:
     return [m.group(1) or m.group(2) for m in _VAR.finditer(text)]
 
 
-def literal(text: str) -> Template:
-    return Template(text, [text], [])
-
-
-__all__ = ["COMBINED", "Template", "VariableScope", "UnknownVariable", "literal", "log_getter",
-           "variable_names"]
+__all__ = ["COMBINED", "VariableScope", "UnknownVariable", "variable_names"]

@@ -1,11 +1,13 @@
-"""Client certificates (mTLS): the $ssl_client_* variables and nginx's per-request check.
+"""A client certificate (mTLS), parsed and formatted as nginx prints its $ssl_client_*
+variables; read from the TLS connection's SSLObject on first use, once per connection.
 
 What Python's ssl module allows, and so what truehop does (README, "Client certificates"):
 
 * A server with `ssl_verify_client on` or `optional` gets a context with CERT_OPTIONAL and its
   CA files loaded: OpenSSL asks the client for a certificate and verifies one if sent. A
-  client that sends none completes the handshake, and nginx's check below answers its request
-  (496, sent as "400 No required SSL certificate was sent") when the server says `on`.
+  client that sends none completes the handshake, and nginx's check (proxy.pipeline,
+  `client_cert_refusal`) answers its request (496, sent as "400 No required SSL certificate
+  was sent") when the server says `on`.
 * A certificate that fails verification fails the handshake (a TLS alert): nginx instead
   completes it and answers 495 ("400 The SSL certificate error"), because its OpenSSL verify
   callback lets every error through; Python has no verify callback. The one check truehop
@@ -15,10 +17,10 @@ What Python's ssl module allows, and so what truehop does (README, "Client certi
 * `optional_no_ca` (ask, don't verify) also needs that callback: it is refused when the
   configuration is read.
 
-The variables are computed from the certificate's DER on first use, once per connection
-(nginx's formats, checked against ngx_event_openssl.c): a request that reads none of them
-costs nothing, and a TLS connection whose context asks for no certificate keeps the plain
-ConnectionInfo.
+The variables are computed from the certificate's DER on first use (nginx's formats, checked
+against ngx_event_openssl.c): a request that reads none of them costs nothing, and a TLS
+connection whose context asks for no certificate has none (net.connection_info attaches it).
+A leaf: it knows ssl and DER, nothing of connections or requests.
 """
 
 from __future__ import annotations
@@ -27,15 +29,8 @@ import hashlib
 import ssl
 import time
 from calendar import timegm
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import quote
-
-from truehop.route.state import ConnectionInfo
-
-if TYPE_CHECKING:
-    from truehop.conf.model import ServerConf
-    from truehop.http.events import RequestHead
-    from truehop.process.runtime import Listener, Runtime
 
 DEPTH_ATTR: Final = "truehop_verify_depth"     # ssl_verify_depth, kept on the server's SSLContext
 CHAIN_TOO_LONG: Final = "certificate chain too long"     # X509_verify_cert_error_string(22)
@@ -364,76 +359,3 @@ def verified_chain(so: ssl.SSLObject) -> list[Any] | None:
     # a resumed session keeps the peer's certificate but not the chain: it was verified when
     # the session was made
     return list(chain) if chain else None
-
-
-def attach(info: ConnectionInfo, so: Any) -> ConnectionInfo:
-    """`info`, given the certificate's lazy ClientCert when the connection's context asks for
-    a client certificate."""
-    if isinstance(so, ssl.SSLObject) and so.context.verify_mode != ssl.CERT_NONE:
-        info.client_cert = ClientCert(so)
-    return info
-
-
-# --- nginx's check before the request runs -----------------------------------------------
-
-
-def _sni_found(lst: Listener, local_addr: str, name: str) -> bool:
-    """Whether the SNI name picks a server by its names (not by default), as
-    ngx_http_find_virtual_server did when the handshake chose the server."""
-    from truehop.route.servers import match_wildcard
-
-    idx = lst.by_addr.get(local_addr, lst.index) if lst.by_addr else lst.index
-    if name in idx.exact or match_wildcard(idx.head, idx.tail, name) is not None:
-        return True
-    return any(rx.search(name) is not None for rx, _ in idx.regex)
-
-
-def refusal(lst: Listener, info: ConnectionInfo, head: RequestHead
-            ) -> tuple[int, ServerConf, str] | None:
-    """nginx's answer before any phase runs, for a request on a TLS listener with a verifying
-    server: (status, the server whose error pages apply, what is logged), or None to go on.
-
-    ngx_http_set_virtual_server: once the SNI name chose a server, a Host naming another
-    name is 421 when the server it picks verifies certificates. ngx_http_process_request:
-    a server with `ssl_verify_client` answers 495 to a failed verification and, with `on`,
-    496 to a connection without a certificate."""
-    from truehop.proxy.pipeline import compute_host
-
-    if not info.ssl_protocol:        # a plain HTTP request on the ssl port: the 497 path
-        return None
-    host = compute_host(head.host, lst.default_server) if head.host else ""
-    srv = lst.find_server(info.server_addr, host)
-    mode = srv.ssl.verify_client
-    if mode == "off":
-        return None
-    sni = info.ssl_server_name.lower()
-    if sni.endswith("."):
-        sni = sni[:-1]
-    if sni and sni != host and _sni_found(lst, info.server_addr, sni):
-        return 421, srv, ("client attempted to request the server name different from the "
-                          "one that was negotiated while reading client request headers")
-    cert = info.client_cert
-    verify = cert.verify() if cert is not None else "NONE"
-    if verify.startswith("FAILED:"):
-        reason = verify[7:]
-        code = 22 if reason == CHAIN_TOO_LONG else 0
-        return 495, srv, (f"client SSL certificate verify error: ({code}:{reason}) while "
-                          "reading client request headers")
-    if mode == "on" and verify == "NONE":
-        return 496, srv, ("client sent no required SSL certificate while reading client "
-                          "request headers")
-    return None
-
-
-async def handle_verified(rt: Runtime, ex: Any, info: ConnectionInfo, lst: Listener) -> None:
-    """The request coroutine on a listener with a verifying server: nginx's check, then the
-    pipeline, or the special response the check chose (that server's error_page applies)."""
-    verdict = refusal(lst, info, ex.head)
-    if verdict is None:
-        await rt.pipeline.handle(ex, info, lst)
-        return
-    from truehop.proxy.pipeline import Finish
-
-    status, srv, msg = verdict
-    rt.log.info(msg, info)
-    await rt.pipeline.finish_bad_request(ex, info, srv, Finish(status))
