@@ -25,7 +25,7 @@ def test_reference_lists_every_entry_in_its_kind() -> None:
     ignored = text.split("### Accepted, not applied")[1].split("### Refused")[0]
     refused = text.split("### Refused")[1]
     assert "| `proxy_set_header` | http, server, location | - | list, nearest level | " \
-           "proxy/upstream.py |" in applied
+           "proxy/upstream_request.py |" in applied
     assert "| `keepalive` | upstream | 32 | - |" in applied
     assert "| `keepalive_timeout` | http, server, location | 75s | inherited |" in applied
     assert "`open_file_cache`" in noop and "no descriptor cache" in noop
