@@ -171,7 +171,7 @@ def _buffered(s: Settings, head: RequestHead) -> bool:
 class H2Exchange(Exchange):
     """One stream: the request and the response being written for it."""
 
-    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked")
+    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked", "held")
 
     def __init__(self, conn: H2Connection, sid: int, head: RequestHead,
                  end_stream: bool) -> None:
@@ -199,6 +199,9 @@ class H2Exchange(Exchange):
         self.task: asyncio.Task[Any] | None = None
         self.launched = False
         self.corked = False
+        # `content-length: 0` without END_STREAM: not started until the stream ends, bounded
+        # by client_body_timeout (H2Connection._hold)
+        self.held: asyncio.TimerHandle | None = None
 
     # -- request body flow control ---------------------------------------------------------
 
@@ -448,7 +451,10 @@ class H2Connection(asyncio.Protocol):
                     continue
                 ex = H2Exchange(self, ev.stream_id, ev.head, ev.end_stream)
                 self.streams[ev.stream_id] = ex
-                start.append(ex)
+                if ev.head.content_length == 0 and not ev.end_stream:
+                    self._hold(ex)
+                else:
+                    start.append(ex)
             elif t is StreamData:
                 assert isinstance(ev, StreamData)
                 ex2 = self.streams.get(ev.stream_id)
@@ -461,6 +467,10 @@ class H2Connection(asyncio.Protocol):
                 ex3 = self.streams.get(ev.stream_id)
                 if ex3 is not None:
                     ex3.body.finish()
+                    if ex3.held is not None:
+                        ex3.held.cancel()
+                        ex3.held = None
+                        start.append(ex3)
             elif t is StreamReset:
                 assert isinstance(ev, StreamReset)
                 self._stream_reset(ev)
@@ -473,7 +483,15 @@ class H2Connection(asyncio.Protocol):
             elif t is StreamBodyError:
                 assert isinstance(ev, StreamBodyError)
                 ex5 = self.streams.get(ev.stream_id)
-                if ex5 is not None and not ex5.body.complete:
+                if ex5 is not None and ex5.held is not None:
+                    # DATA after `content-length: 0` (bad-input.md H02): a malformed request,
+                    # answered 400 on its stream and never forwarded, as nginx
+                    ex5.held.cancel()
+                    ex5.held = None
+                    if self.info is not None:
+                        self.runtime.log.info(ev.reason, self.info)
+                    bad.append((ex5, StreamError(ev.stream_id, ev.status, "", ex5.head)))
+                elif ex5 is not None and not ex5.body.complete:
                     # the pipeline answers the status when it reads the body (buffered)
                     if self.info is not None:
                         self.runtime.log.info(ev.reason, self.info)
@@ -569,12 +587,31 @@ class H2Connection(asyncio.Protocol):
         srv = lst.find_server(self.info.server_addr, compute_host(head.host, lst.default_server))
         return id(srv) in self.h2_servers
 
+    def _hold(self, ex: H2Exchange) -> None:
+        """A request with `content-length: 0` whose stream stays open: as nginx, which reads
+        the (empty) body before proxying, it starts when the stream ends; DATA before that
+        makes it malformed (400, nothing forwarded). A stream that never ends is answered
+        408 after client_body_timeout, as a body that stops arriving."""
+        t = self.listener.default_server.settings.client_body_timeout or 60.0
+        ex.held = self.loop.call_later(t, self._held_expired, ex)
+
+    def _held_expired(self, ex: H2Exchange) -> None:
+        ex.held = None
+        if self.closed or self.streams.get(ex.sid) is not ex or ex.launched:
+            return
+        if self.info is not None:
+            self.runtime.log.info("client timed out (110: Connection timed out) while reading "
+                                  "client request body", self.info)
+        self._answer_bad(ex, StreamError(ex.sid, 408, "", ex.head))
+        self.flush()
+
     def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
         from truehop.proxy.pipeline import Finish
 
         rt = self.runtime
         assert self.info is not None
-        rt.log.info(f"{err.reason} while reading client request headers", self.info)
+        if err.reason:
+            rt.log.info(f"{err.reason} while reading client request headers", self.info)
         coro = rt.pipeline.finish_bad_request(ex, self.info, self.listener.default_server,
                                               Finish(err.status))
         t = self.loop.create_task(coro)
@@ -606,6 +643,9 @@ class H2Connection(asyncio.Protocol):
         if self.streams.get(ex.sid) is not ex:
             return
         del self.streams[ex.sid]
+        if ex.held is not None:
+            ex.held.cancel()
+            ex.held = None
         if ex.on_done is not None:
             ex.on_done()
         if self.closed:
