@@ -29,6 +29,7 @@ COMPILED = [
     "http/h1client.py",
     "net/flow.py",
     "net/deadline.py",
+    "net/closing.py",
     "net/downstream.py",
     "net/upstream.py",
     "net/h2conn.py",

@@ -57,6 +57,7 @@ from truehop.http.h2 import (
     WindowOpened,
 )
 from truehop.net.client_cert import attach as attach_client_cert
+from truehop.net.closing import CloseDeadline, close_within
 from truehop.net.downstream import (
     _TIMED_OUT,
     BodyStream,
@@ -368,6 +369,7 @@ class H2Connection(asyncio.Protocol):
         self._linger_end = 0.0
         self._linger_timeout = LINGERING_TIMEOUT
         self._initial = initial
+        self._close_deadline: CloseDeadline | None = None
         self.loop = asyncio.get_event_loop()
         self.last_activity = time.monotonic()
 
@@ -530,7 +532,7 @@ class H2Connection(asyncio.Protocol):
         # what we sent and the close is complete
         if self._linger_timer is not None:
             self._cancel_linger()
-            self.transport.close()
+            self._close_transport()
             return False
         self.abort()
         return False
@@ -542,6 +544,9 @@ class H2Connection(asyncio.Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
+            self._close_deadline = None
         gone = ClientGone("client closed connection")
         for ex in list(self.streams.values()):
             ex.aborted = True
@@ -695,7 +700,13 @@ class H2Connection(asyncio.Protocol):
             if w.result() is _TIMED_OUT:
                 self.runtime.log.info("client timed out (110: Connection timed out) while "
                                       "sending response to client", self.info)
-                ex.abort()
+                if self._write_paused:
+                    # the connection itself has not moved for send_timeout: closed at once,
+                    # as ngx_http_v2_write_handler's timeout (a lingering close would wait on
+                    # the same stuck bytes)
+                    self.abort()
+                else:
+                    ex.abort()          # only this stream's window stayed shut
                 raise ClientGone("send timeout")
 
     def send_timeout(self) -> float:
@@ -743,7 +754,7 @@ class H2Connection(asyncio.Protocol):
         # connection's conf, not a request's); lingering_close off closes at once
         s = self.listener.default_server.settings
         if s.lingering_close == "off":
-            tr.close()
+            self._close_transport()
             return
         self._linger_timeout = s.lingering_timeout or LINGERING_TIMEOUT
         try:
@@ -751,12 +762,12 @@ class H2Connection(asyncio.Protocol):
         except (AttributeError, NotImplementedError):
             half = False
         if not half:
-            tr.close()
+            self._close_transport()
             return
         try:
             tr.write_eof()      # after the queued bytes; the read side stays open
         except (OSError, RuntimeError):
-            tr.close()
+            self._close_transport()
             return
         self._linger_end = self.loop.time() + (s.lingering_time or LINGERING_TIME)
         self._linger_timer = self.loop.call_later(self._linger_timeout, self._linger_expired)
@@ -781,7 +792,13 @@ class H2Connection(asyncio.Protocol):
     def _linger_expired(self) -> None:
         self._linger_timer = None
         if self.transport is not None:
-            self.transport.close()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """The socket's close, with a deadline (net.closing): what is still queued goes out
+        within send_timeout between progress, or the connection is aborted."""
+        if self._close_deadline is None:
+            self._close_deadline = close_within(self.transport, self.send_timeout())
 
     def _cancel_linger(self) -> None:
         if self._linger_timer is not None:
