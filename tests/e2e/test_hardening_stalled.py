@@ -240,6 +240,37 @@ def test_h1_non_reading_clients_released(truehop: Any, upstream: Any, certs: tup
         close_all(socks)
 
 
+def test_h1_slow_reader_gets_everything(truehop: Any, upstream: Any,
+                                        certs: tuple[str, str]) -> None:
+    """The deadline is send_timeout between progress, not a grace period: a client that
+    starts late and reads slowly (never pausing for send_timeout) gets whole responses, the
+    tail still queued when the response ended or the connection closed included."""
+    tp, port, _ = start(truehop, certs, upstream.port)
+    for kb, conn in ((6144, b"close"), (6144, b"keep-alive"), (3000, b"close")):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            s.sendall(b"GET /__big?kb=%d HTTP/1.1\r\nHost: a.test\r\n"
+                      b"Connection: %s\r\n\r\n" % (kb, conn))
+            time.sleep(SEND_TIMEOUT * 0.6)      # nothing read yet: the queues fill up
+            data = b""
+            want = kb * 1024
+            t_end = time.monotonic() + 60
+            while time.monotonic() < t_end:
+                d = s.recv(64 * 1024)
+                if not d:
+                    break
+                data += d
+                if len(data) > want:
+                    rs = parse_responses(data)
+                    if rs and len(rs[0].body) >= want:
+                        break
+                time.sleep(0.01)                # a few MB/s at most
+            rs = parse_responses(data)
+            assert rs and rs[0].status == 200 and len(rs[0].body) == want, (kb, conn, len(data))
+        finally:
+            s.close()
+
+
 # -- HTTP/2 -----------------------------------------------------------------------------------
 
 def h2_big_request(kb: int) -> bytes:
