@@ -139,3 +139,26 @@ def test_content_length_0_with_empty_end_is_forwarded(truehop: Any, upstream: An
         c.close()
     rec = upstream.wait_for_records(1)
     assert rec[0].method == "POST" and rec[0].header("Content-Length") == "0"
+
+
+def test_content_length_0_stream_never_ended_times_out(truehop: Any, upstream: Any) -> None:
+    """Held until its stream ends, a content-length 0 request is bounded by
+    client_body_timeout, as a body that stops arriving: 408, nothing forwarded."""
+    port = free_port()
+    truehop(CONF.replace("http2 on;", "http2 on;\n    client_body_timeout 1s;"),
+            PORT=port, APP=upstream.port)
+    c = Client(port)
+    try:
+        c.sock.sendall(_cl0_post(c))
+        sid = c.sid
+        t0 = time.monotonic()
+        frames = c.read(_ended({sid}), wait=5.0)
+        assert time.monotonic() - t0 < 4.0
+        status = dict(c.headers.get(sid, [])).get(":status")
+        reset = [f for f in frames if isinstance(f, RstStreamFrame) and f.stream_id == sid]
+        assert status == "408" or reset, (status, frames)
+        sid = c.send(request("/after"))
+        assert c.response(sid)[":status"] == "200"
+    finally:
+        c.close()
+    assert [r.path for r in upstream.records] == ["/after"]

@@ -6,7 +6,10 @@ Theory of operation. Bytes go to `H2Server.feed`; each valid request becomes an 
 opened and reset in the same read never reaches the pipeline; a stream reset later cancels its
 task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
 refused with a status (absolute `:path`, `:method` with a space...) is answered by the
-pipeline's bad-request path on its stream only.
+pipeline's bad-request path on its stream only. A request with `content-length: 0` whose
+stream stays open is held until the stream ends (`_hold`): DATA before that makes it
+malformed, answered 400 and never forwarded (bad-input.md H02), as nginx, which reads the
+empty body before proxying.
 
 Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
 (64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
