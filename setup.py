@@ -42,6 +42,7 @@ COMPILED = [
     "http/exchange.py",
     "net/flow.py",
     "net/deadline.py",
+    "net/closing.py",
     "net/downstream.py",
     "net/upstream.py",
     "net/h2conn.py",

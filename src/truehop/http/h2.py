@@ -246,7 +246,17 @@ def _no_content_length(headers: object) -> None:
 
 class _Connection(h2.connection.H2Connection):
     """h2's connection without its request body length check, which ends the whole
-    connection (InvalidBodyLengthError); `H2Server` checks it per stream, as nginx does."""
+    connection (InvalidBodyLengthError), nor its concurrent stream check, which ends it too
+    (TooManyStreamsError, GOAWAY PROTOCOL_ERROR); RFC 9113 makes both stream errors, and
+    `H2Server` checks them per stream, as nginx does."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 reads this only to refuse a new stream over max_concurrent_streams (the count
+        # also drops closed streams: kept). `H2Server._request` refuses it alone with
+        # REFUSED_STREAM (RFC 9113 §5.1.2), first flight included.
+        _ = super().open_inbound_streams
+        return 0
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
         s = super()._begin_new_stream(stream_id, allowed_ids)

@@ -27,6 +27,7 @@ from truehop.conf.model import Settings
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.exchange import NO_BODY, NO_BODY_CL0, BodyStream, ClientGone, Exchange
 from truehop.http.h1 import H1ServerParser, response_head_bytes
+from truehop.net.closing import CloseDeadline, close_within
 from truehop.net.connection import (
     LINGERING_TIME,
     LINGERING_TIMEOUT,
@@ -279,6 +280,8 @@ class ClientConnection(asyncio.Protocol):
         self.lingering = False                  # closing: input is read and dropped
         self.linger_time = LINGERING_TIME       # the request's lingering_time/_timeout
         self.linger_timeout = LINGERING_TIMEOUT
+        self._unsent = 0                        # response bytes still queued when it ended
+        self._close_deadline: CloseDeadline | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -459,6 +462,34 @@ class ClientConnection(asyncio.Protocol):
             if events:
                 self._dispatch(events)
         else:
+            self._idle_wait()
+
+    def _idle_wait(self) -> None:
+        """keepalive_timeout once the response has left. As nginx's ngx_http_writer, a
+        response whose tail still waits in our buffer is not done: send_timeout bounds each
+        wait for progress, so a client that stops reading is let go then, not at the end of
+        keepalive_timeout (or never: the close would wait on the same bytes)."""
+        tr = self.transport
+        n = tr.get_write_buffer_size() if tr is not None else 0
+        if n:
+            self._unsent = n
+            self._set_timer(self.send_timeout(), self._send_wait, kind="keepalive")
+        else:
+            self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
+
+    def _send_wait(self) -> None:
+        tr = self.transport
+        if tr is None or self.closed:
+            return
+        n = tr.get_write_buffer_size()
+        if n and n >= self._unsent:
+            self.runtime.log.info("client timed out (110: Connection timed out) while "
+                                  "sending response to client", self.info)
+            self.abort()
+        elif n:
+            self._unsent = n
+            self._set_timer(self.send_timeout(), self._send_wait, kind="keepalive")
+        else:
             self._set_timer(self.keepalive_timeout, self.close, kind="keepalive")
 
     def _lingering_from(self, s: Settings) -> None:
@@ -535,6 +566,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._drop_timer()
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
+            self._close_deadline = None
         if self._tunnel_lost is not None:
             self._tunnel_lost(exc)
         gone = ClientGone("client closed connection")
@@ -631,7 +665,9 @@ class ClientConnection(asyncio.Protocol):
         self._drop_timer()
         if self.transport is not None and not self.closed:
             self.closed = True
-            self.transport.close()
+            # what is still queued goes out, within send_timeout between progress
+            # (net.closing): a client that stopped reading does not keep the connection
+            self._close_deadline = close_within(self.transport, self.send_timeout())
 
     def abort(self) -> None:
         self._drop_timer()

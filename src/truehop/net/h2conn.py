@@ -7,7 +7,9 @@ processed, so a stream opened and reset in the same read never reaches the pipel
 reset later cancels its task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
 refused with a status (absolute `:path`, `:method` with a space...), or whose server allows
 no HTTP/2 (the owner's `http2_refusal`: 421), is answered through the owner's `refuse` path on
-its stream only.
+its stream only. A request with `content-length: 0` whose stream stays open is held until the
+stream ends (`_hold`): DATA before that makes it malformed, answered 400 and never forwarded
+(bad-input.md H02), as nginx, which reads the empty body before proxying.
 
 Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
 (64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
@@ -60,6 +62,7 @@ from truehop.http.h2 import (
     StreamReset,
     WindowOpened,
 )
+from truehop.net.closing import CloseDeadline, close_within
 from truehop.net.connection import LINGERING_TIMEOUT, connection_info, lingering_limits
 from truehop.net.listen import ConnectionOwner, Listener
 from truehop.route.state import ConnectionInfo
@@ -110,7 +113,7 @@ def _buffered(s: Settings, head: RequestHead) -> bool:
 class H2Exchange(Exchange):
     """One stream: the request and the response being written for it."""
 
-    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked")
+    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked", "held")
 
     def __init__(self, conn: H2Connection, sid: int, head: RequestHead,
                  end_stream: bool) -> None:
@@ -138,6 +141,9 @@ class H2Exchange(Exchange):
         self.task: asyncio.Task[Any] | None = None
         self.launched = False
         self.corked = False
+        # `content-length: 0` without END_STREAM: not started until the stream ends, bounded
+        # by client_body_timeout (H2Connection._hold)
+        self.held: asyncio.TimerHandle | None = None
 
     # -- request body flow control ---------------------------------------------------------
 
@@ -303,6 +309,7 @@ class H2Connection(asyncio.Protocol):
         self._linger_end = 0.0
         self._linger_timeout = LINGERING_TIMEOUT
         self._initial = initial
+        self._close_deadline: CloseDeadline | None = None
         self.loop = asyncio.get_event_loop()
         self.last_activity = time.monotonic()
 
@@ -389,7 +396,10 @@ class H2Connection(asyncio.Protocol):
                     continue
                 ex = H2Exchange(self, ev.stream_id, ev.head, ev.end_stream)
                 self.streams[ev.stream_id] = ex
-                start.append(ex)
+                if ev.head.content_length == 0 and not ev.end_stream:
+                    self._hold(ex)
+                else:
+                    start.append(ex)
             elif t is StreamData:
                 assert isinstance(ev, StreamData)
                 ex2 = self.streams.get(ev.stream_id)
@@ -402,6 +412,10 @@ class H2Connection(asyncio.Protocol):
                 ex3 = self.streams.get(ev.stream_id)
                 if ex3 is not None:
                     ex3.body.finish()
+                    if ex3.held is not None:
+                        ex3.held.cancel()
+                        ex3.held = None
+                        start.append(ex3)
             elif t is StreamReset:
                 assert isinstance(ev, StreamReset)
                 self._stream_reset(ev)
@@ -414,7 +428,15 @@ class H2Connection(asyncio.Protocol):
             elif t is StreamBodyError:
                 assert isinstance(ev, StreamBodyError)
                 ex5 = self.streams.get(ev.stream_id)
-                if ex5 is not None and not ex5.body.complete:
+                if ex5 is not None and ex5.held is not None:
+                    # DATA after `content-length: 0` (bad-input.md H02): a malformed request,
+                    # answered 400 on its stream and never forwarded, as nginx
+                    ex5.held.cancel()
+                    ex5.held = None
+                    if self.info is not None:
+                        self.runtime.log.info(ev.reason, self.info)
+                    bad.append((ex5, StreamError(ev.stream_id, ev.status, "", ex5.head)))
+                elif ex5 is not None and not ex5.body.complete:
                     # the pipeline answers the status when it reads the body (buffered)
                     if self.info is not None:
                         self.runtime.log.info(ev.reason, self.info)
@@ -453,7 +475,7 @@ class H2Connection(asyncio.Protocol):
         # what we sent and the close is complete
         if self._linger_timer is not None:
             self._cancel_linger()
-            self.transport.close()
+            self._close_transport()
             return False
         self.abort()
         return False
@@ -465,6 +487,9 @@ class H2Connection(asyncio.Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
+            self._close_deadline = None
         gone = ClientGone("client closed connection")
         for ex in list(self.streams.values()):
             ex.aborted = True
@@ -506,11 +531,29 @@ class H2Connection(asyncio.Protocol):
             ex.aborted = ex.aborted or not ex.end_sent
             self.exchange_done(ex)
 
+    def _hold(self, ex: H2Exchange) -> None:
+        """A request with `content-length: 0` whose stream stays open: as nginx, which reads
+        the (empty) body before proxying, it starts when the stream ends; DATA before that
+        makes it malformed (400, nothing forwarded). A stream that never ends is answered
+        408 after client_body_timeout, as a body that stops arriving."""
+        t = self.listener.default_server.settings.client_body_timeout or 60.0
+        ex.held = self.loop.call_later(t, self._held_expired, ex)
+
+    def _held_expired(self, ex: H2Exchange) -> None:
+        ex.held = None
+        if self.closed or self.streams.get(ex.sid) is not ex or ex.launched:
+            return
+        if self.info is not None:
+            self.runtime.log.info("client timed out (110: Connection timed out) while reading "
+                                  "client request body", self.info)
+        self._answer_bad(ex, StreamError(ex.sid, 408, "", ex.head))
+        self.flush()
+
     def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
         rt = self.runtime
         assert self.info is not None
-        coro = rt.refuse(ex, self.info, self.listener, err.status,
-                         f"{err.reason} while reading client request headers")
+        why = f"{err.reason} while reading client request headers" if err.reason else ""
+        coro = rt.refuse(ex, self.info, self.listener, err.status, why)
         t = self.loop.create_task(coro)
         rt.tasks.add(t)
         t.add_done_callback(rt.tasks.discard)
@@ -540,6 +583,9 @@ class H2Connection(asyncio.Protocol):
         if self.streams.get(ex.sid) is not ex:
             return
         del self.streams[ex.sid]
+        if ex.held is not None:
+            ex.held.cancel()
+            ex.held = None
         if ex.on_done is not None:
             ex.on_done()
         if self.closed:
@@ -589,7 +635,13 @@ class H2Connection(asyncio.Protocol):
             if w.result() is TIMED_OUT:
                 self.runtime.log.info("client timed out (110: Connection timed out) while "
                                       "sending response to client", self.info)
-                ex.abort()
+                if self._write_paused:
+                    # the connection itself has not moved for send_timeout: closed at once,
+                    # as ngx_http_v2_write_handler's timeout (a lingering close would wait on
+                    # the same stuck bytes)
+                    self.abort()
+                else:
+                    ex.abort()          # only this stream's window stayed shut
                 raise ClientGone("send timeout")
 
     def send_timeout(self) -> float:
@@ -637,7 +689,7 @@ class H2Connection(asyncio.Protocol):
         # connection's conf, not a request's); lingering_close off closes at once
         s = self.listener.default_server.settings
         if s.lingering_close == "off":
-            tr.close()
+            self._close_transport()
             return
         linger_time, self._linger_timeout = lingering_limits(s)
         try:
@@ -645,12 +697,12 @@ class H2Connection(asyncio.Protocol):
         except (AttributeError, NotImplementedError):
             half = False
         if not half:
-            tr.close()
+            self._close_transport()
             return
         try:
             tr.write_eof()      # after the queued bytes; the read side stays open
         except (OSError, RuntimeError):
-            tr.close()
+            self._close_transport()
             return
         self._linger_end = self.loop.time() + linger_time
         self._linger_timer = self.loop.call_later(self._linger_timeout, self._linger_expired)
@@ -675,7 +727,13 @@ class H2Connection(asyncio.Protocol):
     def _linger_expired(self) -> None:
         self._linger_timer = None
         if self.transport is not None:
-            self.transport.close()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """The socket's close, with a deadline (net.closing): what is still queued goes out
+        within send_timeout between progress, or the connection is aborted."""
+        if self._close_deadline is None:
+            self._close_deadline = close_within(self.transport, self.send_timeout())
 
     def _cancel_linger(self) -> None:
         if self._linger_timer is not None:

@@ -36,6 +36,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from truehop.net.closing import CloseDeadline, close_within
+
 READ_SIZE = 256 * 1024
 TLS_HANDSHAKE = 0x16
 
@@ -211,6 +213,7 @@ class TlsProtocol(asyncio.Protocol):
         self.offered: list[bytes] | None = None
         # the first bytes while the SNI name that picks the context is not all here yet
         self.early = b""
+        self._close_deadline: CloseDeadline | None = None
 
     # -- raw transport callbacks ---------------------------------------------------------
 
@@ -277,6 +280,9 @@ class TlsProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_timer()
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
+            self._close_deadline = None
         prev = self.state
         self.state = _CLOSED
         if self.inner is not None and prev in (_OPEN, _PLAIN):
@@ -358,7 +364,8 @@ class TlsProtocol(asyncio.Protocol):
             except Exception:
                 pass
         if self.raw is not None:
-            self.raw.close()
+            # the alert goes out within the handshake's deadline, never an unbounded wait
+            self._close_deadline = close_within(self.raw, self.handshake_timeout or 60.0)
 
     def _handshake_expired(self) -> None:
         self._timer = None
