@@ -166,6 +166,11 @@ def main() -> int:
                 diff = {k: (b[1][k] - a[1][k]) / n for k in b[1]}
                 for name, v in sorted(diff.items(), key=lambda kv: -kv[1])[:args.top]:
                     print(f"    {v:10.0f}  {name[:100]}")
+                print("  by shared object:")
+                diff = {k: (b[2][k] - a[2][k]) / n for k in b[2]}
+                for name, v in sorted(diff.items(), key=lambda kv: -kv[1]):
+                    if abs(v) >= 50:
+                        print(f"    {v:10.0f}  {name[:100]}")
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return 0
