@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import truehop
+from truehop.build import is_compiled
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
 from truehop.conf.model import Config, Listen
@@ -467,6 +468,7 @@ class Master:
     def run(self, rt: Runtime) -> int:
         self.rt = rt
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        announce_build(self.log)
         self.generation = self._next_generation
         self._next_generation += 1
         for fd in self.spawn(rt, max(1, self.cfg.main.worker_processes), self.sockets,
@@ -507,6 +509,18 @@ class Master:
         return 0
 
 
+def announce_build(log: ErrorLog) -> None:
+    """Which build serves, said once at start-up (nginx says which event method it uses):
+    the pure-Python build costs about twice the CPU per request, which an operator should
+    learn from the log rather than from a load test."""
+    if is_compiled():
+        log.notice(f"truehop/{truehop.__version__}, the compiled (mypyc) build")
+    else:
+        log.warn(f"truehop/{truehop.__version__} runs its pure-Python build: about twice the "
+                 "CPU per request of the compiled one, which `pip install .` builds where a C "
+                 "compiler is present (`truehop -V` says which build is installed)")
+
+
 def lint(cfg: Config) -> list[Any]:
     return list(rules.run(cfg))
 
@@ -523,7 +537,8 @@ def preload_modules() -> None:
     Python installation may be unreadable (a pyenv or uv interpreter under /root is mode 700):
     nginx's workers have all their code loaded, a Python worker must load it first."""
     names = [m.name for m in pkgutil.walk_packages(truehop.__path__, "truehop.")
-             if not m.name.startswith(("truehop.__main__", "truehop.demo"))]
+             if not m.name.startswith(("truehop.__main__", "truehop.demo", "truehop.testing",
+                                       "truehop.pytest_plugin"))]
     for name in (*names, *LAZY_STDLIB):
         try:
             importlib.import_module(name)
