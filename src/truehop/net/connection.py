@@ -8,18 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Final
+from typing import Any
 
 from truehop.certificate import ClientCert
 from truehop.conf.model import Settings
 from truehop.route.state import ConnectionInfo
-
-# nginx's lingering_timeout and lingering_time defaults: the input a closing connection
-# still receives is read and thrown away (ngx_http_set_lingering_close,
-# ngx_http_v2_lingering_close), each read waited for at most LINGERING_TIMEOUT, the whole at
-# most LINGERING_TIME; then the connection is closed
-LINGERING_TIMEOUT: Final = 5.0
-LINGERING_TIME: Final = 30.0
 
 _conn_counter = 0
 
@@ -69,4 +62,4 @@ def attach_client_cert(info: ConnectionInfo, so: Any) -> None:
 def lingering_limits(s: Settings) -> tuple[float, float]:
     """lingering_time and lingering_timeout (HTTP/1: the request's settings; HTTP/2: the
     connection's default server's, as ngx_http_v2_lingering_close reads them)."""
-    return s.lingering_time or LINGERING_TIME, s.lingering_timeout or LINGERING_TIMEOUT
+    return s.lingering_time, s.lingering_timeout

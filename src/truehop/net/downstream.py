@@ -29,8 +29,6 @@ from truehop.http.exchange import NO_BODY, NO_BODY_CL0, BodyStream, ClientGone, 
 from truehop.http.h1 import H1ServerParser, response_head_bytes
 from truehop.net.closing import CloseDeadline, close_within
 from truehop.net.connection import (
-    LINGERING_TIME,
-    LINGERING_TIMEOUT,
     connection_info,
     lingering_limits,
 )
@@ -118,8 +116,8 @@ class H1Exchange(Exchange):
         if self.keep_alive:
             # ngx_http_update_location_config, with the location's settings
             kat = s.keepalive_timeout
-            if not kat or kat <= 0 or c.requests >= (s.keepalive_requests or 1000) or \
-                    c.loop.time() - c.started_at > (s.keepalive_time or 3600.0):
+            if kat <= 0 or c.requests >= s.keepalive_requests or \
+                    c.loop.time() - c.started_at > s.keepalive_time:
                 self.keep_alive = False
             elif (kd := s.keepalive_disable) and (self.head.method == "POST" or "safari" in kd) \
                     and _browser_disabled(self.head, kd):
@@ -278,8 +276,10 @@ class ClientConnection(asyncio.Protocol):
         self.discarding: BodyStream | None = None
         self.discard_until = 0.0
         self.lingering = False                  # closing: input is read and dropped
-        self.linger_time = LINGERING_TIME       # the request's lingering_time/_timeout
-        self.linger_timeout = LINGERING_TIMEOUT
+        # the request's lingering_time/_timeout; the default server's until a request has
+        # a location
+        self.linger_time, self.linger_timeout = \
+            lingering_limits(listener.default_server.settings)
         self._unsent = 0                        # response bytes still queued when it ended
         self._close_deadline: CloseDeadline | None = None
 
@@ -290,8 +290,8 @@ class ClientConnection(asyncio.Protocol):
         self.info = connection_info(transport, self.listener.key, self.scheme)
         srv = self.listener.default_server
         self.parser = H1ServerParser(self.listener.limits)
-        self.keepalive_requests = srv.settings.keepalive_requests or 1000
-        self.keepalive_timeout = srv.settings.keepalive_timeout or 0.0
+        self.keepalive_requests = srv.settings.keepalive_requests
+        self.keepalive_timeout = srv.settings.keepalive_timeout
         self.runtime.connection_opened(self)
         self.head_deadline = srv.client_header_timeout
         self._set_timer(srv.client_header_timeout, self._header_timeout)
@@ -434,7 +434,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if ex.settings is not None:
-            self.keepalive_timeout = s.keepalive_timeout or 0.0
+            self.keepalive_timeout = s.keepalive_timeout
         body = ex.body
         if not body._done:
             # nobody read the whole body: it is read and dropped before anything after it
@@ -619,7 +619,7 @@ class ClientConnection(asyncio.Protocol):
             self._drain_waiter = None
 
     def send_timeout(self) -> float:
-        return self.listener.default_server.settings.send_timeout or 60.0
+        return self.listener.default_server.settings.send_timeout
 
     async def sendfile(self, f: Any, offset: int, count: int) -> None:
         """Send part of a file. uvloop has no loop.sendfile, so: when nothing is queued in

@@ -63,7 +63,7 @@ from truehop.http.h2 import (
     WindowOpened,
 )
 from truehop.net.closing import CloseDeadline, close_within
-from truehop.net.connection import LINGERING_TIMEOUT, connection_info, lingering_limits
+from truehop.net.connection import connection_info, lingering_limits
 from truehop.net.listen import ConnectionOwner, Listener
 from truehop.route.state import ConnectionInfo
 
@@ -74,17 +74,12 @@ GOAWAY_GRACE: Final = 5.0                 # draining: GOAWAY even to a connectio
 def limits_for(listener: Listener) -> H2Limits:
     srv = listener.default_server
     lim = listener.limits
-    n = getattr(srv, "http2_max_concurrent_streams", None) or \
-        getattr(srv.settings, "http2_max_concurrent_streams", None) or 128
     st = srv.settings
-    kat = st.keepalive_timeout
     # keepalive_timeout 0: the first stream is the last (nginx sends GOAWAY with it)
-    max_requests = 1 if kat is not None and kat <= 0 else int(st.keepalive_requests or 1000)
-    # keepalive_time (default 1h) is read when the configuration model carries it
-    lifetime = getattr(st, "keepalive_time", None)
-    return H2Limits(max_concurrent_streams=int(n),
+    max_requests = 1 if st.keepalive_timeout <= 0 else st.keepalive_requests
+    return H2Limits(max_concurrent_streams=srv.http2_max_concurrent_streams,
                     max_requests=max_requests,
-                    max_lifetime=float(lifetime if lifetime is not None else 3600.0),
+                    max_lifetime=st.keepalive_time,
                     # large_client_header_buffers: one HPACK string, and the whole list
                     max_field_size=lim.max_header_line,
                     header_limit=lim.max_headers_total,
@@ -170,7 +165,7 @@ class H2Exchange(Exchange):
             size = MAX_WINDOW
         else:
             n = self.head.content_length
-            size = s.client_body_buffer_size or 16384
+            size = s.client_body_buffer_size
             if n is not None and n <= size:
                 size = n + 1
             size -= c.server.limits.initial_window
@@ -307,7 +302,7 @@ class H2Connection(asyncio.Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._linger_end = 0.0
-        self._linger_timeout = LINGERING_TIMEOUT
+        self._linger_timeout = listener.default_server.settings.lingering_timeout
         self._initial = initial
         self._close_deadline: CloseDeadline | None = None
         self.loop = asyncio.get_event_loop()
@@ -536,7 +531,7 @@ class H2Connection(asyncio.Protocol):
         the (empty) body before proxying, it starts when the stream ends; DATA before that
         makes it malformed (400, nothing forwarded). A stream that never ends is answered
         408 after client_body_timeout, as a body that stops arriving."""
-        t = self.listener.default_server.settings.client_body_timeout or 60.0
+        t = self.listener.default_server.settings.client_body_timeout
         ex.held = self.loop.call_later(t, self._held_expired, ex)
 
     def _held_expired(self, ex: H2Exchange) -> None:
@@ -645,7 +640,7 @@ class H2Connection(asyncio.Protocol):
                 raise ClientGone("send timeout")
 
     def send_timeout(self) -> float:
-        return self.listener.default_server.settings.send_timeout or 60.0
+        return self.listener.default_server.settings.send_timeout
 
     # -- closing ---------------------------------------------------------------------------
 
