@@ -681,7 +681,8 @@ class Pipeline:
                 path = alias
                 base = os.path.dirname(alias.rstrip("/")) if not alias.endswith("/") else alias
             else:
-                path = static.map_path(uri, root=None, alias=alias, location_prefix=loc.pattern)
+                path = static.map_path(uri, root=s.root, alias=alias,
+                                       location_prefix=loc.pattern)
                 base = alias
             return path, base
         root = s.root
