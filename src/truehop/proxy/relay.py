@@ -19,9 +19,8 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
     """The answering peer's response to the client (nginx's ngx_http_upstream_send_response
     and its non-buffered relay): error_page interception, X-Accel-*, the head through the
     response filter chain (proxy.filters), then the body with back-pressure through what
-    the chain hands back; a broken upstream body
-    aborts the client. The connection goes back to the pool only when the exchange ended
-    cleanly. A 101 to a forwarded upgrade becomes a tunnel."""
+    the chain hands back; a broken upstream body aborts the client. The connection goes
+    back to the pool only when the exchange ended cleanly. A 101 to a forwarded upgrade becomes a tunnel."""
     rt = att.rt
     r = att.r
     ex = att.ex

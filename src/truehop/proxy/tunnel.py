@@ -70,7 +70,7 @@ async def tunnel(rt: Runtime, r: RequestState, ex: Exchange, s: Settings, plan: 
             _resume_later(ct, ut, done)
 
     assert r.loc is not None
-    # the 101 goes through the header filters as nginx's ngx_http_upgrade sends it
+    # the 101 goes through the header filters as ngx_http_upstream_upgrade sends it
     # (ngx_http_send_header: `add_header ... always` applies); its bytes are written here,
     # on the connection about to be detached, not by the exchange
     headers = filter_head(r, 101, response_headers(rt, r, plan, s, r.loc, rh,
