@@ -416,7 +416,7 @@ def test_try_files_with_alias(site: Path) -> None:
     alias = str(site / "public" / "static") + "/"
 
     def to_path(u: str) -> str:
-        return map_path(u, root=None, alias=alias, location_prefix="/assets/")
+        return map_path(u, root="/unused", alias=alias, location_prefix="/assets/")
 
     r = try_files(["/assets/hello.txt"], "=404", to_path=to_path, root_dir=alias)
     assert r == TryFilesResult("file", uri="/assets/hello.txt")
