@@ -58,6 +58,7 @@ COMPILED = [
     "proxy/response.py",
     "proxy/relay.py",
     "proxy/tunnel.py",
+    "proxy/filters.py",
     "proxy/balancer.py",
     "proxy/pool.py",
     "proxy/static.py",

@@ -165,7 +165,37 @@ NO_BODY_CL0: Final = _NoBody(0)         # Content-Length: 0
 
 
 
-class Exchange:
+class ResponseBody:
+    """What a response's body is written to once its head is sent: the exchange itself, or
+    a body filter in front of it (proxy.filters). The pipeline, the static path and the
+    relay write through this, so a body filter plugs in without changing them."""
+
+    __slots__ = ()
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def write_blocked(self) -> bool:
+        raise NotImplementedError
+
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class Exchange(ResponseBody):
     """One request on a client connection and the response being written for it, as the
     pipeline and the proxy see it whatever the protocol: net.downstream.H1Exchange and
     net.h2conn.H2Exchange. A base class rather than a duck type, so that compiled builds
@@ -197,15 +227,6 @@ class Exchange:
                        close: bool = False, cork: bool = False) -> None:
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        raise NotImplementedError
-
-    async def drain(self) -> None:
-        raise NotImplementedError
-
     def send_continue(self) -> None:
         raise NotImplementedError
 
@@ -215,15 +236,3 @@ class Exchange:
         nobody has answered, else 0. HTTP/2 never has one (nginx skips the DATA then)."""
         return 0
 
-    @property
-    def write_blocked(self) -> bool:
-        raise NotImplementedError
-
-    async def sendfile(self, f: Any, offset: int, count: int) -> None:
-        raise NotImplementedError
-
-    def end(self) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError

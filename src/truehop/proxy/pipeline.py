@@ -4,7 +4,8 @@
     other than the SNI name) -> server chosen -> realip -> URI normalised -> server rewrite
     -> find location -> location rewrite (`last` loops back, at most 10 times)
     -> content: `return` | `proxy_pass` | `try_files` | static file
-    -> response filters: error_page, add_header, expires, Server/Date
+    -> error_page, then the response filters (proxy.filters: add_header, expires,
+       Server/Date), which every response's head goes through
     -> access log
 
 Each step reads the compiled model; nothing here touches a socket except through the
@@ -26,9 +27,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, Literal, Protocol
 
-from truehop import __version__
 from truehop.certificate import CHAIN_TOO_LONG
-from truehop.clock import wall as _time
 from truehop.conf.model import (
     AccessLog,
     BreakOp,
@@ -40,13 +39,13 @@ from truehop.conf.model import (
     ServerConf,
     SetOp,
 )
-from truehop.conf.values import parse_expires
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.exchange import ClientGone, Exchange
 from truehop.http.status import REASONS, SENT_AS, TITLES
 from truehop.log import ErrorLog
 from truehop.net.listen import Listener
 from truehop.proxy import static
+from truehop.proxy.filters import SERVER_FULL, send_header
 from truehop.route.servers import match_wildcard
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.uri import (
@@ -60,8 +59,6 @@ from truehop.route.uri import (
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # nginx's special responses after which the connection is not kept alive
 CLOSE_AFTER: Final = frozenset({400, 408, 413, 414, 494, 495, 496, 497, 500, 501, 505})
-ADD_HEADER_STATUSES: Final = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
-SERVER_FULL: Final = f"truehop/{__version__}"
 
 
 def error_page_body(status: int, tokens: bool) -> bytes:
@@ -110,22 +107,6 @@ def compute_host(head_host: str, server: ServerConf) -> str:
         h = head_host[:i] if i >= 0 else head_host
         return h.rstrip(".")
     return server.primary_name
-
-
-def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
-                    value: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    done = not value
-    for k, v in headers:
-        if k.lower() == lname:
-            if not done:
-                out.append((name, value))
-                done = True
-            continue
-        out.append((k, v))
-    if not done:
-        out.append((name, value))
-    return out
 
 
 class RewritePlan:
@@ -508,8 +489,10 @@ class Pipeline:
                     self.check_body_size(r, loc)
                 named = None
                 active = self.run_ops(r, loc.ops)
-                if r.extra.pop("uri_changed", False) and not r.extra.get("rewrite_break"):
-                    raise InternalRedirect(r.uri, r.args)
+                if r.uri_changed:
+                    r.uri_changed = False
+                    if not r.rewrite_break:
+                        raise InternalRedirect(r.uri, r.args)
                 if active is not None:
                     if trace is not None:
                         trace.append(("if", active.where))
@@ -533,8 +516,8 @@ class Pipeline:
         if ir.named:
             return ir.named
         r.uri = ir.uri
-        r.extra["uri_rewritten"] = True
-        r.extra.pop("rewrite_break", None)
+        r.uri_rewritten = True
+        r.rewrite_break = False
         if ir.query is not None:
             r.args = ir.query or None
         return None
@@ -608,17 +591,17 @@ class Pipeline:
                 if not plan.apply(r):
                     self.rt.log.error("the rewritten URI has a zero length", r.conn, r)
                     raise Finish(500)
-                r.extra["uri_rewritten"] = True
+                r.uri_rewritten = True
                 if op.flag == "last":
                     if server_level:
                         return active
                     raise InternalRedirect(r.uri, r.args)
                 if op.flag == "break":
                     # the URI stays in this location; proxy_pass then ignores its URI part
-                    r.extra["rewrite_break"] = True
+                    r.rewrite_break = True
                     return active
                 if not server_level:
-                    r.extra["uri_changed"] = True
+                    r.uri_changed = True
             elif t is BreakOp:
                 return active
             elif t is IfOp:
@@ -698,10 +681,11 @@ class Pipeline:
                 path = alias
                 base = os.path.dirname(alias.rstrip("/")) if not alias.endswith("/") else alias
             else:
-                path = static.map_path(uri, root=None, alias=alias, location_prefix=loc.pattern)
+                path = static.map_path(uri, root=s.root, alias=alias,
+                                       location_prefix=loc.pattern)
                 base = alias
             return path, base
-        root = s.root or ""
+        root = s.root
         return static.map_path(uri, root=root, alias=None, location_prefix=loc.pattern), root
 
     async def try_files(self, r: RequestState, ex: Exchange, loc: LocationConf) -> None:
@@ -724,7 +708,7 @@ class Pipeline:
                 continue
             if u != r.uri:
                 r.uri = u
-                r.extra["uri_rewritten"] = True
+                r.uri_rewritten = True
             await self.serve_static(r, ex, loc)
             return
         fallback = last.render(r)
@@ -747,7 +731,7 @@ class Pipeline:
         uri = r.uri
         path, base = self.file_path(r, loc, uri)
         if uri.endswith("/"):
-            idx = static.find_index(uri, path, [i.render(r) for i in s.index or ()],
+            idx = static.find_index(uri, path, [i.render(r) for i in s.index],
                                     root_dir=base)
             if isinstance(idx, static.IndexRedirect):
                 raise InternalRedirect(idx.uri, r.args)
@@ -778,85 +762,35 @@ class Pipeline:
                 bad = ex.discard_body()
                 if bad:
                     raise Finish(bad)
-            mime = static.mime_for(uri, s.types or {}, s.default_type or "text/plain")
+            mime = static.mime_for(uri, s.types, s.default_type)
             hdrs = {k.lower(): v for k, v in head.headers}
-            plan = static.plan_response(head.method, hdrs, st, mime, etag_on=bool(s.etag),
+            plan = static.plan_response(head.method, hdrs, st, mime, etag_on=s.etag,
                                         max_ranges=s.max_ranges,
                                         if_modified_since=_ims_mode(s.if_modified_since))
             status = plan.status
             if plan.special:
-                r.extra["extra_headers"] = plan.headers
+                r.extra_headers = plan.headers
                 raise Finish(status)
             headers = [h for h in plan.headers if h[0] != "Content-Length"]
             status = self.response_status(r, status)
-            kept = r.extra.get("error_location")
+            kept = r.error_location
             if kept is not None:
                 headers.append(("Location", self.absolute_location(r, kept)))
-            headers = self.filter_headers(r, status, headers, mtime=st.st_mtime)
-            r.status = status
-            r.sent_headers = headers
-            ex.start_response(status, self.server_headers(r) + headers,
-                              content_length=None if status == 304 else plan.content_length,
-                              reason=REASONS.get(status, ""))
+            out = send_header(r, ex, status, headers,
+                              None if status == 304 else plan.content_length,
+                              REASONS.get(status, ""), mtime=st.st_mtime)
             if status != 304 and not ex.head_only:
                 for part in plan.body:
                     if isinstance(part, bytes):
-                        ex.write(part)
+                        out.write(part)
                     else:
-                        await ex.sendfile(f, part[0], part[1])
-                    await ex.drain()
-            ex.end()
+                        await out.sendfile(f, part[0], part[1])
+                    await out.drain()
+            out.end()
         finally:
             f.close()
 
     # -- responses -------------------------------------------------------------------------
-
-    def server_headers(self, r: RequestState) -> list[tuple[str, str]]:
-        tokens = r.loc.settings.server_tokens if r.loc is not None else True
-        return [("Server", SERVER_FULL if tokens else "truehop"), ("Date", static.http_date(_time()))]
-
-    def filter_headers(self, r: RequestState, status: int, headers: list[tuple[str, str]],
-                       mtime: float | None = None) -> list[tuple[str, str]]:
-        """add_header and expires, applied as nginx applies them; and the fields an earlier
-        answer handed on across an internal redirect (X-Accel-Redirect's Content-Type,
-        Content-Disposition..., an intercepted 401's WWW-Authenticate), which nginx keeps in
-        headers_out: they replace the final answer's own fields of the same names."""
-        carried = r.extra.get("carried_headers")
-        if carried:
-            names = {k.lower() for k, _ in carried}
-            headers = [h for h in headers if h[0].lower() not in names] + carried
-        loc = r.loc
-        s = loc.settings if loc is not None else r.server.settings
-        ex = s.expires
-        if ex is not None and ex.kind != "off" and status in static.EXPIRES_STATUSES:
-            kind, secs = ex.kind, int(ex.seconds)
-            if ex.value is not None:    # `expires $var`: parsed per request, ignored if bad
-                try:
-                    kind, secs = parse_expires(ex.value.render(r), kind == "modified")
-                except ValueError:
-                    kind = "off"
-            if kind != "off":
-                if kind == "modified" and mtime is None:    # a proxied Last-Modified
-                    for k, v in headers:
-                        if k.lower() == "last-modified":
-                            mtime = static.parse_http_date(v)
-                            break
-                headers = [h for h in headers if h[0].lower() not in ("expires", "cache-control")]
-                spec = static.ExpiresSpec(kind, secs)
-                headers.extend(static.expires_headers(spec, _time(), mtime))
-        if s.add_header:
-            ok = status in ADD_HEADER_STATUSES
-            for h in s.add_header:
-                if ok or h.always:
-                    v = h.value.render(r)
-                    lname = h.name.lower()
-                    if lname in ("etag", "last-modified"):
-                        # ngx_http_set_response_header / set_last_modified: replaces the
-                        # response's own field in place; an empty value removes it
-                        headers = _replace_header(headers, lname, h.name, v)
-                    elif v:
-                        headers.append((h.name, v))
-        return headers
 
     def absolute_location(self, r: RequestState, location: str) -> str:
         """nginx's header filter on a relative Location: scheme, host and port are added.
@@ -912,29 +846,25 @@ class Pipeline:
         body = text.encode("latin-1", "replace")
         status = self.response_status(r, status)
         # a 204 is sent without a type (and a length), as nginx's header filter does
-        headers = [] if status == 204 else [("Content-Type", s.default_type or "text/plain")]
-        kept = r.extra.get("error_location")
+        headers = [] if status == 204 else [("Content-Type", s.default_type)]
+        kept = r.error_location
         if kept is not None:
             headers.append(("Location", self.absolute_location(r, kept)))
-        headers = self.filter_headers(r, status, headers)
-        r.status = status
-        r.sent_headers = headers
-        ex.start_response(status, self.server_headers(r) + headers, content_length=len(body),
-                          reason=REASONS.get(status, ""))
-        ex.write(body)
-        ex.end()
+        out = send_header(r, ex, status, headers, len(body), REASONS.get(status, ""))
+        out.write(body)
+        out.end()
 
     async def special(self, r: RequestState, ex: Exchange, status: int,
                       location: str | None = None) -> None:
         """nginx's special responses: error_page first, then the built-in page."""
         loc = r.loc
         s = loc.settings if loc is not None else r.server.settings
-        if status >= 300 and s.error_page and status in s.error_page and not r.extra.get("in_error_page"):
+        if status >= 300 and s.error_page and status in s.error_page and not r.in_error_page:
             ep = s.error_page[status]
             if location is not None:
                 # a Location set before the redirect (`return 302 text`) stays in the
                 # response headers the error page is sent with
-                r.extra["error_location"] = location
+                r.error_location = location
             await self.error_page(r, ex, status, ep)
             return
         headers: list[tuple[str, str]] = []
@@ -942,25 +872,25 @@ class Pipeline:
         if body:
             headers.append(("Content-Type", "text/html"))
         if location is None:
-            location = r.extra.get("error_location")
+            location = r.error_location
         if location is not None:
             headers.append(("Location", self.absolute_location(r, location)))
-        extra = r.extra.pop("extra_headers", None)
-        if extra:
+        extra = r.extra_headers
+        if extra is not None:
+            r.extra_headers = None
             headers.extend(extra)
-        headers = self.filter_headers(r, status, headers)
+        # 494-497 are sent as 400, and nginx's $status is the 400 it sends; the filters
+        # see it too (no add_header or expires status differs between them)
         wire = SENT_AS.get(status, status)
-        r.status = wire  # nginx's $status for 494-497 is the 400 it sends
-        r.sent_headers = headers
-        close = status in CLOSE_AFTER
-        ex.start_response(wire, self.server_headers(r) + headers, content_length=len(body),
-                          reason=REASONS.get(wire, ""), close=close)
-        ex.write(body)
-        ex.end()
+        out = send_header(r, ex, wire, headers, len(body), REASONS.get(wire, ""),
+                          close=status in CLOSE_AFTER)
+        out.write(body)
+        out.end()
 
     async def error_page(self, r: RequestState, ex: Exchange, status: int, ep: Any) -> None:
         target = ep.uri.render(r)
-        r.extra["in_error_page"] = not (r.loc.settings.recursive_error_pages if r.loc else False)
+        r.in_error_page = not (r.loc.settings if r.loc is not None
+                               else r.server.settings).recursive_error_pages
         code = ep.code
         if target.startswith(("http://", "https://")):
             rc = code if code in REDIRECTS else 302
@@ -969,7 +899,7 @@ class Pipeline:
         # internal redirect; the final status is the override, or the original status
         # (nginx's r->err_status, which ngx_http_send_header puts on whatever the redirected
         # request sends, unless that ends in a special response of its own)
-        r.extra["error_status"] = status if code is None else code
+        r.error_status = status if code is None else code
         r.head.method = "GET" if r.head.method != "HEAD" else "HEAD"
         r.internal = True
         named: str | None = None
@@ -979,7 +909,7 @@ class Pipeline:
             uri, _, args = target.partition("?")
             r.uri = uri
             r.args = args or None
-            r.extra["uri_rewritten"] = True
+            r.uri_rewritten = True
         try:
             self.server_rewrite(r, named)
             while True:
@@ -995,12 +925,8 @@ class Pipeline:
 
     def response_status(self, r: RequestState, status: int) -> int:
         """The status to send after an error_page redirect (`=code`, `=`, or the original)."""
-        es = r.extra.get("error_status")
-        if es is None:
-            return status
-        if es == 0:
-            return status
-        return int(es)
+        es = r.error_status
+        return es if es else status
 
     # -- access log ------------------------------------------------------------------------
 
@@ -1030,7 +956,7 @@ def _trusted(addr: str, nets: tuple[Any, ...]) -> bool:
     return False
 
 
-def _ims_mode(v: str | None) -> Literal["exact", "before", "off"]:
+def _ims_mode(v: str) -> Literal["exact", "before", "off"]:
     if v == "before":
         return "before"
     if v == "off":

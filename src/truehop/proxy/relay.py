@@ -9,17 +9,18 @@ from truehop.http.events import Data, EndOfMessage, ProtocolError
 from truehop.http.exchange import ClientGone
 from truehop.net.upstream import UpstreamError
 from truehop.proxy.attempts import Attempt, account
+from truehop.proxy.filters import send_header
 from truehop.proxy.pipeline import Finish
-from truehop.proxy.response import XAR_KEEP, ResponsePlan, accel_redirect, response_headers
+from truehop.proxy.response import ResponsePlan, process_accel, response_headers
 from truehop.proxy.tunnel import tunnel, ws_accept
 
 
 async def relay(att: Attempt, plan: ResponsePlan) -> None:
     """The answering peer's response to the client (nginx's ngx_http_upstream_send_response
-    and its non-buffered relay): error_page interception, X-Accel-Redirect, the head through
-    the pipeline's header filters, then the body with back-pressure; a broken upstream body
-    aborts the client. The connection goes back to the pool only when the exchange ended
-    cleanly. A 101 to a forwarded upgrade becomes a tunnel."""
+    and its non-buffered relay): error_page interception, X-Accel-*, the head through the
+    response filter chain (proxy.filters), then the body with back-pressure through what
+    the chain hands back; a broken upstream body aborts the client. The connection goes
+    back to the pool only when the exchange ended cleanly. A 101 to a forwarded upgrade becomes a tunnel."""
     rt = att.rt
     r = att.r
     ex = att.ex
@@ -51,18 +52,10 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
         conn.abort()
         if status == 401:
             # ngx_http_upstream_intercept_errors: the challenge goes with the error page
-            r.extra["carried_headers"] = [kv for kv in rh.headers
-                                          if kv[0].lower() == "www-authenticate"]
+            r.carried_headers = [kv for kv in rh.headers if kv[0].lower() == "www-authenticate"]
         raise Finish(status)
     headers, ctype, accel = response_headers(rt, r, plan, s, loc, rh)
-    xar = r.extra.pop("x_accel_redirect", None)
-    if xar is not None:
-        # X-Accel-Redirect: the app names what to serve instead; its body is not wanted
-        conn.abort()
-        r.extra["carried_headers"] = [kv for kv in headers if kv[0].lower() in XAR_KEEP]
-        accel_redirect(rt, r, xar)
-    unbuffered = accel if accel is not None else not s.proxy_buffering
-    headers = pipeline.filter_headers(r, status, headers)
+    unbuffered = process_accel(rt, r, s, conn, headers, accel)
     final_status = pipeline.response_status(r, status)
     if unbuffered:
         conn.high_water = 16 * 1024
@@ -70,29 +63,26 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
         n, size = s.proxy_buffers or (8, 8192)
         conn.high_water = max(n * size, 16384)
     rt.detect.on_response(r, loc, status, rh, ctype)
-    r.status = final_status
-    r.sent_headers = headers
-    headers[0:0] = pipeline.server_headers(r)
     # corked: the head goes out with the body bytes already read, in one write; whatever
     # is held is flushed before waiting on the upstream (SSE and slow bodies stream)
-    ex.start_response(final_status, headers, rh.content_length,
+    out = send_header(r, ex, final_status, headers, rh.content_length,
                       rh.reason if final_status == status else None, cork=True)
     read_timeout = s.proxy_read_timeout or 60.0
     try:
         while True:
             ev = conn.pop_event()
             if ev is None:
-                ex.flush()
+                out.flush()
                 ev = await conn.next_event(read_timeout)
             if type(ev) is Data:
                 t.response_length += len(ev.data)
-                ex.write(ev.data)
-                if ex.write_blocked:
-                    await ex.drain()
+                out.write(ev.data)
+                if out.write_blocked:
+                    await out.drain()
             elif type(ev) is EndOfMessage:
                 break
     except UpstreamError as e:
-        ex.flush()
+        out.flush()
         rt.log.error(e.message.replace("reading response header from upstream",
                                        "reading upstream"), r.conn, r)
         conn.abort()
@@ -101,7 +91,7 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
     except (ClientGone, ProtocolError):
         conn.abort()
         raise ClientGone("client closed connection") from None
-    ex.end()
+    out.end()
     now = t.end = _monotonic()
     account(t, conn)
     pool = att.urt.pool

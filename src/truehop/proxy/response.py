@@ -3,7 +3,7 @@ the proxy module's header handlers): hidden and hop-by-hop fields dropped
 (proxy_hide_header / proxy_pass_header), a repeated single-valued field ignored,
 Location and Refresh rewritten (proxy_redirect), Set-Cookie rewritten
 (proxy_cookie_domain / proxy_cookie_path), and the X-Accel-* fields read
-(X-Accel-Buffering, X-Accel-Redirect).
+(X-Accel-Buffering, X-Accel-Redirect) and acted on (`process_accel`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from truehop.conf.model import LocationConf, RedirectRule, Settings
 from truehop.http.events import ResponseHead
+from truehop.net.upstream import UpstreamConnection
 from truehop.proxy.pipeline import Finish, InternalRedirect
 from truehop.route.state import RequestState
 
@@ -139,7 +140,7 @@ def response_headers(rt: Runtime, r: RequestState, plan: ResponsePlan, s: Settin
             out.append((k, rewrite_cookie(r, v, plan.cookie_domain, plan.cookie_path)))
             continue
         if act == _ACT_XAR:
-            r.extra["x_accel_redirect"] = v    # relay turns the response into a redirect
+            r.x_accel_redirect = v    # process_accel turns the response into a redirect
             continue
         lk = k.lower()
         if seen is None:
@@ -217,6 +218,29 @@ def _default_redirect(loc: LocationConf, target: str) -> str | None:
     if target.startswith(match):
         return repl + target[len(match):]
     return None
+
+
+def process_accel(rt: Runtime, r: RequestState, s: Settings, conn: UpstreamConnection,
+                  headers: list[tuple[str, str]], accel_buffering: bool | None) -> bool:
+    """What the upstream's X-Accel-* fields (read by `response_headers`) do, as nginx's
+    ngx_http_upstream_process_headers: X-Accel-Redirect drops the upstream's body and
+    redirects internally, handing on the fields of XAR_KEEP (always raises);
+    X-Accel-Buffering chooses how the body is relayed. Returns True for unbuffered.
+
+    This is the one place they act, and it sits before the response filter chain
+    (proxy.filters), not in it, as in nginx, where the upstream module handles them
+    before ngx_http_send_header: they decide whether this response is sent at all and
+    how its body is read, which no header filter can (a filter sees a head being sent).
+    X-Accel-Expires only steers nginx's proxy cache, which truehop does not have (the
+    field is hidden, as nginx hides it); X-Accel-Limit-Rate and X-Accel-Charset, hidden
+    too, belong to issue 15's limit_rate and charset."""
+    xar = r.x_accel_redirect
+    if xar is not None:
+        r.x_accel_redirect = None
+        conn.abort()        # the app names what to serve instead; its body is not wanted
+        r.carried_headers = [kv for kv in headers if kv[0].lower() in XAR_KEEP]
+        accel_redirect(rt, r, xar)
+    return accel_buffering if accel_buffering is not None else not s.proxy_buffering
 
 
 def accel_redirect(rt: Runtime, r: RequestState, value: str) -> None:

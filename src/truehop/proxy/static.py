@@ -193,11 +193,12 @@ def method_error(method: str, *, found: bool = False) -> StaticError | None:
     return StaticError(405, f"method {method} not allowed for static content", None, _ALLOW)
 
 
-def map_path(uri: str, *, root: str | None, alias: str | None, location_prefix: str,
+def map_path(uri: str, *, root: str, alias: str | None, location_prefix: str,
              location_is_regex: bool = False, alias_captures_applied: bool = False) -> str:
     """nginx's ngx_http_map_uri_to_path.
 
-    - ``root``: ``root + uri`` (no slash squashing: ``/srv/`` + ``/x`` is ``/srv//x``).
+    - ``root``: ``root + uri`` (no slash squashing: ``/srv/`` + ``/x`` is ``/srv//x``); the
+      merged setting, whose default (``html`` under the prefix) the directive table gives.
     - ``alias`` in a prefix location: ``alias + uri[len(location_prefix):]``. Like nginx this
       does not check where the prefix ends, so ``location /static`` + ``alias .../static/``
       maps ``/static../x`` to ``.../static/../x`` (the off-by-slash hole; `resolve` refuses it).
@@ -210,8 +211,6 @@ def map_path(uri: str, *, root: str | None, alias: str | None, location_prefix: 
         if location_is_regex:
             return alias
         return alias + uri[len(location_prefix):]
-    if root is None:
-        root = "html"  # nginx's compiled-in default, relative to the prefix
     return root + uri
 
 

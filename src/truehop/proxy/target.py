@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def default_uri(r: RequestState) -> str:
     """No URI part: nginx passes the client's URI unchanged, unless it was rewritten or the
     request was redirected internally, then the current (escaped) URI."""
-    if r.extra.get("uri_rewritten"):
+    if r.uri_rewritten:
         return escape_uri(r.uri) + ("?" + r.args if r.args else "")
     h = r.head
     return h.path + ("?" + h.query if h.query is not None else "")
@@ -48,7 +48,7 @@ def choose_target(rt: Runtime, r: RequestState, loc: LocationConf
     assert pp.upstream is not None
     r.proxy_host = pp.host_header
     r.proxy_port = pp.port
-    rewrite_break = r.extra.get("rewrite_break")
+    rewrite_break = r.rewrite_break
     if pp.uri is None or rewrite_break or loc.modifier not in ("", "^~", "="):
         if pp.uri is not None and rewrite_break:
             # `rewrite ... break` in this location: the URI part is ignored

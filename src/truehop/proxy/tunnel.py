@@ -16,6 +16,7 @@ from truehop.http.exchange import Exchange
 from truehop.http.h1 import response_head_bytes
 from truehop.net.downstream import H1Exchange
 from truehop.net.upstream import UpstreamConnection
+from truehop.proxy.filters import filter_head, writer_fields
 from truehop.proxy.response import ResponsePlan, response_headers
 from truehop.route.state import RequestState
 
@@ -69,11 +70,13 @@ async def tunnel(rt: Runtime, r: RequestState, ex: Exchange, s: Settings, plan: 
             _resume_later(ct, ut, done)
 
     assert r.loc is not None
-    headers = response_headers(rt, r, plan, s, r.loc, rh, keep_connection=True)[0]
-    r.status = 101
-    r.sent_headers = headers
-    data = response_head_bytes(101, rt.pipeline.server_headers(r) + headers, "1.1",
-                               rh.reason or "Switching Protocols")
+    # the 101 goes through the header filters as ngx_http_upstream_upgrade sends it
+    # (ngx_http_send_header: `add_header ... always` applies); its bytes are written here,
+    # on the connection about to be detached, not by the exchange
+    headers = filter_head(r, 101, response_headers(rt, r, plan, s, r.loc, rh,
+                                                   keep_connection=True)[0]).headers
+    headers[0:0] = writer_fields(s)
+    data = response_head_bytes(101, headers, "1.1", rh.reason or "Switching Protocols")
     ex.started = True
     ex.status = 101
     ex.keep_alive = False

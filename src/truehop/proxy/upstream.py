@@ -90,7 +90,7 @@ class Proxy:
                 rt.detect.upgrade_not_forwarded(r, loc)
             if req.body_length >= 0:
                 r.request_body_length = req.body_length
-            r.extra["upstream_uri"] = uri
+            r.upstream_uri = uri
             now = _monotonic()
             att = Attempt(rt, r, ex, loc, urt, upstream, scheme, req, now)
             await att.until_answer(now)

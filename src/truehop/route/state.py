@@ -90,7 +90,9 @@ class RequestState:
         "remote_port", "realip_remote_addr", "status", "body_bytes_sent", "bytes_sent",
         "start", "upstream_tries", "upstream_conn", "upstream_headers", "sent_headers", "request_length", "host", "proxy_host",
         "proxy_port", "server_name", "internal", "uri_changes", "request_body_length",
-        "extra", "pipelined", "realip_done", "request_body", "request_body_file",
+        "uri_rewritten", "rewrite_break", "uri_changed", "error_location", "in_error_page",
+        "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
+        "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
         "body_read", "body_file",
     )
 
@@ -123,7 +125,30 @@ class RequestState:
         self.internal = False                   # reached through an internal redirect
         self.uri_changes = 11                   # nginx's NGX_HTTP_MAX_URI_CHANGES + 1
         self.request_body_length = 0
-        self.extra: dict[str, Any] = {}
+        # the rewrite module's marks: the URI was changed (rewrite, try_files, an internal
+        # redirect), so proxy_pass without a URI part sends the current one, not the
+        # client's; `rewrite ... break` ran in this location (proxy_pass's URI part is then
+        # ignored); a location's `rewrite` without a flag changed the URI (the location is
+        # looked up again)
+        self.uri_rewritten = False
+        self.rewrite_break = False
+        self.uri_changed = False
+        # error_page: a Location set before the redirect to the page (`return 302 text`),
+        # kept for the page's response; an error page is being served (no second one,
+        # unless recursive_error_pages); the status the page is sent with (nginx's
+        # r->err_status; 0: the page's own)
+        self.error_location: str | None = None
+        self.in_error_page = False
+        self.error_status = 0
+        # the fields of a static file's special response (304, 412, 416)
+        self.extra_headers: list[tuple[str, str]] | None = None
+        # fields an answer hands on across an internal redirect (X-Accel-Redirect's
+        # Content-Type..., an intercepted 401's WWW-Authenticate); proxy.filters applies them
+        self.carried_headers: list[tuple[str, str]] | None = None
+        # the upstream's X-Accel-Redirect value, until the relay turns it into a redirect
+        self.x_accel_redirect: str | None = None
+        self.upstream_uri = ""                  # the URI of the upstream request line
+        self.request_id: str | None = None      # $request_id, made when first read
         self.pipelined = conn.pipelined         # $pipe: read while the previous one ran
         self.realip_done = False                # realip replaced remote_addr already
         # $request_body: the body once read whole into memory (proxy_request_buffering on,

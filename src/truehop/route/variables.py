@@ -415,6 +415,14 @@ def _tls_nf(get: Getter) -> LogGetter:
     return nf
 
 
+def _request_id(r: RequestState) -> str:
+    """$request_id: 16 random bytes in hex, made once per request."""
+    rid = r.request_id
+    if rid is None:
+        rid = r.request_id = os.urandom(16).hex()
+    return rid
+
+
 def _server_name(r: RequestState) -> str:
     return r.server_name
 
@@ -473,7 +481,7 @@ BUILTIN: dict[str, Getter] = {
     "remote_user": _remote_user,
     "request_body": _request_body,
     "request_body_file": lambda r: r.request_body_file or "",
-    "request_id": lambda r: r.extra.setdefault("request_id", os.urandom(16).hex()),
+    "request_id": _request_id,
     "ssl_protocol": lambda r: r.conn.ssl_protocol,
     "ssl_cipher": lambda r: r.conn.ssl_cipher,
     "ssl_server_name": lambda r: r.conn.ssl_server_name,
