@@ -59,6 +59,7 @@ COMPILED = [
     "proxy/tunnel.py",
     "proxy/balancer.py",
     "proxy/pool.py",
+    "proxy/upstreams.py",
     "proxy/static.py",
     "detect.py",
     "route/variables.py",
