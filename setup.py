@@ -61,6 +61,7 @@ COMPILED = [
     "proxy/filters.py",
     "proxy/balancer.py",
     "proxy/pool.py",
+    "proxy/upstreams.py",
     "proxy/static.py",
     "detect.py",
     "route/variables.py",

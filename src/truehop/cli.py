@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parsed
     if a.command == "explain":
         from truehop import explain
-        return explain.main(a)
+        return explain.main(a, *resolve_paths(a))
     if a.command == "check":
         if a.rest:
             a.conf = a.rest[0]

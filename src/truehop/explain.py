@@ -29,7 +29,7 @@ from truehop.http.headers import connection_tokens
 from truehop.lint.rules import for_location
 from truehop.log import ErrorLog
 from truehop.process.runtime import Runtime
-from truehop.proxy.pipeline import Finish, compute_host
+from truehop.proxy.pipeline import Finish, compute_host, start_request
 from truehop.proxy.target import choose_target, dynamic_url
 from truehop.proxy.upstream_request import (
     BODY_NONE,
@@ -235,17 +235,11 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     head = RequestHead(q.method, target, path, query, "1.1", headers, head_host, None, False,
                        "close" not in conn_tokens, upgrade=upgrade)
     info = ConnectionInfo(q.remote, 50000, local_addr, port, scheme, 1, listen_key=lst.key)
-    # as Pipeline.handle starts a request: the server by the Host (its regex captures kept),
-    # $host and $server_name
-    host = compute_host(head.host, lst.default_server) if head.host else ""
-    server, match = lst.find_server_match(local_addr, host)
-    r = RequestState(info, head, server)
-    if match is not None:
-        r.captures = match
-        if match.re.groupindex:
-            r.vars.update({k: v or "" for k, v in match.groupdict().items()})
-    r.host = host or server.server_name
-    r.server_name = server.server_name
+    # started as Pipeline.handle starts it: the server by the Host (its regex captures
+    # kept), $host and $server_name
+    r = start_request(info, head, lst)
+    server = r.server
+    host = compute_host(head.host, lst.default_server) if head.host else ""   # for the why
     pipeline = rt.pipeline
     pipeline.realip(r, server.settings)
 
@@ -324,7 +318,7 @@ def explain(cfg: Config, rt: Any, q: Query) -> dict[str, Any]:
     else:
         fpath, _root = pipeline.file_path(r, loc, r.uri)
         if fpath.endswith("/"):
-            idx = [t.source for t in s.index or ()]
+            idx = [t.source for t in s.index]
             doc["action"] = {"kind": "static", "path": fpath, "index": idx,
                              "exists": os.path.isdir(fpath)}
         else:
@@ -343,7 +337,7 @@ def _proxy_doc(rt: Runtime, r: RequestState, loc: LocationConf, base: str) -> di
     pp = loc.proxy
     assert pp is not None
     try:
-        up, up_scheme, uri = choose_target(rt, r, loc)
+        up, up_scheme, uri = choose_target(rt.proxy_rt, r, loc)
     except Finish as f:
         if f.status != 502:
             return {"action": {"kind": "return", "code": f.status,
@@ -353,7 +347,7 @@ def _proxy_doc(rt: Runtime, r: RequestState, loc: LocationConf, base: str) -> di
                                "why": "proxy_pass with variables names a host that is no "
                                       "upstream and no address, and no resolver is set"}}
         # a name the resolver looks up at run time: the request is known all the same
-        up_scheme, hostport, uri = dynamic_url(rt, r, pp)
+        up_scheme, hostport, uri = dynamic_url(rt.log, r, pp)
         up = UpstreamConf(hostport, [], implicit=True, keepalive=0)
     head = r.head
     # explain reads no body: a request that has one is described as streamed
@@ -476,15 +470,13 @@ def render_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(a: Any) -> int:
-    from truehop.cli import resolve_paths  # CLI start-up: cli imports this module
-
+def main(a: Any, conf: str, prefix: str) -> int:
+    """`truehop explain`, with the config file and prefix cli resolved from -c and -p."""
     try:
         q = parse_rest(list(a.rest))
     except ExplainError as e:
         print(f"truehop: {e}", file=sys.stderr)
         return 1
-    conf, prefix = resolve_paths(a)
     try:
         cfg = load(conf, prefix, getattr(a, "globals", None))
         rt = Runtime(cfg, ErrorLog([("stderr", "emerg")]))

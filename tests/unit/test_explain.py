@@ -44,7 +44,7 @@ def run(capsys: pytest.CaptureFixture[str], conf: Path, *rest: str, fmt: str = "
         ) -> tuple[int, str]:
     a = SimpleNamespace(conf=str(conf), prefix=str(conf.parent), format=fmt, globals=None,
                         rest=list(rest))
-    code = explain.main(a)
+    code = explain.main(a, str(conf), str(conf.parent))   # as cli resolves -c, -p
     out = capsys.readouterr()
     return code, out.out if code == 0 else out.err
 

@@ -73,23 +73,7 @@ FUNCTION_IMPORTS_ALLOWED: Final = frozenset({
 
 # Edges in files other work packages own right now, known and temporary: the lead removes
 # each line once the file's owner has untied it. (importing module, imported module)
-KNOWN_TEMPORARY: Final = frozenset({
-    # proxy/ (upstream split): Runtime under TYPE_CHECKING in the proxy_pass phases
-    ("truehop.proxy.upstream", "truehop.process.runtime"),
-    ("truehop.proxy.attempts", "truehop.process.runtime"),
-    ("truehop.proxy.response", "truehop.process.runtime"),
-    ("truehop.proxy.target", "truehop.process.runtime"),
-    ("truehop.proxy.tunnel", "truehop.process.runtime"),
-    # src/truehop/explain.py (upstream split): imports inside functions, cli among them
-    ("truehop.explain", "truehop.cli"),
-    ("truehop.explain", "truehop.conf.compile"),
-    ("truehop.explain", "truehop.lint.rules"),
-    ("truehop.explain", "truehop.log"),
-    ("truehop.explain", "truehop.process.runtime"),
-    ("truehop.explain", "truehop.proxy.pipeline"),
-    ("truehop.explain", "truehop.route.state"),
-    ("truehop.explain", "truehop.route.uri"),
-})
+KNOWN_TEMPORARY: Final[frozenset[tuple[str, str]]] = frozenset()
 
 
 def _modules() -> dict[str, pathlib.Path]:

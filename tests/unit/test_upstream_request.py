@@ -69,7 +69,7 @@ class Case:
         r.uri = path
         loc = self.server.tree.match(path)[0]
         r.loc = loc
-        _up, _scheme, uri = choose_target(self.rt, r, loc)
+        _up, _scheme, uri = choose_target(self.rt.proxy_rt, r, loc)
         return r, loc, uri
 
     def build(self, method: str = "GET", headers: list[tuple[str, str]] | None = None,

@@ -563,3 +563,21 @@ class TlsTransport(asyncio.Transport):
                 return so.compression()
         raw = p.raw
         return raw.get_extra_info(name, default) if raw is not None else default
+
+
+_TLS_ORDER = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_TLS_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def set_protocols(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
+    """ssl_protocols / proxy_ssl_protocols: the range from the lowest to the highest named
+    (OpenSSL's own floor still applies: this build may refuse TLSv1 whatever is asked).
+    Both sides use it: the servers' contexts (process.runtime) and the upstreams'
+    (proxy.upstreams)."""
+    enabled = [p for p in _TLS_ORDER if p in protocols] or ["TLSv1.2", "TLSv1.3"]
+    try:
+        ctx.minimum_version = _TLS_VERSIONS[enabled[0]]
+        ctx.maximum_version = _TLS_VERSIONS[enabled[-1]]
+    except (ValueError, ssl.SSLError):
+        pass

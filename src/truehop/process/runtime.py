@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
 import os
 import ssl
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any
 
 from truehop.certificate import DEPTH_ATTR
 from truehop.clock import monotonic as _monotonic
@@ -22,11 +21,9 @@ from truehop.conf.model import (
     AccessLog,
     Config,
     Listen,
-    PeerConf,
     ServerConf,
     Settings,
     SslConf,
-    UpstreamConf,
 )
 from truehop.detect import Detector
 from truehop.http.events import RequestHead
@@ -34,25 +31,13 @@ from truehop.http.exchange import Exchange
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
 from truehop.net.listen import ClientSide, ConnectionOwner, Listener
-from truehop.net.tls import CHOOSE_ATTR
-from truehop.proxy.balancer import UpstreamBalancer
+from truehop.net.tls import CHOOSE_ATTR, set_protocols
 from truehop.proxy.pipeline import Pipeline
-from truehop.proxy.pool import KeepalivePool
 from truehop.proxy.upstream import Proxy
+from truehop.proxy.upstreams import ProxyRuntime, Upstreams
 from truehop.route.servers import ServerNameIndex
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.variables import COMBINED
-
-
-class UpstreamRuntime:
-    def __init__(self, conf: UpstreamConf) -> None:
-        self.conf = conf
-        self.balancer = UpstreamBalancer.build(conf)
-        self.pool: KeepalivePool | None = None
-        if conf.keepalive and not conf.implicit:
-            self.pool = KeepalivePool(conf.keepalive, conf.keepalive_timeout,
-                                      conf.keepalive_requests, conf.keepalive_time,
-                                      local=conf.keepalive_local)
 
 
 def _limits(srv: ServerConf) -> H1Limits:
@@ -117,22 +102,6 @@ def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None =
     client_verification(ctx, srv.ssl)
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
-
-
-_TLS_ORDER: Final = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-_TLS_VERSIONS: Final = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-
-
-def set_protocols(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
-    """ssl_protocols / proxy_ssl_protocols: the range from the lowest to the highest named
-    (OpenSSL's own floor still applies: this build may refuse TLSv1 whatever is asked)."""
-    enabled = [p for p in _TLS_ORDER if p in protocols] or ["TLSv1.2", "TLSv1.3"]
-    try:
-        ctx.minimum_version = _TLS_VERSIONS[enabled[0]]
-        ctx.maximum_version = _TLS_VERSIONS[enabled[-1]]
-    except (ValueError, ssl.SSLError):
-        pass
 
 
 def read_passwords(path: str, where: tuple[str, int]) -> list[bytes]:
@@ -258,18 +227,15 @@ class Runtime(ConnectionOwner):
     def __init__(self, cfg: Config, log: ErrorLog | None = None) -> None:
         self.cfg = cfg
         self.log = log or ErrorLog(cfg.main.error_logs or [(os.path.join(cfg.prefix, "logs/error.log"), "warn")])
-        self.proxy = Proxy(self)
-        self.pipeline = Pipeline(self)      # binds the proxy's content phase
         self.detect = Detector(self.log, os.path.join(cfg.prefix, "logs"))
         self.listeners: dict[tuple[str, int], Listener] = {}
-        self.upstreams: dict[int, UpstreamRuntime] = {}
+        self.upstreams = Upstreams(cfg.http.upstreams)
         self.sinks: dict[str, AccessSink] = {}
         self.connections: set[ClientSide] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.tunnels: set[asyncio.Future[None]] = set()
         self.shutting_down = False
         self._conn_limit_logged = False
-        self._upstream_ssl: dict[tuple[bool, str | None, tuple[str, ...]], ssl.SSLContext] = {}
         # error_log at http/server/location level: one log per distinct list of targets
         self.scoped_logs: dict[tuple[tuple[str, str], ...], ErrorLog] = {}
         try:
@@ -282,6 +248,12 @@ class Runtime(ConnectionOwner):
             raise
         if self.scoped_logs:
             self.log = self.detect.log = ScopedErrorLog(self.log, self.scoped_logs)
+        # proxy_pass is handed what it uses of this runtime (it imports nothing from here),
+        # the error log being final by now
+        self.proxy_rt = ProxyRuntime(self.log, self.detect, self.upstreams, self.tunnels)
+        self.proxy = Proxy(self.proxy_rt)
+        self.pipeline = Pipeline(self)      # binds the proxy's content phase
+        self.proxy_rt.pipeline = self.pipeline
 
     # -- build (can fail; nothing bound yet) -------------------------------------------
 
@@ -322,8 +294,6 @@ class Runtime(ConnectionOwner):
                 # SNI: the handshake picks the server by name, then its certificate
                 lst.ssl_context = self.sni_context(lst)
             self.listeners[key] = lst
-        for up in cfg.http.upstreams.values():
-            self.upstreams[id(up)] = UpstreamRuntime(up)
         self._open_error_log(cfg.http.settings)  # opened (and checked) even if unused
         temp_paths = {cfg.http.settings.client_body_temp_path}
         for srv in cfg.http.servers:
@@ -426,7 +396,7 @@ class Runtime(ConnectionOwner):
 
     def _open_sinks(self, s: Settings) -> None:
         self._open_error_log(s)
-        for al in s.access_log or ():
+        for al in s.access_log:
             if al.path != "off" and al.path not in self.sinks and not al.path.startswith("syslog:"):
                 if al.where == ("", 0):
                     # the built-in default, <prefix>/logs/access.log: its directory is ours to
@@ -463,56 +433,6 @@ class Runtime(ConnectionOwner):
     def http2_refusal(self, listener: Listener, info: ConnectionInfo, head: RequestHead
                       ) -> tuple[int, str] | None:
         return self.pipeline.http2_refusal(listener, info, head)
-
-    # -- upstreams -----------------------------------------------------------------------
-
-    def upstream_runtime(self, up: UpstreamConf) -> UpstreamRuntime:
-        urt = self.upstreams.get(id(up))
-        if urt is None:
-            urt = self.upstreams[id(up)] = UpstreamRuntime(up)
-        return urt
-
-    def dynamic_upstream(self, hostport: str, scheme: str) -> UpstreamConf | None:
-        up = self.cfg.http.upstreams.get(hostport)
-        if up is not None:
-            return up
-        host, _, port_s = hostport.rpartition(":") if ":" in hostport.lstrip("[").split("]")[-1] \
-            else (hostport, "", "443" if scheme == "https" else "80")
-        host = host.strip("[]")
-        if host == "localhost":
-            host = "127.0.0.1"
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        if not port_s.isdigit():
-            return None
-        key = f"{host}:{port_s}"
-        up = self.cfg.http.upstreams.get(key)
-        if up is None:
-            up = UpstreamConf(key, [PeerConf(host, int(port_s))], implicit=True, keepalive=0)
-            self.cfg.http.upstreams[key] = up
-        return up
-
-    def upstream_ssl_context(self, s: Settings) -> ssl.SSLContext:
-        key = (bool(s.proxy_ssl_verify), s.proxy_ssl_trusted_certificate,
-               s.proxy_ssl_protocols or ())
-        ctx = self._upstream_ssl.get(key)
-        if ctx is None:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            set_protocols(ctx, s.proxy_ssl_protocols or ())
-            if s.proxy_ssl_verify:
-                ctx.check_hostname = True
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                if s.proxy_ssl_trusted_certificate:
-                    ctx.load_verify_locations(s.proxy_ssl_trusted_certificate)
-                else:
-                    ctx.load_default_certs()
-            else:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._upstream_ssl[key] = ctx
-        return ctx
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -594,17 +514,13 @@ class Runtime(ConnectionOwner):
     def close_all(self) -> None:
         for c in list(self.connections):
             c.abort()
-        for urt in self.upstreams.values():
-            if urt.pool is not None:
-                urt.pool.close_all()
+        self.upstreams.close_all()
         self.flush_logs()
 
     def sweep(self) -> None:
         self.detect.save()
         now = _monotonic()
-        for urt in self.upstreams.values():
-            if urt.pool is not None:
-                urt.pool.sweep(now)
+        self.upstreams.sweep(now)
         self.flush_logs()
 
 

@@ -8,7 +8,7 @@ returns with the peer whose head is to be relayed, or raises the error status.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import LocationConf, Settings, UpstreamConf
@@ -19,15 +19,12 @@ from truehop.proxy.balancer import BalancerState, Peer
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.request_body import BodyFile, BodyFileError
 from truehop.proxy.upstream_request import UpstreamRequest
+from truehop.proxy.upstreams import LiveUpstream, ProxyRuntime
 from truehop.route.state import RequestState, UpstreamLink, UpstreamTry
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Runtime, UpstreamRuntime
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 STATUS_FLAGS: Final = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
                 403: "http_403", 404: "http_404", 429: "http_429"}
-_NO_FLAGS: frozenset[str] = frozenset()
 
 
 class Attempt:
@@ -35,12 +32,12 @@ class Attempt:
     where, under which limits, and, once a peer answered, that peer, its connection, the
     response head and the try's record."""
 
-    __slots__ = ("rt", "r", "ex", "loc", "s", "urt", "upstream", "scheme", "req", "flags",
+    __slots__ = ("rt", "r", "ex", "loc", "s", "live", "upstream", "scheme", "req", "flags",
                  "state", "tries_left", "deadline", "sent", "sender",
                  "peer", "conn", "resp", "tried", "answered")
 
-    def __init__(self, rt: Runtime, r: RequestState, ex: Exchange, loc: LocationConf,
-                 urt: UpstreamRuntime, upstream: UpstreamConf, scheme: str,
+    def __init__(self, rt: ProxyRuntime, r: RequestState, ex: Exchange, loc: LocationConf,
+                 live: LiveUpstream, upstream: UpstreamConf, scheme: str,
                  req: UpstreamRequest, now: float) -> None:
         s = loc.settings
         self.rt = rt
@@ -48,16 +45,18 @@ class Attempt:
         self.ex = ex
         self.loc = loc
         self.s = s
-        self.urt = urt
+        self.live = live
         self.upstream = upstream
         self.scheme = scheme
         self.req = req
-        self.flags = s.proxy_next_upstream or _NO_FLAGS
-        tries = s.proxy_next_upstream_tries or 0
-        timeout_total = s.proxy_next_upstream_timeout or 0.0
+        self.flags = s.proxy_next_upstream
+        # proxy_next_upstream_tries 0 and proxy_next_upstream_timeout 0: no limit (nginx's
+        # ngx_http_upstream_next tests each only when it is set)
+        tries = s.proxy_next_upstream_tries
+        timeout_total = s.proxy_next_upstream_timeout
         self.tries_left = tries if tries else 1 << 30
         self.deadline = now + timeout_total if timeout_total else 0.0
-        self.state: BalancerState = urt.balancer.start(
+        self.state: BalancerState = live.balancer.start(
             now, hash_key(r, upstream) if upstream.kind in ("ip_hash", "hash") else None)
         self.sent = False           # the request went out, whole or in part
         # a body sender still running when the response head came (the upstream answered
@@ -81,7 +80,7 @@ class Attempt:
         flags = self.flags
         upstream = self.upstream
         method = r.head.method
-        pool = self.urt.pool
+        pool = self.live.pool
         last_status = 502
         failed_before = False
         retried_stale = False
@@ -134,7 +133,7 @@ class Attempt:
                 failed_kind = e.kind
                 status = 504 if failed_kind == "timeout" else 502
                 if failed_kind == "timeout" and "reading" in e.message:
-                    rt.detect.read_timeout(r, self.loc, s.proxy_read_timeout or 60.0)
+                    rt.detect.read_timeout(r, self.loc, s.proxy_read_timeout)
                 t.status = status
                 rt.log.error(e.message, r.conn, r)
                 if state.done(peer, now, failed=True):
@@ -192,13 +191,13 @@ class Attempt:
         ctx = None
         sni = None
         if self.scheme == "https":
-            ctx = self.rt.upstream_ssl_context(s)
+            ctx = self.rt.upstreams.ssl_context(s)
             if s.proxy_ssl_server_name:
                 name = s.proxy_ssl_name.render(r) if s.proxy_ssl_name else r.proxy_host
                 sni = name.rsplit(":", 1)[0] if not name.startswith("[") else None
             elif s.proxy_ssl_verify:
                 sni = r.proxy_host.rsplit(":", 1)[0]
-        return await connect(peer.addr, peer.port, s.proxy_connect_timeout or 60.0, ctx, sni)
+        return await connect(peer.addr, peer.port, s.proxy_connect_timeout, ctx, sni)
 
     async def exchange(self, conn: UpstreamConnection) -> Response:
         """Send the request and return the response head (1xx answers are consumed).
@@ -210,9 +209,9 @@ class Attempt:
         body = req.body
         req_head = req.head
         # the parser must know the method the upstream answers (a HEAD has no body)
-        conn.start(req.method, s.proxy_buffer_size or 8192)
-        send_timeout = s.proxy_send_timeout or 60.0
-        read_timeout = s.proxy_read_timeout or 60.0
+        conn.start(req.method, s.proxy_buffer_size)
+        send_timeout = s.proxy_send_timeout
+        read_timeout = s.proxy_read_timeout
         if type(body) is bytes:
             conn.write(req_head + body if len(body) < 65536 else req_head)
             if len(body) >= 65536:
@@ -297,10 +296,10 @@ async def stream_body(conn: UpstreamConnection, ex: Exchange, s: Settings, r: Re
     read; a body that fits client_body_buffer_size stays there for $request_body, as in
     nginx's unbuffered mode."""
     chunked = ex.head.content_length is None
-    timeout = s.client_body_timeout or 60.0
-    send_timeout = s.proxy_send_timeout or 60.0
+    timeout = s.client_body_timeout
+    send_timeout = s.proxy_send_timeout
     body = ex.body
-    room = s.client_body_buffer_size or 16384
+    room = s.client_body_buffer_size
     kept: list[bytes] | None = []
     ended = False
     head = req_head

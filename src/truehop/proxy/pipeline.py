@@ -281,6 +281,25 @@ def client_cert_refusal(lst: Listener, info: ConnectionInfo, head: RequestHead
     return None
 
 
+def start_request(info: ConnectionInfo, head: RequestHead, listener: Listener) -> RequestState:
+    """A request's state as its phases start (Pipeline.handle; explain starts one the same
+    way): the server the Host picks on the listener (ngx_http_set_virtual_server), its regex
+    captures, $host and $server_name."""
+    # without a Host the server is looked up by "" (a `server_name ""` server, else the
+    # default one); $host is then that server's name
+    host = compute_host(head.host, listener.default_server) if head.host else ""
+    server, match = listener.find_server_match(info.server_addr, host)
+    r = RequestState(info, head, server)
+    if match is not None:
+        r.captures = match
+        if match.re.groupindex:
+            # named captures outlive later regex matches (they are variables in nginx)
+            r.vars.update({k: v or "" for k, v in match.groupdict().items()})
+    r.host = host or server.server_name
+    r.server_name = server.server_name
+    return r
+
+
 class Pipeline:
     def __init__(self, rt: PipelineHost) -> None:
         self.rt = rt
@@ -348,18 +367,8 @@ class Pipeline:
 
     async def handle(self, ex: Exchange, info: ConnectionInfo, listener: Listener) -> None:
         head = ex.head
-        # without a Host the server is looked up by "" (a `server_name ""` server, else the
-        # default one); $host is then that server's name
-        host = compute_host(head.host, listener.default_server) if head.host else ""
-        server, match = listener.find_server_match(info.server_addr, host)
-        r = RequestState(info, head, server)
-        if match is not None:
-            r.captures = match
-            if match.re.groupindex:
-                # named captures outlive later regex matches (they are variables in nginx)
-                r.vars.update({k: v or "" for k, v in match.groupdict().items()})
-        r.host = host or server.server_name
-        r.server_name = server.server_name
+        r = start_request(info, head, listener)
+        server = r.server
         try:
             try:
                 self.realip(r, server.settings)

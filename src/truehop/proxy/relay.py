@@ -60,14 +60,14 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
     if unbuffered:
         conn.high_water = 16 * 1024
     else:
-        n, size = s.proxy_buffers or (8, 8192)
+        n, size = s.proxy_buffers
         conn.high_water = max(n * size, 16384)
     rt.detect.on_response(r, loc, status, rh, ctype)
     # corked: the head goes out with the body bytes already read, in one write; whatever
     # is held is flushed before waiting on the upstream (SSE and slow bodies stream)
     out = send_header(r, ex, final_status, headers, rh.content_length,
                       rh.reason if final_status == status else None, cork=True)
-    read_timeout = s.proxy_read_timeout or 60.0
+    read_timeout = s.proxy_read_timeout
     try:
         while True:
             ev = conn.pop_event()
@@ -94,7 +94,7 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
     out.end()
     now = t.end = _monotonic()
     account(t, conn)
-    pool = att.urt.pool
+    pool = att.live.pool
     if pool is not None and rh.keep_alive and conn.finished_cleanly():
         sender = att.sender
         if sender is None or sender.done():

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from truehop.conf.model import LocationConf, RedirectRule, Settings
 from truehop.http.events import ResponseHead
 from truehop.net.upstream import UpstreamConnection
 from truehop.proxy.pipeline import Finish, InternalRedirect
+from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Runtime
 
 # response headers nginx keeps once (ngx_http_upstream_process_header_line and friends)
 _UNIQUE_RESPONSE: Final = frozenset({"content-type", "last-modified", "etag", "location", "refresh",
@@ -55,19 +53,19 @@ class ResponsePlan:
                  "response_action", "cookie_domain", "cookie_path")
 
     def __init__(self, s: Settings) -> None:
-        hide = HIDE_DEFAULT.union(s.proxy_hide_header or ())
+        hide = HIDE_DEFAULT.union(s.proxy_hide_header)
         if s.proxy_pass_header:
             hide = hide.difference(s.proxy_pass_header)
         # Upgrade is relayed in a non-101 answer as nginx does (a 426 must say which protocol
         # to upgrade to); the HTTP/2 layer drops it for HTTP/2 clients
         self.response_drop = frozenset(hide | RESPONSE_HOP) - {"upgrade"}
-        self.honor_accel_buffering = "x-accel-buffering" not in (s.proxy_ignore_headers or ())
-        self.honor_accel_redirect = "x-accel-redirect" not in (s.proxy_ignore_headers or ())
+        self.honor_accel_buffering = "x-accel-buffering" not in s.proxy_ignore_headers
+        self.honor_accel_redirect = "x-accel-redirect" not in s.proxy_ignore_headers
         # per field name as sent (a bounded cache): most upstreams spell the same few names
         # the same way, so the loop over every field skips lower() and set tests
         self.response_action: dict[str, int] = {}
-        self.cookie_domain: tuple[RedirectRule, ...] = s.proxy_cookie_domain or ()
-        self.cookie_path: tuple[RedirectRule, ...] = s.proxy_cookie_path or ()
+        self.cookie_domain: tuple[RedirectRule, ...] = s.proxy_cookie_domain
+        self.cookie_path: tuple[RedirectRule, ...] = s.proxy_cookie_path
 
     def action(self, name: str) -> int:
         """What the response pass does with an upstream field (the _ACT_* codes)."""
@@ -95,7 +93,7 @@ class ResponsePlan:
         return act
 
 
-def response_headers(rt: Runtime, r: RequestState, plan: ResponsePlan, s: Settings,
+def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: Settings,
                      loc: LocationConf, rh: ResponseHead, keep_connection: bool = False
                      ) -> tuple[list[tuple[str, str]], str, bool | None]:
     """The upstream's headers as relayed, in one pass: hidden and hop-by-hop ones dropped
@@ -220,7 +218,7 @@ def _default_redirect(loc: LocationConf, target: str) -> str | None:
     return None
 
 
-def process_accel(rt: Runtime, r: RequestState, s: Settings, conn: UpstreamConnection,
+def process_accel(rt: ProxyRuntime, r: RequestState, s: Settings, conn: UpstreamConnection,
                   headers: list[tuple[str, str]], accel_buffering: bool | None) -> bool:
     """What the upstream's X-Accel-* fields (read by `response_headers`) do, as nginx's
     ngx_http_upstream_process_headers: X-Accel-Redirect drops the upstream's body and
@@ -243,7 +241,7 @@ def process_accel(rt: Runtime, r: RequestState, s: Settings, conn: UpstreamConne
     return accel_buffering if accel_buffering is not None else not s.proxy_buffering
 
 
-def accel_redirect(rt: Runtime, r: RequestState, value: str) -> None:
+def accel_redirect(rt: ProxyRuntime, r: RequestState, value: str) -> None:
     """X-Accel-Redirect, as ngx_http_upstream_process_headers: `@name` goes to that named
     location; a URI (its `?args` split off, %-escapes decoded) is an internal redirect, with
     GET for anything but HEAD; an unsafe one (`..` segments, NUL) is 404. Always raises."""

@@ -9,17 +9,14 @@ replaces the matched location prefix, none passes the client's URI (or the rewri
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from truehop.conf.model import LocationConf, PeerConf, ProxyPass, Settings, UpstreamConf
 from truehop.conf.values import split_proxy_url
+from truehop.log import ErrorLog
 from truehop.net.resolver import ResolveError, Resolver
 from truehop.proxy.pipeline import Finish
+from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
 from truehop.route.uri import escape_uri
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Runtime
 
 
 def default_uri(r: RequestState) -> str:
@@ -31,7 +28,7 @@ def default_uri(r: RequestState) -> str:
     return h.path + ("?" + h.query if h.query is not None else "")
 
 
-def choose_target(rt: Runtime, r: RequestState, loc: LocationConf
+def choose_target(rt: ProxyRuntime, r: RequestState, loc: LocationConf
                   ) -> tuple[UpstreamConf, str, str]:
     """(upstream, scheme, URI for the request line); sets $proxy_host and $proxy_port. A
     name in proxy_pass with variables that is no upstream and no address needs the
@@ -39,8 +36,8 @@ def choose_target(rt: Runtime, r: RequestState, loc: LocationConf
     pp = loc.proxy
     assert pp is not None
     if pp.dynamic is not None:
-        scheme, hostport, uri = dynamic_url(rt, r, pp)
-        up = rt.dynamic_upstream(hostport, scheme)
+        scheme, hostport, uri = dynamic_url(rt.log, r, pp)
+        up = rt.upstreams.dynamic(hostport, scheme)
         if up is None:
             rt.log.error(f"no resolver defined to resolve {host_of(hostport)}", r.conn, r)
             raise Finish(502)
@@ -62,14 +59,14 @@ def choose_target(rt: Runtime, r: RequestState, loc: LocationConf
     return pp.upstream, pp.scheme, uri
 
 
-def dynamic_url(rt: Runtime, r: RequestState, pp: ProxyPass) -> tuple[str, str, str]:
+def dynamic_url(log: ErrorLog, r: RequestState, pp: ProxyPass) -> tuple[str, str, str]:
     """proxy_pass with variables, rendered: (scheme, host[:port], URI for the request line);
     sets $proxy_host and $proxy_port."""
     assert pp.dynamic is not None
     url = pp.dynamic.render(r)
     split = split_proxy_url(url)
     if split is None:
-        rt.log.error(f'invalid URL prefix in "{url}"', r.conn, r)
+        log.error(f'invalid URL prefix in "{url}"', r.conn, r)
         raise Finish(500)
     scheme, rest = split
     hostport, slash, path = rest.partition("/")
@@ -87,7 +84,7 @@ class Targets:
 
     __slots__ = ("rt", "resolvers", "resolved_ups")
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: ProxyRuntime) -> None:
         self.rt = rt
         self.resolvers: dict[tuple[int, float], Resolver] = {}
         self.resolved_ups: dict[tuple[str, int], tuple[tuple[str, ...], UpstreamConf]] = {}
@@ -100,8 +97,8 @@ class Targets:
         rt = self.rt
         pp = loc.proxy
         assert pp is not None and s.resolver is not None
-        scheme, hostport, uri = dynamic_url(rt, r, pp)
-        up = rt.dynamic_upstream(hostport, scheme)
+        scheme, hostport, uri = dynamic_url(rt.log, r, pp)
+        up = rt.upstreams.dynamic(hostport, scheme)
         if up is not None:
             return up, scheme, uri
         host = host_of(hostport)
@@ -109,7 +106,7 @@ class Targets:
         if not port_s.isdigit() or not host:
             rt.log.error(f'invalid port in upstream "{hostport}"', r.conn, r)
             raise Finish(502)
-        key = (id(s.resolver), s.resolver_timeout or 30.0)
+        key = (id(s.resolver), s.resolver_timeout)
         res = self.resolvers.get(key)
         if res is None:
             rc = s.resolver

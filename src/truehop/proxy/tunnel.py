@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import Settings
@@ -18,10 +18,8 @@ from truehop.net.downstream import H1Exchange
 from truehop.net.upstream import UpstreamConnection
 from truehop.proxy.filters import filter_head, writer_fields
 from truehop.proxy.response import ResponsePlan, response_headers
+from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Runtime
 
 WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -31,7 +29,7 @@ def ws_accept(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
 
 
-async def tunnel(rt: Runtime, r: RequestState, ex: Exchange, s: Settings, plan: ResponsePlan,
+async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, plan: ResponsePlan,
                  conn: UpstreamConnection, rh: ResponseHead) -> None:
     """A 101 to a WebSocket upgrade: the 101 goes to the client, then bytes flow both ways
     until a side closes or proxy_read_timeout passes without any (nginx's
@@ -42,7 +40,7 @@ async def tunnel(rt: Runtime, r: RequestState, ex: Exchange, s: Settings, plan: 
     ut = conn.transport
     assert ct is not None and ut is not None
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    idle = max(s.proxy_read_timeout or 60.0, 1.0)
+    idle = max(s.proxy_read_timeout, 1.0)
     last = [_monotonic()]
 
     def finish(_exc: BaseException | None = None) -> None:

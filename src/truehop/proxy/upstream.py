@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
 from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import LocationConf, Settings
 from truehop.http.exchange import Exchange
@@ -31,20 +29,17 @@ from truehop.proxy.upstream_request import (
     build_request,
     upgrade_ok,
 )
+from truehop.proxy.upstreams import ProxyRuntime, Upstreams
 from truehop.route.state import RequestState
-
-if TYPE_CHECKING:
-    from truehop.process.runtime import Runtime
-
-# client_body_temp_path when the settings carry none (a model not made by conf.compile)
-_NO_TEMP_PATH: Final = ("client_body_temp", ())
 
 
 class Proxy:
-    """proxy_pass for one runtime: the per-`Settings` header plans and the targets' state."""
+    """proxy_pass for one runtime: the per-`Settings` header plans and the targets' state;
+    `rt` is what it uses of the runtime (its log, detector, live upstreams...)."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: ProxyRuntime) -> None:
         self.rt = rt
+        self.upstreams: Upstreams = rt.upstreams
         # by id(Settings); the config keeps them alive as long as this runtime
         self.plans: dict[int, tuple[RequestPlan, ResponsePlan]] = {}
         self.targets = Targets(rt)
@@ -62,7 +57,7 @@ class Proxy:
             upstream, scheme, uri = await self.targets.resolved(r, loc, s)
         else:
             upstream, scheme, uri = choose_target(rt, r, loc)
-        urt = rt.upstream_runtime(upstream)
+        live = self.upstreams.get(upstream)
         head = r.head
         upgrade = upgrade_ok(head)
         mode = body_mode(s, head, r.body_read)
@@ -92,7 +87,7 @@ class Proxy:
                 r.request_body_length = req.body_length
             r.upstream_uri = uri
             now = _monotonic()
-            att = Attempt(rt, r, ex, loc, urt, upstream, scheme, req, now)
+            att = Attempt(rt, r, ex, loc, live, upstream, scheme, req, now)
             await att.until_answer(now)
             peer = att.peer
             assert peer is not None
@@ -112,11 +107,12 @@ class Proxy:
     async def read_body(self, r: RequestState, ex: Exchange, s: Settings) -> bytes | BodyFile:
         """The whole client body, kept as proxy.request_body keeps it (memory or a temp
         file); sets $request_body or $request_body_file."""
-        file_only = s.client_body_in_file_only or "off"
+        file_only = s.client_body_in_file_only
+        # client_max_body_size 0 is nginx's "no limit"
         try:
             got = await read_body(ex.body, s.client_max_body_size or (1 << 62),
-                                  s.client_body_timeout, s.client_body_buffer_size or 16384,
-                                  file_only, s.client_body_temp_path or _NO_TEMP_PATH)
+                                  s.client_body_timeout, s.client_body_buffer_size,
+                                  file_only, s.client_body_temp_path)
         except BodyFileError as e:
             self.rt.log.crit(e.message, r.conn, r)
             raise Finish(500) from None

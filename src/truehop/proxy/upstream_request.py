@@ -61,7 +61,7 @@ class RequestPlan:
         framing: list[HeaderSetting] = []
         set_names: set[str] = set()
         by_name: dict[str, HeaderSetting] = {}
-        for h in s.proxy_set_header or ():
+        for h in s.proxy_set_header:
             lname = h.name.lower()
             set_names.add(lname)
             by_name[lname] = h
@@ -79,7 +79,7 @@ class RequestPlan:
         self.set_by_name = by_name
         # client headers never copied: hop-by-hop, framing, and those proxy_set_header sets
         self.client_skip = frozenset(CLIENT_SKIP | HOP_BY_HOP | set_names)
-        self.version: str = s.proxy_http_version or "1.1"
+        self.version: str = s.proxy_http_version
         self.conn_close = self.version == "1.0" and "connection" not in set_names
         self.pass_client = bool(s.proxy_pass_request_headers)
         # per field name as sent (a bounded cache): most clients spell the same few names
