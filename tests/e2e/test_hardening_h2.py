@@ -162,3 +162,28 @@ def test_content_length_0_stream_never_ended_times_out(truehop: Any, upstream: A
     finally:
         c.close()
     assert [r.path for r in upstream.records] == ["/after"]
+
+
+UNBUFFERED = CONF.replace("location / {", "location / { proxy_request_buffering off;")
+
+
+def test_content_length_0_unbuffered_goes_upstream_at_once(truehop: Any, upstream: Any) -> None:
+    """With proxy_request_buffering off, nginx sends the head of a declared-empty request
+    upstream at once, before the stream ends (nginx-tests h2_proxy_request_buffering.t,
+    'empty'); holding it until END_STREAM is only the buffered behaviour."""
+    port = free_port()
+    truehop(UNBUFFERED, PORT=port, APP=upstream.port)
+    c = Client(port)
+    try:
+        c.sock.sendall(_cl0_post(c))
+        deadline = time.monotonic() + 5.0
+        while not upstream.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r.path for r in upstream.records] == ["/h2"]
+        assert upstream.records[0].header("content-length") == "0"
+        sid = c.sid
+        c.sock.sendall(DataFrame(sid, b"", flags=["END_STREAM"]).serialize())
+        frames = c.read(_ended({sid}), wait=5.0)
+        assert dict(c.headers.get(sid, [])).get(":status") == "200", frames
+    finally:
+        c.close()

@@ -7,9 +7,9 @@ processed, so a stream opened and reset in the same read never reaches the pipel
 reset later cancels its task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
 refused with a status (absolute `:path`, `:method` with a space...), or whose server allows
 no HTTP/2 (the owner's `http2_refusal`: 421), is answered through the owner's `refuse` path on
-its stream only. A request with `content-length: 0` whose stream stays open is held until the
-stream ends (`_hold`): DATA before that makes it malformed, answered 400 and never forwarded
-(bad-input.md H02), as nginx, which reads the empty body before proxying.
+its stream only. A request with `content-length: 0` whose stream stays open starts at once;
+DATA on it fails its body (400 when the proxy reads the body whole, never forwarded:
+bad-input.md H02), as nginx, which reads that empty body like any other.
 
 Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
 (64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
@@ -108,7 +108,7 @@ def _buffered(s: Settings, head: RequestHead) -> bool:
 class H2Exchange(Exchange):
     """One stream: the request and the response being written for it."""
 
-    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked", "held")
+    __slots__ = ("conn", "sid", "end_sent", "task", "launched", "corked")
 
     def __init__(self, conn: H2Connection, sid: int, head: RequestHead,
                  end_stream: bool) -> None:
@@ -136,9 +136,6 @@ class H2Exchange(Exchange):
         self.task: asyncio.Task[Any] | None = None
         self.launched = False
         self.corked = False
-        # `content-length: 0` without END_STREAM: not started until the stream ends, bounded
-        # by client_body_timeout (H2Connection._hold)
-        self.held: asyncio.TimerHandle | None = None
 
     # -- request body flow control ---------------------------------------------------------
 
@@ -391,10 +388,7 @@ class H2Connection(asyncio.Protocol):
                     continue
                 ex = H2Exchange(self, ev.stream_id, ev.head, ev.end_stream)
                 self.streams[ev.stream_id] = ex
-                if ev.head.content_length == 0 and not ev.end_stream:
-                    self._hold(ex)
-                else:
-                    start.append(ex)
+                start.append(ex)
             elif t is StreamData:
                 assert isinstance(ev, StreamData)
                 ex2 = self.streams.get(ev.stream_id)
@@ -407,10 +401,6 @@ class H2Connection(asyncio.Protocol):
                 ex3 = self.streams.get(ev.stream_id)
                 if ex3 is not None:
                     ex3.body.finish()
-                    if ex3.held is not None:
-                        ex3.held.cancel()
-                        ex3.held = None
-                        start.append(ex3)
             elif t is StreamReset:
                 assert isinstance(ev, StreamReset)
                 self._stream_reset(ev)
@@ -423,16 +413,11 @@ class H2Connection(asyncio.Protocol):
             elif t is StreamBodyError:
                 assert isinstance(ev, StreamBodyError)
                 ex5 = self.streams.get(ev.stream_id)
-                if ex5 is not None and ex5.held is not None:
-                    # DATA after `content-length: 0` (bad-input.md H02): a malformed request,
-                    # answered 400 on its stream and never forwarded, as nginx
-                    ex5.held.cancel()
-                    ex5.held = None
-                    if self.info is not None:
-                        self.runtime.log.info(ev.reason, self.info)
-                    bad.append((ex5, StreamError(ev.stream_id, ev.status, "", ex5.head)))
-                elif ex5 is not None and not ex5.body.complete:
-                    # the pipeline answers the status when it reads the body (buffered)
+                if ex5 is not None and not ex5.body.complete:
+                    # the pipeline answers the status when it reads the body: DATA beyond a
+                    # declared length (after `content-length: 0`: bad-input.md H02) makes
+                    # the request malformed, 400 and never forwarded when it is buffered,
+                    # as nginx (proxy.upstream_request.body_mode reads a pending empty body)
                     if self.info is not None:
                         self.runtime.log.info(ev.reason, self.info)
                     ex5.body.fail(ProtocolError(ev.status, ev.reason))
@@ -526,24 +511,6 @@ class H2Connection(asyncio.Protocol):
             ex.aborted = ex.aborted or not ex.end_sent
             self.exchange_done(ex)
 
-    def _hold(self, ex: H2Exchange) -> None:
-        """A request with `content-length: 0` whose stream stays open: as nginx, which reads
-        the (empty) body before proxying, it starts when the stream ends; DATA before that
-        makes it malformed (400, nothing forwarded). A stream that never ends is answered
-        408 after client_body_timeout, as a body that stops arriving."""
-        t = self.listener.default_server.settings.client_body_timeout
-        ex.held = self.loop.call_later(t, self._held_expired, ex)
-
-    def _held_expired(self, ex: H2Exchange) -> None:
-        ex.held = None
-        if self.closed or self.streams.get(ex.sid) is not ex or ex.launched:
-            return
-        if self.info is not None:
-            self.runtime.log.info("client timed out (110: Connection timed out) while reading "
-                                  "client request body", self.info)
-        self._answer_bad(ex, StreamError(ex.sid, 408, "", ex.head))
-        self.flush()
-
     def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
         rt = self.runtime
         assert self.info is not None
@@ -578,9 +545,6 @@ class H2Connection(asyncio.Protocol):
         if self.streams.get(ex.sid) is not ex:
             return
         del self.streams[ex.sid]
-        if ex.held is not None:
-            ex.held.cancel()
-            ex.held = None
         if ex.on_done is not None:
             ex.on_done()
         if self.closed:

@@ -60,7 +60,9 @@ class Proxy:
         live = self.upstreams.get(upstream)
         head = r.head
         upgrade = upgrade_ok(head)
-        mode = body_mode(s, head, r.body_read)
+        # a body still arriving, or already broken, is read even if declared empty
+        body = ex.body
+        mode = body_mode(s, head, r.body_read, not body.complete or body.error is not None)
         read: bytes | BodyFile | None = None
         if mode == BODY_READ:
             r.body_read = True

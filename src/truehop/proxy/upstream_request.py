@@ -167,10 +167,14 @@ def reads_body_whole(s: Settings, head: RequestHead) -> bool:
                 (s.proxy_http_version == "1.0" and head.chunked))
 
 
-def body_mode(s: Settings, head: RequestHead, body_read: bool) -> int:
+def body_mode(s: Settings, head: RequestHead, body_read: bool, pending: bool = False) -> int:
     """BODY_NONE, BODY_READ, BODY_STREAM or BODY_KEPT for this pass. An empty body is read
-    too under client_body_in_file_only (nginx writes its empty file)."""
-    if not (head.chunked or head.content_length
+    too under client_body_in_file_only (nginx writes its empty file), and so is one still
+    `pending`: an HTTP/2 request declaring `content-length: 0` whose stream has not ended.
+    nginx reads that body like any other: buffered, the request waits for the stream's end
+    (and DATA on it makes the request malformed: 400, nothing forwarded, bad-input.md H02);
+    with proxy_request_buffering off, the head goes upstream at once."""
+    if not (head.chunked or head.content_length or pending
             or (head.content_length == 0 and s.client_body_in_file_only != "off")):
         return BODY_NONE
     if body_read:
