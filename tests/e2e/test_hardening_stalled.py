@@ -408,8 +408,6 @@ def test_ws_non_reading_clients_released_after_idle(truehop: Any, upstream: Any,
     ws_stalled(truehop, upstream, certs, flood, "3s", 3.0 + SEND_TIMEOUT + SLACK)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the tunnel change in proxy/upstream.py "
-                                       "(Proxy.tunnel: send_timeout on a blocked client write)")
 def test_ws_non_reading_client_released_at_send_timeout(truehop: Any, upstream: Any,
                                                         certs: tuple[str, str],
                                                         flood: Flood) -> None:

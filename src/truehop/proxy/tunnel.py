@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import Callable
 from typing import Final
 
 from truehop.clock import monotonic as _monotonic
@@ -47,6 +48,19 @@ async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, p
         if not done.done():
             done.set_result(None)
 
+    # ngx_http_upstream_process_upgraded: a write that stays blocked ends the tunnel,
+    # send_timeout towards the client, proxy_send_timeout towards the upstream (without
+    # this, a client that never reads held its socket until proxy_read_timeout)
+    def client_stalled() -> None:
+        rt.log.info("client timed out (110: Connection timed out) while proxying upgraded "
+                    "connection", client.info)
+        client.abort()
+
+    def upstream_stalled() -> None:
+        rt.log.error("upstream timed out (110: Connection timed out) while proxying upgraded "
+                     "connection", client.info)
+        conn.abort()
+
     # a side may close while the other's bytes are in flight (the tunnel ends when this
     # coroutine runs next): uvloop raises on a write to a closed transport, so drop them
     def to_upstream(data: bytes) -> None:
@@ -56,7 +70,7 @@ async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, p
         ut.write(data)
         if ut.get_write_buffer_size() > 1 << 20:
             ct.pause_reading()
-            _resume_later(ut, ct, done)
+            _resume_later(ut, ct, done, s.proxy_send_timeout, upstream_stalled)
 
     def to_client(data: bytes) -> None:
         if ct.is_closing():
@@ -65,7 +79,7 @@ async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, p
         ct.write(data)
         if ct.get_write_buffer_size() > 1 << 20:
             ut.pause_reading()
-            _resume_later(ct, ut, done)
+            _resume_later(ct, ut, done, client.send_timeout(), client_stalled)
 
     assert r.loc is not None
     # the 101 goes through the header filters as ngx_http_upstream_upgrade sends it
@@ -107,15 +121,27 @@ async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, p
         client.exchange_done(ex)
 
 
-def _resume_later(dst: asyncio.Transport, src: asyncio.Transport, done: asyncio.Future[None]
-                  ) -> None:
+def _resume_later(dst: asyncio.Transport, src: asyncio.Transport, done: asyncio.Future[None],
+                  timeout: float, on_stall: Callable[[], None]) -> None:
+    """Resume reading `src` once `dst` has drained; `on_stall()` and the tunnel's end when
+    `dst` makes no progress for `timeout` seconds."""
     loop = asyncio.get_running_loop()
+    last = [float(dst.get_write_buffer_size()), loop.time()]   # queued bytes, when they moved
 
     def check() -> None:
         if done.done() or dst.is_closing():
             return
-        if dst.get_write_buffer_size() < 1 << 18:
+        n = dst.get_write_buffer_size()
+        if n < 1 << 18:
             src.resume_reading()
-        else:
-            loop.call_later(0.02, check)
+            return
+        now = loop.time()
+        if n < last[0]:
+            last[0], last[1] = float(n), now
+        elif now - last[1] >= timeout:
+            on_stall()
+            if not done.done():
+                done.set_result(None)
+            return
+        loop.call_later(0.02, check)
     loop.call_later(0.02, check)
