@@ -38,7 +38,8 @@ class BodyStream:
     to send `100 Continue` when the body is first wanted."""
 
     __slots__ = ("_chunks", "_done", "_waiter", "_on_consumed", "_on_continue", "buffered",
-                 "received", "_continue", "error", "error_seen", "expect_continue", "length")
+                 "received", "_continue", "error", "error_seen", "expect_continue", "length",
+                 "whole")
 
     def __init__(self, on_consumed: Callable[[int], None], on_continue: Callable[[], None],
                  expect_continue: bool, length: int | None) -> None:
@@ -56,6 +57,10 @@ class BodyStream:
         # response (nginx's r->request_body is set then, and a later discard finds nothing)
         self.error_seen = False
         self.length = length
+        # the reader takes the body whole before using it (buffered, nginx's
+        # !request_body_no_buffering): set by the reader before its first read, which is
+        # when HTTP/2 sizes the stream's flow-control window from it (net.h2conn)
+        self.whole = True
 
     @property
     def complete(self) -> bool:

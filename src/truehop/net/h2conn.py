@@ -44,7 +44,6 @@ import os
 import time
 from typing import Any, Final
 
-from truehop.conf.model import Settings
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.exchange import TIMED_OUT, BodyStream, ClientGone, Exchange, expire
 from truehop.http.h2 import (
@@ -95,14 +94,6 @@ def H2Body(ex: H2Exchange, length: int | None, expect_continue: bool,
     body = BodyStream(ex.consumed, ex.body_wanted, not end_stream, length)
     body.expect_continue = expect_continue
     return body
-
-
-def _buffered(s: Settings, head: RequestHead) -> bool:
-    """Whether the proxy reads the body whole before sending it (upstream.Proxy.run's rule;
-    nginx's !r->request_body_no_buffering)."""
-    return bool(s.proxy_request_buffering or s.proxy_set_body is not None or
-                not s.proxy_pass_request_body or
-                (s.proxy_http_version == "1.0" and head.chunked))
 
 
 class H2Exchange(Exchange):
@@ -158,7 +149,7 @@ class H2Exchange(Exchange):
         s = self.settings
         if s is None or c.closed or self.body._done:
             return
-        if _buffered(s, self.head):
+        if self.body.whole:
             size = MAX_WINDOW
         else:
             n = self.head.content_length

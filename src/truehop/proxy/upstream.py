@@ -71,6 +71,9 @@ class Proxy:
             read = await self.read_body(r, ex, s)
         elif mode == BODY_STREAM:
             r.body_read = True
+            # streamed as it arrives: HTTP/2 opens the stream's window by the buffer size,
+            # not wide open, when this is read first
+            body.whole = False
         elif mode == BODY_KEPT:
             # a pass after an internal redirect: the body kept by the first, if any
             read = r.body_file if r.body_file is not None else r.request_body or b""
