@@ -198,9 +198,15 @@ def test_handshakes_and_prefaces_count(truehop: Any, certs: tuple[str, str]) -> 
     client_header_timeout, then serves a new client."""
     tp, pid, plain, h2c, tls = start(truehop, certs, 20, allow=("[alert]",))
     ports = {plain, h2c, tls}
-    socks = open_many(tls, 40, partial_hello(16380, 3000))
-    socks += open_many(h2c, 40, b"PRI * HTTP/2.0\r\n")
+    hello, preface = partial_hello(16380, 3000), b"PRI * HTTP/2.0\r\n"
+    assert get(plain) == 200        # the readiness probe's connection is gone by now
+    time.sleep(0.2)
+    socks = open_many(tls, 10, hello) + open_many(h2c, 10, preface)
     try:
+        # the first 20 have sent their bytes before the next arrive: none is reusable
+        # (a connection that has sent nothing yet would be closed to make room)
+        time.sleep(0.5)
+        socks += open_many(tls, 30, hello) + open_many(h2c, 30, preface)
         time.sleep(0.5)
         n = held(pid, ports)
         assert n <= 20, f"worker_connections 20, but the worker holds {n} connections " \
