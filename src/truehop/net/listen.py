@@ -272,11 +272,14 @@ class Acceptor:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno == errno.ECONNABORTED:
-                    continue
-                level = "crit" if e.errno in (errno.EMFILE, errno.ENFILE) else "alert"
+                # ngx_event_accept's levels: a connection reset in the backlog is an error,
+                # the descriptor limits crit, anything else alert
+                level = "error" if e.errno == errno.ECONNABORTED else \
+                    "crit" if e.errno in (errno.EMFILE, errno.ENFILE) else "alert"
                 self.owner.log.log(level, f"accept4() failed ({e.errno}: {e.strerror}) "
                                           f"while accepting new connection on {name}")
+                if e.errno == errno.ECONNABORTED:
+                    continue
                 if e.errno in (errno.EMFILE, errno.ENFILE):
                     # ngx_disable_accept_events, then the accept event's timer
                     self.pause()
