@@ -150,11 +150,6 @@ class Worker:
             self.accepted = accepted = {q for q in accepted if _pending(q)}
             self._prune_at = max(64, 2 * len(accepted))
 
-    def _ssl(self, lst: Listener) -> None:
-        """No `ssl=` for create_server: net.negotiate terminates TLS itself (it must see a
-        plain-HTTP request on an HTTPS port). tests/e2e/test_tls_h2.py probes this."""
-        return None
-
     def _signal(self, what: str) -> None:
         if what == "reopen":
             self.rt.reopen_logs()
