@@ -423,7 +423,12 @@ worker_processes 1;
 events { worker_connections 4; }
 http { server { listen 127.0.0.1:@@PORT@@; location / { return 200 "ok"; } } }
 """, port=port, allow_log=("[alert]",))
+    assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200  # readiness probe gone
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    for s in socks:
+        # a request begun: not reusable (a connection that has sent nothing would be closed
+        # to make room for the new one, as nginx's ngx_drain_connections does)
+        s.sendall(b"GET / HTTP/1.1\r\n")
     time.sleep(0.3)
     extra = socket.create_connection(("127.0.0.1", port))
     extra.settimeout(2)

@@ -687,6 +687,20 @@ class ClientConnection(asyncio.Protocol):
         """No request in flight, none queued, not a tunnel."""
         return self.current is None and not self.queue and self._tunnel is None
 
+    @property
+    def reusable(self) -> bool:
+        """nginx's reusable connection (ngx_reusable_connection), closed first when the
+        worker is full (net.listen.ConnectionTable): waiting for a request not begun, either
+        new with nothing read or keep-alive with its response all sent."""
+        if self.current is not None or self.queue or self._tunnel is not None or \
+                self.closed or self.lingering or self.discarding is not None:
+            return False
+        if self._timer_kind == "keepalive":
+            tr = self.transport
+            return tr is not None and not tr.get_write_buffer_size()
+        p = self.parser
+        return self.requests == 0 and p is not None and not p.has_partial()
+
     def _send_deferred_error(self) -> None:
         e = self.deferred_error
         self.deferred_error = None

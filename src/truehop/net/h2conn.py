@@ -697,6 +697,12 @@ class H2Connection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
+    @property
+    def reusable(self) -> bool:
+        """No stream open, waiting for the next (nginx's idle HTTP/2 connection is
+        reusable): closed first, with its GOAWAY, when the worker is full."""
+        return not self.streams and self._idle_timer is not None and not self.closed
+
     # -- timers ----------------------------------------------------------------------------
 
     def _set_idle(self, t: float | None = None) -> None:

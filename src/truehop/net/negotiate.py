@@ -58,7 +58,8 @@ def tls_protocol(rt: ConnectionOwner, lst: Listener) -> TlsProtocol:
         rt.log.info(msg, info)
 
     return TlsProtocol(lst.ssl_context, secure, plain, failed,
-                       lst.default_server.client_header_timeout)
+                       lst.default_server.client_header_timeout,
+                       rt.handshake_started, rt.handshake_ended)
 
 
 class PlainHttpOnTls(ClientConnection):
@@ -98,9 +99,28 @@ class PrefaceSniffer(asyncio.Protocol):
         self.transport: Any = None
         self.inner: asyncio.Protocol | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.counted = False        # holds a worker_connections slot until the choice
+
+    @property
+    def reusable(self) -> bool:
+        """Nothing received yet (net.listen.ConnectionTable may close it to make room)."""
+        return self.inner is None and not self.buf
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _release(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.rt.handshake_ended(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        if not self.rt.handshake_started(self):
+            self.transport.abort()       # no slot: closed at once, as nginx's accept does
+            return
+        self.counted = True
         t = self.lst.default_server.client_header_timeout
         if t and t > 0:
             self._timer = asyncio.get_running_loop().call_later(t, self._expired)
@@ -123,6 +143,7 @@ class PrefaceSniffer(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._release()             # the HTTP connection takes its own slot
         if buf.startswith(PREFACE):
             self.inner = H2Connection(self.rt, self.lst, self.scheme, initial=buf)
             self.inner.connection_made(self.transport)
@@ -138,6 +159,7 @@ class PrefaceSniffer(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._release()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

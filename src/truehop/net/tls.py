@@ -43,8 +43,15 @@ TLS_HANDSHAKE = 0x16
 
 _FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
 
-# a ClientHello larger than this is not kept for the ALPN check (OpenSSL's own limit is lower)
-MAX_HELLO = 128 * 1024
+# The bound on a ClientHello (all of the client's bytes before OpenSSL's first answer, a
+# HelloRetryRequest's second hello included): beyond it the handshake fails, as OpenSSL's
+# "excessive message size" (its own bound, CLIENT_HELLO_MAX_LENGTH, is 128 KiB, and the
+# hello was kept here, in the BIO and in OpenSSL's buffer: 385 KiB a connection for a partial
+# 120 KB hello). Real hellos are a few KiB (post-quantum key shares and PSK tickets
+# included); 64 KiB leaves ample room. A hello announcing more is refused at its first bytes.
+MAX_HELLO = 64 * 1024
+HELLO_TOO_LARGE = ("SSL_do_handshake() failed (SSL: excessive message size) while SSL "
+                   "handshaking")
 # nginx accepts these besides h2 and http/1.1 (NGX_HTTP_ALPN_PROTOS); truehop's contexts do not
 # offer them, so a client offering one is let through without ALPN rather than refused
 _OTHER_HTTP = (b"http/1.0", b"http/0.9")
@@ -80,6 +87,14 @@ def _client_hello(data: bytes | bytearray) -> memoryview | None | bool:
                 return False
             need = 4 + int.from_bytes(msg[1:4], "big")
     return memoryview(bytes(msg[4:need]))
+
+
+def _announced(data: bytes | bytearray) -> int:
+    """The length the first handshake message at the start of `data` announces (its 4-byte
+    header included), 0 while its header is not all here."""
+    if len(data) < 9 or data[0] != TLS_HANDSHAKE or int.from_bytes(data[3:5], "big") < 4:
+        return 0                # (a header split across records is left to OpenSSL)
+    return 4 + int.from_bytes(data[6:9], "big")
 
 
 def _hello_extension(body: memoryview, wanted: int) -> memoryview | None:
@@ -190,7 +205,9 @@ class TlsProtocol(asyncio.Protocol):
                  on_secure: Callable[[str | None], asyncio.Protocol],
                  on_plain: Callable[[], asyncio.Protocol] | None = None,
                  on_fail: Callable[[str, asyncio.BaseTransport], None] | None = None,
-                 handshake_timeout: float = 60.0) -> None:
+                 handshake_timeout: float = 60.0,
+                 admit: Callable[[Any], bool] | None = None,
+                 release: Callable[[Any], None] | None = None) -> None:
         self.ctx = ctx
         self.on_secure = on_secure
         self.on_plain = on_plain
@@ -214,6 +231,10 @@ class TlsProtocol(asyncio.Protocol):
         # the first bytes while the SNI name that picks the context is not all here yet
         self.early = b""
         self._close_deadline: CloseDeadline | None = None
+        # the worker_connections slot held until the handshake ends (net.listen)
+        self.admit = admit
+        self.release = release
+        self.counted = False
 
     # -- raw transport callbacks ---------------------------------------------------------
 
@@ -226,6 +247,12 @@ class TlsProtocol(asyncio.Protocol):
             self.inner = self.on_secure(so.selected_alpn_protocol())
             self.inner.connection_made(transport)
             return
+        if self.admit is not None:
+            if not self.admit(self):
+                self.state = _CLOSED
+                self.raw.abort()       # no slot: closed at once, as nginx's accept does
+                return
+            self.counted = True
         if self.handshake_timeout and self.handshake_timeout > 0:
             self._timer = asyncio.get_running_loop().call_later(
                 self.handshake_timeout, self._handshake_expired)
@@ -246,6 +273,7 @@ class TlsProtocol(asyncio.Protocol):
             if data[0] != TLS_HANDSHAKE and self.on_plain is not None and not self.early:
                 self._cancel_timer()
                 self.state = _PLAIN
+                self._release()
                 self.inner = self.on_plain()
                 self.inner.connection_made(self.raw)
                 self.inner.data_received(data)
@@ -265,10 +293,10 @@ class TlsProtocol(asyncio.Protocol):
             self.state = _HANDSHAKE
         hello = self.hello
         if hello is not None:
-            if len(hello) + len(data) > MAX_HELLO:
-                self.hello = None
-            else:
-                hello += data
+            hello += data
+            if len(hello) > MAX_HELLO or _announced(hello) > MAX_HELLO:
+                self._fail(HELLO_TOO_LARGE)
+                return
         self.inbio.write(data)
         self._handshake()
 
@@ -279,6 +307,7 @@ class TlsProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._release()
         self._cancel_timer()
         if self._close_deadline is not None:
             self._close_deadline.cancel()
@@ -315,6 +344,7 @@ class TlsProtocol(asyncio.Protocol):
             return
         self._flush()
         self.state = _OPEN
+        self._release()         # the HTTP connection takes its own slot
         alpn = self.sslobj.selected_alpn_protocol()
         try:
             self.inner = self.on_secure(alpn)
@@ -371,6 +401,18 @@ class TlsProtocol(asyncio.Protocol):
         self._timer = None
         if self.state in (_FIRST, _HANDSHAKE):
             self._fail("client timed out (110: Connection timed out) while SSL handshaking")
+
+    def _release(self) -> None:
+        if self.counted:
+            self.counted = False
+            if self.release is not None:
+                self.release(self)
+
+    @property
+    def reusable(self) -> bool:
+        """Nothing received yet: nginx closes such a connection first when the worker is
+        full (ngx_drain_connections); one in its handshake is not reusable."""
+        return self.state == _FIRST and not self.early and not self.closing
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

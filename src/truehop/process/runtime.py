@@ -30,7 +30,7 @@ from truehop.http.events import RequestHead
 from truehop.http.exchange import Exchange
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
-from truehop.net.listen import ClientSide, ConnectionOwner, Listener
+from truehop.net.listen import ClientSide, ConnectionOwner, ConnectionTable, Listener
 from truehop.net.tls import CHOOSE_ATTR, set_protocols
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
@@ -231,11 +231,12 @@ class Runtime(ConnectionOwner):
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.upstreams = Upstreams(cfg.http.upstreams)
         self.sinks: dict[str, AccessSink] = {}
-        self.connections: set[ClientSide] = set()
+        # worker_connections slots, from accept (net.listen.ConnectionTable)
+        self.table = ConnectionTable(self, cfg.main.worker_connections)
+        self.connections: set[ClientSide] = self.table.connections
         self.tasks: set[asyncio.Task[Any]] = set()
         self.tunnels: set[asyncio.Future[None]] = set()
         self.shutting_down = False
-        self._conn_limit_logged = False
         # error_log at http/server/location level: one log per distinct list of targets
         self.scoped_logs: dict[tuple[tuple[str, str], ...], ErrorLog] = {}
         try:
@@ -407,20 +408,16 @@ class Runtime(ConnectionOwner):
     # -- per connection ------------------------------------------------------------------
 
     def connection_opened(self, c: ClientSide) -> None:
-        if len(self.connections) >= self.cfg.main.worker_connections:
-            # nginx's bound on memory per worker: refuse beyond worker_connections
-            if not self._conn_limit_logged:
-                self.log.alert(f"{self.cfg.main.worker_connections} worker_connections are "
-                               "not enough")
-                self._conn_limit_logged = True
+        # nginx's bound on memory per worker: no slot (none reusable either), no connection
+        if not self.table.admit(c, self.connections):
             c.abort()
             return
-        self.connections.add(c)
         if self.shutting_down:
             c.closing = True
 
     def connection_closed(self, c: ClientSide) -> None:
         self.connections.discard(c)
+        self.table.released()
 
     def serve(self, ex: Exchange, info: ConnectionInfo, listener: Listener
               ) -> Coroutine[Any, Any, None]:

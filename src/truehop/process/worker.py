@@ -35,7 +35,7 @@ import uvloop
 
 from truehop.net import negotiate
 from truehop.net.downstream import ClientConnection
-from truehop.net.listen import Listener
+from truehop.net.listen import Acceptor, Listener
 from truehop.process.runtime import Runtime
 
 SWEEP_INTERVAL = 1.0
@@ -74,7 +74,7 @@ class Worker:
         self.rt = rt
         self.sockets = sockets
         self.ready_fd = ready_fd
-        self.servers: list[asyncio.AbstractServer] = []
+        self.acceptor: Acceptor | None = None
         self.stopping: asyncio.Future[str] | None = None
         self.fast = False
         # accepted protocols: a retiring worker waits for those not yet in rt.connections
@@ -87,12 +87,16 @@ class Worker:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self.stopping = loop.create_future()
+        # our own accept loop, not create_server: net.listen.Acceptor says why (EMFILE)
+        acceptor = self.acceptor = Acceptor(loop, self.rt)
         for key, lst in self.rt.listeners.items():
             sock = self.sockets.get(key)
             if sock is None:
                 continue
-            self.servers.append(await loop.create_server(
-                self._factory(lst), sock=sock, backlog=lst.listen.backlog))
+            host, port = key
+            acceptor.add(sock, self._factory(lst), host if host.startswith("unix:") else
+                         f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        acceptor.start()
         for sig, what in ((signal.SIGQUIT, "quit"), (signal.SIGTERM, "stop"),
                           (signal.SIGINT, "stop"), (signal.SIGUSR1, "reopen"),
                           (signal.SIGHUP, "ignore"), (signal.SIGWINCH, "ignore")):
@@ -102,8 +106,7 @@ class Worker:
         sweeper = loop.create_task(self._sweep())
         try:
             how = await self.stopping
-            for srv in self.servers:
-                srv.close()
+            acceptor.stop()
             if how == "quit":
                 self.rt.log.notice("gracefully shutting down")
                 await self._drain()
@@ -146,11 +149,6 @@ class Worker:
         if len(accepted) >= self._prune_at:
             self.accepted = accepted = {q for q in accepted if _pending(q)}
             self._prune_at = max(64, 2 * len(accepted))
-
-    def _ssl(self, lst: Listener) -> None:
-        """No `ssl=` for create_server: net.negotiate terminates TLS itself (it must see a
-        plain-HTTP request on an HTTPS port). tests/e2e/test_tls_h2.py probes this."""
-        return None
 
     def _signal(self, what: str) -> None:
         if what == "reopen":
