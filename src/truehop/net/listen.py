@@ -10,7 +10,6 @@ answers come back through the owner's methods.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Coroutine, Sized
 from dataclasses import dataclass, field
@@ -80,9 +79,9 @@ class ConnectionOwner:
 
     log: ErrorLog
     shutting_down: bool
-    # the request and refusal tasks in flight (HTTP/2 streams, bad-request answers): the
-    # worker waits for them to end before it exits
-    tasks: set[asyncio.Task[Any]]
+    # the refusal tasks in flight (bad-request answers), and the flows (net.flow) of HTTP/2
+    # streams whose connection is gone: the worker waits for them to end before it exits
+    tasks: set[Any]
 
     def serve(self, ex: Exchange, info: ConnectionInfo, listener: Listener
               ) -> Coroutine[Any, Any, None]:
