@@ -6,13 +6,13 @@ the owner's `serve` (net.listen) as a `net.flow.Flow`, as HTTP/1 requests do: no
 the pipeline runs at once until it first waits. Requests are started only after the whole
 read was processed, so a stream opened and reset in the same read never reaches the pipeline;
 a stream reset later cancels its flow (the client is gone: 499), and a flow that ends without
-having ended its exchange (cancelled before it ran) ends it (`H2Exchange.flow_done`). A request
-the sans-IO layer
-refused with a status (absolute `:path`, `:method` with a space...), or whose server allows
-no HTTP/2 (the owner's `http2_refusal`: 421), is answered through the owner's `refuse` path on
-its stream only. A request with `content-length: 0` whose stream stays open starts at once;
-DATA on it fails its body (400 when the proxy reads the body whole, never forwarded:
-bad-input.md H02), as nginx, which reads that empty body like any other.
+having ended its exchange (cancelled before it ran, stopped by a bug) has the stream ended for
+it (`H2Exchange.flow_done`). A request the sans-IO layer refused with a status (absolute
+`:path`, `:method` with a space...), or whose server allows no HTTP/2 (the owner's
+`http2_refusal`: 421), is answered through the owner's `refuse` path on its stream only.
+A request with `content-length: 0` whose stream stays open starts at once; DATA on it fails
+its body (400 when the proxy reads the body whole, never forwarded: bad-input.md H02), as
+nginx, which reads that empty body like any other.
 
 Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
 (64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
@@ -540,7 +540,8 @@ class H2Connection(asyncio.Protocol):
             ex.body.fail(ClientGone("client reset the stream"))
         f = ex.task
         if f is not None and not f.done() and not ex.finished:
-            # not yet run: the pipeline never starts; running: stopped as a client gone (499)
+            # stopped at its wait, as a client gone (499); one not yet run (a flow starts at
+            # once, so none today) would never start the pipeline
             f.cancel()
         if not ex.launched:
             ex.finished = True
