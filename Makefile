@@ -79,7 +79,8 @@ test-install: $(WHEEL_DIR)/.built
 	rm -rf $(VENV)/fresh
 	$(PY) -m venv $(VENV)/fresh
 	$(VENV)/fresh/bin/pip install -q $(WHEEL_DIR)/truehop-*.whl
-	$(VENV)/fresh/bin/truehop -V 2>&1 | tee /dev/stderr | grep -q "build: compiled"
+	@v="$$($(VENV)/fresh/bin/truehop -V 2>&1)"; echo "$$v" | head -3; \
+	  echo "$$v" | grep -q "build: compiled" || { echo "test-install: not the compiled build"; exit 1; }
 	rm -rf $(VENV)/fresh
 
 # -o pythonpath: the tests import truehop from the build too, not from src/

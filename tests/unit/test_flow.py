@@ -195,3 +195,43 @@ def test_bare_yield_continues_next_round(n: int) -> None:
             await asyncio.sleep(0)
         assert len(count) == n and flow.done()
     run(main)
+
+
+@pytest.mark.parametrize("ending", ["returns", "cancelled before start", "cancelled at a wait",
+                                    "fails", "cancelled while running"])
+def test_on_done_runs_once_however_the_flow_ends(ending: str) -> None:
+    # net.h2conn ends a stream from `on_done` when its flow ended without ending it: the
+    # callback must come once for every way a flow ends, as a Task's done callback does
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, _ctx: None)
+        fut: asyncio.Future[None] = loop.create_future()
+        done: list[Flow] = []
+        reached: list[str] = []
+
+        async def body() -> None:
+            reached.append("start")
+            if ending == "fails":
+                raise ValueError("boom")
+            if ending == "cancelled while running":
+                flow.cancel()
+            if ending != "returns":
+                await fut
+            reached.append("end")
+
+        flow = Flow(body(), loop, done.append)
+        if ending == "cancelled before start":
+            flow.cancel()
+            await asyncio.sleep(0)
+            assert reached == [] and done == [flow]
+            flow.start()
+        else:
+            flow.start()
+        if ending == "cancelled at a wait":
+            assert done == []
+            flow.cancel()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert flow.done() and done == [flow]
+        assert ("end" in reached) == (ending == "returns")
+    run(main)

@@ -27,7 +27,7 @@ from truehop.conf.model import Settings
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
 from truehop.http.exchange import NO_BODY, NO_BODY_CL0, BodyStream, ClientGone, Exchange
 from truehop.http.h1 import H1ServerParser, response_head_bytes
-from truehop.net.closing import CloseDeadline, close_within
+from truehop.net.closing import CloseDeadline, LingeringClose, close_within
 from truehop.net.connection import (
     connection_info,
     lingering_limits,
@@ -275,7 +275,8 @@ class ClientConnection(asyncio.Protocol):
         # discard_body): until its end nothing else is parsed as a request
         self.discarding: BodyStream | None = None
         self.discard_until = 0.0
-        self.lingering = False                  # closing: input is read and dropped
+        # closing: input is read and dropped (net.closing)
+        self.lingering: LingeringClose | None = None
         # the request's lingering_time/_timeout; the default server's until a request has
         # a location
         self.linger_time, self.linger_timeout = \
@@ -302,8 +303,9 @@ class ClientConnection(asyncio.Protocol):
             return
         parser = self.parser
         if parser is None or self.closed:
-            if self.lingering and not self.closed:
-                self._discard_wait()
+            lg = self.lingering
+            if lg is not None and not self.closed:
+                lg.read()
             return
         if not self.queue and self.current is None and self._deadline.active and \
                 self._timer_kind == "keepalive":
@@ -507,29 +509,28 @@ class ClientConnection(asyncio.Protocol):
         self._set_timer(min(self.linger_timeout, left), self._discard_timeout, kind="discard")
 
     def _discard_timeout(self) -> None:
-        if self.discarding is not None or self.lingering:
+        if self.discarding is not None:
             self.close()
 
     def linger(self) -> None:
-        """nginx's lingering close (ngx_http_set_lingering_close): the connection is closed
-        while the client may still be sending (a body not read whole): closing at once
-        would make the kernel answer those bytes with a reset, which can destroy the
-        response before the client reads it. So the write side is shut after the response,
-        and what still arrives is read and dropped until the client closes, or
-        lingering_timeout passes without bytes, or lingering_time in all."""
+        """nginx's lingering close (ngx_http_set_lingering_close; net.closing.LingeringClose,
+        shared with HTTP/2): the connection is closed while the client may still be sending
+        (a body not read whole), so the write side is shut after the response and what still
+        arrives is read and dropped, within the request's lingering_time/_timeout. A
+        transport that cannot half-close is closed at once."""
         tr = self.transport
-        if tr is None or self.closed or not tr.can_write_eof():
-            self.close()                # TLS: no half-close in the transport
+        if tr is None or self.closed:
+            self.close()
             return
+        lg = LingeringClose(tr, self.close)
+        if not lg.start(self.linger_time, self.linger_timeout):
+            self.close()
+            return
+        self.lingering = lg
+        self._drop_timer()              # no request timer runs any more
         self.parser = None              # nothing more is a request
         self.queue.clear()
-        self.lingering = True
-        self.discard_until = self.loop.time() + self.linger_time
-        tr.write_eof()
-        if self._read_paused:
-            self._read_paused = False
-            tr.resume_reading()
-        self._set_timer(self.linger_timeout, self._discard_timeout, kind="discard")
+        self._read_paused = False       # reading was resumed: the client's close is seen
 
     def _discarded(self) -> None:
         """The discarded body has ended: the connection is idle (or a request follows)."""
@@ -566,6 +567,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._drop_timer()
+        if self.lingering is not None:
+            self.lingering.stop()
         if self._close_deadline is not None:
             self._close_deadline.cancel()
             self._close_deadline = None
@@ -663,6 +666,9 @@ class ClientConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self._drop_timer()
+        lg = self.lingering
+        if lg is not None:
+            lg.stop()
         if self.transport is not None and not self.closed:
             self.closed = True
             # what is still queued goes out, within send_timeout between progress

@@ -2,14 +2,17 @@
 
 Theory of operation. Bytes go to `H2Server.feed`; each valid request becomes an `H2Exchange`
 (the same interface as `http.exchange.Exchange`, which is all the pipeline uses) and runs through
-the owner's `serve` (net.listen), as a Task. Requests are started only after the whole read was
-processed, so a stream opened and reset in the same read never reaches the pipeline; a stream
-reset later cancels its task (a task cancelled before it ran never starts the pipeline). A request the sans-IO layer
-refused with a status (absolute `:path`, `:method` with a space...), or whose server allows
-no HTTP/2 (the owner's `http2_refusal`: 421), is answered through the owner's `refuse` path on
-its stream only. A request with `content-length: 0` whose stream stays open starts at once;
-DATA on it fails its body (400 when the proxy reads the body whole, never forwarded:
-bad-input.md H02), as nginx, which reads that empty body like any other.
+the owner's `serve` (net.listen) as a `net.flow.Flow`, as HTTP/1 requests do: no asyncio Task,
+the pipeline runs at once until it first waits. Requests are started only after the whole
+read was processed, so a stream opened and reset in the same read never reaches the pipeline;
+a stream reset later cancels its flow (the client is gone: 499), and a flow that ends without
+having ended its exchange (cancelled before it ran, stopped by a bug) has the stream ended for
+it (`H2Exchange.flow_done`). A request the sans-IO layer refused with a status (absolute
+`:path`, `:method` with a space...), or whose server allows no HTTP/2 (the owner's
+`http2_refusal`: 421), is answered through the owner's `refuse` path on its stream only.
+A request with `content-length: 0` whose stream stays open starts at once; DATA on it fails
+its body (400 when the proxy reads the body whole, never forwarded: bad-input.md H02), as
+nginx, which reads that empty body like any other.
 
 Back-pressure. Request bodies, as nginx's flow control: a stream's window is the preread one
 (64k) until the pipeline first reads the body (`H2Exchange.body_wanted`): a body read whole is
@@ -20,11 +23,17 @@ client's windows; `drain` waits while more than `STREAM_HIGH_WATER` bytes wait f
 the transport is paused, bounded by `send_timeout` between progress.
 
 Closing, as nginx's ngx_http_v2_finalize_connection: GOAWAY naming the last stream, then a
-lingering close (ngx_http_v2_lingering_close): the write side is shut (after what is queued
-has gone out) and what the client still sends is read and dropped until it closes, for at most
-lingering_timeout between reads and lingering_time in all (5 s and 30 s by default). Closing
-the socket at once would make the kernel answer the client's next frame (a PING, a
-WINDOW_UPDATE) with a reset that destroys the response and GOAWAY the client has not read yet. Timers, as nginx's: the first
+lingering close (ngx_http_v2_lingering_close, net.closing.LingeringClose, shared with HTTP/1):
+the write side is shut (after what is queued has gone out) and what the client still sends is
+read and dropped until it closes, for at most lingering_timeout between reads and
+lingering_time in all (5 s and 30 s by default). Closing the socket at once would make the
+kernel answer the client's next frame (a PING, a WINDOW_UPDATE) with a reset that destroys the
+response and GOAWAY the client has not read yet.
+
+Graceful shutdown waits for the streams as the owner waits for every connection: a connection
+with a stream registered (`current`) is busy. When the connection is lost, its streams' flows,
+cancelled, are handed to the owner's `tasks` until they end (each logs its 499), as their
+Tasks were. Timers, as nginx's: the first
 stream is awaited for `client_header_timeout`, the next ones for `keepalive_timeout`; the
 connection's last stream is decided by keepalive_requests / keepalive_time / keepalive_timeout
 0 when a stream opens (see `H2Server.accept_until`).
@@ -39,9 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import os
 import time
+from collections.abc import Coroutine
 from typing import Any, Final
 
 from truehop.http.events import ProtocolError, RequestHead
@@ -61,8 +70,9 @@ from truehop.http.h2 import (
     StreamReset,
     WindowOpened,
 )
-from truehop.net.closing import CloseDeadline, close_within
+from truehop.net.closing import CloseDeadline, LingeringClose, close_within
 from truehop.net.connection import connection_info, lingering_limits
+from truehop.net.flow import Flow
 from truehop.net.listen import ConnectionOwner, Listener
 from truehop.route.state import ConnectionInfo
 
@@ -124,9 +134,21 @@ class H2Exchange(Exchange):
         self.on_done = None
         self.settings = None    # HTTP/2 keep-alive is per connection, not per location
         self.end_sent = False
-        self.task: asyncio.Task[Any] | None = None
+        self.task: Flow | None = None     # what runs the stream's request (net.flow)
         self.launched = False
         self.corked = False
+
+    def flow_done(self, flow: Flow) -> None:
+        """The stream's flow has ended (net.flow's `on_done`). Normally the pipeline ended
+        the exchange; a flow cancelled before it ran, or stopped by a bug, did not: the
+        stream ends here, reset when its response never ended."""
+        c = self.conn
+        if c.streams.get(self.sid) is self:
+            self.finished = True
+            self.aborted = self.aborted or not self.end_sent
+            c.exchange_done(self)
+        if c.closed:
+            c.runtime.tasks.discard(flow)   # handed over by connection_lost
 
     # -- request body flow control ---------------------------------------------------------
 
@@ -288,9 +310,7 @@ class H2Connection(asyncio.Protocol):
         self._waiters: list[asyncio.Future[Any]] = []
         self._idle_timer: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = None
-        self._linger_timer: asyncio.TimerHandle | None = None
-        self._linger_end = 0.0
-        self._linger_timeout = listener.default_server.settings.lingering_timeout
+        self._lingering: LingeringClose | None = None
         self._initial = initial
         self._close_deadline: CloseDeadline | None = None
         self.loop = asyncio.get_event_loop()
@@ -356,8 +376,9 @@ class H2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
-            if self._linger_timer is not None:
-                self._linger_read()
+            lg = self._lingering
+            if lg is not None:
+                lg.read()           # dropped
             return
         self.last_activity = time.monotonic()
         events = self.server.feed(data)
@@ -444,8 +465,8 @@ class H2Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # a client that half-closes an HTTP/2 connection is gone; once lingering, it has read
         # what we sent and the close is complete
-        if self._linger_timer is not None:
-            self._cancel_linger()
+        lg = self._lingering
+        if lg is not None and lg.waiting:
             self._close_transport()
             return False
         self.abort()
@@ -462,13 +483,17 @@ class H2Connection(asyncio.Protocol):
             self._close_deadline.cancel()
             self._close_deadline = None
         gone = ClientGone("client closed connection")
+        tasks = self.runtime.tasks
         for ex in list(self.streams.values()):
             ex.aborted = True
             if not ex.body.complete:
                 ex.body.fail(gone)
-            t = ex.task
-            if t is not None and not t.done() and not ex.finished:
-                t.cancel()
+            f = ex.task
+            if f is not None and not f.done() and not ex.finished:
+                f.cancel()
+                # the connection leaves the owner's list now: the worker waits for the
+                # flow's end (its 499) through `tasks` (H2Exchange.flow_done takes it out)
+                tasks.add(f)
         self._wake()
         self.runtime.connection_closed(self)
 
@@ -488,31 +513,20 @@ class H2Connection(asyncio.Protocol):
         rt = self.runtime
         if self._closing or rt.shutting_down:
             ex.keep_alive = False
-        # a Task, started after the whole read is processed (module docstring)
-        t = ex.task = self.loop.create_task(rt.serve(ex, self.info, self.listener))
-        rt.tasks.add(t)
-        t.add_done_callback(rt.tasks.discard)
-        ex.launched = True
-        # a task cancelled before it ran never reaches the pipeline's own cleanup
-        t.add_done_callback(functools.partial(self._task_done, ex))
-
-    def _task_done(self, ex: H2Exchange, _t: Any = None) -> None:
-        if self.streams.get(ex.sid) is ex:
-            ex.finished = True
-            ex.aborted = ex.aborted or not ex.end_sent
-            self.exchange_done(ex)
+        self._run(ex, rt.serve(ex, self.info, self.listener))
 
     def _answer_bad(self, ex: H2Exchange, err: StreamError) -> None:
         rt = self.runtime
         assert self.info is not None
         why = f"{err.reason} while reading client request headers" if err.reason else ""
-        coro = rt.refuse(ex, self.info, self.listener, err.status, why)
-        t = self.loop.create_task(coro)
-        rt.tasks.add(t)
-        t.add_done_callback(rt.tasks.discard)
-        ex.task = t
+        self._run(ex, rt.refuse(ex, self.info, self.listener, err.status, why))
+
+    def _run(self, ex: H2Exchange, coro: Coroutine[Any, Any, None]) -> None:
+        """Run the stream's request as a flow, at once (called once the whole read has been
+        processed: module docstring)."""
+        f = ex.task = Flow(coro, self.loop, ex.flow_done)
         ex.launched = True
-        t.add_done_callback(functools.partial(self._task_done, ex))
+        f.start()
 
     def _stream_reset(self, ev: StreamReset) -> None:
         if ev.reason and self.info is not None:
@@ -524,10 +538,11 @@ class H2Connection(asyncio.Protocol):
         ex.end_sent = True
         if not ex.body.complete:
             ex.body.fail(ClientGone("client reset the stream"))
-        t = ex.task
-        if t is not None and not t.done() and not ex.finished:
-            # not yet run: the pipeline never starts; running: stopped as a client gone (499)
-            t.cancel()
+        f = ex.task
+        if f is not None and not f.done() and not ex.finished:
+            # stopped at its wait, as a client gone (499); one not yet run (a flow starts at
+            # once, so none today) would never start the pipeline
+            f.cancel()
         if not ex.launched:
             ex.finished = True
             self.exchange_done(ex)
@@ -613,9 +628,9 @@ class H2Connection(asyncio.Protocol):
             ex.end_sent = True
             if not ex.body.complete:
                 ex.body.fail(gone)
-            t = ex.task
-            if t is not None and not t.done() and not ex.finished:
-                t.cancel()
+            f = ex.task
+            if f is not None and not f.done() and not ex.finished:
+                f.cancel()
             if not ex.launched:
                 ex.finished = True
                 self.exchange_done(ex)
@@ -634,61 +649,29 @@ class H2Connection(asyncio.Protocol):
             self._linger()
 
     def _linger(self) -> None:
-        tr = self.transport
-        # the default server's lingering_* (ngx_http_v2_lingering_close reads the
-        # connection's conf, not a request's); lingering_close off closes at once
+        """ngx_http_v2_lingering_close (net.closing.LingeringClose), the GOAWAY queued
+        before it: with the default server's lingering_* (it reads the connection's conf,
+        not a request's), unless lingering_close is off."""
         s = self.listener.default_server.settings
-        if s.lingering_close == "off":
-            self._close_transport()
-            return
-        linger_time, self._linger_timeout = lingering_limits(s)
-        try:
-            half = bool(tr.can_write_eof()) and not tr.is_closing()
-        except (AttributeError, NotImplementedError):
-            half = False
-        if not half:
-            self._close_transport()
-            return
-        try:
-            tr.write_eof()      # after the queued bytes; the read side stays open
-        except (OSError, RuntimeError):
-            self._close_transport()
-            return
-        self._linger_end = self.loop.time() + linger_time
-        self._linger_timer = self.loop.call_later(self._linger_timeout, self._linger_expired)
-        try:
-            if not tr.is_reading():
-                tr.resume_reading()
-        except (AttributeError, NotImplementedError, RuntimeError):
-            pass
-
-    def _linger_read(self) -> None:
-        """Data from the client while lingering: dropped; the wait starts again, within
-        lingering_time in all (ngx_http_v2_lingering_close_handler)."""
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
-        left = self._linger_end - self.loop.time()
-        if left <= 0:
-            self._linger_expired()
-            return
-        self._linger_timer = self.loop.call_later(min(left, self._linger_timeout),
-                                                  self._linger_expired)
-
-    def _linger_expired(self) -> None:
-        self._linger_timer = None
-        if self.transport is not None:
-            self._close_transport()
+        if s.lingering_close != "off":
+            lg = LingeringClose(self.transport, self._close_transport)
+            linger_time, linger_timeout = lingering_limits(s)
+            if lg.start(linger_time, linger_timeout):
+                self._lingering = lg
+                return
+        self._close_transport()
 
     def _close_transport(self) -> None:
         """The socket's close, with a deadline (net.closing): what is still queued goes out
         within send_timeout between progress, or the connection is aborted."""
+        self._cancel_linger()
         if self._close_deadline is None:
             self._close_deadline = close_within(self.transport, self.send_timeout())
 
     def _cancel_linger(self) -> None:
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
-            self._linger_timer = None
+        lg = self._lingering
+        if lg is not None:
+            lg.stop()
 
     def abort(self) -> None:
         self._cancel_idle()

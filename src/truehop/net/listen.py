@@ -90,9 +90,9 @@ class ConnectionOwner:
 
     log: ErrorLog
     shutting_down: bool
-    # the request and refusal tasks in flight (HTTP/2 streams, bad-request answers): the
-    # worker waits for them to end before it exits
-    tasks: set[asyncio.Task[Any]]
+    # the refusal tasks in flight (bad-request answers), and the flows (net.flow) of HTTP/2
+    # streams whose connection is gone: the worker waits for them to end before it exits
+    tasks: set[Any]
     # the worker's connection slots: HTTP connections and the handshakes before them
     table: ConnectionTable
 
