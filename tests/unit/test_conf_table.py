@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
 
 from truehop.conf import directives as dt
-from truehop.conf.compile import load
+from truehop.conf.ast import ConfigError
+from truehop.conf.compile import Compiler, load
 from truehop.conf.model import (
     SETTING_FIELDS,
     LevelSettings,
@@ -157,3 +159,71 @@ def test_no_code_outside_conf_writes_a_settings_field() -> None:
                         if (rel, text) not in _OTHER_OBJECTS:
                             found.append((rel, node.lineno, text))
     assert not found, found
+
+
+# --- block and structural directives: the walk dispatches on the entry -----------------------
+
+def test_every_walk_method_is_a_compiler_method() -> None:
+    """An entry's `compile` and `declare` name Compiler methods: `compile(directive, into)`,
+    `declare(directive)`."""
+    named = 0
+    for s in dt.SPECS:
+        for method, arity in ((s.compile, 2), (s.declare, 1)):
+            if not method:
+                continue
+            fn = getattr(Compiler, method, None)
+            assert callable(fn), f"{s.name}: Compiler.{method} does not exist"
+            params = list(inspect.signature(fn).parameters)[1:]
+            assert len(params) == arity, f"{s.name}: Compiler.{method}{params}"
+            named += 1
+    assert named >= 12
+    for name in ("http", "events", "upstream", "log_format", "map", "location", "proxy_pass",
+                 "internal"):
+        assert any(s.compile for s in dt.lookup(name)), name
+    assert dt.entry("server", dt.HTTP).compile == "compile_server"    # type: ignore[union-attr]
+    assert not dt.entry("server", dt.UPSTREAM).compile    # type: ignore[union-attr]
+
+
+# Comparisons of a name with a literal that stay in compile.py: values, not dispatch.
+_VALUE_COMPARISONS = {
+    "name == 'combined'",       # a log_format's name: nginx's built-in format
+    "e.name == 'volatile'",     # a key of a map's body (data, not a directive)
+    # the two array values apply_server_values pairs in order (certificate with key)
+    "spec.name in ('ssl_certificate', 'ssl_certificate_key')",
+}
+
+
+def test_compile_dispatches_on_no_directive_name() -> None:
+    tree = ast.parse((SRC / "conf" / "compile.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        left = node.left
+        if not ((isinstance(left, ast.Attribute) and left.attr == "name") or
+                (isinstance(left, ast.Name) and left.id == "name")):
+            continue
+        literal = any(isinstance(c, ast.Constant) or
+                      isinstance(c, (ast.Tuple, ast.Set, ast.List)) for c in node.comparators)
+        if literal:
+            found.add(ast.unparse(node))
+    assert found == _VALUE_COMPARISONS
+
+
+@pytest.mark.parametrize("text,line", [
+    # the http level: upstreams, then log formats, then maps, then its settings, then servers
+    ("log_format combined x;\nupstream u { }\n", 2),
+    ("map $a $b { a b c; }\nlog_format combined x;\n", 2),
+    ("server { location / { proxy_buffering maybe; } }\nmap $a $b { a b c; }\n", 2),
+    ("server { location / { proxy_buffering maybe; } }\nproxy_read_timeout x;\n", 2),
+    # a location: its proxy_pass before its nested locations
+    ("server {\nlocation ~ ^/a {\nlocation /a/b { proxy_buffering maybe; }\n"
+     "proxy_pass http://127.0.0.1:1/u;\n} }\n", 4),
+    # nested locations in file order, each one whole before the next
+    ("server {\nlocation /a { location /a/b { proxy_buffering maybe; } }\n"
+     "location /c { proxy_buffering maybe; }\n}\n", 2),
+])
+def test_errors_are_found_in_the_walks_stage_order(tmp_path: Path, text: str, line: int) -> None:
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, text)
+    assert e.value.line == line, str(e.value)

@@ -3,11 +3,13 @@
 The tree has already passed `directives.check_tree` (names, contexts, arity). Here values are
 parsed, variables resolved, regexes compiled, inheritance merged, and references checked
 (an unknown upstream is an implicit one, an unknown variable is an error). Every directive
-goes through its entry in the directive table (conf/directives.py): its parser, the field it
-fills, its default and merge; the compiler itself only walks the blocks (http, server,
-location, upstream, map). Like nginx, every setting is "unset" at its own level
-(`LevelSettings`) and merged with the enclosing one afterwards, down from the table's
-defaults at the http level, so a merged `Settings` has every field set.
+goes through its entry in the directive table (conf/directives.py): a value directive's
+parser, the field it fills, its default and merge; a block or structural directive's
+compile method (`Spec.compile`, here, called by `walk` in the entry's `stage`), and the
+method that declares the variables it defines (`Spec.declare`, called by `prescan`). The
+compiler dispatches on the entry, never on a directive's name. Like nginx, every setting
+is "unset" at its own level (`LevelSettings`) and merged with the enclosing one afterwards,
+down from the table's defaults at the http level, so a merged `Settings` has every field set.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from truehop.conf import directives as dtable
 from truehop.conf import parser
 from truehop.conf.ast import ConfigError, Directive
-from truehop.conf.directives import LIST, Spec
+from truehop.conf.directives import EVENTS, HTTP, LEVEL, LIST, LOCATION, MAIN, SERVER, Spec
 from truehop.conf.model import (
     Config,
     HttpConf,
@@ -34,6 +37,7 @@ from truehop.conf.model import (
     MapConf,
     PeerConf,
     ProxyPass,
+    ReturnOp,
     ServerConf,
     Settings,
     SslConf,
@@ -55,6 +59,19 @@ from truehop.route.variables import UnknownVariable, VariableScope
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')
 
+# walk() stages: everything before a block's own values, everything after them
+BEFORE_LEVEL = range(LEVEL)
+AFTER_LEVEL = range(LEVEL + 1, dtable.NESTED + 1)
+EVERY_STAGE = range(dtable.NESTED + 1)
+
+
+@dataclass(slots=True)
+class HttpLevel:
+    """What the http level's walk builds (the `into` of its structural directives)."""
+
+    maps: list[MapConf] = field(default_factory=list)
+    servers: list[ServerConf] = field(default_factory=list)
+    settings: Settings | None = None    # merged with the table's defaults, before any server
 
 
 class Compiler:
@@ -68,6 +85,7 @@ class Compiler:
         self.warnings: list[str] = []
         self.log_formats: dict[str, LogFormat] = {}
         self._pending_proxy: list[tuple[Directive, LocationConf]] = []
+        self._http_block: Directive | None = None
         self.http_level = LevelSettings()
         self.not_applied: list[tuple[str, tuple[str, int]]] = []
 
@@ -126,22 +144,10 @@ class Compiler:
 
     def compile(self, tree: tuple[Directive, ...], top: str) -> tuple[MainConf, HttpConf]:
         main = MainConf(**dtable.defaults_of(dtable.MAIN_T))
-        http_blocks: list[Directive] = []
-        if top == "main":
-            for d in tree:
-                if d.name == "http":
-                    http_blocks.append(d)
-                elif d.name == "events":
-                    for e in d.block or ():
-                        self.main_directive(main, e)
-                else:
-                    self.main_directive(main, d)
-            if not http_blocks:
-                http_tree: tuple[Directive, ...] = ()
-            elif len(http_blocks) > 1:
-                raise ConfigError.at('"http" directive is duplicate', http_blocks[1])
-            else:
-                http_tree = http_blocks[0].block or ()
+        if top == MAIN:
+            self.walk(tree, MAIN, main, EVERY_STAGE, lambda d: self.main_directive(main, d))
+            http_block = self._http_block
+            http_tree = http_block.block or () if http_block is not None else ()
         else:
             http_tree = tree
         http = self.compile_http(http_tree)
@@ -152,6 +158,34 @@ class Compiler:
             main.group = "nogroup" if group_exists("nogroup") else "nobody"
             main.uid, main.gid = worker_ids(main.user, main.group, None)
         return main, http
+
+    def walk(self, body: Sequence[Directive], context: str, into: Any, stages: Container[int],
+             value: Callable[[Directive], None] | None = None) -> None:
+        """Compile the directives of `body` (written in `context`) whose stage is in `stages`:
+        stage by stage, each in file order, a structural one by the Compiler method its entry
+        names (`compile(directive, into)`), a value one (stage LEVEL) by `value` if given."""
+        todo: list[tuple[int, int, str]] = []
+        for i, d in enumerate(body):
+            spec = dtable.entry(d.name, context)
+            method = spec.compile if spec is not None else ""
+            stage = spec.stage if spec is not None and method else LEVEL
+            if stage in stages and (method or value is not None):
+                todo.append((stage, i, method))
+        for _, i, method in sorted(todo):
+            if method:
+                getattr(self, method)(body[i], into)
+            elif value is not None:
+                value(body[i])
+
+    def take_http(self, d: Directive, main: MainConf) -> None:
+        """The `http { }` block: compiled by compile_http once the main context is read."""
+        if self._http_block is not None:
+            raise ConfigError.at('"http" directive is duplicate', d)
+        self._http_block = d
+
+    def compile_events(self, d: Directive, main: MainConf) -> None:
+        """`events { }`: its directives are main ones (MainConf fields), in file order."""
+        self.walk(d.block or (), EVENTS, main, EVERY_STAGE, lambda e: self.main_directive(main, e))
 
     def main_directive(self, main: MainConf, d: Directive) -> None:
         """A main or events directive, through its table entry."""
@@ -191,51 +225,70 @@ class Compiler:
 
     # --- http ----------------------------------------------------------------------------
 
-    def prescan(self, tree: Iterable[Directive]) -> None:
-        """Declare `map` and `set` variables before any template is compiled: nginx resolves
-        variables after the whole file is read, so order in the file does not matter."""
+    def prescan(self, tree: Iterable[Directive], context: str) -> None:
+        """Declare the variables of `map`, `set` and server_name captures (each entry's
+        `declare`) before any template is compiled: nginx resolves variables after the whole
+        file is read, so order in the file does not matter."""
         for d in tree:
-            if d.name == "map" and len(d.args) == 2:
-                name = d.args[1].value
-                if not name.startswith("$"):
-                    raise ConfigError.at(f'invalid variable name "{name}"', d)
-                volatile = any(e.name == "volatile" and not e.args for e in d.block or ())
-                self.scope.define_lazy(name[1:], lambda r: "", cache=not volatile)
-            elif d.name == "set" and d.args and d.args[0].value.startswith("$"):
-                self.scope.define_settable(d.args[0].value[1:])
-            elif d.name == "server_name":
-                for a in d.args:
-                    if a.value.startswith("~") and "(?" in a.value:
-                        try:
-                            rx = compile_nginx_regex(a.value[1:], False)
-                        except ValueError:
-                            continue    # reported where the server names are built
-                        for g in rx.groupindex:
-                            self.scope.define_capture(g)
-            if d.block and d.name not in ("map", "types"):
-                self.prescan(d.block)
+            spec = dtable.entry(d.name, context)
+            if spec is not None and spec.declare:
+                getattr(self, spec.declare)(d)
+            if d.block and dtable.holds_directives(d.name, context):
+                child = dtable.child_context_of(d.name, context)
+                assert child is not None
+                self.prescan(d.block, child)
+
+    def declare_map(self, d: Directive) -> None:
+        name = d.args[1].value
+        if not name.startswith("$"):
+            raise ConfigError.at(f'invalid variable name "{name}"', d)
+        # a map's body is data: `volatile` is one of its keys, not a directive
+        volatile = any(e.name == "volatile" and not e.args for e in d.block or ())
+        self.scope.define_lazy(name[1:], lambda r: "", cache=not volatile)
+
+    def declare_set(self, d: Directive) -> None:
+        if d.args[0].value.startswith("$"):
+            self.scope.define_settable(d.args[0].value[1:])
+
+    def declare_captures(self, d: Directive) -> None:
+        """The named captures of `server_name ~regex` names are variables."""
+        for a in d.args:
+            if a.value.startswith("~") and "(?" in a.value:
+                try:
+                    rx = compile_nginx_regex(a.value[1:], False)
+                except ValueError:
+                    continue    # reported where the server names are built
+                for g in rx.groupindex:
+                    self.scope.define_capture(g)
 
     def compile_http(self, tree: tuple[Directive, ...]) -> HttpConf:
-        self.prescan(tree)
-        for d in tree:
-            if d.name == "upstream":
-                self.compile_upstream(d)
-        for d in tree:
-            if d.name == "log_format":
-                self.compile_log_format(d)
-        maps = [self.compile_map(d) for d in tree if d.name == "map"]
+        self.prescan(tree, HTTP)
+        http = HttpLevel()
+        self.walk(tree, HTTP, http, BEFORE_LEVEL)     # upstreams, log formats, maps
         local = LevelSettings()
-        self.fill_level(local, [d for d in tree if d.name not in ("server", "upstream", "map")])
+        self.fill_level(local, self.values(tree, HTTP))
         # the http level merges with the table's defaults: every field is set from here down
         top = local.merged_with(Settings.from_values(dtable.settings_defaults(self), {}))
         self.http_level = local
-        servers = [self.compile_server(d, top) for d in tree if d.name == "server"]
+        http.settings = top
+        self.walk(tree, HTTP, http, AFTER_LEVEL)      # servers
         for pd, loc in self._pending_proxy:
-            loc.proxy = self.proxy_pass(pd)
+            loc.proxy = self.proxy_pass_target(pd)
         self.upstreams.update(self.implicit)
-        return HttpConf(servers, self.upstreams, maps, self.log_formats, top, local, self.scope)
+        return HttpConf(http.servers, self.upstreams, http.maps, self.log_formats, top, local,
+                        self.scope)
 
-    def compile_log_format(self, d: Directive) -> None:
+    @staticmethod
+    def values(body: Iterable[Directive], context: str) -> list[Directive]:
+        """The directives of a block that its walk does not compile (the level's values)."""
+        out = []
+        for d in body:
+            spec = dtable.entry(d.name, context)
+            if spec is None or not spec.compile:
+                out.append(d)
+        return out
+
+    def compile_log_format(self, d: Directive, http: HttpLevel) -> None:
         args = d.values
         name = args[0]
         escape = "default"
@@ -251,7 +304,7 @@ class Compiler:
             raise ConfigError.at('invalid number of arguments in "log_format" directive', d)
         self.log_formats[name] = LogFormat(name, self.template("".join(rest), d), escape)
 
-    def compile_map(self, d: Directive) -> MapConf:
+    def compile_map(self, d: Directive, http: HttpLevel) -> None:
         src = self.template(d.args[0].value, d)
         var = d.args[1].value[1:]
         m = MapConf(var, src, {}, [], [], literal(""), False, (d.file, d.line))
@@ -291,7 +344,7 @@ class Compiler:
                     m.exact[kk] = tpl
             m.entries.append((key, tpl, (e.file, e.line)))
         self.scope.define_lazy(var, _map_evaluator(m), cache=not m.volatile)
-        return m
+        http.maps.append(m)
 
     @staticmethod
     def map_wildcard(m: MapConf, k: str, tpl: Template, val: str, e: Directive) -> None:
@@ -319,7 +372,7 @@ class Compiler:
 
     # --- upstream ------------------------------------------------------------------------
 
-    def compile_upstream(self, d: Directive) -> None:
+    def compile_upstream(self, d: Directive, http: HttpLevel) -> None:
         name = d.args[0].value
         if name in self.upstreams:
             raise ConfigError.at(f'duplicate upstream "{name}"', d)
@@ -379,11 +432,12 @@ class Compiler:
 
     # --- server --------------------------------------------------------------------------
 
-    def compile_server(self, d: Directive, http: Settings) -> ServerConf:
+    def compile_server(self, d: Directive, http: HttpLevel) -> None:
         body = d.block or ()
         local = LevelSettings()
         self.fill_level(local, body)
-        merged = local.merged_with(http)
+        assert http.settings is not None
+        merged = local.merged_with(http.settings)
         srv = ServerConf([], [], [], {}, merged, local, (), SslConf(), where=(d.file, d.line))
         self.apply_server_values(srv, local)
         if not srv.listens:
@@ -394,22 +448,14 @@ class Compiler:
         if not srv.names:
             srv.names = [""]
         srv.ops = self.ops(body, None)
-        for e in body:
-            if e.name == "location":
-                loc = self.compile_location(e, merged, None, srv)
-                if loc.modifier == "@":
-                    if loc.pattern in srv.named:
-                        raise ConfigError.at(f'duplicate location "{loc.pattern}"', e)
-                    srv.named[loc.pattern] = loc
-                else:
-                    srv.locations.append(loc)
+        self.walk(body, SERVER, srv, AFTER_LEVEL)     # locations
         try:
             srv.tree = LocationTree.build(srv.locations)
         except ValueError as ex:
             where = getattr(getattr(ex, "location", None), "where", (d.file, d.line))
             raise ConfigError(str(ex), where[0], where[1]) from None
         srv.default_loc = LocationConf("", "", merged, where=(d.file, d.line))
-        return srv
+        http.servers.append(srv)
 
     def apply_server_values(self, srv: ServerConf, local: LevelSettings) -> None:
         """Set the server-level values (listen, server_name, http2, ssl_*, request-head
@@ -530,8 +576,10 @@ class Compiler:
 
     # --- location ------------------------------------------------------------------------
 
-    def compile_location(self, d: Directive, parent: Settings, parent_loc: LocationConf | None,
-                         srv: ServerConf) -> LocationConf:
+    def compile_location(self, d: Directive, owner: ServerConf | LocationConf) -> None:
+        """A `location` of a server, or nested in a location (`owner`)."""
+        parent = owner.settings
+        parent_loc = owner if isinstance(owner, LocationConf) else None
         v = d.values
         if len(v) == 2:
             mod, pattern = v
@@ -564,31 +612,45 @@ class Compiler:
             pass
         elif parent_loc is None and merged.alias is not None:
             merged.alias = None
-        loc.internal = any(e.name == "internal" for e in body)
         named = set(loc.regex.groupindex) if loc.regex else set()
         loc.ops = self.ops(body, named, loc)
-        for e in body:
-            if e.name == "proxy_pass":
-                if loc.modifier in ("~", "~*", "@") or parent_loc is not None and parent_loc.regex:
-                    uri_part = _proxy_uri_part(e.args[0].value)
-                    if uri_part and "$" not in e.args[0].value and loc.modifier != "@":
-                        raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
-                                             'by regular expression, or inside named location, or '
-                                             'inside "if" statement, or inside "limit_except" block', e)
-                self._pending_proxy.append((e, loc))
-                loc.has_content = True
-                loc.auto_redirect = mod in ("", "^~", "=") and pattern.endswith("/")
-        if local.defined_here("try_files") or any(e.name == "return" for e in body):
+        self.walk(body, LOCATION, loc, AFTER_LEVEL)   # proxy_pass, internal, then locations
+        if local.defined_here("try_files") or any(isinstance(op, ReturnOp) for op in loc.ops):
             loc.has_content = True
-        for e in body:
-            if e.name == "location":
-                child = self.compile_location(e, merged, loc, srv)
-                if child.modifier in ("", "^~", "=") and loc.modifier in ("", "^~") and \
-                        not child.pattern.startswith(loc.pattern):
-                    raise ConfigError.at(f'location "{child.pattern}" is outside location '
-                                         f'"{loc.pattern}"', e)
-                loc.children.append(child)
-        return loc
+        if parent_loc is None:
+            srv = owner
+            assert isinstance(srv, ServerConf)
+            if mod == "@":
+                if pattern in srv.named:
+                    raise ConfigError.at(f'duplicate location "{pattern}"', d)
+                srv.named[pattern] = loc
+            else:
+                srv.locations.append(loc)
+        else:
+            if mod in ("", "^~", "=") and parent_loc.modifier in ("", "^~") and \
+                    not pattern.startswith(parent_loc.pattern):
+                raise ConfigError.at(f'location "{pattern}" is outside location '
+                                     f'"{parent_loc.pattern}"', d)
+            parent_loc.children.append(loc)
+
+    def compile_internal(self, d: Directive, loc: LocationConf) -> None:
+        loc.internal = True
+
+    def compile_proxy_pass(self, e: Directive, loc: LocationConf) -> None:
+        """`proxy_pass` in a location or in its `if` (modifier "if"): checked here, its
+        target built by proxy_pass_target once every upstream is known."""
+        if loc.modifier != "if":
+            parent_loc = loc.parent
+            if loc.modifier in ("~", "~*", "@") or parent_loc is not None and parent_loc.regex:
+                uri_part = _proxy_uri_part(e.args[0].value)
+                if uri_part and "$" not in e.args[0].value and loc.modifier != "@":
+                    raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
+                                         'by regular expression, or inside named location, or '
+                                         'inside "if" statement, or inside "limit_except" block', e)
+        self._pending_proxy.append((e, loc))
+        loc.has_content = True
+        if loc.modifier != "if":
+            loc.auto_redirect = loc.modifier in ("", "^~", "=") and loc.pattern.endswith("/")
 
     # --- rewrite module --------------------------------------------------------------------
 
@@ -618,15 +680,13 @@ class Compiler:
             self.fill_level(local, content)
             if_loc = LocationConf("if", "", local.merged_with(loc.settings),
                                   where=w, parent=loc, local=local)
-            for x in content:
-                if x.name == "proxy_pass":
-                    self._pending_proxy.append((x, if_loc))
-                    if_loc.has_content = True
+            self.walk(content, dtable.IF_LOCATION, if_loc, AFTER_LEVEL)     # proxy_pass
         return IfOp(cond, body_ops, if_loc, w)
 
     # --- proxy_pass ------------------------------------------------------------------------
 
-    def proxy_pass(self, d: Directive) -> ProxyPass:
+    def proxy_pass_target(self, d: Directive) -> ProxyPass:
+        """What `proxy_pass` sends to: a named upstream, an implicit one, or a template."""
         url = d.args[0].value
         w = (d.file, d.line)
         if "$" in url:

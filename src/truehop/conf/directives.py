@@ -12,6 +12,10 @@ Each directive has a `Spec` (one per set of contexts: nginx has two `server` dir
 * meaning: what it fills (`target`: a Settings, MainConf, UpstreamConf or ServerConf field,
   or a rewrite-module instruction), its parser (conf/parsers.py), its default (nginx 1.30's),
   how levels merge it (`VALUE`, `LIST`, `RULES`); conf/compile.py dispatches through these;
+* walk: a block or structural directive (`http`, `server`, `location`, `upstream`, `map`,
+  `log_format`, `proxy_pass`, ...) names the Compiler method that compiles it (`compile`)
+  and when its enclosing block's walk does so (`stage`); one that defines variables names
+  the method that declares them before any template is compiled (`declare`);
 * effect: applied (and where), accepted with no effect (and why), accepted and not applied
   (lint reports it under the entry's finding id), or refused (with its module).
 
@@ -88,6 +92,20 @@ LIST = "list"     # arrays (proxy_set_header, add_header, access_log, ...): the 
 RULES = "rules"   # the same inheritance, but the parser folds each line into the level's
                   # value itself (error_page's codes, proxy_redirect's and proxy_cookie_*'s rules)
 
+# When a block's walk compiles a structural directive (Spec.stage), relative to the block's
+# own values (LEVEL: its settings, server values and rewrite-module instructions, or, in the
+# main context, its directives and `events`, in file order): lower stages first, each in file
+# order. This is the order errors are found in, kept as it has always been: at the http level
+# upstreams, log formats and maps (names the rest refers to) before the level's settings,
+# servers after them (a server merges with them); in a location, its `proxy_pass` and
+# `internal` after its settings and instructions, nested locations last.
+UPSTREAMS = 1
+LOG_FORMATS = 2
+MAPS = 3
+LEVEL = 4
+CONTENT = 5
+NESTED = 6
+
 
 class _NoDefault:
     def __repr__(self) -> str:
@@ -150,7 +168,13 @@ class Spec:
     target)` reads its value (conf/parsers.py), `default` is the value when no level writes
     it, `merge` how levels inherit it, `also` further fields the parser fills, with their
     defaults. `effect` says what truehop does with it (the directive reference and lint's
-    "not applied" findings come from it)."""
+    "not applied" findings come from it).
+
+    Walk (used by conf/compile.py): a block or structural directive names the `Compiler`
+    method that compiles it, `compile(directive, into)` with what its enclosing block is
+    building (the MainConf, the http level, a ServerConf, a LocationConf), and its `stage`
+    in that block's walk; `declare(directive)` names the method that declares the variables
+    it defines (`map`, `set`, server_name captures) before any template is compiled."""
 
     name: str
     contexts: frozenset[str]
@@ -168,6 +192,9 @@ class Spec:
     effect: Effect = Effect("applied", "")
     where_field: str = ""  # server level: the field that keeps the (file, line) of a file's name
     also: tuple[tuple[str, Any], ...] = ()
+    compile: str = ""  # the Compiler method that compiles this block/structural directive
+    stage: int = LEVEL
+    declare: str = ""  # the Compiler method that declares the variables it defines
 
     def takes(self, n: int) -> bool:
         exact, at_least = ARITIES[self.arity]
@@ -225,7 +252,8 @@ def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *
        target: str = STRUCTURE_T, parse: P.Parser | None = None, field: str = "",
        default: Any = NO_DEFAULT, merge: str = "", at: str = "", noop: str = "",
        effect: Effect | None = None, where_field: str = "",
-       also: tuple[tuple[str, Any], ...] = ()) -> Spec:
+       also: tuple[tuple[str, Any], ...] = (), compile: str = "", stage: int = LEVEL,
+       declare: str = "") -> Spec:
     assert arity in ARITIES, arity
     if effect is None:
         if not supported:
@@ -240,7 +268,7 @@ def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *
     if target and not merge:
         merge = VALUE if target in (SETTINGS_T, SERVER_T) else ""
     return Spec(name, contexts, arity, module, doc, block, supported, unique, target, parse,
-                field, default, merge, effect, where_field, also)
+                field, default, merge, effect, where_field, also, compile, stage, declare)
 
 
 _TUNING = "sizes nginx's own hash tables or memory pools; truehop has none to size"
@@ -276,9 +304,9 @@ SPECS: tuple[Spec, ...] = (
     _d("include", ANY, "TAKE1", CORE, "read another file (glob) here, at parse time",
        at="conf/parser.py"),
     _d("events", M, "NOARGS", CORE, "connection processing block", block=True, unique=True,
-       at="conf/compile.py"),
+       compile="compile_events", at="conf/compile.py"),
     _d("http", M, "NOARGS", HCORE, "the HTTP server block", block=True, unique=True,
-       at="conf/compile.py"),
+       compile="take_http", stage=NESTED, at="conf/compile.py"),
     # --- events ----------------------------------------------------------------------------
     _d("worker_connections", EV, "TAKE1", CORE, "maximum simultaneous connections per worker",
        target=MAIN_T, parse=P.integer, default=512, at=_RUN),
@@ -288,7 +316,7 @@ SPECS: tuple[Spec, ...] = (
        noop="the event loop accepts connections as they come"),
     # --- upstream --------------------------------------------------------------------------
     _d("upstream", H, "TAKE1", UPS, "a named group of servers", block=True,
-       at="conf/compile.py"),
+       compile="compile_upstream", stage=UPSTREAMS, at="conf/compile.py"),
     _d("server", U, "1MORE", UPS, "a server of the group: address weight= max_fails= fail_timeout= backup down",
        target=UPSTREAM_T, parse=P.upstream_server, field="peers", merge=LIST, at="proxy/balancer.py"),
     _d("resolver", U, "1MORE", UPS, "resolver for servers with `resolve`", supported=False),
@@ -309,20 +337,22 @@ SPECS: tuple[Spec, ...] = (
        target=UPSTREAM_T, parse=P.hash_key, field="hash_key", default=None, at="proxy/balancer.py"),
     # --- http structure --------------------------------------------------------------------
     _d("map", H, "TAKE2", "ngx_http_map_module", "a variable whose value depends on another", block=True,
-       at="route/variables.py"),
+       compile="compile_map", stage=MAPS, declare="declare_map", at="route/variables.py"),
     _d("map_hash_bucket_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning", noop=_TUNING),
     _d("map_hash_max_size", H, "TAKE1", "ngx_http_map_module", "map hash tuning", noop=_TUNING),
-    _d("server", H, "NOARGS", HCORE, "a virtual server", block=True, at="route/servers.py"),
+    _d("server", H, "NOARGS", HCORE, "a virtual server", block=True,
+       compile="compile_server", stage=NESTED, at="route/servers.py"),
     _d("listen", S, "1MORE", HCORE, "address and port to accept connections on, with options",
        target=SERVER_T, parse=P.listen, field="listens", merge=LIST, at=_RUN),
     _d("server_name", S, "1MORE", HCORE, "names of the virtual server (exact, wildcard, ~regex)",
-       target=SERVER_T, parse=P.server_names, field="names", merge=LIST, at="route/servers.py"),
+       target=SERVER_T, parse=P.server_names, field="names", merge=LIST,
+       declare="declare_captures", at="route/servers.py"),
     _d("location", SL, "TAKE12", HCORE, "configuration for a request URI ([=|~|~*|^~] uri, or @name)", block=True,
-       at="route/locations.py"),
+       compile="compile_location", stage=NESTED, at="route/locations.py"),
     _d("types", HSL, "NOARGS", HCORE, "file extension -> MIME type table", block=True,
        target=SETTINGS_T, parse=P.types, default=Computed("html, gif, jpg", P.builtin_types), at=_PIPE),
     _d("log_format", H, "2MORE", "ngx_http_log_module", "a named access log format [escape=]",
-       at="log.py"),
+       compile="compile_log_format", stage=LOG_FORMATS, at="log.py"),
     _d("access_log", HSLI, "1MORE", "ngx_http_log_module", "access log path [format [buffer= flush= if=]] or off",
        target=SETTINGS_T, parse=P.access_log, merge=LIST,
        default=Computed("logs/access.log combined", P.default_access_log), at=_RUN + ", " + _PIPE),
@@ -350,7 +380,8 @@ SPECS: tuple[Spec, ...] = (
        target=REWRITE_T, parse=P.rewrite_return, at=_PIPE),
     _d("error_page", HSLI, "2MORE", HCORE, "URI (or redirect) shown for the given status codes",
        target=SETTINGS_T, parse=P.error_page, merge=RULES, default={}, at=_PIPE),
-    _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects", at=_PIPE),
+    _d("internal", L, "NOARGS", HCORE, "location reachable only by internal redirects",
+       compile="compile_internal", stage=CONTENT, at=_PIPE),
     _d("log_not_found", HSL, "FLAG", HCORE, "log file-not-found errors",
        target=SETTINGS_T, parse=P.flag, default=True, at=_PIPE),
     _d("etag", HSL, "FLAG", HCORE, "ETag on static files",
@@ -376,7 +407,8 @@ SPECS: tuple[Spec, ...] = (
                           "remove limit_rate, or throttle downloads in front of truehop",
                           _limit_rate_on)),
     # --- proxy -----------------------------------------------------------------------------
-    _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to", at="proxy/target.py, proxy/upstream.py"),
+    _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to",
+       compile="compile_proxy_pass", stage=CONTENT, at="proxy/target.py, proxy/upstream.py"),
     _d("proxy_set_header", HSL, "TAKE2", PROXY, "set (or remove, if empty) a header sent upstream",
        target=SETTINGS_T, parse=P.header_setting, merge=LIST, default=(), at="proxy/upstream_request.py"),
     _d("proxy_http_version", HSL, "TAKE1", PROXY, "HTTP version spoken to the upstream (1.0|1.1)",
@@ -560,7 +592,7 @@ SPECS: tuple[Spec, ...] = (
        noop="a body read into memory always is in one buffer"),
     # --- rewrite ---------------------------------------------------------------------------
     _d("set", REWRITE, "TAKE2", REWR, "set a variable",
-       target=REWRITE_T, parse=P.set_variable, at=_PIPE),
+       target=REWRITE_T, parse=P.set_variable, declare="declare_set", at=_PIPE),
     _d("if", SL, "1MORE", REWR, "conditional block (rewrite-module directives; see 'if is evil')", block=True,
        target=REWRITE_T, parse=P.if_block, at=_PIPE),
     _d("rewrite", REWRITE, "TAKE23", REWR, "regex URI rewrite [last|break|redirect|permanent]",
@@ -963,6 +995,26 @@ MAIN_ONLY = frozenset({s.name for s in SPECS
     "worker_rlimit_core", "working_directory", "env", "load_module", "thread_pool",
     "debug_points", "google_perftools_profiles", "ssl_engine", "stream", "mail",
 })
+
+
+# (name, context) -> the accepted entry nginx would use there (what check_directive finds).
+_AT: dict[tuple[str, str], Spec] = {}
+for _s in SPECS:
+    for _c in _s.contexts:
+        _AT.setdefault((_s.name, _c), _s)
+del _s, _c
+
+
+def entry(name: str, context: str) -> Spec | None:
+    """The accepted entry of directive `name` written in `context` (None: none there)."""
+    return _AT.get((name, context))
+
+
+def holds_directives(name: str, context: str) -> bool:
+    """Does the block of `name` (written in `context`) hold directives? (`map` and `types`
+    hold data.)"""
+    child = child_context_of(name, context)
+    return child is not None and child not in DATA_BLOCKS
 
 
 def lookup(name: str) -> tuple[Spec, ...]:
