@@ -462,6 +462,26 @@ def run_truehop(*args: str, cwd: str | os.PathLike[str] | None = None,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def worker_pid(tp: _ServerProcess) -> int:
+    """The pid of the (first) worker of a started server: a child of its master."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        kids = Path(f"/proc/{tp.pid}/task/{tp.pid}/children").read_text().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise AssertionError("no worker process")
+
+
+def close_all(socks: Iterable[socket.socket]) -> None:
+    """Close client sockets a test held open, whatever state they are in."""
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
 # -- nginx, for differential tests ------------------------------------------------------------
 
 def nginx_binary() -> str | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import trustme
-from harness import free_ports, parse_responses
+from harness import close_all, free_ports, parse_responses, worker_pid
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,16 +40,6 @@ SLACK = 4.0
 
 
 # -- what the kernel says ---------------------------------------------------------------------
-
-def worker_pid(tp: Any) -> int:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        kids = Path(f"/proc/{tp.pid}/task/{tp.pid}/children").read_text().split()
-        if kids:
-            return int(kids[0])
-        time.sleep(0.05)
-    raise AssertionError("no worker process")
-
 
 def held(pid: int, ports: set[int]) -> int:
     """ESTABLISHED TCP sockets owned by `pid` whose local port is one of `ports`."""
@@ -102,14 +92,6 @@ def open_many(port: int, n: int, payload: bytes = b"") -> list[socket.socket]:
             continue
         socks.append(s)
     return socks
-
-
-def close_all(socks: list[socket.socket]) -> None:
-    for s in socks:
-        try:
-            s.close()
-        except OSError:
-            pass
 
 
 def partial_hello(announced: int, sent: int) -> bytes:

@@ -30,7 +30,7 @@ from typing import Any
 import hpack
 import pytest
 import trustme
-from harness import free_ports, parse_responses
+from harness import close_all, free_ports, parse_responses
 from hyperframe.frame import HeadersFrame, SettingsFrame, WindowUpdateFrame
 
 pytestmark = pytest.mark.timeout(90)
@@ -108,14 +108,6 @@ def served(port: int, n: int, tls: ssl.SSLContext | None = None) -> int:
         for s in socks:
             s.close()
     return ok
-
-
-def close_all(socks: list[socket.socket]) -> None:
-    for s in socks:
-        try:
-            s.close()
-        except OSError:
-            pass
 
 
 @pytest.fixture(scope="module")

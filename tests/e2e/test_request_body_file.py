@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import free_ports
+from harness import free_ports, worker_pid
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -152,16 +152,6 @@ def start(truehop: Any, app: HashingUpstream, tmp_path: Path,
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def worker_pid(tp: Any) -> int:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        kids = Path(f"/proc/{tp.pid}/task/{tp.pid}/children").read_text().split()
-        if kids:
-            return int(kids[0])
-        time.sleep(0.05)
-    raise AssertionError("no worker process")
 
 
 def open_files_under(pid: int, d: Path) -> list[str]:
