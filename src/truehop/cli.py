@@ -4,7 +4,9 @@
     truehop -t | -T [-q] [--strict] [--format json]                   test (and dump) the config
     truehop -s reload|stop|quit|reopen                                 signal the running master
     truehop -v | -V                                                    version
-    truehop --to HOST:PORT [--listen ADDR:PORT] [--print-config]      quick mode, no config file
+    truehop --to HOST:PORT [--to ...] [--listen ADDR:PORT] [--static /P/=DIR]
+            [--tls-cert C --tls-key K | --self-signed] [--http2] [--trust-proxy CIDR]
+            [--redirect-from ADDR:PORT] [--print-config]            quick mode, no config file
     truehop explain -c FILE URL [-X METHOD] [-H 'N: v']... [--from ADDR] [--format json]
     truehop check FILE [--format json] [--strict]                      lint a config meant for nginx
     truehop demo [--listen ADDR:PORT]                                  the demo app behind truehop
@@ -29,7 +31,9 @@ DEFAULT_LEVEL = "warn"
 
 USAGE = f"""truehop version: truehop/{__version__} (nginx/{NGINX_COMPAT} compatible)
 Usage: truehop [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
-       truehop --to HOST:PORT [--listen ADDR:PORT] [--print-config]
+       truehop --to HOST:PORT [--to ...] [--listen ADDR:PORT] [--static /PREFIX/=DIR]
+               [--tls-cert FILE --tls-key FILE | --self-signed] [--http2]
+               [--trust-proxy CIDR] [--redirect-from ADDR:PORT] [--print-config]
        truehop explain -c FILE URL [-X METHOD] [-H 'Name: value'] [--from ADDR]
        truehop check FILE | truehop demo
 
@@ -48,7 +52,27 @@ Options:
   --strict      : with -t: warnings are fatal (exit 1)
   --format json : with -t: print lint findings as JSON on stdout
   --to HOST:PORT: quick mode: a correct reverse proxy to HOST:PORT, no config file
+                  (repeat for a balanced pool; http:// or https:// upstreams)
+  --listen ADDR : quick mode: the site's address (default 127.0.0.1:8080, 127.0.0.1:8443
+                  with TLS)
+  --static /P/=DIR : quick mode: serve DIR under /P/ without the app (/=DIR: files first,
+                  then the app)
+  --tls-cert FILE --tls-key FILE : quick mode: HTTPS with this certificate
+  --self-signed : quick mode: HTTPS with a certificate from truehop's local CA (kept under
+                  ~/.local/share/truehop; the trust command is printed)
+  --redirect-from ADDR : quick mode with TLS: the plain address that redirects to HTTPS
+                  (default: port 8080, or 80 when the site is on 443)
+  --http2       : quick mode: HTTP/2 (on by default with TLS)
+  --trust-proxy CIDR : quick mode: a load balancer there; its X-Forwarded-For gives the
+                  client address and its X-Forwarded-Proto the scheme
+  --print-config: quick mode: print the nginx config instead of running it
 """
+
+
+# quick mode's options beyond --to/--listen/--print-config (quick.QuickOptions's fields)
+QUICK_VALUES = {"--static": "static", "--tls-cert": "tls_cert", "--tls-key": "tls_key",
+                "--trust-proxy": "trust_proxy", "--redirect-from": "redirect_from"}
+QUICK_FLAGS = {"--self-signed": "self_signed", "--http2": "http2"}
 
 
 class Args:
@@ -63,8 +87,9 @@ class Args:
         self.error_log: str | None = None
         self.strict = False
         self.format = "text"
-        self.to: str | None = None
+        self.to: list[str] = []
         self.listen: str | None = None
+        self.quick: dict[str, Any] = {}     # the other quick-mode flags (quick.QuickOptions)
         self.print_config = False
         self.command: str | None = None
         self.rest: list[str] = []
@@ -128,9 +153,18 @@ def parse_args(argv: list[str]) -> Args | int:
         elif arg.startswith("--format="):
             a.format = arg.split("=", 1)[1]
         elif arg == "--to":
-            a.to = value()
+            a.to.append(value())
         elif arg == "--listen":
             a.listen = value()
+        elif arg in QUICK_VALUES:
+            key = QUICK_VALUES[arg]
+            v = value()
+            if key in ("static", "trust_proxy"):
+                a.quick.setdefault(key, []).append(v)
+            else:
+                a.quick[key] = v
+        elif arg in QUICK_FLAGS:
+            a.quick[QUICK_FLAGS[arg]] = True
         elif arg == "--print-config":
             a.print_config = True
         elif a.command is not None:
@@ -193,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "demo":
         from truehop import quick
         return quick.demo(a, main)
-    if a.to is not None:
+    if a.to or a.quick:
         from truehop import quick
-        return quick.run(a, main)
+        return quick.run(quick.QuickOptions(to=a.to, listen=a.listen,
+                                            print_config=a.print_config, **a.quick), main)
     conf, prefix = resolve_paths(a)
     if a.signal:
         return signal_master(a, conf, prefix)

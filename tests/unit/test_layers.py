@@ -51,7 +51,7 @@ RANKS: Final[dict[str, int]] = {
     "truehop.proxy.*": 7,
     "truehop.process.runtime": 8,
     "truehop.process.worker": 9, "truehop.process.master": 9, "truehop.explain": 9,
-    "truehop.quick": 9, "truehop.build": 9,
+    "truehop.quick": 9, "truehop.build": 9, "truehop.localca": 9,
     "truehop.cli": 10, "truehop.testing": 10, "truehop.pytest_plugin": 10, "truehop.__main__": 10, "truehop.demo": 10, "truehop.demo.*": 10,
 }
 
