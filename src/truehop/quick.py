@@ -325,21 +325,62 @@ def run(opts: QuickOptions, main: Main) -> int:
     return main(["-p", workdir + "/", "-c", path])
 
 
+DEMO_HTTP = "127.0.0.1:8080"
+DEMO_HTTPS = "127.0.0.1:8443"
+DEMO_APPS = (3000, 3001)
+
+
+def demo_options(rest: list[str], listen: str | None) -> tuple[str, str, tuple[int, int]]:
+    """`truehop demo [--listen ADDR:PORT] [--tls-listen ADDR:PORT] [--app-ports P1,P2]`."""
+    http, https, apps = listen or DEMO_HTTP, DEMO_HTTPS, DEMO_APPS
+    i = 0
+    while i < len(rest):
+        if rest[i] in ("--tls-listen", "--app-ports") and i + 1 < len(rest):
+            if rest[i] == "--tls-listen":
+                https = rest[i + 1]
+            else:
+                a, _, b = rest[i + 1].partition(",")
+                if not (a.isdigit() and b.isdigit()):
+                    raise QuickError(f'--app-ports "{rest[i + 1]}": expected PORT,PORT')
+                apps = (int(a), int(b))
+            i += 2
+            continue
+        raise QuickError(f'demo: unknown option "{rest[i]}"')
+    for addr in (http, https):
+        split_hostport(addr)
+    return http, https, apps
+
+
 def demo(a: Any, main: Main) -> int:
-    """The demo app on 127.0.0.1:3000 and :3001, truehop on :8080 in front of it."""
+    """The demo app on 127.0.0.1:3000 and :3001, truehop in front of it on plain HTTP (:8080)
+    and on HTTPS with HTTP/2 (:8443), with a certificate from the local CA."""
+    try:
+        http, https, app_ports = demo_options(a.rest, a.listen)
+        issued = localca.issue(["localhost", "127.0.0.1", "::1"])
+    except QuickError as e:
+        print(f"truehop: {e}", file=sys.stderr)
+        return 1
     here = os.path.dirname(os.path.abspath(__file__))
     demo_dir = os.path.join(here, "demo")
     # a private prefix: logs and the pid file never land inside the installed package
     work = tempfile.mkdtemp(prefix="truehop-demo-")
     os.chmod(work, 0o755)  # started as root, the workers run as nobody and serve static/
     shutil.copytree(os.path.join(demo_dir, "static"), os.path.join(work, "static"))
+    shutil.copy(issued.cert, os.path.join(work, "demo-cert.pem"))
+    shutil.copy(issued.key, os.path.join(work, "demo-key.pem"))
     conf = os.path.join(work, "demo.conf")
-    shutil.copy(os.path.join(demo_dir, "demo.conf"), conf)
+    with open(os.path.join(demo_dir, "demo.conf")) as f:
+        text = f.read()
+    text = (text.replace(DEMO_HTTP, http).replace(DEMO_HTTPS, https)
+            .replace(f"127.0.0.1:{DEMO_APPS[0]}", f"127.0.0.1:{app_ports[0]}")
+            .replace(f"127.0.0.1:{DEMO_APPS[1]}", f"127.0.0.1:{app_ports[1]}"))
+    with open(conf, "w") as f:
+        f.write(text)
     apps = [subprocess.Popen([sys.executable, "-m", "truehop.demo.app", "--host", "127.0.0.1",
                               "--port", str(port), "--name", name])
-            for port, name in ((3000, "app-a"), (3001, "app-b"))]
+            for port, name in zip(app_ports, ("app-a", "app-b"), strict=True)]
     try:
-        for port in (3000, 3001):
+        for port in app_ports:
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -351,9 +392,12 @@ def demo(a: Any, main: Main) -> int:
                               file=sys.stderr)
                         return 1
                     time.sleep(0.05)
-        print("truehop demo: open http://127.0.0.1:8080/  (also /static/style.css, /__sse, "
-              "/__ws); the demo app runs on 127.0.0.1:3000 and :3001. Ctrl-C stops.",
-              file=sys.stderr)
+        https_port = split_hostport(https)[1]
+        print(f"truehop demo: open https://localhost:{https_port}/ (HTTP/2; the certificate "
+              f"is from truehop's local CA, {issued.ca}) or http://{http}/\n"
+              f"truehop demo: {localca.trust_hint(issued.ca)}\n"
+              f"truehop demo: the demo apps run on 127.0.0.1:{app_ports[0]} and "
+              f":{app_ports[1]}; the config is {conf}. Ctrl-C stops.", file=sys.stderr)
         return main(["-p", work + "/", "-c", conf, "-e", "stderr"])
     finally:
         for p in apps:

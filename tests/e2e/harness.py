@@ -492,6 +492,17 @@ def nginx_binary() -> str | None:
     return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
+def nginx_version() -> tuple[int, ...]:
+    """The installed nginx's version ((0,) when there is none): Debian's may predate
+    directives a config uses (`http2 on` came with 1.25.1)."""
+    binary = nginx_binary()
+    if binary is None:
+        return (0,)
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0,)
+
+
 _NGINX_MAIN = """\
 {user}daemon off;
 master_process on;

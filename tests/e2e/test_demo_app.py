@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 import websockets
 from harness import (
     NginxProcess,
@@ -26,6 +27,7 @@ from harness import (
     free_ports,
     listen_ports,
     nginx_binary,
+    nginx_version,
     parse_responses,
     raw_request,
     read,
@@ -473,9 +475,10 @@ def test_check_log_flags_tracebacks(tmp_path: Path) -> None:
 # -- demo.conf under real nginx (the same file must mean the same thing on both) ------------
 
 
-def _demo_conf_with(http: int, a: int, b: int) -> str:
+def _demo_conf_with(http: int, https: int, a: int, b: int) -> str:
     text = Path(DEMO_CONF).read_text()
     return (text.replace("127.0.0.1:8080", f"127.0.0.1:{http}")
+            .replace("127.0.0.1:8443", f"127.0.0.1:{https}")
             .replace("127.0.0.1:3000", f"127.0.0.1:{a}").replace("127.0.0.1:3001", f"127.0.0.1:{b}"))
 
 
@@ -485,14 +488,21 @@ def test_demo_conf_under_nginx(tmp_path: Path,
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")
     a, b = upstreams(2)
-    http = free_port()
+    http, https = free_ports(2)
     shutil.copytree(Path(DEMO_DIR) / "static", tmp_path / "static")
     # nginx has no built-in mime.types fallback: give it the one truehop ships
     shutil.copy(Path(DEMO_DIR).parent / "data" / "mime.types", tmp_path / "mime.types")
-    conf = _demo_conf_with(http, a.port, b.port).replace("/dev/stderr", "access.log")
+    leaf = trustme.CA().issue_cert("localhost")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "demo-key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "demo-cert.pem"))
+    conf = _demo_conf_with(http, https, a.port, b.port).replace("/dev/stderr", "access.log")
+    if nginx_version() < (1, 25, 1):
+        conf = conf.replace("http2 on;", "")    # the directive came with 1.25.1
     with NginxProcess(conf, tmp_path) as ng:
         with httpx.Client() as c:
-            apps = {c.get(ng.url("/")).json()["app"] for _ in range(4)}
+            page = c.get(ng.url("/"))
+            assert page.status_code == 200 and "truehop demo" in page.text
+            apps = {c.get(ng.url("/api/whoami")).json()["app"] for _ in range(4)}
             assert apps == {"a", "b"}
             css = c.get(ng.url("/static/style.css"))
             assert css.status_code == 200 and b"truehop demo" in css.content
