@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 COMPILED := $(VENV)/compiled
 SOURCES := setup.py pyproject.toml $(wildcard src/truehop/*.py src/truehop/*/*.py)
 
-.PHONY: run test test-pure test-compiled test-install compiled lint check-pitfalls bench soak clean sysdeps
+.PHONY: run test node-deps test-pure test-compiled test-install compiled lint check-pitfalls bench soak clean sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,8 @@ sysdeps:
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
 	  command -v wrk >/dev/null || missing="$$missing wrk"; \
 	  command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  command -v node >/dev/null || missing="$$missing nodejs"; \
+	  command -v npm >/dev/null || missing="$$missing npm"; \
 	  if [ -n "$$missing" ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || echo "warning: could not install$$missing; tests needing them will skip"; \
@@ -59,7 +61,7 @@ compiled: $(COMPILED)/.built
 # The whole suite runs twice: on the sources as they are (pure Python), then on the mypyc
 # build, which enforces the type hints at run time. A machine without a C compiler runs the
 # first only, and says so.
-test: $(STAMP) sysdeps
+test: $(STAMP) sysdeps node-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory test-pure
@@ -69,6 +71,13 @@ test: $(STAMP) sysdeps
 	@if [ -f ../shared/tools/check-pitfalls ]; then \
 	  $(PY) ../shared/tools/check-pitfalls $(BIN)/truehop; \
 	else echo "check-pitfalls: ../shared not present, skipped"; fi
+
+# The Express app of tests/e2e/test_frameworks.py: its packages, as locked, from npm.
+EXPRESS := tests/e2e/frameworks/express
+node-deps:
+	@if command -v npm >/dev/null; then \
+	  [ -d $(EXPRESS)/node_modules/express ] || (cd $(EXPRESS) && npm ci --silent --no-audit --no-fund); \
+	else echo "node-deps: npm is not installed; the Express test will skip"; fi
 
 test-pure: $(STAMP)
 	$(BIN)/pytest -q -n 2 tests
