@@ -12,11 +12,14 @@ cancel out. With --top it also prints the C functions the difference is spent in
 (_PyEval_EvalFrameDefault is the bytecode interpreter: Python code as such).
 
     python bench/instructions_per_request.py [--src DIR] [--top 20] [--n1 400 --n2 2400]
-        [--keep DIR] [--bare] [--mode h1|h2c|tls|tls-h2] [--driver lockstep|h2load]
+        [--keep DIR] [--bare] [--mode h1|h1-close|h1-64k|h2c|tls|tls-h2]
+        [--driver lockstep|h2load]
         [--objects]
 
 --mode picks the client's protocol (the proxy's listener follows): h1 is plain HTTP/1.1
-keep-alive (the default, as before); h2c is HTTP/2 with prior knowledge on a plain port
+keep-alive (the default, as before); h1-close opens a new TCP connection per request
+(`Connection: close`: the cost of accept, the per-connection objects and the close);
+h1-64k is keep-alive with 64 KiB responses (the relay's copies); h2c is HTTP/2 with prior knowledge on a plain port
 (`http2 on`); tls is HTTPS keep-alive with HTTP/1.1; tls-h2 is HTTPS with HTTP/2 chosen by
 ALPN. TLS uses an ECDSA P-256 certificate made with openssl. The HTTP/2 modes send 10
 requests per connection at a time (h2load's -m10) on 4 connections and wait for all 40
@@ -92,9 +95,16 @@ http {{
 
 REQUEST = (b"GET /small HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n"
            b"Accept: */*\r\n\r\n")
+# h1-close: a new TCP connection per request (issue 19's "Connection: close" case)
+REQUEST_CLOSE = (b"GET /small HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n"
+                 b"Accept: */*\r\nConnection: close\r\n\r\n")
+# h1-64k: a 64 KiB response (issue 19's large-body case), from the upstream's /big/ alias
+REQUEST_64K = (b"GET /big/64k HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n"
+               b"Accept: */*\r\n\r\n")
+BIG = 65536
 
 
-MODES = ("h1", "h2c", "tls", "tls-h2")
+MODES = ("h1", "h1-close", "h1-64k", "h2c", "tls", "tls-h2")
 CONNS = 4
 STREAMS = 10        # HTTP/2 requests in flight per connection (h2load -m10)
 WARMUP = 400        # a multiple of CONNS * STREAMS
@@ -196,9 +206,40 @@ def drive(port: int, n: int, mode: str = "h1", driver: str = "lockstep") -> None
     if mode in ("h2c", "tls-h2"):
         (drive_h2load if driver == "h2load" else drive_h2)(port, n, mode)
         return
+    if mode == "h1-close":
+        for _ in range(n):
+            s = connect(port, mode)
+            s.sendall(REQUEST_CLOSE)
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            s.close()
+            if not buf.endswith(b"hello, world\n"):
+                raise RuntimeError(f"unexpected answer: {buf[:200]!r}")
+        return
     socks = [connect(port, mode) for _ in range(4)]
     for s in socks:
         s.settimeout(60)
+    if mode == "h1-64k":
+        for _ in range(n // 4):
+            for s in socks:
+                s.sendall(REQUEST_64K)
+            for s in socks:
+                buf = b""
+                while True:
+                    chunk = s.recv(262144)
+                    if not chunk:
+                        raise RuntimeError("truehop closed the connection")
+                    buf += chunk
+                    head, sep, body = buf.partition(b"\r\n\r\n")
+                    if sep and len(body) >= BIG:
+                        break
+        for s in socks:
+            s.close()
+        return
     for _ in range(n // 4):
         for s in socks:
             s.sendall(REQUEST)
@@ -346,6 +387,8 @@ def main() -> int:
     os.chmod(d, 0o1777)  # the worker may run as another user
     os.makedirs(f"{d}/data", exist_ok=True)
     os.makedirs(f"{d}/logs", exist_ok=True)
+    with open(f"{d}/data/64k", "wb") as f:
+        f.write(bytes(range(256)) * (BIG // 256))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         up = free_port()
@@ -355,7 +398,7 @@ def main() -> int:
         wait_port(up)
         if args.mode.startswith("tls"):
             make_cert(d)
-        if args.bare and args.mode != "h1":
+        if args.bare and not args.mode.startswith("h1"):
             sys.exit("--bare relays plain HTTP/1.1 only")
         t0 = time.monotonic()
         src = None if args.bare else args.src
