@@ -99,7 +99,7 @@ class CacheRequest:
 
     __slots__ = ("caches", "r", "ex", "loc", "s", "zone", "key", "hexkey", "file_hex",
                  "plan", "status", "entry", "locked", "store_ok", "writer", "served",
-                 "revalidating", "uses", "background")
+                 "revalidating", "uses", "background", "expect")
 
     def __init__(self, caches: Caches, r: RequestState, ex: Exchange, loc: LocationConf,
                  s: Settings, zone: Zone, key: str, plan: ResponsePlan) -> None:
@@ -122,6 +122,7 @@ class CacheRequest:
         self.revalidating = False
         self.uses = 0
         self.background = False
+        self.expect = -1                # the body's length when the upstream said it
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -290,6 +291,8 @@ class CacheRequest:
             variant = policy.variant(self.key, fr.vary, r.head.headers)
             if file_hex != self.hexkey:
                 file_hex = variant
+        cl = rh.content_length
+        self.expect = cl if cl is not None else -1
         self.writer = self.zone.writer(file_hex, self.key, rh, fr.valid_until,
                                        fr.updating_sec, fr.error_sec, fr.vary, variant)
 
@@ -477,9 +480,15 @@ class CacheTee(BodyFilter):
         self.cache = cache
 
     def write(self, data: bytes) -> None:
-        w = self.cache.writer
+        c = self.cache
+        w = c.writer
         if w is not None:
             w.write(data)
+            if w.length == c.expect:
+                # the whole body is here: the entry goes into place before the client has
+                # its last byte (and can ask again), as nginx updates the cache in the
+                # same event that relays the end of the body
+                c.stored()
         self.next.write(data)
 
     def end(self) -> None:
