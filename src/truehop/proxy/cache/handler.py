@@ -159,7 +159,7 @@ class CacheRequest:
             now = time.time()
             e = self.open_entry(now)
             if e is not None:
-                if e.valid_until > now:
+                if policy.fresh(e.valid_until, now):
                     await self.serve(e, policy.HIT)
                     return
                 self.entry = e
@@ -256,7 +256,7 @@ class CacheRequest:
                 # proxy_cache_valid for the cached status
                 fr = policy.freshness(e.status, rh.headers, s.proxy_ignore_headers,
                                       s.proxy_cache_valid, now)
-                if fr.valid_until > now:
+                if fr.valid_until:
                     self.zone.update_validity(e, fr.valid_until, now)
                 self.release(att)
                 await self.serve(e, policy.REVALIDATED)
@@ -281,7 +281,7 @@ class CacheRequest:
             return
         fr = policy.freshness(status, rh.headers, s.proxy_ignore_headers, s.proxy_cache_valid,
                               now)
-        if fr.valid_until <= now:
+        if not fr.valid_until:
             if fr.refused == policy.NO_VALIDITY and policy.says_nothing(rh.headers):
                 self.say_uncached(status)
             return

@@ -111,8 +111,11 @@ class Freshness:
 
 def freshness(status: int, headers: Sequence[tuple[str, str]], ignore: frozenset[str],
               valid: tuple[CacheValid, ...], now: float) -> Freshness:
-    """How long a response stays fresh, as nginx 1.30 decides it (the module docstring)."""
+    """How long a response stays fresh, as nginx 1.30 decides it (the module docstring).
+    Whole seconds, as nginx counts them (ngx_time()): an entry valid for 1s is fresh until
+    the second after next has begun (`fresh`)."""
     f = Freshness()
+    now = float(int(now))
     if status in _NEVER or status < 200:
         f.refused = REFUSED_STATUS
         return f
@@ -186,7 +189,7 @@ def freshness(status: int, headers: Sequence[tuple[str, str]], ignore: frozenset
         return f
     if not until and expires is not None and "expires" not in ignore:
         t = parse_http_date(expires)
-        if t is None or t <= now:
+        if t is None or t < now:
             f.refused = REFUSED_EXPIRES
             return f
         until = t
@@ -198,6 +201,11 @@ def freshness(status: int, headers: Sequence[tuple[str, str]], ignore: frozenset
         until = now + secs
     f.valid_until = until
     return f
+
+
+def fresh(valid_until: float, now: float) -> bool:
+    """ngx_http_file_cache_read's test: expired once valid_sec < now, in whole seconds."""
+    return valid_until >= int(now)
 
 
 def says_nothing(headers: Sequence[tuple[str, str]]) -> bool:
