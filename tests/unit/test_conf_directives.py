@@ -78,7 +78,7 @@ def test_unsupported_table_is_large_and_disjoint() -> None:
     assert not set(dt.UNSUPPORTED) & set(dt.BY_NAME)
     for name in ("gzip", "gzip_types", "limit_req", "limit_req_zone", "limit_conn", "auth_basic",
                  "auth_basic_user_file", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass",
-                 "proxy_cache", "proxy_cache_path", "ssi", "sub_filter", "allow", "deny",
+                 "uwsgi_cache", "proxy_cache_purge", "ssi", "sub_filter", "allow", "deny",
                  "auth_request", "geo", "split_clients", "mirror", "stub_status", "brotli",
                  "stream", "limit_except", "more_set_headers", "content_by_lua_block"):
         assert name in dt.UNSUPPORTED, name
@@ -92,7 +92,8 @@ def test_unsupported_table_is_large_and_disjoint() -> None:
     ("deny", "ngx_http_access_module"),
     ("limit_req", "ngx_http_limit_req_module"),
     ("auth_request", "ngx_http_auth_request_module"),
-    ("proxy_cache", "ngx_http_proxy_module"),
+    ("proxy_cache_max_range_offset", "ngx_http_proxy_module"),
+    ("proxy_cache_purge", "ngx_http_proxy_module (NGINX Plus)"),
     ("grpc_pass", "ngx_http_grpc_module"),
     ("brotli", "ngx_brotli"),
     ("stream", "ngx_stream_core_module"),

@@ -19,6 +19,7 @@ from truehop.lint.rules import RULES, for_location
 SHARED = Path("/work/shared/configs")
 UP = "upstream app { server 127.0.0.1:3000; }\n"
 UP_KA = "upstream app { server 127.0.0.1:3000; keepalive 16; }\n"
+CACHE = UP + "proxy_cache_path cache keys_zone=one:1m;\n"
 MAP = "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }\n"
 GOOD = """
         proxy_set_header Host $host;
@@ -226,6 +227,22 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      "limit-rate-ignored", "warn", True),
     ("limit-rate-off-ok", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 0;"),
      "limit-rate-ignored", "warn", False),
+    # cache-set-cookie
+    ("cache-cookie", CACHE + loc("proxy_pass http://app; proxy_cache one;\n"
+                                 "proxy_ignore_headers Set-Cookie; #!" + GOOD, head=""),
+     "cache-set-cookie", "warn", True),
+    ("cache-cookie-hidden-ok", CACHE + loc("proxy_pass http://app; proxy_cache one;\n"
+                                           "proxy_ignore_headers Set-Cookie;\n"
+                                           "proxy_hide_header Set-Cookie;" + GOOD, head=""),
+     "cache-set-cookie", "warn", False),
+    # cache-key-without-host
+    ("cache-key", CACHE + "server {\n listen 127.0.0.1:8080;\n server_name a.test b.test;\n"
+     " location / {\n  proxy_pass http://app;\n  proxy_cache one; #!" + GOOD + "\n }\n}\n",
+     "cache-key-without-host", "warn", True),
+    ("cache-key-host-ok", CACHE + "server {\n listen 127.0.0.1:8080;\n"
+     " server_name a.test b.test;\n location / {\n  proxy_pass http://app;\n"
+     "  proxy_cache one;\n  proxy_cache_key $scheme$host$request_uri;" + GOOD + "\n }\n}\n",
+     "cache-key-without-host", "warn", False),
 ]
 
 

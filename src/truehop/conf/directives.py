@@ -275,6 +275,8 @@ _TUNING = "sizes nginx's own hash tables or memory pools; truehop has none to si
 _RUN = "process/runtime.py"
 _PIPE = "proxy/pipeline.py"
 _DOWN = "net/downstream.py, net/h2conn.py"
+_CACHE = "proxy/cache/handler.py"
+_CACHE_POLICY = "proxy/cache/policy.py"
 
 
 def _limit_rate_on(d: Directive) -> bool:
@@ -453,7 +455,8 @@ SPECS: tuple[Spec, ...] = (
     _d("proxy_intercept_errors", HSL, "FLAG", PROXY, "answer upstream codes >= 300 with error_page",
        target=SETTINGS_T, parse=P.flag, default=False, at="proxy/relay.py"),
     _d("proxy_ignore_headers", HSL, "1MORE", PROXY, "upstream response headers whose meaning is ignored",
-       target=SETTINGS_T, parse=P.lower_words, default=frozenset(), at="proxy/response.py"),
+       target=SETTINGS_T, parse=P.lower_words, default=frozenset(),
+       at="proxy/response.py, proxy/cache/policy.py"),
     _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering",
        noop="proxied responses are never written to temporary files"),
     _d("proxy_cookie_domain", HSL, "TAKE12", PROXY, "rewrite the domain of Set-Cookie",
@@ -470,6 +473,40 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.template, default=None, at="proxy/attempts.py"),
     _d("proxy_ssl_protocols", HSL, "1MORE", PROXY, "TLS versions toward the upstream",
        target=SETTINGS_T, parse=P.ssl_protocols, default=("TLSv1.2", "TLSv1.3"), at="proxy/upstreams.py"),
+    # --- proxy cache (proxy/cache/) ---------------------------------------------------------
+    _d("proxy_cache_path", H, "2MORE", PROXY,
+       "a cache zone: path [levels=1:2] keys_zone=name:size [inactive= max_size= min_free= ...]",
+       target=SETTINGS_T, parse=P.cache_path, merge=LIST, default=(),
+       at="proxy/cache/store.py, process/master.py"),
+    _d("proxy_cache", HSL, "TAKE1", PROXY, "the cache zone responses are kept in (off: none)",
+       target=SETTINGS_T, parse=P.cache_zone, default=None, at=_CACHE),
+    _d("proxy_cache_key", HSL, "TAKE1", PROXY, "the key a response is cached under",
+       target=SETTINGS_T, parse=P.template,
+       default=Computed("$scheme$proxy_host$request_uri", P.default_cache_key), at=_CACHE),
+    _d("proxy_cache_valid", HSL, "1MORE", PROXY, "how long responses with these codes (or any) are fresh",
+       target=SETTINGS_T, parse=P.cache_valid, merge=LIST, default=(), at=_CACHE_POLICY),
+    _d("proxy_cache_methods", HSL, "1MORE", PROXY, "methods whose responses are cached (GET HEAD [POST])",
+       target=SETTINGS_T, parse=P.cache_methods, default=frozenset({"GET", "HEAD"}), at=_CACHE),
+    _d("proxy_cache_min_uses", HSL, "TAKE1", PROXY, "requests for a key before its response is cached",
+       target=SETTINGS_T, parse=P.min_uses, default=1, at=_CACHE),
+    _d("proxy_cache_bypass", HSL, "1MORE", PROXY, "conditions under which the cache is not read",
+       target=SETTINGS_T, parse=P.cache_conditions, merge=LIST, default=(), at=_CACHE),
+    _d("proxy_no_cache", HSL, "1MORE", PROXY, "conditions under which the response is not stored",
+       target=SETTINGS_T, parse=P.cache_conditions, merge=LIST, default=(), at=_CACHE),
+    _d("proxy_cache_use_stale", HSL, "1MORE", PROXY, "failures for which an expired entry is served",
+       target=SETTINGS_T, parse=P.cache_use_stale, default=frozenset(), at=_CACHE),
+    _d("proxy_cache_background_update", HSL, "FLAG", PROXY, "refresh an expired entry in the background, serving it stale",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_CACHE),
+    _d("proxy_cache_lock", HSL, "FLAG", PROXY, "one request at a time fills a missing entry",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_CACHE + ", proxy/cache/store.py"),
+    _d("proxy_cache_lock_timeout", HSL, "TAKE1", PROXY, "how long others wait on the lock (then go upstream, uncached)",
+       target=SETTINGS_T, parse=P.time_, default=5.0, at=_CACHE),
+    _d("proxy_cache_lock_age", HSL, "TAKE1", PROXY, "a lock older than this lets one more request go upstream",
+       target=SETTINGS_T, parse=P.time_, default=5.0, at="proxy/cache/store.py"),
+    _d("proxy_cache_revalidate", HSL, "FLAG", PROXY, "revalidate expired entries with If-Modified-Since / If-None-Match",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_CACHE),
+    _d("proxy_cache_convert_head", HSL, "FLAG", PROXY, "a HEAD is sent upstream as a GET when caching",
+       target=SETTINGS_T, parse=P.flag, default=True, at=_CACHE),
     # --- client side -----------------------------------------------------------------------
     _d("client_max_body_size", HSL, "TAKE1", HCORE, "largest request body allowed (0: no limit)",
        target=SETTINGS_T, parse=P.size, default=1024 * 1024, at="proxy/pipeline.py, proxy/upstream.py"),
@@ -754,13 +791,9 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "perl perl_modules perl_require perl_set"
     ),
     'ngx_http_proxy_module': (
-        "proxy_bind proxy_cache proxy_cache_background_update proxy_cache_bypass "
-        "proxy_cache_convert_head proxy_cache_key proxy_cache_lock proxy_cache_lock_age "
-        "proxy_cache_lock_timeout proxy_cache_max_range_offset proxy_cache_methods "
-        "proxy_cache_min_uses proxy_cache_path proxy_cache_revalidate proxy_cache_use_stale "
-        "proxy_cache_valid proxy_cookie_flags proxy_force_ranges "
+        "proxy_bind proxy_cache_max_range_offset proxy_cookie_flags proxy_force_ranges "
         "proxy_headers_hash_bucket_size proxy_headers_hash_max_size proxy_ignore_client_abort "
-        "proxy_limit_rate proxy_no_cache proxy_pass_trailers proxy_send_lowat "
+        "proxy_limit_rate proxy_pass_trailers proxy_send_lowat "
         "proxy_socket_keepalive proxy_ssl_certificate "
         "proxy_ssl_certificate_cache proxy_ssl_certificate_key proxy_ssl_ciphers "
         "proxy_ssl_conf_command proxy_ssl_crl proxy_ssl_password_file proxy_ssl_session_reuse "
@@ -935,6 +968,7 @@ _OTHER_UNSUPPORTED: dict[str, str] = {
         "auth_jwt auth_jwt_key_file auth_jwt_key_request auth_jwt_claim_set auth_jwt_header_set"
     ),
     "ngx_http_upstream_module (NGINX Plus)": "queue ntlm state sticky_cookie_insert",
+    "ngx_http_proxy_module (NGINX Plus)": "proxy_cache_purge",
     "ngx_http_keyval_module (NGINX Plus)": "keyval keyval_zone",
 }
 

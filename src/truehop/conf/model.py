@@ -96,6 +96,41 @@ class ProxyPass:
     where: Where
 
 
+@dataclass(frozen=True, slots=True)
+class CachePath:
+    """`proxy_cache_path` (ngx_http_file_cache_set_slot): where a cache zone keeps its
+    entries and how its manager bounds them. Sizes in bytes, times in seconds; 0 for
+    max_size/min_free means no limit."""
+    path: str
+    levels: tuple[int, ...]
+    zone: str
+    zone_size: int
+    inactive: float = 600.0
+    max_size: int = 0
+    min_free: int = 0
+    use_temp_path: bool = True
+    manager_files: int = 100
+    manager_sleep: float = 0.05
+    manager_threshold: float = 0.2
+    loader_files: int = 100
+    loader_sleep: float = 0.05
+    loader_threshold: float = 0.2
+    where: Where = ("", 0)
+
+    @property
+    def max_keys(self) -> int:
+        """The keys the zone holds: nginx's 1m zone holds about 8000 (a node each)."""
+        return max(self.zone_size // 128, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheValid:
+    """One `proxy_cache_valid` line: its statuses (empty for `any`) and how long."""
+    codes: frozenset[int]
+    seconds: float
+    any: bool = False
+
+
 # The merged settings of one level (http, server, location, `if`): what the request path reads.
 # Every field is filled: by the level itself, else the enclosing level, else the directive's
 # default in conf/directives.py (the table says, per directive, its field, default and merge).
@@ -123,6 +158,12 @@ SETTING_FIELDS: Final = (
     "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
     "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages", "error_log",
     "client_body_temp_path", "client_body_in_file_only",
+    # the proxy cache (proxy/cache/)
+    "proxy_cache_path", "proxy_cache", "proxy_cache_key", "proxy_cache_valid",
+    "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_bypass", "proxy_no_cache",
+    "proxy_cache_use_stale", "proxy_cache_background_update", "proxy_cache_lock",
+    "proxy_cache_lock_timeout", "proxy_cache_lock_age", "proxy_cache_revalidate",
+    "proxy_cache_convert_head",
 )
 
 
@@ -211,6 +252,24 @@ class Settings:
     # "off" | "on" | "clean" (proxy.request_body)
     client_body_temp_path: tuple[str, tuple[int, ...]]
     client_body_in_file_only: str
+    # the proxy cache (proxy/cache/): the zones (http level only, so every level has the
+    # same tuple); the zone a location caches in (None: `proxy_cache off`, a Template when
+    # it has variables); the rest as nginx's directives of the same names
+    proxy_cache_path: tuple[CachePath, ...]
+    proxy_cache: Template | None
+    proxy_cache_key: Template
+    proxy_cache_valid: tuple[CacheValid, ...]
+    proxy_cache_methods: frozenset[str]
+    proxy_cache_min_uses: int
+    proxy_cache_bypass: tuple[tuple[Template, ...], ...]
+    proxy_no_cache: tuple[tuple[Template, ...], ...]
+    proxy_cache_use_stale: frozenset[str]
+    proxy_cache_background_update: bool
+    proxy_cache_lock: bool
+    proxy_cache_lock_timeout: float
+    proxy_cache_lock_age: float
+    proxy_cache_revalidate: bool
+    proxy_cache_convert_head: bool
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:

@@ -25,6 +25,8 @@ from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.model import (
     AccessLog,
     BreakOp,
+    CachePath,
+    CacheValid,
     Condition,
     ErrorPage,
     Expires,
@@ -61,6 +63,7 @@ class Context(Protocol):
 
     log_formats: dict[str, LogFormat]
     warnings: list[str]
+    http_level: LevelSettings
 
     def prefixed(self, path: str) -> str: ...
     def conf_relative(self, path: str) -> str: ...
@@ -689,3 +692,152 @@ def resolve(host: str, d: Directive) -> list[str]:
             out.append(a)
     return out
 
+
+
+# --- the proxy cache (proxy/cache/) ----------------------------------------------------------
+
+CACHE_STALE_FLAGS = frozenset({
+    "error", "timeout", "invalid_header", "updating", "http_500", "http_502", "http_503",
+    "http_504", "http_403", "http_404", "http_429", "off",
+})
+# proxy_cache_path parameters of NGINX Plus only (its cache purger)
+_CACHE_PLUS_ONLY = frozenset({"purger", "purger_files", "purger_sleep", "purger_threshold"})
+_CACHE_TIMES = ("inactive", "manager_sleep", "manager_threshold", "loader_sleep",
+                "loader_threshold")
+
+
+def cache_path(c: Context, d: Directive, s: LevelSettings) -> CachePath:
+    """proxy_cache_path path [levels=1:2] keys_zone=name:size [use_temp_path=on|off]
+    [inactive=time] [max_size=size] [min_free=size] [manager_files=n] [manager_sleep=time]
+    [manager_threshold=time] [loader_files=n] [loader_sleep=time] [loader_threshold=time]
+    (ngx_http_file_cache_set_slot, its words). NGINX Plus's purger parameters are refused
+    by name."""
+    v = d.values
+    path = c.prefixed(v[0]).rstrip("/") or "/"
+    levels: tuple[int, ...] = ()
+    zone = ""
+    zone_size = 0
+    nums: dict[str, Any] = {}
+    for p in v[1:]:
+        name, eq, val = p.partition("=")
+        if name == "levels" and eq:
+            parts = val.split(":")
+            if len(parts) > 3 or not all(x in ("1", "2") for x in parts):
+                raise ConfigError.at(f'invalid "levels" "{p}"', d)
+            levels = tuple(int(x) for x in parts)
+        elif name == "keys_zone" and eq:
+            zname, colon, zsize = val.partition(":")
+            if not colon or not zname:
+                raise ConfigError.at(f'invalid keys zone size "{p}"', d)
+            try:
+                zone_size = parse_size(zsize)
+            except ValueError:
+                raise ConfigError.at(f'invalid keys zone size "{p}"', d) from None
+            if zone_size < 8192:
+                raise ConfigError.at(f'keys zone "{p}" is too small', d)
+            zone = zname
+        elif name == "use_temp_path" and eq:
+            if val not in ("on", "off"):
+                raise ConfigError.at(f'invalid use_temp_path value "{p}", it must be "on" or '
+                                     f'"off"', d)
+            nums[name] = val == "on"
+        elif name in _CACHE_TIMES and eq:
+            try:
+                nums[name] = parse_time(val)
+            except ValueError:
+                raise ConfigError.at(f'invalid {name} value "{p}"', d) from None
+        elif name in ("max_size", "min_free") and eq:
+            try:
+                nums[name] = parse_size(val)
+            except ValueError:
+                raise ConfigError.at(f'invalid {name} value "{p}"', d) from None
+        elif name in ("manager_files", "loader_files") and eq:
+            if not val.isdigit() or int(val) == 0:
+                raise ConfigError.at(f'invalid {name} value "{p}"', d)
+            nums[name] = int(val)
+        elif name in _CACHE_PLUS_ONLY:
+            raise ConfigError.at(f'invalid parameter "{p}": cache purging ({name}=) is '
+                                 f'NGINX Plus only, not supported by truehop', d)
+        else:
+            raise ConfigError.at(f'invalid parameter "{p}"', d)
+    if not zone:
+        raise ConfigError.at(f'"{d.name}" must have "keys_zone" parameter', d)
+    for other in s.get("proxy_cache_path") or ():
+        if other.zone == zone:
+            raise ConfigError.at(f'duplicate zone "{zone}"', d)
+        if other.path == path:
+            raise ConfigError.at(f'the same path name "{path}" used in {other.where[0]}:'
+                                 f'{other.where[1]} and in {d.file}:{d.line}', d)
+    return CachePath(path, levels, zone, zone_size, where=(d.file, d.line), **nums)
+
+
+def cache_zone(c: Context, d: Directive, s: LevelSettings) -> Template | None:
+    """proxy_cache zone | off. A zone named without variables must be declared by a
+    proxy_cache_path; known from the server level down, where the http level is complete
+    (an http-level one is checked when the runtime is built: proxy.cache.store)."""
+    if s.defined_here("proxy_cache"):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+    v = d.values[0]
+    if v == "off":
+        return None
+    tpl = c.template(v, d)
+    http = c.http_level
+    if tpl.static is not None and http is not s and http.defined_here("proxy_cache_path"):
+        if all(z.zone != v for z in http.get("proxy_cache_path")):
+            raise ConfigError.at(f'"{d.name}" zone "{v}" is unknown', d)
+    return tpl
+
+
+def default_cache_key(c: Context) -> Template:
+    return c.template("$scheme$proxy_host$request_uri", Directive("proxy_cache_key", (), None,
+                                                                  "", 0))
+
+
+def cache_valid(c: Context, d: Directive, s: LevelSettings) -> CacheValid:
+    """proxy_cache_valid [code ...|any] time; with no code: 200, 301 and 302."""
+    v = d.values
+    try:
+        secs = parse_time(v[-1])
+    except ValueError:
+        raise ConfigError.at(f'invalid time value "{v[-1]}"', d) from None
+    codes = v[:-1]
+    if not codes:
+        return CacheValid(frozenset({200, 301, 302}), secs)
+    if "any" in codes:
+        return CacheValid(frozenset(), secs, any=True)
+    out = set()
+    for code in codes:
+        if not code.isdigit() or not 100 <= int(code) <= 599:
+            raise ConfigError.at(f'invalid status "{code}"', d)
+        out.add(int(code))
+    return CacheValid(frozenset(out), secs)
+
+
+def cache_methods(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    """proxy_cache_methods GET|HEAD|POST ...: GET and HEAD are always in."""
+    for m in d.values:
+        if m not in ("GET", "HEAD", "POST"):
+            raise ConfigError.at(f'invalid value "{m}"', d)
+    return frozenset({"GET", "HEAD", *d.values})
+
+
+def cache_conditions(c: Context, d: Directive, s: LevelSettings) -> tuple[Template, ...]:
+    """proxy_cache_bypass / proxy_no_cache: strings, any non-empty and not "0" applies."""
+    return tuple(c.template(v, d) for v in d.values)
+
+
+def cache_use_stale(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    flags = frozenset(d.values)
+    for f in d.values:
+        if f not in CACHE_STALE_FLAGS:
+            raise ConfigError.at(f'invalid value "{f}"', d)
+    if "off" in flags and len(flags) > 1:
+        raise ConfigError.at('invalid value "off"', d)
+    return frozenset() if "off" in flags else flags
+
+
+def min_uses(c: Context, d: Directive, s: LevelSettings) -> int:
+    n = c.integer(d)
+    if n == 0:
+        raise c.invalid(d)
+    return n

@@ -730,6 +730,46 @@ def not_applied(cfg: Config) -> Iterator[Finding]:
                       f"{name} is not applied by truehop: {eff.detail}", eff.fix)
 
 
+def cache_set_cookie(cfg: Config) -> Iterator[Finding]:
+    """proxy_ignore_headers Set-Cookie in a caching location without proxy_hide_header
+    Set-Cookie: the first visitor's cookie (a session) is stored with the page and handed
+    to every later visitor."""
+    for _server, loc in proxied(cfg):
+        s = loc.settings
+        if s.proxy_cache is None or "set-cookie" not in s.proxy_ignore_headers:
+            continue
+        if "set-cookie" in s.proxy_hide_header:
+            continue
+        f, line = where_of(s, "proxy_ignore_headers", loc.where)
+        yield Finding("cache-set-cookie", "warn", f, line,
+                      f"{loc_label(loc)} caches responses that set cookies (proxy_ignore_headers "
+                      "Set-Cookie): one visitor's cookie, a session, is served to everyone",
+                      "proxy_hide_header Set-Cookie;")
+
+
+def cache_key_without_host(cfg: Config) -> Iterator[Finding]:
+    """A proxy_cache_key without $host (or $http_host, $server_name) on a server with
+    several names: one site's pages are served for another (the default key has
+    $proxy_host, the same for every name when they share one upstream)."""
+    for server, loc in proxied(cfg):
+        s = loc.settings
+        if s.proxy_cache is None:
+            continue
+        names = [n for n in server.names if n and n != "_"]
+        if len(names) < 2:
+            continue
+        key = s.proxy_cache_key
+        if any(key.uses(v) for v in ("host", "http_host", "server_name")):
+            continue
+        if loc.proxy is not None and loc.proxy.dynamic is not None:
+            continue    # a variable upstream: $proxy_host may well follow the name
+        f, line = where_of(s, "proxy_cache_key", where_of(s, "proxy_cache", loc.where))
+        yield Finding("cache-key-without-host", "warn", f, line,
+                      f"{loc_label(loc)} caches under a key without $host on a server named "
+                      f"{', '.join(names[:3])}: a page cached for one name is served for the "
+                      "others", "proxy_cache_key $scheme$host$request_uri;")
+
+
 RULES: dict[str, Rule] = {
     "missing-forwarded-proto": missing_forwarded_proto,
     "keepalive-defeated": keepalive_defeated,
@@ -748,6 +788,8 @@ RULES: dict[str, Rule] = {
     "sse-buffering": sse_buffering,
     "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
     "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
+    "cache-set-cookie": cache_set_cookie,
+    "cache-key-without-host": cache_key_without_host,
     # one id per "accepted, not applied" entry of the table (limit-rate-ignored, ...)
     **{s.effect.finding: not_applied for s in SPECS if s.effect.kind == "not-applied"},
 }

@@ -47,6 +47,7 @@ from truehop.lint import rules
 from truehop.log import ErrorLog, ScopedErrorLog
 from truehop.process import worker
 from truehop.process.runtime import Runtime, listener_groups
+from truehop.proxy.cache.store import Manager as CacheManager
 
 SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
            signal.SIGCHLD, signal.SIGWINCH)
@@ -187,6 +188,7 @@ class Master:
         self.stopping: str | None = None
         self.rt: Runtime | None = None
         self._ready_fds: list[int] = []                      # read ends, master side
+        self._cache_manager: CacheManager | None = None
 
     # -- sockets -------------------------------------------------------------------------
 
@@ -463,6 +465,17 @@ class Master:
             except OSError as e:
                 self.log.alert(f'chown("{path}", {uid}) failed ({e.errno}: {e.strerror})')
 
+    # -- the cache manager and loader -----------------------------------------------------
+
+    def cache_manager(self) -> CacheManager:
+        """nginx's cache manager and loader, run here between signals (proxy.cache.store):
+        one per configuration's proxy_cache_path list, a reload keeps it when it is equal."""
+        paths = self.cfg.http.settings.proxy_cache_path
+        m = self._cache_manager
+        if m is None or m.paths != paths:
+            m = self._cache_manager = CacheManager(paths, self.log)
+        return m
+
     # -- main loop -----------------------------------------------------------------------
 
     def run(self, rt: Runtime) -> int:
@@ -502,6 +515,7 @@ class Master:
             self.reap()
             if self.stopping is not None and not self.workers:
                 break
+            self.cache_manager().tick()
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 self.signal_workers(signal.SIGKILL)
         self.close_sockets()

@@ -32,6 +32,7 @@ from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
 from truehop.net.listen import ClientSide, ConnectionOwner, ConnectionTable, Listener
 from truehop.net.tls import CHOOSE_ATTR, set_protocols
+from truehop.proxy.cache.store import prepare as prepare_caches
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
 from truehop.proxy.upstreams import ProxyRuntime, Upstreams
@@ -306,6 +307,8 @@ class Runtime(ConnectionOwner):
         for tp in temp_paths:
             if tp is not None:
                 self._create_temp_path(tp[0])
+        # proxy_cache: the zones named exist, their directories are made
+        prepare_caches(cfg, cfg.main.uid)
 
     def _create_temp_path(self, path: str) -> None:
         """ngx_create_paths: the directory (not its parents) is made 0700 if missing, and

@@ -9,13 +9,14 @@ from truehop.http.events import Data, EndOfMessage, ProtocolError
 from truehop.http.exchange import ClientGone
 from truehop.net.upstream import UpstreamError
 from truehop.proxy.attempts import Attempt, account
+from truehop.proxy.cache.handler import CacheRequest
 from truehop.proxy.filters import send_header
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.response import ResponsePlan, process_accel, response_headers
 from truehop.proxy.tunnel import tunnel, ws_accept
 
 
-async def relay(att: Attempt, plan: ResponsePlan) -> None:
+async def relay(att: Attempt, plan: ResponsePlan, cache: CacheRequest | None = None) -> None:
     """The answering peer's response to the client (nginx's ngx_http_upstream_send_response
     and its non-buffered relay): error_page interception, X-Accel-*, the head through the
     response filter chain (proxy.filters), then the body with back-pressure through what
@@ -67,6 +68,8 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
     # is held is flushed before waiting on the upstream (SSE and slow bodies stream)
     out = send_header(r, ex, final_status, headers, rh.content_length,
                       rh.reason if final_status == status else None, cork=True)
+    if cache is not None:
+        out = cache.tee(out)    # proxy_cache: the body also goes to the new entry
     read_timeout = s.proxy_read_timeout
     try:
         while True:

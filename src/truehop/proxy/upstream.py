@@ -14,6 +14,7 @@ from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import LocationConf, Settings
 from truehop.http.exchange import Exchange
 from truehop.proxy.attempts import Attempt, account
+from truehop.proxy.cache.handler import CacheRequest, Caches
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.relay import relay
 from truehop.proxy.request_body import BodyFile, BodyFileError, read_body
@@ -43,6 +44,7 @@ class Proxy:
         # by id(Settings); the config keeps them alive as long as this runtime
         self.plans: dict[int, tuple[RequestPlan, ResponsePlan]] = {}
         self.targets = Targets(rt)
+        self.caches = Caches(rt)
 
     def plan(self, s: Settings) -> tuple[RequestPlan, ResponsePlan]:
         p = self.plans.get(id(s))
@@ -81,11 +83,21 @@ class Proxy:
             ex.send_continue()  # as nginx: the expectation is answered even for no body
         tries_made = r.upstream_tries
         req_plan, resp_plan = self.plan(s)
+        # proxy_cache (proxy.cache.handler): the lookup, which may answer; else the request
+        # goes on with its say over the upstream request, the answer and the body's tee
+        cache: CacheRequest | None = None
+        if s.proxy_cache is not None:
+            cache = await self.caches.start(r, ex, loc, resp_plan)
+            if cache is not None and cache.served:
+                cache.finish()
+                return
         try:
             try:
                 req = build_request(r, s, req_plan, uri, upgrade, mode == BODY_STREAM, read)
             except ValueError:
                 raise Finish(400) from None
+            if cache is not None:
+                req = cache.upstream_request(req)
             if head.upgrade is not None and not req.upgrading and upgrade:
                 rt.detect.upgrade_not_forwarded(r, loc)
             if req.body_length >= 0:
@@ -93,16 +105,21 @@ class Proxy:
             r.upstream_uri = uri
             now = _monotonic()
             att = Attempt(rt, r, ex, loc, live, upstream, scheme, req, now)
-            await att.until_answer(now)
+            if cache is None:
+                await att.until_answer(now)
+            elif await cache.answer(att, now):
+                return      # answered from the cache (stale, revalidated)
             peer = att.peer
             assert peer is not None
             try:
-                await relay(att, resp_plan)
+                await relay(att, resp_plan, cache)
             finally:
                 # the peer is freed when the response ends, as nginx frees it at finalize:
                 # `conns` (least_conn, max_conns) counts whole responses and tunnels
                 att.state.done(peer, att.answered, failed=False)
         finally:
+            if cache is not None:
+                cache.finish()
             if tries_made and tries_made[-1].end is None:
                 last = tries_made[-1]
                 last.end = _monotonic()

@@ -93,7 +93,7 @@ class RequestState:
         "uri_rewritten", "rewrite_break", "uri_changed", "error_location", "in_error_page",
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
-        "body_read", "body_file",
+        "body_read", "body_file", "cache_status",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -164,3 +164,5 @@ class RequestState:
         # BodyFile, closed when the exchange ends
         self.body_read = False
         self.body_file: Any = None
+        # $upstream_cache_status: MISS, HIT, EXPIRED... (proxy.cache); "" when not cached
+        self.cache_status = ""

@@ -475,6 +475,7 @@ BUILTIN: dict[str, Getter] = {
     "upstream_bytes_sent": lambda r: _upstream_counts(r, "bytes_sent"),
     "upstream_bytes_received": lambda r: _upstream_counts(r, "bytes_received"),
     "upstream_response_length": lambda r: _upstream_counts(r, "response_length"),
+    "upstream_cache_status": lambda r: r.cache_status,
     "pipe": lambda r: "p" if r.pipelined else ".",
     "http2": _http2,
     "ssl_session_reused": _ssl_session_reused,
@@ -519,6 +520,7 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "request_body": _request_body_nf,
     "request_body_file": lambda r: r.request_body_file,
     "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
+    "upstream_cache_status": lambda r: r.cache_status or None,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",

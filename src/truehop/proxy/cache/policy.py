@@ -1,0 +1,309 @@
+"""The proxy cache's decisions, with no I/O: what nginx's ngx_http_file_cache.c and the
+cache parts of ngx_http_upstream.c decide from a key, a response head and the clock.
+
+- `key_hash` / `entry_path`: the md5 of the key in hex is the file's name; `levels=1:2`
+  puts it under its last character, then the two before it (ngx_create_hashed_filename).
+- `freshness`: how long an upstream response stays fresh, in nginx 1.30's precedence:
+  X-Accel-Expires, then Cache-Control (no-cache / no-store / private refuse, s-maxage then
+  max-age, 0 refuses; stale-while-revalidate= and stale-if-error= widen what a stale entry
+  may answer), then Expires (past or invalid refuses), then proxy_cache_valid; Set-Cookie
+  and `Vary: *` refuse. `proxy_ignore_headers` turns each of those fields off.
+- `variant`: the Vary'd request fields folded into a second md5 (nginx's c->variant).
+- `not_modified` / `byte_range`: a cached response's answer to a conditional or a Range
+  request (nginx's not_modified and range filters, which run on cached responses too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from truehop.conf.model import CacheValid
+from truehop.proxy.static import parse_http_date
+
+# $upstream_cache_status
+MISS: Final = "MISS"
+HIT: Final = "HIT"
+EXPIRED: Final = "EXPIRED"
+STALE: Final = "STALE"
+UPDATING: Final = "UPDATING"
+REVALIDATED: Final = "REVALIDATED"
+BYPASS: Final = "BYPASS"
+
+# why a response was not stored (the live detector says the first one once)
+NO_VALIDITY: Final = "no-validity"      # nothing said how long: no proxy_cache_valid for it
+REFUSED_CACHE_CONTROL: Final = "cache-control"
+REFUSED_EXPIRES: Final = "expires"
+REFUSED_ACCEL: Final = "x-accel-expires"
+REFUSED_COOKIE: Final = "set-cookie"
+REFUSED_VARY: Final = "vary"
+REFUSED_STATUS: Final = "status"
+
+# statuses never stored: interim, partial and the answers to conditional requests
+_NEVER: Final = frozenset({101, 206, 304})
+
+
+def key_hash(key: str) -> str:
+    """The md5 of the key, in hex: the entry's file name (ngx_http_file_cache_create_key)."""
+    return hashlib.md5(key.encode("latin-1", "replace")).hexdigest()
+
+
+def variant(key: str, vary: Sequence[str], headers: Iterable[tuple[str, str]]) -> str:
+    """The variant of a Vary'd response (ngx_http_file_cache_vary): the key and, for each
+    name the response varies on, the request's values of that field."""
+    wanted = [n.strip().lower() for n in vary if n.strip()]
+    hs = list(headers)
+    parts = [key]
+    for name in wanted:
+        vals = [v for k, v in hs if k.lower() == name]
+        parts.append(f"{name}:{','.join(vals)}")
+    return hashlib.md5("\n".join(parts).encode("latin-1", "replace")).hexdigest()
+
+
+def entry_path(root: str, levels: tuple[int, ...], hexkey: str) -> str:
+    """nginx's layout: levels=1:2 puts `...029c` at root/c/29/...029c."""
+    end = len(hexkey)
+    parts = [root]
+    for n in levels:
+        parts.append(hexkey[end - n:end])
+        end -= n
+    parts.append(hexkey)
+    return os.path.join(*parts)
+
+
+def valid_for(valid: tuple[CacheValid, ...], status: int) -> float:
+    """proxy_cache_valid's time for a status (ngx_http_file_cache_valid): the lines in
+    order, the first naming the status or `any`; 0 when none does."""
+    for v in valid:
+        if v.any or status in v.codes:
+            return v.seconds
+    return 0.0
+
+
+def _number_after(value: str, low: str, name: str) -> int | None:
+    i = low.find(name)
+    if i < 0:
+        return None
+    i += len(name)
+    # nginx reads the digits that follow; none is 0 (`max-age=` refuses, as 0 does)
+    n = 0
+    while i < len(value) and value[i].isdigit():
+        n = n * 10 + ord(value[i]) - 48
+        i += 1
+    return n
+
+
+class Freshness:
+    """What a response head says about caching it: `valid_until` (wall time; 0: not
+    stored, `refused` says why), the stale windows Cache-Control gave, and the Vary names."""
+
+    __slots__ = ("valid_until", "refused", "updating_sec", "error_sec", "vary")
+
+    def __init__(self) -> None:
+        self.valid_until = 0.0
+        self.refused = ""
+        self.updating_sec = 0.0
+        self.error_sec = 0.0
+        self.vary: tuple[str, ...] = ()
+
+
+def freshness(status: int, headers: Sequence[tuple[str, str]], ignore: frozenset[str],
+              valid: tuple[CacheValid, ...], now: float) -> Freshness:
+    """How long a response stays fresh, as nginx 1.30 decides it (the module docstring).
+    Whole seconds, as nginx counts them (ngx_time()): an entry valid for 1s is fresh until
+    the second after next has begun (`fresh`)."""
+    f = Freshness()
+    now = float(int(now))
+    if status in _NEVER or status < 200:
+        f.refused = REFUSED_STATUS
+        return f
+    accel: str | None = None
+    ccs: list[str] = []
+    expires: str | None = None
+    vary: list[str] = []
+    cookie = False
+    for k, v in headers:
+        lk = k.lower()
+        if lk == "x-accel-expires":
+            if accel is None:
+                accel = v
+        elif lk == "cache-control":
+            ccs.append(v)
+        elif lk == "expires":
+            if expires is None:
+                expires = v
+        elif lk == "set-cookie":
+            cookie = True
+        elif lk == "vary":
+            vary.extend(x.strip() for x in v.split(","))
+    if cookie and "set-cookie" not in ignore:
+        f.refused = REFUSED_COOKIE
+        return f
+    if "vary" not in ignore:
+        if "*" in vary:
+            f.refused = REFUSED_VARY
+            return f
+        f.vary = tuple(x for x in vary if x)
+    until = 0.0
+    no_cache = ""
+    # X-Accel-Expires: seconds from now, or @ an absolute time; 0 refuses
+    if accel is not None and "x-accel-expires" not in ignore:
+        a = accel.strip()
+        absolute = a.startswith("@")
+        digits = a[1:] if absolute else a
+        if digits.isdigit():
+            n = int(digits)
+            if absolute:
+                until = float(n)
+            elif n == 0:
+                f.refused = REFUSED_ACCEL
+                return f
+            else:
+                until = now + n
+    if "cache-control" not in ignore:
+        for cc in ccs:
+            low = cc.lower()
+            swr = _number_after(cc, low, "stale-while-revalidate=")
+            if swr is not None:
+                f.updating_sec = float(swr)
+            sie = _number_after(cc, low, "stale-if-error=")
+            if sie is not None:
+                f.error_sec = float(sie)
+            if until:
+                continue    # X-Accel-Expires said it first
+            if "no-cache" in low or "no-store" in low or "private" in low:
+                no_cache = REFUSED_CACHE_CONTROL
+                continue
+            age = _number_after(cc, low, "s-maxage=")
+            if age is None:
+                age = _number_after(cc, low, "max-age=")
+            if age is not None:
+                if age == 0:
+                    no_cache = REFUSED_CACHE_CONTROL
+                else:
+                    until = now + age
+    if no_cache and not until:
+        f.refused = no_cache
+        return f
+    if not until and expires is not None and "expires" not in ignore:
+        t = parse_http_date(expires)
+        if t is None or t < now:
+            f.refused = REFUSED_EXPIRES
+            return f
+        until = t
+    if not until:
+        secs = valid_for(valid, status)
+        if secs <= 0:
+            f.refused = NO_VALIDITY
+            return f
+        until = now + secs
+    f.valid_until = until
+    return f
+
+
+def fresh(valid_until: float, now: float) -> bool:
+    """ngx_http_file_cache_read's test: expired once valid_sec < now, in whole seconds."""
+    return valid_until >= int(now)
+
+
+def says_nothing(headers: Sequence[tuple[str, str]]) -> bool:
+    """The response carries no field that decides caching (the lint detector's case: with
+    no proxy_cache_valid for its status such an app caches nothing)."""
+    for k, _ in headers:
+        lk = k.lower()
+        if lk in ("cache-control", "expires", "x-accel-expires"):
+            return False
+    return True
+
+
+def truthy(values: Iterable[str]) -> bool:
+    """proxy_cache_bypass / proxy_no_cache: any value that is neither empty nor "0"."""
+    for v in values:
+        if v and v != "0":
+            return True
+    return False
+
+
+def etag_matches(header: str, etag: str | None, weak: bool) -> bool:
+    """nginx's ngx_http_test_if_match (weak for If-None-Match)."""
+    if header.strip() == "*":
+        return etag is not None
+    if etag is None:
+        return False
+    if weak and etag.startswith("W/"):
+        etag = etag[2:]
+    for item in header.split(","):
+        item = item.strip()
+        if weak and item.startswith("W/"):
+            item = item[2:]
+        if item == etag:
+            return True
+    return False
+
+
+def not_modified(req: dict[str, str], etag: str | None, last_modified: str | None,
+                 ims_mode: str) -> int:
+    """The not_modified filter on a cached 200: 412 (If-Match / If-Unmodified-Since fail),
+    304 (If-None-Match / If-Modified-Since match), or 0 to send the response."""
+    lm = parse_http_date(last_modified) if last_modified is not None else None
+    ius = req.get("if-unmodified-since")
+    if ius is not None:
+        t = parse_http_date(ius)
+        if lm is None or t is None or t < lm:
+            return 412
+    im = req.get("if-match")
+    if im is not None and not etag_matches(im, etag, weak=False):
+        return 412
+    ims = req.get("if-modified-since")
+    inm = req.get("if-none-match")
+    if ims is None and inm is None:
+        return 0
+    if ims is not None:
+        if ims_mode == "off" or lm is None:
+            return 0
+        t = parse_http_date(ims)
+        if t != lm and (ims_mode == "exact" or t is None or t < lm):
+            return 0
+    if inm is not None and not etag_matches(inm, etag, weak=True):
+        return 0
+    return 304
+
+
+def byte_range(req: dict[str, str], size: int, etag: str | None,
+               last_modified: str | None) -> tuple[int, int] | None | bool:
+    """A single `Range: bytes=` on a cached 200 (the range filter): (start, end) to send
+    as 206; False for 416; None for the whole response (no Range, an If-Range that does
+    not match, several ranges: sent whole, a deviation from nginx's multipart answer)."""
+    rng = req.get("range")
+    if rng is None or not rng[:6].lower() == "bytes=":
+        return None
+    ir = req.get("if-range")
+    if ir is not None:
+        if ir.endswith('"'):
+            if etag is None or ir != etag:
+                return None
+        elif last_modified is None or parse_http_date(ir) != parse_http_date(last_modified):
+            return None
+    spec = rng[6:].strip()
+    if "," in spec:
+        return None
+    first, dash, last = spec.partition("-")
+    first, last = first.strip(), last.strip()
+    if not dash:
+        return False
+    if not first:
+        if not last.isdigit():
+            return False
+        n = int(last)
+        if n == 0:
+            return False
+        return (max(size - n, 0), size)
+    if not first.isdigit() or (last and not last.isdigit()):
+        return False
+    start = int(first)
+    end = int(last) + 1 if last else size
+    if start >= size:
+        return False
+    return (start, min(end, size))
