@@ -196,7 +196,7 @@ WITHOUT = " ".join(f"--without-{m}" for m in (
     "http_limit_req_module", "http_empty_gif_module", "http_browser_module",
     "http_upstream_least_time_module", "http_upstream_random_module",
     "http_upstream_zone_module", "http_upstream_sticky_module", "http_tunnel_module",
-    "http-cache", "mail_pop3_module", "mail_imap_module", "mail_smtp_module"))
+    "mail_pop3_module", "mail_imap_module", "mail_smtp_module"))
 
 
 def resolve_paths(a: Args) -> tuple[str, str]:
