@@ -80,6 +80,20 @@ CASES: list[tuple[str, str, str, str, bool]] = [
                       "proxy_set_header X-Real-IP $remote_addr;"),
      "http-host", "warn", True),
     ("http-host-ok", loc("proxy_pass http://app;" + GOOD), "http-host", "warn", False),
+    # the shape projects use on purpose: a WebSocket location whose app checks Origin
+    ("http-host-websocket", MAP + loc("proxy_pass http://app;\n"
+                                      "proxy_set_header Host $http_host; #!\n"
+                                      "proxy_set_header X-Real-IP $remote_addr;\n"
+                                      "proxy_set_header Upgrade $http_upgrade;\n"
+                                      "proxy_set_header Connection $connection_upgrade;"),
+     "http-host", "note", True),
+    ("http-host-websocket-not-warn", MAP + loc("proxy_pass http://app;\n"
+                                               "proxy_set_header Host $http_host;\n"
+                                               "proxy_set_header X-Real-IP $remote_addr;\n"
+                                               "proxy_set_header Upgrade $http_upgrade;\n"
+                                               "proxy_set_header Connection "
+                                               "$connection_upgrade;"),
+     "http-host", "warn", False),
     # duplicate-header
     ("dup", loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header x-real-ip $remote_addr; #!"),
      "duplicate-header", "warn", True),
@@ -125,6 +139,17 @@ CASES: list[tuple[str, str, str, str, bool]] = [
     ("ka-http10-default-keepalive", loc("proxy_pass http://app;\nproxy_http_version 1.0; #!" +
                                         GOOD),
      "keepalive-defeated", "note", True),
+    # one WebSocket location closes its plain requests; "/" keeps reusing connections
+    ("ka-websocket-location-ok", "map $http_upgrade $c { default upgrade; '' close; }\n" + UP_KA
+     + "server {\n listen 127.0.0.1:8080;\n location / { proxy_pass http://app;" + GOOD
+     + " }\n location /ws/ {\n  proxy_pass http://app;" + GOOD
+     + "\n  proxy_set_header Upgrade $http_upgrade;\n  proxy_set_header Connection $c;\n }\n}\n",
+     "keepalive-defeated", "warn", False),
+    ("ka-websocket-location-note", "map $http_upgrade $c { default upgrade;\n '' close; #!\n}\n"
+     + UP_KA + "server {\n listen 127.0.0.1:8080;\n location / { proxy_pass http://app;" + GOOD
+     + " }\n location /ws/ {\n  proxy_pass http://app;" + GOOD
+     + "\n  proxy_set_header Upgrade $http_upgrade;\n  proxy_set_header Connection $c;\n }\n}\n",
+     "keepalive-defeated", "note", True),
     ("ka-map-empty-ok", MAP + loc(
         "proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;\n"
         "proxy_set_header Connection $connection_upgrade;", head=UP_KA),
@@ -150,11 +175,11 @@ CASES: list[tuple[str, str, str, str, bool]] = [
     ("conn-hardcoded", loc("proxy_pass http://app;" + GOOD +
                            "\nproxy_set_header Upgrade $http_upgrade;\n"
                            "proxy_set_header Connection \"upgrade\"; #!"),
-     "connection-upgrade-hardcoded", "warn", True),
+     "connection-upgrade-hardcoded", "note", True),
     ("conn-map-ok", MAP + loc("proxy_pass http://app;" + GOOD +
                               "\nproxy_set_header Upgrade $http_upgrade;\n"
                               "proxy_set_header Connection $connection_upgrade;"),
-     "connection-upgrade-hardcoded", "warn", False),
+     "connection-upgrade-hardcoded", "note", False),
     # websocket-read-timeout
     ("ws-timeout", MAP + loc("proxy_pass http://app;" + GOOD +
                              "\nproxy_set_header Upgrade $http_upgrade;\n"
@@ -215,6 +240,17 @@ CASES: list[tuple[str, str, str, str, bool]] = [
     ("dyn-map-to-upstreams-ok", "map $http_x_env $be { default app; beta 10.0.0.5:3000; }\n"
      + loc("proxy_pass http://$be;" + GOOD), "dynamic-proxy-no-resolver", "warn", False),
     ("dyn-address-ok", loc("proxy_pass http://127.0.0.1:3000$request_uri;" + GOOD),
+     "dynamic-proxy-no-resolver", "warn", False),
+    ("dyn-set-name", "server {\n listen 127.0.0.1:8080;\n set $be backend.internal:8080;\n"
+     " location / {\n  proxy_pass http://$be; #!" + GOOD + "\n }\n}\n",
+     "dynamic-proxy-no-resolver", "warn", True),
+    ("dyn-set-address-ok", "server {\n listen 127.0.0.1:8080;\n location / {\n"
+     "  set $app 127.0.0.1;\n  proxy_pass http://$app:3000$request_uri;" + GOOD + "\n }\n}\n",
+     "dynamic-proxy-no-resolver", "warn", False),
+    ("dyn-set-upstreams-ok", UP + "upstream beta { server 127.0.0.1:3001; }\n"
+     "server {\n listen 127.0.0.1:8080;\n set $be app;\n"
+     " if ($http_x_env = beta) { set $be beta; }\n"
+     " location / {\n  proxy_pass http://$be;" + GOOD + "\n }\n}\n",
      "dynamic-proxy-no-resolver", "warn", False),
     ("dyn-resolver-ok", loc("resolver 127.0.0.11;\nproxy_pass http://$arg_h:3000;" + GOOD),
      "dynamic-proxy-no-resolver", "warn", False),
@@ -338,3 +374,27 @@ def test_shared_configs(tmp_path: Path, path: str) -> None:
     got = {(f.rule, f.severity) for f in run(load(str(target), str(tmp_path))) if f.loud}
     assert must <= got
     assert got - must - may == set()
+
+
+NO_HOST = "\n".join(GOOD.splitlines()[2:])
+
+
+def test_http_host_fix_keeps_the_port(tmp_path: Path) -> None:
+    text = loc("proxy_pass http://app;\nproxy_set_header Host $http_host;" + NO_HOST)
+    found = [f for f in lint(tmp_path, text) if f.rule == "http-host"]
+    assert [f.severity for f in found] == ["warn"]
+    assert "$host:$server_port" in found[0].fix
+    text80 = loc("proxy_pass http://app;\nproxy_set_header Host $http_host;" + NO_HOST,
+                 listen="listen 127.0.0.1:80;")
+    found = [f for f in lint(tmp_path, text80) if f.rule == "http-host"]
+    assert found[0].fix.startswith("proxy_set_header Host $host;")
+
+
+def test_upgrade_wording_is_not_websocket_only(tmp_path: Path) -> None:
+    text = loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;")
+    f = next(f for f in lint(tmp_path, text) if f.rule == "upgrade-without-connection")
+    assert "WebSocket handshakes fail" not in f.message and "protocol" in f.message
+    text = loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;\n"
+               "proxy_set_header Connection upgrade;")
+    f = next(f for f in lint(tmp_path, text) if f.rule == "connection-upgrade-hardcoded")
+    assert "cannot be kept alive" not in f.message and "still kept alive" in f.message

@@ -36,6 +36,7 @@ from truehop.conf.model import (
     MapConf,
     ReturnOp,
     ServerConf,
+    SetOp,
     Settings,
     Where,
 )
@@ -295,16 +296,44 @@ def missing_host(cfg: Config) -> Iterator[Finding]:
 
 
 def http_host(cfg: Config) -> Iterator[Finding]:
-    for _server, loc in proxied(cfg):
+    """`proxy_set_header Host $http_host`, decided by what breaks.
+
+    What `$http_host` breaks: a client that sends no Host (HTTP/1.0) makes the value empty,
+    an empty `proxy_set_header` value removes the header, and the upstream gets a request
+    with no Host at all (most apps answer 400); the value is not lower-cased either.
+    What `$host` breaks: it drops the port, so an app served on a non-default port builds
+    links and redirects to the wrong port, and an app that checks a WebSocket `Origin`
+    against Host (Socket.IO, Django Channels, Rails' Action Cable...) refuses the handshake
+    when the port is part of the origin. So the fix offered keeps the port
+    (`$host:$server_port`: never empty, normalised), and in a location that forwards
+    `Upgrade` the raw header is what the Origin check needs: there it is only a note."""
+    for server, loc in proxied(cfg):
         h = sent_headers(loc.settings).get("host")
         if h is None or "http_host" not in h.value.names:
             continue
         f, line = h.where
+        default_ports = all(ls.port in (80, 443) for ls in server.listens) \
+            and bool(server.listens)
+        fix = ("proxy_set_header Host $host;  (this server listens on the default port, so no "
+               "port is lost)" if default_ports else
+               "proxy_set_header Host $host:$server_port;  (keeps the port, never empty; "
+               "behind port mapping, where clients use another port than listen's, keep "
+               "$http_host)")
+        if forwards_upgrade(loc.settings) is not None:
+            yield Finding("http-host", "note", f, line,
+                          f"Host is set from $http_host in {loc_label(loc)}, which forwards "
+                          "upgrades: the raw header (port included) is what an app comparing "
+                          "the WebSocket Origin with Host needs, but a client that sends no Host "
+                          "(HTTP/1.0) makes it empty and the upstream then gets no Host header",
+                          fix)
+            continue
         yield Finding("http-host", "warn", f, line,
-                      "Host is set from $http_host, the raw client header: empty for HTTP/1.0 "
-                      "clients, it may carry a port or odd case and is not checked against "
-                      "server_name; $host is normalised and falls back to server_name",
-                      "proxy_set_header Host $host;")
+                      "Host is set from $http_host, the raw client header: a client that sends "
+                      "none (HTTP/1.0) makes it empty, an empty proxy_set_header value removes "
+                      "the header, and the upstream gets a request with no Host (most apps "
+                      "answer 400); it is not lower-cased. ($host would drop the port the "
+                      "client used, which breaks links on a non-default port)",
+                      fix)
 
 
 def duplicate_header(cfg: Config) -> Iterator[Finding]:
@@ -392,6 +421,15 @@ def _quote(v: str) -> str:
 
 
 def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
+    """A location whose requests close their upstream connection. Judged per location: a
+    WebSocket location that sends `Connection: close` on its plain requests costs only those
+    requests their reuse while other locations keep reusing the upstream's connections; that
+    is a note, a catch-all location (or the upstream's only user) closing them is a warn."""
+    users: dict[int, list[LocationConf]] = {}
+    for _server, loc in proxied(cfg):
+        assert loc.proxy is not None
+        if loc.proxy.upstream is not None:
+            users.setdefault(id(loc.proxy.upstream), []).append(loc)
     for server, loc in proxied(cfg):
         pp = loc.proxy
         assert pp is not None
@@ -410,9 +448,13 @@ def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
             said = "" if conns else ' and sends "Connection: close"'
             yield Finding("keepalive-defeated", sev, f, line,
                           f"{asked}, but proxy_http_version 1.0 cannot keep upstream "
-                          f"connections{said}: none is ever reused in {loc_label(loc)}",
+                          f"connections{said}: none used by {loc_label(loc)} is ever reused",
                           "proxy_http_version 1.1;")
             continue
+        others = [o for o in users.get(id(up), []) if o is not loc
+                  and not _closes_plain(cfg, server, o)]
+        dedicated = (forwards_upgrade(s) is not None and bool(others)
+                     and loc.pattern not in ("", "/"))
         for h in conns:
             got = value_on(cfg, server, h, False)
             if got is None:
@@ -426,10 +468,32 @@ def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
                        f"{h.where[0]}:{h.where[1]})")
             fix = ("'' '';  (in the map: a plain request then sends no Connection header)"
                    if via else "remove this line, or use a map whose '' value is ''")
+            if dedicated:
+                yield Finding("keepalive-defeated", "note", f, line,
+                              f"plain (non-upgrade) requests to {loc_label(loc)} are sent with "
+                              f"\"Connection: close\"{via}: each closes its upstream "
+                              f"connection; the other locations proxying to \"{up.name}\" "
+                              "keep reusing theirs", fix)
+                continue
             yield Finding("keepalive-defeated", sev, f, line,
-                          f"{asked}, but every plain request is sent with \"Connection: close\""
-                          f"{via}, so no upstream connection is ever reused",
+                          f"{asked}, but every plain request to {loc_label(loc)} is sent with "
+                          f"\"Connection: close\"{via}, so none of the upstream connections it "
+                          "uses is ever reused",
                           fix)
+
+
+def _closes_plain(cfg: Config, server: ServerConf, loc: LocationConf) -> bool:
+    """Does a plain request to this location close its upstream connection?"""
+    s = loc.settings
+    if s.proxy_http_version == "1.0":
+        return True  # HTTP/1.0 upstream connections are never reused
+    for h in s.proxy_set_header:
+        if h.name.lower() != "connection":
+            continue
+        got = value_on(cfg, server, h, False)
+        if got is not None and "close" in connection_tokens(got[0]):
+            return True
+    return False
 
 
 def upgrade_needs_http11(cfg: Config) -> Iterator[Finding]:
@@ -441,7 +505,8 @@ def upgrade_needs_http11(cfg: Config) -> Iterator[Finding]:
         f, line = where_of(s, "proxy_http_version", loc.proxy.where)
         yield Finding("upgrade-needs-http11", "warn", f, line,
                       f"Upgrade is forwarded in {loc_label(loc)}, but over HTTP/1.0 no upstream "
-                      "switches protocols (WebSocket handshakes fail) and every upstream "
+                      "switches protocols (WebSocket or any other upgrade fails) and every "
+                      "upstream "
                       "connection is closed after one request",
                       "proxy_http_version 1.1;  (the default in nginx 1.30: removing the line "
                       "also works)")
@@ -464,8 +529,9 @@ def upgrade_without_connection(cfg: Config) -> Iterator[Finding]:
         f, line = up.where
         yield Finding("upgrade-without-connection", "warn", f, line,
                       f"Upgrade is forwarded in {loc_label(loc)} but Connection does not name "
-                      "\"upgrade\": the upstream sees no upgrade request and WebSocket "
-                      "handshakes fail",
+                      "\"upgrade\": Upgrade is a hop-by-hop header, so the upstream ignores "
+                      "it and every protocol switch through here (WebSocket, or whatever "
+                      "protocol the client asks for) is answered as a plain request",
                       "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
                       "proxy_set_header Connection $connection_upgrade;")
 
@@ -478,10 +544,12 @@ def connection_upgrade_hardcoded(cfg: Config) -> Iterator[Finding]:
         if "upgrade" not in connection_tokens(h.value.static):
             continue
         f, line = h.where
-        yield Finding("connection-upgrade-hardcoded", "warn", f, line,
-                      f'"Connection: {h.value.static}" is sent on every request, not only on '
-                      "WebSocket handshakes: every request asks the upstream for an upgrade and "
-                      "the upstream connection cannot be kept alive",
+        yield Finding("connection-upgrade-hardcoded", "note", f, line,
+                      f'"Connection: {h.value.static}" is sent on every request through '
+                      f"{loc_label(loc)}, not only on upgrades: a plain request reaches the "
+                      "upstream with \"Connection: upgrade\" and no Upgrade header. Most apps "
+                      "ignore that (the connection is still kept alive: upgrade is not close); "
+                      "strict servers reject it or log a failed upgrade",
                       "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
                       "proxy_set_header Connection $connection_upgrade;")
 
@@ -559,19 +627,41 @@ def dynamic_proxy_no_resolver(cfg: Config) -> Iterator[Finding]:
 
 
 def _host_values(cfg: Config, host_src: str) -> list[str] | None:
-    """The hosts a proxy_pass host part can take, when the config says (a literal, or one
-    map variable: its values); None when a variable can hold anything."""
+    """The hosts a proxy_pass host part can take, when the config says (a literal, one map
+    variable: its values, or one variable every `set` gives a value without variables);
+    None when a variable can hold anything."""
     if "$" not in host_src:
         return [host_src]
     var = host_src.rsplit(":", 1)[0] if not host_src.endswith("}") else host_src
+    port = host_src[len(var):]
     for m in cfg.http.maps:
         if var in (f"${m.variable}", f"${{{m.variable}}}"):
             values = [t.source for _k, t, _w in m.entries] + [m.default.source]
             if any("$" in v for v in values):
                 return None
-            port = host_src[len(var):]
             return [v + port for v in values if v]
-    return None
+    name = var[2:-1] if var.startswith("${") else var[1:]
+    if not re.fullmatch(r"\w+", name):
+        return None
+    sets = [op.value for op in _set_ops(cfg) if op.name == name]
+    if not sets or any(t.static is None for t in sets):
+        return None  # never set (a built-in, a header) or set from other variables
+    return [(t.static or "") + port for t in sets if t.static]
+
+
+def _set_ops(cfg: Config) -> Iterator[SetOp]:
+    """Every `set` of the config (server level, locations, `if` blocks)."""
+    def walk(ops: Iterable[Any]) -> Iterator[SetOp]:
+        for op in ops:
+            if isinstance(op, SetOp):
+                yield op
+            elif isinstance(op, IfOp):
+                yield from walk(op.ops)
+    for server in cfg.http.servers:
+        yield from walk(server.ops)
+        for loc in locations(server):
+            if loc.modifier != "if":
+                yield from walk(loc.ops)
 
 
 def _needs_no_dns(cfg: Config, hostport: str) -> bool:
