@@ -16,11 +16,12 @@ Handler = Callable[[socket.socket, "RawUpstream"], None]
 class RawUpstream:
     """A threaded accept loop calling `handler(conn, self)` per connection."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
         self.handler = handler
+        self.host = host
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.port = int(self.sock.getsockname()[1])
         self.heads: list[bytes] = []
@@ -36,7 +37,7 @@ class RawUpstream:
     def __exit__(self, *exc: object) -> None:
         self._stop = True
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            socket.create_connection((self.host, self.port), timeout=1).close()
         except OSError:
             pass
         self.sock.close()
@@ -151,3 +152,19 @@ def cl_and_te(conn: socket.socket, up: RawUpstream) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                  b"5\r\nhello\r\n0\r\n\r\n")
     time.sleep(0.2)
+
+
+def saying(text: str) -> Handler:
+    """Answers every request (keep-alive) with `text`: which server answered."""
+    def handle(conn: socket.socket, up: RawUpstream) -> None:
+        buf = b""
+        while True:
+            got = read_head(conn, buf)
+            if got is None:
+                return
+            head, rest = got
+            up.heads.append(head)
+            buf = read_body(conn, head, rest)
+            body = text.encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+    return handle

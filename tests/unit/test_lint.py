@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import textwrap
 from pathlib import Path
 
@@ -30,7 +31,7 @@ GOOD = """
 def lint(tmp_path: Path, text: str) -> list[Finding]:
     os.makedirs(tmp_path / "public" / "static", exist_ok=True)
     conf = tmp_path / "site.conf"
-    conf.write_text(textwrap.dedent(text))
+    conf.write_text(textwrap.dedent(text).replace("HOSTNAME", socket.gethostname()))
     return run(load(str(conf), str(tmp_path)))
 
 
@@ -254,6 +255,19 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      "dynamic-proxy-no-resolver", "warn", False),
     ("dyn-resolver-ok", loc("resolver 127.0.0.11;\nproxy_pass http://$arg_h:3000;" + GOOD),
      "dynamic-proxy-no-resolver", "warn", False),
+    # upstream-resolved-once (HOSTNAME: this machine's name, which resolves at load time)
+    ("resolved-once", "resolver 127.0.0.11;\nupstream app {\n server HOSTNAME:3000; #!\n}\n"
+     + loc("proxy_pass http://app;" + GOOD, head=""), "upstream-resolved-once", "warn", True),
+    ("resolved-once-in-block", "upstream app {\n zone app 64k;\n resolver 127.0.0.11;\n"
+     " server HOSTNAME:3000; #!\n}\n" + loc("proxy_pass http://app;" + GOOD, head=""),
+     "upstream-resolved-once", "warn", True),
+    ("resolved-once-resolve-ok", "resolver 127.0.0.11;\nupstream app {\n zone app 64k;\n"
+     " server HOSTNAME:3000 resolve;\n}\n" + loc("proxy_pass http://app;" + GOOD, head=""),
+     "upstream-resolved-once", "warn", False),
+    ("resolved-once-no-resolver-ok", "upstream app {\n server HOSTNAME:3000;\n}\n"
+     + loc("proxy_pass http://app;" + GOOD, head=""), "upstream-resolved-once", "warn", False),
+    ("resolved-once-address-ok", "resolver 127.0.0.11;\n" + loc("proxy_pass http://app;" + GOOD),
+     "upstream-resolved-once", "warn", False),
     # limit-rate-ignored
     ("limit-rate", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 100k; #!"),
      "limit-rate-ignored", "warn", True),

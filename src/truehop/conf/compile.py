@@ -272,6 +272,17 @@ class Compiler:
         self.http_level = local
         http.settings = top
         self.walk(tree, HTTP, http, AFTER_LEVEL)      # servers
+        for up in self.upstreams.values():
+            # `server ... resolve`: the block's resolver, else the http level's
+            named = [p for p in up.peers if p.resolve]
+            if not named or up.resolver is not None:
+                continue
+            if top.resolver is None:
+                raise ConfigError('no resolver defined to resolve names at run time in '
+                                  f'upstream "{up.name}"', *named[0].where)
+            up.resolver = top.resolver
+            if up.resolver_timeout == 30.0:      # not written in the block: the http level's
+                up.resolver_timeout = top.resolver_timeout
         for pd, loc in self._pending_proxy:
             loc.proxy = self.proxy_pass_target(pd)
         self.upstreams.update(self.implicit)
@@ -387,6 +398,12 @@ class Compiler:
                 self.fill(up, spec, e)
         if not up.peers:
             raise ConfigError.at('no servers are inside upstream', d)
+        named = [p for p in up.peers if p.resolve]
+        if named and up.zone is None:
+            # nginx keeps run-time resolved peers in the zone; truehop needs none, but the
+            # same file must mean the same thing on both
+            raise ConfigError(f'resolving names at run time requires upstream "{name}" '
+                              'in shared memory', *named[0].where)
         self.upstreams[name] = up
 
     def peers(self, e: Directive, upstream: str = "") -> list[PeerConf]:
@@ -414,13 +431,17 @@ class Compiler:
                 opts["down"] = True
             elif p.startswith("max_conns="):
                 opts["max_conns"] = self._pos_int(p[10:], e, p, allow_zero=True)
-            elif p == "resolve":
-                # nginx 1.27.3+: run-time resolving keeps its peers in the `zone`, which
-                # truehop does not have (each worker keeps its own upstream state)
-                raise ConfigError.at(f'resolving names at run time requires upstream '
-                                     f'"{upstream}" in shared memory', e)
+            elif p == "resolve" and upstream:
+                # nginx 1.27.3+: the name is looked up at run time (proxy/resolving.py);
+                # compile_upstream checks the zone and the resolver
+                opts["resolve"] = True
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)
+        if port != 0 and not _is_address(host):
+            opts["name"] = host
+            if opts.get("resolve"):
+                return [PeerConf(host, port, where=(e.file, e.line), **opts)]
+        opts.pop("resolve", None)
         addrs = [host] if port == 0 else resolve(host, e)
         return [PeerConf(addr, port, where=(e.file, e.line), **opts) for addr in addrs]
 
@@ -764,6 +785,14 @@ class Compiler:
             if len(self.not_applied) > before:
                 # kept with the level's lines too: lint shows it with the location
                 level.where.setdefault(e.name, w)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 def _set_path(obj: Any, path: str, value: Any) -> None:

@@ -679,6 +679,31 @@ def _needs_no_dns(cfg: Config, hostport: str) -> bool:
         return False
 
 
+def upstream_resolved_once(cfg: Config) -> Iterator[Finding]:
+    """A host name in an `upstream` server is looked up once, at start; with a resolver
+    configured (http level or the block), `resolve` (nginx 1.27.3+) would follow the name
+    when it moves (a container restarted with a new address keeps getting the old one)."""
+    for up in cfg.http.upstreams.values():
+        if up.implicit:
+            continue
+        resolver = up.resolver or cfg.http.settings.resolver
+        if resolver is None:
+            continue
+        seen: set[Where] = set()
+        for p in up.peers:
+            if not p.name or p.resolve or p.name == "localhost" or p.where in seen:
+                continue
+            seen.add(p.where)
+            f, line = p.where
+            zone = "" if up.zone is not None else f"zone {up.name} 64k;  and  "
+            yield Finding("upstream-resolved-once", "warn", f, line,
+                          f'"{p.name}" in upstream "{up.name}" is resolved once, when the '
+                          "configuration is loaded, although a resolver is configured: when "
+                          "the name moves to another address (a container restarted), requests "
+                          "keep going to the old one until a reload",
+                          f"{zone}server {p.name}:{p.port} resolve;  (nginx 1.27.3+)")
+
+
 def static_shadowed(cfg: Config) -> Iterator[Finding]:
     for server in cfg.http.servers:
         regexes = [x for x in server.locations if x.regex is not None and not x.internal]
@@ -838,6 +863,7 @@ RULES: dict[str, Rule] = {
     "sse-buffering": sse_buffering,
     "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
     "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
+    "upstream-resolved-once": upstream_resolved_once,
     # one id per "accepted, not applied" entry of the table (limit-rate-ignored, ...)
     **{s.effect.finding: not_applied for s in SPECS if s.effect.kind == "not-applied"},
 }
