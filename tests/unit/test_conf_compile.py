@@ -32,6 +32,13 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("server { location ~ \\.php$ { proxy_pass http://127.0.0.1:1/x/; } }",
      '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
      'named location, or inside "if" statement, or inside "limit_except" block in DIR/site.conf:1'),
+    # nginx -t refuses these two as well (checked with Debian's nginx 1.22)
+    ("server { location @x { proxy_pass http://127.0.0.1:1/x/; } }",
+     '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
+     'named location, or inside "if" statement, or inside "limit_except" block in DIR/site.conf:1'),
+    ("server { location / { if ($arg_a) { proxy_pass http://127.0.0.1:1/; } } }",
+     '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
+     'named location, or inside "if" statement, or inside "limit_except" block in DIR/site.conf:1'),
     ("server { location / { proxy_buffering maybe; } }",
      'invalid value "maybe" in "proxy_buffering" directive, it must be "on" or "off" in '
      'DIR/site.conf:1'),

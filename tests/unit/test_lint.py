@@ -28,6 +28,12 @@ GOOD = """
         proxy_set_header X-Forwarded-Proto $scheme;"""
 
 
+TLS2 = ("server {{\n listen 127.0.0.1:8443 ssl{d1};{m1}\n server_name {n1};\n"
+        " ssl_certificate a.pem;\n ssl_certificate_key a.key;\n}}\n"
+        "server {{\n listen 127.0.0.1:8443 ssl{d2};\n server_name b.example.test;\n"
+        " ssl_certificate b.pem;\n ssl_certificate_key b.key;\n}}\n")
+
+
 def lint(tmp_path: Path, text: str) -> list[Finding]:
     os.makedirs(tmp_path / "public" / "static", exist_ok=True)
     conf = tmp_path / "site.conf"
@@ -268,6 +274,53 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      + loc("proxy_pass http://app;" + GOOD, head=""), "upstream-resolved-once", "warn", False),
     ("resolved-once-address-ok", "resolver 127.0.0.11;\n" + loc("proxy_pass http://app;" + GOOD),
      "upstream-resolved-once", "warn", False),
+    # host-header-empty
+    ("host-empty", loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header Host \"\"; #!"),
+     "host-header-empty", "warn", True),
+    ("host-empty-server", UP + "server {\n listen 127.0.0.1:8080;\n proxy_set_header Host ''; #!\n"
+     " location / { proxy_pass http://app; }\n}\n", "host-header-empty", "warn", True),
+    ("host-set-ok", loc("proxy_pass http://app;" + GOOD), "host-header-empty", "warn", False),
+    # keepalive-local-shared
+    ("ka-local-shared", "upstream app { #!\n server 127.0.0.1:3000;\n}\n"
+     "server {\n listen 127.0.0.1:8080;\n location /a/ { proxy_pass http://app;" + GOOD + " }\n"
+     " location /b/ { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "keepalive-local-shared", "note", True),
+    ("ka-local-explicit", "upstream app { #!\n server 127.0.0.1:3000; keepalive 8 local;\n}\n"
+     "server {\n listen 127.0.0.1:8080;\n location /a/ { proxy_pass http://app;" + GOOD + " }\n"
+     " location /b/ { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "keepalive-local-shared", "note", True),
+    ("ka-shared-ok", "upstream app {\n server 127.0.0.1:3000; keepalive 8;\n}\n"
+     "server {\n listen 127.0.0.1:8080;\n location /a/ { proxy_pass http://app;" + GOOD + " }\n"
+     " location /b/ { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "keepalive-local-shared", "note", False),
+    ("ka-one-location-ok", loc("proxy_pass http://app;" + GOOD),
+     "keepalive-local-shared", "note", False),
+    # proxy-pass-uri-variables
+    ("pp-capture", UP + "server {\n listen 127.0.0.1:8080;\n location ~ ^/api/(.*)$ {\n"
+     "  proxy_pass http://app/v1/$1; #!" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", True),
+    ("pp-var-host-uri", "server {\n listen 127.0.0.1:8080;\n location /a/ {\n"
+     "  set $b 127.0.0.1:3000;\n  proxy_pass http://$b/v1/; #!" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", True),
+    ("pp-capture-args-ok", UP + "server {\n listen 127.0.0.1:8080;\n location ~ ^/api/(.*)$ {\n"
+     "  proxy_pass http://app/v1/$1$is_args$args;" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", False),
+    ("pp-request-uri-ok", "server {\n listen 127.0.0.1:8080;\n location /a/ {\n"
+     "  set $b 127.0.0.1:3000;\n  proxy_pass http://$b$request_uri;" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", False),
+    ("pp-literal-ok", loc("proxy_pass http://app/v1/;" + GOOD),
+     "proxy-pass-uri-variables", "warn", False),
+    # tls-implicit-default
+    ("tls-default", TLS2.format(d1="", d2="", m1=" #!", n1="a.example.test"),
+     "tls-implicit-default", "note", True),
+    ("tls-default-explicit-ok", TLS2.format(d1="", d2=" default_server", m1="",
+                                            n1="a.example.test"),
+     "tls-implicit-default", "note", False),
+    ("tls-default-catchall-ok", TLS2.format(d1="", d2="", m1="", n1="_"),
+     "tls-implicit-default", "note", False),
+    ("tls-one-server-ok", "server {\n listen 127.0.0.1:8443 ssl;\n server_name a.example.test;\n"
+     " ssl_certificate a.pem;\n ssl_certificate_key a.key;\n}\n",
+     "tls-implicit-default", "note", False),
     # limit-rate-ignored
     ("limit-rate", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 100k; #!"),
      "limit-rate-ignored", "warn", True),

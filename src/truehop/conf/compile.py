@@ -660,14 +660,16 @@ class Compiler:
     def compile_proxy_pass(self, e: Directive, loc: LocationConf) -> None:
         """`proxy_pass` in a location or in its `if` (modifier "if"): checked here, its
         target built by proxy_pass_target once every upstream is known."""
-        if loc.modifier != "if":
-            parent_loc = loc.parent
-            if loc.modifier in ("~", "~*", "@") or parent_loc is not None and parent_loc.regex:
-                uri_part = _proxy_uri_part(e.args[0].value)
-                if uri_part and "$" not in e.args[0].value and loc.modifier != "@":
-                    raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
-                                         'by regular expression, or inside named location, or '
-                                         'inside "if" statement, or inside "limit_except" block', e)
+        # ngx_http_proxy_pass: a URI part (without variables) cannot be placed where no
+        # prefix is matched: a regex location, a named location, an `if` block
+        parent_loc = loc.parent
+        if loc.modifier in ("~", "~*", "@", "if") or \
+                loc.modifier != "if" and parent_loc is not None and parent_loc.regex:
+            uri_part = _proxy_uri_part(e.args[0].value)
+            if uri_part and "$" not in e.args[0].value:
+                raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
+                                     'by regular expression, or inside named location, or '
+                                     'inside "if" statement, or inside "limit_except" block', e)
         self._pending_proxy.append((e, loc))
         loc.has_content = True
         if loc.modifier != "if":

@@ -704,6 +704,131 @@ def upstream_resolved_once(cfg: Config) -> Iterator[Finding]:
                           f"{zone}server {p.name}:{p.port} resolve;  (nginx 1.27.3+)")
 
 
+def host_header_empty(cfg: Config) -> Iterator[Finding]:
+    """`proxy_set_header Host "";`: an empty value removes the header, so the upstream gets
+    an HTTP/1.1 request without Host (nginx 1.30 sends it so; 1.31.4 falls back to
+    $proxy_host)."""
+    levels: list[LevelSettings] = [cfg.http.local]
+    for server in cfg.http.servers:
+        levels.append(server.local)
+        levels.extend(loc.local for loc in locations(server) if loc.local is not None)
+    for lvl in levels:
+        for h in lvl.get("proxy_set_header") or ():
+            if h.name.lower() != "host" or h.value.static != "":
+                continue
+            f, line = h.where
+            yield Finding("host-header-empty", "warn", f, line,
+                          'proxy_set_header Host "" removes the Host header: the upstream gets '
+                          "an HTTP/1.1 request with no Host at all, which most servers answer "
+                          "with 400 (nginx 1.31.4 and later send $proxy_host instead)",
+                          "proxy_set_header Host $host;  (or remove the line: Host is then "
+                          "$proxy_host)")
+
+
+def keepalive_local_shared(cfg: Config) -> Iterator[Finding]:
+    """nginx 1.30's upstream keepalive is `local` by default: an idle connection is reused
+    only by the location that opened it. Several locations proxying to one upstream then
+    each keep their own idle connections: the backend sees several times the connections
+    `keepalive 32` suggests, and one location's idle connections never serve another."""
+    users: dict[str, list[LocationConf]] = {}
+    for _server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        up = pp.upstream
+        if up is None or up.implicit or up.keepalive <= 0 or loc.modifier == "if":
+            continue
+        if up.keepalive_set and not up.keepalive_local:
+            continue
+        users.setdefault(up.name, []).append(loc)
+    for name, locs in users.items():
+        if len(locs) < 2:
+            continue
+        up = cfg.http.upstreams[name]
+        label = (f"keepalive {up.keepalive} local" if up.keepalive_set
+                 else "nginx 1.30's default keepalive (32 local)")
+        f, line = up.where
+        names = ", ".join(loc_label(x) for x in locs[:4]) + (" ..." if len(locs) > 4 else "")
+        yield Finding("keepalive-local-shared", "note", f, line,
+                      f'{len(locs)} locations proxy to upstream "{name}" ({names}) under '
+                      f"{label}: an idle connection is reused only by the location that opened "
+                      "it, so each location keeps its own, and the backend sees up to "
+                      f"{len(locs)} times the connections keepalive suggests",
+                      f"keepalive {up.keepalive};  (without local, in upstream \"{name}\": the "
+                      "locations then share idle connections; fine unless they need different "
+                      "connections, e.g. other proxy_ssl_* or proxy_bind settings)")
+
+
+_ARGS_VARS = ("args", "is_args", "query_string", "request_uri")
+
+
+def proxy_pass_uri_variables(cfg: Config) -> Iterator[Finding]:
+    """proxy_pass with variables and a URI part: nginx sends that URI as it is. It does not
+    replace the location's prefix as a literal proxy_pass does, a regex capture in it is the
+    decoded path, and the client's query string is dropped unless the URI carries it."""
+    for _server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        if pp.dynamic is None:
+            continue
+        src = pp.dynamic.source
+        rest = src.split("://", 1)[1] if "://" in src else src
+        slash = rest.find("/")
+        uri = rest[slash:] if slash >= 0 else ""
+        if not uri:
+            continue   # no URI part: the client's URI is passed, as without variables
+        if any(re.search(r"\$\{?" + v + r"\b", uri) for v in _ARGS_VARS):
+            continue
+        f, line = pp.where
+        prefix = ""
+        if loc.modifier in ("", "^~") and "$" not in uri:
+            prefix = (f" (not {uri} plus what follows {loc.pattern}, as without variables: "
+                      f"{loc.pattern}a/b is sent as {uri})")
+        yield Finding("proxy-pass-uri-variables", "warn", f, line,
+                      f"proxy_pass with variables sends the URI part {uri!r} as it is in "
+                      f"{loc_label(loc)}{prefix}: the client's query string is dropped"
+                      + (", and a regex capture in it is the decoded path" if "$" in uri
+                         else ""),
+                      f"proxy_pass {src}$is_args$args;  (keep the query string)")
+
+
+def tls_implicit_default(cfg: Config) -> Iterator[Finding]:
+    """On a TLS address that several servers share, the first one is the default unless a
+    `listen ... default_server` says otherwise: a request for any name no server_name
+    matches (a typo, a stale DNS name, a scanner asking by IP) gets that server's
+    certificate, which does not name it, and that server's content."""
+    by_port: dict[tuple[str, int], list[ServerConf]] = {}
+    explicit: set[tuple[str, int]] = set()
+    for server in cfg.http.servers:
+        for ls in server.listens:
+            if not ls.ssl or ls.addr.startswith("unix:"):
+                continue
+            group = by_port.setdefault(ls.key, [])
+            if not any(x is server for x in group):
+                group.append(server)
+            if ls.default_server:
+                explicit.add(ls.key)
+    done: set[int] = set()
+    for key, servers in by_port.items():
+        if key in explicit or len(servers) < 2:
+            continue
+        first = servers[0]
+        if id(first) in done:
+            continue
+        names = [n for n in first.names if n not in ("", "_", "localhost")]
+        if not names or any(n.startswith(("~", "*", ".")) for n in first.names):
+            continue
+        done.add(id(first))
+        ls = next(x for x in first.listens if x.key == key)
+        f, line = ls.where if ls.where[0] else first.where
+        addr = f"{key[0]}:{key[1]}" if key[0] != "*" else str(key[1])
+        yield Finding("tls-implicit-default", "note", f, line,
+                      f"server {names[0]} is the implicit default server of {addr} (the "
+                      "first of its TLS servers): a request for any name no server_name "
+                      "matches gets its certificate, which does not name it, and its site",
+                      f"server {{ listen {addr} ssl default_server; ssl_certificate ...; "
+                      "return 444; }  (an explicit default that answers nothing)")
+
+
 def static_shadowed(cfg: Config) -> Iterator[Finding]:
     for server in cfg.http.servers:
         regexes = [x for x in server.locations if x.regex is not None and not x.internal]
@@ -864,6 +989,10 @@ RULES: dict[str, Rule] = {
     "implicit-upstream-no-keepalive": implicit_upstream_no_keepalive,
     "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
     "upstream-resolved-once": upstream_resolved_once,
+    "host-header-empty": host_header_empty,
+    "keepalive-local-shared": keepalive_local_shared,
+    "proxy-pass-uri-variables": proxy_pass_uri_variables,
+    "tls-implicit-default": tls_implicit_default,
     # one id per "accepted, not applied" entry of the table (limit-rate-ignored, ...)
     **{s.effect.finding: not_applied for s in SPECS if s.effect.kind == "not-applied"},
 }
