@@ -22,6 +22,7 @@ from typing import Any
 from truehop import NGINX_COMPAT, __version__
 from truehop.build import build_name
 from truehop.conf.ast import ConfigError
+from truehop.lint.report import Finding, render_sarif
 
 DEFAULT_PREFIX = "/usr/local/truehop/"
 DEFAULT_CONF = "conf/truehop.conf"
@@ -332,8 +333,6 @@ def test_config(a: Args, conf: str, prefix: str) -> int:
 
 def sarif(findings: list[Any]) -> str:
     """The findings as a SARIF 2.1.0 log, every rule of the lint described in its driver."""
-    from truehop import __version__
-    from truehop.lint.report import render_sarif
     from truehop.lint.rules import CLI_RULES, RULES
     rules = {rid: _first_line(fn.__doc__) for rid, fn in RULES.items()}
     rules.update({rid: "a config error nginx refuses too" for rid in (*CLI_RULES, "config-error")})
@@ -352,7 +351,6 @@ def print_error_finding(a: Args, rule: str, file: str, line: int | None, message
         print(json.dumps({"findings": [{"rule": rule, "severity": "error", "file": file,
                                         "line": line, "message": message}]}))
     elif a.format == "sarif":
-        from truehop.lint.report import Finding
         print(sarif([Finding(rule, "error", file, line or 0, message)]))
 
 

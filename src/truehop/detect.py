@@ -27,8 +27,10 @@ IDLE_CLOSE_COUNT: Final = 2
 
 def _shorter(idle: float) -> str:
     """A keepalive_timeout safely below a backend's idle timeout, in nginx's units."""
-    t = idle - 1 if idle >= 2 else idle * 0.75
-    return f"{int(t)}s" if t >= 1 else f"{max(int(t * 1000), 100)}ms"
+    # the idle time is measured from when the response was read, a little after the
+    # backend's own timer started: round it to the second it most likely is
+    t = round(idle) - 1 if idle >= 2 else idle * 0.75
+    return f"{int(t)}s" if t >= 1 else f"{max(int(t * 10), 1) * 100}ms"
 
 
 class Detector:
