@@ -72,8 +72,9 @@ class Detector:
 
     def upgrade_not_forwarded(self, r: RequestState, loc: LocationConf) -> None:
         self.report("upgrade-not-forwarded", loc, r,
-                    "a WebSocket upgrade request reached a location that does not forward the "
-                    "Upgrade header, so the upstream sees a plain request and the WebSocket fails",
+                    f"an upgrade request (Upgrade: {r.head.upgrade}) reached a location that "
+                    "does not forward the Upgrade header, so the upstream sees a plain request "
+                    "and the protocol switch (WebSocket or other) fails",
                     "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "
                     "$connection_upgrade; (with map $http_upgrade $connection_upgrade)")
 
