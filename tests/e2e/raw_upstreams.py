@@ -93,16 +93,17 @@ def read_body(conn: socket.socket, head: bytes, rest: bytes) -> bytes:
     return rest[n:]
 
 
-def switching(accept: str | None = None) -> Handler:
+def switching(accept: str | None = None, always: bool = False) -> Handler:
     """Answers any Upgrade with 101 and the same Upgrade value (with `accept` as
-    Sec-WebSocket-Accept when given), then echoes every byte upper-cased."""
+    Sec-WebSocket-Accept when given), then echoes every byte upper-cased; `always`: a 101
+    even to a request that asked for no upgrade (a broken backend)."""
     def handle(conn: socket.socket, up: RawUpstream) -> None:
         got = read_head(conn)
         if got is None:
             return
         head, rest = got
         up.heads.append(head)
-        proto = header(head, "upgrade")
+        proto = header(head, "upgrade") or ("foo" if always else None)
         if proto is None:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nno-tunel")
             return

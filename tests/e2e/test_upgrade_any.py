@@ -104,3 +104,14 @@ def test_h2c_and_http10_upgrades_are_not_forwarded(truehop) -> None:
                                     b"Connection: Upgrade\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ")
         assert [header(h, "upgrade") for h in up.heads] == [None, None]
+
+
+def test_a_101_to_a_request_without_upgrade_opens_nothing(truehop) -> None:
+    """nginx relays it as a response whose body never ends (ssl_proxy_upgrade.t
+    "noupgrade"): the client gets no byte of it, the connection is closed."""
+    with RawUpstream(switching(always=True)) as up:
+        port = free_port()
+        tp = truehop(CONF, PORT=port, UP=up.port)
+        head, echoed = exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"x")
+        assert head == b"" and echoed == b""
+        assert "upstream sent unexpected 101 response" in tp.error_log()

@@ -728,8 +728,9 @@ def host_header_empty(cfg: Config) -> Iterator[Finding]:
 def keepalive_local_shared(cfg: Config) -> Iterator[Finding]:
     """nginx 1.30's upstream keepalive is `local` by default: an idle connection is reused
     only by the location that opened it. Several locations proxying to one upstream then
-    each keep their own idle connections: the backend sees several times the connections
-    `keepalive 32` suggests, and one location's idle connections never serve another."""
+    each keep their own idle connections: one location's idle connections never serve
+    another, and the backend sees more connections than `keepalive 32` suggests (nginx
+    issue #1436). (truehop's own pool shares them across locations whatever `local` says.)"""
     users: dict[str, list[LocationConf]] = {}
     for _server, loc in proxied(cfg):
         pp = loc.proxy
@@ -751,8 +752,8 @@ def keepalive_local_shared(cfg: Config) -> Iterator[Finding]:
         yield Finding("keepalive-local-shared", "note", f, line,
                       f'{len(locs)} locations proxy to upstream "{name}" ({names}) under '
                       f"{label}: an idle connection is reused only by the location that opened "
-                      "it, so each location keeps its own, and the backend sees up to "
-                      f"{len(locs)} times the connections keepalive suggests",
+                      "it, so each location keeps and reuses only its own, and the backend sees "
+                      "more connections, and more new ones, than keepalive suggests",
                       f"keepalive {up.keepalive};  (without local, in upstream \"{name}\": the "
                       "locations then share idle connections; fine unless they need different "
                       "connections, e.g. other proxy_ssl_* or proxy_bind settings)")
