@@ -62,6 +62,7 @@ COMPILED = [
     "proxy/balancer.py",
     "proxy/pool.py",
     "proxy/upstreams.py",
+    "proxy/resolving.py",
     "proxy/static.py",
     "proxy/cache/policy.py",
     "proxy/cache/store.py",

@@ -1,14 +1,14 @@
 """The command line, compatible with nginx's where nginx has the flag.
 
     truehop [-c FILE] [-p PREFIX] [-g DIRECTIVES] [-e ERRORLOG]      run (master + workers)
-    truehop -t | -T [-q] [--strict] [--format json]                   test (and dump) the config
+    truehop -t | -T [-q] [--strict] [--format json|sarif]             test (and dump) the config
     truehop -s reload|stop|quit|reopen                                 signal the running master
     truehop -v | -V                                                    version
     truehop --to HOST:PORT [--to ...] [--listen ADDR:PORT] [--static /P/=DIR]
             [--tls-cert C --tls-key K | --self-signed] [--http2] [--trust-proxy CIDR]
             [--redirect-from ADDR:PORT] [--print-config]            quick mode, no config file
     truehop explain -c FILE URL [-X METHOD] [-H 'N: v']... [--from ADDR] [--format json]
-    truehop check FILE [--format json] [--strict]                      lint a config meant for nginx
+    truehop check FILE [--format json|sarif] [--strict]                lint a config meant for nginx
     truehop demo [--listen ADDR:PORT]                                  the demo app behind truehop
     truehop status [-p PREFIX] [--format json]                         live findings of the workers
 """
@@ -24,6 +24,7 @@ from typing import Any
 from truehop import NGINX_COMPAT, __version__
 from truehop.build import build_name
 from truehop.conf.ast import ConfigError
+from truehop.lint.report import Finding, render_sarif
 
 DEFAULT_PREFIX = "/usr/local/truehop/"
 DEFAULT_CONF = "conf/truehop.conf"
@@ -51,6 +52,7 @@ Options:
   -g directives : set global directives out of configuration file
   --strict      : with -t: warnings are fatal (exit 1)
   --format json : with -t: print lint findings as JSON on stdout
+  --format sarif: with -t: print them as a SARIF 2.1.0 log (GitHub code scanning)
   --to HOST:PORT: quick mode: a correct reverse proxy to HOST:PORT, no config file
                   (repeat for a balanced pool; http:// or https:// upstreams)
   --listen ADDR : quick mode: the site's address (default 127.0.0.1:8080, 127.0.0.1:8443
@@ -313,9 +315,7 @@ def test_config(a: Args, conf: str, prefix: str) -> int:
         findings = lint(cfg)
     except LogOpenError as e:
         # as nginx: the files are opened once the syntax was found ok
-        if a.format == "json":
-            print(json.dumps({"findings": [{"rule": "config-error", "severity": "error",
-                                            "file": conf, "line": None, "message": str(e)}]}))
+        print_error_finding(a, "config-error", conf, None, str(e))
         if not a.quiet:
             print(f"truehop: the configuration file {conf} syntax is ok", file=sys.stderr)
         print(f"truehop: [emerg] {e}", file=sys.stderr)
@@ -323,27 +323,20 @@ def test_config(a: Args, conf: str, prefix: str) -> int:
         return 1
     except ConfigError as e:
         fatal = getattr(e, "rule", None)
-        if a.format == "json":
-            rule = "map-context" if '"map" directive is not allowed here' in e.message else "config-error"
-            print(json.dumps({"findings": [{"rule": rule, "severity": "error",
-                                            "file": e.file, "line": e.line,
-                                            "message": str(e)}]}))
+        rule = "map-context" if '"map" directive is not allowed here' in e.message else "config-error"
+        print_error_finding(a, rule, e.file or conf, e.line, str(e))
         _ = fatal
         print(f"truehop: [emerg] {e}", file=sys.stderr)
         print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
         return 1
     except (OSError, ValueError) as e:
-        if a.format == "json":
-            print(json.dumps({"findings": [{"rule": "config-error", "severity": "error",
-                                            "file": conf, "line": None, "message": str(e)}]}))
+        print_error_finding(a, "config-error", conf, None, str(e))
         print(f"truehop: [emerg] {e}", file=sys.stderr)
         print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
         return 1
     except Exception as e:  # ssl.SSLError from a certificate/key pair
         msg = _ssl_message(e)
-        if a.format == "json":
-            print(json.dumps({"findings": [{"rule": "config-error", "severity": "error",
-                                            "file": conf, "line": None, "message": msg}]}))
+        print_error_finding(a, "config-error", conf, None, msg)
         print(f"truehop: [emerg] {msg}", file=sys.stderr)
         print(f"truehop: configuration file {conf} test failed", file=sys.stderr)
         return 1
@@ -352,6 +345,8 @@ def test_config(a: Args, conf: str, prefix: str) -> int:
     loud = [f for f in findings if f.severity in ("warn", "error")]
     if a.format == "json":
         print(json.dumps({"findings": [f.as_dict() for f in findings]}, indent=1))
+    elif a.format == "sarif":
+        print(sarif(findings))
     else:
         for f in findings:
             print(f.render(), file=sys.stderr)
@@ -369,6 +364,29 @@ def test_config(a: Args, conf: str, prefix: str) -> int:
         print(f"truehop: the configuration file {conf} syntax is ok", file=sys.stderr)
         print(f"truehop: configuration file {conf} test is successful", file=sys.stderr)
     return 0
+
+
+def sarif(findings: list[Any]) -> str:
+    """The findings as a SARIF 2.1.0 log, every rule of the lint described in its driver."""
+    from truehop.lint.rules import CLI_RULES, RULES
+    rules = {rid: _first_line(fn.__doc__) for rid, fn in RULES.items()}
+    rules.update({rid: "a config error nginx refuses too" for rid in (*CLI_RULES, "config-error")})
+    return render_sarif(findings, rules, __version__)
+
+
+def _first_line(doc: str | None) -> str:
+    """A rule function's docstring, its first sentence, on one line."""
+    text = " ".join((doc or "").split())
+    return text.split(". ", 1)[0].rstrip(".") + "." if text else ""
+
+
+def print_error_finding(a: Args, rule: str, file: str, line: int | None, message: str) -> None:
+    """A config error as the one finding of --format json / sarif (on stdout)."""
+    if a.format == "json":
+        print(json.dumps({"findings": [{"rule": rule, "severity": "error", "file": file,
+                                        "line": line, "message": message}]}))
+    elif a.format == "sarif":
+        print(sarif([Finding(rule, "error", file, line or 0, message)]))
 
 
 def _ssl_message(e: Exception) -> str:

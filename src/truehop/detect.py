@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from truehop.clock import monotonic as _monotonic
 
 if TYPE_CHECKING:
-    from truehop.conf.model import LocationConf
+    from truehop.conf.model import LocationConf, UpstreamConf
     from truehop.http.events import ResponseHead
     from truehop.route.state import RequestState
 
@@ -22,6 +22,15 @@ REPEAT_AFTER: Final = 300.0
 LOOP_WINDOW: Final = 10.0
 LOOP_COUNT: Final = 5
 SAME_ADDR_COUNT: Final = 50
+IDLE_CLOSE_COUNT: Final = 2
+
+
+def _shorter(idle: float) -> str:
+    """A keepalive_timeout safely below a backend's idle timeout, in nginx's units."""
+    # the idle time is measured from when the response was read, a little after the
+    # backend's own timer started: round it to the second it most likely is
+    t = round(idle) - 1 if idle >= 2 else idle * 0.75
+    return f"{int(t)}s" if t >= 1 else f"{max(int(t * 10), 1) * 100}ms"
 
 
 class Detector:
@@ -33,11 +42,19 @@ class Detector:
         self.findings: dict[tuple[str, str], dict[str, Any]] = {}
         self.redirects: dict[tuple[str, str], collections.deque[float]] = {}
         self.addr_seen: dict[Any, tuple[str, int]] = {}
+        # upstream name -> idle times after which it closed pooled connections
+        self.idle_closes: dict[str, collections.deque[float]] = {}
         self.state_fd: int | None = None
 
     def report(self, rule: str, loc: LocationConf | None, r: RequestState | None,
                message: str, fix: str) -> None:
         where = f"{loc.where[0]}:{loc.where[1]}" if loc is not None else "?"
+        self.report_at(rule, where, "location", r, message, fix)
+
+    def report_at(self, rule: str, where: str, what: str, r: RequestState | None,
+                  message: str, fix: str) -> None:
+        """`report` for a finding that belongs to a block (`what`: "location", "upstream")
+        written at `where` (file:line)."""
         key = (rule, where)
         now = _monotonic()
         f = self.findings.setdefault(key, {"rule": rule, "where": where, "message": message,
@@ -48,15 +65,16 @@ class Detector:
         if last is not None and now - last < REPEAT_AFTER:
             return
         self.last[key] = now
-        self.log.warn(f"[{rule}] {message} (location at {where}); fix: {fix}",
+        self.log.warn(f"[{rule}] {message} ({what} at {where}); fix: {fix}",
                       r.conn if r is not None else None, r)
 
     # -- hooks called by the proxy -------------------------------------------------------
 
     def upgrade_not_forwarded(self, r: RequestState, loc: LocationConf) -> None:
         self.report("upgrade-not-forwarded", loc, r,
-                    "a WebSocket upgrade request reached a location that does not forward the "
-                    "Upgrade header, so the upstream sees a plain request and the WebSocket fails",
+                    f"an upgrade request (Upgrade: {r.head.upgrade}) reached a location that "
+                    "does not forward the Upgrade header, so the upstream sees a plain request "
+                    "and the protocol switch (WebSocket or other) fails",
                     "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "
                     "$connection_upgrade; (with map $http_upgrade $connection_upgrade)")
 
@@ -82,6 +100,42 @@ class Detector:
                             " events may reach clients late",
                             "proxy_buffering off; in this location")
         self.same_address(r, loc)
+
+    def upstream_idle_close(self, up: UpstreamConf, idles: list[float]) -> None:
+        """The upstream closed pooled connections that were idle here for `idles` seconds.
+        Said once two closes agree (a backend's idle timeout is steady; a restart that drops
+        every connection at once is not), when they come sooner than keepalive_timeout."""
+        seen = self.idle_closes.get(up.name)
+        if seen is None:
+            if len(self.idle_closes) > 1000:
+                self.idle_closes.clear()
+            seen = self.idle_closes[up.name] = collections.deque(maxlen=IDLE_CLOSE_COUNT)
+        seen.extend(i for i in idles if i < up.keepalive_timeout)
+        if len(seen) < IDLE_CLOSE_COUNT:
+            return
+        low, high = min(seen), max(seen)
+        if high - low > max(0.5, low / 4):
+            return
+        fix = _shorter(low)
+        self.report_at("upstream-idle-close", f"{up.where[0]}:{up.where[1]}", "upstream", None,
+                       f'upstream "{up.name}" closes idle keep-alive connections after about '
+                       f"{low:.1f}s, sooner than keepalive_timeout {up.keepalive_timeout:g}s: a "
+                       "request sent on a connection as it closes fails, and a POST is not "
+                       "retried (intermittent 502)",
+                       f'keepalive_timeout {fix}; in upstream "{up.name}" (shorter than the '
+                       "backend's idle timeout)")
+
+    def cl_and_te(self, r: RequestState, loc: LocationConf, up: UpstreamConf, addr: str
+                  ) -> None:
+        self.report("upstream-cl-and-te", loc, r,
+                    f'upstream "{up.name}" ({addr}) answered {r.head.method} {r.uri} with both '
+                    "Content-Length and Transfer-Encoding: the response's length is ambiguous "
+                    "(a request-smuggling shape), so it is refused with 502. Over HTTP/1.0 "
+                    "(proxy_http_version 1.0, nginx's old default) the backend may not have "
+                    "sent Transfer-Encoding",
+                    "fix the backend to send one of the two (usually: drop Content-Length on "
+                    "chunked responses); proxy_http_version 1.0; in this location works "
+                    "around it meanwhile")
 
     def read_timeout(self, r: RequestState, loc: LocationConf, timeout: float) -> None:
         self.report("read-timeout", loc, r,

@@ -206,6 +206,8 @@ def peers_of(up: UpstreamConf) -> list[dict[str, Any]]:
             flags.append("backup")
         if p.down:
             flags.append("down")
+        if p.resolve:
+            flags.append("resolve")     # a name, looked up at run time (proxy.resolving)
         out.append({"address": addr, "flags": flags})
     return out
 

@@ -32,6 +32,13 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("server { location ~ \\.php$ { proxy_pass http://127.0.0.1:1/x/; } }",
      '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
      'named location, or inside "if" statement, or inside "limit_except" block in DIR/site.conf:1'),
+    # nginx -t refuses these two as well (checked with Debian's nginx 1.22)
+    ("server { location @x { proxy_pass http://127.0.0.1:1/x/; } }",
+     '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
+     'named location, or inside "if" statement, or inside "limit_except" block in DIR/site.conf:1'),
+    ("server { location / { if ($arg_a) { proxy_pass http://127.0.0.1:1/; } } }",
+     '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
+     'named location, or inside "if" statement, or inside "limit_except" block in DIR/site.conf:1'),
     ("server { location / { proxy_buffering maybe; } }",
      'invalid value "maybe" in "proxy_buffering" directive, it must be "on" or "off" in '
      'DIR/site.conf:1'),
@@ -48,6 +55,9 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("upstream u { server 127.0.0.1:1 weight=0; }", 'invalid parameter "weight=0" in DIR/site.conf:1'),
     ("upstream u { server app.internal:3000 resolve; }",
      'resolving names at run time requires upstream "u" in shared memory in DIR/site.conf:1'),
+    ("upstream u { zone u 64k; server app.internal:3000 resolve; }",
+     'no resolver defined to resolve names at run time in upstream "u" in DIR/site.conf:1'),
+    ("upstream u { zone u 1x; server a:1; }", 'invalid zone size "1x" in DIR/site.conf:1'),
     ("server { listen 8080 proxy_protocol; }",
      'the "proxy_protocol" parameter of "listen" is not supported by truehop in DIR/site.conf:1'),
     ("server { listen 8080 so_keepalive=1:2; }",

@@ -194,8 +194,8 @@ def test_valid_trees(text: str, top: str) -> None:
     ("stream { }", "main", '"stream" directive is not supported by truehop (ngx_stream_core_module)'),
     ("server { location / { limit_except GET { deny all; } } }", "http",
      '"limit_except" directive is not supported by truehop (ngx_http_core_module)'),
-    ("upstream u { server a; resolver 127.0.0.1; }", "http",
-     '"resolver" directive is not supported by truehop in "upstream" (ngx_http_upstream_module)'),
+    ("upstream u { server a; sticky cookie srv_id; }", "http",
+     '"sticky" directive is not supported by truehop (ngx_http_upstream_sticky_module)'),
     # blocks
     ("server;", "http", 'directive "server" has no opening "{" in t.conf:1'),
     ("server { location /; }", "http", 'directive "location" has no opening "{"'),

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import textwrap
 from pathlib import Path
 
@@ -28,10 +29,16 @@ GOOD = """
         proxy_set_header X-Forwarded-Proto $scheme;"""
 
 
+TLS2 = ("server {{\n listen 127.0.0.1:8443 ssl{d1};{m1}\n server_name {n1};\n"
+        " ssl_certificate a.pem;\n ssl_certificate_key a.key;\n}}\n"
+        "server {{\n listen 127.0.0.1:8443 ssl{d2};\n server_name b.example.test;\n"
+        " ssl_certificate b.pem;\n ssl_certificate_key b.key;\n}}\n")
+
+
 def lint(tmp_path: Path, text: str) -> list[Finding]:
     os.makedirs(tmp_path / "public" / "static", exist_ok=True)
     conf = tmp_path / "site.conf"
-    conf.write_text(textwrap.dedent(text))
+    conf.write_text(textwrap.dedent(text).replace("HOSTNAME", socket.gethostname()))
     return run(load(str(conf), str(tmp_path)))
 
 
@@ -81,6 +88,20 @@ CASES: list[tuple[str, str, str, str, bool]] = [
                       "proxy_set_header X-Real-IP $remote_addr;"),
      "http-host", "warn", True),
     ("http-host-ok", loc("proxy_pass http://app;" + GOOD), "http-host", "warn", False),
+    # the shape projects use on purpose: a WebSocket location whose app checks Origin
+    ("http-host-websocket", MAP + loc("proxy_pass http://app;\n"
+                                      "proxy_set_header Host $http_host; #!\n"
+                                      "proxy_set_header X-Real-IP $remote_addr;\n"
+                                      "proxy_set_header Upgrade $http_upgrade;\n"
+                                      "proxy_set_header Connection $connection_upgrade;"),
+     "http-host", "note", True),
+    ("http-host-websocket-not-warn", MAP + loc("proxy_pass http://app;\n"
+                                               "proxy_set_header Host $http_host;\n"
+                                               "proxy_set_header X-Real-IP $remote_addr;\n"
+                                               "proxy_set_header Upgrade $http_upgrade;\n"
+                                               "proxy_set_header Connection "
+                                               "$connection_upgrade;"),
+     "http-host", "warn", False),
     # duplicate-header
     ("dup", loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header x-real-ip $remote_addr; #!"),
      "duplicate-header", "warn", True),
@@ -126,6 +147,17 @@ CASES: list[tuple[str, str, str, str, bool]] = [
     ("ka-http10-default-keepalive", loc("proxy_pass http://app;\nproxy_http_version 1.0; #!" +
                                         GOOD),
      "keepalive-defeated", "note", True),
+    # one WebSocket location closes its plain requests; "/" keeps reusing connections
+    ("ka-websocket-location-ok", "map $http_upgrade $c { default upgrade; '' close; }\n" + UP_KA
+     + "server {\n listen 127.0.0.1:8080;\n location / { proxy_pass http://app;" + GOOD
+     + " }\n location /ws/ {\n  proxy_pass http://app;" + GOOD
+     + "\n  proxy_set_header Upgrade $http_upgrade;\n  proxy_set_header Connection $c;\n }\n}\n",
+     "keepalive-defeated", "warn", False),
+    ("ka-websocket-location-note", "map $http_upgrade $c { default upgrade;\n '' close; #!\n}\n"
+     + UP_KA + "server {\n listen 127.0.0.1:8080;\n location / { proxy_pass http://app;" + GOOD
+     + " }\n location /ws/ {\n  proxy_pass http://app;" + GOOD
+     + "\n  proxy_set_header Upgrade $http_upgrade;\n  proxy_set_header Connection $c;\n }\n}\n",
+     "keepalive-defeated", "note", True),
     ("ka-map-empty-ok", MAP + loc(
         "proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;\n"
         "proxy_set_header Connection $connection_upgrade;", head=UP_KA),
@@ -151,11 +183,11 @@ CASES: list[tuple[str, str, str, str, bool]] = [
     ("conn-hardcoded", loc("proxy_pass http://app;" + GOOD +
                            "\nproxy_set_header Upgrade $http_upgrade;\n"
                            "proxy_set_header Connection \"upgrade\"; #!"),
-     "connection-upgrade-hardcoded", "warn", True),
+     "connection-upgrade-hardcoded", "note", True),
     ("conn-map-ok", MAP + loc("proxy_pass http://app;" + GOOD +
                               "\nproxy_set_header Upgrade $http_upgrade;\n"
                               "proxy_set_header Connection $connection_upgrade;"),
-     "connection-upgrade-hardcoded", "warn", False),
+     "connection-upgrade-hardcoded", "note", False),
     # websocket-read-timeout
     ("ws-timeout", MAP + loc("proxy_pass http://app;" + GOOD +
                              "\nproxy_set_header Upgrade $http_upgrade;\n"
@@ -217,8 +249,79 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      + loc("proxy_pass http://$be;" + GOOD), "dynamic-proxy-no-resolver", "warn", False),
     ("dyn-address-ok", loc("proxy_pass http://127.0.0.1:3000$request_uri;" + GOOD),
      "dynamic-proxy-no-resolver", "warn", False),
+    ("dyn-set-name", "server {\n listen 127.0.0.1:8080;\n set $be backend.internal:8080;\n"
+     " location / {\n  proxy_pass http://$be; #!" + GOOD + "\n }\n}\n",
+     "dynamic-proxy-no-resolver", "warn", True),
+    ("dyn-set-address-ok", "server {\n listen 127.0.0.1:8080;\n location / {\n"
+     "  set $app 127.0.0.1;\n  proxy_pass http://$app:3000$request_uri;" + GOOD + "\n }\n}\n",
+     "dynamic-proxy-no-resolver", "warn", False),
+    ("dyn-set-upstreams-ok", UP + "upstream beta { server 127.0.0.1:3001; }\n"
+     "server {\n listen 127.0.0.1:8080;\n set $be app;\n"
+     " if ($http_x_env = beta) { set $be beta; }\n"
+     " location / {\n  proxy_pass http://$be;" + GOOD + "\n }\n}\n",
+     "dynamic-proxy-no-resolver", "warn", False),
     ("dyn-resolver-ok", loc("resolver 127.0.0.11;\nproxy_pass http://$arg_h:3000;" + GOOD),
      "dynamic-proxy-no-resolver", "warn", False),
+    # upstream-resolved-once (HOSTNAME: this machine's name, which resolves at load time)
+    ("resolved-once", "resolver 127.0.0.11;\nupstream app {\n server HOSTNAME:3000; #!\n}\n"
+     + loc("proxy_pass http://app;" + GOOD, head=""), "upstream-resolved-once", "warn", True),
+    ("resolved-once-in-block", "upstream app {\n zone app 64k;\n resolver 127.0.0.11;\n"
+     " server HOSTNAME:3000; #!\n}\n" + loc("proxy_pass http://app;" + GOOD, head=""),
+     "upstream-resolved-once", "warn", True),
+    ("resolved-once-resolve-ok", "resolver 127.0.0.11;\nupstream app {\n zone app 64k;\n"
+     " server HOSTNAME:3000 resolve;\n}\n" + loc("proxy_pass http://app;" + GOOD, head=""),
+     "upstream-resolved-once", "warn", False),
+    ("resolved-once-no-resolver-ok", "upstream app {\n server HOSTNAME:3000;\n}\n"
+     + loc("proxy_pass http://app;" + GOOD, head=""), "upstream-resolved-once", "warn", False),
+    ("resolved-once-address-ok", "resolver 127.0.0.11;\n" + loc("proxy_pass http://app;" + GOOD),
+     "upstream-resolved-once", "warn", False),
+    # host-header-empty
+    ("host-empty", loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header Host \"\"; #!"),
+     "host-header-empty", "warn", True),
+    ("host-empty-server", UP + "server {\n listen 127.0.0.1:8080;\n proxy_set_header Host ''; #!\n"
+     " location / { proxy_pass http://app; }\n}\n", "host-header-empty", "warn", True),
+    ("host-set-ok", loc("proxy_pass http://app;" + GOOD), "host-header-empty", "warn", False),
+    # keepalive-local-shared
+    ("ka-local-shared", "upstream app { #!\n server 127.0.0.1:3000;\n}\n"
+     "server {\n listen 127.0.0.1:8080;\n location /a/ { proxy_pass http://app;" + GOOD + " }\n"
+     " location /b/ { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "keepalive-local-shared", "note", True),
+    ("ka-local-explicit", "upstream app { #!\n server 127.0.0.1:3000; keepalive 8 local;\n}\n"
+     "server {\n listen 127.0.0.1:8080;\n location /a/ { proxy_pass http://app;" + GOOD + " }\n"
+     " location /b/ { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "keepalive-local-shared", "note", True),
+    ("ka-shared-ok", "upstream app {\n server 127.0.0.1:3000; keepalive 8;\n}\n"
+     "server {\n listen 127.0.0.1:8080;\n location /a/ { proxy_pass http://app;" + GOOD + " }\n"
+     " location /b/ { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "keepalive-local-shared", "note", False),
+    ("ka-one-location-ok", loc("proxy_pass http://app;" + GOOD),
+     "keepalive-local-shared", "note", False),
+    # proxy-pass-uri-variables
+    ("pp-capture", UP + "server {\n listen 127.0.0.1:8080;\n location ~ ^/api/(.*)$ {\n"
+     "  proxy_pass http://app/v1/$1; #!" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", True),
+    ("pp-var-host-uri", "server {\n listen 127.0.0.1:8080;\n location /a/ {\n"
+     "  set $b 127.0.0.1:3000;\n  proxy_pass http://$b/v1/; #!" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", True),
+    ("pp-capture-args-ok", UP + "server {\n listen 127.0.0.1:8080;\n location ~ ^/api/(.*)$ {\n"
+     "  proxy_pass http://app/v1/$1$is_args$args;" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", False),
+    ("pp-request-uri-ok", "server {\n listen 127.0.0.1:8080;\n location /a/ {\n"
+     "  set $b 127.0.0.1:3000;\n  proxy_pass http://$b$request_uri;" + GOOD + "\n }\n}\n",
+     "proxy-pass-uri-variables", "warn", False),
+    ("pp-literal-ok", loc("proxy_pass http://app/v1/;" + GOOD),
+     "proxy-pass-uri-variables", "warn", False),
+    # tls-implicit-default
+    ("tls-default", TLS2.format(d1="", d2="", m1=" #!", n1="a.example.test"),
+     "tls-implicit-default", "note", True),
+    ("tls-default-explicit-ok", TLS2.format(d1="", d2=" default_server", m1="",
+                                            n1="a.example.test"),
+     "tls-implicit-default", "note", False),
+    ("tls-default-catchall-ok", TLS2.format(d1="", d2="", m1="", n1="_"),
+     "tls-implicit-default", "note", False),
+    ("tls-one-server-ok", "server {\n listen 127.0.0.1:8443 ssl;\n server_name a.example.test;\n"
+     " ssl_certificate a.pem;\n ssl_certificate_key a.key;\n}\n",
+     "tls-implicit-default", "note", False),
     # limit-rate-ignored
     ("limit-rate", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 100k; #!"),
      "limit-rate-ignored", "warn", True),
@@ -355,3 +458,27 @@ def test_shared_configs(tmp_path: Path, path: str) -> None:
     got = {(f.rule, f.severity) for f in run(load(str(target), str(tmp_path))) if f.loud}
     assert must <= got
     assert got - must - may == set()
+
+
+NO_HOST = "\n".join(GOOD.splitlines()[2:])
+
+
+def test_http_host_fix_keeps_the_port(tmp_path: Path) -> None:
+    text = loc("proxy_pass http://app;\nproxy_set_header Host $http_host;" + NO_HOST)
+    found = [f for f in lint(tmp_path, text) if f.rule == "http-host"]
+    assert [f.severity for f in found] == ["warn"]
+    assert "$host:$server_port" in found[0].fix
+    text80 = loc("proxy_pass http://app;\nproxy_set_header Host $http_host;" + NO_HOST,
+                 listen="listen 127.0.0.1:80;")
+    found = [f for f in lint(tmp_path, text80) if f.rule == "http-host"]
+    assert found[0].fix.startswith("proxy_set_header Host $host;")
+
+
+def test_upgrade_wording_is_not_websocket_only(tmp_path: Path) -> None:
+    text = loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;")
+    f = next(f for f in lint(tmp_path, text) if f.rule == "upgrade-without-connection")
+    assert "WebSocket handshakes fail" not in f.message and "protocol" in f.message
+    text = loc("proxy_pass http://app;" + GOOD + "\nproxy_set_header Upgrade $http_upgrade;\n"
+               "proxy_set_header Connection upgrade;")
+    f = next(f for f in lint(tmp_path, text) if f.rule == "connection-upgrade-hardcoded")
+    assert "cannot be kept alive" not in f.message and "still kept alive" in f.message

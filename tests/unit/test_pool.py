@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from truehop.proxy.pool import KeepalivePool, expired, should_keep
+from truehop.proxy.pool import KeepalivePool, expired, retire_after, should_keep
 
 _ids = itertools.count(1)
 
@@ -24,6 +24,8 @@ class FakeConn:
     idle_since: float = 0.0
     closed: bool = False
     close_calls: int = 0
+    idle_limit: float = 0.0
+    eof_at: float = 0.0
     cid: int = field(default_factory=lambda: next(_ids))
 
     def is_closed(self) -> bool:
@@ -209,3 +211,44 @@ def test_local_reuses_only_within_the_same_tag() -> None:
     shared: KeepalivePool[FakeConn] = KeepalivePool(32)
     shared.release(c, 2.0, tag="location /api")
     assert shared.acquire(A, 3.0, tag="location /") is c
+
+
+# -- backends with a short idle timeout ----------------------------------------------------
+
+@pytest.mark.parametrize("value,after", [
+    ("timeout=5", 4.0), ("timeout=5, max=1000", 4.0), ("max=100, timeout=1", 0.75),
+    ("Timeout = 2", 1.5), ("timeout=0", 0.0), ("timeout=x", 0.0), ("max=5", 0.0), ("", 0.0),
+    ("timeout=nan", 0.0),
+])
+def test_retire_after(value: str, after: float) -> None:
+    assert retire_after(value) == after
+
+
+def test_keep_alive_timeout_retires_before_keepalive_timeout() -> None:
+    p = pool()
+    c = FakeConn(idle_limit=0.75)
+    p.release(c, 10.0)
+    assert p.next_expiry() == 10.75
+    assert p.acquire(A, 10.7) is c
+    p.release(c, 11.0)
+    assert p.acquire(A, 11.75) is None and c.closed
+    # retired by the pool, not closed by the upstream: nothing to report
+    assert p.take_closed_idle() == []
+
+
+def test_upstream_closes_are_noted_with_their_idle_time() -> None:
+    p = pool()
+    a, b = FakeConn(), FakeConn()
+    p.release(a, 10.0)
+    p.release(b, 10.5)
+    a.closed, a.eof_at = True, 11.0       # the upstream closed it after 1 s idle
+    b.closed = True                        # found closed; when is unknown: at the sweep
+    assert p.sweep(12.0) == 2
+    assert sorted(p.take_closed_idle()) == [1.0, 1.5]
+    assert p.take_closed_idle() == []
+    # a connection the upstream closed after its own Keep-Alive deadline raced nothing
+    c = FakeConn(idle_limit=0.75)
+    p.release(c, 20.0)
+    c.closed, c.eof_at = True, 21.0
+    assert p.acquire(A, 21.5) is None
+    assert p.closed_idle == []

@@ -220,14 +220,34 @@ def test_an_upgrade_that_is_no_valid_websocket_is_not_forwarded(tmp_path: Path) 
     assert req.upgrading is False
     assert "Upgrade" not in names(req) and "Connection" not in names(req)
     assert dropped(req)["Upgrade"].startswith(
-        "not sent: this request is not a valid WebSocket upgrade")
-    # nor a POST, nor HTTP/1.0, nor another protocol
+        "not sent: this request is no upgrade the proxy forwards")
+    # nor a WebSocket handshake on a POST, nor HTTP/1.0, nor h2c (smuggling, bad-input S77)
     good = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", WS_KEY),
             ("Sec-WebSocket-Version", "13")]
     assert c.build(method="POST", headers=good).upgrading is False
     assert c.build(version="1.0", headers=good).upgrading is False
     h2c = [("Connection", "Upgrade"), ("Upgrade", "h2c")]
     assert c.build(headers=h2c).upgrading is False
+    assert c.build(headers=[("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                            ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]).upgrading is False
+    # an upgrade with a body is no upgrade (the parser leaves head.upgrade unset)
+    assert c.build(method="POST", headers=[("Connection", "Upgrade"), ("Upgrade", "tcp"),
+                                           ("Content-Length", "5")],
+                   content_length=5).upgrading is False
+
+
+def test_any_other_protocol_is_forwarded_as_nginx_does(tmp_path: Path) -> None:
+    c = Case(tmp_path, WS_IDIOM, WS_LOC)
+    # Docker's attach/exec: POST with Upgrade: tcp
+    req = c.build(method="POST", headers=[("Connection", "Upgrade"), ("Upgrade", "tcp")])
+    assert req.upgrading is True
+    assert ("Upgrade", "tcp") in req.headers and ("Connection", "upgrade") in req.headers
+    # kubectl exec through an API-server proxy
+    req = c.build(headers=[("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")])
+    assert req.upgrading is True and ("Upgrade", "SPDY/3.1") in req.headers
+    # Upgrade: websocket without a key: nginx forwards it too (proxy_connection_headers.t)
+    req = c.build(headers=[("Connection", "Upgrade"), ("Upgrade", "websocket")])
+    assert req.upgrading is True
 
 
 def test_http_1_0_to_the_upstream(tmp_path: Path) -> None:

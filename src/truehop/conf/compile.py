@@ -272,6 +272,17 @@ class Compiler:
         self.http_level = local
         http.settings = top
         self.walk(tree, HTTP, http, AFTER_LEVEL)      # servers
+        for up in self.upstreams.values():
+            # `server ... resolve`: the block's resolver, else the http level's
+            named = [p for p in up.peers if p.resolve]
+            if not named or up.resolver is not None:
+                continue
+            if top.resolver is None:
+                raise ConfigError('no resolver defined to resolve names at run time in '
+                                  f'upstream "{up.name}"', *named[0].where)
+            up.resolver = top.resolver
+            if up.resolver_timeout == 30.0:      # not written in the block: the http level's
+                up.resolver_timeout = top.resolver_timeout
         for pd, loc in self._pending_proxy:
             loc.proxy = self.proxy_pass_target(pd)
         self.upstreams.update(self.implicit)
@@ -387,6 +398,12 @@ class Compiler:
                 self.fill(up, spec, e)
         if not up.peers:
             raise ConfigError.at('no servers are inside upstream', d)
+        named = [p for p in up.peers if p.resolve]
+        if named and up.zone is None:
+            # nginx keeps run-time resolved peers in the zone; truehop needs none, but the
+            # same file must mean the same thing on both
+            raise ConfigError(f'resolving names at run time requires upstream "{name}" '
+                              'in shared memory', *named[0].where)
         self.upstreams[name] = up
 
     def peers(self, e: Directive, upstream: str = "") -> list[PeerConf]:
@@ -414,13 +431,17 @@ class Compiler:
                 opts["down"] = True
             elif p.startswith("max_conns="):
                 opts["max_conns"] = self._pos_int(p[10:], e, p, allow_zero=True)
-            elif p == "resolve":
-                # nginx 1.27.3+: run-time resolving keeps its peers in the `zone`, which
-                # truehop does not have (each worker keeps its own upstream state)
-                raise ConfigError.at(f'resolving names at run time requires upstream '
-                                     f'"{upstream}" in shared memory', e)
+            elif p == "resolve" and upstream:
+                # nginx 1.27.3+: the name is looked up at run time (proxy/resolving.py);
+                # compile_upstream checks the zone and the resolver
+                opts["resolve"] = True
             else:
                 raise ConfigError.at(f'invalid parameter "{p}"', e)
+        if port != 0 and not _is_address(host):
+            opts["name"] = host
+            if opts.get("resolve"):
+                return [PeerConf(host, port, where=(e.file, e.line), **opts)]
+        opts.pop("resolve", None)
         addrs = [host] if port == 0 else resolve(host, e)
         return [PeerConf(addr, port, where=(e.file, e.line), **opts) for addr in addrs]
 
@@ -639,14 +660,16 @@ class Compiler:
     def compile_proxy_pass(self, e: Directive, loc: LocationConf) -> None:
         """`proxy_pass` in a location or in its `if` (modifier "if"): checked here, its
         target built by proxy_pass_target once every upstream is known."""
-        if loc.modifier != "if":
-            parent_loc = loc.parent
-            if loc.modifier in ("~", "~*", "@") or parent_loc is not None and parent_loc.regex:
-                uri_part = _proxy_uri_part(e.args[0].value)
-                if uri_part and "$" not in e.args[0].value and loc.modifier != "@":
-                    raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
-                                         'by regular expression, or inside named location, or '
-                                         'inside "if" statement, or inside "limit_except" block', e)
+        # ngx_http_proxy_pass: a URI part (without variables) cannot be placed where no
+        # prefix is matched: a regex location, a named location, an `if` block
+        parent_loc = loc.parent
+        if loc.modifier in ("~", "~*", "@", "if") or \
+                loc.modifier != "if" and parent_loc is not None and parent_loc.regex:
+            uri_part = _proxy_uri_part(e.args[0].value)
+            if uri_part and "$" not in e.args[0].value:
+                raise ConfigError.at('"proxy_pass" cannot have URI part in location given '
+                                     'by regular expression, or inside named location, or '
+                                     'inside "if" statement, or inside "limit_except" block', e)
         self._pending_proxy.append((e, loc))
         loc.has_content = True
         if loc.modifier != "if":
@@ -764,6 +787,14 @@ class Compiler:
             if len(self.not_applied) > before:
                 # kept with the level's lines too: lint shows it with the location
                 level.where.setdefault(e.name, w)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 def _set_path(obj: Any, path: str, value: Any) -> None:

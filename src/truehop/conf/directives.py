@@ -243,6 +243,7 @@ HCORE = "ngx_http_core_module"
 PROXY = "ngx_http_proxy_module"
 SSL = "ngx_http_ssl_module"
 UPS = "ngx_http_upstream_module"
+UZONE = "ngx_http_upstream_zone_module"
 REWR = "ngx_http_rewrite_module"
 KA = "ngx_http_upstream_keepalive_module"
 
@@ -321,8 +322,13 @@ SPECS: tuple[Spec, ...] = (
        compile="compile_upstream", stage=UPSTREAMS, at="conf/compile.py"),
     _d("server", U, "1MORE", UPS, "a server of the group: address weight= max_fails= fail_timeout= backup down",
        target=UPSTREAM_T, parse=P.upstream_server, field="peers", merge=LIST, at="proxy/balancer.py"),
-    _d("resolver", U, "1MORE", UPS, "resolver for servers with `resolve`", supported=False),
-    _d("resolver_timeout", U, "TAKE1", UPS, "resolver timeout for the group", supported=False),
+    # `server ... resolve` (nginx 1.27.3+): names looked up at run time (proxy/resolving.py)
+    _d("resolver", U, "1MORE", UPS, "resolver for servers with `resolve`",
+       target=UPSTREAM_T, parse=P.resolver, default=None, at="proxy/resolving.py"),
+    _d("resolver_timeout", U, "TAKE1", UPS, "resolver timeout for the group",
+       target=UPSTREAM_T, parse=P.time_, default=30.0, at="proxy/resolving.py"),
+    _d("zone", U, "TAKE12", UZONE, "shared memory zone of the group (required by `resolve`)",
+       target=UPSTREAM_T, parse=P.zone_name, default=None, at="conf/compile.py"),
     _d("keepalive", U, "TAKE12", KA, "idle keepalive connections cached per worker [local]",
        target=UPSTREAM_T, parse=P.keepalive, default=32, at="proxy/upstreams.py, proxy/pool.py"),
     _d("keepalive_timeout", U, "TAKE1", KA, "how long an idle upstream connection is kept",
@@ -851,9 +857,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     ),
     'ngx_http_upstream_sticky_module': (
         "sticky"
-    ),
-    'ngx_http_upstream_zone_module': (
-        "zone"
     ),
     'ngx_http_userid_module': (
         "userid userid_domain userid_expires userid_flags userid_mark userid_name userid_p3p "

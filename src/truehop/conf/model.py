@@ -381,6 +381,8 @@ class PeerConf:
     down: bool = False
     where: Where = ("", 0)
     max_conns: int = 0          # 0: no limit
+    resolve: bool = False       # `resolve` (nginx 1.27.3+): `host` is a name, looked up at run time
+    name: str = ""              # the host name as written, when it was one (lint)
 
 
 @dataclass(slots=True)
@@ -402,6 +404,11 @@ class UpstreamConf:
     implicit: bool = False             # from `proxy_pass http://host:port`, no block
     keepalive_set: bool = False        # `keepalive` written explicitly
     where: Where = ("", 0)
+    # `server ... resolve`: the resolver of the block, else the http level's (filled in by
+    # compile), its timeout, and the `zone` nginx requires for it
+    resolver: ResolverConf | None = None
+    resolver_timeout: float = 30.0
+    zone: str | None = None
 
 
 @dataclass(slots=True)

@@ -183,6 +183,17 @@ def upstream_server(c: Context, d: Directive, up: UpstreamConf) -> list[PeerConf
     return c.peers(d, up.name)
 
 
+def zone_name(c: Context, d: Directive, up: UpstreamConf) -> str:
+    """`zone name [size]`: the name is kept (`resolve` requires one, as in nginx)."""
+    if len(d.values) > 1:
+        size = d.values[1]
+        try:
+            parse_size(size)
+        except ValueError:
+            raise ConfigError.at(f'invalid zone size "{size}"', d) from None
+    return d.values[0]
+
+
 def keepalive(c: Context, d: Directive, up: UpstreamConf) -> int:
     """`keepalive connections [local]`: also fills keepalive_local and keepalive_set."""
     v = d.values

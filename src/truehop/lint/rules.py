@@ -36,6 +36,7 @@ from truehop.conf.model import (
     MapConf,
     ReturnOp,
     ServerConf,
+    SetOp,
     Settings,
     Where,
 )
@@ -295,16 +296,44 @@ def missing_host(cfg: Config) -> Iterator[Finding]:
 
 
 def http_host(cfg: Config) -> Iterator[Finding]:
-    for _server, loc in proxied(cfg):
+    """`proxy_set_header Host $http_host`, decided by what breaks.
+
+    What `$http_host` breaks: a client that sends no Host (HTTP/1.0) makes the value empty,
+    an empty `proxy_set_header` value removes the header, and the upstream gets a request
+    with no Host at all (most apps answer 400); the value is not lower-cased either.
+    What `$host` breaks: it drops the port, so an app served on a non-default port builds
+    links and redirects to the wrong port, and an app that checks a WebSocket `Origin`
+    against Host (Socket.IO, Django Channels, Rails' Action Cable...) refuses the handshake
+    when the port is part of the origin. So the fix offered keeps the port
+    (`$host:$server_port`: never empty, normalised), and in a location that forwards
+    `Upgrade` the raw header is what the Origin check needs: there it is only a note."""
+    for server, loc in proxied(cfg):
         h = sent_headers(loc.settings).get("host")
         if h is None or "http_host" not in h.value.names:
             continue
         f, line = h.where
+        default_ports = all(ls.port in (80, 443) for ls in server.listens) \
+            and bool(server.listens)
+        fix = ("proxy_set_header Host $host;  (this server listens on the default port, so no "
+               "port is lost)" if default_ports else
+               "proxy_set_header Host $host:$server_port;  (keeps the port, never empty; "
+               "behind port mapping, where clients use another port than listen's, keep "
+               "$http_host)")
+        if forwards_upgrade(loc.settings) is not None:
+            yield Finding("http-host", "note", f, line,
+                          f"Host is set from $http_host in {loc_label(loc)}, which forwards "
+                          "upgrades: the raw header (port included) is what an app comparing "
+                          "the WebSocket Origin with Host needs, but a client that sends no Host "
+                          "(HTTP/1.0) makes it empty and the upstream then gets no Host header",
+                          fix)
+            continue
         yield Finding("http-host", "warn", f, line,
-                      "Host is set from $http_host, the raw client header: empty for HTTP/1.0 "
-                      "clients, it may carry a port or odd case and is not checked against "
-                      "server_name; $host is normalised and falls back to server_name",
-                      "proxy_set_header Host $host;")
+                      "Host is set from $http_host, the raw client header: a client that sends "
+                      "none (HTTP/1.0) makes it empty, an empty proxy_set_header value removes "
+                      "the header, and the upstream gets a request with no Host (most apps "
+                      "answer 400); it is not lower-cased. ($host would drop the port the "
+                      "client used, which breaks links on a non-default port)",
+                      fix)
 
 
 def duplicate_header(cfg: Config) -> Iterator[Finding]:
@@ -392,6 +421,15 @@ def _quote(v: str) -> str:
 
 
 def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
+    """A location whose requests close their upstream connection. Judged per location: a
+    WebSocket location that sends `Connection: close` on its plain requests costs only those
+    requests their reuse while other locations keep reusing the upstream's connections; that
+    is a note, a catch-all location (or the upstream's only user) closing them is a warn."""
+    users: dict[int, list[LocationConf]] = {}
+    for _server, loc in proxied(cfg):
+        assert loc.proxy is not None
+        if loc.proxy.upstream is not None:
+            users.setdefault(id(loc.proxy.upstream), []).append(loc)
     for server, loc in proxied(cfg):
         pp = loc.proxy
         assert pp is not None
@@ -410,9 +448,13 @@ def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
             said = "" if conns else ' and sends "Connection: close"'
             yield Finding("keepalive-defeated", sev, f, line,
                           f"{asked}, but proxy_http_version 1.0 cannot keep upstream "
-                          f"connections{said}: none is ever reused in {loc_label(loc)}",
+                          f"connections{said}: none used by {loc_label(loc)} is ever reused",
                           "proxy_http_version 1.1;")
             continue
+        others = [o for o in users.get(id(up), []) if o is not loc
+                  and not _closes_plain(cfg, server, o)]
+        dedicated = (forwards_upgrade(s) is not None and bool(others)
+                     and loc.pattern not in ("", "/"))
         for h in conns:
             got = value_on(cfg, server, h, False)
             if got is None:
@@ -426,10 +468,32 @@ def keepalive_defeated(cfg: Config) -> Iterator[Finding]:
                        f"{h.where[0]}:{h.where[1]})")
             fix = ("'' '';  (in the map: a plain request then sends no Connection header)"
                    if via else "remove this line, or use a map whose '' value is ''")
+            if dedicated:
+                yield Finding("keepalive-defeated", "note", f, line,
+                              f"plain (non-upgrade) requests to {loc_label(loc)} are sent with "
+                              f"\"Connection: close\"{via}: each closes its upstream "
+                              f"connection; the other locations proxying to \"{up.name}\" "
+                              "keep reusing theirs", fix)
+                continue
             yield Finding("keepalive-defeated", sev, f, line,
-                          f"{asked}, but every plain request is sent with \"Connection: close\""
-                          f"{via}, so no upstream connection is ever reused",
+                          f"{asked}, but every plain request to {loc_label(loc)} is sent with "
+                          f"\"Connection: close\"{via}, so none of the upstream connections it "
+                          "uses is ever reused",
                           fix)
+
+
+def _closes_plain(cfg: Config, server: ServerConf, loc: LocationConf) -> bool:
+    """Does a plain request to this location close its upstream connection?"""
+    s = loc.settings
+    if s.proxy_http_version == "1.0":
+        return True  # HTTP/1.0 upstream connections are never reused
+    for h in s.proxy_set_header:
+        if h.name.lower() != "connection":
+            continue
+        got = value_on(cfg, server, h, False)
+        if got is not None and "close" in connection_tokens(got[0]):
+            return True
+    return False
 
 
 def upgrade_needs_http11(cfg: Config) -> Iterator[Finding]:
@@ -441,7 +505,8 @@ def upgrade_needs_http11(cfg: Config) -> Iterator[Finding]:
         f, line = where_of(s, "proxy_http_version", loc.proxy.where)
         yield Finding("upgrade-needs-http11", "warn", f, line,
                       f"Upgrade is forwarded in {loc_label(loc)}, but over HTTP/1.0 no upstream "
-                      "switches protocols (WebSocket handshakes fail) and every upstream "
+                      "switches protocols (WebSocket or any other upgrade fails) and every "
+                      "upstream "
                       "connection is closed after one request",
                       "proxy_http_version 1.1;  (the default in nginx 1.30: removing the line "
                       "also works)")
@@ -464,8 +529,9 @@ def upgrade_without_connection(cfg: Config) -> Iterator[Finding]:
         f, line = up.where
         yield Finding("upgrade-without-connection", "warn", f, line,
                       f"Upgrade is forwarded in {loc_label(loc)} but Connection does not name "
-                      "\"upgrade\": the upstream sees no upgrade request and WebSocket "
-                      "handshakes fail",
+                      "\"upgrade\": Upgrade is a hop-by-hop header, so the upstream ignores "
+                      "it and every protocol switch through here (WebSocket, or whatever "
+                      "protocol the client asks for) is answered as a plain request",
                       "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
                       "proxy_set_header Connection $connection_upgrade;")
 
@@ -478,10 +544,12 @@ def connection_upgrade_hardcoded(cfg: Config) -> Iterator[Finding]:
         if "upgrade" not in connection_tokens(h.value.static):
             continue
         f, line = h.where
-        yield Finding("connection-upgrade-hardcoded", "warn", f, line,
-                      f'"Connection: {h.value.static}" is sent on every request, not only on '
-                      "WebSocket handshakes: every request asks the upstream for an upgrade and "
-                      "the upstream connection cannot be kept alive",
+        yield Finding("connection-upgrade-hardcoded", "note", f, line,
+                      f'"Connection: {h.value.static}" is sent on every request through '
+                      f"{loc_label(loc)}, not only on upgrades: a plain request reaches the "
+                      "upstream with \"Connection: upgrade\" and no Upgrade header. Most apps "
+                      "ignore that (the connection is still kept alive: upgrade is not close); "
+                      "strict servers reject it or log a failed upgrade",
                       "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
                       "proxy_set_header Connection $connection_upgrade;")
 
@@ -559,19 +627,41 @@ def dynamic_proxy_no_resolver(cfg: Config) -> Iterator[Finding]:
 
 
 def _host_values(cfg: Config, host_src: str) -> list[str] | None:
-    """The hosts a proxy_pass host part can take, when the config says (a literal, or one
-    map variable: its values); None when a variable can hold anything."""
+    """The hosts a proxy_pass host part can take, when the config says (a literal, one map
+    variable: its values, or one variable every `set` gives a value without variables);
+    None when a variable can hold anything."""
     if "$" not in host_src:
         return [host_src]
     var = host_src.rsplit(":", 1)[0] if not host_src.endswith("}") else host_src
+    port = host_src[len(var):]
     for m in cfg.http.maps:
         if var in (f"${m.variable}", f"${{{m.variable}}}"):
             values = [t.source for _k, t, _w in m.entries] + [m.default.source]
             if any("$" in v for v in values):
                 return None
-            port = host_src[len(var):]
             return [v + port for v in values if v]
-    return None
+    name = var[2:-1] if var.startswith("${") else var[1:]
+    if not re.fullmatch(r"\w+", name):
+        return None
+    sets = [op.value for op in _set_ops(cfg) if op.name == name]
+    if not sets or any(t.static is None for t in sets):
+        return None  # never set (a built-in, a header) or set from other variables
+    return [(t.static or "") + port for t in sets if t.static]
+
+
+def _set_ops(cfg: Config) -> Iterator[SetOp]:
+    """Every `set` of the config (server level, locations, `if` blocks)."""
+    def walk(ops: Iterable[Any]) -> Iterator[SetOp]:
+        for op in ops:
+            if isinstance(op, SetOp):
+                yield op
+            elif isinstance(op, IfOp):
+                yield from walk(op.ops)
+    for server in cfg.http.servers:
+        yield from walk(server.ops)
+        for loc in locations(server):
+            if loc.modifier != "if":
+                yield from walk(loc.ops)
 
 
 def _needs_no_dns(cfg: Config, hostport: str) -> bool:
@@ -587,6 +677,157 @@ def _needs_no_dns(cfg: Config, hostport: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def upstream_resolved_once(cfg: Config) -> Iterator[Finding]:
+    """A host name in an `upstream` server is looked up once, at start; with a resolver
+    configured (http level or the block), `resolve` (nginx 1.27.3+) would follow the name
+    when it moves (a container restarted with a new address keeps getting the old one)."""
+    for up in cfg.http.upstreams.values():
+        if up.implicit:
+            continue
+        resolver = up.resolver or cfg.http.settings.resolver
+        if resolver is None:
+            continue
+        seen: set[Where] = set()
+        for p in up.peers:
+            if not p.name or p.resolve or p.name == "localhost" or p.where in seen:
+                continue
+            seen.add(p.where)
+            f, line = p.where
+            zone = "" if up.zone is not None else f"zone {up.name} 64k;  and  "
+            yield Finding("upstream-resolved-once", "warn", f, line,
+                          f'"{p.name}" in upstream "{up.name}" is resolved once, when the '
+                          "configuration is loaded, although a resolver is configured: when "
+                          "the name moves to another address (a container restarted), requests "
+                          "keep going to the old one until a reload",
+                          f"{zone}server {p.name}:{p.port} resolve;  (nginx 1.27.3+)")
+
+
+def host_header_empty(cfg: Config) -> Iterator[Finding]:
+    """`proxy_set_header Host "";`: an empty value removes the header, so the upstream gets
+    an HTTP/1.1 request without Host (nginx 1.30 sends it so; 1.31.4 falls back to
+    $proxy_host)."""
+    levels: list[LevelSettings] = [cfg.http.local]
+    for server in cfg.http.servers:
+        levels.append(server.local)
+        levels.extend(loc.local for loc in locations(server) if loc.local is not None)
+    for lvl in levels:
+        for h in lvl.get("proxy_set_header") or ():
+            if h.name.lower() != "host" or h.value.static != "":
+                continue
+            f, line = h.where
+            yield Finding("host-header-empty", "warn", f, line,
+                          'proxy_set_header Host "" removes the Host header: the upstream gets '
+                          "an HTTP/1.1 request with no Host at all, which most servers answer "
+                          "with 400 (nginx 1.31.4 and later send $proxy_host instead)",
+                          "proxy_set_header Host $host;  (or remove the line: Host is then "
+                          "$proxy_host)")
+
+
+def keepalive_local_shared(cfg: Config) -> Iterator[Finding]:
+    """nginx 1.30's upstream keepalive is `local` by default: an idle connection is reused
+    only by the location that opened it. Several locations proxying to one upstream then
+    each keep their own idle connections: one location's idle connections never serve
+    another, and the backend sees more connections than `keepalive 32` suggests (nginx
+    issue #1436). (truehop's own pool shares them across locations whatever `local` says.)"""
+    users: dict[str, list[LocationConf]] = {}
+    for _server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        up = pp.upstream
+        if up is None or up.implicit or up.keepalive <= 0 or loc.modifier == "if":
+            continue
+        if up.keepalive_set and not up.keepalive_local:
+            continue
+        users.setdefault(up.name, []).append(loc)
+    for name, locs in users.items():
+        if len(locs) < 2:
+            continue
+        up = cfg.http.upstreams[name]
+        label = (f"keepalive {up.keepalive} local" if up.keepalive_set
+                 else "nginx 1.30's default keepalive (32 local)")
+        f, line = up.where
+        names = ", ".join(loc_label(x) for x in locs[:4]) + (" ..." if len(locs) > 4 else "")
+        yield Finding("keepalive-local-shared", "note", f, line,
+                      f'{len(locs)} locations proxy to upstream "{name}" ({names}) under '
+                      f"{label}: an idle connection is reused only by the location that opened "
+                      "it, so each location keeps and reuses only its own, and the backend sees "
+                      "more connections, and more new ones, than keepalive suggests",
+                      f"keepalive {up.keepalive};  (without local, in upstream \"{name}\": the "
+                      "locations then share idle connections; fine unless they need different "
+                      "connections, e.g. other proxy_ssl_* or proxy_bind settings)")
+
+
+_ARGS_VARS = ("args", "is_args", "query_string", "request_uri")
+
+
+def proxy_pass_uri_variables(cfg: Config) -> Iterator[Finding]:
+    """proxy_pass with variables and a URI part: nginx sends that URI as it is. It does not
+    replace the location's prefix as a literal proxy_pass does, a regex capture in it is the
+    decoded path, and the client's query string is dropped unless the URI carries it."""
+    for _server, loc in proxied(cfg):
+        pp = loc.proxy
+        assert pp is not None
+        if pp.dynamic is None:
+            continue
+        src = pp.dynamic.source
+        rest = src.split("://", 1)[1] if "://" in src else src
+        slash = rest.find("/")
+        uri = rest[slash:] if slash >= 0 else ""
+        if not uri:
+            continue   # no URI part: the client's URI is passed, as without variables
+        if any(re.search(r"\$\{?" + v + r"\b", uri) for v in _ARGS_VARS):
+            continue
+        f, line = pp.where
+        prefix = ""
+        if loc.modifier in ("", "^~") and "$" not in uri:
+            prefix = (f" (not {uri} plus what follows {loc.pattern}, as without variables: "
+                      f"{loc.pattern}a/b is sent as {uri})")
+        yield Finding("proxy-pass-uri-variables", "warn", f, line,
+                      f"proxy_pass with variables sends the URI part {uri!r} as it is in "
+                      f"{loc_label(loc)}{prefix}: the client's query string is dropped"
+                      + (", and a regex capture in it is the decoded path" if "$" in uri
+                         else ""),
+                      f"proxy_pass {src}$is_args$args;  (keep the query string)")
+
+
+def tls_implicit_default(cfg: Config) -> Iterator[Finding]:
+    """On a TLS address that several servers share, the first one is the default unless a
+    `listen ... default_server` says otherwise: a request for any name no server_name
+    matches (a typo, a stale DNS name, a scanner asking by IP) gets that server's
+    certificate, which does not name it, and that server's content."""
+    by_port: dict[tuple[str, int], list[ServerConf]] = {}
+    explicit: set[tuple[str, int]] = set()
+    for server in cfg.http.servers:
+        for ls in server.listens:
+            if not ls.ssl or ls.addr.startswith("unix:"):
+                continue
+            group = by_port.setdefault(ls.key, [])
+            if not any(x is server for x in group):
+                group.append(server)
+            if ls.default_server:
+                explicit.add(ls.key)
+    done: set[int] = set()
+    for key, servers in by_port.items():
+        if key in explicit or len(servers) < 2:
+            continue
+        first = servers[0]
+        if id(first) in done:
+            continue
+        names = [n for n in first.names if n not in ("", "_", "localhost")]
+        if not names or any(n.startswith(("~", "*", ".")) for n in first.names):
+            continue
+        done.add(id(first))
+        ls = next(x for x in first.listens if x.key == key)
+        f, line = ls.where if ls.where[0] else first.where
+        addr = f"{key[0]}:{key[1]}" if key[0] != "*" else str(key[1])
+        yield Finding("tls-implicit-default", "note", f, line,
+                      f"server {names[0]} is the implicit default server of {addr} (the "
+                      "first of its TLS servers): a request for any name no server_name "
+                      "matches gets its certificate, which does not name it, and its site",
+                      f"server {{ listen {addr} ssl default_server; ssl_certificate ...; "
+                      "return 444; }  (an explicit default that answers nothing)")
 
 
 def static_shadowed(cfg: Config) -> Iterator[Finding]:
@@ -790,6 +1031,11 @@ RULES: dict[str, Rule] = {
     "dynamic-proxy-no-resolver": dynamic_proxy_no_resolver,
     "cache-set-cookie": cache_set_cookie,
     "cache-key-without-host": cache_key_without_host,
+    "upstream-resolved-once": upstream_resolved_once,
+    "host-header-empty": host_header_empty,
+    "keepalive-local-shared": keepalive_local_shared,
+    "proxy-pass-uri-variables": proxy_pass_uri_variables,
+    "tls-implicit-default": tls_implicit_default,
     # one id per "accepted, not applied" entry of the table (limit-rate-ignored, ...)
     **{s.effect.finding: not_applied for s in SPECS if s.effect.kind == "not-applied"},
 }

@@ -149,6 +149,11 @@ class Resolver:
             fut.add_done_callback(lambda _f: self.pending.pop(name, None))
         return await asyncio.shield(fut)
 
+    def expires(self, name: str) -> float:
+        """When the cached answer (or error) for `name` expires (monotonic); 0.0 if none."""
+        hit = self.cache.get(name)
+        return hit[0] if hit is not None else 0.0
+
     async def _lookup(self, name: str) -> tuple[str, ...]:
         deadline = time.monotonic() + self.timeout
         addrs: list[str] = []

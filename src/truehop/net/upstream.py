@@ -49,6 +49,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.created = _monotonic()
         self.idle_since = self.created
         self.received_any = False
+        self.idle_limit = 0.0   # the upstream's Keep-Alive: timeout, less a margin (proxy.pool)
+        self.eof_at = 0.0       # when the upstream closed its side (the pool's detector)
         self._paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -131,6 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        self.eof_at = _monotonic()
         if self.tunnel is not None:
             if self.tunnel_lost is not None:
                 self.tunnel_lost(None)

@@ -17,12 +17,16 @@ from truehop.http.exchange import Exchange
 from truehop.net.upstream import UpstreamConnection, UpstreamError, connect
 from truehop.proxy.balancer import BalancerState, Peer
 from truehop.proxy.pipeline import Finish
+from truehop.proxy.pool import retire_after
 from truehop.proxy.request_body import BodyFile, BodyFileError
 from truehop.proxy.upstream_request import UpstreamRequest
 from truehop.proxy.upstreams import LiveUpstream, ProxyRuntime
 from truehop.route.state import RequestState, UpstreamLink, UpstreamTry
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+# h1client's refusal of a response framed both ways (RFC 9112 6.3: a 502, never a guess)
+CL_AND_TE: Final = ('upstream sent "Content-Length" and "Transfer-Encoding" headers at the '
+                    "same time")
 STATUS_FLAGS: Final = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
                 403: "http_403", 404: "http_404", 429: "http_429"}
 
@@ -105,6 +109,8 @@ class Attempt:
             try:
                 if pool is not None:
                     conn = pool.acquire(peer.key, now)
+                    if pool.closed_idle:
+                        rt.detect.upstream_idle_close(upstream, pool.take_closed_idle())
                 if conn is None:
                     conn = await self.fresh(peer)
                 else:
@@ -119,6 +125,8 @@ class Attempt:
                         # the keepalive race: the upstream closed an idle connection as we
                         # reused it. Try once more on a fresh connection, same peer.
                         retried_stale = True
+                        if pool is not None:
+                            pool.noticed_close(conn, _monotonic())
                         conn.abort()
                         conn = await self.fresh(peer)
                         r.upstream_conn = conn
@@ -134,6 +142,8 @@ class Attempt:
                 status = 504 if failed_kind == "timeout" else 502
                 if failed_kind == "timeout" and "reading" in e.message:
                     rt.detect.read_timeout(r, self.loc, s.proxy_read_timeout)
+                elif failed_kind == "invalid_header" and CL_AND_TE in e.message:
+                    rt.detect.cl_and_te(r, self.loc, upstream, addr)
                 t.status = status
                 rt.log.error(e.message, r.conn, r)
                 if state.done(peer, now, failed=True):
@@ -146,7 +156,13 @@ class Attempt:
                 raise Finish(status) from None
             # a response head arrived
             now = t.header = _monotonic()
-            status = t.status = resp.head.status
+            rh = resp.head
+            status = t.status = rh.status
+            if pool is not None and "keep-alive" in rh.conn_tokens:
+                # `Keep-Alive: timeout=N` (Node): retire the connection before N (proxy.pool)
+                ka = rh.get("keep-alive")
+                if ka is not None:
+                    conn.idle_limit = retire_after(ka)
             flag = STATUS_FLAGS.get(status) if flags else None
             # as nginx (ngx_http_upstream_test_next): only when another peer is left to try;
             # the last one's answer, error status and body, is the response

@@ -21,6 +21,16 @@ closes just as it is reused still fails; the caller retries once on a fresh conn
 With `local` (nginx 1.30's default `keepalive 32 local`), a connection is reused only by
 the location that stored it: pass the same `tag` to `release` and `acquire`.
 
+Backends that close idle connections sooner than `keepalive_timeout` (Node's HTTP server
+after 5 s, uvicorn after 5 s) make the race above routine: a POST sent on a connection the
+backend is closing fails and is not retried (502). Two answers, both beyond nginx:
+- a connection whose response said `Keep-Alive: timeout=N` (Node sends it) carries its own
+  `idle_limit` (`retire_after(N)`: N less a margin) and is retired by `expired` before the
+  backend closes it, so the race does not happen;
+- every idle connection found closed by the upstream is noted (`closed_idle`: how long it
+  had been idle), for the live detector (`detect.upstream_idle_close`) to name the upstream,
+  the idle time and the fix once.
+
 The decisions are pure functions (`expired`, `should_keep`) over a small Protocol, as in
 httpcore; the pool itself only moves references around and calls `close()`. `__repr__`
 shows the state and is what the tests assert on.
@@ -31,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
-__all__ = ["KeepalivePool", "PooledConnection", "expired", "should_keep"]
+__all__ = ["KeepalivePool", "PooledConnection", "expired", "retire_after", "should_keep"]
 
 DEFAULT_IDLE_TIMEOUT: Final = 60.0     # keepalive_timeout
 DEFAULT_MAX_REQUESTS: Final = 1000     # keepalive_requests
@@ -45,6 +55,8 @@ class PooledConnection(Protocol):
     created: float              # monotonic time the connection was opened
     idle_since: float           # set by the pool when the connection is stored
     peer_key: tuple[str, int]   # (addr, port) of the peer it is connected to
+    idle_limit: float           # retire after this long idle (Keep-Alive: timeout); 0: none
+    eof_at: float               # when the upstream closed it (monotonic); 0: it has not
 
     def is_closed(self) -> bool: ...
     def close(self) -> None: ...
@@ -68,8 +80,31 @@ def should_keep(conn: PooledConnection, now: float, response_keep_alive: bool,
 
 def expired(conn: PooledConnection, now: float, idle_timeout: float) -> bool:
     """Should this idle connection be dropped instead of reused? Closed by the upstream, or
-    idle for `keepalive_timeout`."""
+    idle for `keepalive_timeout`, or for the upstream's own `Keep-Alive: timeout` (less a
+    margin) when it said one that is shorter."""
+    limit = conn.idle_limit
+    if limit and limit < idle_timeout:
+        idle_timeout = limit
     return conn.is_closed() or now - conn.idle_since >= idle_timeout
+
+
+def retire_after(keep_alive: str) -> float:
+    """How long a connection may stay idle when the upstream's response said
+    `Keep-Alive: timeout=N[, max=M]` (RFC 2068 19.7.1.1, what Node sends): N less a margin
+    for the request in flight and clock skew (a quarter of N, at most 1 s); 0.0 when the
+    value names no usable timeout."""
+    for part in keep_alive.split(","):
+        k, _, v = part.strip().partition("=")
+        if k.strip().lower() != "timeout":
+            continue
+        try:
+            n = float(v.strip().strip('"'))
+        except ValueError:
+            return 0.0
+        if not n > 0 or n != n:
+            return 0.0
+        return n - min(1.0, n / 4)
+    return 0.0
 
 
 C = TypeVar("C", bound=PooledConnection)
@@ -97,6 +132,9 @@ class KeepalivePool(Generic[C]):
         self._idle: dict[int, tuple[C, Hashable]] = {}
         # peer_key -> id(conn) -> conn, same order, for lookups by peer
         self._by_peer: dict[tuple[str, int], dict[int, C]] = {}
+        # idle times of the connections the upstream closed while they were idle here (for
+        # the live detector; bounded: the caller takes them with `take_closed_idle`)
+        self.closed_idle: list[float] = []
 
     # -- decisions bound to this pool's limits -------------------------------------------
 
@@ -125,7 +163,7 @@ class KeepalivePool(Generic[C]):
                 cid, conn = bucket.popitem()
                 del self._idle[cid]
                 if self.is_expired(conn, now):
-                    conn.close()
+                    self._dropped(conn, now)
                     continue
                 if not bucket:
                     del self._by_peer[peer_key]
@@ -136,7 +174,7 @@ class KeepalivePool(Generic[C]):
             conn = bucket[cid]
             if self.is_expired(conn, now):
                 self._remove(cid, conn)
-                conn.close()
+                self._dropped(conn, now)
                 continue
             if self.local and self._idle[cid][1] != tag:
                 continue
@@ -171,7 +209,7 @@ class KeepalivePool(Generic[C]):
         dead = [(cid, c) for cid, (c, _t) in self._idle.items() if self.is_expired(c, now)]
         for cid, c in dead:
             self._remove(cid, c)
-            c.close()
+            self._dropped(c, now)
         return len(dead)
 
     def next_expiry(self) -> float | None:
@@ -179,7 +217,25 @@ class KeepalivePool(Generic[C]):
         timer), or None when nothing is idle."""
         if not self._idle:
             return None
-        return min(c.idle_since for c, _t in self._idle.values()) + self.idle_timeout
+        t = self.idle_timeout
+        return min(c.idle_since + (c.idle_limit if c.idle_limit and c.idle_limit < t else t)
+                   for c, _t in self._idle.values())
+
+    def noticed_close(self, conn: C, now: float) -> None:
+        """The upstream closed `conn` while it was idle here (found closed, or it failed as
+        it was reused: the race): note how long it had been idle."""
+        at = conn.eof_at if conn.eof_at and conn.eof_at >= conn.idle_since else now
+        idle = at - conn.idle_since
+        limit = conn.idle_limit
+        if limit and idle >= limit:
+            return  # closed after it was due for retirement: nothing raced
+        if len(self.closed_idle) < 16:
+            self.closed_idle.append(idle)
+
+    def take_closed_idle(self) -> list[float]:
+        out = self.closed_idle
+        self.closed_idle = []
+        return out
 
     def close_all(self) -> None:
         conns = [c for c, _t in self._idle.values()]
@@ -207,6 +263,11 @@ class KeepalivePool(Generic[C]):
         for key in sorted(self._by_peer):
             parts.append(f"{_hostport(key)}={len(self._by_peer[key])}")
         return f"<KeepalivePool {' '.join(parts)}>"
+
+    def _dropped(self, conn: C, now: float) -> None:
+        if conn.is_closed():
+            self.noticed_close(conn, now)
+        conn.close()
 
     def _remove(self, cid: int, conn: C) -> None:
         self._idle.pop(cid, None)

@@ -13,7 +13,7 @@ from truehop.proxy.cache.handler import CacheRequest
 from truehop.proxy.filters import send_header
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.response import ResponsePlan, process_accel, response_headers
-from truehop.proxy.tunnel import tunnel, ws_accept
+from truehop.proxy.tunnel import switch_refusal, tunnel
 
 
 async def relay(att: Attempt, plan: ResponsePlan, cache: CacheRequest | None = None) -> None:
@@ -36,15 +36,16 @@ async def relay(att: Attempt, plan: ResponsePlan, cache: CacheRequest | None = N
     r.upstream_headers = rh.headers
     pipeline = rt.pipeline
     if status == 101:
-        if not att.req.upgrading:
+        refusal = switch_refusal(att.req.upgrading, r.head, rh)
+        if refusal is not None:
             conn.abort()
-            rt.log.error("upstream sent unexpected 101 response", r.conn, r)
-            raise Finish(502)
-        accept = rh.get("sec-websocket-accept")
-        key = r.head.get("sec-websocket-key") or ""
-        if accept != ws_accept(key):
-            conn.abort()
-            rt.log.error("upstream sent invalid Sec-WebSocket-Accept", r.conn, r)
+            rt.log.error(refusal, r.conn, r)
+            if not att.req.upgrading:
+                # nginx relays it as a response whose body never ends; no byte of it
+                # reaches the client (ssl_proxy_upgrade.t "noupgrade"): no response at all
+                ex.status = 101
+                ex.abort()
+                return
             raise Finish(502)
         await tunnel(rt, r, ex, s, plan, conn, rh)
         return

@@ -1,6 +1,8 @@
-"""The upgrade tunnel (nginx's ngx_http_upstream_upgrade): after a 101 to a WebSocket
-upgrade the client really asked for (`upstream_request.upgrade_ok`), both connections are
-joined and bytes flow each way as they come, with back-pressure on the other side."""
+"""The upgrade tunnel (nginx's ngx_http_upstream_upgrade): after a 101 to an upgrade the
+client really asked for and the proxy forwarded (`upstream_request.upgrade_ok`: WebSocket,
+Docker's `tcp`, `SPDY/3.1`, any protocol but h2c), both connections are joined and bytes
+flow each way as they come, with back-pressure on the other side. `switch_refusal` decides
+whether a 101 may open it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Final
 
 from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import Settings
-from truehop.http.events import ResponseHead
+from truehop.http.events import RequestHead, ResponseHead
 from truehop.http.exchange import Exchange
 from truehop.http.h1 import response_head_bytes
 from truehop.net.downstream import H1Exchange
@@ -30,9 +32,23 @@ def ws_accept(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
 
 
+def switch_refusal(upgrading: bool, head: RequestHead, rh: ResponseHead) -> str | None:
+    """Why a 101 from the upstream must not open a tunnel (the error to log, then 502), or
+    None. nginx (ngx_http_proxy_process_header) tunnels a 101 whenever the client sent
+    Upgrade; here the upgrade must also have been forwarded (`upgrading`), and a WebSocket
+    handshake must be answered for its own key: a Sec-WebSocket-Accept that does not match
+    means the 101 answers some other request (RFC 6455 4.1)."""
+    if not upgrading:
+        return "upstream sent unexpected 101 response"
+    key = head.get("sec-websocket-key")
+    if key is not None and rh.get("sec-websocket-accept") != ws_accept(key):
+        return "upstream sent invalid Sec-WebSocket-Accept"
+    return None
+
+
 async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, plan: ResponsePlan,
                  conn: UpstreamConnection, rh: ResponseHead) -> None:
-    """A 101 to a WebSocket upgrade: the 101 goes to the client, then bytes flow both ways
+    """A 101 to a forwarded upgrade: the 101 goes to the client, then bytes flow both ways
     until a side closes or proxy_read_timeout passes without any (nginx's
     ngx_http_upstream_upgrade and its process_upgraded handler)."""
     assert isinstance(ex, H1Exchange)      # tunnels are HTTP/1.1 only
@@ -76,6 +92,9 @@ async def tunnel(rt: ProxyRuntime, r: RequestState, ex: Exchange, s: Settings, p
         if ct.is_closing():
             return
         last[0] = _monotonic()
+        # tunnelled bytes count in $bytes_sent and $body_bytes_sent, as nginx's
+        ex.bytes_sent += len(data)
+        ex.body_bytes_sent += len(data)
         ct.write(data)
         if ct.get_write_buffer_size() > 1 << 20:
             ut.pause_reading()

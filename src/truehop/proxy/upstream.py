@@ -60,6 +60,8 @@ class Proxy:
         else:
             upstream, scheme, uri = choose_target(rt, r, loc)
         live = self.upstreams.get(upstream)
+        if live.resolving is not None:      # `server name resolve` (proxy.resolving)
+            await live.refresh(rt.log)
         head = r.head
         upgrade = upgrade_ok(head)
         # a body still arriving, or already broken, is read even if declared empty

@@ -8,8 +8,8 @@ upgrade decision, the connection-reuse verdict and the serialized head. The prox
 `truehop explain` prints it (with `notes=True`, each header's source line and each header
 left out with the reason), so the two cannot disagree.
 
-The decisions made before the body is read are here too: `upgrade_ok` (a WebSocket upgrade
-the client really asked for), `body_mode` and `reads_body_whole` (whether the client body is
+The decisions made before the body is read are here too: `upgrade_ok` (an upgrade the
+client really asked for and the proxy may forward), `body_mode` and `reads_body_whole` (whether the client body is
 read whole before the request is written: HTTP/2 sizes its flow-control window by it).
 """
 
@@ -144,12 +144,27 @@ class UpstreamRequest:
 
 
 def upgrade_ok(head: RequestHead) -> bool:
-    """Whether the client asked for a WebSocket upgrade the proxy may forward: HTTP/1.1 GET
-    with `Upgrade: websocket` named in Connection, a 16-byte key and version 13."""
-    if head.upgrade != "websocket" or head.method != "GET" or head.version != "1.1":
+    """Whether the client's upgrade may be forwarded (a 101 then opens a tunnel). As nginx,
+    any protocol the client names in `Upgrade` (Docker's `tcp` on a POST, kubectl's
+    `SPDY/3.1`, a WebSocket), with these refusals kept from bad-input.md:
+    - HTTP/1.1 only, `upgrade` named in Connection and no body: the parser sets
+      `head.upgrade` only then (no upgrade over HTTP/1.0, W04);
+    - never `h2c`: a tunnel to an HTTP/2 speaker carries requests the proxy never routes
+      or checks (h2c smuggling, S77);
+    - a WebSocket handshake (one with `Sec-WebSocket-Key`) must be a valid one: GET, a
+      16-byte key, version 13; its 101 is checked against the key (`tunnel.switch_refusal`).
+      nginx forwards an `Upgrade: websocket` without a key too, as any other protocol."""
+    up = head.upgrade
+    if up is None or head.version != "1.1" or head.chunked or head.content_length:
+        return False  # the parser says so already; HTTP/2's heads and tests build their own
+    protocols = [p.strip().split("/", 1)[0] for p in up.split(",")]
+    if "h2c" in protocols or "h2" in protocols:
         return False
     key = head.get("sec-websocket-key")
-    if not key or head.get("sec-websocket-version") != "13":
+    if key is None:
+        return True
+    if "websocket" not in protocols or head.method != "GET" or \
+            head.get("sec-websocket-version") != "13":
         return False
     try:
         return len(base64.b64decode(key, validate=True)) == 16
@@ -324,7 +339,8 @@ def _empty_note(h: HeaderSetting, v: str) -> HeaderNote:
 
 
 def _no_upgrade_note(h: HeaderSetting, v: str) -> HeaderNote:
-    return HeaderNote(h.name, v, "not sent: this request is not a valid WebSocket upgrade ({at})",
+    return HeaderNote(h.name, v, "not sent: this request is no upgrade the proxy forwards "
+                      "({at})",
                       h.where)
 
 

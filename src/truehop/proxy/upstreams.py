@@ -22,22 +22,36 @@ from truehop.net.tls import set_protocols
 from truehop.proxy.balancer import UpstreamBalancer
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.pool import KeepalivePool
+from truehop.proxy.resolving import PeerResolution
 
 
 class LiveUpstream:
     """One upstream block made live: its balancer (peers' state) and its cache of idle
     connections (`keepalive`; none for an implicit upstream, as nginx caches none there)."""
 
-    __slots__ = ("conf", "balancer", "pool")
+    __slots__ = ("conf", "balancer", "pool", "resolving")
 
     def __init__(self, conf: UpstreamConf) -> None:
         self.conf = conf
-        self.balancer = UpstreamBalancer.build(conf)
+        # `server name resolve`: the names are looked up at run time (proxy.resolving)
+        self.resolving: PeerResolution | None = None
+        if conf.resolver is not None and any(p.resolve for p in conf.peers):
+            self.resolving = PeerResolution(conf)
+            self.balancer = self.resolving.balancer()
+        else:
+            self.balancer = UpstreamBalancer.build(conf)
         self.pool: KeepalivePool | None = None
         if conf.keepalive and not conf.implicit:
             self.pool = KeepalivePool(conf.keepalive, conf.keepalive_timeout,
                                       conf.keepalive_requests, conf.keepalive_time,
                                       local=conf.keepalive_local)
+
+    async def refresh(self, log: ErrorLog) -> None:
+        """`server name resolve`: look the names up again once their answers expired."""
+        assert self.resolving is not None
+        b = await self.resolving.refresh(log)
+        if b is not None:
+            self.balancer = b
 
 
 class Upstreams:
