@@ -808,6 +808,7 @@ def load(conf_path: str, prefix: str | None = None, globals_: str | None = None)
     prefix = os.path.abspath(prefix)
     tree, sources = parser.parse_file_with_sources(conf_path)
     top = dtable.detect_top(tree)
+    whole_file = top == "main"
     if globals_:
         gtree = parser.parse_string(globals_, "command line")
         if top == "http":
@@ -819,6 +820,8 @@ def load(conf_path: str, prefix: str | None = None, globals_: str | None = None)
     dtable.check_tree(tree, top)
     comp = Compiler(conf_path, prefix)
     main, http = comp.compile(tree, top)
+    if whole_file:
+        dtable.check_events(tree)
     if main.pid != "off" and not os.path.isabs(main.pid):
         main.pid = comp.prefixed(main.pid)
     cfg = Config(main, http, conf_path, prefix, sources, top, comp.warnings, comp.not_applied)

@@ -1091,3 +1091,11 @@ def detect_top(directives: tuple[Directive, ...]) -> str:
         if d.name in ("http", "events") or d.name in MAIN_ONLY:
             return MAIN
     return HTTP
+
+
+def check_events(directives: tuple[Directive, ...]) -> None:
+    """A whole nginx.conf must have an `events` block: nginx checks it once the whole file
+    is read (ngx_event_init_conf), with no file:line. A conf.d-style file, which truehop
+    runs inside its own main context (with -g too), does not need one."""
+    if not any(d.name == "events" for d in directives):
+        raise ConfigError('no "events" section in configuration')

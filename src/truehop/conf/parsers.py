@@ -298,31 +298,42 @@ def return_op(c: Context, e: Directive, named: set[str] | None) -> ReturnOp:
 
 
 def condition(c: Context, e: Directive, named: set[str] | None) -> Condition:
-    args = list(e.args)
-    # nginx lexes "($a" / "b)" as tokens with the parentheses attached
-    if not args or not args[0].value.startswith("("):
-        raise ConfigError.at('invalid condition "' + " ".join(a.value for a in args) + '"', e)
-    vals = [a.value for a in args]
-    vals[0] = vals[0][1:]
-    if not vals[-1].endswith(")"):
-        raise ConfigError.at(f'invalid condition "{vals[-1]}"', e)
-    vals[-1] = vals[-1][:-1]
-    vals = [x for x in vals if x != ""] if not args[-1].quoted else vals
-    if len(vals) == 1:
-        if not vals[0].startswith("$"):
-            raise ConfigError.at(f'invalid condition "{vals[0]}"', e)
-        return Condition("var", c.template(vals[0], e, named))
-    if len(vals) == 2 and vals[0] in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
-        return Condition("file", c.template(vals[1], e, named), file_test=vals[0])
-    if len(vals) == 3:
-        left = c.template(vals[0], e, named)
+    """ngx_http_rewrite_if_condition: `($var)`, `($var op value)`, `(-f path)`; nginx lexes
+    "($a" / "b)" as words with the parentheses attached, or as words of their own."""
+    vals = [a.value for a in e.args]
+    if not vals or not vals[0].startswith("("):
+        raise ConfigError.at('invalid condition "' + (vals[0] if vals else "") + '"', e)
+    # a lone "(" or ")" word is dropped, an attached one is cut off; any other empty word
+    # (a quoted '' or "") is an operand and stays
+    if vals[0] == "(":
+        vals = vals[1:]
+    else:
+        vals[0] = vals[0][1:]
+    if not vals or not vals[-1].endswith(")"):
+        raise ConfigError.at(f'invalid condition "{vals[-1] if vals else ""}"', e)
+    if vals[-1] == ")" and len(vals) > 1:
+        vals = vals[:-1]
+    else:
+        vals[-1] = vals[-1][:-1]
+    first = vals[0]
+    if len(first) > 1 and first[0] == "$":
+        if len(vals) not in (1, 3):
+            raise ConfigError.at(f'invalid condition "{first}"', e)
+        left = c.template(first, e, named)
+        if len(vals) == 1:
+            return Condition("var", left)
         op = vals[1]
         if op in ("=", "!="):
             return Condition("eq" if op == "=" else "ne", left, c.template(vals[2], e, named))
         if op in ("~", "~*", "!~", "!~*"):
             rx = c.regex(vals[2], "*" in op, e)
             return Condition("nre" if op.startswith("!") else "re", left, regex=rx)
-    raise ConfigError.at('unexpected "' + vals[-1] + '" in condition', e)
+        raise ConfigError.at(f'unexpected "{op}" in condition', e)
+    if first in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
+        if len(vals) != 2:
+            raise ConfigError.at(f'invalid condition "{first}"', e)
+        return Condition("file", c.template(vals[1], e, named), file_test=first)
+    raise ConfigError.at(f'invalid condition "{first}"', e)
 
 
 # --- http / server / location settings ------------------------------------------------------
@@ -592,7 +603,10 @@ def root(c: Context, d: Directive, s: LevelSettings) -> str:
 def alias(c: Context, d: Directive, s: LevelSettings) -> Template:
     if s.defined_here("root"):
         raise ConfigError.at('"alias" directive is duplicate, "root" directive was specified earlier', d)
-    return c.template(c.prefixed(d.values[0]) + ("/" if d.values[0].endswith("/") else ""), d)
+    path = c.prefixed(d.values[0])
+    if d.values[0].endswith("/") and not path.endswith("/"):
+        path += "/"     # normpath() of a relative alias dropped the slash it was written with
+    return c.template(path, d)
 
 
 def flag(c: Context, d: Directive, s: LevelSettings) -> bool:

@@ -35,7 +35,7 @@ from truehop.net.tls import CHOOSE_ATTR, set_protocols
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
 from truehop.proxy.upstreams import ProxyRuntime, Upstreams
-from truehop.route.servers import ServerNameIndex
+from truehop.route.servers import ServerNameIndex, names_hashed
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.variables import COMBINED
 
@@ -45,6 +45,16 @@ def _limits(srv: ServerConf) -> H1Limits:
     return H1Limits(max_request_line=size, max_header_line=size, max_headers_total=n * size,
                     underscores_in_headers=srv.underscores_in_headers,
                     ignore_invalid_headers=srv.ignore_invalid_headers)
+
+
+def _addr_text(key: tuple[str, int]) -> str:
+    """nginx's addr_text of a listening address, as its messages show it."""
+    addr, port = key
+    if addr.startswith("unix:"):
+        return addr
+    if addr == "*":
+        addr = "0.0.0.0"
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def listener_groups(cfg: Config) -> dict[tuple[str, int], list[tuple[Listen, ServerConf]]]:
@@ -278,7 +288,9 @@ class Runtime(ConnectionOwner):
             use_ssl = any(ls.ssl for ls, _ in members)
             use_h2 = any(ls.http2 or srv.http2 for ls, srv in members)
             lst = Listener(key, first, servers, default, _limits(default), use_ssl, use_h2)
-            lst.index = ServerNameIndex.build([(srv.names, srv) for srv in servers], default)
+            lst.index = ServerNameIndex.build(
+                [(srv.names, srv) for srv in servers], default, addr_text=_addr_text(key),
+                check=names_hashed(len(servers), default.names))
             if key[0] == "*":
                 addrs = {ls.addr for ls, _ in members if ls.addr not in ("*", "0.0.0.0")}
                 for a in addrs:
@@ -290,7 +302,9 @@ class Runtime(ConnectionOwner):
                     if not srvs:
                         continue
                     d = next((srv for ls, srv in mem if ls.default_server and ls.addr == a), srvs[0])
-                    lst.by_addr[a] = ServerNameIndex.build([(s.names, s) for s in srvs], d)
+                    lst.by_addr[a] = ServerNameIndex.build(
+                        [(s.names, s) for s in srvs], d, addr_text=_addr_text((a, key[1])),
+                        check=names_hashed(len(srvs), d.names))
             if use_ssl:
                 # SNI: the handshake picks the server by name, then its certificate
                 lst.ssl_context = self.sni_context(lst)
