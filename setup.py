@@ -63,6 +63,8 @@ COMPILED = [
     "proxy/pool.py",
     "proxy/upstreams.py",
     "proxy/static.py",
+    "proxy/charset.py",
+    "proxy/cookie_flags.py",
     "detect.py",
     "route/variables.py",
     "route/template.py",

@@ -31,7 +31,7 @@ from truehop.http.exchange import Exchange
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
 from truehop.net.listen import ClientSide, ConnectionOwner, ConnectionTable, Listener
-from truehop.net.tls import CHOOSE_ATTR, set_protocols
+from truehop.net.tls import CHOOSE_ATTR, apply_tuning, set_protocols
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
 from truehop.proxy.upstreams import ProxyRuntime, Upstreams
@@ -110,6 +110,7 @@ def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None =
         if warnings is not None:
             warnings.extend(certificate_warnings(cert, where))
     client_verification(ctx, srv.ssl)
+    apply_tuning(ctx, srv.ssl.ecdh_curve[0], srv.ssl.conf_commands)
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
 
