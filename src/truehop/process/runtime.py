@@ -366,7 +366,8 @@ class Runtime(ConnectionOwner):
             key = (h2, tuple(t.certificates), t.protocols, t.ciphers, t.prefer_server_ciphers,
                    t.session_cache, t.session_timeout, t.session_tickets, t.dhparam,
                    t.password_file, t.verify_client, t.client_certificate,
-                   t.trusted_certificate, t.verify_depth, t.crl)
+                   t.trusted_certificate, t.verify_depth, t.crl, t.ecdh_curve,
+                   tuple(t.conf_commands))
             ctx = shared.get(key)
             if ctx is None:
                 ctx = shared[key] = build_ssl_context(srv, h2, self.cfg.warnings,
