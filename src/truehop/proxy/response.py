@@ -156,10 +156,13 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
         if act == _ACT_CTYPE:
             ctype = v
         elif act == _ACT_REDIRECT:
-            v = rewrite_redirect(r, s, loc, v, lk == "refresh")
-            if lk == "location" and v.startswith("/"):
-                # nginx's header filter makes a relative Location absolute
-                v = rt.pipeline.absolute_location(r, v)
+            nv = rewrite_redirect(r, s, loc, v, lk == "refresh")
+            if lk == "location" and nv.startswith("/") and nv is not v:
+                # nginx's header filter makes a relative Location absolute, but only one
+                # that proxy_redirect rewrote (ngx_http_upstream_rewrite_location sets
+                # r->headers_out.location then only): the upstream's own stays relative
+                nv = rt.pipeline.absolute_location(r, nv)
+            v = nv
             kv = (k, v)
         out.append(kv)
     return out, ctype, unbuffered
