@@ -923,6 +923,11 @@ def split_parts(body: Sequence[bytes | tuple[int, int]],
     between them, as nginx does between its sendfile() calls."""
     if max_chunk <= 0:
         return body
+    for part in body:
+        if not isinstance(part, bytes) and part[1] > max_chunk:
+            break
+    else:
+        return body     # most files: nothing to cut
     out: list[bytes | tuple[int, int]] = []
     for part in body:
         if isinstance(part, bytes) or part[1] <= max_chunk:
