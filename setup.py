@@ -67,6 +67,8 @@ COMPILED = [
     "proxy/cache/policy.py",
     "proxy/cache/store.py",
     "proxy/cache/handler.py",
+    "proxy/charset.py",
+    "proxy/cookie_flags.py",
     "detect.py",
     "route/variables.py",
     "route/template.py",

@@ -346,6 +346,29 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      " server_name a.test b.test;\n location / {\n  proxy_pass http://app;\n"
      "  proxy_cache one;\n  proxy_cache_key $scheme$host$request_uri;" + GOOD + "\n }\n}\n",
      "cache-key-without-host", "warn", False),
+    # issue 15, misc: TLS settings Python's ssl cannot (fully) apply
+    ("early-data", UP + "server {\n listen 127.0.0.1:8443 ssl;\n ssl_early_data on; #!\n"
+     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "ssl-early-data-ignored", "warn", True),
+    ("early-data-off-ok", UP + "server {\n listen 127.0.0.1:8443 ssl;\n ssl_early_data off;\n"
+     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "ssl-early-data-ignored", "warn", False),
+    ("ecdh-list", UP + "server {\n listen 127.0.0.1:8443 ssl;\n"
+     " ssl_ecdh_curve X25519:prime256v1:secp384r1; #!\n"
+     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "ssl-ecdh-curve-list", "warn", True),
+    ("ecdh-one-ok", UP + "server {\n listen 127.0.0.1:8443 ssl;\n ssl_ecdh_curve secp384r1;\n"
+     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "ssl-ecdh-curve-list", "warn", False),
+    ("conf-command", UP + "server {\n listen 127.0.0.1:8443 ssl;\n"
+     " ssl_conf_command Options PrioritizeChaCha;\n"
+     " ssl_conf_command Ciphersuites TLS_CHACHA20_POLY1305_SHA256; #!\n"
+     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "ssl-conf-command-ignored", "warn", True),
+    ("conf-command-ok", UP + "server {\n listen 127.0.0.1:8443 ssl;\n"
+     " ssl_conf_command Options -SessionTicket,ServerPreference;\n"
+     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
+     "ssl-conf-command-ignored", "warn", False),
 ]
 
 

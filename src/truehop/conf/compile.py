@@ -286,6 +286,7 @@ class Compiler:
         for pd, loc in self._pending_proxy:
             loc.proxy = self.proxy_pass_target(pd)
         self.upstreams.update(self.implicit)
+        check_charsets(top, http.servers)
         return HttpConf(http.servers, self.upstreams, http.maps, self.log_formats, top, local,
                         self.scope)
 
@@ -831,6 +832,27 @@ def _map_evaluator(m: MapConf) -> Callable[[Any], str]:
     return evaluate
 
 
+def check_charsets(top: Settings, servers: Iterable[ServerConf]) -> None:
+    """ngx_http_charset_postconfiguration: a level whose source_charset and charset differ
+    needs a charset_map between them (truehop has none: it converts nothing), refused with
+    nginx's words, without file:line as nginx says it."""
+    todo: list[Settings] = [top]
+    stack: list[LocationConf] = []
+    for srv in servers:
+        todo.append(srv.settings)
+        stack.extend(srv.locations)
+        stack.extend(srv.named.values())
+    while stack:
+        loc = stack.pop()
+        todo.append(loc.settings)
+        stack.extend(loc.children)
+        stack.extend(op.loc for op in loc.ops if isinstance(op, IfOp) and op.loc is not None)
+    for st in todo:
+        src, dst = st.source_charset, st.charset
+        if src is not None and dst is not None and src.lower() != dst.lower():
+            raise ConfigError(f'no "charset_map" between the charsets "{src}" and "{dst}"')
+
+
 def load(conf_path: str, prefix: str | None = None, globals_: str | None = None) -> Config:
     """Parse, check and compile a configuration file. Raises ConfigError."""
     conf_path = os.path.abspath(conf_path)
@@ -839,6 +861,7 @@ def load(conf_path: str, prefix: str | None = None, globals_: str | None = None)
     prefix = os.path.abspath(prefix)
     tree, sources = parser.parse_file_with_sources(conf_path)
     top = dtable.detect_top(tree)
+    whole_file = top == "main"
     if globals_:
         gtree = parser.parse_string(globals_, "command line")
         if top == "http":
@@ -850,6 +873,8 @@ def load(conf_path: str, prefix: str | None = None, globals_: str | None = None)
     dtable.check_tree(tree, top)
     comp = Compiler(conf_path, prefix)
     main, http = comp.compile(tree, top)
+    if whole_file:
+        dtable.check_events(tree)
     if main.pid != "off" and not os.path.isabs(main.pid):
         main.pid = comp.prefixed(main.pid)
     cfg = Config(main, http, conf_path, prefix, sources, top, comp.warnings, comp.not_applied)

@@ -327,7 +327,7 @@ SPECS: tuple[Spec, ...] = (
        target=UPSTREAM_T, parse=P.resolver, default=None, at="proxy/resolving.py"),
     _d("resolver_timeout", U, "TAKE1", UPS, "resolver timeout for the group",
        target=UPSTREAM_T, parse=P.time_, default=30.0, at="proxy/resolving.py"),
-    _d("zone", U, "TAKE12", UZONE, "shared memory zone of the group (required by `resolve`)",
+    _d("zone", U, "TAKE12", UZONE, "shared memory zone of the group (required by `resolve`); each worker still keeps its own state of the group's servers (failures, connection counts, round-robin position), as nginx does without a zone",
        target=UPSTREAM_T, parse=P.zone_name, default=None, at="conf/compile.py"),
     _d("keepalive", U, "TAKE12", KA, "idle keepalive connections cached per worker [local]",
        target=UPSTREAM_T, parse=P.keepalive, default=32, at="proxy/upstreams.py, proxy/pool.py"),
@@ -649,6 +649,48 @@ SPECS: tuple[Spec, ...] = (
     _d("types_hash_bucket_size", HSL, "TAKE1", HCORE, "types hash tuning", noop=_TUNING),
     _d("variables_hash_max_size", H, "TAKE1", HCORE, "variables hash tuning", noop=_TUNING),
     _d("variables_hash_bucket_size", H, "TAKE1", HCORE, "variables hash tuning", noop=_TUNING),
+    # --- issue 15, misc: tuning accepted as no-ops, charset, cookies, client aborts, TLS --
+    _d("accept_mutex", EV, "FLAG", CORE, "workers take turns accepting connections",
+       noop="workers accept on the shared listening socket as nginx does with accept_mutex "
+            "off, its default since 1.11.3; there is no mutex to take turns with"),
+    _d("accept_mutex_delay", EV, "TAKE1", CORE, "wait before retrying the accept mutex",
+       noop="there is no accept mutex (see accept_mutex)"),
+    _d("aio", HSL, "TAKE1", HCORE, "asynchronous file I/O (on | off | threads[=pool])",
+       noop="a static file goes to the socket with sendfile(), else in pread() pieces between "
+            "event-loop turns; there is no asynchronous file I/O to turn on"),
+    _d("aio_write", HSL, "FLAG", HCORE, "asynchronous writes of temporary files",
+       noop="temporary files are written between event-loop turns; no asynchronous I/O"),
+    _d("output_buffers", HSL, "TAKE2", HCORE, "number and size of buffers for reading files",
+       noop="file bodies go from the file to the socket with sendfile(), or in 256 KiB pread() "
+            "pieces: there are no output buffers to size"),
+    _d("sendfile_max_chunk", HSL, "TAKE1", HCORE, "most bytes one sendfile() call sends before other connections get a turn (0: no limit)",
+       target=SETTINGS_T, parse=P.size, default=2 * 1024 * 1024, at="proxy/static.py, " + _PIPE),
+    _d("charset", HSLI, "TAKE1", "ngx_http_charset_module", "charset added to the Content-Type of charset_types responses (off: none)",
+       target=SETTINGS_T, parse=P.charset_name, default=None, at="proxy/charset.py"),
+    _d("source_charset", HSLI, "TAKE1", "ngx_http_charset_module", "charset of responses that name none (no conversion: it must equal charset)",
+       target=SETTINGS_T, parse=P.charset_name, default=None, at="proxy/charset.py"),
+    _d("charset_types", HSL, "1MORE", "ngx_http_charset_module", "MIME types charset applies to (text/html always; * any)",
+       target=SETTINGS_T, parse=P.charset_types, default=P.CHARSET_TYPES, at="proxy/charset.py"),
+    _d("override_charset", HSLI, "FLAG", "ngx_http_charset_module", "apply charset to proxied responses that name one",
+       target=SETTINGS_T, parse=P.flag, default=False, at="proxy/charset.py"),
+    _d("proxy_cookie_flags", HSL, "TAKE1234", PROXY, "set or clear Secure, HttpOnly, SameSite of upstream cookies",
+       target=SETTINGS_T, parse=P.cookie_flags, merge=RULES, default=(), at="proxy/response.py"),
+    _d("proxy_ignore_client_abort", HSL, "FLAG", PROXY, "finish the upstream request when the client goes away",
+       target=SETTINGS_T, parse=P.flag, default=False, at="proxy/relay.py"),
+    _d("reset_timedout_connection", HSL, "FLAG", HCORE, "reset (RST) connections closed on a timeout",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_DOWN),
+    _d("ssl_early_data", HS, "FLAG", SSL, "accept TLS 1.3 early data (0-RTT)",
+       effect=not_applied("no 0-RTT data is accepted (Python's ssl has no TLS 1.3 early-data "
+                          "server): a client sends its request after the handshake, and "
+                          "$ssl_early_data is always empty", "ssl-early-data-ignored",
+                          "remove ssl_early_data on (or keep it: nothing breaks, requests wait "
+                          "one round trip)", lambda d: bool(d.args) and d.args[0].value == "on")),
+    _d("ssl_ecdh_curve", HS, "TAKE1", SSL, "key exchange groups (auto, or a list a:b: the first this build knows is set, lint names the rest)",
+       target=SERVER_T, parse=P.ecdh_curve, field="ssl.ecdh_curve", where_field="ssl.ecdh_where",
+       default=("auto", ()), at="net/tls.py"),
+    _d("ssl_conf_command", HS, "TAKE2", SSL, "an OpenSSL configuration command (Options, CipherString, Groups, Min/MaxProtocol are applied; lint names the rest)",
+       target=SERVER_T, parse=P.ssl_conf_command, field="ssl.conf_commands", merge=LIST,
+       at="net/tls.py"),
 )
 
 BY_NAME: dict[str, tuple[Spec, ...]] = {}
@@ -1128,3 +1170,11 @@ def detect_top(directives: tuple[Directive, ...]) -> str:
         if d.name in ("http", "events") or d.name in MAIN_ONLY:
             return MAIN
     return HTTP
+
+
+def check_events(directives: tuple[Directive, ...]) -> None:
+    """A whole nginx.conf must have an `events` block: nginx checks it once the whole file
+    is read (ngx_event_init_conf), with no file:line. A conf.d-style file, which truehop
+    runs inside its own main context (with -g too), does not need one."""
+    if not any(d.name == "events" for d in directives):
+        raise ConfigError('no "events" section in configuration')

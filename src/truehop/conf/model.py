@@ -69,6 +69,16 @@ class RedirectRule:
 
 
 @dataclass(frozen=True, slots=True)
+class CookieFlags:
+    """One `proxy_cookie_flags` rule (ngx_http_proxy_cookie_flags_t): the cookie it applies
+    to, by name (compared ignoring case, may hold variables) or by a caseless regex, and its
+    flags (secure, httponly, samesite=..., their no- forms; may hold variables)."""
+    name: Template | None
+    regex: re.Pattern[str] | None
+    flags: tuple[Template, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ResolverConf:
     """`resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off]`."""
     servers: tuple[tuple[str, int], ...]
@@ -164,6 +174,9 @@ SETTING_FIELDS: Final = (
     "proxy_cache_use_stale", "proxy_cache_background_update", "proxy_cache_lock",
     "proxy_cache_lock_timeout", "proxy_cache_lock_age", "proxy_cache_revalidate",
     "proxy_cache_convert_head",
+    # issue 15, misc: charset, proxy_cookie_flags, client aborts, timed-out connections
+    "charset", "source_charset", "charset_types", "override_charset", "proxy_cookie_flags",
+    "proxy_ignore_client_abort", "reset_timedout_connection", "sendfile_max_chunk",
 )
 
 
@@ -270,6 +283,16 @@ class Settings:
     proxy_cache_lock_age: float
     proxy_cache_revalidate: bool
     proxy_cache_convert_head: bool
+    # issue 15, misc. charset / source_charset: None is `off`; charset_types: lower-case
+    # MIME types ("*": any), text/html always among them
+    charset: str | None
+    source_charset: str | None
+    charset_types: frozenset[str]
+    override_charset: bool
+    proxy_cookie_flags: tuple[CookieFlags, ...]     # () = off
+    proxy_ignore_client_abort: bool
+    reset_timedout_connection: bool
+    sendfile_max_chunk: int             # 0: no limit
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:
@@ -499,6 +522,21 @@ class LocationConf:
         return f"{self.modifier} {self.pattern}".strip()
 
 
+@dataclass(frozen=True, slots=True)
+class SslCommand:
+    """One `ssl_conf_command name value;` and how it is applied to the context (Python's
+    ssl has no SSL_CONF_cmd): "options" (set_bits / clear_bits of SSLContext.options),
+    "ciphers" (set_ciphers(arg)), "groups" (set_ecdh_curve(arg), one group), "min" / "max"
+    (minimum_version / maximum_version = arg), or "" when it cannot be (lint says so)."""
+    name: str
+    value: str
+    how: str
+    where: Where
+    arg: str = ""
+    set_bits: int = 0
+    clear_bits: int = 0
+
+
 @dataclass(slots=True)
 class SslConf:
     certificates: list[tuple[str, str, Where]] = field(default_factory=list)
@@ -523,6 +561,12 @@ class SslConf:
     verify_depth: int = 1
     crl: str | None = None
     crl_where: tuple[str, int] = ("", 0)
+    # ssl_ecdh_curve: the group set on the context ("auto": OpenSSL's default list) and the
+    # names of a list that could not be set with it (Python's ssl sets one group)
+    ecdh_curve: tuple[str, tuple[str, ...]] = ("auto", ())
+    ecdh_where: tuple[str, int] = ("", 0)
+    # ssl_conf_command lines, in order, each with what truehop does with it
+    conf_commands: list[SslCommand] = field(default_factory=list)
 
 
 @dataclass(slots=True)

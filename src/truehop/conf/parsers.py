@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from truehop.conf.model import (
     CachePath,
     CacheValid,
     Condition,
+    CookieFlags,
     ErrorPage,
     Expires,
     HeaderSetting,
@@ -43,6 +45,7 @@ from truehop.conf.model import (
     ReturnOp,
     RewriteOp,
     SetOp,
+    SslCommand,
     UpstreamConf,
 )
 from truehop.conf.values import parse_expires, parse_size, parse_time
@@ -312,31 +315,42 @@ def return_op(c: Context, e: Directive, named: set[str] | None) -> ReturnOp:
 
 
 def condition(c: Context, e: Directive, named: set[str] | None) -> Condition:
-    args = list(e.args)
-    # nginx lexes "($a" / "b)" as tokens with the parentheses attached
-    if not args or not args[0].value.startswith("("):
-        raise ConfigError.at('invalid condition "' + " ".join(a.value for a in args) + '"', e)
-    vals = [a.value for a in args]
-    vals[0] = vals[0][1:]
-    if not vals[-1].endswith(")"):
-        raise ConfigError.at(f'invalid condition "{vals[-1]}"', e)
-    vals[-1] = vals[-1][:-1]
-    vals = [x for x in vals if x != ""] if not args[-1].quoted else vals
-    if len(vals) == 1:
-        if not vals[0].startswith("$"):
-            raise ConfigError.at(f'invalid condition "{vals[0]}"', e)
-        return Condition("var", c.template(vals[0], e, named))
-    if len(vals) == 2 and vals[0] in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
-        return Condition("file", c.template(vals[1], e, named), file_test=vals[0])
-    if len(vals) == 3:
-        left = c.template(vals[0], e, named)
+    """ngx_http_rewrite_if_condition: `($var)`, `($var op value)`, `(-f path)`; nginx lexes
+    "($a" / "b)" as words with the parentheses attached, or as words of their own."""
+    vals = [a.value for a in e.args]
+    if not vals or not vals[0].startswith("("):
+        raise ConfigError.at('invalid condition "' + (vals[0] if vals else "") + '"', e)
+    # a lone "(" or ")" word is dropped, an attached one is cut off; any other empty word
+    # (a quoted '' or "") is an operand and stays
+    if vals[0] == "(":
+        vals = vals[1:]
+    else:
+        vals[0] = vals[0][1:]
+    if not vals or not vals[-1].endswith(")"):
+        raise ConfigError.at(f'invalid condition "{vals[-1] if vals else ""}"', e)
+    if vals[-1] == ")" and len(vals) > 1:
+        vals = vals[:-1]
+    else:
+        vals[-1] = vals[-1][:-1]
+    first = vals[0]
+    if len(first) > 1 and first[0] == "$":
+        if len(vals) not in (1, 3):
+            raise ConfigError.at(f'invalid condition "{first}"', e)
+        left = c.template(first, e, named)
+        if len(vals) == 1:
+            return Condition("var", left)
         op = vals[1]
         if op in ("=", "!="):
             return Condition("eq" if op == "=" else "ne", left, c.template(vals[2], e, named))
         if op in ("~", "~*", "!~", "!~*"):
             rx = c.regex(vals[2], "*" in op, e)
             return Condition("nre" if op.startswith("!") else "re", left, regex=rx)
-    raise ConfigError.at('unexpected "' + vals[-1] + '" in condition', e)
+        raise ConfigError.at(f'unexpected "{op}" in condition', e)
+    if first in ("-f", "!-f", "-d", "!-d", "-e", "!-e", "-x", "!-x"):
+        if len(vals) != 2:
+            raise ConfigError.at(f'invalid condition "{first}"', e)
+        return Condition("file", c.template(vals[1], e, named), file_test=first)
+    raise ConfigError.at(f'invalid condition "{first}"', e)
 
 
 # --- http / server / location settings ------------------------------------------------------
@@ -606,7 +620,10 @@ def root(c: Context, d: Directive, s: LevelSettings) -> str:
 def alias(c: Context, d: Directive, s: LevelSettings) -> Template:
     if s.defined_here("root"):
         raise ConfigError.at('"alias" directive is duplicate, "root" directive was specified earlier', d)
-    return c.template(c.prefixed(d.values[0]) + ("/" if d.values[0].endswith("/") else ""), d)
+    path = c.prefixed(d.values[0])
+    if d.values[0].endswith("/") and not path.endswith("/"):
+        path += "/"     # normpath() of a relative alias dropped the slash it was written with
+    return c.template(path, d)
 
 
 def flag(c: Context, d: Directive, s: LevelSettings) -> bool:
@@ -852,3 +869,137 @@ def min_uses(c: Context, d: Directive, s: LevelSettings) -> int:
     if n == 0:
         raise c.invalid(d)
     return n
+# --- issue 15, misc: charset, proxy_cookie_flags, SSL tuning, sizes ---------------------------
+
+# ngx_http_charset_module's charset_types default (text/html is always among them)
+CHARSET_TYPES: frozenset[str] = frozenset({
+    "text/html", "text/xml", "text/plain", "text/vnd.wap.wml", "application/javascript",
+    "application/rss+xml"})
+
+
+def charset_name(c: Context, d: Directive, s: LevelSettings) -> str | None:
+    """charset / source_charset: a name, or `off` (None). A name with variables is refused:
+    nginx then needs every value it can take declared, which truehop does not track."""
+    v = d.values[0]
+    if v == "off":
+        return None
+    if "$" in v:
+        c.template(v, d)    # an unknown variable is nginx's error first
+        raise ConfigError.at(f'"{d.name}" with variables is not supported by truehop', d)
+    return v
+
+
+def charset_types(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    """charset_types: MIME types (lower-cased; "*" is any), text/html always included."""
+    return frozenset(v.lower() for v in d.values) | {"text/html"}
+
+
+def cookie_flags(c: Context, d: Directive, s: LevelSettings) -> tuple[CookieFlags, ...]:
+    """ngx_http_proxy_cookie_flags: `off`, or `cookie flag...` where cookie is a name (may
+    hold variables, compared ignoring case) or `~regex` (always caseless: `~*` is not a
+    form of its own, nginx compiles the `*`); flags may hold variables and are read per
+    response (an unknown one is skipped, as nginx does). `off` twice, or `off` together
+    with rules at one level, is a duplicate."""
+    v = d.values
+    cur = s.get("proxy_cookie_flags")
+    if cur == () and s.defined_here("proxy_cookie_flags"):
+        raise ConfigError.at('"proxy_cookie_flags" directive is duplicate', d)
+    if len(v) == 1:
+        if v[0] != "off":
+            raise ConfigError.at(f'invalid parameter "{v[0]}"', d)
+        if cur:
+            raise ConfigError.at('"proxy_cookie_flags" directive is duplicate', d)
+        return ()
+    flags = tuple(c.template(f, d) for f in v[1:])
+    if v[0].startswith("~"):
+        rule = CookieFlags(None, c.regex(v[0][1:], True, d), flags)
+    else:
+        rule = CookieFlags(c.template(v[0], d), None, flags)
+    return (*(cur or ()), rule)
+
+
+# names OpenSSL's SSL_CTX_set1_curves_list() knows for a group, and the one Python's
+# SSLContext.set_ecdh_curve() takes (OBJ_sn2nid: case matters there)
+_GROUP_NAMES: dict[str, str] = {
+    "x25519": "X25519", "x448": "X448", "p-256": "prime256v1", "secp256r1": "prime256v1",
+    "prime256v1": "prime256v1", "p-384": "secp384r1", "secp384r1": "secp384r1",
+    "p-521": "secp521r1", "secp521r1": "secp521r1",
+}
+
+
+def settable_group(name: str) -> str | None:
+    """The name SSLContext.set_ecdh_curve() accepts for an OpenSSL group name, when this
+    build can set it (None: it cannot)."""
+    n = _GROUP_NAMES.get(name.lower(), name)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ecdh_curve(n)
+    except (ValueError, ssl.SSLError):
+        return None
+    return n
+
+
+def ecdh_curve(c: Context, d: Directive, s: Any) -> tuple[tuple[str, tuple[str, ...]], Any]:
+    """ssl_ecdh_curve `auto` or a list `a:b:c`: Python's ssl sets one group, so the first
+    this build knows is set and the rest are kept to be named by lint; none known is
+    nginx's SSL_CTX_set1_curves_list() failure."""
+    v = d.values[0]
+    where = (d.file, d.line)
+    if v == "auto":
+        return ("auto", ()), where
+    names = [n for n in v.split(":") if n]
+    for i, n in enumerate(names):
+        g = settable_group(n)
+        if g is not None:
+            return (g, tuple(names[:i] + names[i + 1:])), where
+    raise ConfigError.at(f'SSL_CTX_set1_curves_list("{v}") failed', d)
+
+
+# SSL_CONF "Options" names -> (SSLContext.options bit, True when the name turns the bit off:
+# "SessionTicket" clears OP_NO_TICKET, "-SessionTicket" sets it)
+_SSL_OPTIONS: dict[str, tuple[int, bool]] = {
+    "sessionticket": (ssl.OP_NO_TICKET, True),
+    "compression": (ssl.OP_NO_COMPRESSION, True),
+    "serverpreference": (ssl.OP_CIPHER_SERVER_PREFERENCE, False),
+    "norenegotiation": (ssl.OP_NO_RENEGOTIATION, False),
+    "prioritizechacha": (1 << 21, False),           # SSL_OP_PRIORITIZE_CHACHA
+    "middleboxcompat": (ssl.OP_ENABLE_MIDDLEBOX_COMPAT, False),
+    "ignoreunexpectedeof": (ssl.OP_IGNORE_UNEXPECTED_EOF, False),
+}
+_PROTOCOL_VERSIONS = frozenset({"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "None"})
+
+
+def ssl_conf_command(c: Context, d: Directive, s: Any) -> SslCommand:
+    """ssl_conf_command name value: what maps onto Python's SSLContext is applied (Options,
+    CipherString, Groups/Curves, MinProtocol/MaxProtocol), the rest is kept with how="" so
+    that lint names it (Ciphersuites, SignatureAlgorithms...: no API for them)."""
+    name, value = d.values
+    where = (d.file, d.line)
+    key = name.lower()
+    if key == "options":
+        set_bits = clear_bits = 0
+        for tok in value.split(","):
+            tok = tok.strip()
+            neg = tok.startswith("-")
+            known = _SSL_OPTIONS.get(tok.lstrip("-").lower())
+            if known is None:
+                return SslCommand(name, value, "", where)
+            bit, inverted = known
+            if neg != inverted:
+                clear_bits |= bit
+            else:
+                set_bits |= bit
+        return SslCommand(name, value, "options", where, set_bits=set_bits, clear_bits=clear_bits)
+    if key == "cipherstring":
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(value)
+        except ssl.SSLError:
+            raise ConfigError.at(f'SSL_CONF_cmd("{name}", "{value}") failed', d) from None
+        return SslCommand(name, value, "ciphers", where, arg=value)
+    if key in ("groups", "curves"):
+        g = next((x for x in (settable_group(n) for n in value.split(":") if n) if x), None)
+        if g is None:
+            raise ConfigError.at(f'SSL_CONF_cmd("{name}", "{value}") failed', d)
+        return SslCommand(name, value, "groups", where, arg=g)
+    if key in ("minprotocol", "maxprotocol") and value in _PROTOCOL_VERSIONS:
+        return SslCommand(name, value, key[:3], where, arg=value)
+    return SslCommand(name, value, "", where)

@@ -545,11 +545,12 @@ def connection_upgrade_hardcoded(cfg: Config) -> Iterator[Finding]:
             continue
         f, line = h.where
         yield Finding("connection-upgrade-hardcoded", "note", f, line,
-                      f'"Connection: {h.value.static}" is sent on every request through '
-                      f"{loc_label(loc)}, not only on upgrades: a plain request reaches the "
-                      "upstream with \"Connection: upgrade\" and no Upgrade header. Most apps "
-                      "ignore that (the connection is still kept alive: upgrade is not close); "
-                      "strict servers reject it or log a failed upgrade",
+                      f'"Connection: {h.value.static}" is set for every request through '
+                      f"{loc_label(loc)}, not only upgrades: nginx sends it on plain requests "
+                      "too, with no Upgrade header. Most apps ignore that (the connection is "
+                      "still kept alive: upgrade is not close); strict servers reject it or "
+                      "log a failed upgrade. truehop itself leaves it off a request that is no "
+                      "upgrade, so the config behaves differently under nginx",
                       "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }  and  "
                       "proxy_set_header Connection $connection_upgrade;")
 
@@ -1083,3 +1084,40 @@ def for_location(cfg: Config, server: ServerConf, loc: LocationConf) -> list[Fin
                 lines.add(m.where)
                 lines.update(w for _k, _t, w in m.entries)
     return [f for f in run(cfg) if (f.file, f.line) in lines]
+
+
+# --- issue 15, misc: TLS settings Python's ssl cannot fully apply -----------------------------
+
+def ssl_ecdh_curve_list(cfg: Config) -> Iterator[Finding]:
+    """ssl_ecdh_curve with a list: Python's SSLContext.set_ecdh_curve() sets one group, so
+    only the first this build knows is offered; a client that supports none of it, but one
+    of the others, fails the handshake."""
+    for server in cfg.http.servers:
+        chosen, dropped = server.ssl.ecdh_curve
+        if not dropped:
+            continue
+        f, line = server.ssl.ecdh_where
+        yield Finding("ssl-ecdh-curve-list", "warn", f, line,
+                      f"ssl_ecdh_curve offers only {chosen}: Python's ssl sets one key "
+                      f"exchange group, so {':'.join(dropped)} are not offered",
+                      "ssl_ecdh_curve auto;  # OpenSSL's default groups (X25519, P-256, ...)")
+
+
+def ssl_conf_command_ignored(cfg: Config) -> Iterator[Finding]:
+    """ssl_conf_command lines that have no SSLContext equivalent (Ciphersuites,
+    SignatureAlgorithms, unknown Options...): accepted, not applied."""
+    for server in cfg.http.servers:
+        for cmd in server.ssl.conf_commands:
+            if cmd.how:
+                continue
+            yield Finding("ssl-conf-command-ignored", "warn", cmd.where[0], cmd.where[1],
+                          f'ssl_conf_command {cmd.name} "{cmd.value}" is not applied by '
+                          "truehop: Python's ssl has no way to set it",
+                          "remove the line (Options, CipherString, Groups, MinProtocol and "
+                          "MaxProtocol are applied)")
+
+
+RULES.update({
+    "ssl-ecdh-curve-list": ssl_ecdh_curve_list,
+    "ssl-conf-command-ignored": ssl_conf_command_ignored,
+})

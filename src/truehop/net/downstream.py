@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import socket
+import struct
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -235,11 +237,21 @@ class H1Exchange(Exchange):
         self.aborted = True
         self.keep_alive = False
         self.finished = True
-        self.conn.abort()
+        # closed before any response (`return 444`): reset if reset_timedout_connection
+        st = self.settings
+        self.conn.abort(not self.started and st is not None and st.reset_timedout_connection)
         self.conn.exchange_done(self)
 
 
 Handler = Callable[[Exchange, ConnectionInfo, Any], Any]
+
+
+def _resets(s: Settings | None, listener: Listener) -> bool:
+    """reset_timedout_connection for a connection closed on a timeout: the request's
+    location's, else the default server's (what nginx's request has then)."""
+    if s is None:
+        s = listener.default_server.settings
+    return s.reset_timedout_connection
 
 
 class ClientConnection(asyncio.Protocol):
@@ -487,7 +499,7 @@ class ClientConnection(asyncio.Protocol):
         if n and n >= self._unsent:
             self.runtime.log.info("client timed out (110: Connection timed out) while "
                                   "sending response to client", self.info)
-            self.abort()
+            self.abort(_resets(None, self.listener))
         elif n:
             self._unsent = n
             self._set_timer(self.send_timeout(), self._send_wait, kind="keepalive")
@@ -576,9 +588,11 @@ class ClientConnection(asyncio.Protocol):
             self._tunnel_lost(exc)
         gone = ClientGone("client closed connection")
         t = self.task
-        if t is not None and not t.done() and self.current is not None and \
-                not self.current.finished:
-            # nobody is left to answer: stop the request (and its upstream exchange) now
+        cur = self.current
+        if t is not None and not t.done() and cur is not None and not cur.finished and \
+                (cur.settings is None or not cur.settings.proxy_ignore_client_abort):
+            # nobody is left to answer: stop the request (and its upstream exchange) now,
+            # unless proxy_ignore_client_abort lets the upstream exchange finish
             t.cancel()
         for ex in [self.current, *self.queue]:
             if ex is not None:
@@ -616,7 +630,8 @@ class ClientConnection(asyncio.Protocol):
         except TimeoutError:
             self.runtime.log.info("client timed out (110: Connection timed out) while sending "
                                   "response to client", self.info)
-            self.abort()
+            cur = self.current
+            self.abort(_resets(cur.settings if cur is not None else None, self.listener))
             raise ClientGone("send timeout") from None
         finally:
             self._drain_waiter = None
@@ -675,10 +690,21 @@ class ClientConnection(asyncio.Protocol):
             # (net.closing): a client that stopped reading does not keep the connection
             self._close_deadline = close_within(self.transport, self.send_timeout())
 
-    def abort(self) -> None:
+    def abort(self, reset: bool = False) -> None:
+        """Close at once, dropping what is unsent; `reset` (reset_timedout_connection):
+        with SO_LINGER 0, so that the kernel sends RST and frees the socket's buffers
+        instead of a FIN and a FIN_WAIT state (ngx_http_free_request)."""
         self._drop_timer()
         if self.transport is not None:
             self.closed = True
+            if reset:
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                    except OSError:
+                        pass
             self.transport.abort()
 
     def graceful_close(self) -> None:

@@ -489,7 +489,8 @@ class H2Connection(asyncio.Protocol):
             if not ex.body.complete:
                 ex.body.fail(gone)
             f = ex.task
-            if f is not None and not f.done() and not ex.finished:
+            if f is not None and not f.done() and not ex.finished and \
+                    (ex.settings is None or not ex.settings.proxy_ignore_client_abort):
                 f.cancel()
                 # the connection leaves the owner's list now: the worker waits for the
                 # flow's end (its 499) through `tasks` (H2Exchange.flow_done takes it out)
@@ -539,7 +540,8 @@ class H2Connection(asyncio.Protocol):
         if not ex.body.complete:
             ex.body.fail(ClientGone("client reset the stream"))
         f = ex.task
-        if f is not None and not f.done() and not ex.finished:
+        if f is not None and not f.done() and not ex.finished and \
+                (ex.settings is None or not ex.settings.proxy_ignore_client_abort):
             # stopped at its wait, as a client gone (499); one not yet run (a flow starts at
             # once, so none today) would never start the pipeline
             f.cancel()
@@ -629,7 +631,8 @@ class H2Connection(asyncio.Protocol):
             if not ex.body.complete:
                 ex.body.fail(gone)
             f = ex.task
-            if f is not None and not f.done() and not ex.finished:
+            if f is not None and not f.done() and not ex.finished and \
+                    (ex.settings is None or not ex.settings.proxy_ignore_client_abort):
                 f.cancel()
             if not ex.launched:
                 ex.finished = True

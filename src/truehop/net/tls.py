@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from truehop.conf.model import SslCommand
 from truehop.net.closing import CloseDeadline, close_within
 
 READ_SIZE = 256 * 1024
@@ -623,3 +624,29 @@ def set_protocols(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
         ctx.maximum_version = _TLS_VERSIONS[enabled[-1]]
     except (ValueError, ssl.SSLError):
         pass
+
+
+def apply_tuning(ctx: ssl.SSLContext, ecdh_curve: str, commands: Iterable[SslCommand]) -> None:
+    """ssl_ecdh_curve (one group; "auto" keeps OpenSSL's default list) and the
+    ssl_conf_command lines that map onto SSLContext (conf.parsers.ssl_conf_command decided
+    which), applied last as nginx applies them (ngx_ssl_conf_commands runs after the
+    server's other ssl_* settings)."""
+    if ecdh_curve != "auto":
+        ctx.set_ecdh_curve(ecdh_curve)
+    for cmd in commands:
+        how = cmd.how
+        if how == "options":
+            ctx.options = (ctx.options | cmd.set_bits) & ~cmd.clear_bits
+        elif how == "ciphers":
+            ctx.set_ciphers(cmd.arg)
+        elif how == "groups":
+            ctx.set_ecdh_curve(cmd.arg)
+        elif how == "min":
+            ctx.minimum_version = _PROTOCOL_BOUND.get(cmd.arg, ssl.TLSVersion.MINIMUM_SUPPORTED)
+        elif how == "max":
+            ctx.maximum_version = _PROTOCOL_BOUND.get(cmd.arg, ssl.TLSVersion.MAXIMUM_SUPPORTED)
+
+
+_PROTOCOL_BOUND: dict[str, ssl.TLSVersion] = {
+    "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}

@@ -31,12 +31,12 @@ from truehop.http.exchange import Exchange
 from truehop.http.h1 import H1Limits
 from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, escape_json
 from truehop.net.listen import ClientSide, ConnectionOwner, ConnectionTable, Listener
-from truehop.net.tls import CHOOSE_ATTR, set_protocols
+from truehop.net.tls import CHOOSE_ATTR, apply_tuning, set_protocols
 from truehop.proxy.cache.store import prepare as prepare_caches
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
 from truehop.proxy.upstreams import ProxyRuntime, Upstreams
-from truehop.route.servers import ServerNameIndex
+from truehop.route.servers import ServerNameIndex, names_hashed
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.variables import COMBINED
 
@@ -46,6 +46,16 @@ def _limits(srv: ServerConf) -> H1Limits:
     return H1Limits(max_request_line=size, max_header_line=size, max_headers_total=n * size,
                     underscores_in_headers=srv.underscores_in_headers,
                     ignore_invalid_headers=srv.ignore_invalid_headers)
+
+
+def _addr_text(key: tuple[str, int]) -> str:
+    """nginx's addr_text of a listening address, as its messages show it."""
+    addr, port = key
+    if addr.startswith("unix:"):
+        return addr
+    if addr == "*":
+        addr = "0.0.0.0"
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def listener_groups(cfg: Config) -> dict[tuple[str, int], list[tuple[Listen, ServerConf]]]:
@@ -101,6 +111,7 @@ def build_ssl_context(srv: ServerConf, http2: bool, warnings: list[str] | None =
         if warnings is not None:
             warnings.extend(certificate_warnings(cert, where))
     client_verification(ctx, srv.ssl)
+    apply_tuning(ctx, srv.ssl.ecdh_curve[0], srv.ssl.conf_commands)
     ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx
 
@@ -279,7 +290,9 @@ class Runtime(ConnectionOwner):
             use_ssl = any(ls.ssl for ls, _ in members)
             use_h2 = any(ls.http2 or srv.http2 for ls, srv in members)
             lst = Listener(key, first, servers, default, _limits(default), use_ssl, use_h2)
-            lst.index = ServerNameIndex.build([(srv.names, srv) for srv in servers], default)
+            lst.index = ServerNameIndex.build(
+                [(srv.names, srv) for srv in servers], default, addr_text=_addr_text(key),
+                check=names_hashed(len(servers), default.names))
             if key[0] == "*":
                 addrs = {ls.addr for ls, _ in members if ls.addr not in ("*", "0.0.0.0")}
                 for a in addrs:
@@ -291,7 +304,9 @@ class Runtime(ConnectionOwner):
                     if not srvs:
                         continue
                     d = next((srv for ls, srv in mem if ls.default_server and ls.addr == a), srvs[0])
-                    lst.by_addr[a] = ServerNameIndex.build([(s.names, s) for s in srvs], d)
+                    lst.by_addr[a] = ServerNameIndex.build(
+                        [(s.names, s) for s in srvs], d, addr_text=_addr_text((a, key[1])),
+                        check=names_hashed(len(srvs), d.names))
             if use_ssl:
                 # SNI: the handshake picks the server by name, then its certificate
                 lst.ssl_context = self.sni_context(lst)
@@ -354,7 +369,8 @@ class Runtime(ConnectionOwner):
             key = (h2, tuple(t.certificates), t.protocols, t.ciphers, t.prefer_server_ciphers,
                    t.session_cache, t.session_timeout, t.session_tickets, t.dhparam,
                    t.password_file, t.verify_client, t.client_certificate,
-                   t.trusted_certificate, t.verify_depth, t.crl)
+                   t.trusted_certificate, t.verify_depth, t.crl, t.ecdh_curve,
+                   tuple(t.conf_commands))
             ctx = shared.get(key)
             if ctx is None:
                 ctx = shared[key] = build_ssl_context(srv, h2, self.cfg.warnings,

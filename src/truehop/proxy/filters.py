@@ -17,7 +17,8 @@ in the list runs first; nginx 1.30's order, with those truehop has):
                         which knows the file (ngx_http_not_modified_filter)
     expires_filter      `expires` (ngx_http_headers_filter, first part)
     add_header_filter   `add_header`, with nginx's status rule and `always` (its second)
-    ... sub, charset, gzip: issue 15 adds them here, between add_header and range
+    charset_filter      `charset` (proxy.charset: ngx_http_charset_header_filter)
+    ... sub, gzip: issue 15 adds them here, between add_header and range
     (range)             byte ranges of a static file: static.plan_response
     header writer       Server and Date first, then the fields (ngx_http_header_filter),
                         written by the exchange (HTTP/1 or HTTP/2)
@@ -44,6 +45,7 @@ from truehop.clock import wall as _time
 from truehop.conf.model import Settings
 from truehop.conf.values import parse_expires
 from truehop.http.exchange import Exchange, ResponseBody
+from truehop.proxy.charset import charset_filter
 from truehop.proxy.static import (
     EXPIRES_STATUSES,
     ExpiresSpec,
@@ -209,6 +211,7 @@ def header_filters(r: RequestState, s: Settings, h: HeadersOut) -> None:
     carried_filter(r, h)
     expires_filter(r, s, h)
     add_header_filter(r, s, h)
+    charset_filter(r, s, h.headers)
 
 
 def writer_fields(s: Settings) -> list[tuple[str, str]]:

@@ -789,11 +789,15 @@ class Pipeline:
                               None if status == 304 else plan.content_length,
                               REASONS.get(status, ""), mtime=st.st_mtime)
             if status != 304 and not ex.head_only:
-                for part in plan.body:
+                parts = static.split_parts(plan.body, s.sendfile_max_chunk)
+                last = len(parts) - 1
+                for i, part in enumerate(parts):
                     if isinstance(part, bytes):
                         out.write(part)
                     else:
                         await out.sendfile(f, part[0], part[1])
+                        if i < last:
+                            await asyncio.sleep(0)  # sendfile_max_chunk: others get a turn
                     await out.drain()
             out.end()
         finally:

@@ -12,9 +12,10 @@ import re
 import urllib.parse
 from typing import Final
 
-from truehop.conf.model import LocationConf, RedirectRule, Settings
+from truehop.conf.model import CookieFlags, LocationConf, RedirectRule, Settings
 from truehop.http.events import ResponseHead
 from truehop.net.upstream import UpstreamConnection
+from truehop.proxy.cookie_flags import cookie_mask, edit_flags
 from truehop.proxy.pipeline import Finish, InternalRedirect
 from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
@@ -50,7 +51,7 @@ class ResponsePlan:
     worked out once per `Settings`: the per-response loop then only looks a name up."""
 
     __slots__ = ("response_drop", "honor_accel_buffering", "honor_accel_redirect",
-                 "response_action", "cookie_domain", "cookie_path")
+                 "response_action", "cookie_domain", "cookie_path", "cookie_flags")
 
     def __init__(self, s: Settings) -> None:
         hide = HIDE_DEFAULT.union(s.proxy_hide_header)
@@ -66,6 +67,7 @@ class ResponsePlan:
         self.response_action: dict[str, int] = {}
         self.cookie_domain: tuple[RedirectRule, ...] = s.proxy_cookie_domain
         self.cookie_path: tuple[RedirectRule, ...] = s.proxy_cookie_path
+        self.cookie_flags: tuple[CookieFlags, ...] = s.proxy_cookie_flags
 
     def action(self, name: str) -> int:
         """What the response pass does with an upstream field (the _ACT_* codes)."""
@@ -84,7 +86,8 @@ class ResponsePlan:
             act = _ACT_REDIRECT
         elif lk in _UNIQUE_RESPONSE:
             act = _ACT_UNIQUE
-        elif lk == "set-cookie" and (self.cookie_domain or self.cookie_path):
+        elif lk == "set-cookie" and (self.cookie_domain or self.cookie_path
+                                     or self.cookie_flags):
             act = _ACT_COOKIE
         else:
             act = _ACT_PASS
@@ -135,7 +138,8 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
                 out.append(kv)
             continue
         if act == _ACT_COOKIE:
-            out.append((k, rewrite_cookie(r, v, plan.cookie_domain, plan.cookie_path)))
+            out.append((k, rewrite_cookie(r, v, plan.cookie_domain, plan.cookie_path,
+                                          plan.cookie_flags)))
             continue
         if act == _ACT_XAR:
             r.x_accel_redirect = v    # process_accel turns the response into a redirect
@@ -152,10 +156,13 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
         if act == _ACT_CTYPE:
             ctype = v
         elif act == _ACT_REDIRECT:
-            v = rewrite_redirect(r, s, loc, v, lk == "refresh")
-            if lk == "location" and v.startswith("/"):
-                # nginx's header filter makes a relative Location absolute
-                v = rt.pipeline.absolute_location(r, v)
+            nv = rewrite_redirect(r, s, loc, v, lk == "refresh")
+            if lk == "location" and nv.startswith("/") and nv is not v:
+                # nginx's header filter makes a relative Location absolute, but only one
+                # that proxy_redirect rewrote (ngx_http_upstream_rewrite_location sets
+                # r->headers_out.location then only): the upstream's own stays relative
+                nv = rt.pipeline.absolute_location(r, nv)
+            v = nv
             kv = (k, v)
         out.append(kv)
     return out, ctype, unbuffered
@@ -262,14 +269,16 @@ _UNSAFE_SEGMENT: Final = re.compile(r"(^|/)\.\.(/|$)")
 
 
 def rewrite_cookie(r: RequestState, value: str, domains: tuple[RedirectRule, ...],
-                   paths: tuple[RedirectRule, ...]) -> str:
+                   paths: tuple[RedirectRule, ...],
+                   flags: tuple[CookieFlags, ...] = ()) -> str:
     """proxy_cookie_domain / proxy_cookie_path on one Set-Cookie value, as nginx 1.30's
     ngx_http_proxy_rewrite_cookie: the attributes after the first are split at ';' (spaces
     around names and values dropped); the first rule that applies to a Domain or Path value
     rewrites it; if any did, the cookie is written back as `name=value; attr=value; ...`,
-    else it is left as it came."""
+    else it is left as it came. proxy_cookie_flags (proxy.cookie_flags) then sets or clears
+    Secure, HttpOnly and SameSite, and the cookie is written back if it changed anything."""
     parts = value.split(";")
-    if len(parts) < 2 or "=" not in parts[0]:
+    if "=" not in parts[0] or (len(parts) < 2 and not flags):
         return value
     attrs: list[tuple[str, str | None]] = []
     for part in parts:
@@ -288,6 +297,11 @@ def rewrite_cookie(r: RequestState, value: str, domains: tuple[RedirectRule, ...
                 attrs[i] = (name, new)
                 changed = True
                 break
+    if flags:
+        mask = cookie_mask(r, attrs[0][0], flags)
+        if mask:
+            attrs = edit_flags(attrs, mask)
+            changed = True
     if not changed:
         return value
     return "; ".join(n if v is None else f"{n}={v}" for n, v in attrs)

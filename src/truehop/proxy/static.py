@@ -914,3 +914,29 @@ def expires_headers(es: ExpiresSpec, now: float,
     else:
         cc = f"max-age={max_age}"
     return [("Expires", http_date(exp)), ("Cache-Control", cc)]
+
+
+def split_parts(body: Sequence[bytes | tuple[int, int]],
+                max_chunk: int) -> Sequence[bytes | tuple[int, int]]:
+    """sendfile_max_chunk: the file ranges of a planned body cut into pieces of at most
+    `max_chunk` bytes (0: no limit), so that the sender can let other connections run
+    between them, as nginx does between its sendfile() calls."""
+    if max_chunk <= 0:
+        return body
+    for part in body:
+        if not isinstance(part, bytes) and part[1] > max_chunk:
+            break
+    else:
+        return body     # most files: nothing to cut
+    out: list[bytes | tuple[int, int]] = []
+    for part in body:
+        if isinstance(part, bytes) or part[1] <= max_chunk:
+            out.append(part)
+            continue
+        off, cnt = part
+        while cnt > 0:
+            n = min(cnt, max_chunk)
+            out.append((off, n))
+            off += n
+            cnt -= n
+    return out

@@ -61,6 +61,23 @@ def name_warnings(name: str) -> list[str]:
         return []
 
 
+def names_hashed(servers: int, default_names: Sequence[str]) -> bool:
+    """Does nginx build the server-name hash of an address (ngx_http_optimize_servers)? Only
+    when more than one server shares it, or its default server has a regex name with
+    captures; otherwise every request goes to that one server and its names are never
+    hashed, so `server_name ...;` or `a..com` on a lone server is accepted."""
+    if servers > 1:
+        return True
+    for n in default_names:
+        if n.startswith("~") and len(n) > 1:
+            try:
+                if _compile_name_regex(n[1:]).groups:
+                    return True
+            except (re.error, ValueError):
+                return True
+    return False
+
+
 def _compile_name_regex(pattern: str) -> re.Pattern[str]:
     caseless = any("A" <= c <= "Z" for c in pattern)
     return compile_nginx_regex(pattern, caseless)
@@ -84,13 +101,16 @@ class ServerNameIndex(Generic[T]):
 
     @classmethod
     def build(cls, entries: Sequence[tuple[Sequence[str], T]], default: T, *,
-              addr_text: str = "", hostname: str | None = None) -> ServerNameIndex[T]:
+              addr_text: str = "", hostname: str | None = None,
+              check: bool = True) -> ServerNameIndex[T]:
         """entries: (server_name arguments, server) per server on this address:port, in file
         order. default: the `default_server` of the address, else its first server.
         addr_text (e.g. "0.0.0.0:80") only goes into messages. `$hostname` is replaced by
         `hostname` (default: this machine's name).
 
         Raises ValueError for `invalid server name or wildcard ...` and bad regexes.
+        `check=False` (see `names_hashed`): nginx builds no name hash for the address, so a
+        name it could not hash is never looked at: it is left out, not refused.
         """
         idx = cls(default)
         on = f" on {addr_text}" if addr_text else ""
@@ -109,6 +129,8 @@ class ServerNameIndex(Generic[T]):
                 name = uri_bytes(raw.lower())
                 busy = f'conflicting server name "{name}"{on}, ignored'
                 if name.count("*") > 1 or ".." in name or "\x00" in name:
+                    if not check:
+                        continue
                     raise ValueError(f'invalid server name or wildcard "{name}"{on}')
                 if len(name) > 1 and name[0] == ".":
                     key = name[1:]
@@ -136,6 +158,8 @@ class ServerNameIndex(Generic[T]):
                     tail_keys.add(key)
                     idx.tail[key] = srv
                 elif "*" in name:
+                    if not check:
+                        continue
                     raise ValueError(f'invalid server name or wildcard "{name}"{on}')
                 else:
                     if name in exact_keys:

@@ -34,10 +34,85 @@ LogGetter = Callable[[RequestState], str | None]
 _VAR: Final = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9]))")
 
 
+# Every variable of nginx 1.30 (and the common NGINX Plus ones) by the module that defines
+# it, from its documentation's variable index; names ending in "_" are prefixed families
+# ($http_NAME). A name here that truehop does not provide is refused as not supported, with
+# its module; any other unknown name keeps nginx's typo message, `unknown "x" variable`.
+_NGINX_VARIABLES: Final[dict[str, str]] = {
+    "ngx_http_core_module": (
+        "arg_ args binary_remote_addr body_bytes_sent bytes_sent connection "
+        "connection_requests connection_time content_length content_type cookie_ "
+        "document_root document_uri host hostname http_ https is_args limit_rate msec "
+        "nginx_version pid pipe proxy_protocol_addr proxy_protocol_port "
+        "proxy_protocol_server_addr proxy_protocol_server_port proxy_protocol_tlv_ "
+        "query_string realpath_root remote_addr remote_port remote_user request "
+        "request_body request_body_file request_completion request_filename request_id "
+        "request_length request_method request_time request_uri scheme sent_http_ "
+        "sent_trailer_ server_addr server_name server_port server_protocol status "
+        "tcpinfo_rtt tcpinfo_rttvar tcpinfo_snd_cwnd tcpinfo_rcv_space time_iso8601 "
+        "time_local uri"),
+    "ngx_http_auth_jwt_module (NGINX Plus)": "jwt_claim_ jwt_header_ jwt_payload",
+    "ngx_http_browser_module": "ancient_browser modern_browser msie",
+    "ngx_http_fastcgi_module": "fastcgi_path_info fastcgi_script_name",
+    "ngx_http_geoip_module": (
+        "geoip_country_code geoip_country_code3 geoip_country_name geoip_area_code "
+        "geoip_city_continent_code geoip_city_country_code geoip_city_country_code3 "
+        "geoip_city_country_name geoip_dma_code geoip_latitude geoip_longitude geoip_region "
+        "geoip_region_name geoip_city geoip_postal_code geoip_org"),
+    "ngx_http_gzip_module": "gzip_ratio",
+    "ngx_http_limit_conn_module": "limit_conn_status",
+    "ngx_http_limit_req_module": "limit_req_status",
+    "ngx_http_memcached_module": "memcached_key",
+    "ngx_http_proxy_module": "proxy_add_x_forwarded_for proxy_host proxy_port",
+    "ngx_http_realip_module": "realip_remote_addr realip_remote_port",
+    "ngx_http_referer_module": "invalid_referer",
+    "ngx_http_secure_link_module": "secure_link secure_link_expires",
+    "ngx_http_session_log_module (NGINX Plus)": "session_log_binary_id session_log_id",
+    "ngx_http_slice_module": "slice_range",
+    "ngx_http_ssi_module": "date_local date_gmt",
+    "ngx_http_ssl_module": (
+        "ssl_alpn_protocol ssl_cipher ssl_ciphers ssl_client_cert ssl_client_escaped_cert "
+        "ssl_client_fingerprint ssl_client_i_dn ssl_client_i_dn_legacy ssl_client_raw_cert "
+        "ssl_client_s_dn ssl_client_s_dn_legacy ssl_client_serial ssl_client_sigalg "
+        "ssl_client_v_end ssl_client_v_remain ssl_client_v_start ssl_client_verify ssl_curve "
+        "ssl_curves ssl_early_data ssl_ech_outer_server_name ssl_ech_status ssl_protocol "
+        "ssl_server_name ssl_session_id ssl_session_reused ssl_sigalg"),
+    "ngx_http_stub_status_module": (
+        "connections_active connections_reading connections_writing connections_waiting"),
+    "ngx_http_upstream_module": (
+        "upstream_addr upstream_bytes_received upstream_bytes_sent upstream_cache_status "
+        "upstream_connect_time upstream_cookie_ upstream_header_time upstream_http_ "
+        "upstream_last_server_name upstream_queue_time upstream_response_length "
+        "upstream_response_time upstream_status upstream_trailer_"),
+    "ngx_http_userid_module": "uid_got uid_reset uid_set",
+    "ngx_http_v2_module": "http2",
+    "ngx_http_v3_module": "http3",
+}
+NGINX_VARIABLES: Final[dict[str, str]] = {
+    n: m for m, names in _NGINX_VARIABLES.items() for n in names.split()}
+_NGINX_PREFIXES: Final = tuple((n, m) for n, m in NGINX_VARIABLES.items() if n.endswith("_"))
+
+
+def nginx_module_of(name: str) -> str | None:
+    """The nginx module that defines variable `name` (None: not an nginx variable)."""
+    m = NGINX_VARIABLES.get(name)
+    if m is not None:
+        return m
+    for prefix, module in _NGINX_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return module
+    return None
+
+
 class UnknownVariable(ValueError):
     def __init__(self, name: str) -> None:
-        super().__init__(f'unknown "{name}" variable')
+        module = nginx_module_of(name)
+        if module is None:
+            super().__init__(f'unknown "{name}" variable')
+        else:
+            super().__init__(f'"{name}" variable is not supported by truehop ({module})')
         self.name = name
+        self.module = module
 
 
 def _find_header(headers: list[tuple[str, str]], n: int, dash: str, under: str | None,
@@ -427,6 +502,51 @@ def _server_name(r: RequestState) -> str:
     return r.server_name
 
 
+def _root_of(r: RequestState) -> tuple[str, int]:
+    """The document root of the request's location (nginx's clcf->root: the root without its
+    trailing slash, or the alias as written, captures substituted) and how many leading
+    characters of the URI the alias replaces (nginx's clcf->alias: the prefix location's
+    length; -1 for an alias in a regex location, which is the whole path). Before a
+    location is chosen, the server's level."""
+    loc = r.loc
+    s = loc.settings if loc is not None else r.server.settings
+    if s.alias is None:
+        root = s.root
+        return (root[:-1] if len(root) > 1 and root.endswith("/") else root), 0
+    alias = s.alias.render(r)
+    while loc is not None and loc.modifier == "if":     # an `if` inherits its location's
+        loc = loc.parent
+    if loc is None:
+        return alias, 0
+    if loc.modifier in ("~", "~*"):
+        return alias, -1
+    return alias, len(loc.pattern)
+
+
+def _document_root(r: RequestState) -> str:
+    """$document_root (ngx_http_variable_document_root): root or alias of the location."""
+    return _root_of(r)[0]
+
+
+def _realpath_root(r: RequestState) -> str:
+    """$realpath_root: $document_root with symbolic links resolved (ngx_realpath); empty
+    when the directory does not exist."""
+    root = _root_of(r)[0]
+    try:
+        return os.path.realpath(root, strict=True)
+    except (OSError, ValueError):
+        return ""
+
+
+def _request_filename(r: RequestState) -> str:
+    """$request_filename (ngx_http_map_uri_to_path): the root plus the URI, or the alias
+    plus what follows the location's prefix, or the alias itself in a regex location."""
+    root, cut = _root_of(r)
+    if cut < 0:
+        return root
+    return root + r.uri[cut:]
+
+
 BUILTIN: dict[str, Getter] = {
     "host": _host,
     "remote_addr": lambda r: r.remote_addr,
@@ -497,6 +617,11 @@ BUILTIN: dict[str, Getter] = {
     "ssl_client_v_start": _client_cert_var("v_start"),
     "ssl_client_v_end": _client_cert_var("v_end"),
     "ssl_client_v_remain": _client_cert_var("v_remain"),
+    "document_root": _document_root,
+    "realpath_root": _realpath_root,
+    "request_filename": _request_filename,
+    # no TLS 0-RTT data is ever accepted (Python's ssl has no early-data server side)
+    "ssl_early_data": lambda r: "",
     "nginx_version": lambda r: "1.30.0",
     "http_host_raw": lambda r: r.head.host,
 }
@@ -521,6 +646,8 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "request_body_file": lambda r: r.request_body_file,
     "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
     "upstream_cache_status": lambda r: r.cache_status or None,
+    "ssl_early_data": lambda r: None,
+    "realpath_root": lambda r: _realpath_root(r) or None,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
