@@ -40,6 +40,17 @@ def test_entry_path_levels() -> None:
     ([("Set-Cookie", "a=1")], ("set-cookie",), NOW + 600, ""),
     ([("Vary", "*")], (), 0, "vary"),
     ([("Vary", "*")], ("vary",), NOW + 600, ""),
+    # nginx reads the fields in order: a no-cache line is not undone by a later max-age
+    # (proxy_cache_control.t "cache-control no-cache multi line"), only by X-Accel-Expires
+    ([("Cache-Control", "no-cache"), ("Cache-Control", "max-age=60")], (), 0, "cache-control"),
+    ([("Cache-Control", "max-age=60"), ("Cache-Control", "no-cache")], (), 0, "cache-control"),
+    ([("Cache-Control", "max-age=6x")], (), 0, "cache-control"),
+    ([("Cache-Control", "max-age=60;x")], (), NOW + 60, ""),
+    ([("X-Accel-Expires", "60"), ("X-Accel-Expires", "0")], (), NOW + 60, ""),
+    ([("X-Accel-Expires", " 60")], (), NOW + 600, ""),
+    ([("X-Accel-Expires", "@1")], (), 1, ""),
+    ([("Expires", http_date(NOW + 90)), ("Expires", "garbage")], (), NOW + 90, ""),
+    ([("Vary", "a" * 129)], (), 0, "vary"),
 ])
 def test_freshness_precedence(headers: list[tuple[str, str]], ignore: tuple[str, ...],
                               until: float, refused: str) -> None:

@@ -92,7 +92,7 @@ def test_unsupported_table_is_large_and_disjoint() -> None:
     ("deny", "ngx_http_access_module"),
     ("limit_req", "ngx_http_limit_req_module"),
     ("auth_request", "ngx_http_auth_request_module"),
-    ("proxy_cache_max_range_offset", "ngx_http_proxy_module"),
+    ("proxy_store", "ngx_http_proxy_module"),
     ("proxy_cache_purge", "ngx_http_proxy_module (NGINX Plus)"),
     ("grpc_pass", "ngx_http_grpc_module"),
     ("brotli", "ngx_brotli"),

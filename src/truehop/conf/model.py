@@ -173,7 +173,7 @@ SETTING_FIELDS: Final = (
     "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_bypass", "proxy_no_cache",
     "proxy_cache_use_stale", "proxy_cache_background_update", "proxy_cache_lock",
     "proxy_cache_lock_timeout", "proxy_cache_lock_age", "proxy_cache_revalidate",
-    "proxy_cache_convert_head",
+    "proxy_cache_convert_head", "proxy_cache_max_range_offset",
     # issue 15, misc: charset, proxy_cookie_flags, client aborts, timed-out connections
     "charset", "source_charset", "charset_types", "override_charset", "proxy_cookie_flags",
     "proxy_ignore_client_abort", "reset_timedout_connection", "sendfile_max_chunk",
@@ -283,6 +283,8 @@ class Settings:
     proxy_cache_lock_age: float
     proxy_cache_revalidate: bool
     proxy_cache_convert_head: bool
+    # proxy_cache_max_range_offset: None is nginx's unset (no limit)
+    proxy_cache_max_range_offset: int | None
     # issue 15, misc. charset / source_charset: None is `off`; charset_types: lower-case
     # MIME types ("*": any), text/html always among them
     charset: str | None

@@ -864,6 +864,14 @@ def cache_use_stale(c: Context, d: Directive, s: LevelSettings) -> frozenset[str
     return frozenset() if "off" in flags else flags
 
 
+def ignore_headers(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    """proxy_ignore_headers: a bitmask in nginx (ngx_conf_set_bitmask_slot), so the lines
+    of one level add up."""
+    cur: frozenset[str] | None = s.get(d.name) if s.defined_here(d.name) else None
+    new = frozenset(x.lower() for x in d.values)
+    return new if cur is None else cur | new
+
+
 def min_uses(c: Context, d: Directive, s: LevelSettings) -> int:
     n = c.integer(d)
     if n == 0:

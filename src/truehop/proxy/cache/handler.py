@@ -80,6 +80,8 @@ class Caches:
         if tpl is None or r.head.method not in s.proxy_cache_methods:
             return None
         name = tpl.static if tpl.static is not None else tpl.render(r)
+        if not name or name == "off":
+            return None     # ngx_http_upstream_cache_get: a value empty or "off" caches not
         zone = self.zone(s, name)
         if zone is None:
             self.rt.log.error(f'cache "{name}" not found', r.conn, r)
@@ -88,7 +90,10 @@ class Caches:
         c = CacheRequest(self, r, ex, loc, s, zone, key, plan)
         if s.proxy_cache_bypass and any(policy.truthy([t.render(r) for t in line])
                                         for line in s.proxy_cache_bypass):
+            # the lookup is skipped, the response still stored (ngx_http_upstream_cache:
+            # u->cacheable is set before the bypass test; min_uses is the lookup's)
             c.set_status(policy.BYPASS)
+            c.uses = s.proxy_cache_min_uses
             return c
         await c.lookup()
         return c
@@ -99,7 +104,7 @@ class CacheRequest:
 
     __slots__ = ("caches", "r", "ex", "loc", "s", "zone", "key", "hexkey", "file_hex",
                  "plan", "status", "entry", "locked", "store_ok", "writer", "served",
-                 "revalidating", "uses", "background", "expect")
+                 "revalidating", "uses", "background", "expect", "cacheable")
 
     def __init__(self, caches: Caches, r: RequestState, ex: Exchange, loc: LocationConf,
                  s: Settings, zone: Zone, key: str, plan: ResponsePlan) -> None:
@@ -123,6 +128,10 @@ class CacheRequest:
         self.uses = 0
         self.background = False
         self.expect = -1                # the body's length when the upstream said it
+        # nginx's u->cacheable: False below proxy_cache_min_uses or for a Range past
+        # proxy_cache_max_range_offset; then the client's fields go upstream as they are
+        # and nothing is stored
+        self.cacheable = True
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -158,6 +167,15 @@ class CacheRequest:
         while True:
             now = time.time()
             e = self.open_entry(now)
+            if e is not None and e.error:
+                # an intercepted error remembered (ngx_http_file_cache_exists: fcn->error):
+                # answered with its status while valid, else renewed as a miss
+                if policy.fresh(e.valid_until, now):
+                    e.close()
+                    self.set_status(policy.HIT)
+                    raise Finish(e.status)
+                e.close()
+                e = None
             if e is not None:
                 if policy.fresh(e.valid_until, now):
                     await self.serve(e, policy.HIT)
@@ -173,12 +191,19 @@ class CacheRequest:
                 self.locked = zone.try_lock(self.hexkey, age)
                 if self.locked and stale_updating and s.proxy_cache_background_update:
                     self.background = True      # answered stale by `answer`
+                    return
+                self.check_range()
                 return
             self.set_status(policy.MISS)
+            if self.uses < s.proxy_cache_min_uses:
+                self.cacheable = False          # NGX_HTTP_CACHE_SCARCE
+                return
             if not s.proxy_cache_lock or self.locked:
+                self.check_range()
                 return
             if zone.try_lock(self.hexkey, age):
                 self.locked = True
+                self.check_range()
                 return
             # another request fills this entry: wait for it (then a HIT), at most
             # proxy_cache_lock_timeout, after which this one goes upstream, not stored
@@ -190,6 +215,34 @@ class CacheRequest:
                 return
             await zone.wait_unlocked(self.hexkey, deadline - mono)
 
+    def check_range(self) -> None:
+        """ngx_http_upstream_cache_check_range: a Range from proxy_cache_max_range_offset on
+        (or any, with 0; a suffix range always) makes the request uncacheable."""
+        limit = self.s.proxy_cache_max_range_offset
+        if limit is None:
+            return
+        rng = None
+        for k, v in self.r.head.headers:
+            if k.lower() == "range":
+                rng = v
+                break
+        if rng is None:
+            return
+        if limit == 0:
+            self.cacheable = False
+            return
+        if len(rng) < 7 or rng[:6].lower() != "bytes=":
+            return
+        spec = rng[6:].lstrip(" ")
+        if spec[:1] == "-":
+            self.cacheable = False
+            return
+        i = 0
+        while i < len(spec) and "0" <= spec[i] <= "9":
+            i += 1
+        if int(spec[:i] or "0") >= limit:
+            self.cacheable = False
+
     # -- the upstream request ------------------------------------------------------------------
 
     def upstream_request(self, req: UpstreamRequest) -> UpstreamRequest:
@@ -200,9 +253,17 @@ class CacheRequest:
         method = req.method
         if method == "HEAD" and s.proxy_cache_convert_head:
             method = "GET"
-        headers = [kv for kv in req.headers if kv[0].lower() not in _NOT_FORWARDED]
+        if not self.cacheable:
+            # nginx builds an uncacheable request with the plain headers, not the cache's
+            headers = req.headers
+        else:
+            headers = [kv for kv in req.headers if kv[0].lower() not in _NOT_FORWARDED]
+        same = len(headers) == len(req.headers)
         e = self.entry
-        if e is not None and s.proxy_cache_revalidate and self.status == policy.EXPIRED:
+        # only a 200 or 206 keeps its validators for revalidation (ngx_http_upstream
+        # send_response sets cache->last_modified/etag for those; -1 / none otherwise)
+        if e is not None and s.proxy_cache_revalidate and self.status == policy.EXPIRED \
+                and e.status in (200, 206) and self.cacheable:
             add: list[tuple[str, str]] = []
             lm = e.header_value("last-modified")
             etag = e.header_value("etag")
@@ -217,7 +278,8 @@ class CacheRequest:
                                                           "transfer-encoding"):
                     at -= 1
                 headers[at:at] = add
-        if method == req.method and len(headers) == len(req.headers):
+                same = False
+        if method == req.method and same:
             return req
         return UpstreamRequest(method, req.uri, req.version, headers, req.body,
                                req.stream_body, req.upgrading, req.keep_alive, req.close_why,
@@ -267,6 +329,17 @@ class CacheRequest:
                 self.release(att)
                 await self.serve(e, policy.STALE)
                 return True
+        if s.proxy_intercept_errors and status >= 300 and s.error_page \
+                and status in s.error_page:
+            # relay hands it to error_page; the cache remembers the status while the
+            # response would have been fresh (nginx's ngx_http_upstream_intercept_errors,
+            # cache->error; proxy_no_cache is not asked there)
+            if self.cacheable and self.store_ok:
+                fr = policy.freshness(status, rh.headers, s.proxy_ignore_headers,
+                                      s.proxy_cache_valid, now)
+                if fr.valid_until:
+                    self.zone.store_error(self.file_hex, self.key, status, fr.valid_until)
+            return False
         self.prepare_store(rh.status, rh, now)
         return False
 
@@ -274,7 +347,7 @@ class CacheRequest:
         """Open the entry's writer when the response may be stored."""
         s = self.s
         r = self.r
-        if not self.store_ok or self.uses < s.proxy_cache_min_uses:
+        if not self.store_ok or not self.cacheable:
             return
         if s.proxy_no_cache and any(policy.truthy([t.render(r) for t in line])
                                     for line in s.proxy_no_cache):
