@@ -95,13 +95,18 @@ def test_conditionals_and_ranges() -> None:
     assert policy.not_modified({"if-modified-since": lm}, None, lm, "exact") == 304
     assert policy.not_modified({"if-modified-since": lm}, None, lm, "off") == 0
     assert policy.not_modified({"if-match": '"b"'}, '"a"', lm, "exact") == 412
-    assert policy.byte_range({"range": "bytes=0-9"}, 100, None, None) == (0, 10)
-    assert policy.byte_range({"range": "bytes=-10"}, 100, None, None) == (90, 100)
-    assert policy.byte_range({"range": "bytes=90-"}, 100, None, None) == (90, 100)
-    assert policy.byte_range({"range": "bytes=100-"}, 100, None, None) is False
-    assert policy.byte_range({"range": "bytes=0-1,5-6"}, 100, None, None) is None
-    assert policy.byte_range({"range": "bytes=0-1", "if-range": '"x"'}, 100, '"y"', None) \
-        is None
+    assert policy.byte_range({"range": "bytes=0-9"}, 100, None, None, None) == [(0, 10)]
+    assert policy.byte_range({"range": "bytes=-10"}, 100, None, None, None) == [(90, 100)]
+    assert policy.byte_range({"range": "bytes=90-"}, 100, None, None, None) == [(90, 100)]
+    assert policy.byte_range({"range": "bytes=100-"}, 100, None, None, None) is False
+    # several ranges: multipart, as the static files' range filter answers them
+    assert policy.byte_range({"range": "bytes=0-1,5-6"}, 100, None, None, None) \
+        == [(0, 2), (5, 7)]
+    # one allowed (the range filter's single_range on a response being stored): whole
+    assert policy.byte_range({"range": "bytes=0-1,5-6"}, 100, None, None, 1) is None
+    assert policy.byte_range({"range": "bytes=0-1"}, 100, None, None, 0) is None
+    assert policy.byte_range({"range": "bytes=0-1", "if-range": '"x"'}, 100, '"y"', None,
+                             None) is None
 
 
 def test_bypass_values() -> None:

@@ -67,7 +67,10 @@ async def relay(att: Attempt, plan: ResponsePlan, cache: CacheRequest | None = N
     rt.detect.on_response(r, loc, status, rh, ctype)
     # corked: the head goes out with the body bytes already read, in one write; whatever
     # is held is flushed before waiting on the upstream (SSE and slow bodies stream)
-    out = send_header(r, ex, final_status, headers, rh.content_length,
+    length = rh.content_length
+    if cache is not None:   # proxy_cache: one Range answered from the response being stored
+        final_status, length = cache.client_range(final_status, headers, length)
+    out = send_header(r, ex, final_status, headers, length,
                       rh.reason if final_status == status else None, cork=True)
     if cache is not None:
         out = cache.tee(out)    # proxy_cache: the body also goes to the new entry

@@ -39,6 +39,7 @@ from truehop.proxy.cache.store import Entry, EntryWriter, Zone
 from truehop.proxy.filters import BodyFilter, send_header
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.response import ResponsePlan, response_headers
+from truehop.proxy.static import BodyPart, multipart_body
 from truehop.proxy.upstream_request import UpstreamRequest
 from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
@@ -104,7 +105,7 @@ class CacheRequest:
 
     __slots__ = ("caches", "r", "ex", "loc", "s", "zone", "key", "hexkey", "file_hex",
                  "plan", "status", "entry", "locked", "store_ok", "writer", "served",
-                 "revalidating", "uses", "background", "expect", "cacheable")
+                 "revalidating", "uses", "background", "expect", "cacheable", "cut")
 
     def __init__(self, caches: Caches, r: RequestState, ex: Exchange, loc: LocationConf,
                  s: Settings, zone: Zone, key: str, plan: ResponsePlan) -> None:
@@ -132,6 +133,7 @@ class CacheRequest:
         # proxy_cache_max_range_offset; then the client's fields go upstream as they are
         # and nothing is stored
         self.cacheable = True
+        self.cut: tuple[int, int] | None = None     # the range relayed of a stored body
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -394,7 +396,11 @@ class CacheRequest:
             att.state.done(att.peer, att.answered, failed=False)
 
     def tee(self, out: ResponseBody) -> ResponseBody:
-        """What the relay writes the body to: the client, and the new entry if any."""
+        """What the relay writes the body to: the client (the range `client_range` chose
+        of it), and the new entry if any."""
+        cut = self.cut
+        if cut is not None:
+            out = RangeCut(out, cut[0], cut[1])
         if self.writer is None:
             return out
         return CacheTee(out, self)
@@ -449,6 +455,7 @@ class CacheRequest:
             status = e.status
             offset = 0
             length = e.body_len
+            parts: list[BodyPart] | None = None
             if status == 200:
                 req: dict[str, str] | None = None
                 for k, v in r.head.headers:
@@ -466,27 +473,102 @@ class CacheRequest:
                     if nm == 304:
                         status = 304
                     else:
-                        rng = policy.byte_range(req, length, etag, lm)
+                        rng = policy.byte_range(req, length, etag, lm, s.max_ranges)
                         if rng is False:
                             r.extra_headers = [("Content-Range", f"bytes */{length}")]
                             raise Finish(416)
-                        if isinstance(rng, tuple):
+                        if rng is not None:
                             status = 206
-                            offset, end = rng
-                            headers.append(("Content-Range",
-                                            f"bytes {offset}-{end - 1}/{e.body_len}"))
-                            length = end - offset
-                if status == 200 and rh.get("accept-ranges") is None:
+                            if len(rng) == 1:
+                                offset, end = rng[0]
+                                headers.append(("Content-Range",
+                                                f"bytes {offset}-{end - 1}/{e.body_len}"))
+                                length = end - offset
+                            else:
+                                # as a static file's: multipart/byteranges
+                                parts = self.multipart(headers, rng, length)
+                                length = 0
+                                for p in parts:
+                                    length += len(p) if isinstance(p, bytes) else p[1]
+                if status == 200 and rh.get("accept-ranges") is None and s.max_ranges != 0:
                     headers.append(("Accept-Ranges", "bytes"))
             final = rt.pipeline.response_status(r, status)
             reason = rh.reason if final == e.status else REASONS.get(final, "")
             out = send_header(r, ex, final, headers, None if status == 304 else length, reason)
             if status != 304 and length and not ex.head_only:
-                await out.sendfile(e, e.body_start + offset, length)
+                if parts is None:
+                    await out.sendfile(e, e.body_start + offset, length)
+                else:
+                    for p in parts:
+                        if isinstance(p, bytes):
+                            out.write(p)
+                        else:
+                            await out.sendfile(e, e.body_start + p[0], p[1])
             out.end()
         finally:
             if e is not self.entry:
                 e.close()
+
+    @staticmethod
+    def multipart(headers: list[tuple[str, str]], ranges: list[tuple[int, int]],
+                  size: int) -> list[BodyPart]:
+        """Several ranges of a cached 200: its Content-Type becomes multipart/byteranges
+        (each part says the original); the parts, as proxy.static builds them."""
+        at = -1
+        mime = ""
+        for i, (k, v) in enumerate(headers):
+            if k.lower() == "content-type":
+                at = i
+                mime = v
+                break
+        ctype, parts, _ = multipart_body(ranges, mime, size)
+        if at >= 0:
+            headers[at] = ("Content-Type", ctype)
+        else:
+            headers.insert(0, ("Content-Type", ctype))
+        return parts
+
+    # -- a Range on the response being stored ------------------------------------------------
+
+    def client_range(self, status: int, headers: list[tuple[str, str]],
+                     length: int | None) -> tuple[int, int | None]:
+        """The range filter on a cacheable response as it is relayed (and stored whole):
+        nginx lets it answer one range (ngx_http_upstream_copy_allow_ranges: allow_ranges,
+        single_range) of a 200 whose length is known and whose upstream accepts ranges.
+        Returns the status and length to send; the body is cut by `tee`."""
+        r = self.r
+        if status != 200 or length is None or not self.cacheable or self.s.max_ranges == 0:
+            return status, length
+        req: dict[str, str] | None = None
+        accepts = False
+        for k, v in r.head.headers:
+            lk = k.lower()
+            if lk == "range" or lk == "if-range":
+                if req is None:
+                    req = {}
+                req[lk] = v
+        if req is None or "range" not in req:
+            return status, length
+        etag = lm = None
+        for k, v in headers:
+            lk = k.lower()
+            if lk == "accept-ranges":
+                accepts = True
+            elif lk == "etag":
+                etag = v
+            elif lk == "last-modified":
+                lm = v
+        if not accepts:
+            return status, length
+        rng = policy.byte_range(req, length, etag, lm, 1)
+        if not rng:
+            # 416 is not answered here: nginx's range filter would, but the response is
+            # already on its way; the whole of it is sent (and stored)
+            return status, length
+        start, end = rng[0]
+        headers.append(("Content-Range", f"bytes {start}-{end - 1}/{length}"))
+        self.cut = (start, end)
+        return 206, end - start
 
     # -- background update -------------------------------------------------------------------------
 
@@ -567,3 +649,29 @@ class CacheTee(BodyFilter):
     def end(self) -> None:
         self.cache.stored()
         self.next.end()
+
+
+class RangeCut(BodyFilter):
+    """The bytes [lo, hi) of a relayed body go on, the rest is dropped (nginx's
+    ngx_http_range_singlepart_body on a body that arrives in parts)."""
+
+    __slots__ = ("lo", "hi", "pos")
+
+    def __init__(self, next: ResponseBody, lo: int, hi: int) -> None:
+        super().__init__(next)
+        self.lo = lo
+        self.hi = hi
+        self.pos = 0
+
+    def write(self, data: bytes) -> None:
+        pos = self.pos
+        n = len(data)
+        self.pos = pos + n
+        lo = self.lo
+        hi = self.hi
+        if pos + n <= lo or pos >= hi:
+            return
+        if pos >= lo and pos + n <= hi:
+            self.next.write(data)
+            return
+        self.next.write(data[max(lo - pos, 0):hi - pos])

@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, Literal
 
 from truehop.conf.model import CacheValid
-from truehop.proxy.static import parse_http_date
+from truehop.proxy.static import byte_ranges, parse_http_date
 
 # $upstream_cache_status
 MISS: Final = "MISS"
@@ -333,39 +333,21 @@ def not_modified(req: dict[str, str], etag: str | None, last_modified: str | Non
     return 304
 
 
-def byte_range(req: dict[str, str], size: int, etag: str | None,
-               last_modified: str | None) -> tuple[int, int] | None | bool:
-    """A single `Range: bytes=` on a cached 200 (the range filter): (start, end) to send
-    as 206; False for 416; None for the whole response (no Range, an If-Range that does
-    not match, several ranges: sent whole, a deviation from nginx's multipart answer)."""
+def byte_range(req: dict[str, str], size: int, etag: str | None, last_modified: str | None,
+               max_ranges: int | None) -> list[tuple[int, int]] | None | Literal[False]:
+    """A `Range: bytes=` on a cached 200 (the range filter, ngx_http_range_header_filter):
+    the [start, end) ranges to send as 206 (several: multipart/byteranges); False for 416;
+    None for the whole response (no Range, an If-Range that does not match, too many)."""
     rng = req.get("range")
-    if rng is None or not rng[:6].lower() == "bytes=":
+    if rng is None or len(rng) < 7 or rng[:6].lower() != "bytes=":
+        return None
+    if max_ranges == 0:
         return None
     ir = req.get("if-range")
     if ir is not None:
-        if ir.endswith('"'):
+        if len(ir) >= 2 and ir.endswith('"'):
             if etag is None or ir != etag:
                 return None
         elif last_modified is None or parse_http_date(ir) != parse_http_date(last_modified):
             return None
-    spec = rng[6:].strip()
-    if "," in spec:
-        return None
-    first, dash, last = spec.partition("-")
-    first, last = first.strip(), last.strip()
-    if not dash:
-        return False
-    if not first:
-        if not last.isdigit():
-            return False
-        n = int(last)
-        if n == 0:
-            return False
-        return (max(size - n, 0), size)
-    if not first.isdigit() or (last and not last.isdigit()):
-        return False
-    start = int(first)
-    end = int(last) + 1 if last else size
-    if start >= size:
-        return False
-    return (start, min(end, size))
+    return byte_ranges(rng[6:], size, max_ranges)
