@@ -218,14 +218,6 @@ CASES: list[tuple[str, str, str, str, bool]] = [
      "dynamic-proxy-no-resolver", "warn", False),
     ("dyn-resolver-ok", loc("resolver 127.0.0.11;\nproxy_pass http://$arg_h:3000;" + GOOD),
      "dynamic-proxy-no-resolver", "warn", False),
-    # limit-rate-ignored
-    ("limit-rate", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 100k; #!"),
-     "limit-rate-ignored", "warn", True),
-    ("limit-rate-server", UP + "server {\n listen 127.0.0.1:8080;\n limit_rate 1m; #!\n"
-     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
-     "limit-rate-ignored", "warn", True),
-    ("limit-rate-off-ok", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 0;"),
-     "limit-rate-ignored", "warn", False),
 ]
 
 

@@ -427,6 +427,30 @@ def _server_name(r: RequestState) -> str:
     return r.server_name
 
 
+# $limit_req_status and $limit_conn_status by nginx's 1-based status (0: not found)
+_LIMIT_REQ_STATUS: Final = ("", "PASSED", "DELAYED", "REJECTED", "DELAYED_DRY_RUN",
+                            "REJECTED_DRY_RUN")
+_LIMIT_CONN_STATUS: Final = ("", "PASSED", "REJECTED", "REJECTED_DRY_RUN")
+
+
+def _limit_req_status(r: RequestState) -> str:
+    st = r.limits
+    return _LIMIT_REQ_STATUS[st.req_status] if st is not None else ""
+
+
+def _limit_conn_status(r: RequestState) -> str:
+    st = r.limits
+    return _LIMIT_CONN_STATUS[st.conn_status] if st is not None else ""
+
+
+def _limit_rate(r: RequestState) -> str:
+    """$limit_rate: r->limit_rate, 0 until something set it (X-Accel-Limit-Rate, the
+    response's limit_rate once its body is being sent). `set $limit_rate` makes it a
+    variable of its own, read back as written."""
+    st = r.limits
+    return str(st.rate) if st is not None and st.rate > 0 else "0"
+
+
 BUILTIN: dict[str, Getter] = {
     "host": _host,
     "remote_addr": lambda r: r.remote_addr,
@@ -498,6 +522,9 @@ BUILTIN: dict[str, Getter] = {
     "ssl_client_v_remain": _client_cert_var("v_remain"),
     "nginx_version": lambda r: "1.30.0",
     "http_host_raw": lambda r: r.head.host,
+    "limit_req_status": _limit_req_status,
+    "limit_conn_status": _limit_conn_status,
+    "limit_rate": _limit_rate,
 }
 
 # the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
@@ -519,6 +546,8 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "request_body": _request_body_nf,
     "request_body_file": lambda r: r.request_body_file,
     "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
+    "limit_req_status": lambda r: _limit_req_status(r) or None,
+    "limit_conn_status": lambda r: _limit_conn_status(r) or None,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
