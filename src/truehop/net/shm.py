@@ -46,6 +46,7 @@ import mmap
 import os
 import struct
 import tempfile
+import weakref
 from typing import Final
 
 _MAGIC: Final = b"thzone01"
@@ -90,7 +91,8 @@ class SharedTable:
     """The table over one shared mapping. Every method but `lock`/`unlock` expects the lock
     held (`with table:`)."""
 
-    __slots__ = ("fd", "mem", "capacity", "buckets", "_mask", "_records", "_locked")
+    __slots__ = ("fd", "mem", "capacity", "buckets", "_mask", "_records", "_locked",
+                 "_finalizer", "__weakref__")
 
     def __init__(self, capacity: int, name: str = "zone") -> None:
         nb = 1
@@ -106,6 +108,9 @@ class SharedTable:
         self.mem = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED,
                              prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self._locked = False
+        # a zone a reload dropped is unmapped and its descriptor closed once nothing in
+        # this process uses it (the processes that still do keep their own)
+        self._finalizer = weakref.finalize(self, _release, self.mem, self.fd)
         self.reset()
 
     def reset(self) -> None:
@@ -117,10 +122,7 @@ class SharedTable:
 
     def close(self) -> None:
         """This process's mapping and descriptor (the others keep theirs)."""
-        try:
-            self.mem.close()
-        finally:
-            os.close(self.fd)
+        self._finalizer()
 
     # -- the lock -----------------------------------------------------------------------
 
@@ -266,6 +268,13 @@ class SharedTable:
     def oldest(self) -> int:
         """The least recently used record, or NONE."""
         return self._hget(_H_LRU_TAIL)
+
+
+def _release(mem: mmap.mmap, fd: int) -> None:
+    try:
+        mem.close()
+    finally:
+        os.close(fd)
 
 
 def _shared_fd(name: str) -> int:
