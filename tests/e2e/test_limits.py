@@ -449,3 +449,28 @@ def test_a_zone_keeps_its_states_across_a_reload(truehop, tmp_path):
            '"$binary_remote_addr" key' in tp.error_log()
     r = _new_connection_get(base)
     assert r.headers.get("X-Gen") == "2" and r.status_code == 503
+
+
+CONN_MATRIX = """
+limit_conn_zone $binary_remote_addr zone=addr:1m;
+limit_conn_zone $arg_k zone=bykey:1m;
+server {
+    listen 127.0.0.1:@@PORT@@;
+    location /one/ { limit_conn addr 1; proxy_pass http://127.0.0.1:@@APP@@; }
+    location /two/ { limit_conn addr 2; limit_conn bykey 1; limit_conn_status 429;
+                     proxy_pass http://127.0.0.1:@@APP@@; }
+}
+"""
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+@pytest.mark.parametrize("path, n", [("/one/__slow?ms=800", 3), ("/two/__slow?ms=800&k=a", 3),
+                                     ("/two/__slow?ms=800", 4)])
+def test_limit_conn_matches_nginx(truehop, nginx, upstream, path, n):
+    got = {}
+    for name, factory in (("nginx", nginx), ("truehop", truehop)):
+        port = free_port()
+        factory(CONN_MATRIX, port=port, app=upstream.port)
+        got[name] = sorted(s for s, _ in _concurrent(f"http://127.0.0.1:{port}{path}", n))
+    assert got["truehop"] == got["nginx"]
+    assert got["nginx"][-1] in (429, 503)          # the case does limit
