@@ -474,3 +474,29 @@ def test_limit_conn_matches_nginx(truehop, nginx, upstream, path, n):
         got[name] = sorted(s for s, _ in _concurrent(f"http://127.0.0.1:{port}{path}", n))
     assert got["truehop"] == got["nginx"]
     assert got["nginx"][-1] in (429, 503)          # the case does limit
+
+
+INHERIT = """
+limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
+limit_req_zone $binary_remote_addr zone=two:1m rate=1r/m;
+server {
+    listen 127.0.0.1:@@PORT@@;
+    limit_req zone=one burst=1 nodelay;
+    limit_req_status 429;
+    location /inherits { alias @@ROOT@@/ok.txt; }
+    location /replaces { limit_req zone=two burst=3 nodelay; alias @@ROOT@@/ok.txt; }
+    location /off { limit_req_status 503; alias @@ROOT@@/ok.txt; }
+}
+"""
+
+
+def test_a_level_with_limit_req_replaces_the_inherited_ones(truehop, tmp_path):
+    (tmp_path / "ok.txt").write_text("ok")
+    port = free_port()
+    truehop(INHERIT, port=port, root=str(tmp_path))
+    base = f"http://127.0.0.1:{port}"
+    assert _statuses(base + "/inherits", 3) == [200, 200, 429]
+    # zone "two" only: zone "one" (already over its burst) is not consulted
+    assert _statuses(base + "/replaces", 5) == [200, 200, 200, 200, 429]
+    # the inherited limit_req, with this level's status
+    assert _statuses(base + "/off", 1) == [503]
