@@ -11,14 +11,17 @@ Timing: the limits are chosen so that the counts do not depend on how fast the m
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import free_port, nginx_binary
+from harness import free_port, nginx_binary, render
 
 BURSTS = """
 limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
@@ -189,7 +192,7 @@ def test_one_limit_across_two_workers(truehop, upstream):
 def test_limit_conn_across_two_workers_and_released_at_the_end(truehop, upstream):
     port = free_port()
     truehop(TWO_WORKERS, port=port, app=upstream.port)
-    url = f"http://127.0.0.1:{port}/conn/__slow?ms=1500"
+    url = f"http://127.0.0.1:{port}/conn/__slow?ms=3000"
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         futs = [pool.submit(_new_connection_get, url) for _ in range(6)]
         rs = [f.result() for f in futs]
@@ -219,11 +222,11 @@ def test_limit_conn_counts_requests_in_progress(truehop, upstream, tmp_path):
     port = free_port()
     truehop(CONN, port=port, app=upstream.port, log=str(tmp_path / "c.log"))
     base = f"http://127.0.0.1:{port}"
-    got = _concurrent(base + "/one/__slow?ms=1000", 3)
+    got = _concurrent(base + "/one/__slow?ms=2000", 3)
     assert sorted(s for s, _ in got) == [200, 503, 503]
-    got = _concurrent(base + "/status/__slow?ms=1000", 2)
+    got = _concurrent(base + "/status/__slow?ms=2000", 2)
     assert sorted(s for s, _ in got) == [200, 429]
-    got = _concurrent(base + "/dry/__slow?ms=1000", 3)
+    got = _concurrent(base + "/dry/__slow?ms=2000", 3)
     assert sorted(s for s, _ in got) == [200, 200, 200]
     # an empty key is not counted
     got = _concurrent(base + "/key/__slow?ms=500", 3)
@@ -240,13 +243,11 @@ def test_limit_conn_counts_each_http2_stream(truehop, upstream, tmp_path):
     truehop(CONN, port=port, app=upstream.port, log=str(tmp_path / "c.log"))
 
     async def run() -> list[int]:
-        import asyncio
         async with httpx.AsyncClient(http1=False, http2=True, timeout=20) as c:
-            rs = await asyncio.gather(*(c.get(f"http://127.0.0.1:{port}/one/__slow?ms=800")
+            rs = await asyncio.gather(*(c.get(f"http://127.0.0.1:{port}/one/__slow?ms=2000")
                                         for _ in range(3)))
             return sorted(r.status_code for r in rs)
 
-    import asyncio
     assert asyncio.run(run()) == [200, 503, 503]
 
 
@@ -349,8 +350,6 @@ def test_a_paced_download_does_not_block_other_requests(rate):
     ("server { listen 127.0.0.1:1; limit_rate 1x; }", '"limit_rate" directive invalid value'),
 ])
 def test_config_errors(tmp_path, conf, error):
-    import subprocess
-    import sys
     p = tmp_path / "t.conf"
     p.write_text(conf + "\n")
     out = subprocess.run([sys.executable, "-m", "truehop", "-t", "-c", str(p), "-p",
@@ -426,7 +425,6 @@ http {
 def test_a_zone_keeps_its_states_across_a_reload(truehop, tmp_path):
     """nginx keeps a zone of the same name and size across a reload: the excess a client
     built up is still there for the new workers."""
-    from harness import render
     (tmp_path / "ok.txt").write_text("ok")
     port = free_port()
     values = dict(port=port, root=str(tmp_path), key="$binary_remote_addr")
@@ -464,8 +462,8 @@ server {
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
-@pytest.mark.parametrize("path, n", [("/one/__slow?ms=800", 3), ("/two/__slow?ms=800&k=a", 3),
-                                     ("/two/__slow?ms=800", 4)])
+@pytest.mark.parametrize("path, n", [("/one/__slow?ms=2000", 3), ("/two/__slow?ms=2000&k=a", 3),
+                                     ("/two/__slow?ms=2000", 4)])
 def test_limit_conn_matches_nginx(truehop, nginx, upstream, path, n):
     got = {}
     for name, factory in (("nginx", nginx), ("truehop", truehop)):
