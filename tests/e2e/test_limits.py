@@ -262,7 +262,10 @@ server {
     location /after/ { alias @@ROOT@@/static/; limit_rate 100k; limit_rate_after 150k; }
     location /free/ { alias @@ROOT@@/static/; }
     location /var/ { alias @@ROOT@@/static/; limit_rate $rate; }
-    location /set/ { alias @@ROOT@@/static/; set $limit_rate 100k; }
+    location /set/ { alias @@ROOT@@/static/; set $limit_rate 100k;
+                     add_header X-Rate $limit_rate; }
+    location /setbad/ { alias @@ROOT@@/static/; set $limit_rate fast;
+                        add_header X-Rate $limit_rate; }
     location /proxied/ { limit_rate 100k; proxy_pass http://127.0.0.1:@@APP@@; }
     location /unbuffered/ { limit_rate 100k; proxy_buffering off;
                             proxy_pass http://127.0.0.1:@@APP@@; }
@@ -309,6 +312,12 @@ def test_unlimited_bodies_are_fast(rate, path):
     status, n, took = _timed(rate + path)
     assert status == 200 and n == 200 * 1024
     assert took < 0.6, took
+
+
+def test_the_limit_rate_variable_reads_what_set_wrote_in_bytes(rate):
+    assert httpx.head(rate + "/set/f.bin").headers["X-Rate"] == "102400"
+    r = httpx.get(rate + "/setbad/f.bin", timeout=10)
+    assert r.headers["X-Rate"] == "0" and r.elapsed.total_seconds() < 0.6   # ignored
 
 
 def test_limit_rate_over_http2_is_per_stream(rate):

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from truehop.conf.values import parse_size
 from truehop.route.state import RequestState
 from truehop.route.template import Template, log_getter
 from truehop.route.template import not_found_twin as _nf
@@ -444,11 +445,24 @@ def _limit_conn_status(r: RequestState) -> str:
 
 
 def _limit_rate(r: RequestState) -> str:
-    """$limit_rate: r->limit_rate, 0 until something set it (X-Accel-Limit-Rate, the
-    response's limit_rate once its body is being sent). `set $limit_rate` makes it a
-    variable of its own, read back as written."""
+    """$limit_rate: r->limit_rate in bytes/s, 0 until something set it: `set $limit_rate`
+    (kept in r.vars as written, read here as nginx's setter parses it: an invalid value
+    leaves 0), X-Accel-Limit-Rate, or the response's limit_rate once its body is sent."""
     st = r.limits
-    return str(st.rate) if st is not None and st.rate > 0 else "0"
+    if st is not None and st.rate >= 0:
+        return str(st.rate)
+    v = r.vars.get("limit_rate") if r.vars else None
+    if v is not None:
+        try:
+            return str(parse_size(v))
+        except ValueError:
+            pass
+    return "0"
+
+
+# built-in variables that `set` writes through (nginx's set_handler): `set $name` keeps the
+# value in r.vars, and the built-in getter reads it from there
+_SETTABLE_BUILTINS: Final = frozenset({"limit_rate"})
 
 
 BUILTIN: dict[str, Getter] = {
@@ -644,7 +658,7 @@ class VariableScope:
             return _capture(int(name))
         if name in self.lazy:
             return self.lazy[name]
-        if name in self.settable:
+        if name in self.settable and name not in _SETTABLE_BUILTINS:
             def get_set(r: RequestState, _n: str = name) -> str:
                 return r.vars.get(_n, "")
             return get_set
