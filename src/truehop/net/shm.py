@@ -91,8 +91,8 @@ class SharedTable:
     """The table over one shared mapping. Every method but `lock`/`unlock` expects the lock
     held (`with table:`)."""
 
-    __slots__ = ("fd", "mem", "capacity", "buckets", "_mask", "_records", "_locked",
-                 "_finalizer", "__weakref__")
+    __slots__ = ("fd", "mem", "capacity", "buckets", "_mask", "_records", "_finalizer",
+                 "__weakref__")
 
     def __init__(self, capacity: int, name: str = "zone") -> None:
         nb = 1
@@ -107,7 +107,6 @@ class SharedTable:
         os.ftruncate(self.fd, size)
         self.mem = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED,
                              prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        self._locked = False
         # a zone a reload dropped is unmapped and its descriptor closed once nothing in
         # this process uses it (the processes that still do keep their own)
         self._finalizer = weakref.finalize(self, _release, self.mem, self.fd)
@@ -128,11 +127,9 @@ class SharedTable:
 
     def __enter__(self) -> SharedTable:
         fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, 0)
-        self._locked = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._locked = False
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, 0)
 
     # -- fields -------------------------------------------------------------------------
