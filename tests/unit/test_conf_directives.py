@@ -76,7 +76,7 @@ def test_same_name_specs_do_not_overlap() -> None:
 def test_unsupported_table_is_large_and_disjoint() -> None:
     assert len(dt.UNSUPPORTED) >= 120
     assert not set(dt.UNSUPPORTED) & set(dt.BY_NAME)
-    for name in ("gzip", "gzip_types", "limit_req", "limit_req_zone", "limit_conn", "auth_basic",
+    for name in ("gzip", "gzip_types", "auth_basic",
                  "auth_basic_user_file", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass",
                  "uwsgi_cache", "proxy_cache_purge", "ssi", "sub_filter", "allow", "deny",
                  "auth_request", "geo", "split_clients", "mirror", "stub_status", "brotli",
@@ -90,7 +90,7 @@ def test_unsupported_table_is_large_and_disjoint() -> None:
     ("ssi", "ngx_http_ssi_module"),
     ("allow", "ngx_http_access_module"),
     ("deny", "ngx_http_access_module"),
-    ("limit_req", "ngx_http_limit_req_module"),
+    ("memcached_pass", "ngx_http_memcached_module"),
     ("auth_request", "ngx_http_auth_request_module"),
     ("proxy_store", "ngx_http_proxy_module"),
     ("proxy_cache_purge", "ngx_http_proxy_module (NGINX Plus)"),

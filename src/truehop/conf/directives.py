@@ -280,9 +280,11 @@ _CACHE = "proxy/cache/handler.py"
 _CACHE_POLICY = "proxy/cache/policy.py"
 
 
-def _limit_rate_on(d: Directive) -> bool:
-    """limit_rate 0 (0k, ...) is nginx's default, off: nothing is left undone."""
-    return bool(d.args) and bool(d.args[0].value.rstrip("kKmMgG").lstrip("0"))
+LREQ = "ngx_http_limit_req_module"
+LCONN = "ngx_http_limit_conn_module"
+_LIMITS = "proxy/limits.py"            # the preaccess phase
+_ZONES = "net/shm.py, proxy/limits.py"  # memory shared by the workers
+_PACING = "proxy/pacing.py"             # a body filter, last in the chain
 
 
 SPECS: tuple[Spec, ...] = (
@@ -410,10 +412,33 @@ SPECS: tuple[Spec, ...] = (
     _d("tcp_nodelay", HSL, "FLAG", HCORE, "TCP_NODELAY on keepalive connections",
        target=SETTINGS_T, parse=P.flag, default=True,
        noop="the event loop sets TCP_NODELAY on every TCP connection"),
-    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request",
-       effect=not_applied("responses are sent at full speed", "limit-rate-ignored",
-                          "remove limit_rate, or throttle downloads in front of truehop",
-                          _limit_rate_on)),
+    # --- limits: ngx_http_limit_req_module, ngx_http_limit_conn_module, limit_rate ---------
+    _d("limit_req_zone", H, "2MORE", LREQ, "a shared zone of request rates: key zone=name:size rate=Nr/s|Nr/m",
+       target=SETTINGS_T, parse=P.limit_req_zone, merge=LIST, default=(), at=_ZONES),
+    _d("limit_req", HSL, "1MORE", LREQ, "limit the request rate by a zone: zone=name [burst=N] [nodelay | delay=N]",
+       target=SETTINGS_T, parse=P.limit_req, merge=LIST, default=(), at=_LIMITS),
+    _d("limit_req_status", HSL, "TAKE1", LREQ, "status of a rejected request (400-599)",
+       target=SETTINGS_T, parse=P.limit_status, default=503, at=_LIMITS),
+    _d("limit_req_log_level", HSL, "TAKE1", LREQ, "level of rejections in the error log (delays: one lower)",
+       target=SETTINGS_T, parse=P.limit_log_level, default="error", at=_LIMITS),
+    _d("limit_req_dry_run", HSL, "FLAG", LREQ, "count and log, but neither delay nor reject",
+       target=SETTINGS_T, parse=P.flag_once, default=False, at=_LIMITS),
+    _d("limit_conn_zone", H, "2MORE", LCONN, "a shared zone of connection counts: key zone=name:size",
+       target=SETTINGS_T, parse=P.limit_conn_zone, merge=LIST, default=(), at=_ZONES),
+    _d("limit_conn", HSL, "TAKE2", LCONN, "limit the requests in progress per key of a zone",
+       target=SETTINGS_T, parse=P.limit_conn, merge=LIST, default=(), at=_LIMITS),
+    _d("limit_conn_status", HSL, "TAKE1", LCONN, "status of a rejected request (400-599)",
+       target=SETTINGS_T, parse=P.limit_status, default=503, at=_LIMITS),
+    _d("limit_conn_log_level", HSL, "TAKE1", LCONN, "level of rejections in the error log",
+       target=SETTINGS_T, parse=P.limit_log_level, default="error", at=_LIMITS),
+    _d("limit_conn_dry_run", HSL, "FLAG", LCONN, "count and log, but do not reject",
+       target=SETTINGS_T, parse=P.flag_once, default=False, at=_LIMITS),
+    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request, bytes/s (variables allowed; 0: off)",
+       target=SETTINGS_T, parse=P.size_value, default=0, at=_PACING),
+    _d("limit_rate_after", HSLI, "TAKE1", HCORE, "bytes sent at full speed before limit_rate applies",
+       target=SETTINGS_T, parse=P.size_value, default=0, at=_PACING),
+    _d("proxy_limit_rate", HSL, "TAKE1", PROXY, "limit the rate of reading a buffered response from the upstream",
+       target=SETTINGS_T, parse=P.size_value, default=0, at=_PACING + ", proxy/response.py"),
     # --- proxy -----------------------------------------------------------------------------
     _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to",
        compile="compile_proxy_pass", stage=CONTENT, at="proxy/target.py, proxy/upstream.py"),
@@ -818,12 +843,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_http_image_filter_module': (
         "image_filter image_filter_buffer image_filter_interlace image_filter_jpeg_quality "
         "image_filter_sharpen image_filter_transparency image_filter_webp_quality"
-    ),
-    'ngx_http_limit_conn_module': (
-        "limit_conn limit_conn_dry_run limit_conn_log_level limit_conn_status limit_conn_zone"
-    ),
-    'ngx_http_limit_req_module': (
-        "limit_req limit_req_dry_run limit_req_log_level limit_req_status limit_req_zone"
     ),
     'ngx_http_log_module': (
         "open_log_file_cache"

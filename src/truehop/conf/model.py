@@ -96,6 +96,37 @@ class ProxyRedirect:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitZone:
+    """`limit_req_zone` / `limit_conn_zone`: a shared memory zone of limit states. `kind`
+    is "limit_req" or "limit_conn"; `rate` (limit_req) is in milli-requests per second,
+    as nginx's ctx->rate (`rate=10r/s` is 10000, `rate=30r/m` is 500)."""
+    kind: str
+    name: str
+    key: Template
+    size: int
+    rate: int
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReq:
+    """`limit_req zone=name [burst=N] [nodelay | delay=N]`: burst and delay in
+    milli-requests, as nginx keeps them (`nodelay` is a delay no excess reaches)."""
+    zone: str
+    burst: int
+    delay: int
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConn:
+    """`limit_conn zone number`."""
+    zone: str
+    conn: int
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyPass:
     scheme: str                      # "http" or "https"
     upstream: UpstreamConf | None    # None when the target has variables
@@ -177,6 +208,11 @@ SETTING_FIELDS: Final = (
     # issue 15, misc: charset, proxy_cookie_flags, client aborts, timed-out connections
     "charset", "source_charset", "charset_types", "override_charset", "proxy_cookie_flags",
     "proxy_ignore_client_abort", "reset_timedout_connection", "sendfile_max_chunk",
+    # limits (proxy.limits, proxy.pacing)
+    "limit_req_zone", "limit_req", "limit_req_status", "limit_req_log_level",
+    "limit_req_dry_run", "limit_conn_zone", "limit_conn", "limit_conn_status",
+    "limit_conn_log_level", "limit_conn_dry_run", "limit_rate", "limit_rate_after",
+    "proxy_limit_rate",
 )
 
 
@@ -295,6 +331,22 @@ class Settings:
     proxy_ignore_client_abort: bool
     reset_timedout_connection: bool
     sendfile_max_chunk: int             # 0: no limit
+    # limits: the zones (http level only, so every level holds the http level's), a level's
+    # limit_req / limit_conn lines (a level with any replaces the inherited ones), and
+    # the rates: a size in bytes per second (0: off), or a template rendered per request
+    limit_req_zone: tuple[LimitZone, ...]
+    limit_req: tuple[LimitReq, ...]
+    limit_req_status: int
+    limit_req_log_level: str
+    limit_req_dry_run: bool
+    limit_conn_zone: tuple[LimitZone, ...]
+    limit_conn: tuple[LimitConn, ...]
+    limit_conn_status: int
+    limit_conn_log_level: str
+    limit_conn_dry_run: bool
+    limit_rate: int | Template
+    limit_rate_after: int | Template
+    proxy_limit_rate: int | Template
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:

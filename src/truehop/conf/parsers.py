@@ -20,7 +20,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.model import (
@@ -35,6 +35,9 @@ from truehop.conf.model import (
     HeaderSetting,
     IfOp,
     LevelSettings,
+    LimitConn,
+    LimitReq,
+    LimitZone,
     Listen,
     LogFormat,
     MainConf,
@@ -664,6 +667,182 @@ def body_in_file_only(c: Context, d: Directive, s: LevelSettings) -> str:
     return v
 
 
+
+
+# --- limits (ngx_http_limit_req_module, ngx_http_limit_conn_module, limit_rate) -------------
+
+_ZONE_MIN: Final = 8 * 4096          # nginx: a zone of fewer than 8 pages "is too small"
+NODELAY: Final = 1 << 60             # nginx's NGX_MAX_INT_T_VALUE / 1000, in milli-requests
+LIMIT_LOG_LEVELS: Final = ("info", "notice", "warn", "error")
+
+
+def _once(d: Directive, s: LevelSettings, name: str) -> None:
+    """ngx_conf_set_*_slot's "is duplicate": a value written twice in one block."""
+    if s.defined_here(name):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+
+
+def _zone_parameter(d: Directive, arg: str) -> tuple[str, int]:
+    """`zone=name:size` of limit_req_zone / limit_conn_zone."""
+    name, colon, size_text = arg[5:].partition(":")
+    if not colon:
+        raise ConfigError.at(f'invalid zone size "{arg}"', d)
+    try:
+        size = parse_size(size_text)
+    except ValueError:
+        raise ConfigError.at(f'invalid zone size "{arg}"', d) from None
+    if size < _ZONE_MIN:
+        raise ConfigError.at(f'zone "{arg}" is too small', d)
+    return name, size
+
+
+def _declare_zone(d: Directive, s: LevelSettings, zone: LimitZone) -> LimitZone:
+    """ngx_shared_memory_add's checks against the zones declared before, in nginx's order
+    (size, use, then key)."""
+    for kind in ("limit_req", "limit_conn"):
+        for z in s.get(kind + "_zone") or ():
+            if z.name != zone.name:
+                continue
+            if z.size != zone.size:
+                raise ConfigError.at(f'the size {zone.size} of shared memory zone '
+                                     f'"{zone.name}" conflicts with already declared size '
+                                     f'{z.size}', d)
+            if z.kind != zone.kind:
+                raise ConfigError.at(f'the shared memory zone "{zone.name}" is already '
+                                     'declared for a different use', d)
+            raise ConfigError.at(f'{d.name} "{zone.name}" is already bound to key '
+                                 f'"{z.key.source}"', d)
+    return zone
+
+
+def limit_req_zone(c: Context, d: Directive, s: LevelSettings) -> LimitZone:
+    """`limit_req_zone key zone=name:size rate=rate` (ngx_http_limit_req_zone): the rate in
+    milli-requests per second. `sync` (NGINX Plus' zone synchronisation) is refused."""
+    v = d.values
+    key = c.template(v[0], d)
+    name, size, rate, scale = "", 0, 1, 1
+    for arg in v[1:]:
+        if arg.startswith("zone="):
+            name, size = _zone_parameter(d, arg)
+            continue
+        if arg.startswith("rate="):
+            text = arg[5:]
+            if text.endswith("r/s"):
+                text = text[:-3]
+            elif text.endswith("r/m"):
+                text, scale = text[:-3], 60
+            rate = int(text) if text.isdigit() else 0
+            if rate <= 0:
+                raise ConfigError.at(f'invalid rate "{arg}"', d)
+            continue
+        if arg == "sync":
+            raise ConfigError.at('the "sync" parameter of "limit_req_zone" is not supported '
+                                 'by truehop (NGINX Plus zone synchronization)', d)
+        raise ConfigError.at(f'invalid parameter "{arg}"', d)
+    if not name:
+        raise ConfigError.at(f'"{d.name}" must have "zone" parameter', d)
+    return _declare_zone(d, s, LimitZone("limit_req", name, key, size, rate * 1000 // scale,
+                                         (d.file, d.line)))
+
+
+def limit_conn_zone(c: Context, d: Directive, s: LevelSettings) -> LimitZone:
+    """`limit_conn_zone key zone=name:size` (ngx_http_limit_conn_zone)."""
+    v = d.values
+    key = c.template(v[0], d)
+    name, size = "", 0
+    for arg in v[1:]:
+        if arg.startswith("zone="):
+            name, size = _zone_parameter(d, arg)
+            continue
+        raise ConfigError.at(f'invalid parameter "{arg}"', d)
+    if not name:
+        raise ConfigError.at(f'"{d.name}" must have "zone" parameter', d)
+    return _declare_zone(d, s, LimitZone("limit_conn", name, key, size, 0, (d.file, d.line)))
+
+
+def _positive(d: Directive, arg: str, skip: int, what: str) -> int:
+    text = arg[skip:]
+    n = int(text) if text.isdigit() else 0
+    if n <= 0:
+        raise ConfigError.at(f'invalid {what} value "{arg}"', d)
+    return n
+
+
+def limit_req(c: Context, d: Directive, s: LevelSettings) -> LimitReq:
+    """`limit_req zone=name [burst=number] [nodelay | delay=number]` (ngx_http_limit_req);
+    the zone must be declared somewhere (checked when the zones are made)."""
+    zone: str | None = None
+    burst = delay = 0
+    for arg in d.values:
+        if arg.startswith("zone="):
+            zone = arg[5:]
+        elif arg.startswith("burst="):
+            burst = _positive(d, arg, 6, "burst")
+        elif arg.startswith("delay="):
+            delay = _positive(d, arg, 6, "delay")
+        elif arg == "nodelay":
+            delay = NODELAY
+        else:
+            raise ConfigError.at(f'invalid parameter "{arg}"', d)
+    if zone is None:
+        raise ConfigError.at(f'"{d.name}" must have "zone" parameter', d)
+    if any(x.zone == zone for x in s.get("limit_req") or ()):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+    return LimitReq(zone, burst * 1000, min(delay * 1000, NODELAY), (d.file, d.line))
+
+
+def limit_conn(c: Context, d: Directive, s: LevelSettings) -> LimitConn:
+    """`limit_conn zone number` (ngx_http_limit_conn)."""
+    zone, number = d.values
+    n = int(number) if number.isdigit() else 0
+    if n <= 0:
+        raise ConfigError.at(f'invalid number of connections "{number}"', d)
+    if n > 65535:
+        raise ConfigError.at('connection limit must be less 65536', d)
+    if any(x.zone == zone for x in s.get("limit_conn") or ()):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+    return LimitConn(zone, n, (d.file, d.line))
+
+
+def limit_status(c: Context, d: Directive, s: LevelSettings) -> int:
+    """limit_req_status / limit_conn_status: ngx_conf_set_num_slot bounded to 400..599."""
+    _once(d, s, d.name)
+    v = d.values[0]
+    if not v.isdigit():
+        raise ConfigError.at(f'"{d.name}" directive invalid number', d)
+    n = int(v)
+    if not 400 <= n <= 599:
+        raise ConfigError.at("value must be between 400 and 599", d)
+    return n
+
+
+def limit_log_level(c: Context, d: Directive, s: LevelSettings) -> str:
+    """limit_req_log_level / limit_conn_log_level: info | notice | warn | error."""
+    _once(d, s, d.name)
+    v = d.values[0]
+    if v not in LIMIT_LOG_LEVELS:
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return v
+
+
+def flag_once(c: Context, d: Directive, s: LevelSettings) -> bool:
+    """An on/off flag that may be written once per block (limit_req_dry_run...)."""
+    _once(d, s, d.name)
+    return c.flag(d)
+
+
+def size_value(c: Context, d: Directive, s: LevelSettings) -> int | Template:
+    """ngx_http_set_complex_value_size_slot (limit_rate, limit_rate_after,
+    proxy_limit_rate): a size parsed now, or, with variables, a template whose value is
+    parsed per request."""
+    _once(d, s, d.name)
+    tpl = c.template(d.values[0], d)
+    if tpl.static is None:
+        return tpl
+    try:
+        return parse_size(tpl.static)
+    except ValueError:
+        raise ConfigError.at(f'"{d.name}" directive invalid value', d) from None
 
 
 def worker_ids(user: str, group: str, d: Directive | None) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, es
 from truehop.net.listen import ClientSide, ConnectionOwner, ConnectionTable, Listener
 from truehop.net.tls import CHOOSE_ATTR, apply_tuning, set_protocols
 from truehop.proxy.cache.store import prepare as prepare_caches
+from truehop.proxy.limits import Zones
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
 from truehop.proxy.upstreams import ProxyRuntime, Upstreams
@@ -311,6 +312,9 @@ class Runtime(ConnectionOwner):
                 # SNI: the handshake picks the server by name, then its certificate
                 lst.ssl_context = self.sni_context(lst)
             self.listeners[key] = lst
+        # limit_req / limit_conn zones: made here, in the master before it forks, so that
+        # every worker shares them
+        self.limits = Zones.build(cfg)
         self._open_error_log(cfg.http.settings)  # opened (and checked) even if unused
         temp_paths = {cfg.http.settings.client_body_temp_path}
         for srv in cfg.http.servers:

@@ -20,6 +20,8 @@ in the list runs first; nginx 1.30's order, with those truehop has):
     charset_filter      `charset` (proxy.charset: ngx_http_charset_header_filter)
     ... sub, gzip: issue 15 adds them here, between add_header and range
     (range)             byte ranges of a static file: static.plan_response
+    limit_rate_filter   limit_rate / proxy_limit_rate (proxy.pacing): adds the pacing
+                        body filter, which must be last (nginx paces in its write filter)
     header writer       Server and Date first, then the fields (ngx_http_header_filter),
                         written by the exchange (HTTP/1 or HTTP/2)
 
@@ -38,6 +40,7 @@ is relayed (X-Accel-Buffering); see proxy.response.process_accel.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
 from truehop import __version__
@@ -46,6 +49,7 @@ from truehop.conf.model import Settings
 from truehop.conf.values import parse_expires
 from truehop.http.exchange import Exchange, ResponseBody
 from truehop.proxy.charset import charset_filter
+from truehop.proxy.pacing import limit_rate_filter
 from truehop.proxy.static import (
     EXPIRES_STATUSES,
     ExpiresSpec,
@@ -119,10 +123,12 @@ class HeadersOut:
         self.headers = headers
         self.content_length = content_length
         self.mtime = mtime
-        # constructors of the body filters to run, in order (None: none; most responses)
-        self.body_filters: list[type[BodyFilter]] | None = None
+        # constructors of the body filters to run, in order (None: none; most responses):
+        # a BodyFilter class, or anything that makes one from the next body (limit_rate's
+        # carries its pacer)
+        self.body_filters: list[Callable[[ResponseBody], ResponseBody]] | None = None
 
-    def add_body_filter(self, f: type[BodyFilter]) -> None:
+    def add_body_filter(self, f: Callable[[ResponseBody], ResponseBody]) -> None:
         if self.body_filters is None:
             self.body_filters = [f]
         else:
@@ -212,6 +218,8 @@ def header_filters(r: RequestState, s: Settings, h: HeadersOut) -> None:
     expires_filter(r, s, h)
     add_header_filter(r, s, h)
     charset_filter(r, s, h.headers)
+    # last: limit_rate paces in nginx's write filter, the last body filter
+    limit_rate_filter(r, s, h)
 
 
 def writer_fields(s: Settings) -> list[tuple[str, str]]:
@@ -255,7 +263,8 @@ def send_header(r: RequestState, ex: Exchange, status: int, headers: list[tuple[
     return chain_body(ex, bf)
 
 
-def chain_body(sink: ResponseBody, filters: list[type[BodyFilter]]) -> ResponseBody:
+def chain_body(sink: ResponseBody, filters: list[Callable[[ResponseBody], ResponseBody]]
+               ) -> ResponseBody:
     """The body filters in front of `sink`: the first in the list sees the bytes first."""
     body = sink
     for f in reversed(filters):

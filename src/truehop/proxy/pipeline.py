@@ -46,6 +46,7 @@ from truehop.log import ErrorLog
 from truehop.net.listen import Listener
 from truehop.proxy import static
 from truehop.proxy.filters import SERVER_FULL, send_header
+from truehop.proxy.limits import preaccess
 from truehop.route.servers import match_wildcard
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.uri import (
@@ -569,6 +570,10 @@ class Pipeline:
         ex.settings = s     # HTTP/1 keep-alive follows the location's settings
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
+        if s.limit_req or s.limit_conn:     # preaccess: limit_req, limit_conn
+            code = await preaccess(self.rt, r, ex, s)
+            if code:
+                raise Finish(code)
         if loc.proxy is not None:
             await self._content(r, ex, loc)
             return
