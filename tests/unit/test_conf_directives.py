@@ -76,11 +76,11 @@ def test_same_name_specs_do_not_overlap() -> None:
 def test_unsupported_table_is_large_and_disjoint() -> None:
     assert len(dt.UNSUPPORTED) >= 120
     assert not set(dt.UNSUPPORTED) & set(dt.BY_NAME)
-    for name in ("gzip", "gzip_types", "limit_req", "limit_req_zone", "limit_conn", "auth_basic",
-                 "auth_basic_user_file", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass",
-                 "proxy_cache", "proxy_cache_path", "ssi", "sub_filter", "allow", "deny",
-                 "auth_request", "geo", "split_clients", "mirror", "stub_status", "brotli",
-                 "stream", "limit_except", "more_set_headers", "content_by_lua_block"):
+    for name in ("gzip", "gzip_types", "limit_req", "limit_req_zone", "limit_conn",
+                 "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass",
+                 "proxy_cache", "proxy_cache_path", "ssi", "sub_filter",
+                 "geo", "split_clients", "mirror", "stub_status", "brotli",
+                 "stream", "more_set_headers", "content_by_lua_block"):
         assert name in dt.UNSUPPORTED, name
 
 
@@ -88,15 +88,11 @@ def test_unsupported_table_is_large_and_disjoint() -> None:
     ("gzip", "ngx_http_gzip_module"),
     ("sub_filter", "ngx_http_sub_module"),
     ("ssi", "ngx_http_ssi_module"),
-    ("allow", "ngx_http_access_module"),
-    ("deny", "ngx_http_access_module"),
     ("limit_req", "ngx_http_limit_req_module"),
-    ("auth_request", "ngx_http_auth_request_module"),
     ("proxy_cache", "ngx_http_proxy_module"),
     ("grpc_pass", "ngx_http_grpc_module"),
     ("brotli", "ngx_brotli"),
     ("stream", "ngx_stream_core_module"),
-    ("limit_except", "ngx_http_core_module"),
 ])
 def test_unsupported_modules(name: str, module: str) -> None:
     assert dt.UNSUPPORTED[name] == module
@@ -188,11 +184,18 @@ def test_valid_trees(text: str, top: str) -> None:
      'unknown directive "proxy_pas" in t.conf:1'),
     ("ssl on;", "http", 'unknown directive "ssl"'),
     ("gzip on;", "http", '"gzip" directive is not supported by truehop (ngx_http_gzip_module)'),
-    ("server { location / { allow 10.0.0.0/8; } }", "http",
-     '"allow" directive is not supported by truehop (ngx_http_access_module)'),
+    ("server { location / { if ($x) { allow 10.0.0.0/8; } } }", "http",
+     '"allow" directive is not allowed here'),
     ("stream { }", "main", '"stream" directive is not supported by truehop (ngx_stream_core_module)'),
-    ("server { location / { limit_except GET { deny all; } } }", "http",
-     '"limit_except" directive is not supported by truehop (ngx_http_core_module)'),
+    ("server { location / { limit_except GET { proxy_pass http://u; } } }", "http",
+     '"proxy_pass" directive is not supported by truehop in "limit_except" (ngx_http_proxy_module)'),
+    ("server { location / { limit_except GET { root /x; } } }", "http",
+     '"root" directive is not allowed here'),
+    ("server { limit_except GET { deny all; } }", "http",
+     '"limit_except" directive is not allowed here'),
+    ("server { location / { limit_except GET { } limit_except POST { } } }", "http",
+     '"limit_except" directive is duplicate'),
+    ("server { auth_basic a; auth_basic b; }", "http", '"auth_basic" directive is duplicate'),
     ("upstream u { server a; resolver 127.0.0.1; }", "http",
      '"resolver" directive is not supported by truehop in "upstream" (ngx_http_upstream_module)'),
     # blocks

@@ -93,7 +93,7 @@ class RequestState:
         "uri_rewritten", "rewrite_break", "uri_changed", "error_location", "in_error_page",
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
-        "body_read", "body_file",
+        "body_read", "body_file", "parent",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -164,3 +164,6 @@ class RequestState:
         # BodyFile, closed when the exchange ends
         self.body_read = False
         self.body_file: Any = None
+        # the main request of a subrequest (auth_request's, proxy.subrequest); None for a
+        # main request (nginx's r != r->main)
+        self.parent: RequestState | None = None
