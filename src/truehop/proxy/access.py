@@ -84,8 +84,9 @@ def match_rules(rules: tuple[AccessRule, ...], addr: str) -> bool | None:
 async def check_access(host: AccessHost, r: RequestState, ex: Exchange,
                        loc: LocationConf) -> int:
     """The access phase for `r` in `loc`: 0 to go on to the content, else the status to
-    answer with (401 with the challenges set as r.carried_headers, which the response
-    filters put on whatever answers it: the built-in page or an error_page)."""
+    answer with (the WWW-Authenticate challenges made on the way set as r.carried_headers,
+    which the response filters put on whatever answers it: the built-in page or an
+    error_page)."""
     if r.parent is not None:
         return 0
     s = loc.settings
@@ -137,6 +138,8 @@ def _fold(rc: int | None, code: int, satisfy_any: bool) -> tuple[int, int]:
 
 
 def _answer(r: RequestState, status: int, challenges: list[tuple[str, str]]) -> int:
-    if status == 401 and challenges:
+    """The challenges stay with whatever answers the request (nginx keeps them in
+    r->headers_out: a `satisfy any` that ends in a 500 still carries auth_basic's)."""
+    if status and challenges:
         r.carried_headers = (r.carried_headers or []) + challenges
     return status
