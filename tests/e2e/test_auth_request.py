@@ -48,6 +48,11 @@ server {
         proxy_pass http://127.0.0.1:@@UP@@;
     }
     location = /slow-auth { internal; proxy_pass http://127.0.0.1:@@AUTH@@; }
+    location /down/ {
+        auth_request /auth-down;
+        proxy_pass http://127.0.0.1:@@UP@@;
+    }
+    location = /auth-down { internal; proxy_pass http://127.0.0.1:@@DOWN@@; }
     location /returns/ {
         auth_request /auth-return;
         proxy_pass http://127.0.0.1:@@UP@@;
@@ -97,7 +102,8 @@ def site(truehop, upstream, auth_app, tmp_path):
     pwfile = tmp_path / "htpasswd"
     pwfile.write_text("u:{PLAIN}p\n")
     port = free_port()
-    tp = truehop(OAUTH2_CONF, port=port, up=upstream.port, auth=auth_app.port, file=pwfile)
+    tp = truehop(OAUTH2_CONF, port=port, up=upstream.port, auth=auth_app.port, file=pwfile,
+                 down=free_port())
     return tp, f"http://127.0.0.1:{port}"
 
 
@@ -142,6 +148,11 @@ def test_refusals(site, auth_app):
     r = httpx.get(f"{base}/plain/x", headers={"Authorization": "Bearer teapot"})
     assert r.status_code == 500
     assert "auth request unexpected status: 418" in tp.error_log()
+    # the auth server down: the subrequest's 502 is unexpected
+    assert httpx.get(f"{base}/down/x").status_code == 500
+    log = tp.error_log()
+    assert "auth request unexpected status: 502" in log
+    assert "connect() failed (111: Connection refused) while connecting to upstream" in log
     # the internal location cannot be asked for directly
     assert httpx.get(f"{base}/oauth2/auth").status_code == 404
 
