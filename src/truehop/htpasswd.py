@@ -35,17 +35,17 @@ _ITOA64: Final = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 
 def _load_crypt() -> Callable[[bytes, bytes], bytes | None] | None:
     """The C library's crypt(3), or None where there is none to load."""
-    lib = None
-    for name in ("libcrypt.so.1", ctypes.util.find_library("crypt")):
+    try:
+        lib = ctypes.CDLL("libcrypt.so.1")     # glibc's and libxcrypt's soname
+    except OSError:
+        # elsewhere, ask the system (find_library runs ldconfig or the compiler: only here)
+        name = ctypes.util.find_library("crypt")
         if not name:
-            continue
+            return None
         try:
             lib = ctypes.CDLL(name)
-            break
         except OSError:
-            continue
-    if lib is None:
-        return None
+            return None
     fn = lib.crypt
     fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     fn.restype = ctypes.c_char_p
