@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -358,3 +359,36 @@ def test_limit_except(truehop, upstream, tmp_path):
         assert c.post(f"{base}/writers/nested/x").status_code == 200
         assert c.get(f"{base}/ro-v6-only/x").status_code == 200
         assert c.post(f"{base}/ro-v6-only/x").status_code == 403
+
+
+def test_auth_delay_slows_refusals_only(truehop, upstream, tmp_path):
+    pwfile = tmp_path / "htpasswd"
+    pwfile.write_text("u:{PLAIN}p\n")
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    auth_delay 400ms;
+    location / {
+        auth_basic "d";
+        auth_basic_user_file @@FILE@@;
+        proxy_pass http://127.0.0.1:@@UP@@;
+    }
+    location /deny { deny all; proxy_pass http://127.0.0.1:@@UP@@; }
+}""", port=port, up=upstream.port, file=pwfile)
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client() as c:
+        c.get(f"{base}/warm", headers=basic("u", "p"))
+
+        def timed(path: str, headers: dict[str, str]) -> tuple[int, float]:
+            t = time.monotonic()
+            r = c.get(f"{base}{path}", headers=headers)
+            return r.status_code, time.monotonic() - t
+        status, took = timed("/x", basic("u", "wrong"))
+        assert status == 401 and took >= 0.4
+        status, took = timed("/x", {})
+        assert status == 401 and took >= 0.4
+        status, took = timed("/x", basic("u", "p"))
+        assert status == 200 and took < 0.4
+        status, took = timed("/deny", {})           # a 403 is not delayed
+        assert status == 403 and took < 0.4

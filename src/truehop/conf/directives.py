@@ -609,6 +609,8 @@ SPECS: tuple[Spec, ...] = (
     _d("deny", HSLE, "TAKE1", ACCESS, "refuse an address (CIDR, unix:, all) with 403; first matching rule wins",
        target=SETTINGS_T, parse=P.access_rule, field="access_rules", merge=LIST, default=(),
        at="proxy/access.py"),
+    _d("auth_delay", HSL, "TAKE1", HCORE, "delay of a 401 answer from the access phase",
+       target=SETTINGS_T, parse=P.time_, default=0.0, at="proxy/access.py"),
     _d("satisfy", HSL, "TAKE1", HCORE, "all: every access module must allow; any: one suffices",
        target=SETTINGS_T, parse=P.satisfy, default="all", unique=True, at="proxy/access.py"),
     _d("auth_basic", HSLE, "TAKE1", "ngx_http_auth_basic_module", "HTTP Basic authentication realm (variables allowed), or off",
@@ -676,7 +678,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "charset charset_map charset_types override_charset source_charset"
     ),
     'ngx_http_core_module': (
-        "aio aio_write auth_delay "
+        "aio aio_write "
         "directio directio_alignment early_hints "
         "gzip_disable gzip_http_version gzip_proxied gzip_vary "
         "keepalive_min_timeout limit_rate_after "

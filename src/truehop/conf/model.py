@@ -164,7 +164,7 @@ SETTING_FIELDS: Final = (
     "client_body_temp_path", "client_body_in_file_only",
     # access and auth (proxy/access.py, proxy/auth.py)
     "access_rules", "satisfy", "auth_basic", "auth_basic_user_file", "auth_request",
-    "auth_request_set",
+    "auth_request_set", "auth_delay",
 )
 
 
@@ -262,6 +262,7 @@ class Settings:
     auth_basic_user_file: UserFile | None
     auth_request: str | None
     auth_request_set: tuple[AuthRequestSet, ...]
+    auth_delay: float                   # seconds a 401 from the access phase waits
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
     # derived when the settings are made, not a directive: whether the access phase has
     # anything to check here (a location with limit_except sets it too), so that a request

@@ -20,7 +20,8 @@ nginx's order and rules (ngx_http_core_access_phase, ngx_http_core_post_access_p
   the remembered status is the answer, and a 403 then logs "access forbidden by rule";
 * a subrequest skips the phase (`r != r->main`);
 * `limit_except`: a method it does not list is checked with the block's settings (its
-  rules and auth_basic, merged with the location's), a listed one with the location's.
+  rules and auth_basic, merged with the location's), a listed one with the location's;
+* `auth_delay`: a 401 is answered that much later (against timing attacks on passwords).
 
 The address checked is $remote_addr: the one realip put in place, if it did. IPv4 rules
 apply to IPv4 clients and to IPv4-mapped IPv6 addresses (when there is any IPv4 rule),
@@ -29,10 +30,11 @@ IPv6 rules to the other IPv6 clients, `unix:` to clients on a UNIX socket; `all`
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Protocol
 
-from truehop.conf.model import AccessRule, LocationConf
+from truehop.conf.model import AccessRule, LocationConf, Settings
 from truehop.http.exchange import Exchange
 from truehop.log import ErrorLog
 from truehop.proxy.auth import auth_basic, auth_request
@@ -86,13 +88,21 @@ async def check_access(host: AccessHost, r: RequestState, ex: Exchange,
     """The access phase for `r` in `loc`: 0 to go on to the content, else the status to
     answer with (the WWW-Authenticate challenges made on the way set as r.carried_headers,
     which the response filters put on whatever answers it: the built-in page or an
-    error_page)."""
+    error_page). A 401 waits `auth_delay` first (ngx_http_core_auth_delay)."""
     if r.parent is not None:
         return 0
     s = loc.settings
     le = loc.limit_except
     if le is not None and r.head.method not in le.methods:
         s = le.settings
+    status = await _decide(host, r, s)
+    if status == 401 and s.auth_delay > 0:
+        await asyncio.sleep(s.auth_delay)
+    return status
+
+
+async def _decide(host: AccessHost, r: RequestState, s: Settings) -> int:
+    """The handlers in nginx's order, combined by `satisfy` (the module docstring)."""
     log = host.rt.log
     satisfy_any = s.satisfy == "any"
     code = 0                                   # nginx's r->access_code
