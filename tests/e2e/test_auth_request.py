@@ -248,3 +248,27 @@ server {
         assert r.status_code == 200 and headers_of(r)["x-user"] == "alice"
         assert r.json()["body_len"] == 3
         assert c.get(f"http://127.0.0.1:{port}/x").status_code == 401
+
+
+def test_server_level_auth_request_is_not_run_for_its_own_subrequest(truehop, upstream,
+                                                                     auth_app):
+    # the auth location inherits auth_request: a subrequest skips the access phase, so it
+    # does not ask itself (nginx: r != r->main)
+    port = free_port()
+    truehop("""
+server {
+    listen 127.0.0.1:@@PORT@@;
+    auth_request /auth;
+    auth_request_set $user $upstream_http_x_auth_request_user;
+    proxy_set_header X-User $user;
+    location / { proxy_pass http://127.0.0.1:@@UP@@; }
+    location = /auth { internal; proxy_pass http://127.0.0.1:@@AUTH@@/oauth2/auth; }
+    location /oauth2/ { auth_request off; proxy_pass http://127.0.0.1:@@AUTH@@; }
+}""", port=port, up=upstream.port, auth=auth_app.port)
+    base = f"http://127.0.0.1:{port}"
+    n = len(auth_app.seen)
+    r = httpx.get(f"{base}/x", headers={"Authorization": "Bearer good"})
+    assert r.status_code == 200 and headers_of(r)["x-user"] == "alice"
+    assert len(auth_app.seen) == n + 1
+    assert httpx.get(f"{base}/x").status_code == 401
+    assert httpx.get(f"{base}/oauth2/sign_in").text == "sign in page"
