@@ -12,8 +12,9 @@ nginx's order and rules (ngx_http_core_access_phase, ngx_http_core_post_access_p
   then auth_basic, then auth_request. A handler that has nothing configured, or whose
   rules match nothing, declines and the next one runs;
 * `satisfy all`: every handler that does not decline must allow. The first refusal is the
-  answer: a `deny` logs "access forbidden by rule" at [error] and answers 403; a 401 carries
-  the challenges (WWW-Authenticate) gathered so far; anything else (500) is answered as is;
+  answer: a `deny` logs "access forbidden by rule" at [error] and answers 403; a 401, or
+  anything else (500), is answered as is, with the challenges (WWW-Authenticate) gathered
+  so far (nginx keeps them in r->headers_out, whatever the status);
 * `satisfy any`: the first handler that allows lets the request through, and the
   challenges gathered so far are dropped; a 401 or 403 is remembered (a 401 is not replaced
   by a later 403) and the next handler runs; a 500 is answered at once. When none allowed,
@@ -35,7 +36,6 @@ import ipaddress
 from typing import Protocol
 
 from truehop.conf.model import AccessRule, LocationConf, Settings
-from truehop.http.exchange import Exchange
 from truehop.log import ErrorLog
 from truehop.proxy.auth import auth_basic, auth_request
 from truehop.proxy.subrequest import SubrequestRunner
@@ -83,8 +83,7 @@ def match_rules(rules: tuple[AccessRule, ...], addr: str) -> bool | None:
     return None
 
 
-async def check_access(host: AccessHost, r: RequestState, ex: Exchange,
-                       loc: LocationConf) -> int:
+async def check_access(host: AccessHost, r: RequestState, loc: LocationConf) -> int:
     """The access phase for `r` in `loc`: 0 to go on to the content, else the status to
     answer with (the WWW-Authenticate challenges made on the way set as r.carried_headers,
     which the response filters put on whatever answers it: the built-in page or an

@@ -580,7 +580,7 @@ class Pipeline:
         ex.settings = s     # HTTP/1 keep-alive follows the location's settings
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
-        if s.access_phase and (denied := await check_access(self, r, ex, loc)):
+        if s.access_phase and (denied := await check_access(self, r, loc)):
             raise Finish(denied)
         if loc.proxy is not None:
             await self._content(r, ex, loc)
