@@ -14,9 +14,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -94,3 +100,16 @@ class AuthApp:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@contextlib.contextmanager
+def worker_readable_dir() -> Iterator[Path]:
+    """A directory for files truehop's workers read while serving (password files): outside
+    pytest's base directory, which any pytest run starting on the machine resets to 0700,
+    so that workers running as nobody may lose their way to it in the middle of a test."""
+    d = Path(tempfile.mkdtemp(prefix="truehop-test-"))
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from auth_app import worker_readable_dir
 from harness import free_port, run_truehop
+
+
+@pytest.fixture
+def files():
+    """Where the password files go (auth_app.worker_readable_dir)."""
+    with worker_readable_dir() as d:
+        yield d
+
 
 UPSTREAM_CONF = """
 server {
@@ -209,10 +218,10 @@ server {
 """
 
 
-def test_auth_basic_every_hash_format(truehop, upstream, tmp_path):
+def test_auth_basic_every_hash_format(truehop, upstream, tmp_path, files):
     users = make_users()
     assert len(users) >= 3
-    pwfile = tmp_path / "htpasswd"
+    pwfile = files / "htpasswd"
     write_htpasswd(pwfile, users)
     port = free_port()
     info_log = tmp_path / "info.log"
@@ -244,10 +253,11 @@ def test_auth_basic_every_hash_format(truehop, upstream, tmp_path):
     assert httpx.get(f"http://localhost:{port}/realm-off/x").status_code == 200
 
 
-def test_auth_basic_file_paths_and_changes(truehop, upstream, tmp_path):
-    pwfile = tmp_path / "htpasswd"          # the config's directory: `htpasswd` relative
+def test_auth_basic_file_paths_and_changes(truehop, upstream, tmp_path, files):
+    (tmp_path / "htpasswd").write_text("a:{PLAIN}one\n")   # `htpasswd`, relative
+    pwfile = files / "htpasswd"
     pwfile.write_text("a:{PLAIN}one\n")
-    other = tmp_path / "other"
+    other = files / "other"
     other.write_text("b:{PLAIN}two\n")
     port = free_port()
     info_log = tmp_path / "info.log"
@@ -256,8 +266,9 @@ def test_auth_basic_file_paths_and_changes(truehop, upstream, tmp_path):
     assert httpx.get(f"{base}/relative/", headers=basic("a", "one")).status_code == 200
     assert httpx.get(f"{base}/by-var/", headers={**basic("b", "two"),
                                                  "X-File": str(other)}).status_code == 200
-    assert httpx.get(f"{base}/by-var/", headers={**basic("b", "two"),
-                                                 "X-File": "other"}).status_code == 200
+    # a relative path rendered from variables: from the configuration's directory too
+    assert httpx.get(f"{base}/by-var/", headers={**basic("a", "one"),
+                                                 "X-File": "htpasswd"}).status_code == 200
     # a missing file: 403, logged at [error]
     r = httpx.get(f"{base}/missing/", headers=basic("a", "one"))
     assert r.status_code == 403
@@ -289,8 +300,8 @@ server {
 """
 
 
-def test_satisfy_all_and_any(truehop, upstream, tmp_path):
-    pwfile = tmp_path / "htpasswd"
+def test_satisfy_all_and_any(truehop, upstream, files):
+    pwfile = files / "htpasswd"
     pwfile.write_text("u:{PLAIN}p\n")
     port = free_port()
     tp = truehop(SATISFY_CONF, port=port, up=upstream.port, file=pwfile)
@@ -339,8 +350,8 @@ server {
 """
 
 
-def test_limit_except(truehop, upstream, tmp_path):
-    pwfile = tmp_path / "htpasswd"
+def test_limit_except(truehop, upstream, files):
+    pwfile = files / "htpasswd"
     pwfile.write_text("w:{PLAIN}pw\n")
     port = free_port()
     truehop(LIMIT_EXCEPT_CONF, port=port, up=upstream.port, file=pwfile)
@@ -361,8 +372,8 @@ def test_limit_except(truehop, upstream, tmp_path):
         assert c.post(f"{base}/ro-v6-only/x").status_code == 403
 
 
-def test_auth_delay_slows_refusals_only(truehop, upstream, tmp_path):
-    pwfile = tmp_path / "htpasswd"
+def test_auth_delay_slows_refusals_only(truehop, upstream, files):
+    pwfile = files / "htpasswd"
     pwfile.write_text("u:{PLAIN}p\n")
     port = free_port()
     truehop("""

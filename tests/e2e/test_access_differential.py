@@ -9,11 +9,19 @@ import base64
 
 import httpx
 import pytest
-from auth_app import AuthApp
+from auth_app import AuthApp, worker_readable_dir
 from harness import free_port, nginx_binary
 from test_access_auth import make_users, write_htpasswd
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+
+
+@pytest.fixture
+def files():
+    """Where the password files go (auth_app.worker_readable_dir)."""
+    with worker_readable_dir() as d:
+        yield d
+
 
 CONF = """
 server {
@@ -131,9 +139,9 @@ def answers(port: int, auth: AuthApp,
     return got
 
 
-def test_access_phase_matches_nginx(truehop, nginx, upstream, tmp_path):
+def test_access_phase_matches_nginx(truehop, nginx, upstream, files):
     users = make_users()
-    pwfile = tmp_path / "htpasswd"
+    pwfile = files / "htpasswd"
     write_htpasswd(pwfile, users)
     matrix = requests_matrix(users)
     with AuthApp() as auth:

@@ -10,8 +10,16 @@ import concurrent.futures
 
 import httpx
 import pytest
-from auth_app import AuthApp
+from auth_app import AuthApp, worker_readable_dir
 from harness import free_port
+
+
+@pytest.fixture
+def files():
+    """Where the password files go (auth_app.worker_readable_dir)."""
+    with worker_readable_dir() as d:
+        yield d
+
 
 OAUTH2_CONF = """
 server {
@@ -98,8 +106,8 @@ def auth_app():
 
 
 @pytest.fixture
-def site(truehop, upstream, auth_app, tmp_path):
-    pwfile = tmp_path / "htpasswd"
+def site(truehop, upstream, auth_app, files):
+    pwfile = files / "htpasswd"
     pwfile.write_text("u:{PLAIN}p\n")
     port = free_port()
     tp = truehop(OAUTH2_CONF, port=port, up=upstream.port, auth=auth_app.port, file=pwfile,
@@ -227,7 +235,7 @@ def test_concurrent_subrequests(site, auth_app):
     assert got == [403, 200] * 4
 
 
-def test_http2_client(truehop, upstream, auth_app, tmp_path):
+def test_http2_client(truehop, upstream, auth_app):
     port = free_port()
     truehop("""
 server {
