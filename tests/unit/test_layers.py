@@ -37,7 +37,7 @@ RANKS: Final[dict[str, int]] = {
     "truehop.http": 0, "truehop.http.events": 0, "truehop.http.headers": 0,
     "truehop.http.status": 0,
     "truehop.route": 0, "truehop.route.uri": 0, "truehop.route.locations": 0,
-    "truehop.route.template": 0, "truehop.certificate": 0,
+    "truehop.route.template": 0, "truehop.certificate": 0, "truehop.htpasswd": 0,
     "truehop.net": 0, "truehop.proxy": 0, "truehop.process": 0,
     "truehop.http.h1": 1, "truehop.http.h1client": 1, "truehop.http.h2": 1,
     "truehop.route.servers": 1,

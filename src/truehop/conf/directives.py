@@ -233,6 +233,8 @@ S = frozenset({SERVER})
 SL = frozenset({SERVER, LOCATION})
 L = frozenset({LOCATION})
 LI = frozenset({LOCATION, IF_LOCATION})
+LE = frozenset({LIMIT_EXCEPT})
+HSLE = frozenset({HTTP, SERVER, LOCATION, LIMIT_EXCEPT})
 U = frozenset({UPSTREAM})
 REWRITE = frozenset({SERVER, IF_SERVER, LOCATION, IF_LOCATION})
 ANY = frozenset({MAIN, EVENTS, HTTP, SERVER, LOCATION, UPSTREAM, IF_SERVER, IF_LOCATION,
@@ -246,6 +248,7 @@ UPS = "ngx_http_upstream_module"
 UZONE = "ngx_http_upstream_zone_module"
 REWR = "ngx_http_rewrite_module"
 KA = "ngx_http_upstream_keepalive_module"
+ACCESS = "ngx_http_access_module"
 
 
 def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *,
@@ -667,6 +670,33 @@ SPECS: tuple[Spec, ...] = (
        target=REWRITE_T, parse=P.rewrite, at=_PIPE),
     _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives",
        target=REWRITE_T, parse=P.break_op, at=_PIPE),
+    # --- access and auth: access phase (proxy/access.py, proxy/auth.py) --------------------
+    _d("allow", HSLE, "TAKE1", ACCESS, "let an address (CIDR, unix:, all) through; first matching rule wins",
+       target=SETTINGS_T, parse=P.access_rule, field="access_rules", merge=LIST, default=(),
+       at="proxy/access.py"),
+    _d("deny", HSLE, "TAKE1", ACCESS, "refuse an address (CIDR, unix:, all) with 403; first matching rule wins",
+       target=SETTINGS_T, parse=P.access_rule, field="access_rules", merge=LIST, default=(),
+       at="proxy/access.py"),
+    _d("auth_delay", HSL, "TAKE1", HCORE, "delay of a 401 answer from the access phase",
+       target=SETTINGS_T, parse=P.time_, default=0.0, at="proxy/access.py"),
+    _d("satisfy", HSL, "TAKE1", HCORE, "all: every access module must allow; any: one suffices",
+       target=SETTINGS_T, parse=P.satisfy, default="all", unique=True, at="proxy/access.py"),
+    _d("auth_basic", HSLE, "TAKE1", "ngx_http_auth_basic_module", "HTTP Basic authentication realm (variables allowed), or off",
+       target=SETTINGS_T, parse=P.template, default=None, unique=True, at="proxy/auth.py"),
+    _d("auth_basic_user_file", HSLE, "TAKE1", "ngx_http_auth_basic_module",
+       "password file: {PLAIN} {SHA} {SSHA} $apr1$ and what crypt(3) accepts ($1$ $5$ $6$ $2y$ ...)",
+       target=SETTINGS_T, parse=P.user_file, default=None, unique=True, at="proxy/auth.py, htpasswd.py"),
+    _d("auth_request", HSL, "TAKE1", "ngx_http_auth_request_module", "authorize by a subrequest to this URI (2xx allows), or off",
+       target=SETTINGS_T, parse=P.auth_request, default=None, unique=True,
+       at="proxy/auth.py, proxy/subrequest.py"),
+    _d("auth_request_set", HSL, "TAKE2", "ngx_http_auth_request_module", "set a variable from the auth subrequest ($upstream_http_*)",
+       target=SETTINGS_T, parse=P.auth_request_set, merge=LIST, default=(), declare="declare_set",
+       at="proxy/auth.py"),
+    _d("limit_except", L, "1MORE", HCORE, "access rules for the methods not listed (GET implies HEAD)", block=True,
+       unique=True, compile="compile_limit_except", stage=CONTENT, at="proxy/access.py"),
+    # in a limit_except block nginx also takes these; truehop keeps the block to access rules
+    _d("access_log", LE, "1MORE", "ngx_http_log_module", "access log of the methods limit_except restricts", supported=False),
+    _d("proxy_pass", LE, "TAKE1", PROXY, "proxy the methods limit_except restricts elsewhere", supported=False),
     # --- hash tuning -----------------------------------------------------------------------
     _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
     _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
@@ -745,17 +775,8 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_google_perftools_module': (
         "google_perftools_profiles"
     ),
-    'ngx_http_access_module': (
-        "allow deny"
-    ),
     'ngx_http_addition_module': (
         "add_after_body add_before_body addition_types"
-    ),
-    'ngx_http_auth_basic_module': (
-        "auth_basic auth_basic_user_file"
-    ),
-    'ngx_http_auth_request_module': (
-        "auth_request auth_request_set"
     ),
     'ngx_http_autoindex_module': (
         "autoindex_exact_size autoindex_format autoindex_localtime"
@@ -767,14 +788,14 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "charset charset_map charset_types override_charset source_charset"
     ),
     'ngx_http_core_module': (
-        "aio aio_write auth_delay "
+        "aio aio_write "
         "directio directio_alignment early_hints "
         "gzip_disable gzip_http_version gzip_proxied gzip_vary "
-        "keepalive_min_timeout limit_except limit_rate_after "
+        "keepalive_min_timeout limit_rate_after "
         "log_subrequest max_headers msie_padding msie_refresh "
         "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "
         "open_file_cache_valid output_buffers post_action postpone_output read_ahead "
-        "recursive_error_pages reset_timedout_connection satisfy send_lowat "
+        "recursive_error_pages reset_timedout_connection send_lowat "
         "sendfile_max_chunk subrequest_output_buffer_size"
     ),
     'ngx_http_dav_module': (
@@ -1159,7 +1180,7 @@ def check_directive(d: Directive, context: str) -> Spec:
 
 def check_block(directives: Iterable[Directive], context: str) -> None:
     """Check a block's directives (and their blocks, recursively) in `context`."""
-    if context in DATA_BLOCKS or context == LIMIT_EXCEPT:
+    if context in DATA_BLOCKS:
         return
     seen: set[str] = set()
     for d in directives:

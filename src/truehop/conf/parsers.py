@@ -25,6 +25,8 @@ from typing import Any, Final, Protocol
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.model import (
     AccessLog,
+    AccessRule,
+    AuthRequestSet,
     BreakOp,
     CachePath,
     CacheValid,
@@ -50,6 +52,7 @@ from truehop.conf.model import (
     SetOp,
     SslCommand,
     UpstreamConf,
+    UserFile,
 )
 from truehop.conf.values import parse_expires, parse_size, parse_time
 from truehop.route.template import Template, literal
@@ -1048,6 +1051,8 @@ def min_uses(c: Context, d: Directive, s: LevelSettings) -> int:
     if n == 0:
         raise c.invalid(d)
     return n
+
+
 # --- issue 15, misc: charset, proxy_cookie_flags, SSL tuning, sizes ---------------------------
 
 # ngx_http_charset_module's charset_types default (text/html is always among them)
@@ -1182,3 +1187,84 @@ def ssl_conf_command(c: Context, d: Directive, s: Any) -> SslCommand:
     if key in ("minprotocol", "maxprotocol") and value in _PROTOCOL_VERSIONS:
         return SslCommand(name, value, key[:3], where, arg=value)
     return SslCommand(name, value, "", where)
+# --- access and auth (ngx_http_access_module, ngx_http_auth_basic_module,
+# ngx_http_auth_request_module, satisfy) ----------------------------------------------------
+
+
+def _inet_addr(text: str) -> int | None:
+    """ngx_inet_addr: four decimal parts, each at most 255 (leading zeros allowed)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    v = 0
+    for p in parts:
+        if not p.isdigit() or not p.isascii() or int(p) > 255:
+            return None
+        v = (v << 8) | int(p)
+    return v
+
+
+def access_rule(c: Context, d: Directive, s: LevelSettings) -> AccessRule:
+    """`allow` / `deny` ADDRESS[/BITS] | unix: | all (ngx_http_access_rule, ngx_ptocidr).
+    Host bits set under the mask are cleared, with nginx's warning."""
+    v = d.values[0]
+    deny = d.name == "deny"
+    w = (d.file, d.line)
+    if v == "all":
+        return AccessRule(deny, "all", text=v, where=w)
+    if v == "unix:":
+        return AccessRule(deny, "unix", text=v, where=w)
+    addr_text, slash, bits = v.partition("/")
+    addr4 = _inet_addr(addr_text)
+    if addr4 is not None:
+        family, width, addr = "4", 32, addr4
+    else:
+        try:
+            if "%" in addr_text:
+                raise ValueError(addr_text)
+            addr = int(ipaddress.IPv6Address(addr_text))
+        except ValueError:
+            raise ConfigError.at(f'invalid parameter "{v}"', d) from None
+        family, width = "6", 128
+    if not slash:
+        shift = width
+    elif not bits.isdigit() or not bits.isascii() or int(bits) > width:
+        raise ConfigError.at(f'invalid parameter "{v}"', d)
+    else:
+        shift = int(bits)
+    mask = ((1 << shift) - 1) << (width - shift)
+    if addr & ~mask & ((1 << width) - 1):
+        c.warnings.append(f"low address bits of {v} are meaningless in {d.file}:{d.line}")
+        addr &= mask
+    return AccessRule(deny, family, addr, mask, v, w)
+
+
+def satisfy(c: Context, d: Directive, s: LevelSettings) -> str:
+    """`satisfy all | any` (an enum: nginx compares without case)."""
+    v = d.values[0]
+    if v.lower() not in ("all", "any"):
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return v.lower()
+
+
+def user_file(c: Context, d: Directive, s: LevelSettings) -> UserFile:
+    """auth_basic_user_file: a path, variables allowed; relative to the configuration's
+    directory (nginx's ccv.conf_prefix), also when variables render a relative one."""
+    v = d.values[0]
+    tpl = c.template(v, d)
+    if tpl.static is not None:
+        tpl = literal(c.conf_relative(v))
+    return UserFile(tpl, c.conf_relative("."))
+
+
+def auth_request(c: Context, d: Directive, s: LevelSettings) -> str | None:
+    """`auth_request URI | off`: None is off (it cancels an inherited one)."""
+    v = d.values[0]
+    return None if v == "off" else v
+
+
+def auth_request_set(c: Context, d: Directive, s: LevelSettings) -> AuthRequestSet:
+    name, value = d.values
+    if not name.startswith("$"):
+        raise ConfigError.at(f'invalid variable name "{name}"', d)
+    return AuthRequestSet(name[1:], c.template(value, d), (d.file, d.line))

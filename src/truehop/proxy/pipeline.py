@@ -3,6 +3,7 @@
     checks before any phase (`serve`): client certificate (495/496, and 421 for a Host
     other than the SNI name) -> server chosen -> realip -> URI normalised -> server rewrite
     -> find location -> location rewrite (`last` loops back, at most 10 times)
+    -> access (proxy.access: allow/deny, auth_basic, auth_request; only where configured)
     -> content: `return` | `proxy_pass` | `try_files` | static file
     -> error_page, then the response filters (proxy.filters: add_header, expires,
        Server/Date), which every response's head goes through
@@ -45,6 +46,7 @@ from truehop.http.status import REASONS, SENT_AS, TITLES
 from truehop.log import ErrorLog
 from truehop.net.listen import Listener
 from truehop.proxy import static
+from truehop.proxy.access import check_access
 from truehop.proxy.filters import SERVER_FULL, send_header
 from truehop.proxy.limits import preaccess
 from truehop.route.servers import match_wildcard
@@ -476,6 +478,15 @@ class Pipeline:
                 named = self.follow(r, ir)
                 self.server_rewrite(r, named)
 
+    async def subrequest(self, sr: RequestState, ex: Exchange) -> None:
+        """A subrequest's phases (proxy.subrequest): those of `process`, its special
+        responses and error pages too, answered to the subrequest's exchange; no access
+        log (nginx's log_subrequest off)."""
+        try:
+            await self.process(sr, ex)
+        except Finish as f:
+            await self.finish(sr, ex, f)
+
     def server_rewrite(self, r: RequestState, named: str | None) -> None:
         """After an internal redirect to a URI (error_page, X-Accel-Redirect, try_files,
         index), the server's rewrite instructions run again: ngx_http_internal_redirect
@@ -570,10 +581,14 @@ class Pipeline:
         ex.settings = s     # HTTP/1 keep-alive follows the location's settings
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
-        if s.limit_req or s.limit_conn:     # preaccess: limit_req, limit_conn
+        # preaccess: limit_req, limit_conn; a subrequest (auth_request's) is counted with
+        # its main request, as nginx's handlers decline when r->main was seen
+        if (s.limit_req or s.limit_conn) and r.parent is None:
             code = await preaccess(self.rt, r, ex, s)
             if code:
                 raise Finish(code)
+        if s.access_phase and (denied := await check_access(self, r, loc)):
+            raise Finish(denied)
         if loc.proxy is not None:
             await self._content(r, ex, loc)
             return

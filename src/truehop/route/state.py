@@ -109,7 +109,7 @@ class RequestState:
         "uri_rewritten", "rewrite_break", "uri_changed", "error_location", "in_error_page",
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
-        "body_read", "body_file", "cache_status", "limits",
+        "body_read", "body_file", "cache_status", "limits", "parent",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -185,3 +185,6 @@ class RequestState:
         # the limit modules' view of this request (proxy.limits, proxy.pacing); None when
         # no limit looked at it
         self.limits: LimitState | None = None
+        # the main request of a subrequest (auth_request's, proxy.subrequest); None for a
+        # main request (nginx's r != r->main)
+        self.parent: RequestState | None = None

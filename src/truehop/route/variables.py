@@ -358,6 +358,12 @@ def _host(r: RequestState) -> str:
     return r.host
 
 
+def _request_method(r: RequestState) -> str:
+    """$request_method: the main request's method, in a subrequest too (r->main)."""
+    p = r.parent
+    return p.head.method if p is not None else r.head.method
+
+
 def _request_uri(r: RequestState) -> str:
     return r.head.target
 
@@ -546,6 +552,8 @@ def _request_filename(r: RequestState) -> str:
     if cut < 0:
         return root
     return root + r.uri[cut:]
+
+
 # $limit_req_status and $limit_conn_status by nginx's 1-based status (0: not found)
 _LIMIT_REQ_STATUS: Final = ("", "PASSED", "DELAYED", "REJECTED", "DELAYED_DRY_RUN",
                             "REJECTED_DRY_RUN")
@@ -601,7 +609,7 @@ BUILTIN: dict[str, Getter] = {
     "args": _args,
     "query_string": _args,
     "is_args": _is_args,
-    "request_method": lambda r: r.head.method,
+    "request_method": _request_method,
     "request": _request,
     "status": _status,
     "body_bytes_sent": lambda r: str(r.body_bytes_sent),
@@ -670,7 +678,7 @@ BUILTIN: dict[str, Getter] = {
 # and ngx_http_ssl_module.c. The others are always found, if empty.
 _NOT_FOUND: dict[str, LogGetter] = {
     "request": _request_nf,
-    "request_method": lambda r: r.head.method or None,
+    "request_method": lambda r: _request_method(r) or None,
     # a request that could not be parsed: nginx has no unparsed URI then, and its $uri is
     # empty ("client sent invalid request" leaves r->uri allocated with length 0)
     "request_uri": lambda r: r.head.target if r.head.method else None,
