@@ -30,7 +30,7 @@ def test_reference_lists_every_entry_in_its_kind() -> None:
     assert "| `keepalive_timeout` | http, server, location | 75s | inherited |" in applied
     assert "`open_file_cache`" in noop and "no descriptor cache" in noop
     assert "| `limit_rate` |" in ignored and "`limit-rate-ignored`" in ignored
-    assert "- ngx_http_gzip_module: " in refused and "`gzip`" in refused
+    assert "- ngx_http_mirror_module: " in refused and "`mirror`" in refused
     for s in dt.SPECS:
         section = {"applied": applied, "no-effect": noop, "not-applied": ignored,
                    "refused": refused}[s.effect.kind]

@@ -20,7 +20,7 @@ Each directive has a `Spec` (one per set of contexts: nginx has two `server` dir
   (lint reports it under the entry's finding id), or refused (with its module).
 
 A real nginx directive that truehop does not implement is refused by name, with its module,
-never ignored: `"gzip" directive is not supported by truehop (ngx_http_gzip_module)`.
+never ignored: `"mirror" directive is not supported by truehop (ngx_http_mirror_module)`.
 `REFUSED` holds every directive of nginx 1.30 (http, core, events, stream, mail) that is not
 accepted, plus well-known third-party and NGINX Plus ones, as entries of the same table.
 `python -m truehop.conf.reference` renders the table (README.md's directive reference).
@@ -275,6 +275,8 @@ _TUNING = "sizes nginx's own hash tables or memory pools; truehop has none to si
 _RUN = "process/runtime.py"
 _PIPE = "proxy/pipeline.py"
 _DOWN = "net/downstream.py, net/h2conn.py"
+GZIP = "ngx_http_gzip_module"
+_GZ = "proxy/gzip.py"
 
 
 def _limit_rate_on(d: Directive) -> bool:
@@ -599,6 +601,35 @@ SPECS: tuple[Spec, ...] = (
        target=REWRITE_T, parse=P.rewrite, at=_PIPE),
     _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives",
        target=REWRITE_T, parse=P.break_op, at=_PIPE),
+    # --- gzip (proxy/gzip.py) ----------------------------------------------------------------
+    _d("gzip", HSLI, "FLAG", GZIP, "compress responses with gzip (a streaming body filter)",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_GZ),
+    _d("gzip_types", HSL, "1MORE", GZIP, "MIME types compressed besides text/html (* = any)",
+       target=SETTINGS_T, parse=P.mime_types("text/html"), merge=RULES,
+       default=frozenset({"text/html"}), at=_GZ),
+    _d("gzip_comp_level", HSL, "TAKE1", GZIP, "compression level 1-9",
+       target=SETTINGS_T, parse=P.comp_level(1, 9), default=1, at=_GZ),
+    _d("gzip_min_length", HSL, "TAKE1", GZIP, "smallest Content-Length compressed",
+       target=SETTINGS_T, parse=P.size, default=20, at=_GZ),
+    _d("gzip_buffers", HSL, "TAKE2", GZIP, "number and size of compression buffers",
+       target=SETTINGS_T, parse=P.bufs, default=(32, 4096),
+       noop="zlib's output is written on as it comes: there are no buffers to count"),
+    _d("gzip_window", HSL, "TAKE1", GZIP, "zlib window size (512..32k)",
+       target=SETTINGS_T, parse=P.gzip_window, default=15, at=_GZ),
+    _d("gzip_hash", HSL, "TAKE1", GZIP, "zlib hash memory (512..128k)",
+       target=SETTINGS_T, parse=P.gzip_hash, default=8, at=_GZ),
+    _d("gzip_http_version", HSL, "TAKE1", HCORE, "lowest request HTTP version compressed (1.0|1.1)",
+       target=SETTINGS_T, parse=P.enum("1.0", "1.1"), default="1.1", at=_GZ),
+    _d("gzip_proxied", HSL, "1MORE", HCORE, "compress for requests with Via (off|any|expired|no-cache|...)",
+       target=SETTINGS_T, parse=P.gzip_proxied, merge=RULES, default=frozenset({"off"}), at=_GZ),
+    _d("gzip_vary", HSL, "FLAG", HCORE, "Vary: Accept-Encoding on responses gzip considered",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_GZ),
+    _d("gzip_disable", HSL, "1MORE", HCORE, "User-Agent regexes (or msie6) never sent gzip",
+       target=SETTINGS_T, parse=P.gzip_disable, merge=RULES, default=(),
+       also=(("gzip_disable_msie6", False),), at=_GZ),
+    _d("gzip_static", HSL, "TAKE1", "ngx_http_gzip_static_module", "serve file.gz beside file (on|off|always)",
+       target=SETTINGS_T, parse=P.enum("off", "on", "always"), default="off",
+       at="proxy/gzip.py, " + _PIPE),
     # --- hash tuning -----------------------------------------------------------------------
     _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
     _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
@@ -659,7 +690,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_http_core_module': (
         "aio aio_write auth_delay "
         "directio directio_alignment early_hints "
-        "gzip_disable gzip_http_version gzip_proxied gzip_vary "
         "keepalive_min_timeout limit_except limit_rate_after "
         "log_subrequest max_headers msie_padding msie_refresh "
         "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "
@@ -716,11 +746,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "gunzip gunzip_buffers"
     ),
     'ngx_http_gzip_module': (
-        "gzip gzip_buffers gzip_comp_level gzip_hash gzip_min_length gzip_no_buffer gzip_types "
-        "gzip_window postpone_gzipping"
-    ),
-    'ngx_http_gzip_static_module': (
-        "gzip_static"
+        "gzip_no_buffer postpone_gzipping"
     ),
     'ngx_http_headers_module': (
         "add_header_inherit add_trailer add_trailer_inherit"

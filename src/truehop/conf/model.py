@@ -123,6 +123,10 @@ SETTING_FIELDS: Final = (
     "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
     "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages", "error_log",
     "client_body_temp_path", "client_body_in_file_only",
+    # gzip (proxy/gzip.py)
+    "gzip", "gzip_types", "gzip_comp_level", "gzip_min_length", "gzip_buffers",
+    "gzip_window", "gzip_hash", "gzip_http_version", "gzip_proxied", "gzip_vary",
+    "gzip_disable", "gzip_disable_msie6", "gzip_static",
 )
 
 
@@ -211,6 +215,24 @@ class Settings:
     # "off" | "on" | "clean" (proxy.request_body)
     client_body_temp_path: tuple[str, tuple[int, ...]]
     client_body_in_file_only: str
+    # gzip (proxy/gzip.py): `gzip_types` holds lower-case MIME types ("*": any, even none);
+    # `gzip_window`/`gzip_hash` are zlib's wbits and memLevel (nginx stores them so);
+    # `gzip_http_version` "1.0" | "1.1"; `gzip_proxied` its flags ("off", "any", ...);
+    # `gzip_disable` the caseless regexes, `gzip_disable_msie6` its msie6 word (merged
+    # apart, as nginx does); `gzip_static` "off" | "on" | "always"
+    gzip: bool
+    gzip_types: frozenset[str]
+    gzip_comp_level: int
+    gzip_min_length: int
+    gzip_buffers: tuple[int, int]
+    gzip_window: int
+    gzip_hash: int
+    gzip_http_version: str
+    gzip_proxied: frozenset[str]
+    gzip_vary: bool
+    gzip_disable: tuple[re.Pattern[str], ...]
+    gzip_disable_msie6: bool
+    gzip_static: str
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:

@@ -17,7 +17,9 @@ in the list runs first; nginx 1.30's order, with those truehop has):
                         which knows the file (ngx_http_not_modified_filter)
     expires_filter      `expires` (ngx_http_headers_filter, first part)
     add_header_filter   `add_header`, with nginx's status rule and `always` (its second)
-    ... sub, charset, gzip: issue 15 adds them here, between add_header and range
+    ... sub, charset: issue 15 adds them here
+    gzip_filter         `gzip` (ngx_http_gzip_header_filter), and the `Vary` the header
+                        writer adds for it (proxy/gzip.py)
     (range)             byte ranges of a static file: static.plan_response
     header writer       Server and Date first, then the fields (ngx_http_header_filter),
                         written by the exchange (HTTP/1 or HTTP/2)
@@ -26,6 +28,8 @@ Body filters run in the same order: a header filter that wants to transform the 
 (gzip drops Content-Length, adds Vary, then compresses) adds a `BodyFilter` to
 `HeadersOut.body_filters`; `send_header` then wraps the exchange so that the first one
 added sees the bytes first and the exchange (nginx's chunked and write filters) last.
+What is added is a constructor taking the next body (a BodyFilter subclass, or a function
+that builds a filter with its own parameters, as gzip's does).
 With no body filter active the exchange itself is returned: the hot path pays nothing.
 
 X-Accel-* are not here: nginx reads them in the upstream module when it processes the
@@ -37,6 +41,7 @@ is relayed (X-Accel-Buffering); see proxy.response.process_accel.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
 from truehop import __version__
@@ -44,6 +49,7 @@ from truehop.clock import wall as _time
 from truehop.conf.model import Settings
 from truehop.conf.values import parse_expires
 from truehop.http.exchange import Exchange, ResponseBody
+from truehop.proxy import gzip
 from truehop.proxy.static import (
     EXPIRES_STATUSES,
     ExpiresSpec,
@@ -103,6 +109,10 @@ class BodyFilter(ResponseBody):
         self.next.abort()
 
 
+# what builds one body filter in front of the next body
+BodyMaker = Callable[[ResponseBody], ResponseBody]
+
+
 class HeadersOut:
     """The response head as the header filters see and change it (nginx's
     r->headers_out): status, fields (Server, Date and framing excepted), the body's length
@@ -118,9 +128,9 @@ class HeadersOut:
         self.content_length = content_length
         self.mtime = mtime
         # constructors of the body filters to run, in order (None: none; most responses)
-        self.body_filters: list[type[BodyFilter]] | None = None
+        self.body_filters: list[BodyMaker] | None = None
 
-    def add_body_filter(self, f: type[BodyFilter]) -> None:
+    def add_body_filter(self, f: BodyMaker) -> None:
         if self.body_filters is None:
             self.body_filters = [f]
         else:
@@ -202,6 +212,17 @@ def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
     return out
 
 
+def gzip_filter(r: RequestState, s: Settings, h: HeadersOut) -> None:
+    """`gzip` (proxy/gzip.py): with gzip off and no gzip module having looked at the
+    request (gzip_static), nothing to do."""
+    if not s.gzip and not r.vary_encoding:
+        return
+    make = gzip.header_filter(r, s, h.status, h.headers, h.content_length)
+    if make is not None:
+        h.content_length = None
+        h.add_body_filter(make)
+
+
 def header_filters(r: RequestState, s: Settings, h: HeadersOut) -> None:
     """The header filters, in nginx's order (the module docstring). Written out as calls
     rather than a loop over a tuple: compiled, each is then a direct native call, and each
@@ -209,6 +230,7 @@ def header_filters(r: RequestState, s: Settings, h: HeadersOut) -> None:
     carried_filter(r, h)
     expires_filter(r, s, h)
     add_header_filter(r, s, h)
+    gzip_filter(r, s, h)
 
 
 def writer_fields(s: Settings) -> list[tuple[str, str]]:
@@ -252,7 +274,7 @@ def send_header(r: RequestState, ex: Exchange, status: int, headers: list[tuple[
     return chain_body(ex, bf)
 
 
-def chain_body(sink: ResponseBody, filters: list[type[BodyFilter]]) -> ResponseBody:
+def chain_body(sink: ResponseBody, filters: list[BodyMaker]) -> ResponseBody:
     """The body filters in front of `sink`: the first in the list sees the bytes first."""
     body = sink
     for f in reversed(filters):

@@ -94,6 +94,7 @@ class RequestState:
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
         "body_read", "body_file",
+        "vary_encoding", "gzip_ratio",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -164,3 +165,8 @@ class RequestState:
         # BodyFile, closed when the exchange ends
         self.body_read = False
         self.body_file: Any = None
+        # gzip (proxy/gzip.py): a gzip module looked at the response (nginx's r->gzip_vary:
+        # the header writer then adds `Vary: Accept-Encoding` under gzip_vary on); the
+        # ratio of a compressed response, nginx's "%.2f" of in/out, for $gzip_ratio
+        self.vary_encoding = False
+        self.gzip_ratio: str | None = None

@@ -498,6 +498,8 @@ BUILTIN: dict[str, Getter] = {
     "ssl_client_v_remain": _client_cert_var("v_remain"),
     "nginx_version": lambda r: "1.30.0",
     "http_host_raw": lambda r: r.head.host,
+    # set when a gzip-compressed body ended (proxy/gzip.py); not found otherwise
+    "gzip_ratio": lambda r: r.gzip_ratio or "",
 }
 
 # the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
@@ -519,6 +521,7 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "request_body": _request_body_nf,
     "request_body_file": lambda r: r.request_body_file,
     "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
+    "gzip_ratio": lambda r: r.gzip_ratio,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
