@@ -786,7 +786,7 @@ class Pipeline:
                     raise Finish(bad)
             mime = static.mime_for(uri, s.types, s.default_type)
             hdrs = {k.lower(): v for k, v in head.headers}
-            if s.gzip and "range" in hdrs and \
+            if s.gzip and not encoding and "range" in hdrs and \
                     gzip.drop_range(r, s, self.response_status(r, 200), mime, st.st_size):
                 del hdrs["range"]
             plan = static.plan_response(head.method, hdrs, st, mime, etag_on=s.etag,
