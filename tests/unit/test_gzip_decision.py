@@ -23,6 +23,11 @@ from truehop.proxy import gzip
 from truehop.proxy.filters import filter_head
 from truehop.route.state import ConnectionInfo, RequestState
 
+# the sink below subclasses a compiled class, which mypyc does not allow: those tests run on
+# the pure build (the end-to-end tests cover the compiled filter)
+COMPILED = not gzip.__file__.endswith(".py")
+needs_pure = pytest.mark.skipif(COMPILED, reason="subclasses a compiled class")
+
 # -- Accept-Encoding ---------------------------------------------------------------------
 
 
@@ -195,6 +200,7 @@ def test_compressed(tmp_path: Path, conf: str, req: list[tuple[str, str]], statu
     assert h.content_length is None and h.body_filters is not None
 
 
+@needs_pure
 def test_head_gets_the_compressed_head_and_no_body_filter(tmp_path: Path) -> None:
     headers, h = head_of(tmp_path, GZ, [AE], method="HEAD")
     assert ("Content-Encoding", "gzip") in headers and h.content_length is None
@@ -359,6 +365,7 @@ class Sink(ResponseBody):
         pass
 
 
+@needs_pure
 def test_body_streams_with_sync_flushes_and_sets_the_ratio(tmp_path: Path) -> None:
     srv = server_of(tmp_path, "gzip on;")
     r = request(srv, [AE])
@@ -385,6 +392,7 @@ def test_body_streams_with_sync_flushes_and_sets_the_ratio(tmp_path: Path) -> No
     assert r.gzip_ratio == gzip.ratio(zin, len(out) - 8)
 
 
+@needs_pure
 def test_sendfile_is_read_and_compressed(tmp_path: Path) -> None:
     srv = server_of(tmp_path, "gzip on;")
     r = request(srv, [AE])
