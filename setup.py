@@ -61,6 +61,7 @@ COMPILED = [
     "proxy/tunnel.py",
     "proxy/filters.py",
     "proxy/gzip.py",
+    "proxy/brotli.py",
     "proxy/balancer.py",
     "proxy/pool.py",
     "proxy/upstreams.py",

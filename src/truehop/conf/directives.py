@@ -277,6 +277,8 @@ _PIPE = "proxy/pipeline.py"
 _DOWN = "net/downstream.py, net/h2conn.py"
 GZIP = "ngx_http_gzip_module"
 _GZ = "proxy/gzip.py"
+BROTLI = "ngx_brotli"
+_BR = "proxy/brotli.py"
 
 
 def _limit_rate_on(d: Directive) -> bool:
@@ -630,6 +632,24 @@ SPECS: tuple[Spec, ...] = (
     _d("gzip_static", HSL, "TAKE1", "ngx_http_gzip_static_module", "serve file.gz beside file (on|off|always)",
        target=SETTINGS_T, parse=P.enum("off", "on", "always"), default="off",
        at="proxy/gzip.py, " + _PIPE),
+    # --- ngx_brotli (proxy/brotli.py; third-party, google/ngx_brotli) -----------------------
+    _d("brotli", HSLI, "FLAG", BROTLI, "compress responses with brotli (needs the brotli package)",
+       target=SETTINGS_T, parse=P.brotli_flag, default=False, at=_BR),
+    _d("brotli_types", HSL, "1MORE", BROTLI, "MIME types compressed besides text/html (* = any)",
+       target=SETTINGS_T, parse=P.mime_types("text/html"), merge=RULES,
+       default=frozenset({"text/html"}), at=_BR),
+    _d("brotli_comp_level", HSL, "TAKE1", BROTLI, "compression quality 0-11",
+       target=SETTINGS_T, parse=P.comp_level(0, 11), default=6, at=_BR),
+    _d("brotli_window", HSL, "TAKE1", BROTLI, "encoder window size (1k..16m)",
+       target=SETTINGS_T, parse=P.brotli_window, default=19, at=_BR),
+    _d("brotli_min_length", HSL, "TAKE1", BROTLI, "smallest Content-Length compressed",
+       target=SETTINGS_T, parse=P.size, default=20, at=_BR),
+    _d("brotli_buffers", HSL, "TAKE2", BROTLI, "deprecated and unused by ngx_brotli",
+       target=SETTINGS_T, parse=P.bufs, default=(32, 4096),
+       noop="ngx_brotli itself ignores it (deprecated, unused)"),
+    _d("brotli_static", HSL, "TAKE1", BROTLI, "serve file.br beside file (on|off|always)",
+       target=SETTINGS_T, parse=P.enum("off", "on", "always"), default="off",
+       at="proxy/gzip.py, " + _PIPE),
     # --- hash tuning -----------------------------------------------------------------------
     _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
     _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
@@ -927,10 +947,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
 
 # Third-party modules and NGINX Plus, common in configs found in the wild.
 _OTHER_UNSUPPORTED: dict[str, str] = {
-    "ngx_brotli": (
-        "brotli brotli_static brotli_comp_level brotli_types brotli_buffers brotli_window "
-        "brotli_min_length"
-    ),
     "headers-more-nginx-module": (
         "more_set_headers more_clear_headers more_set_input_headers more_clear_input_headers"
     ),

@@ -127,6 +127,9 @@ SETTING_FIELDS: Final = (
     "gzip", "gzip_types", "gzip_comp_level", "gzip_min_length", "gzip_buffers",
     "gzip_window", "gzip_hash", "gzip_http_version", "gzip_proxied", "gzip_vary",
     "gzip_disable", "gzip_disable_msie6", "gzip_static",
+    # ngx_brotli (proxy/brotli.py)
+    "brotli", "brotli_types", "brotli_comp_level", "brotli_window", "brotli_min_length",
+    "brotli_buffers", "brotli_static",
 )
 
 
@@ -233,6 +236,14 @@ class Settings:
     gzip_disable: tuple[re.Pattern[str], ...]
     gzip_disable_msie6: bool
     gzip_static: str
+    # ngx_brotli: `brotli_window` is the encoder's lgwin; `brotli_static` as gzip_static
+    brotli: bool
+    brotli_types: frozenset[str]
+    brotli_comp_level: int
+    brotli_window: int
+    brotli_min_length: int
+    brotli_buffers: tuple[int, int]
+    brotli_static: str
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:

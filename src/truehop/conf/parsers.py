@@ -13,6 +13,7 @@ fills a second field itself says so in its docstring (`keepalive_timeout`, `keep
 from __future__ import annotations
 
 import grp
+import importlib.util
 import ipaddress
 import os
 import pwd
@@ -802,3 +803,25 @@ def gzip_disable(c: Context, d: Directive, s: LevelSettings) -> tuple[re.Pattern
             continue
         out.append(c.regex(v, True, d))
     return tuple(out)
+
+
+# --- ngx_brotli ---------------------------------------------------------------------------
+
+def brotli_flag(c: Context, d: Directive, s: LevelSettings) -> bool:
+    """`brotli on` compresses with Google's encoder, an optional dependency: without it
+    the configuration is refused rather than silently sending uncompressed responses."""
+    on = c.flag(d)
+    if on and importlib.util.find_spec("brotli") is None:
+        raise ConfigError.at('"brotli" directive needs the Python package "brotli" '
+                             "(pip install 'truehop[brotli]')", d)
+    return on
+
+
+def brotli_window(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`brotli_window size` -> the encoder's lgwin (1k -> 10 ... 16m -> 24)."""
+    v = c.size(d)
+    for bits in range(10, 25):
+        if v == 1 << bits:
+            return bits
+    raise ConfigError.at(f'"{d.name}" directive must be 1k, 2k, 4k, 8k, 16k, 32k, 64k, '
+                         "128k, 256k, 512k, 1m, 2m, 4m, 8m or 16m", d)

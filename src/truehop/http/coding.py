@@ -7,8 +7,8 @@ a request head (no I/O, no configuration).
   or " ", then either nothing, a ",", or ";q=" with a quality that is not zero
   ("gzip;q=0" refuses; a malformed parameter refuses too, as nginx). The other codings and
   "*" are not read: nginx does not.
-* `accepts_br(value)`: the same test for "br" (the third-party ngx_brotli module's test,
-  which mirrors nginx's).
+* `accepts_br(value)`: the third-party ngx_brotli module's own test for "br" (laxer about
+  parameters than nginx's for gzip).
 * `is_msie6(user_agent)`: MSIE 4 to 6 (not 6 with "SV1"), not Opera: the browsers
   `gzip_disable msie6` means (ngx_http_process_user_agent's r->headers_in.msie6).
 """
@@ -103,10 +103,47 @@ def accepts_gzip(value: str) -> bool:
 
 
 def accepts_br(value: str) -> bool:
-    """ngx_brotli's ngx_http_brotli_accept_encoding: "br" as nginx reads "gzip"."""
-    if len(value) < 2:
+    """ngx_brotli's check_accept_encoding: a "br" token (case-insensitive) with ",", " " or
+    the start before it and ",", " ", ";" or the end after it; refused only by a quality
+    written as 0, 0., 0.0, 0.00 or 0.000 (a malformed one after "0" refuses too), any
+    other parameter, or none, accepts."""
+    n = len(value)
+    if n < 2:
         return False
-    return accepts_coding(value, "br")
+    low = value.lower()
+
+    def at(i: int) -> str:
+        # the C code reads the NUL after the header value
+        return value[i] if i < n else "\0"
+
+    cursor = 0
+    while True:
+        p = low.find("br", cursor)
+        if p < 0:
+            return False
+        before = " " if p == 0 else value[p - 1]
+        cursor = p + 2
+        after = " " if cursor >= n else value[cursor]
+        if before not in ", " or after not in ", ;":
+            continue
+        break
+    for want in (";", "q", "=", "0"):
+        while at(cursor) == " ":
+            cursor += 1
+        if at(cursor) != want:
+            return True
+        cursor += 1
+    if at(cursor) != ".":
+        return False
+    cursor += 1
+    for _ in range(3):
+        d = at(cursor)
+        cursor += 1
+        if not "0" <= d <= "9":
+            return False
+        if d != "0":
+            return True
+    return False
 
 
 def is_msie6(ua: str) -> bool:

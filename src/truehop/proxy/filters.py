@@ -18,8 +18,9 @@ in the list runs first; nginx 1.30's order, with those truehop has):
     expires_filter      `expires` (ngx_http_headers_filter, first part)
     add_header_filter   `add_header`, with nginx's status rule and `always` (its second)
     ... sub, charset: issue 15 adds them here
-    gzip_filter         `gzip` (ngx_http_gzip_header_filter), and the `Vary` the header
-                        writer adds for it (proxy/gzip.py)
+    gzip_filter         ngx_brotli's `brotli` (proxy/brotli.py), then `gzip`
+                        (ngx_http_gzip_header_filter), and the `Vary` the header writer
+                        adds for them (proxy/gzip.py)
     (range)             byte ranges of a static file: static.plan_response
     header writer       Server and Date first, then the fields (ngx_http_header_filter),
                         written by the exchange (HTTP/1 or HTTP/2)
@@ -49,7 +50,7 @@ from truehop.clock import wall as _time
 from truehop.conf.model import Settings
 from truehop.conf.values import parse_expires
 from truehop.http.exchange import Exchange, ResponseBody
-from truehop.proxy import gzip
+from truehop.proxy import brotli, gzip
 from truehop.proxy.static import (
     EXPIRES_STATUSES,
     ExpiresSpec,
@@ -213,8 +214,14 @@ def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
 
 
 def gzip_filter(r: RequestState, s: Settings, h: HeadersOut) -> None:
-    """`gzip` (proxy/gzip.py): with gzip off and no gzip module having looked at the
-    request (gzip_static), nothing to do."""
+    """ngx_brotli's filter (proxy/brotli.py), then `gzip` (proxy/gzip.py), which also
+    writes the Vary either asked for: with both off and no module having looked at the
+    request (gzip_static, brotli_static), nothing to do."""
+    if s.brotli:
+        make = brotli.header_filter(r, s, h.status, h.headers, h.content_length)
+        if make is not None:
+            h.content_length = None
+            h.add_body_filter(make)
     if not s.gzip and not r.vary_encoding:
         return
     make = gzip.header_filter(r, s, h.status, h.headers, h.content_length)

@@ -48,7 +48,7 @@ from typing import Any, Final
 
 from truehop.clock import wall as _time
 from truehop.conf.model import Settings
-from truehop.http.coding import accepts_gzip, is_msie6
+from truehop.http.coding import accepts_br, accepts_gzip, is_msie6
 from truehop.http.exchange import ResponseBody
 from truehop.proxy import static
 from truehop.route.state import RequestState
@@ -64,7 +64,7 @@ _GZIP_TRAILER_LEN: Final = 8
 BodyFactory = Callable[[ResponseBody], ResponseBody]
 
 
-def _field(headers: list[tuple[str, str]], lname: str) -> str | None:
+def field(headers: list[tuple[str, str]], lname: str) -> str | None:
     for k, v in headers:
         if len(k) == len(lname) and k.lower() == lname:
             return v
@@ -74,7 +74,7 @@ def _field(headers: list[tuple[str, str]], lname: str) -> str | None:
 def content_type(headers: list[tuple[str, str]]) -> str:
     """The response's type as ngx_http_test_content_type compares it: lower-case, without
     parameters; "" when there is none."""
-    v = _field(headers, "content-type")
+    v = field(headers, "content-type")
     if not v:
         return ""
     return v.split(";", 1)[0].strip().lower()
@@ -97,7 +97,7 @@ def considered(s: Settings, status: int, headers: list[tuple[str, str]],
         return False
     if content_length is not None and content_length < s.gzip_min_length:
         return False
-    if _field(headers, "content-encoding"):
+    if field(headers, "content-encoding"):
         return False
     return type_listed(s.gzip_types, content_type(headers))
 
@@ -121,14 +121,14 @@ def _proxied_ok(r: RequestState, p: frozenset[str], headers: list[tuple[str, str
         return True
     if "auth" in p and r.head.get("authorization") is not None:
         return True
-    expires = _field(headers, "expires")
+    expires = field(headers, "expires")
     if expires is not None:
         if "expired" not in p:
             return False
         t = static.parse_http_date(expires)
         if t is None:
             return False
-        d = _field(headers, "date")
+        d = field(headers, "date")
         if d is not None:
             date = static.parse_http_date(d)
             if date is None:
@@ -136,13 +136,13 @@ def _proxied_ok(r: RequestState, p: frozenset[str], headers: list[tuple[str, str
         else:
             date = int(_time())
         return t < date
-    if _field(headers, "cache-control") is not None:
+    if field(headers, "cache-control") is not None:
         return (("no-cache" in p and _cache_control_has(headers, "no-cache"))
                 or ("no-store" in p and _cache_control_has(headers, "no-store"))
                 or ("private" in p and _cache_control_has(headers, "private")))
-    if "no_last_modified" in p and _field(headers, "last-modified") is not None:
+    if "no_last_modified" in p and field(headers, "last-modified") is not None:
         return False
-    if "no_etag" in p and _field(headers, "etag") is not None:
+    if "no_etag" in p and field(headers, "etag") is not None:
         return False
     return True
 
@@ -168,7 +168,7 @@ def gzip_ok(r: RequestState, s: Settings, headers: list[tuple[str, str]]) -> boo
     return True
 
 
-def _weak_etag(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def weak_etag(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """ngx_http_weak_etag: a strong ETag becomes W/"..."; one that is not quoted goes."""
     out: list[tuple[str, str]] = []
     for k, v in headers:
@@ -205,13 +205,13 @@ def header_filter(r: RequestState, s: Settings, status: int, headers: list[tuple
     if s.gzip and considered(s, status, headers, content_length):
         r.vary_encoding = True
         if gzip_ok(r, s, headers):
-            kept = _weak_etag([kv for kv in headers
+            kept = weak_etag([kv for kv in headers
                                if not (len(kv[0]) == 13 and kv[0].lower() == "accept-ranges")])
             headers[:] = kept
             headers.append(("Content-Encoding", "gzip"))
             if r.head.method == "HEAD":
                 # the head only: nothing passes through zlib ($gzip_ratio stays unset)
-                make = _unchanged
+                make = unchanged
             else:
                 wbits, memlevel = memory(s, content_length)
                 level = s.gzip_comp_level
@@ -224,19 +224,23 @@ def header_filter(r: RequestState, s: Settings, status: int, headers: list[tuple
     return make
 
 
-def _unchanged(nxt: ResponseBody) -> ResponseBody:
+def unchanged(nxt: ResponseBody) -> ResponseBody:
     return nxt
 
 
 def drop_range(r: RequestState, s: Settings, status: int, mime: str, size: int) -> bool:
-    """A static file that gzip will compress is sent whole (nginx's range filter finds its
-    length cleared): the static path then ignores Range. Asked only with gzip on and a
-    Range header. The response's caching fields are not known yet: for a request with
-    Via, gzip_proxied is tested without them."""
-    ctype = mime.split(";", 1)[0].strip().lower()
-    if status not in GZIP_STATUSES or size < s.gzip_min_length:
+    """A static file that gzip (or brotli) will compress is sent whole (nginx's range
+    filter finds its length cleared): the static path then ignores Range. Asked only with
+    gzip or brotli on and a Range header. The response's caching fields are not known yet:
+    for a request with Via, gzip_proxied is tested without them."""
+    if status not in GZIP_STATUSES:
         return False
-    if not type_listed(s.gzip_types, ctype):
+    ctype = mime.split(";", 1)[0].strip().lower()
+    if s.brotli and size >= s.brotli_min_length and type_listed(s.brotli_types, ctype):
+        ae = r.head.get("accept-encoding")
+        if ae is not None and accepts_br(ae):
+            return True
+    if not s.gzip or size < s.gzip_min_length or not type_listed(s.gzip_types, ctype):
         return False
     return gzip_ok(r, s, [])
 
@@ -320,35 +324,25 @@ class GzipBody(ResponseBody):
         self.next.abort()
 
 
-# -- gzip_static ---------------------------------------------------------------------------
+# -- gzip_static (and ngx_brotli's brotli_static) ------------------------------------------
 
 _DECLINE_SILENTLY: Final = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, None)
 
 
-def static_file(r: RequestState, s: Settings, path: str, root_dir: str,
-                log_error: Callable[[str], None]) -> tuple[int, Any] | None:
-    """ngx_http_gzip_static_handler: the open `path.gz` and its stat, to be sent with
-    Content-Encoding: gzip, or None (the file itself is served as usual). `on` serves it
-    when gzip_ok allows, `always` whatever the client says; with `on` and gzip_vary, a .gz
-    that exists marks the response for Vary even when it is not the one served. Only for
-    GET and HEAD, not for a URI ending in "/"; a .gz that is missing is no error, one that
-    cannot be opened is logged."""
-    if r.head.method not in ("GET", "HEAD") or r.uri.endswith("/"):
-        return None
-    on = s.gzip_static == "on"
-    ok = gzip_ok(r, s, []) if on else True
-    if not ok and not s.gzip_vary:
-        return None
-    gz = path + ".gz"
-    target = static.resolve(gz, root_dir=root_dir)
+def _resolve_beside(path: str, root_dir: str,
+                    log_error: Callable[[str], None]) -> static.StaticTarget | None:
+    """The compressed file, if it exists: a missing one is no error, one that cannot be
+    looked at is logged (and the file itself is served)."""
+    target = static.resolve(path, root_dir=root_dir)
     if isinstance(target, static.StaticError):
         if target.errno not in _DECLINE_SILENTLY:
             log_error(target.reason)
         return None
-    if on:
-        r.vary_encoding = True
-        if not ok:
-            return None
+    return target
+
+
+def _open(target: static.StaticTarget,
+          log_error: Callable[[str], None]) -> tuple[int, Any] | None:
     if target.is_dir:
         return None
     opened = static.open_file(target)
@@ -357,3 +351,45 @@ def static_file(r: RequestState, s: Settings, path: str, root_dir: str,
             log_error(opened.reason)
         return None
     return opened
+
+
+def precompressed(r: RequestState, s: Settings, path: str, root_dir: str,
+                  log_error: Callable[[str], None]) -> tuple[int, Any, str] | None:
+    """The content handlers of brotli_static then gzip_static (ngx_brotli's runs first):
+    the open `path.br` or `path.gz`, its stat and its Content-Encoding, or None (the file
+    itself is served as usual). Only for GET and HEAD, not for a URI ending in "/".
+
+    gzip_static (ngx_http_gzip_static_handler): `on` serves the .gz when gzip_ok allows,
+    `always` whatever the client says; with `on` and gzip_vary, a .gz that exists marks the
+    response for Vary even when it is not the one served. brotli_static: `on` marks the
+    response for Vary at once, and serves the .br when Accept-Encoding names br."""
+    if r.head.method not in ("GET", "HEAD") or r.uri.endswith("/"):
+        return None
+    if s.brotli_static != "off":
+        ok = True
+        if s.brotli_static == "on":
+            r.vary_encoding = True
+            ae = r.head.get("accept-encoding")
+            ok = ae is not None and accepts_br(ae)
+        if ok:
+            target = _resolve_beside(path + ".br", root_dir, log_error)
+            opened = _open(target, log_error) if target is not None else None
+            if opened is not None:
+                return opened[0], opened[1], "br"
+    if s.gzip_static == "off":
+        return None
+    on = s.gzip_static == "on"
+    ok = gzip_ok(r, s, []) if on else True
+    if not ok and not s.gzip_vary:
+        return None
+    target = _resolve_beside(path + ".gz", root_dir, log_error)
+    if target is None:
+        return None
+    if on:
+        r.vary_encoding = True
+        if not ok:
+            return None
+    opened = _open(target, log_error)
+    if opened is None:
+        return None
+    return opened[0], opened[1], "gzip"

@@ -748,10 +748,10 @@ class Pipeline:
             if idx.status != 404 or s.log_not_found:
                 self.rt.log.error(idx.reason, r.conn, r)
             raise Finish(idx.status)
-        if s.gzip_static != "off":
-            gz = gzip.static_file(r, s, path, base, lambda m: self.rt.log.error(m, r.conn, r))
-            if gz is not None:
-                await self.send_file(r, ex, s, gz[0], gz[1], "gzip")
+        if s.gzip_static != "off" or s.brotli_static != "off":
+            pre = gzip.precompressed(r, s, path, base, lambda m: self.rt.log.error(m, r.conn, r))
+            if pre is not None:
+                await self.send_file(r, ex, s, pre[0], pre[1], pre[2])
                 return
         target = static.resolve(path, root_dir=base)
         if isinstance(target, static.StaticError):
@@ -773,7 +773,7 @@ class Pipeline:
     async def send_file(self, r: RequestState, ex: Exchange, s: Settings, fd: int,
                         st: os.stat_result, encoding: str) -> None:
         """An open file as the answer (the static handler's second half; `encoding`:
-        the Content-Encoding of a gzip_static .gz, else "")."""
+        the Content-Encoding of a gzip_static .gz or brotli_static .br, else "")."""
         head = r.head
         uri = r.uri
         f = os.fdopen(fd, "rb")
@@ -786,7 +786,7 @@ class Pipeline:
                     raise Finish(bad)
             mime = static.mime_for(uri, s.types, s.default_type)
             hdrs = {k.lower(): v for k, v in head.headers}
-            if s.gzip and not encoding and "range" in hdrs and \
+            if (s.gzip or s.brotli) and not encoding and "range" in hdrs and \
                     gzip.drop_range(r, s, self.response_status(r, 200), mime, st.st_size):
                 del hdrs["range"]
             plan = static.plan_response(head.method, hdrs, st, mime, etag_on=s.etag,

@@ -94,7 +94,7 @@ class RequestState:
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
         "body_read", "body_file",
-        "vary_encoding", "gzip_ratio",
+        "vary_encoding", "gzip_ratio", "brotli_ratio",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -170,3 +170,4 @@ class RequestState:
         # ratio of a compressed response, nginx's "%.2f" of in/out, for $gzip_ratio
         self.vary_encoding = False
         self.gzip_ratio: str | None = None
+        self.brotli_ratio: str | None = None    # $brotli_ratio (proxy/brotli.py)

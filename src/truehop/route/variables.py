@@ -500,6 +500,7 @@ BUILTIN: dict[str, Getter] = {
     "http_host_raw": lambda r: r.head.host,
     # set when a gzip-compressed body ended (proxy/gzip.py); not found otherwise
     "gzip_ratio": lambda r: r.gzip_ratio or "",
+    "brotli_ratio": lambda r: r.brotli_ratio or "",
 }
 
 # the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
@@ -522,6 +523,7 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "request_body_file": lambda r: r.request_body_file,
     "ssl_session_reused": lambda r: _ssl_session_reused(r) or None,
     "gzip_ratio": lambda r: r.gzip_ratio,
+    "brotli_ratio": lambda r: r.brotli_ratio,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
