@@ -19,6 +19,7 @@ from truehop.conf.model import ServerConf, Settings
 from truehop.http.coding import accepts_br, accepts_gzip, is_msie6
 from truehop.http.events import RequestHead
 from truehop.http.exchange import ResponseBody
+from truehop.proxy import brotli as brotli_mod
 from truehop.proxy import gzip
 from truehop.proxy.filters import filter_head
 from truehop.route.state import ConnectionInfo, RequestState
@@ -69,8 +70,14 @@ def test_accepts_gzip(value: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize("value, ok", [
-    ("gzip, deflate, br", True), ("br", True), ("br;q=0", False), ("brotli", False),
-    ("gzip", False), ("b", False), ("gzip, br;q=0.9", True),
+    ("gzip, deflate, br", True), ("br", True), ("BR", True), ("br;q=0", False),
+    ("brotli", False), ("abr", False), ("gzip", False), ("b", False),
+    ("gzip, br;q=0.9", True), ("br ; q = 0", False), ("br;q=0.", False),
+    ("br;q=0.0", False), ("br;q=0.000", False), ("br;q=0.0001", False),
+    ("br;q=0.001", True), ("br;q=1", True), ("br;q=0,gzip", False),
+    ("br;level=1", True),          # ngx_brotli accepts any parameter but q=0
+    ("br;q=0x", False),            # after "0", anything but "." refuses
+    ("xbr, br", True),             # the search goes on after a bad match
 ])
 def test_accepts_br(value: str, ok: bool) -> None:
     assert accepts_br(value) is ok
@@ -405,3 +412,39 @@ def test_sendfile_is_read_and_compressed(tmp_path: Path) -> None:
         asyncio.run(body.sendfile(f, 2, len(data)))
     body.end()
     assert zlib.decompress(b"".join(sink.parts), 16 + zlib.MAX_WBITS) == data
+
+
+# -- brotli ----------------------------------------------------------------------------------
+
+
+def test_brotli_defaults_and_window(tmp_path: Path) -> None:
+    s = settings(tmp_path, "")
+    assert (s.brotli, s.brotli_types, s.brotli_comp_level, s.brotli_window,
+            s.brotli_min_length, s.brotli_static) == (False, frozenset({"text/html"}), 6, 19,
+                                                      20, "off")
+    s = settings(tmp_path, "brotli on; brotli_window 16m; brotli_comp_level 0;")
+    assert (s.brotli, s.brotli_window, s.brotli_comp_level) == (True, 24, 0)
+    assert brotli_mod.window(s, None) == 24
+    assert brotli_mod.window(s, 1) == 10
+    assert brotli_mod.window(s, 3000) == 12
+    assert brotli_mod.window(s, 1 << 30) == 24
+
+
+@pytest.mark.parametrize("ae, status, resp, encoding, vary", [
+    ("br", 200, None, "br", True),
+    ("gzip, br", 200, None, "br", True),
+    ("gzip", 200, None, "gzip", True),
+    ("br;q=0", 200, None, None, True),
+    ("br", 500, None, None, False),
+    ("br", 200, [("Content-Type", "text/plain")], None, False),
+    ("br", 200, [("Content-Type", "text/html"), ("Content-Encoding", "gzip")], "gzip", False),
+])
+def test_brotli_before_gzip(tmp_path: Path, ae: str, status: int,
+                            resp: list[tuple[str, str]] | None, encoding: str | None,
+                            vary: bool) -> None:
+    conf = "brotli on; gzip on; gzip_vary on;"
+    headers, h = head_of(tmp_path, conf, [("Accept-Encoding", ae)], status, resp)
+    assert dict(headers).get("Content-Encoding") == encoding
+    assert headers.count(("Vary", "Accept-Encoding")) == (1 if vary else 0)
+    compressed_here = encoding is not None and resp is None
+    assert (h.body_filters is not None) is compressed_here
