@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from truehop.conf.ast import ConfigError
 from truehop.conf.compile import load
@@ -448,3 +450,20 @@ def test_brotli_before_gzip(tmp_path: Path, ae: str, status: int,
     assert headers.count(("Vary", "Accept-Encoding")) == (1 if vary else 0)
     compressed_here = encoding is not None and resp is None
     assert (h.body_filters is not None) is compressed_here
+
+
+# -- any header value: a verdict, never an exception -----------------------------------------
+
+@given(st.text(alphabet=st.sampled_from(list("gzipbrGZIPBR ;,=q.0123456789xQ*-\t")),
+               max_size=40))
+def test_any_accept_encoding_gives_a_verdict(value: str) -> None:
+    assert accepts_gzip(value) in (True, False)
+    assert accepts_br(value) in (True, False)
+    # a value that starts with a plain "gzip," always allows gzip (nginx's fast path)
+    assert accepts_gzip("gzip," + value)
+
+
+@given(st.text(max_size=60))
+def test_any_user_agent_gives_a_verdict(ua: str) -> None:
+    assert is_msie6(ua) in (True, False)
+    assert is_msie6("MSIE 6.0; " + ua) is (not ("Opera" in ua or "SV1" in ua))
