@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from harness import free_port, run_truehop
-from test_gzip import CSS, HTML, Resp, fetch
+from test_gzip import CSS, HTML, Resp, docs, fetch
 
 brotli = pytest.importorskip("brotli")
+__all__ = ["docs"]     # the fixture, shared with test_gzip
 
 CONF = """
 log_format br '$request_uri $status $brotli_ratio $gzip_ratio';
@@ -49,7 +50,8 @@ def decoded(r: Resp) -> bytes:
 
 
 @pytest.fixture
-def site(truehop: Any, upstream: Any, tmp_path: Path) -> Any:
+def site(truehop: Any, upstream: Any, docs: Path) -> Any:
+    tmp_path = docs
     root = tmp_path / "html"
     for d in ("", "pre", "always"):
         (root / d).mkdir(parents=True, exist_ok=True)

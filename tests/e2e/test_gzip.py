@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import gzip as gzip_lib
 import http.client
+import os
+import shutil
+import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ server {
     location /sse/ { proxy_pass http://127.0.0.1:@@UP@@/; proxy_buffering off; }
     location /buffered/ { proxy_pass http://127.0.0.1:@@UP@@/; }
     location /nope/ { return 404; }
+    #GUNZIP
 }
 """
 
@@ -106,7 +111,19 @@ GZ = {"Accept-Encoding": "gzip, deflate, br"}
 
 
 @pytest.fixture
-def site(truehop: Any, upstream: Any, tmp_path: Path) -> Any:
+def docs() -> Iterator[Path]:
+    """A directory for the served files outside pytest's base directory: another pytest
+    session on the machine starting as the same user makes that base 0700 again, and
+    truehop's workers (nobody, when started as root) would then meet EACCES."""
+    d = Path(tempfile.mkdtemp(prefix="truehop-gzip-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def site(truehop: Any, upstream: Any, docs: Path) -> Any:
+    tmp_path = docs
     root = make_root(tmp_path)
     port = free_port()
     tp = truehop(CONF.replace("#H2", "http2 on;"), port=port, up=upstream.port, root=str(root))
@@ -386,6 +403,11 @@ MATRIX: list[tuple[str, dict[str, str]]] = [
     ("1.0 /a.html", GZ),
     ("1.0 /old/a.html", GZ),
     ("/a.html", {**GZ, "If-Modified-Since": "Thu, 01 Jan 2099 00:00:00 GMT"}),
+    ("/gunzip/s.css", GZ),
+    ("/gunzip/s.css", {}),
+    ("HEAD /gunzip/s.css", {}),
+    ("/gunzip-up/s.css", {}),
+    ("/gunzip-up/s.css", {**GZ, "Via": "x"}),
 ]
 
 # the fields compared; the body is compared decompressed (static files only: the demo app
@@ -405,11 +427,12 @@ def shape(r: Resp, path: str) -> tuple[Any, ...]:
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
-def test_same_as_nginx(truehop: Any, nginx: Any, upstream: Any, tmp_path: Path) -> None:
-    root = make_root(tmp_path)
+def test_same_as_nginx(truehop: Any, nginx: Any, upstream: Any, docs: Path) -> None:
+    root = make_root(docs)
     tport, nport = free_port(), free_port()
-    truehop(CONF, port=tport, up=upstream.port, root=str(root))
-    nginx(CONF, port=nport, up=upstream.port, root=str(root))
+    conf = CONF.replace("#GUNZIP", GUNZIP)
+    truehop(conf, port=tport, up=upstream.port, root=str(root))
+    nginx(conf, port=nport, up=upstream.port, root=str(root))
     diffs = []
     for line, headers in MATRIX:
         method, version, path = "GET", "1.1", line
@@ -422,3 +445,40 @@ def test_same_as_nginx(truehop: Any, nginx: Any, upstream: Any, tmp_path: Path) 
         if want != got:
             diffs.append((line, headers, want, got))
     assert not diffs, "\n".join(map(repr, diffs))
+
+
+# -- gunzip ----------------------------------------------------------------------------------
+
+GUNZIP = """
+    location /gunzip/ { alias @@ROOT@@/always/; gzip_static always; gunzip on; }
+    location /gunzip-up/ { proxy_pass http://127.0.0.1:@@PORT@@/always/; gunzip on; }
+    location /gunzip-bad/ { proxy_pass http://127.0.0.1:@@UP@@/; gunzip on; }
+"""
+
+
+def test_gunzip_decodes_for_clients_without_gzip(truehop: Any, upstream: Any,
+                                                 docs: Path) -> None:
+    root = make_root(docs)
+    port = free_port()
+    truehop(CONF.replace("#GUNZIP", GUNZIP), port=port, up=upstream.port, root=str(root))
+    gz = (root / "always" / "s.css.gz").read_bytes()
+    for prefix in ("/gunzip/", "/gunzip-up/"):
+        # a gzip client gets the .gz as it is
+        r = fetch(port, prefix + "s.css", GZ)
+        assert r.raw == gz and r.get("content-encoding") == "gzip"
+        assert r.get("vary") == "Accept-Encoding"
+        # the others get it decoded, without a length, with a weak ETag and Vary
+        r = fetch(port, prefix + "s.css")
+        assert r.status == 200 and r.raw == CSS and r.get("content-encoding") is None
+        assert r.get("content-length") is None and r.get("vary") == "Accept-Encoding"
+        assert (r.get("etag") or "").startswith('W/"')
+        assert r.get("accept-ranges") is None
+        r = fetch(port, prefix + "s.css", version="1.0")      # gzip_http_version 1.1
+        assert r.raw == CSS
+    # a body that claims gzip and is not: the connection is cut (here before the corked
+    # head leaves), never a garbled body passed on as complete
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/gunzip-bad/__headers?Content-Encoding=gzip")
+    with pytest.raises((http.client.RemoteDisconnected, http.client.IncompleteRead)):
+        c.getresponse().read()
+    c.close()

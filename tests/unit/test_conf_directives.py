@@ -76,7 +76,7 @@ def test_same_name_specs_do_not_overlap() -> None:
 def test_unsupported_table_is_large_and_disjoint() -> None:
     assert len(dt.UNSUPPORTED) >= 120
     assert not set(dt.UNSUPPORTED) & set(dt.BY_NAME)
-    for name in ("gunzip", "postpone_gzipping", "limit_req", "limit_req_zone", "limit_conn", "auth_basic",
+    for name in ("gzip_no_buffer", "postpone_gzipping", "limit_req", "limit_req_zone", "limit_conn", "auth_basic",
                  "auth_basic_user_file", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass",
                  "proxy_cache", "proxy_cache_path", "ssi", "sub_filter", "allow", "deny",
                  "auth_request", "geo", "split_clients", "mirror", "stub_status",
@@ -187,7 +187,7 @@ def test_valid_trees(text: str, top: str) -> None:
     ("server { location / { proxy_pas http://u; } }", "http",
      'unknown directive "proxy_pas" in t.conf:1'),
     ("ssl on;", "http", 'unknown directive "ssl"'),
-    ("gunzip on;", "http", '"gunzip" directive is not supported by truehop (ngx_http_gunzip_module)'),
+    ("postpone_gzipping 1k;", "http", '"postpone_gzipping" directive is not supported by truehop (ngx_http_gzip_module)'),
     ("server { location / { allow 10.0.0.0/8; } }", "http",
      '"allow" directive is not supported by truehop (ngx_http_access_module)'),
     ("stream { }", "main", '"stream" directive is not supported by truehop (ngx_stream_core_module)'),
@@ -224,12 +224,12 @@ def test_errors(text: str, top: str, message: str) -> None:
 
 
 def test_errors_point_at_the_directive_in_its_file(tmp_path: Path) -> None:
-    (tmp_path / "site.conf").write_text("server {\n    listen 80;\n\n    gunzip on;\n}\n")
+    (tmp_path / "site.conf").write_text("server {\n    listen 80;\n\n    postpone_gzipping 1k;\n}\n")
     (tmp_path / "nginx.conf").write_text("events {}\nhttp {\n    include site.conf;\n}\n")
     tree = parse_file(str(tmp_path / "nginx.conf"))
     with pytest.raises(ConfigError) as ei:
         dt.check_tree(tree, dt.detect_top(tree))
-    assert str(ei.value) == (f'"gunzip" directive is not supported by truehop (ngx_http_gunzip_module)'
+    assert str(ei.value) == (f'"postpone_gzipping" directive is not supported by truehop (ngx_http_gzip_module)'
                              f' in {tmp_path / "site.conf"}:4')
 
 
@@ -239,11 +239,11 @@ def test_map_and_types_bodies_are_not_checked() -> None:
 
 
 def test_command_line_errors_have_no_line() -> None:
-    tree = parse_string("gunzip on;", "command line")
+    tree = parse_string("postpone_gzipping 1k;", "command line")
     with pytest.raises(ConfigError) as ei:
         dt.check_tree(tree, "main")
     assert str(ei.value) == (
-        '"gunzip" directive is not supported by truehop (ngx_http_gunzip_module) in command line')
+        '"postpone_gzipping" directive is not supported by truehop (ngx_http_gzip_module) in command line')
 
 
 def test_check_tree_rejects_bad_top() -> None:

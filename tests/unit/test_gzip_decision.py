@@ -467,3 +467,41 @@ def test_any_accept_encoding_gives_a_verdict(value: str) -> None:
 def test_any_user_agent_gives_a_verdict(ua: str) -> None:
     assert is_msie6(ua) in (True, False)
     assert is_msie6("MSIE 6.0; " + ua) is (not ("Opera" in ua or "SV1" in ua))
+
+
+# -- gunzip ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("req, resp, decoded", [
+    ([], [("Content-Type", "text/css"), ("Content-Encoding", "gzip"), ("ETag", '"e"')], True),
+    ([AE], [("Content-Type", "text/css"), ("Content-Encoding", "gzip")], False),
+    ([("Accept-Encoding", "gzip;q=0")], [("Content-Encoding", "GZIP")], True),
+    ([], [("Content-Encoding", "br")], False),
+    ([], [("Content-Type", "text/css")], False),
+])
+def test_gunzip_decision(tmp_path: Path, req: list[tuple[str, str]],
+                         resp: list[tuple[str, str]], decoded: bool) -> None:
+    headers, h = head_of(tmp_path, "gunzip on; gzip_vary on;", req, 200, resp, 500)
+    assert (h.body_filters is not None) is decoded
+    if decoded:
+        assert "Content-Encoding" not in dict(headers) and h.content_length is None
+        assert dict(headers).get("ETag", 'W/"e"') == 'W/"e"'
+    vary = any(k.lower() == "content-encoding" and v.lower() == "gzip" for k, v in resp)
+    assert (("Vary", "Accept-Encoding") in headers) is vary
+
+
+@needs_pure
+def test_gunzip_body_decodes_and_cuts_a_broken_stream(tmp_path: Path) -> None:
+    data = b"hello gunzip " * 500
+    z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    packed = z.compress(data) + z.flush()
+    sink = Sink()
+    body = gzip.GunzipBody(sink)
+    for i in range(0, len(packed), 7):
+        body.write(packed[i:i + 7])
+    body.end()
+    assert b"".join(sink.parts) == data and sink.ended
+    sink = Sink()
+    body = gzip.GunzipBody(sink)
+    body.write(packed[: len(packed) // 2])
+    body.end()                       # cut short: not ended as if whole
+    assert not sink.ended

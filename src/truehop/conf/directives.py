@@ -632,6 +632,11 @@ SPECS: tuple[Spec, ...] = (
     _d("gzip_static", HSL, "TAKE1", "ngx_http_gzip_static_module", "serve file.gz beside file (on|off|always)",
        target=SETTINGS_T, parse=P.enum("off", "on", "always"), default="off",
        at="proxy/gzip.py, " + _PIPE),
+    _d("gunzip", HSL, "FLAG", "ngx_http_gunzip_module", "decode gzip responses for clients that do not accept gzip",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_GZ),
+    _d("gunzip_buffers", HSL, "TAKE2", "ngx_http_gunzip_module", "number and size of decoding buffers",
+       target=SETTINGS_T, parse=P.bufs, default=(32, 4096),
+       noop="zlib's output is written on as it comes: there are no buffers to count"),
     # --- ngx_brotli (proxy/brotli.py; third-party, google/ngx_brotli) -----------------------
     _d("brotli", HSLI, "FLAG", BROTLI, "compress responses with brotli (needs the brotli package)",
        target=SETTINGS_T, parse=P.brotli_flag, default=False, at=_BR),
@@ -762,9 +767,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "grpc_ssl_conf_command grpc_ssl_crl grpc_ssl_name grpc_ssl_password_file "
         "grpc_ssl_protocols grpc_ssl_server_name grpc_ssl_session_reuse "
         "grpc_ssl_trusted_certificate grpc_ssl_verify grpc_ssl_verify_depth"
-    ),
-    'ngx_http_gunzip_module': (
-        "gunzip gunzip_buffers"
     ),
     'ngx_http_gzip_module': (
         "gzip_no_buffer postpone_gzipping"

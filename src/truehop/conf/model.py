@@ -126,7 +126,7 @@ SETTING_FIELDS: Final = (
     # gzip (proxy/gzip.py)
     "gzip", "gzip_types", "gzip_comp_level", "gzip_min_length", "gzip_buffers",
     "gzip_window", "gzip_hash", "gzip_http_version", "gzip_proxied", "gzip_vary",
-    "gzip_disable", "gzip_disable_msie6", "gzip_static",
+    "gzip_disable", "gzip_disable_msie6", "gzip_static", "gunzip", "gunzip_buffers",
     # ngx_brotli (proxy/brotli.py)
     "brotli", "brotli_types", "brotli_comp_level", "brotli_window", "brotli_min_length",
     "brotli_buffers", "brotli_static",
@@ -236,6 +236,8 @@ class Settings:
     gzip_disable: tuple[re.Pattern[str], ...]
     gzip_disable_msie6: bool
     gzip_static: str
+    gunzip: bool                        # decode gzip for clients that do not take it
+    gunzip_buffers: tuple[int, int]
     # ngx_brotli: `brotli_window` is the encoder's lgwin; `brotli_static` as gzip_static
     brotli: bool
     brotli_types: frozenset[str]

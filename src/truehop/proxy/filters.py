@@ -18,7 +18,7 @@ in the list runs first; nginx 1.30's order, with those truehop has):
     expires_filter      `expires` (ngx_http_headers_filter, first part)
     add_header_filter   `add_header`, with nginx's status rule and `always` (its second)
     ... sub, charset: issue 15 adds them here
-    gzip_filter         ngx_brotli's `brotli` (proxy/brotli.py), then `gzip`
+    gzip_filter         `gunzip`, ngx_brotli's `brotli` (proxy/brotli.py), then `gzip`
                         (ngx_http_gzip_header_filter), and the `Vary` the header writer
                         adds for them (proxy/gzip.py)
     (range)             byte ranges of a static file: static.plan_response
@@ -214,9 +214,14 @@ def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
 
 
 def gzip_filter(r: RequestState, s: Settings, h: HeadersOut) -> None:
-    """ngx_brotli's filter (proxy/brotli.py), then `gzip` (proxy/gzip.py), which also
-    writes the Vary either asked for: with both off and no module having looked at the
-    request (gzip_static, brotli_static), nothing to do."""
+    """`gunzip`, ngx_brotli's filter (proxy/brotli.py), then `gzip` (proxy/gzip.py),
+    which also writes the Vary any of them asked for: with all off and no module having
+    looked at the request (gzip_static, brotli_static), nothing to do."""
+    if s.gunzip:
+        make = gzip.gunzip_filter(r, s, h.status, h.headers, h.content_length)
+        if make is not None:
+            h.content_length = None
+            h.add_body_filter(make)
     if s.brotli:
         make = brotli.header_filter(r, s, h.status, h.headers, h.content_length)
         if make is not None:

@@ -324,6 +324,101 @@ class GzipBody(ResponseBody):
         self.next.abort()
 
 
+# -- gunzip ---------------------------------------------------------------------------------
+
+
+def gunzip_filter(r: RequestState, s: Settings, status: int, headers: list[tuple[str, str]],
+                  content_length: int | None) -> BodyFactory | None:
+    """ngx_http_gunzip_header_filter (gunzip on assumed): a response encoded with gzip
+    (from the upstream, or a gzip_static .gz) is decoded for a client that gzip_ok does
+    not allow it for; it is marked for Vary either way. Content-Length and Accept-Ranges
+    go, the ETag is weakened. Any status: nginx does not look at it."""
+    ce = field(headers, "content-encoding")
+    if ce is None or ce.lower() != "gzip":
+        return None
+    r.vary_encoding = True
+    if gzip_ok(r, s, headers):
+        return None
+    out: list[tuple[str, str]] = []
+    dropped = False
+    for kv in headers:
+        lk = kv[0].lower()
+        if lk == "accept-ranges" or (lk == "content-encoding" and not dropped):
+            dropped = dropped or lk == "content-encoding"
+            continue
+        out.append(kv)
+    headers[:] = weak_etag(out)
+    if r.head.method == "HEAD":
+        return unchanged
+
+    def make_body(nxt: ResponseBody) -> ResponseBody:
+        return GunzipBody(nxt)
+    return make_body
+
+
+class GunzipBody(ResponseBody):
+    """The decoding body filter (ngx_http_gunzip_body_filter). Bytes after the end of the
+    gzip stream are dropped; a broken stream ends the response abruptly (the client sees
+    a cut body, as with nginx's "inflate() failed")."""
+
+    __slots__ = ("next", "z", "failed")
+
+    def __init__(self, next: ResponseBody) -> None:
+        self.next = next
+        self.z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.failed = False
+
+    def write(self, data: bytes) -> None:
+        if self.failed or not data or self.z.eof:
+            return
+        try:
+            out = self.z.decompress(data)
+        except zlib.error:
+            self.failed = True
+            self.next.abort()
+            return
+        if out:
+            self.next.write(out)
+
+    def flush(self) -> None:
+        if not self.failed:
+            self.next.flush()
+
+    async def drain(self) -> None:
+        if not self.failed:
+            await self.next.drain()
+
+    @property
+    def write_blocked(self) -> bool:
+        return not self.failed and self.next.write_blocked
+
+    async def sendfile(self, f: Any, offset: int, count: int) -> None:
+        fd = f.fileno()
+        while count > 0 and not self.failed:
+            data = os.pread(fd, min(count, _READ_CHUNK), offset)
+            if not data:
+                raise OSError(f"file shrank while being sent ({count} bytes short)")
+            offset += len(data)
+            count -= len(data)
+            self.write(data)
+            if self.write_blocked:
+                await self.next.drain()
+
+    def end(self) -> None:
+        if self.failed:
+            return
+        if not self.z.eof:
+            # a gzip stream cut short: what it held is not the whole body
+            self.failed = True
+            self.next.abort()
+            return
+        self.next.end()
+
+    def abort(self) -> None:
+        if not self.failed:
+            self.next.abort()
+
+
 # -- gzip_static (and ngx_brotli's brotli_static) ------------------------------------------
 
 _DECLINE_SILENTLY: Final = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, None)
