@@ -150,7 +150,7 @@ def version_long() -> str:
             f"TLS SNI support enabled\n"
             f"configure arguments: --prefix={DEFAULT_PREFIX} --with-http_ssl_module "
             f"--with-http_v2_module --with-http_realip_module "
-            f"--with-http_gzip_static_module {WITHOUT}")
+            f"--with-http_gzip_static_module --with-http_gunzip_module {WITHOUT}")
 
 
 # What Test::Nginx's has() must see as absent: the nginx modules truehop does not implement.

@@ -1,6 +1,8 @@
 """gzip: nginx's ngx_http_gzip_filter_module (a header filter that decides, and a streaming
 body filter that compresses), ngx_http_gzip_ok of the core module (what the request allows),
-and ngx_http_gzip_static_module (a `file.gz` served in place of `file`).
+ngx_http_gzip_static_module (a `file.gz` served in place of `file`, and ngx_brotli's
+brotli_static), and ngx_http_gunzip_module (`gunzip`: a gzip-encoded response decoded for a
+client that gzip_ok refuses, before brotli and gzip look at it).
 
 Theory of operation. proxy.filters runs `header_filter` in nginx's place in the chain
 (after add_header, before range and the header writer) only when `gzip` is on at the
