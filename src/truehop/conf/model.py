@@ -255,6 +255,13 @@ SETTING_FIELDS: Final = (
     # access and auth (proxy/access.py, proxy/auth.py)
     "access_rules", "satisfy", "auth_basic", "auth_basic_user_file", "auth_request",
     "auth_request_set", "auth_delay",
+    # gzip (proxy/gzip.py)
+    "gzip", "gzip_types", "gzip_comp_level", "gzip_min_length", "gzip_buffers",
+    "gzip_window", "gzip_hash", "gzip_http_version", "gzip_proxied", "gzip_vary",
+    "gzip_disable", "gzip_disable_msie6", "gzip_static", "gunzip", "gunzip_buffers",
+    # ngx_brotli (proxy/brotli.py)
+    "brotli", "brotli_types", "brotli_comp_level", "brotli_window", "brotli_min_length",
+    "brotli_buffers", "brotli_static",
 )
 
 
@@ -397,6 +404,34 @@ class Settings:
     auth_request: str | None
     auth_request_set: tuple[AuthRequestSet, ...]
     auth_delay: float                   # seconds a 401 from the access phase waits
+    # gzip (proxy/gzip.py): `gzip_types` holds lower-case MIME types ("*": any, even none);
+    # `gzip_window`/`gzip_hash` are zlib's wbits and memLevel (nginx stores them so);
+    # `gzip_http_version` "1.0" | "1.1"; `gzip_proxied` its flags ("off", "any", ...);
+    # `gzip_disable` the caseless regexes, `gzip_disable_msie6` its msie6 word (merged
+    # apart, as nginx does); `gzip_static` "off" | "on" | "always"
+    gzip: bool
+    gzip_types: frozenset[str]
+    gzip_comp_level: int
+    gzip_min_length: int
+    gzip_buffers: tuple[int, int]
+    gzip_window: int
+    gzip_hash: int
+    gzip_http_version: str
+    gzip_proxied: frozenset[str]
+    gzip_vary: bool
+    gzip_disable: tuple[re.Pattern[str], ...]
+    gzip_disable_msie6: bool
+    gzip_static: str
+    gunzip: bool                        # decode gzip for clients that do not take it
+    gunzip_buffers: tuple[int, int]
+    # ngx_brotli: `brotli_window` is the encoder's lgwin; `brotli_static` as gzip_static
+    brotli: bool
+    brotli_types: frozenset[str]
+    brotli_comp_level: int
+    brotli_window: int
+    brotli_min_length: int
+    brotli_buffers: tuple[int, int]
+    brotli_static: str
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
     # derived when the settings are made, not a directive: whether the access phase has
     # anything to check here (a location with limit_except sets it too), so that a request

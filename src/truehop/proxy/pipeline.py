@@ -39,13 +39,14 @@ from truehop.conf.model import (
     RewriteOp,
     ServerConf,
     SetOp,
+    Settings,
 )
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.exchange import ClientGone, Exchange
 from truehop.http.status import REASONS, SENT_AS, TITLES
 from truehop.log import ErrorLog
 from truehop.net.listen import Listener
-from truehop.proxy import static
+from truehop.proxy import gzip, static
 from truehop.proxy.access import check_access
 from truehop.proxy.filters import SERVER_FULL, send_header
 from truehop.proxy.limits import preaccess
@@ -767,6 +768,11 @@ class Pipeline:
             if idx.status != 404 or s.log_not_found:
                 self.rt.log.error(idx.reason, r.conn, r)
             raise Finish(idx.status)
+        if s.gzip_static != "off" or s.brotli_static != "off":
+            pre = gzip.precompressed(r, s, path, base, lambda m: self.rt.log.error(m, r.conn, r))
+            if pre is not None:
+                await self.send_file(r, ex, s, pre[0], pre[1], pre[2])
+                return
         target = static.resolve(path, root_dir=base)
         if isinstance(target, static.StaticError):
             if target.status != 404 or s.log_not_found:
@@ -782,7 +788,14 @@ class Pipeline:
         if isinstance(opened, static.StaticError):
             self.rt.log.error(opened.reason, r.conn, r)
             raise Finish(opened.status)
-        fd, st = opened
+        await self.send_file(r, ex, s, opened[0], opened[1], "")
+
+    async def send_file(self, r: RequestState, ex: Exchange, s: Settings, fd: int,
+                        st: os.stat_result, encoding: str) -> None:
+        """An open file as the answer (the static handler's second half; `encoding`:
+        the Content-Encoding of a gzip_static .gz or brotli_static .br, else "")."""
+        head = r.head
+        uri = r.uri
         f = os.fdopen(fd, "rb")
         try:
             if ex.body.error is not None:
@@ -793,10 +806,15 @@ class Pipeline:
                     raise Finish(bad)
             mime = static.mime_for(uri, s.types, s.default_type)
             hdrs = {k.lower(): v for k, v in head.headers}
+            if (s.gzip or s.brotli) and not encoding and "range" in hdrs and \
+                    gzip.drop_range(r, s, self.response_status(r, 200), mime, st.st_size):
+                del hdrs["range"]
             plan = static.plan_response(head.method, hdrs, st, mime, etag_on=s.etag,
                                         max_ranges=s.max_ranges,
                                         if_modified_since=_ims_mode(s.if_modified_since))
             status = plan.status
+            if encoding and not plan.special:
+                plan.headers.append(("Content-Encoding", encoding))
             if plan.special:
                 r.extra_headers = plan.headers
                 raise Finish(status)

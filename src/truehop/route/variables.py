@@ -671,6 +671,9 @@ BUILTIN: dict[str, Getter] = {
     "limit_req_status": _limit_req_status,
     "limit_conn_status": _limit_conn_status,
     "limit_rate": _limit_rate,
+    # set when a gzip-compressed body ended (proxy/gzip.py); not found otherwise
+    "gzip_ratio": lambda r: r.gzip_ratio or "",
+    "brotli_ratio": lambda r: r.brotli_ratio or "",
 }
 
 # the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
@@ -697,6 +700,8 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "realpath_root": lambda r: _realpath_root(r) or None,
     "limit_req_status": lambda r: _limit_req_status(r) or None,
     "limit_conn_status": lambda r: _limit_conn_status(r) or None,
+    "gzip_ratio": lambda r: r.gzip_ratio,
+    "brotli_ratio": lambda r: r.brotli_ratio,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
