@@ -13,6 +13,7 @@ fills a second field itself says so in its docstring (`keepalive_timeout`, `keep
 from __future__ import annotations
 
 import grp
+import importlib.util
 import ipaddress
 import os
 import pwd
@@ -25,6 +26,8 @@ from typing import Any, Final, Protocol
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.model import (
     AccessLog,
+    AccessRule,
+    AuthRequestSet,
     BreakOp,
     CachePath,
     CacheValid,
@@ -50,6 +53,7 @@ from truehop.conf.model import (
     SetOp,
     SslCommand,
     UpstreamConf,
+    UserFile,
 )
 from truehop.conf.values import parse_expires, parse_size, parse_time
 from truehop.route.template import Template, literal
@@ -1056,6 +1060,8 @@ def min_uses(c: Context, d: Directive, s: LevelSettings) -> int:
     if n == 0:
         raise c.invalid(d)
     return n
+
+
 # --- issue 15, misc: charset, proxy_cookie_flags, SSL tuning, sizes ---------------------------
 
 # ngx_http_charset_module's charset_types default (text/html is always among them)
@@ -1190,3 +1196,217 @@ def ssl_conf_command(c: Context, d: Directive, s: Any) -> SslCommand:
     if key in ("minprotocol", "maxprotocol") and value in _PROTOCOL_VERSIONS:
         return SslCommand(name, value, key[:3], where, arg=value)
     return SslCommand(name, value, "", where)
+# --- access and auth (ngx_http_access_module, ngx_http_auth_basic_module,
+# ngx_http_auth_request_module, satisfy) ----------------------------------------------------
+
+
+def _inet_addr(text: str) -> int | None:
+    """ngx_inet_addr: four decimal parts, each at most 255 (leading zeros allowed)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    v = 0
+    for p in parts:
+        if not p.isdigit() or not p.isascii() or int(p) > 255:
+            return None
+        v = (v << 8) | int(p)
+    return v
+
+
+def access_rule(c: Context, d: Directive, s: LevelSettings) -> AccessRule:
+    """`allow` / `deny` ADDRESS[/BITS] | unix: | all (ngx_http_access_rule, ngx_ptocidr).
+    Host bits set under the mask are cleared, with nginx's warning."""
+    v = d.values[0]
+    deny = d.name == "deny"
+    w = (d.file, d.line)
+    if v == "all":
+        return AccessRule(deny, "all", text=v, where=w)
+    if v == "unix:":
+        return AccessRule(deny, "unix", text=v, where=w)
+    addr_text, slash, bits = v.partition("/")
+    addr4 = _inet_addr(addr_text)
+    if addr4 is not None:
+        family, width, addr = "4", 32, addr4
+    else:
+        try:
+            if "%" in addr_text:
+                raise ValueError(addr_text)
+            addr = int(ipaddress.IPv6Address(addr_text))
+        except ValueError:
+            raise ConfigError.at(f'invalid parameter "{v}"', d) from None
+        family, width = "6", 128
+    if not slash:
+        shift = width
+    elif not bits.isdigit() or not bits.isascii() or int(bits) > width:
+        raise ConfigError.at(f'invalid parameter "{v}"', d)
+    else:
+        shift = int(bits)
+    mask = ((1 << shift) - 1) << (width - shift)
+    if addr & ~mask & ((1 << width) - 1):
+        c.warnings.append(f"low address bits of {v} are meaningless in {d.file}:{d.line}")
+        addr &= mask
+    return AccessRule(deny, family, addr, mask, v, w)
+
+
+def satisfy(c: Context, d: Directive, s: LevelSettings) -> str:
+    """`satisfy all | any` (an enum: nginx compares without case)."""
+    v = d.values[0]
+    if v.lower() not in ("all", "any"):
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return v.lower()
+
+
+def user_file(c: Context, d: Directive, s: LevelSettings) -> UserFile:
+    """auth_basic_user_file: a path, variables allowed; relative to the configuration's
+    directory (nginx's ccv.conf_prefix), also when variables render a relative one."""
+    v = d.values[0]
+    tpl = c.template(v, d)
+    if tpl.static is not None:
+        tpl = literal(c.conf_relative(v))
+    return UserFile(tpl, c.conf_relative("."))
+
+
+def auth_request(c: Context, d: Directive, s: LevelSettings) -> str | None:
+    """`auth_request URI | off`: None is off (it cancels an inherited one)."""
+    v = d.values[0]
+    return None if v == "off" else v
+
+
+def auth_request_set(c: Context, d: Directive, s: LevelSettings) -> AuthRequestSet:
+    name, value = d.values
+    if not name.startswith("$"):
+        raise ConfigError.at(f'invalid variable name "{name}"', d)
+    return AuthRequestSet(name[1:], c.template(value, d), (d.file, d.line))
+# --- gzip (ngx_http_gzip_module, ngx_http_gzip_static_module, the core's gzip_*) ----------
+
+GZIP_PROXIED_FLAGS = frozenset({"off", "expired", "no-cache", "no-store", "private",
+                                "no_last_modified", "no_etag", "auth", "any"})
+
+
+def mime_types(default: str) -> Parser:
+    """`gzip_types` (and the like: ngx_http_types_slot): the level's lines add up; the
+    directive's default type (text/html) is always in; `*` means any type, even none, and
+    ends the list; a type named twice is nginx's warning `duplicate MIME type`."""
+    def parse(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+        cur = s.get(d.name)
+        if cur is None:
+            cur = frozenset({default})
+        if "*" in cur:
+            return frozenset({"*"})
+        out = set(cur)
+        for v in d.values:
+            if v == "*":
+                return frozenset({"*"})
+            lv = v.lower()
+            if lv in out:
+                c.warnings.append(f'duplicate MIME type "{lv}" in {d.file}:{d.line}')
+            else:
+                out.add(lv)
+        return frozenset(out)
+    return parse
+
+
+def comp_level(low: int, high: int) -> Parser:
+    """`gzip_comp_level` (ngx_conf_set_num_slot with bounds), nginx's wording."""
+    def parse(c: Context, d: Directive, s: LevelSettings) -> int:
+        v = d.values[0]
+        if not v.isdigit():
+            raise ConfigError.at(f'"{d.name}" directive invalid number', d)
+        n = int(v)
+        if not low <= n <= high:
+            raise ConfigError.at(f'"{d.name}" directive must be between {low} and {high}', d)
+        return n
+    return parse
+
+
+def bufs(c: Context, d: Directive, s: LevelSettings) -> tuple[int, int]:
+    """`gzip_buffers number size` (ngx_conf_set_bufs_slot): both positive."""
+    n = d.values[0]
+    try:
+        size = parse_size(d.values[1])
+    except ValueError:
+        size = 0
+    if not n.isdigit() or int(n) == 0 or size == 0:
+        raise ConfigError.at(f'"{d.name}" directive invalid value', d)
+    return (int(n), size)
+
+
+def _power_of_two(d: Directive, v: int, top: int, top_log: int, words: str) -> int:
+    # ngx_http_gzip_window / ngx_http_gzip_hash: the size maps to zlib's log2 parameter
+    size, log = top, top_log
+    while size > 256:
+        if size == v:
+            return log
+        size >>= 1
+        log -= 1
+    raise ConfigError.at(f'"{d.name}" directive must be {words}', d)
+
+
+def gzip_window(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`gzip_window size` -> zlib's wbits (32k -> 15 ... 512 -> 9)."""
+    return _power_of_two(d, c.size(d), 32 * 1024, 15, "512, 1k, 2k, 4k, 8k, 16k, or 32k")
+
+
+def gzip_hash(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`gzip_hash size` -> zlib's memLevel (128k -> 9 ... 512 -> 1)."""
+    return _power_of_two(d, c.size(d), 128 * 1024, 9,
+                         "512, 1k, 2k, 4k, 8k, 16k, 32k, 64k, or 128k")
+
+
+def enum(*words: str) -> Parser:
+    """ngx_conf_set_enum_slot: one of `words`, else `invalid value "x"`."""
+    def parse(c: Context, d: Directive, s: LevelSettings) -> str:
+        v = d.values[0]
+        for w in words:
+            if v.lower() == w:
+                return w
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return parse
+
+
+def gzip_proxied(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    """`gzip_proxied` (ngx_conf_set_bitmask_slot): the level's lines add up."""
+    out = set(s.get("gzip_proxied") or ())
+    for v in d.values:
+        lv = v.lower()
+        if lv not in GZIP_PROXIED_FLAGS:
+            raise ConfigError.at(f'invalid value "{v}"', d)
+        if lv in out:
+            c.warnings.append(f'duplicate value "{v}" in {d.file}:{d.line}')
+        out.add(lv)
+    return frozenset(out)
+
+
+def gzip_disable(c: Context, d: Directive, s: LevelSettings) -> tuple[re.Pattern[str], ...]:
+    """`gzip_disable regex ... | msie6` (ngx_http_gzip_disable): caseless regexes matched
+    against User-Agent, the level's lines adding up; the word msie6 sets
+    gzip_disable_msie6, which levels inherit apart from the regexes, as nginx's do."""
+    out = list(s.get("gzip_disable") or ())
+    for v in d.values:
+        if v == "msie6":
+            s.set("gzip_disable_msie6", True)
+            continue
+        out.append(c.regex(v, True, d))
+    return tuple(out)
+
+
+# --- ngx_brotli ---------------------------------------------------------------------------
+
+def brotli_flag(c: Context, d: Directive, s: LevelSettings) -> bool:
+    """`brotli on` compresses with Google's encoder, an optional dependency: without it
+    the configuration is refused rather than silently sending uncompressed responses."""
+    on = c.flag(d)
+    if on and importlib.util.find_spec("brotli") is None:
+        raise ConfigError.at('"brotli" directive needs the Python package "brotli" '
+                             "(pip install 'truehop[brotli]')", d)
+    return on
+
+
+def brotli_window(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`brotli_window size` -> the encoder's lgwin (1k -> 10 ... 16m -> 24)."""
+    v = c.size(d)
+    for bits in range(10, 25):
+        if v == 1 << bits:
+            return bits
+    raise ConfigError.at(f'"{d.name}" directive must be 1k, 2k, 4k, 8k, 16k, 32k, 64k, '
+                         "128k, 256k, 512k, 1m, 2m, 4m, 8m or 16m", d)

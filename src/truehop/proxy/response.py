@@ -184,6 +184,7 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
         out.append(kv)
     return out, ctype, unbuffered
 
+
 def rewrite_redirect(r: RequestState, s: Settings, loc: LocationConf, value: str,
                      refresh: bool) -> str:
     """proxy_redirect on a Location or Refresh value (nginx's ngx_http_proxy_rewrite_*):
@@ -223,6 +224,7 @@ def rewrite_redirect(r: RequestState, s: Settings, loc: LocationConf, value: str
                 finally:
                     r.captures = saved
     return value
+
 
 def _default_redirect(loc: LocationConf, target: str) -> str | None:
     """`proxy_redirect default`: proxy_pass's URL (with its URI part) -> the location's

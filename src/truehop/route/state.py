@@ -109,7 +109,8 @@ class RequestState:
         "uri_rewritten", "rewrite_break", "uri_changed", "error_location", "in_error_page",
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
-        "body_read", "body_file", "cache_status", "limits",
+        "body_read", "body_file", "cache_status", "limits", "parent",
+        "vary_encoding", "gzip_ratio", "brotli_ratio",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -185,3 +186,12 @@ class RequestState:
         # the limit modules' view of this request (proxy.limits, proxy.pacing); None when
         # no limit looked at it
         self.limits: LimitState | None = None
+        # the main request of a subrequest (auth_request's, proxy.subrequest); None for a
+        # main request (nginx's r != r->main)
+        self.parent: RequestState | None = None
+        # gzip (proxy/gzip.py): a gzip module looked at the response (nginx's r->gzip_vary:
+        # the header writer then adds `Vary: Accept-Encoding` under gzip_vary on); the
+        # ratio of a compressed response, nginx's "%.2f" of in/out, for $gzip_ratio
+        self.vary_encoding = False
+        self.gzip_ratio: str | None = None
+        self.brotli_ratio: str | None = None    # $brotli_ratio (proxy/brotli.py)

@@ -358,6 +358,12 @@ def _host(r: RequestState) -> str:
     return r.host
 
 
+def _request_method(r: RequestState) -> str:
+    """$request_method: the main request's method, in a subrequest too (r->main)."""
+    p = r.parent
+    return p.head.method if p is not None else r.head.method
+
+
 def _request_uri(r: RequestState) -> str:
     return r.head.target
 
@@ -546,6 +552,8 @@ def _request_filename(r: RequestState) -> str:
     if cut < 0:
         return root
     return root + r.uri[cut:]
+
+
 # $limit_req_status and $limit_conn_status by nginx's 1-based status (0: not found)
 _LIMIT_REQ_STATUS: Final = ("", "PASSED", "DELAYED", "REJECTED", "DELAYED_DRY_RUN",
                             "REJECTED_DRY_RUN")
@@ -601,7 +609,7 @@ BUILTIN: dict[str, Getter] = {
     "args": _args,
     "query_string": _args,
     "is_args": _is_args,
-    "request_method": lambda r: r.head.method,
+    "request_method": _request_method,
     "request": _request,
     "status": _status,
     "body_bytes_sent": lambda r: str(r.body_bytes_sent),
@@ -663,6 +671,9 @@ BUILTIN: dict[str, Getter] = {
     "limit_req_status": _limit_req_status,
     "limit_conn_status": _limit_conn_status,
     "limit_rate": _limit_rate,
+    # set when a gzip-compressed body ended (proxy/gzip.py); not found otherwise
+    "gzip_ratio": lambda r: r.gzip_ratio or "",
+    "brotli_ratio": lambda r: r.brotli_ratio or "",
 }
 
 # the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
@@ -670,7 +681,7 @@ BUILTIN: dict[str, Getter] = {
 # and ngx_http_ssl_module.c. The others are always found, if empty.
 _NOT_FOUND: dict[str, LogGetter] = {
     "request": _request_nf,
-    "request_method": lambda r: r.head.method or None,
+    "request_method": lambda r: _request_method(r) or None,
     # a request that could not be parsed: nginx has no unparsed URI then, and its $uri is
     # empty ("client sent invalid request" leaves r->uri allocated with length 0)
     "request_uri": lambda r: r.head.target if r.head.method else None,
@@ -689,6 +700,8 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "realpath_root": lambda r: _realpath_root(r) or None,
     "limit_req_status": lambda r: _limit_req_status(r) or None,
     "limit_conn_status": lambda r: _limit_conn_status(r) or None,
+    "gzip_ratio": lambda r: r.gzip_ratio,
+    "brotli_ratio": lambda r: r.brotli_ratio,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
