@@ -35,7 +35,7 @@ RANKS: Final[dict[str, int]] = {
     "truehop": 0, "truehop.clock": 0,
     "truehop.conf": 0, "truehop.conf.ast": 0, "truehop.conf.lexer": 0, "truehop.conf.values": 0,
     "truehop.http": 0, "truehop.http.events": 0, "truehop.http.headers": 0,
-    "truehop.http.status": 0,
+    "truehop.http.status": 0, "truehop.http.hpack": 0, "truehop.http.h2frames": 0,
     "truehop.route": 0, "truehop.route.uri": 0, "truehop.route.locations": 0,
     "truehop.route.template": 0, "truehop.certificate": 0,
     "truehop.net": 0, "truehop.proxy": 0, "truehop.process": 0,
