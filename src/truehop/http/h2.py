@@ -147,7 +147,29 @@ _NAME_BAD = bytes(range(0x00, 0x21)) + b"\x7f:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NAME_PLAIN = frozenset(b"-0123456789abcdefghijklmnopqrstuvwxyz")
 _NAME_PLAIN_US = _NAME_PLAIN | {0x5F}
 _VALUE_BAD = b"\x00\r\n"
-_PATH_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
+
+
+def _changing(keep: frozenset[int]) -> bytes:
+    """A translate table that keeps the bytes in `keep` and changes every other one."""
+    return bytes(c if c in keep else (0 if c else 1) for c in range(256))
+
+
+_PLAIN_MAP = _changing(_NAME_PLAIN)
+_PLAIN_MAP_US = _changing(_NAME_PLAIN_US)
+_PATH_MAP = _changing(frozenset(c for c in range(0x21, 0x7F) if c != 0x23))
+_NAME_STRS: dict[bytes, str] = {}
+
+
+def _name_str(name: bytes) -> str:
+    """A header name as str: the same few names come again and again (HPACK's tables hand
+    out the same bytes objects), so they are decoded once."""
+    s = _NAME_STRS.get(name)
+    if s is None:
+        s = name.decode("latin-1")
+        if len(_NAME_STRS) >= 4096:
+            _NAME_STRS.clear()
+        _NAME_STRS[name] = s
+    return s
 _ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _SCHEME_OK = _ALPHA | frozenset(b"0123456789+-.")
 # ngx_http_v2_parse_method: a method nginx knows, or upper-case letters, '_' and '-'
@@ -1540,18 +1562,23 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
     host_hdr: str | None = None
     cl: int | None = None
     count = 0
-    plain = _NAME_PLAIN_US if lim.underscores_in_headers else _NAME_PLAIN
+    plain_map = _PLAIN_MAP_US if lim.underscores_in_headers else _PLAIN_MAP
 
     for name, value in raw:
         if not name:
             return "client sent zero header name length"   # `_walk` ends the connection first
         pseudo = name[0] == 0x3A  # ':'
-        chars = name[1:] if pseudo else name
-        if chars.translate(None, _NAME_BAD) != chars:
-            return _bad(400, method, raw, f"client sent invalid header name: \"{name.decode('latin-1')}\"")
-        if value.translate(None, _VALUE_BAD) != value:
-            return _bad(400, method, raw, f"client sent header \"{name.decode('latin-1')}\" with invalid "
-                            f"value")
+        # the common case first: a name of plain characters only (translate with a table
+        # and nothing to delete gives back the same object when nothing changed)
+        is_plain = not pseudo and name.translate(plain_map) is name
+        if not is_plain and (not pseudo or name not in _PSEUDO):
+            chars = name[1:] if pseudo else name
+            if chars.translate(None, _NAME_BAD) != chars:
+                return _bad(400, method, raw, f"client sent invalid header name: "
+                                              f"\"{name.decode('latin-1')}\"")
+        if 0 in value or 13 in value or 10 in value:
+            return _bad(400, method, raw, f"client sent header \"{name.decode('latin-1')}\" "
+                                          f"with invalid value")
         if pseudo:
             if seen_regular:
                 return "client sent pseudo-header after regular header"
@@ -1571,7 +1598,7 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
                     return _bad(400, method, raw, "client sent empty :path header")
                 # ngx_http_parse_uri: origin-form only ('*' too is refused), no control
                 # characters or spaces; '#' and bytes >= 0x80 are refused here as well
-                if value[0] != 0x2F or value.translate(None, _PATH_BAD) != value:
+                if value[0] != 0x2F or value.translate(_PATH_MAP) is not value:
                     return _bad(400, method, raw, f"client sent invalid :path header: \"{sval}\"")
                 path = sval
             elif name == b":scheme":
@@ -1593,7 +1620,7 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
                                 f"\"{name.decode('latin-1')}\"")
             continue
         seen_regular = True
-        if not plain.issuperset(name) and lim.ignore_invalid_headers:
+        if not is_plain and lim.ignore_invalid_headers:
             continue                     # nginx: "client sent invalid header", dropped
         if name in _CONNECTION_SPECIFIC:
             return f"client sent connection-specific header {name.decode('latin-1')!r}"
@@ -1621,7 +1648,7 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
             cl = int(sval)
         if name == b"http2-settings":
             continue
-        headers.append((name.decode("latin-1"), sval))
+        headers.append((_name_str(name), sval))
     if method is None:
         return _bad(400, method, raw, "client sent no :method header")
     if scheme is None:
