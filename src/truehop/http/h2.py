@@ -1281,10 +1281,9 @@ class H2Server:
             return False
         block: list[tuple[bytes, bytes]] = [(b":status", _status_bytes(status))]
         for k, v in headers:
-            lk = k.lower()
-            if lk in _DROPPED_OUT:
-                continue
-            block.append((lk.encode("latin-1"), v.encode("latin-1", "replace")))
+            name = _out_name(k)
+            if name:
+                block.append((name, v.encode("latin-1", "replace")))
         self._headers_out(st, block, end_stream)
         if end_stream:
             self._out.pop(sid, None)
@@ -1495,6 +1494,20 @@ class H2Server:
 
 
 _STATUS_BYTES: Final = {s: str(s).encode() for s in range(100, 600)}
+_OUT_NAMES: dict[str, bytes] = {}
+
+
+def _out_name(name: str) -> bytes:
+    """A response header name as HTTP/2 sends it: lower case, b"" for the fields HTTP/2 has
+    no place for (connection-specific ones); the same few names come on every response."""
+    b = _OUT_NAMES.get(name)
+    if b is None:
+        lower = name.lower()
+        b = b"" if lower in _DROPPED_OUT else lower.encode("latin-1")
+        if len(_OUT_NAMES) >= 4096:
+            _OUT_NAMES.clear()
+        _OUT_NAMES[name] = b
+    return b
 
 
 def _status_bytes(status: int) -> bytes:

@@ -584,13 +584,13 @@ class Encoder:
         huff = self.huffman
         for name, value in fields:
             key = (name, value)
+            k = self.fields.get(key, -1)        # most fields repeat: the dynamic table first
+            if k >= 0:
+                encode_int(out, 0x80, 0x7F, STATIC_LEN + self.inserted - k)
+                continue
             index = _STATIC_FIELDS.get(key, 0)
             if index:
                 encode_int(out, 0x80, 0x7F, index)
-                continue
-            k = self.fields.get(key, -1)
-            if k >= 0:
-                encode_int(out, 0x80, 0x7F, STATIC_LEN + self.inserted - k)
                 continue
             index = _STATIC_NAMES.get(name, 0)
             if not index:
