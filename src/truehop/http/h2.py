@@ -775,6 +775,9 @@ class H2Server:
         """What is refused as soon as a frame header is in, before its payload is buffered:
         an oversized header block, a control-frame flood, a DATA frame no window can take,
         an oversized control frame."""
+        if length > self.limits.max_frame_size:
+            raise _ConnectionError(FRAME_SIZE_ERROR, f"client sent too large frame of type "
+                                                     f"{ftype}: {length}")
         if ftype == HEADERS:
             if length > self._block_limit:
                 raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too large header block")

@@ -529,11 +529,10 @@ def _int_value(data: bytes, pos: int, mask: int) -> int:
 
 # -- encoding -------------------------------------------------------------------------------
 
-# fields that change on (almost) every response or should not stay in a table: literal
-# without indexing, so the table keeps what repeats (server, content-type, date...)
+# fields that change on (almost) every response or should not stay in a table (cookies):
+# literal without indexing, so the table keeps what repeats (server, content-type, date...)
 _NOT_INDEXED: Final = frozenset({b"content-length", b"etag", b"last-modified", b"location",
                                  b"content-range", b"set-cookie", b"age", b"expires"})
-_NEVER_INDEXED: Final = frozenset({b"set-cookie", b"authorization", b"proxy-authorization"})
 
 
 class Encoder:
@@ -599,7 +598,10 @@ class Encoder:
                     index = STATIC_LEN + self.inserted - k
             size = len(name) + len(value) + ENTRY_OVERHEAD
             if name in _NOT_INDEXED or size > self.max_size:
-                encode_int(out, 0x10 if name in _NEVER_INDEXED else 0, 0x0F, index)
+                # literal without indexing (0000), never the never-indexed form (0001): it
+                # gives a proxy's client nothing, and some decoders (nginx's test client)
+                # do not read it
+                encode_int(out, 0, 0x0F, index)
             else:
                 encode_int(out, 0x40, 0x3F, index)
                 self._evict(size)
