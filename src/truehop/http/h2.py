@@ -140,13 +140,13 @@ _RESET_IDS_KEPT: Final = 1024          # streams reset lately whose late frames 
 
 
 # RFC 9110 token characters; header names must also be lower case in HTTP/2
-_NAME_OK = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_NAME_OK: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 # ngx_http_v2_validate_header: these name bytes make the request a 400; any byte outside
 # _NAME_PLAIN (and '_' with underscores_in_headers) only makes the field invalid
-_NAME_BAD = bytes(range(0x00, 0x21)) + b"\x7f:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_NAME_PLAIN = frozenset(b"-0123456789abcdefghijklmnopqrstuvwxyz")
-_NAME_PLAIN_US = _NAME_PLAIN | {0x5F}
-_VALUE_BAD = b"\x00\r\n"
+_NAME_BAD: Final = bytes(range(0x00, 0x21)) + b"\x7f:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NAME_PLAIN: Final = frozenset(b"-0123456789abcdefghijklmnopqrstuvwxyz")
+_NAME_PLAIN_US: Final = _NAME_PLAIN | {0x5F}
+_VALUE_BAD: Final = b"\x00\r\n"
 
 
 def _changing(keep: frozenset[int]) -> bytes:
@@ -154,10 +154,10 @@ def _changing(keep: frozenset[int]) -> bytes:
     return bytes(c if c in keep else (0 if c else 1) for c in range(256))
 
 
-_PLAIN_MAP = _changing(_NAME_PLAIN)
-_PLAIN_MAP_US = _changing(_NAME_PLAIN_US)
-_PATH_MAP = _changing(frozenset(c for c in range(0x21, 0x7F) if c != 0x23))
-_NAME_STRS: dict[bytes, str] = {}
+_PLAIN_MAP: Final = _changing(_NAME_PLAIN)
+_PLAIN_MAP_US: Final = _changing(_NAME_PLAIN_US)
+_PATH_MAP: Final = _changing(frozenset(c for c in range(0x21, 0x7F) if c != 0x23))
+_NAME_STRS: Final[dict[bytes, str]] = {}
 
 
 def _name_str(name: bytes) -> str:
@@ -170,18 +170,18 @@ def _name_str(name: bytes) -> str:
             _NAME_STRS.clear()
         _NAME_STRS[name] = s
     return s
-_ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_SCHEME_OK = _ALPHA | frozenset(b"0123456789+-.")
+_ALPHA: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_SCHEME_OK: Final = _ALPHA | frozenset(b"0123456789+-.")
 # ngx_http_v2_parse_method: a method nginx knows, or upper-case letters, '_' and '-'
-_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PROPFIND", "PUT", "MKCOL", "DELETE",
+_METHODS: Final = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PROPFIND", "PUT", "MKCOL", "DELETE",
                       "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "PATCH", "TRACE",
                       "CONNECT"})
-_METHOD_OK = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
-_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+_METHOD_OK: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+_PSEUDO: Final = frozenset({b":method", b":scheme", b":authority", b":path"})
 # RFC 9113 §8.2.2: connection-specific fields make a request malformed
-_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+_CONNECTION_SPECIFIC: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                                   b"transfer-encoding", b"upgrade"})
-_DROPPED_OUT = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+_DROPPED_OUT: Final = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                           "upgrade", "te", "http2-settings"})
 
 
@@ -410,8 +410,8 @@ class _Outbox:
         return b"".join(parts)
 
 
-DEFAULT_WEIGHT = 16
-MAX_CLOSED_NODES = 32              # nginx: priority nodes kept for closed and idle streams
+DEFAULT_WEIGHT: Final = 16
+MAX_CLOSED_NODES: Final = 32              # nginx: priority nodes kept for closed and idle streams
 
 
 class _Node:
@@ -1497,7 +1497,7 @@ class H2Server:
 
 
 _STATUS_BYTES: Final = {s: str(s).encode() for s in range(100, 600)}
-_OUT_NAMES: dict[str, bytes] = {}
+_OUT_NAMES: Final[dict[str, bytes]] = {}
 
 
 def _out_name(name: str) -> bytes:

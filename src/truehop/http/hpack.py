@@ -77,17 +77,24 @@ STATIC_TABLE: Final[tuple[tuple[bytes, bytes], ...]] = (
 STATIC_LEN: Final = 61
 
 
-def _static_indexes() -> tuple[dict[tuple[bytes, bytes], int], dict[bytes, int]]:
+def _static_fields() -> dict[tuple[bytes, bytes], int]:
     fields: dict[tuple[bytes, bytes], int] = {}
-    names: dict[bytes, int] = {}
     for i, (name, value) in enumerate(STATIC_TABLE):
         if value:
             fields.setdefault((name, value), i + 1)
+    return fields
+
+
+def _static_names() -> dict[bytes, int]:
+    names: dict[bytes, int] = {}
+    for i, (name, _) in enumerate(STATIC_TABLE):
         names.setdefault(name, i + 1)
-    return fields, names
+    return names
 
 
-_STATIC_FIELDS, _STATIC_NAMES = _static_indexes()
+# module constants are Final: mypyc keeps them in C statics, not in the module's dict
+_STATIC_FIELDS: Final = _static_fields()
+_STATIC_NAMES: Final = _static_names()
 
 # RFC 7541 Appendix B: (code, length in bits) for each byte value, then EOS (256)
 HUFFMAN_CODES: Final[tuple[tuple[int, int], ...]] = (
