@@ -436,3 +436,26 @@ def test_random_frames_never_raise(frames: list[tuple[int, int, int, bytes]]) ->
         data += bytes(out) + payload
     _feed_all([data])
     _feed_all([data[i:i + 7] for i in range(0, len(data), 7)])
+
+
+def test_header_pending_covers_a_frame_not_complete() -> None:
+    # client_header_timeout (net.h2conn) bounds a header block from its first bytes on
+    s, c = pair()
+    frame = HeadersFrame(1, c.encoder.encode(headers()),
+                         flags=["END_HEADERS", "END_STREAM"]).serialize()
+    assert s.feed(frame[:12]) == [] and s.header_pending() and not s.in_header_block
+    assert of(s.feed(frame[12:]), StreamRequest) and not s.header_pending()
+    s.feed(HeadersFrame(3, c.encoder.encode(headers())).serialize())
+    assert s.header_pending() and s.in_header_block
+
+
+def test_large_data_frame_arriving_in_pieces() -> None:
+    s, c = pair(H2Limits(initial_window=1 << 20))
+    request(s, c, headers(method="POST"), end=False)
+    s.open_window(1, 1 << 20)
+    frame = DataFrame(1, b"z" * 500_000, flags=["END_STREAM"]).serialize()
+    events: list[Any] = []
+    for i in range(0, len(frame), 1000):
+        events += s.feed(frame[i:i + 1000])
+    [d] = of(events, StreamData)
+    assert d.data == b"z" * 500_000 and of(events, StreamEnded)
