@@ -123,6 +123,7 @@ SETTING_FIELDS: Final = (
     "real_ip_header", "real_ip_recursive", "autoindex", "if_modified_since",
     "disable_symlinks", "proxy_ignore_headers", "recursive_error_pages", "error_log",
     "client_body_temp_path", "client_body_in_file_only",
+    "proxy_temp_path", "proxy_max_temp_file_size", "proxy_temp_file_write_size",
 )
 
 
@@ -211,6 +212,11 @@ class Settings:
     # "off" | "on" | "clean" (proxy.request_body)
     client_body_temp_path: tuple[str, tuple[int, ...]]
     client_body_in_file_only: str
+    # a buffered response past proxy_buffers (proxy.spool): the temp dir and levels, the
+    # file's limit (0: no file), bytes written at a time (0: nginx's computed default)
+    proxy_temp_path: tuple[str, tuple[int, ...]]
+    proxy_max_temp_file_size: int
+    proxy_temp_file_write_size: int
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
 
     def __init__(self) -> None:

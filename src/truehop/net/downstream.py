@@ -647,7 +647,7 @@ class ClientConnection(asyncio.Protocol):
                 except OSError as e:
                     raise ClientGone(str(e)) from None
         while count > 0:
-            chunk = os.pread(fd, min(count, 256 * 1024), offset)
+            chunk = os.pread(fd, min(count, 64 * 1024), offset)
             if not chunk:
                 # the file shrank under us: the response cannot be completed
                 self.abort()

@@ -34,6 +34,23 @@ class UpstreamError(Exception):
         super().__init__(message)
 
 
+class EventSink:
+    """Who takes a response's events as they are parsed, instead of a caller waiting in
+    `next_event` (proxy.spool: a buffered response read on while the client is slow). It
+    is told from the connection's callbacks; it pops the events itself (`pop_event`) and
+    reads `error` / `is_closed()` when none is left."""
+
+    __slots__ = ()
+
+    def upstream_ready(self) -> None:
+        """Events were parsed, or the connection failed, ended or was closed."""
+        raise NotImplementedError
+
+    def upstream_timed_out(self) -> None:
+        """The read deadline set by `arm_read_timeout` passed with nothing read."""
+        raise NotImplementedError
+
+
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, peer_key: tuple[str, int]) -> None:
         self.peer_key = peer_key
@@ -50,6 +67,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = self.created
         self.received_any = False
         self._paused = False
+        self.held = False      # reading stopped by the sink (`hold`), not by `buffered`
+        self.sink: EventSink | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.tunnel: Callable[[bytes], None] | None = None
@@ -82,6 +101,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline.drop()
 
     def _timed_out(self) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_timed_out()
+            return
         f = self.flow
         if f is not None:
             f.resume(_TIMED_OUT)
@@ -172,6 +195,10 @@ class UpstreamConnection(asyncio.Protocol):
             w.set_result(None)
 
     def _wake(self) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_ready()
+            return
         f = self.flow
         if f is not None:
             f.resume()   # the request goes on now, inside this callback
@@ -218,7 +245,8 @@ class UpstreamConnection(asyncio.Protocol):
         ev = self.events.popleft()
         if type(ev) is Data:
             self.buffered -= len(ev.data)
-            if self._paused and self.buffered < self.high_water // 2 and self.transport:
+            if self._paused and self.buffered < self.high_water // 2 and self.transport \
+                    and not self.held:
                 self._paused = False
                 self.transport.resume_reading()
         elif type(ev) is EndOfMessage:
@@ -254,6 +282,29 @@ class UpstreamConnection(asyncio.Protocol):
                 raise UpstreamError("timeout", "upstream timed out (110: Connection timed out) "
                                                "while reading upstream")
         return self.pop_event()
+
+    # -- a sink's controls (proxy.spool) ----------------------------------------------------
+
+    def hold(self) -> None:
+        """Stop reading until `unhold`: the sink has no room (its buffers and file are full)."""
+        self.held = True
+        self._deadline.clear()      # nginx's read timer runs only while it wants to read
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def unhold(self) -> None:
+        self.held = False
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def arm_read_timeout(self, timeout: float) -> None:
+        """The sink's read deadline: `upstream_timed_out` unless bytes come within it."""
+        self._deadline.set(timeout, self._timed_out)
+
+    def clear_read_timeout(self) -> None:
+        self._deadline.clear()
 
     def finished_cleanly(self) -> bool:
         return self.parser is None and not self.events and not self.closed and not self.eof

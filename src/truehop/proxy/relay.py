@@ -4,14 +4,17 @@ to a forwarded upgrade becomes a `tunnel`."""
 
 from __future__ import annotations
 
+import asyncio
+
 from truehop.clock import monotonic as _monotonic
 from truehop.http.events import Data, EndOfMessage, ProtocolError
-from truehop.http.exchange import ClientGone
-from truehop.net.upstream import UpstreamError
+from truehop.http.exchange import ClientGone, ResponseBody
+from truehop.net.upstream import UpstreamConnection, UpstreamError
 from truehop.proxy.attempts import Attempt, account
 from truehop.proxy.filters import send_header
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.response import ResponsePlan, process_accel, response_headers
+from truehop.proxy.spool import SENDFILE_MAX, WRITE_MAX, Spool, spool_limits
 from truehop.proxy.tunnel import tunnel, ws_accept
 
 
@@ -68,6 +71,7 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
     out = send_header(r, ex, final_status, headers, rh.content_length,
                       rh.reason if final_status == status else None, cork=True)
     read_timeout = s.proxy_read_timeout
+    sp: Spool | None = None
     try:
         while True:
             ev = conn.pop_event()
@@ -75,30 +79,147 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
                 out.flush()
                 ev = await conn.next_event(read_timeout)
             if type(ev) is Data:
-                t.response_length += len(ev.data)
-                out.write(ev.data)
+                data = ev.data
+                t.response_length += len(data)
+                if len(data) > WRITE_MAX:
+                    # a large read goes out in pieces: what a stalled client's transport
+                    # holds stays small, and no write keeps the loop long
+                    left = await _write_pieces(out, data, unbuffered)
+                    if left is not None:
+                        sp = _spool(att, conn, rh.keep_alive, left)
+                        break
+                    continue
+                out.write(data)
                 if out.write_blocked:
+                    if not unbuffered:
+                        # the client is slower than the upstream: read on into memory and
+                        # the temp file (proxy.spool), and let the upstream go at its end
+                        sp = _spool(att, conn, rh.keep_alive, b"")
+                        break
                     await out.drain()
             elif type(ev) is EndOfMessage:
                 break
+        if sp is not None:
+            await _feed(sp, out)
     except UpstreamError as e:
         out.flush()
         rt.log.error(e.message.replace("reading response header from upstream",
                                        "reading upstream"), r.conn, r)
+        if sp is not None:
+            sp.close()
         conn.abort()
         ex.abort()
         return
     except (ClientGone, ProtocolError):
+        if sp is not None:
+            sp.close()
         conn.abort()
         raise ClientGone("client closed connection") from None
+    except BaseException:
+        if sp is not None:
+            sp.close()      # cancelled: the pipeline aborts the connection if still ours
+        raise
+    if sp is not None:
+        sp.close()
+        out.end()
+        return
     out.end()
+    _upstream_done(att, conn, rh.keep_alive)
+
+
+def _upstream_done(att: Attempt, conn: UpstreamConnection, keep_alive: bool) -> None:
+    """The whole response is read: the try ends ($upstream_response_time), the connection
+    goes back to the pool when the exchange ended cleanly (else it is closed), and the peer
+    is freed, as nginx's ngx_http_upstream_finalize_request, which a buffered response
+    reaches while the client is still being sent what was read."""
+    t = att.tried
+    assert t is not None
     now = t.end = _monotonic()
     account(t, conn)
+    r = att.r
     pool = att.live.pool
-    if pool is not None and rh.keep_alive and conn.finished_cleanly():
+    released = False
+    if pool is not None and keep_alive and conn.finished_cleanly():
         sender = att.sender
         if sender is None or sender.done():
             r.upstream_conn = None
             pool.release(conn, now, reusable=True)
+            released = True
+    if not released:
+        conn.close()
+    peer = att.peer
+    if peer is not None:
+        att.peer = None
+        att.state.done(peer, att.answered, failed=False)
+
+
+def _spool(att: Attempt, conn: UpstreamConnection, keep_alive: bool, first: bytes) -> Spool:
+    """Switch a buffered response to its spool (proxy.spool), with `first` (bytes not yet
+    handed to the client) ahead of what the upstream sends next."""
+    rt = att.rt
+    r = att.r
+    s = att.s
+    t = att.tried
+    assert t is not None
+    limit, max_file, write_size = spool_limits(s.proxy_buffer_size, s.proxy_buffers,
+                                               s.proxy_max_temp_file_size,
+                                               s.proxy_temp_file_write_size)
+
+    def ended(c: UpstreamConnection) -> None:
+        t.response_length += sp.received
+        sp.received = 0
+        _upstream_done(att, c, keep_alive)
+
+    def warn(msg: str) -> None:
+        rt.log.warn(msg, r.conn, r)
+
+    def crit(msg: str) -> None:
+        rt.log.crit(msg, r.conn, r)
+
+    sp = Spool(conn, limit, max_file, write_size, s.proxy_temp_path, s.proxy_read_timeout,
+               ended, warn, crit)
+    sp.attach(first)
+    return sp
+
+
+async def _write_pieces(out: ResponseBody, data: bytes, unbuffered: bool) -> bytes | None:
+    """Write `data` WRITE_MAX at a time, waiting for the client between pieces. A buffered
+    response stops at the first wait instead and returns what is left (maybe b""), to be
+    spooled; None when all went out."""
+    off = 0
+    n = len(data)
+    while off < n:
+        end = off + WRITE_MAX
+        out.write(data[off:end])
+        off = end
+        if out.write_blocked:
+            if not unbuffered:
+                return data[off:]
+            await out.drain()
+    return None
+
+
+async def _feed(sp: Spool, out: ResponseBody) -> None:
+    """The client's side of a spooled response: the file's bytes (sendfile where the
+    transport allows, SENDFILE_MAX a call, the loop given a turn after each), then
+    memory's, WRITE_MAX a write, until the upstream's end; raises its error."""
+    while True:
+        pending = sp.file_pending()
+        if pending:
+            k = pending if pending < SENDFILE_MAX else SENDFILE_MAX
+            await out.sendfile(sp, sp.file_sent, k)
+            sp.file_sent_more(k)
+            await asyncio.sleep(0)
+            continue
+        data = sp.take()
+        if data:
+            out.write(data)
+            if out.write_blocked:
+                await out.drain()
+            continue
+        if sp.error is not None:
+            raise sp.error
+        if sp.done:
             return
-    conn.close()
+        out.flush()
+        await sp.wait()

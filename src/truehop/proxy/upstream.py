@@ -94,14 +94,16 @@ class Proxy:
             now = _monotonic()
             att = Attempt(rt, r, ex, loc, live, upstream, scheme, req, now)
             await att.until_answer(now)
-            peer = att.peer
-            assert peer is not None
             try:
                 await relay(att, resp_plan)
             finally:
                 # the peer is freed when the response ends, as nginx frees it at finalize:
-                # `conns` (least_conn, max_conns) counts whole responses and tunnels
-                att.state.done(peer, att.answered, failed=False)
+                # `conns` (least_conn, max_conns) counts whole responses and tunnels (the
+                # relay frees it itself once the whole response is read, att.peer = None)
+                peer = att.peer
+                if peer is not None:
+                    att.peer = None
+                    att.state.done(peer, att.answered, failed=False)
         finally:
             if tries_made and tries_made[-1].end is None:
                 last = tries_made[-1]
