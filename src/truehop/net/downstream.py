@@ -25,7 +25,15 @@ from typing import Any, Final
 from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import Settings
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
-from truehop.http.exchange import NO_BODY, NO_BODY_CL0, BodyStream, ClientGone, Exchange
+from truehop.http.exchange import (
+    NO_BODY,
+    NO_BODY_CL0,
+    TIMED_OUT,
+    BodyStream,
+    ClientGone,
+    Exchange,
+    expire,
+)
 from truehop.http.h1 import H1ServerParser, response_head_bytes
 from truehop.net.closing import CloseDeadline, LingeringClose, close_within
 from truehop.net.connection import (
@@ -39,6 +47,8 @@ from truehop.route.state import ConnectionInfo
 
 BODY_HIGH_WATER: Final = 256 * 1024
 PIPELINE_HIGH_WATER: Final = 32       # queued pipelined requests before reading pauses
+WRITE_HIGH_WATER: Final = 16 * 1024   # the transport's buffer before `drain` waits
+SENDFILE_PREAD: Final = 32 * 1024     # sendfile's fallback: read and written at a time
 # a request body nobody read is read and thrown away after the response
 # (ngx_http_discarded_request_body_handler) within the lingering limits (net.connection)
 
@@ -288,6 +298,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # what waits in our buffer for a client that does not read is bounded as nginx's
+        # busy buffers are (proxy_busy_buffers_size 16k), not uvloop's 64 KiB: the kernel's
+        # socket buffer is the real one (issue 14 item 5)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, 0)  # type: ignore[attr-defined]
         self.info = connection_info(transport, self.listener.key, self.scheme)
         srv = self.listener.default_server
         self.parser = H1ServerParser(self.listener.limits)
@@ -610,16 +624,21 @@ class ClientConnection(asyncio.Protocol):
             raise ClientGone("client closed connection")
         if not self._write_paused:
             return
-        self._drain_waiter = self.loop.create_future()
+        # a Future and a timer, not asyncio.wait_for (a Task per wait): a response larger
+        # than the socket's buffer waits here once per write
+        loop = self.loop
+        w = self._drain_waiter = loop.create_future()
+        timer = loop.call_later(self.send_timeout(), expire, w)
         try:
-            await asyncio.wait_for(self._drain_waiter, self.send_timeout())
-        except TimeoutError:
+            await w
+        finally:
+            timer.cancel()
+            self._drain_waiter = None
+        if w.result() is TIMED_OUT:
             self.runtime.log.info("client timed out (110: Connection timed out) while sending "
                                   "response to client", self.info)
             self.abort()
-            raise ClientGone("send timeout") from None
-        finally:
-            self._drain_waiter = None
+            raise ClientGone("send timeout")
 
     def send_timeout(self) -> float:
         return self.listener.default_server.settings.send_timeout
@@ -647,7 +666,7 @@ class ClientConnection(asyncio.Protocol):
                 except OSError as e:
                     raise ClientGone(str(e)) from None
         while count > 0:
-            chunk = os.pread(fd, min(count, 64 * 1024), offset)
+            chunk = os.pread(fd, min(count, SENDFILE_PREAD), offset)
             if not chunk:
                 # the file shrank under us: the response cannot be completed
                 self.abort()

@@ -72,6 +72,9 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
                       rh.reason if final_status == status else None, cork=True)
     read_timeout = s.proxy_read_timeout
     sp: Spool | None = None
+    data: bytes | None = None
+    left: bytes | None = None
+    ended = False
     try:
         while True:
             ev = conn.pop_event()
@@ -85,22 +88,30 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
                     # a large read goes out in pieces: what a stalled client's transport
                     # holds stays small, and no write keeps the loop long
                     left = await _write_pieces(out, data, unbuffered)
-                    if left is not None:
-                        sp = _spool(att, conn, rh.keep_alive, left)
-                        break
-                    continue
-                out.write(data)
-                if out.write_blocked:
-                    if not unbuffered:
-                        # the client is slower than the upstream: read on into memory and
-                        # the temp file (proxy.spool), and let the upstream go at its end
-                        sp = _spool(att, conn, rh.keep_alive, b"")
-                        break
-                    await out.drain()
+                    if left is None:
+                        continue
+                else:
+                    out.write(data)
+                    if not out.write_blocked:
+                        continue
+                    if unbuffered:
+                        await out.drain()
+                        continue
+                    left = b""
+                # buffered, and the client is slower than the upstream: while it catches
+                # up the upstream is read on into memory and the temp file (proxy.spool),
+                # and let go at its end; once the client has caught up, back to relaying
+                if sp is None:
+                    sp = _spool(att, conn, rh.keep_alive)
+                sp.attach(left)
+                # the last read (up to 256 KiB) is the spool's now: no reference to it may
+                # stay in this frame while a stalled client is fed (issue 14 item 5)
+                ev = data = left = None
+                if await _feed(sp, out):
+                    ended = True
+                    break
             elif type(ev) is EndOfMessage:
                 break
-        if sp is not None:
-            await _feed(sp, out)
     except UpstreamError as e:
         out.flush()
         rt.log.error(e.message.replace("reading response header from upstream",
@@ -120,11 +131,12 @@ async def relay(att: Attempt, plan: ResponsePlan) -> None:
             sp.close()      # cancelled: the pipeline aborts the connection if still ours
         raise
     if sp is not None:
+        t.response_length += sp.received
+        sp.received = 0
         sp.close()
-        out.end()
-        return
     out.end()
-    _upstream_done(att, conn, rh.keep_alive)
+    if not ended:
+        _upstream_done(att, conn, rh.keep_alive)
 
 
 def _upstream_done(att: Attempt, conn: UpstreamConnection, keep_alive: bool) -> None:
@@ -153,9 +165,9 @@ def _upstream_done(att: Attempt, conn: UpstreamConnection, keep_alive: bool) -> 
         att.state.done(peer, att.answered, failed=False)
 
 
-def _spool(att: Attempt, conn: UpstreamConnection, keep_alive: bool, first: bytes) -> Spool:
-    """Switch a buffered response to its spool (proxy.spool), with `first` (bytes not yet
-    handed to the client) ahead of what the upstream sends next."""
+def _spool(att: Attempt, conn: UpstreamConnection, keep_alive: bool) -> Spool:
+    """The spool of a buffered response (proxy.spool), with the location's limits; it
+    frees the upstream itself when it reads the response's end."""
     rt = att.rt
     r = att.r
     s = att.s
@@ -178,7 +190,6 @@ def _spool(att: Attempt, conn: UpstreamConnection, keep_alive: bool, first: byte
 
     sp = Spool(conn, limit, max_file, write_size, s.proxy_temp_path, s.proxy_read_timeout,
                ended, warn, crit)
-    sp.attach(first)
     return sp
 
 
@@ -199,10 +210,12 @@ async def _write_pieces(out: ResponseBody, data: bytes, unbuffered: bool) -> byt
     return None
 
 
-async def _feed(sp: Spool, out: ResponseBody) -> None:
+async def _feed(sp: Spool, out: ResponseBody) -> bool:
     """The client's side of a spooled response: the file's bytes (sendfile where the
     transport allows, SENDFILE_MAX a call, the loop given a turn after each), then
-    memory's, WRITE_MAX a write, until the upstream's end; raises its error."""
+    memory's, WRITE_MAX a write. True once all is sent and the upstream's response has
+    ended; False when the client has caught up with an upstream still sending (the spool
+    is detached: the relay goes on relaying directly). Raises the upstream's error."""
     while True:
         pending = sp.file_pending()
         if pending:
@@ -215,11 +228,12 @@ async def _feed(sp: Spool, out: ResponseBody) -> None:
         if data:
             out.write(data)
             if out.write_blocked:
+                data = b""
                 await out.drain()
             continue
         if sp.error is not None:
             raise sp.error
         if sp.done:
-            return
-        out.flush()
-        await sp.wait()
+            return True
+        sp.detach()
+        return False

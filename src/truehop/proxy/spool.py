@@ -31,9 +31,11 @@ entry, as nginx's p->cacheable): the events arrive in `upstream_ready`, in order
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import ctypes
+import ctypes.util
 import os
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -46,6 +48,34 @@ from truehop.proxy.request_body import BodyFile, BodyFileError, TempPath
 WRITE_MAX: Final = 64 * 1024
 # sendfile from the temp file at most this much a call (nginx's sendfile_max_chunk is 2m)
 SENDFILE_MAX: Final = 1 << 20
+
+# glibc keeps the pages of freed large reads (up to 256 KiB each) in its heap, so the RSS a
+# burst of spooling leaves behind stayed at its peak: they are handed back with malloc_trim
+# once a burst is over (at most every TRIM_EVERY seconds), where the C library has it
+_LIBC_NAME = ctypes.util.find_library("c")
+_TRIM: Final = getattr(ctypes.CDLL(_LIBC_NAME), "malloc_trim", None) if _LIBC_NAME else None
+TRIM_EVERY: Final = 0.5
+
+
+class _Trim:
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+
+_TRIMMED: Final = _Trim()
+
+
+def give_back_memory() -> None:
+    """malloc_trim(0), at most every TRIM_EVERY seconds."""
+    if _TRIM is None:
+        return
+    now = time.monotonic()
+    if now - _TRIMMED.last >= TRIM_EVERY:
+        _TRIMMED.last = now
+        _TRIM(0)
+
 
 PREMATURE: Final = "upstream prematurely closed connection while reading upstream"
 TIMED_OUT: Final = "upstream timed out (110: Connection timed out) while reading upstream"
@@ -67,14 +97,15 @@ class Spool(EventSink):
     """One response's body between the upstream and a slow client (module docstring)."""
 
     __slots__ = ("conn", "mem", "mem_bytes", "head_off", "limit", "max_file", "write_size",
-                 "temp", "file", "file_sent", "done", "error", "waiter", "read_timeout",
+                 "temp", "file", "file_sent", "done", "error", "read_timeout", "upstream",
                  "received", "on_end", "warn", "crit")
 
     def __init__(self, conn: UpstreamConnection, limit: int, max_file: int, write_size: int,
                  temp: TempPath, read_timeout: float,
                  on_end: Callable[[UpstreamConnection], None],
                  warn: Callable[[str], None], crit: Callable[[str], None]) -> None:
-        self.conn: UpstreamConnection | None = conn
+        self.conn: UpstreamConnection | None = conn    # while attached
+        self.upstream: UpstreamConnection | None = conn  # until its response has ended
         self.mem: collections.deque[bytes] = collections.deque()
         self.mem_bytes = 0          # in `mem`, less what `head_off` says was taken
         self.head_off = 0           # how much of mem[0] was already handed on
@@ -86,7 +117,6 @@ class Spool(EventSink):
         self.file_sent = 0          # the file's bytes handed on (sendfile's offset)
         self.done = False           # the upstream's response has ended
         self.error: UpstreamError | None = None
-        self.waiter: asyncio.Future[None] | None = None
         self.read_timeout = read_timeout
         self.received = 0           # body bytes read from the upstream since the start
         self.on_end = on_end
@@ -96,8 +126,9 @@ class Spool(EventSink):
     # -- the upstream's side (connection callbacks) ----------------------------------------
 
     def attach(self, first: bytes) -> None:
-        """Take over the connection's events; `first`: bytes the relay had not sent."""
-        conn = self.conn
+        """Take over the connection's events (again, after a `detach`); `first`: bytes the
+        relay had not sent, ahead of them."""
+        conn = self.conn = self.upstream
         assert conn is not None
         if first:
             self.mem.append(first)
@@ -110,6 +141,7 @@ class Spool(EventSink):
         if conn is None:
             return
         mem = self.mem
+        end = False
         while True:
             ev = conn.pop_event()
             if ev is None:
@@ -120,11 +152,15 @@ class Spool(EventSink):
                 mem.append(data)
                 self.mem_bytes += len(data)
             elif type(ev) is EndOfMessage:
-                self._upstream_end(conn)
-                return
-        if self.mem_bytes > self.limit:
-            self._overflow(conn)
-        if conn.error is not None:
+                end = True
+                break
+        if self.mem_bytes > self.limit or (end and self.mem_bytes and self.file is not None):
+            # at the end, a response already spooling puts its tail in the file too: a
+            # client that stopped reading then holds no buffers at all
+            self._overflow(conn, end)
+        if end:
+            self._upstream_end(conn)
+        elif conn.error is not None:
             self._fail(conn, conn.error if isinstance(conn.error, UpstreamError)
                        else UpstreamError("error", PREMATURE))
         elif conn.is_closed():
@@ -132,7 +168,6 @@ class Spool(EventSink):
         else:
             if not conn.held:
                 conn.arm_read_timeout(self.read_timeout)
-            self._wake()
 
     def upstream_timed_out(self) -> None:
         conn = self.conn
@@ -145,14 +180,15 @@ class Spool(EventSink):
                                                         "reading upstream"))
         self.error = e
         self.detach()
+        self.upstream = None
         conn.abort()
-        self._wake()
 
     def _upstream_end(self, conn: UpstreamConnection) -> None:
         self.done = True
         self.detach()
+        self.upstream = None
         self.on_end(conn)
-        self._wake()
+        give_back_memory()
 
     def detach(self) -> None:
         """Give the connection back its own event handling (reading resumed)."""
@@ -164,7 +200,7 @@ class Spool(EventSink):
         conn.clear_read_timeout()
         conn.unhold()
 
-    def _overflow(self, conn: UpstreamConnection) -> None:
+    def _overflow(self, conn: UpstreamConnection, end: bool = False) -> None:
         """Memory holds more than `limit`: to the file while it has room, else stop reading
         (nginx's ngx_event_pipe_read_upstream with no free buffer)."""
         room = self.max_file - (self.file.length if self.file is not None else 0)
@@ -175,7 +211,7 @@ class Spool(EventSink):
                 # the file cannot be written: no more file for this response, memory only
                 self.crit(e.message)
                 self.max_file = 0
-        if self.mem_bytes > self.limit:
+        if self.mem_bytes > self.limit and not end:
             conn.hold()
 
     def _to_file(self, n: int) -> None:
@@ -207,10 +243,6 @@ class Spool(EventSink):
             self.mem_bytes -= got
             n -= got
 
-    def _wake(self) -> None:
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
 
     # -- the client's side (the relay) -----------------------------------------------------
 
@@ -257,16 +289,6 @@ class Spool(EventSink):
             conn.unhold()
             conn.arm_read_timeout(self.read_timeout)
 
-    async def wait(self) -> None:
-        """Until more is here, the response ended, or it failed."""
-        if self.mem_bytes or self.file_pending() or self.done or self.error is not None:
-            return
-        w = self.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await w
-        finally:
-            self.waiter = None
-
     def close(self) -> None:
         """The relay is done (however it ended): let the connection go if still held (the
         caller aborts it), close the file, drop what memory held."""
@@ -276,6 +298,7 @@ class Spool(EventSink):
             f.close()
         self.mem.clear()
         self.mem_bytes = 0
+        give_back_memory()
 
 
 def _writev(f: BodyFile, parts: list[memoryview], total: int) -> None:
