@@ -49,6 +49,7 @@ BODY_HIGH_WATER: Final = 256 * 1024
 PIPELINE_HIGH_WATER: Final = 32       # queued pipelined requests before reading pauses
 WRITE_HIGH_WATER: Final = 16 * 1024   # the transport's buffer before `drain` waits
 SENDFILE_PREAD: Final = 32 * 1024     # sendfile's fallback: read and written at a time
+SENDFILE_MAX_CHUNK: Final = 2 << 20   # sendfile(2) between two turns of the loop (nginx's 2m)
 # a request body nobody read is read and thrown away after the response
 # (ngx_http_discarded_request_body_handler) within the lingering limits (net.connection)
 
@@ -644,28 +645,39 @@ class ClientConnection(asyncio.Protocol):
         return self.listener.default_server.settings.send_timeout
 
     async def sendfile(self, f: Any, offset: int, count: int) -> None:
-        """Send part of a file. uvloop has no loop.sendfile, so: when nothing is queued in
-        the transport, the kernel's sendfile(2) writes straight to the socket; whatever it
-        could not take goes through the transport in pread chunks, with back-pressure."""
+        """Send part of a file. uvloop has no loop.sendfile, so: while nothing is queued in
+        the transport, the kernel's sendfile(2) writes straight to the socket,
+        SENDFILE_MAX_CHUNK at most before the loop is given a turn (nginx's
+        sendfile_max_chunk: one fast client must not keep the worker); when the socket is
+        full, a pread chunk larger than the transport's high-water mark goes through the
+        transport, whose drain (it resumes only when empty) is then the wait for the socket
+        to take more. Over TLS, pread chunks only."""
         tr = self.transport
         if tr is None or self.closed:
             raise ClientGone("client closed connection")
         fd = f.fileno()
-        if tr.get_write_buffer_size() == 0 and tr.get_extra_info("ssl_object") is None:
-            sock = tr.get_extra_info("socket")
-            if sock is not None:
+        sock = tr.get_extra_info("socket") if tr.get_extra_info("ssl_object") is None \
+            else None
+        sock_fd = sock.fileno() if sock is not None else -1
+        turn = 0
+        while count > 0:
+            if sock_fd >= 0 and tr.get_write_buffer_size() == 0:
                 try:
-                    while count > 0:
-                        n = os.sendfile(sock.fileno(), fd, offset, min(count, 1 << 20))
-                        if n == 0:
-                            break
-                        offset += n
-                        count -= n
+                    n = os.sendfile(sock_fd, fd, offset, min(count, SENDFILE_MAX_CHUNK))
                 except BlockingIOError:
-                    pass
+                    n = -1
                 except OSError as e:
                     raise ClientGone(str(e)) from None
-        while count > 0:
+                if n > 0:
+                    offset += n
+                    count -= n
+                    turn += n
+                    if turn >= SENDFILE_MAX_CHUNK and count > 0:
+                        turn = 0
+                        await asyncio.sleep(0)
+                        if self.closed:
+                            raise ClientGone("client closed connection")
+                    continue
             chunk = os.pread(fd, min(count, SENDFILE_PREAD), offset)
             if not chunk:
                 # the file shrank under us: the response cannot be completed
@@ -674,6 +686,7 @@ class ClientConnection(asyncio.Protocol):
             tr.write(chunk)
             offset += len(chunk)
             count -= len(chunk)
+            turn = 0
             await self.drain()
 
     def send_continue(self) -> None:

@@ -66,8 +66,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.created = _monotonic()
         self.idle_since = self.created
         self.received_any = False
+        # reading is paused (`_paused`, the transport's state) while any of these holds:
         self._paused = False
-        self.held = False      # reading stopped by the sink (`hold`), not by `buffered`
+        self._full = False      # more than `high_water` parsed and not taken
+        self.held = False       # the sink has no room (`hold`)
+        self._yielding = False  # READ_TURN_MAX read in this turn of the loop
+        self.turn_at = -1.0     # the loop's time when `turn_bytes` started counting
+        self.turn_bytes = 0
         self.sink: EventSink | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -129,7 +134,21 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel(data)
             return
         self.received_any = True
-        self.bytes_in += len(data)
+        n = len(data)
+        self.bytes_in += n
+        # fairness: libuv reads a readable socket up to 32 times in one turn of the loop
+        # (256 KiB each); past READ_TURN_MAX this connection waits for the next turn, so
+        # a fast upstream cannot keep the worker from everyone else (issue 14 item 7)
+        now = self.loop.time()      # uvloop's clock stands still within a turn
+        if now != self.turn_at:
+            self.turn_at = now
+            self.turn_bytes = n
+        else:
+            self.turn_bytes += n
+        if self.turn_bytes >= READ_TURN_MAX and not self._yielding:
+            self._yielding = True
+            self._reading()
+            self.loop.call_soon(self._next_turn)
         p = self.parser
         if p is None:
             # bytes while idle: the upstream is not speaking HTTP we can trust; drop it
@@ -147,9 +166,9 @@ class UpstreamConnection(asyncio.Protocol):
             for ev in evs:
                 if type(ev) is Data:
                     self.buffered += len(ev.data)
-            if self.buffered > self.high_water and not self._paused and self.transport:
-                self._paused = True
-                self.transport.pause_reading()
+            if self.buffered > self.high_water and not self._full:
+                self._full = True
+                self._reading()
             self._wake()
 
     def eof_received(self) -> bool | None:
@@ -245,10 +264,9 @@ class UpstreamConnection(asyncio.Protocol):
         ev = self.events.popleft()
         if type(ev) is Data:
             self.buffered -= len(ev.data)
-            if self._paused and self.buffered < self.high_water // 2 and self.transport \
-                    and not self.held:
-                self._paused = False
-                self.transport.resume_reading()
+            if self._full and self.buffered < self.high_water // 2:
+                self._full = False
+                self._reading()
         elif type(ev) is EndOfMessage:
             self.parser = None
         return ev
@@ -289,15 +307,29 @@ class UpstreamConnection(asyncio.Protocol):
         """Stop reading until `unhold`: the sink has no room (its buffers and file are full)."""
         self.held = True
         self._deadline.clear()      # nginx's read timer runs only while it wants to read
-        if not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+        self._reading()
 
     def unhold(self) -> None:
         self.held = False
-        if self._paused and self.transport is not None and not self.closed:
-            self._paused = False
-            self.transport.resume_reading()
+        self._reading()
+
+    def _next_turn(self) -> None:
+        self._yielding = False
+        self.turn_bytes = 0
+        self._reading()
+
+    def _reading(self) -> None:
+        """Pause or resume reading as the flags say."""
+        tr = self.transport
+        if tr is None or self.closed:
+            return
+        pause = self._full or self.held or self._yielding
+        if pause != self._paused:
+            self._paused = pause
+            if pause:
+                tr.pause_reading()
+            else:
+                tr.resume_reading()
 
     def arm_read_timeout(self, timeout: float) -> None:
         """The sink's read deadline: `upstream_timed_out` unless bytes come within it."""
@@ -319,13 +351,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.events.clear()
         if p is not None:
             rest += p.take_unparsed()
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
+        self._full = self.held = False
+        self._reading()
         return rest
 
 
 _TIMED_OUT: Final = object()
+READ_TURN_MAX: Final = 256 * 1024   # read from one upstream in one turn of the loop
 
 
 async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,
