@@ -51,6 +51,19 @@ class EventSink:
         raise NotImplementedError
 
 
+class Slots:
+    """What counts upstream connections against worker_connections (net.listen's
+    ConnectionTable is one); this base counts nothing."""
+
+    limit: int = 0      # worker_connections, for the alert
+
+    def take_upstream(self) -> bool:
+        return True
+
+    def release_upstream(self) -> None:
+        pass
+
+
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, peer_key: tuple[str, int]) -> None:
         self.peer_key = peer_key
@@ -84,6 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_out = 0
         self.loop = asyncio.get_event_loop()
         self._deadline = Deadline(self.loop)  # the read deadline, kept lazily (net.deadline)
+        self.slots: Slots | None = None       # its worker_connections slot, given back once
 
     # -- pool protocol ---------------------------------------------------------------------
 
@@ -189,6 +203,10 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._deadline.drop()
+        slots = self.slots
+        if slots is not None:
+            self.slots = None
+            slots.release_upstream()
         if self.tunnel_lost is not None:
             self.tunnel_lost(exc)
             return
@@ -361,8 +379,22 @@ READ_TURN_MAX: Final = 256 * 1024   # read from one upstream in one turn of the 
 
 
 async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,
-                  server_hostname: str | None = None) -> UpstreamConnection:
+                  server_hostname: str | None = None, slots: Slots | None = None
+                  ) -> UpstreamConnection:
+    """A new connection. `slots`: the worker_connections slot the caller took for it
+    (`Slots.take_upstream`); given back when the connection ends, or now if it fails."""
     loop = asyncio.get_running_loop()
+    try:
+        return await _connect(loop, host, port, timeout, ssl_ctx, server_hostname, slots)
+    except BaseException:
+        if slots is not None:
+            slots.release_upstream()
+        raise
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: float,
+                   ssl_ctx: ssl.SSLContext | None, server_hostname: str | None,
+                   slots: Slots | None) -> UpstreamConnection:
     try:
         if host.startswith("unix:"):
             opening = loop.create_unix_connection(
@@ -385,4 +417,8 @@ async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext 
         target = f" to {host}" if host.startswith("unix:") else ""
         raise UpstreamError("error", f"connect(){target} failed ({code}: {e.strerror or e}) "
                                      f"while connecting to upstream") from None
+    if not proto.closed:
+        proto.slots = slots      # connection_lost gives it back from now on
+    elif slots is not None:
+        slots.release_upstream()     # already lost: it never will
     return proto

@@ -255,6 +255,7 @@ class Runtime(ConnectionOwner):
         self.proxy = Proxy(self.proxy_rt)
         self.pipeline = Pipeline(self)      # binds the proxy's content phase
         self.proxy_rt.pipeline = self.pipeline
+        self.proxy_rt.slots = self.table
 
     # -- build (can fail; nothing bound yet) -------------------------------------------
 
