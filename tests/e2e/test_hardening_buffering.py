@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from harness import free_ports
 
@@ -205,7 +208,9 @@ def test_slow_client_frees_the_upstream(truehop: Any, app: App, tmp_path: Path) 
             f"client that has read {len(c.got) / MiB:.1f} MiB"
         assert rec.done - rec.start < 1.0
         # the connection went back to the pool: the next request reuses it while the first
-        # client is still being fed
+        # client is still being fed (a moment after the upstream's last write: its tail is
+        # still on the way through the socket)
+        c.read_for(0.3)
         assert small_get(port, "/x").endswith(b"ok\n")
         assert app.find("/x").conn == rec.conn
         assert len(c.got) < SIZE // 2
@@ -275,3 +280,60 @@ def test_temp_file_limit_then_waits(truehop: Any, app: App, tmp_path: Path) -> N
     finally:
         c.close()
     assert hashlib.sha256(body).hexdigest() == body_digest(SIZE)
+
+
+H2_CONF = """
+worker_processes 1;
+error_log error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    upstream app { server 127.0.0.1:@@APP@@; keepalive 4; }
+    server {
+        listen 127.0.0.1:@@PORT@@ http2;
+        location / { proxy_pass http://app; }
+    }
+}
+"""
+
+
+def test_slow_http2_client_frees_the_upstream(truehop: Any, app: App) -> None:
+    """The same over HTTP/2 (h2c), where the client's pace is its flow-control window: the
+    upstream is read whole into memory and the temp file, and the stream still gets every
+    byte in order."""
+    port, = free_ports(1)
+    truehop(H2_CONF, PORT=port, APP=app.port)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":path", "/big?h2"), (":scheme", "http"),
+                       (":authority", "a.test")], end_stream=True)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(c.data_to_send())
+    digest = hashlib.sha256()
+    got = 0
+    ended = False
+    t0 = time.monotonic()
+    freed_after: float | None = None
+    while not ended:
+        slow = freed_after is None and time.monotonic() - t0 < 3.0
+        if slow and got > (time.monotonic() - t0) * MiB:
+            time.sleep(0.01)
+            continue
+        data = s.recv(16384 if slow else 1 << 20)
+        assert data, "connection closed"
+        for ev in c.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                got += len(ev.data)
+                digest.update(ev.data)
+                c.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended = True
+            elif isinstance(ev, h2.events.StreamReset):
+                raise AssertionError("stream reset")
+        s.sendall(c.data_to_send())
+        if freed_after is None and app.served and app.served[0].done is not None:
+            freed_after = app.served[0].done - app.served[0].start
+            assert got < SIZE // 2
+    s.close()
+    assert freed_after is not None and freed_after < 1.0, freed_after
+    assert got == SIZE and digest.hexdigest() == body_digest(SIZE)

@@ -215,25 +215,37 @@ async def _feed(sp: Spool, out: ResponseBody) -> bool:
     transport allows, SENDFILE_MAX a call, the loop given a turn after each), then
     memory's, WRITE_MAX a write. True once all is sent and the upstream's response has
     ended; False when the client has caught up with an upstream still sending (the spool
-    is detached: the relay goes on relaying directly). Raises the upstream's error."""
+    is detached: the relay goes on relaying directly). Raises the upstream's error.
+
+    Caught up means drained too: HTTP/2's `write_blocked` is always true (its `drain`
+    decides, by the stream's window), so the spool waits on one drain before letting go,
+    and meanwhile keeps reading the upstream."""
+    drained = False
     while True:
         pending = sp.file_pending()
         if pending:
             k = pending if pending < SENDFILE_MAX else SENDFILE_MAX
             await out.sendfile(sp, sp.file_sent, k)
             sp.file_sent_more(k)
+            drained = False
             await asyncio.sleep(0)
             continue
         data = sp.take()
         if data:
             out.write(data)
+            drained = False
             if out.write_blocked:
                 data = b""
                 await out.drain()
+                drained = True
             continue
         if sp.error is not None:
             raise sp.error
         if sp.done:
             return True
+        if not drained and out.write_blocked:
+            drained = True
+            await out.drain()
+            continue
         sp.detach()
         return False
