@@ -421,7 +421,7 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.proxy_buffers, default=(8, 8192), at="proxy/relay.py"),
     _d("proxy_busy_buffers_size", HSL, "TAKE1", PROXY, "buffers that may be busy sending to the client",
        target=SETTINGS_T, parse=P.size, default=16384,
-       noop="a buffered response is relayed as the client takes it, within proxy_buffers"),
+       noop="what waits for a slow client is bounded otherwise: 64 KiB writes, 16 KiB in the client's transport"),
     _d("proxy_request_buffering", HSL, "FLAG", PROXY, "read the whole request body before proxying",
        target=SETTINGS_T, parse=P.flag, default=True, at="proxy/upstream_request.py"),
     _d("proxy_connect_timeout", HSL, "TAKE1", PROXY, "timeout for connecting to the upstream",
