@@ -88,7 +88,18 @@ class App:
                 rec = Served(n, path, time.monotonic())
                 self.served.append(rec)
                 extra = b"X-Accel-Buffering: no\r\n" if "unbuffered" in path else b""
-                if path.startswith("/big"):
+                if path.startswith("/big") and "chunked" in path:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    for i in range(SIZE // BLOCK):
+                        c.sendall(b"%x\r\n%s\r\n" % (BLOCK, block(i)))
+                    c.sendall(b"0\r\n\r\n")
+                elif path.startswith("/big") and "eof" in path:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                    for i in range(SIZE // BLOCK):
+                        c.sendall(block(i))
+                    rec.done = time.monotonic()
+                    return
+                elif path.startswith("/big"):
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (SIZE, extra))
                     for i in range(SIZE // BLOCK):
                         c.sendall(block(i))
@@ -337,3 +348,30 @@ def test_slow_http2_client_frees_the_upstream(truehop: Any, app: App) -> None:
     s.close()
     assert freed_after is not None and freed_after < 1.0, freed_after
     assert got == SIZE and digest.hexdigest() == body_digest(SIZE)
+
+
+@pytest.mark.parametrize("path", ["/big?chunked", "/big?eof"])
+def test_slow_client_other_framings(truehop: Any, app: App, path: str) -> None:
+    """A chunked upstream body and one that ends with the connection: spooled the same,
+    the upstream done early (the closed one not reused), the body whole (sent to an
+    HTTP/1.0 client, which reads to the close)."""
+    port, = free_ports(1)
+    truehop(CONF, PORT=port, APP=app.port, EXTRA="")
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(f"GET {path} HTTP/1.0\r\nHost: a.test\r\n\r\n".encode())
+    got = bytearray()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:
+        if len(got) > (time.monotonic() - t0) * MiB:
+            time.sleep(0.01)
+            continue
+        got += s.recv(16384)
+    rec = app.find(path)
+    assert rec.done is not None and rec.done - rec.start < 1.0
+    while d := s.recv(1 << 20):
+        got += d
+    s.close()
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(body) == SIZE and hashlib.sha256(body).hexdigest() == body_digest(SIZE)
