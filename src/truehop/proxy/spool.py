@@ -3,9 +3,10 @@ event pipe (ngx_event_pipe) does it.
 
 Theory of operation. The relay (proxy.relay) writes the upstream's body straight to the
 client while the client keeps up. When the client's side says "wait" (`write_blocked`), a
-buffered response switches to a `Spool`, which from then on takes the upstream's events
-itself, from the connection's callbacks (net.upstream's `EventSink`), whether or not the
-relay is running:
+buffered response attaches its `Spool`, which then takes the upstream's events itself, from
+the connection's callbacks (net.upstream's `EventSink`), while the relay waits on the
+client; once the client has caught up (all sent, drained) the spool detaches and the relay
+relays directly again (the next wait attaches it again, the same file kept):
 
 * what arrives is kept in memory up to `proxy_buffers` (number x size) not yet sent;
 * past that, what memory holds is written to a temporary file under `proxy_temp_path`
@@ -23,7 +24,9 @@ relay is running:
 
 Order: the bytes in the file not yet sent always come before those in memory, since memory
 is only ever appended to the file's end. Memory per response is bounded by `proxy_buffers`
-plus one read from the upstream; the client's side is handed at most `WRITE_MAX` at a time.
+plus one read from the upstream (and a response already spooling puts its tail in the
+file at the end, so a client that stopped reading holds none); the client's side is handed
+at most `WRITE_MAX` at a time.
 
 This is also where a response body could be kept whole (a cache writing the temp file as its
 entry, as nginx's p->cacheable): the events arrive in `upstream_ready`, in order.
