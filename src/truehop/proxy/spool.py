@@ -34,6 +34,7 @@ entry, as nginx's p->cacheable): the events arrive in `upstream_ready`, in order
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ctypes
 import ctypes.util
@@ -61,22 +62,35 @@ TRIM_EVERY: Final = 0.5
 
 
 class _Trim:
-    __slots__ = ("last",)
+    __slots__ = ("last", "pending")
 
     def __init__(self) -> None:
         self.last = 0.0
+        self.pending = False    # a trim is due at the end of the window
 
 
 _TRIMMED: Final = _Trim()
 
 
 def give_back_memory() -> None:
-    """malloc_trim(0), at most every TRIM_EVERY seconds."""
+    """malloc_trim(0), at most every TRIM_EVERY seconds; one asked for within the window
+    runs at its end, so the last of a burst is never skipped."""
     if _TRIM is None:
         return
-    now = time.monotonic()
-    if now - _TRIMMED.last >= TRIM_EVERY:
-        _TRIMMED.last = now
+    tr = _TRIMMED
+    wait = tr.last + TRIM_EVERY - time.monotonic()
+    if wait <= 0:
+        _trim_now()
+    elif not tr.pending:
+        tr.pending = True
+        asyncio.get_running_loop().call_later(wait, _trim_now)
+
+
+def _trim_now() -> None:
+    tr = _TRIMMED
+    tr.pending = False
+    tr.last = time.monotonic()
+    if _TRIM is not None:
         _TRIM(0)
 
 
