@@ -61,6 +61,7 @@ COMPILED = [
     "proxy/attempts.py",
     "proxy/response.py",
     "proxy/relay.py",
+    "proxy/spool.py",
     "proxy/tunnel.py",
     "proxy/filters.py",
     "proxy/pacing.py",

@@ -461,7 +461,7 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.proxy_buffers, default=(8, 8192), at="proxy/relay.py"),
     _d("proxy_busy_buffers_size", HSL, "TAKE1", PROXY, "buffers that may be busy sending to the client",
        target=SETTINGS_T, parse=P.size, default=16384,
-       noop="a buffered response is relayed as the client takes it, within proxy_buffers"),
+       noop="what waits for a slow client is bounded otherwise: 64 KiB writes, 16 KiB in the client's transport"),
     _d("proxy_request_buffering", HSL, "FLAG", PROXY, "read the whole request body before proxying",
        target=SETTINGS_T, parse=P.flag, default=True, at="proxy/upstream_request.py"),
     _d("proxy_connect_timeout", HSL, "TAKE1", PROXY, "timeout for connecting to the upstream",
@@ -495,8 +495,16 @@ SPECS: tuple[Spec, ...] = (
     _d("proxy_ignore_headers", HSL, "1MORE", PROXY, "upstream response headers whose meaning is ignored",
        target=SETTINGS_T, parse=P.ignore_headers, default=frozenset(),
        at="proxy/response.py, proxy/cache/policy.py"),
-    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering",
-       noop="proxied responses are never written to temporary files"),
+    # a buffered response beyond proxy_buffers goes to a temp file (proxy/spool.py)
+    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering (0: none)",
+       target=SETTINGS_T, parse=P.size, default=1024 * 1024 * 1024, at="proxy/spool.py"),
+    _d("proxy_temp_file_write_size", HSL, "TAKE1", PROXY, "how much is written to the temporary file at a time",
+       target=SETTINGS_T, parse=P.size,
+       default=Computed("2 x max(proxy_buffer_size, proxy_buffers' size)", P.default_write_size),
+       at="proxy/spool.py"),
+    _d("proxy_temp_path", HSL, "TAKE1234", PROXY, "temp dir for buffered upstream responses [levels]",
+       target=SETTINGS_T, parse=P.temp_path, default=Computed("proxy_temp", P.default_proxy_temp_path),
+       at="process/runtime.py, proxy/spool.py"),
     _d("proxy_cookie_domain", HSL, "TAKE12", PROXY, "rewrite the domain of Set-Cookie",
        target=SETTINGS_T, parse=P.cookie_rewrite("proxy_cookie_domain"), merge=RULES, default=(), at="proxy/response.py"),
     _d("proxy_cookie_path", HSL, "TAKE12", PROXY, "rewrite the path of Set-Cookie",
@@ -651,8 +659,7 @@ SPECS: tuple[Spec, ...] = (
     _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables",
        target=SETTINGS_T, parse=P.resolver, default=None, at="proxy/target.py"),
     # a buffered request body beyond client_body_buffer_size goes to a file under
-    # client_body_temp_path; proxied responses stay in memory within proxy_buffers, so
-    # proxy_temp_path is accepted and has no effect (Test::Nginx writes it into every config)
+    # client_body_temp_path (proxied responses: proxy_temp_path, with the proxy records)
     _d("client_body_temp_path", HSL, "TAKE1234", HCORE,
        "temp dir for request bodies beyond client_body_buffer_size [levels]",
        target=SETTINGS_T, parse=P.temp_path, default=Computed("client_body_temp", P.default_temp_path),
@@ -660,8 +667,6 @@ SPECS: tuple[Spec, ...] = (
     _d("client_body_in_file_only", HSL, "TAKE1", HCORE,
        "every buffered request body to a file, kept (on) or removed after (clean)",
        target=SETTINGS_T, parse=P.body_in_file_only, default="off", at="proxy/upstream.py, proxy/request_body.py"),
-    _d("proxy_temp_path", HSL, "1MORE", "ngx_http_proxy_module",
-       "temp dir for proxied bodies", noop="proxied responses are never written to temporary files"),
     _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout",
        target=SETTINGS_T, parse=P.time_, default=30.0, at="proxy/target.py"),
     _d("keepalive_disable", HSL, "1MORE", HCORE, "browsers kept from keep-alive (msie6, safari)",
@@ -939,7 +944,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "proxy_socket_keepalive proxy_ssl_certificate "
         "proxy_ssl_certificate_cache proxy_ssl_certificate_key proxy_ssl_ciphers "
         "proxy_ssl_conf_command proxy_ssl_crl proxy_ssl_password_file proxy_ssl_session_reuse "
-        "proxy_ssl_verify_depth proxy_store proxy_store_access proxy_temp_file_write_size "
+        "proxy_ssl_verify_depth proxy_store proxy_store_access "
     ),
     'ngx_http_random_index_module': (
         "random_index"

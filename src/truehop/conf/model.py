@@ -262,6 +262,7 @@ SETTING_FIELDS: Final = (
     # ngx_brotli (proxy/brotli.py)
     "brotli", "brotli_types", "brotli_comp_level", "brotli_window", "brotli_min_length",
     "brotli_buffers", "brotli_static",
+    "proxy_temp_path", "proxy_max_temp_file_size", "proxy_temp_file_write_size",
 )
 
 
@@ -434,6 +435,11 @@ class Settings:
     brotli_min_length: int
     brotli_buffers: tuple[int, int]
     brotli_static: str
+    # a buffered response past proxy_buffers (proxy.spool): the temp dir and levels, the
+    # file's limit (0: no file), bytes written at a time (0: nginx's computed default)
+    proxy_temp_path: tuple[str, tuple[int, ...]]
+    proxy_max_temp_file_size: int
+    proxy_temp_file_write_size: int
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
     # derived when the settings are made, not a directive: whether the access phase has
     # anything to check here (a location with limit_except sets it too), so that a request

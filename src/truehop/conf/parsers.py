@@ -116,6 +116,17 @@ def default_temp_path(c: Context) -> tuple[str, tuple[int, ...]]:
     return (c.prefixed("client_body_temp"), ())
 
 
+def default_proxy_temp_path(c: Context) -> tuple[str, tuple[int, ...]]:
+    """nginx's compiled-in NGX_HTTP_PROXY_TEMP_PATH, under the prefix."""
+    return (c.prefixed("proxy_temp"), ())
+
+
+def default_write_size(c: Context) -> int:
+    """proxy_temp_file_write_size unset: 0, read as nginx's merge computes it (twice the
+    larger of proxy_buffer_size and one of proxy_buffers; proxy.spool.spool_limits)."""
+    return 0
+
+
 # --- plain values -------------------------------------------------------------------------
 
 def word(c: Context, d: Directive, s: Any) -> str:
@@ -650,9 +661,10 @@ def integer(c: Context, d: Directive, s: LevelSettings) -> int:
 
 
 def temp_path(c: Context, d: Directive, s: LevelSettings) -> tuple[str, tuple[int, ...]]:
-    """client_body_temp_path path [level1 [level2 [level3]]] (ngx_conf_set_path_slot): each
+    """client_body_temp_path / proxy_temp_path path [level1 [level2 [level3]]]
+    (ngx_conf_set_path_slot): each
     level a number of characters of the ten-digit file name, 10 at most in all."""
-    if s.defined_here("client_body_temp_path"):
+    if s.defined_here(d.name):
         raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
     levels = []
     for v in d.values[1:]:
@@ -1278,6 +1290,7 @@ def auth_request_set(c: Context, d: Directive, s: LevelSettings) -> AuthRequestS
         raise ConfigError.at(f'invalid variable name "{name}"', d)
     return AuthRequestSet(name[1:], c.template(value, d), (d.file, d.line))
 # --- gzip (ngx_http_gzip_module, ngx_http_gzip_static_module, the core's gzip_*) ----------
+
 
 GZIP_PROXIED_FLAGS = frozenset({"off", "expired", "no-cache", "no-store", "private",
                                 "no_last_modified", "no_etag", "auth", "any"})

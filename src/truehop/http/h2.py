@@ -169,6 +169,8 @@ def _name_str(name: bytes) -> str:
             _NAME_STRS.clear()
         _NAME_STRS[name] = s
     return s
+
+
 _ALPHA: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _SCHEME_OK: Final = _ALPHA | frozenset(b"0123456789+-.")
 # ngx_http_v2_parse_method: a method nginx knows, or upper-case letters, '_' and '-'

@@ -268,6 +268,7 @@ class Runtime(ConnectionOwner):
         self.proxy = Proxy(self.proxy_rt)
         self.pipeline = Pipeline(self)      # binds the proxy's content phase
         self.proxy_rt.pipeline = self.pipeline
+        self.proxy_rt.slots = self.table
 
     # -- build (can fail; nothing bound yet) -------------------------------------------
 
@@ -316,13 +317,16 @@ class Runtime(ConnectionOwner):
         # every worker shares them
         self.limits = Zones.build(cfg)
         self._open_error_log(cfg.http.settings)  # opened (and checked) even if unused
-        temp_paths = {cfg.http.settings.client_body_temp_path}
+        hs = cfg.http.settings
+        temp_paths = {hs.client_body_temp_path, hs.proxy_temp_path}
         for srv in cfg.http.servers:
             self._open_sinks(srv.settings)
             temp_paths.add(srv.settings.client_body_temp_path)
+            temp_paths.add(srv.settings.proxy_temp_path)
             for loc in _walk(srv.locations + list(srv.named.values())):
                 self._open_sinks(loc.settings)
                 temp_paths.add(loc.settings.client_body_temp_path)
+                temp_paths.add(loc.settings.proxy_temp_path)
         for tp in temp_paths:
             if tp is not None:
                 self._create_temp_path(tp[0])
