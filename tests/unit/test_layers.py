@@ -161,8 +161,14 @@ def rank(mod: str) -> int:
     raise AssertionError(f"{mod} has no rank in RANKS: give it one (see the docstring)")
 
 
+# The package's public API, a lazy attribute (PEP 562): `truehop.Proxy` loads truehop.testing
+# on first use. It is the one import that goes up: no module of truehop reads the attribute,
+# so no worker loads the test helper, and the "cycle" through the package is never run.
+FACADE: Final = frozenset({("truehop", "truehop.testing")})
+
+
 def _known(e: Edge) -> bool:
-    return (e.src, e.dst) in KNOWN_TEMPORARY
+    return (e.src, e.dst) in KNOWN_TEMPORARY or (e.src, e.dst) in FACADE
 
 
 def test_every_module_has_a_rank() -> None:
@@ -216,7 +222,7 @@ def test_no_import_inside_a_function() -> None:
 def test_the_allowances_are_still_needed() -> None:
     """An entry that matches no import any more goes (the lists only shrink)."""
     seen = {(e.src, e.dst) for e in EDGES}
-    stale = sorted((FUNCTION_IMPORTS_ALLOWED | KNOWN_TEMPORARY) - seen)
+    stale = sorted((FUNCTION_IMPORTS_ALLOWED | KNOWN_TEMPORARY | FACADE) - seen)
     assert not stale, f"entries that match no import: {stale}"
 
 
