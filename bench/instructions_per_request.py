@@ -12,7 +12,7 @@ cancel out. With --top it also prints the C functions the difference is spent in
 (_PyEval_EvalFrameDefault is the bytecode interpreter: Python code as such).
 
     python bench/instructions_per_request.py [--src DIR] [--top 20] [--n1 400 --n2 2400]
-        [--keep DIR] [--bare] [--mode h1|h1-close|h1-64k|h2c|tls|tls-h2]
+        [--keep DIR] [--bare] [--mode h1|h1-close|h1-64k|h2c|tls|tls-close|tls-resume|tls-h2]
         [--driver lockstep|h2load]
         [--objects]
 
@@ -20,7 +20,10 @@ cancel out. With --top it also prints the C functions the difference is spent in
 keep-alive (the default, as before); h1-close opens a new TCP connection per request
 (`Connection: close`: the cost of accept, the per-connection objects and the close);
 h1-64k is keep-alive with 64 KiB responses (the relay's copies); h2c is HTTP/2 with prior knowledge on a plain port
-(`http2 on`); tls is HTTPS keep-alive with HTTP/1.1; tls-h2 is HTTPS with HTTP/2 chosen by
+(`http2 on`); tls is HTTPS keep-alive with HTTP/1.1; tls-close is a new TLS connection per
+request (`Connection: close`, a full handshake each time: the issue's "new connections" case);
+tls-resume is the same with the client resuming the previous connection's session (a TLS 1.3
+ticket: a resumed handshake, PSK with (EC)DHE); tls-h2 is HTTPS with HTTP/2 chosen by
 ALPN. TLS uses an ECDSA P-256 certificate made with openssl. The HTTP/2 modes send 10
 requests per connection at a time (h2load's -m10) on 4 connections and wait for all 40
 answers before the next round, so the proxy sees the same reads every run; `--driver h2load`
@@ -104,7 +107,7 @@ REQUEST_64K = (b"GET /big/64k HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r
 BIG = 65536
 
 
-MODES = ("h1", "h1-close", "h1-64k", "h2c", "tls", "tls-h2")
+MODES = ("h1", "h1-close", "h1-64k", "h2c", "tls", "tls-close", "tls-resume", "tls-h2")
 CONNS = 4
 STREAMS = 10        # HTTP/2 requests in flight per connection (h2load -m10)
 WARMUP = 400        # a multiple of CONNS * STREAMS
@@ -140,13 +143,19 @@ def client_context(alpn: list[str]) -> ssl.SSLContext:
     return ctx
 
 
-def connect(port: int, mode: str) -> socket.socket:
+_CLIENT_CONTEXTS: dict[str, ssl.SSLContext] = {}
+
+
+def connect(port: int, mode: str, session: ssl.SSLSession | None = None) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(120)
     if mode.startswith("tls"):
         alpn = ["h2"] if mode == "tls-h2" else ["http/1.1"]
-        s = client_context(alpn).wrap_socket(s, server_hostname="localhost")
+        ctx = _CLIENT_CONTEXTS.get(mode)
+        if ctx is None:
+            ctx = _CLIENT_CONTEXTS[mode] = client_context(alpn)
+        s = ctx.wrap_socket(s, server_hostname="localhost", session=session)
         if (s.selected_alpn_protocol() == "h2") != (mode == "tls-h2"):
             raise RuntimeError(f"ALPN chose {s.selected_alpn_protocol()!r} for {mode}")
     return s
@@ -206,16 +215,26 @@ def drive(port: int, n: int, mode: str = "h1", driver: str = "lockstep") -> None
     if mode in ("h2c", "tls-h2"):
         (drive_h2load if driver == "h2load" else drive_h2)(port, n, mode)
         return
-    if mode == "h1-close":
+    if mode in ("h1-close", "tls-close", "tls-resume"):
+        session = None
         for _ in range(n):
-            s = connect(port, mode)
+            s = connect(port, mode, session)
             s.sendall(REQUEST_CLOSE)
             buf = b""
             while True:
-                chunk = s.recv(65536)
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLEOFError:      # a TCP close without close_notify
+                    break
                 if not chunk:
                     break
                 buf += chunk
+            if mode == "tls-resume":
+                # the TLS 1.3 tickets came after the handshake: take the newest
+                assert isinstance(s, ssl.SSLSocket)
+                if session is not None and not s.session_reused:
+                    raise RuntimeError("the session was not resumed")
+                session = s.session
             s.close()
             if not buf.endswith(b"hello, world\n"):
                 raise RuntimeError(f"unexpected answer: {buf[:200]!r}")
@@ -284,7 +303,8 @@ def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
             with open(f"{d}/truehop.pid") as pidfile:
                 master = int(pidfile.read())
             before = set(os.listdir(d))
-        drive(port, WARMUP if mode != "h1" else 300, mode, driver)
+        warm = 300 if mode == "h1" else 100 if mode.endswith(("-close", "-resume")) else WARMUP
+        drive(port, warm, mode, driver)
         drive(port, n, mode, driver)
         # truehop's master stops its worker; the bare relay ends on KeyboardInterrupt
         os.kill(master, signal.SIGQUIT if src is not None else signal.SIGINT)
