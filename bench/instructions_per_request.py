@@ -14,7 +14,7 @@ cancel out. With --top it also prints the C functions the difference is spent in
     python bench/instructions_per_request.py [--src DIR] [--top 20] [--n1 400 --n2 2400]
         [--keep DIR] [--bare] [--mode h1|h1-close|h1-64k|h2c|tls|tls-close|tls-resume|tls-h2]
         [--driver lockstep|h2load]
-        [--objects]
+        [--objects] [--nginx]
 
 --mode picks the client's protocol (the proxy's listener follows): h1 is plain HTTP/1.1
 keep-alive (the default, as before); h1-close opens a new TCP connection per request
@@ -29,7 +29,8 @@ requests per connection at a time (h2load's -m10) on 4 connections and wait for 
 answers before the next round, so the proxy sees the same reads every run; `--driver h2load`
 uses h2load (-c4 -m10) instead, closer to the issue's figures, less repeatable. --objects
 prints the per-request instructions by shared object (libssl/libcrypto, the interpreter,
-mypyc's .so files, uvloop...).
+mypyc's .so files, uvloop...). --nginx counts nginx's worker as the proxy (the same
+configuration and client): the reference the issue's ratios are taken against.
 
 --src runs another checkout's src/ (e.g. a `git worktree` of an older commit) with this
 venv, to compare versions; `--src .venv/compiled` runs the mypyc build (`make compiled`). Needs valgrind and nginx. Loopback only; about 1-2 minutes.
@@ -274,8 +275,9 @@ def drive(port: int, n: int, mode: str = "h1", driver: str = "lockstep") -> None
 
 
 def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
-             driver: str = "lockstep") -> str:
-    """One callgrind run of truehop's worker (src) or, with src None, of bench/bare_relay.py."""
+             driver: str = "lockstep", nginx: bool = False) -> str:
+    """One callgrind run of truehop's worker (src) or, with src None, of bench/bare_relay.py
+    (or, with nginx, of nginx's worker as the proxy, the same configuration)."""
     port = free_port()
     listen, extra = listener(mode, d)
     with open(f"{d}/truehop.conf", "w") as conf:
@@ -283,7 +285,10 @@ def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
                                      server_extra=extra))
     out = f"{d}/cg.%p"
     python = os.path.join(ROOT, ".venv", "bin", "python")
-    if src is None:
+    if nginx:
+        cmd = [nginx_bin(), "-p", d + "/", "-c", f"{d}/truehop.conf"]
+        env = dict(os.environ)
+    elif src is None:
         cmd = [python, os.path.join(HERE, "bare_relay.py"), str(port), str(up)]
         env = dict(os.environ)
     else:
@@ -296,7 +301,7 @@ def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
     master = p.pid   # the bare relay is one process: valgrind runs it as this pid
     try:
         wait_port(port, timeout=180)
-        if src is not None:
+        if src is not None or nginx:
             deadline = time.monotonic() + 30
             while not os.path.exists(f"{d}/truehop.pid") and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -307,13 +312,13 @@ def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
         drive(port, warm, mode, driver)
         drive(port, n, mode, driver)
         # truehop's master stops its worker; the bare relay ends on KeyboardInterrupt
-        os.kill(master, signal.SIGQUIT if src is not None else signal.SIGINT)
+        os.kill(master, signal.SIGQUIT if src is not None or nginx else signal.SIGINT)
         p.wait(120)
     finally:
         if p.poll() is None:
             p.kill()
     files = [f for f in os.listdir(d) if f.startswith("cg.") and f not in before]
-    worker = [f for f in files if f != f"cg.{master}"] if src is not None else files
+    worker = [f for f in files if f != f"cg.{master}"] if src is not None or nginx else files
     if not worker:
         raise RuntimeError("no callgrind output from the worker")
     path = os.path.join(d, worker[0])
@@ -383,6 +388,8 @@ def main() -> int:
     ap.add_argument("--src", default=os.path.join(ROOT, "src"))
     ap.add_argument("--bare", action="store_true",
                     help="count bench/bare_relay.py instead: the floor, in the same unit")
+    ap.add_argument("--nginx", action="store_true",
+                    help="count nginx's worker as the proxy instead (same config, same client)")
     ap.add_argument("--n1", type=int, default=400)
     ap.add_argument("--n2", type=int, default=2400)
     ap.add_argument("--top", type=int, default=0)
@@ -422,13 +429,14 @@ def main() -> int:
             sys.exit("--bare relays plain HTTP/1.1 only")
         t0 = time.monotonic()
         src = None if args.bare else args.src
-        a = functions(run_once(d, src, up, args.n1, args.mode, args.driver))
-        b = functions(run_once(d, src, up, args.n2, args.mode, args.driver))
+        a = functions(run_once(d, src, up, args.n1, args.mode, args.driver, args.nginx))
+        b = functions(run_once(d, src, up, args.n2, args.mode, args.driver, args.nginx))
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
             for name in (f"run-{args.n1}.cg", f"run-{args.n2}.cg"):
                 shutil.copy(os.path.join(d, name), os.path.join(args.keep, name))
-        print("bench/bare_relay.py" if args.bare else f"src: {args.src}", f"mode: {args.mode}",
+        print("nginx" if args.nginx else "bench/bare_relay.py" if args.bare else
+              f"src: {args.src}", f"mode: {args.mode}",
               f"driver: {args.driver}" if args.mode in ("h2c", "tls-h2") else "")
         report(a, b, args, f"{time.monotonic() - t0:.0f} s")
     finally:

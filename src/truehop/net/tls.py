@@ -228,6 +228,7 @@ class TlsProtocol(asyncio.Protocol):
         self.raw: Any = None
         self.inner: Any = None      # the HTTP/1.x or HTTP/2 protocol (set_protocol may change it)
         self.sslobj: ssl.SSLObject | None = None
+        self.tls: Any = None        # sslobj's _ssl._SSLSocket (see data_received)
         self.inbio = ssl.MemoryBIO()
         self.outbio = ssl.MemoryBIO()
         self.paused = False
@@ -300,7 +301,11 @@ class TlsProtocol(asyncio.Protocol):
                 ctx = choose(sni or None)
                 data, self.early = bytes(early), b""
             record_sni(ctx)
-            self.sslobj = ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            so = self.sslobj = ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            # the C object under ssl.SSLObject: its read/write/pending/do_handshake are the
+            # same calls without ssl.py's interpreted wrapper around each (a Python frame per
+            # record read and per write); the SSLObject itself where it has none
+            self.tls = getattr(so, "_sslobj", so)
             self.state = _HANDSHAKE
         hello = self.hello
         if hello is not None:
@@ -341,7 +346,7 @@ class TlsProtocol(asyncio.Protocol):
     def _handshake(self) -> None:
         assert self.sslobj is not None
         try:
-            self.sslobj.do_handshake()
+            self.tls.do_handshake()
         except ssl.SSLWantReadError:
             if self.hello is not None and self.outbio.pending and self._alpn_refused():
                 return
@@ -440,8 +445,7 @@ class TlsProtocol(asyncio.Protocol):
     # -- application data ----------------------------------------------------------------
 
     def _read_app(self) -> None:
-        sslobj = self.sslobj
-        assert sslobj is not None
+        sslobj = self.tls
         inbio = self.inbio
         while self.state == _OPEN and not self.paused:
             # read only while a record may be there (bytes in the BIO, or plaintext OpenSSL
@@ -492,8 +496,7 @@ class TlsProtocol(asyncio.Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.state != _OPEN or self.closing or self.write_shut:
             return
-        sslobj = self.sslobj
-        assert sslobj is not None
+        sslobj = self.tls
         try:
             # a memory BIO takes everything: one SSL_write, one record per 16 KiB
             n = sslobj.write(data)
