@@ -120,6 +120,9 @@ def listener(mode: str, d: str) -> tuple[str, str]:
     listen = " ssl" if tls else ""
     extra = ""
     if tls:
+        # nginx 1.30's default, stated: the nginx compared against may be older (Debian's
+        # 1.22 defaults to TLSv1 TLSv1.1 TLSv1.2, so its handshakes would be TLS 1.2 ones)
+        extra += "\n        ssl_protocols TLSv1.2 TLSv1.3;"
         extra += (f"\n        ssl_certificate {d}/cert.pem;"
                   f"\n        ssl_certificate_key {d}/key.pem;")
     if mode in ("h2c", "tls-h2"):
