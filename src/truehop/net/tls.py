@@ -34,22 +34,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any
 
 from truehop.conf.model import SslCommand
 from truehop.net.closing import CloseDeadline, close_within
 
 # SSL_read gives at most one record's plaintext (2^14 bytes) a call: a larger size only makes
 # the bytes object CPython allocates (then shrinks) for each read bigger
-READ_SIZE: Final = 16 * 1024
-TLS_HANDSHAKE: Final = 0x16
+READ_SIZE = 16 * 1024
+TLS_HANDSHAKE = 0x16
 
-# the connection's states (Final: the compiled build inlines them, no module lookup per test)
-_FIRST: Final = 0           # nothing received yet
-_HANDSHAKE: Final = 1
-_OPEN: Final = 2            # TLS up, the inner protocol reads and writes through us
-_PLAIN: Final = 3           # no TLS (plain HTTP: the 497 page), or the loop did TLS itself
-_CLOSED: Final = 4
+_FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
 
 # The bound on a ClientHello (all of the client's bytes before OpenSSL's first answer, a
 # HelloRetryRequest's second hello included): beyond it the handshake fails, as OpenSSL's
@@ -57,7 +52,7 @@ _CLOSED: Final = 4
 # hello was kept here, in the BIO and in OpenSSL's buffer: 385 KiB a connection for a partial
 # 120 KB hello). Real hellos are a few KiB (post-quantum key shares and PSK tickets
 # included); 64 KiB leaves ample room. A hello announcing more is refused at its first bytes.
-MAX_HELLO: Final = 64 * 1024
+MAX_HELLO = 64 * 1024
 HELLO_TOO_LARGE = ("SSL_do_handshake() failed (SSL: excessive message size) while SSL "
                    "handshaking")
 # nginx accepts these besides h2 and http/1.1 (NGX_HTTP_ALPN_PROTOS); truehop's contexts do not
@@ -69,7 +64,7 @@ _HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079
 # a listener's context may carry a function of the SNI name giving the context to make the
 # connection on (process.runtime sets it when a server asks for client certificates: Python's
 # SNI switch keeps the first context's verify mode)
-CHOOSE_ATTR: Final = "truehop_choose_context"
+CHOOSE_ATTR = "truehop_choose_context"
 ALPN_REFUSED = ("SSL_do_handshake() failed (SSL: no application protocol) while SSL "
                 "handshaking")
 
