@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Instructions per HTTP/2 request spent in the codec alone, without sockets or the proxy:
-the h2 library by itself against truehop's `http.h2.H2Server` (which wraps it), counted by
-callgrind. This splits what instructions_per_request.py --mode h2c sees as interpreter time
-between the library (what a drop-in or a codec of our own would replace) and truehop's layer.
+truehop's own codec (`http.h2.H2Server`, with http/hpack.py and http/h2frames.py) against the
+h2 library by itself, which it replaced on the request path (h2 stays a test dependency: the
+tests' client and oracle), counted by callgrind.
 
 The client's bytes are made beforehand (4 x 10 HEADERS per batch, as the lockstep client
 sends them: h2's HPACK, dynamic table on); a process under callgrind then reads them and, for
@@ -12,9 +12,9 @@ run and the difference per request printed, as the other scripts do.
 
     python bench/h2_codec_cost.py [--what library,truehop] [--src DIR] [--top 15]
 
-`library` is h2.connection.H2Connection configured as H2Server configures it; `truehop` is
-H2Server (feed, send_response, send_body, send_end, stream_done, data_to_send). --src picks
-the truehop tree (e.g. a copy whose http/h2.py imports jh2); --lib jh2 makes `library` use jh2.
+`library` is h2.connection.H2Connection configured as the old wrapper configured it (--lib jh2
+for the jh2 fork); `truehop` is H2Server (feed, send_response, send_body, send_end,
+stream_done, data_to_send) from the tree --src names (`--src .venv/compiled`: the mypyc build).
 """
 
 from __future__ import annotations

@@ -185,19 +185,18 @@ def version_long() -> str:
             f"built with {ssl.OPENSSL_VERSION}\n"
             f"TLS SNI support enabled\n"
             f"configure arguments: --prefix={DEFAULT_PREFIX} --with-http_ssl_module "
-            f"--with-http_v2_module --with-http_realip_module {WITHOUT}")
+            f"--with-http_v2_module --with-http_realip_module --with-http_auth_request_module "
+            f"--with-http_gzip_static_module --with-http_gunzip_module {WITHOUT}")
 
 
 # What Test::Nginx's has() must see as absent: the nginx modules truehop does not implement.
 WITHOUT = " ".join(f"--without-{m}" for m in (
-    "http_charset_module", "http_gzip_module", "http_ssi_module", "http_userid_module",
-    "http_access_module", "http_auth_basic_module", "http_mirror_module",
+    "http_ssi_module", "http_userid_module", "http_mirror_module",
     "http_autoindex_module", "http_geo_module", "http_split_clients_module",
     "http_referer_module", "http_fastcgi_module", "http_uwsgi_module", "http_scgi_module",
-    "http_grpc_module", "http_memcached_module", "http_limit_conn_module",
-    "http_limit_req_module", "http_empty_gif_module", "http_browser_module",
+    "http_grpc_module", "http_memcached_module", "http_empty_gif_module", "http_browser_module",
     "http_upstream_least_time_module", "http_upstream_random_module",
-    "http_upstream_zone_module", "http_upstream_sticky_module", "http_tunnel_module",
+    "http_upstream_sticky_module", "http_tunnel_module",
     "mail_pop3_module", "mail_imap_module", "mail_smtp_module"))
 
 

@@ -104,6 +104,8 @@ class CacheUpstream:
             headers.append(("ETag", etag))
         if "lm" in q:
             headers.append(("Last-Modified", LAST_MODIFIED))
+        if "ar" in q:
+            headers.append(("Accept-Ranges", "bytes"))
         inm = h.headers.get("If-None-Match")
         ims = h.headers.get("If-Modified-Since")
         if not fail and ((etag and inm == etag) or ("lm" in q and ims == LAST_MODIFIED)):

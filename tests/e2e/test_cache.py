@@ -353,3 +353,136 @@ def test_config_errors(tmp_path, conf: str, err: str) -> None:
     assert res.returncode == 1
     assert err in res.stderr + res.stdout
     assert os.path.basename(str(path)) in res.stderr + res.stdout
+
+
+# -- nginx's own proxy_cache*.t behaviours, each as a focused case ------------------------------
+
+
+def test_ignore_headers_lines_add_up(truehop, up, tmp_path) -> None:
+    # proxy_cache_control.t "cache headers ignored": a bitmask, each line adds
+    _, base = start(truehop, up, tmp_path,
+                    "proxy_ignore_headers Cache-Control; proxy_ignore_headers Expires;")
+    assert statuses(base, "/i1?cc=max-age%3D60", 2) == ["MISS", "MISS"]
+    assert statuses(base, "/i2?expires=60", 2) == ["MISS", "MISS"]
+
+
+def test_bypass_still_stores(truehop, up, tmp_path) -> None:
+    # proxy_cache_bypass.t "cached after bypass"
+    _, base = start(truehop, up, tmp_path,
+                    "proxy_cache_valid 200 1m; proxy_cache_bypass $arg_b; proxy_cache_key $uri;")
+    assert get(base + "/b").text == "/b n=1 lang="
+    assert get(base + "/b?b=1").headers["x-cache"] == "BYPASS"
+    r = get(base + "/b")
+    assert (r.headers["x-cache"], r.text) == ("HIT", "/b n=2 lang=")
+
+
+def test_intercepted_error_is_remembered(truehop, up, tmp_path) -> None:
+    # proxy_cache_bypass.t "error cached", proxy_cache_valid.t "error no-cache"
+    _, base = start(truehop, up, tmp_path, """
+        proxy_cache_valid any 1m;
+        proxy_cache_key $uri;
+        proxy_intercept_errors on;
+        error_page 404 /plain/fallback;""")
+    for _ in range(2):
+        r = get(base + "/e?status=404")
+        assert (r.status_code, r.text.split(" ")[0]) == (404, "/plain/fallback")
+    assert up.count("/e") == 1
+    for _ in range(2):
+        assert get(base + "/e2?status=404&cc=no-cache").status_code == 404
+    assert up.count("/e2") == 2
+
+
+def test_revalidation_only_for_200(truehop, up, tmp_path) -> None:
+    # proxy_cache_revalidate.t "other status no revalidation"
+    _, base = start(truehop, up, tmp_path,
+                    "proxy_cache_valid 200 201 1s; proxy_cache_revalidate on;")
+    assert get(base + "/o?status=201&lm=1").headers["x-cache"] == "MISS"
+    time.sleep(2.1)
+    assert get(base + "/o?status=201&lm=1").headers["x-cache"] == "EXPIRED"
+    assert "if-modified-since" not in up.records[-1][2]
+
+
+def test_uncacheable_requests_forward_the_range(truehop, up, tmp_path) -> None:
+    # proxy_cache_max_range_offset.t and proxy_cache_range.t "range below min_uses"
+    _, base = start(truehop, up, tmp_path,
+                    "proxy_cache_valid 200 1m; proxy_cache_max_range_offset 2;")
+    rng = {"Range": "bytes=1-"}
+    get(base + "/below", headers=rng)
+    assert "range" not in up.records[-1][2]
+    get(base + "/above", headers={"Range": "bytes=3-"})
+    assert up.records[-1][2]["range"] == "bytes=3-"
+    get(base + "/last", headers={"Range": "bytes=-1"})
+    assert up.records[-1][2]["range"] == "bytes=-1"
+    assert get(base + "/above").headers["x-cache"] == "MISS"     # not stored
+
+
+def test_min_uses_forwards_the_clients_fields(truehop, up, tmp_path) -> None:
+    _, base = start(truehop, up, tmp_path, "proxy_cache_valid 200 1m; proxy_cache_min_uses 2;")
+    get(base + "/mu", headers={"Range": "bytes=1-", "If-None-Match": '"x"'})
+    sent = up.records[-1][2]
+    assert (sent["range"], sent["if-none-match"]) == ("bytes=1-", '"x"')
+
+
+def test_several_ranges_on_a_hit_are_multipart(truehop, up, tmp_path) -> None:
+    # proxy_cache_range.t "cached multipart range"
+    _, base = start(truehop, up, tmp_path, "proxy_cache_valid 200 1m;")
+    assert get(base + "/mp").text == "/mp n=1 lang="
+    r = get(base + "/mp", headers={"Range": "bytes=0-2,4-6"})
+    assert r.status_code == 206 and r.headers["x-cache"] == "HIT"
+    ctype = r.headers["content-type"]
+    assert ctype.startswith("multipart/byteranges; boundary=")
+    bnd = ctype.split("=", 1)[1]
+    assert r.content == (f"\r\n--{bnd}\r\nContent-Type: text/plain\r\n"
+                         f"Content-Range: bytes 0-2/13\r\n\r\n/mp"
+                         f"\r\n--{bnd}\r\nContent-Type: text/plain\r\n"
+                         f"Content-Range: bytes 4-6/13\r\n\r\nn=1"
+                         f"\r\n--{bnd}--\r\n").encode()
+    assert int(r.headers["content-length"]) == len(r.content)
+    # max_ranges 1: several ranges answered whole
+    (tmp_path / "b").mkdir()
+    _, base2 = start(truehop, up, tmp_path / "b", "proxy_cache_valid 200 1m; max_ranges 1;")
+    get(base2 + "/mp1")
+    assert get(base2 + "/mp1", headers={"Range": "bytes=0-2,4-6"}).status_code == 200
+
+
+def test_range_on_a_miss_is_cut_from_the_stored_response(truehop, up, tmp_path) -> None:
+    # proxy_cache_range.t "range on first request": one range, when the upstream accepts
+    # ranges; the whole response is stored
+    _, base = start(truehop, up, tmp_path, "proxy_cache_valid 200 1m;")
+    r = get(base + "/rm?ar=1", headers={"Range": "bytes=4-"})
+    assert (r.status_code, r.headers["x-cache"], r.content) == (206, "MISS", b"n=1 lang=")
+    assert r.headers["content-range"] == "bytes 4-12/13"
+    r = get(base + "/rm?ar=1")
+    assert (r.status_code, r.headers["x-cache"], r.text) == (200, "HIT", "/rm n=1 lang=")
+    # several ranges on a miss: the whole response (nginx: single_range)
+    r = get(base + "/rm2?ar=1", headers={"Range": "bytes=0-1,4-5"})
+    assert (r.status_code, r.text) == (200, "/rm2 n=1 lang=")
+    # an upstream that does not accept ranges: whole
+    assert get(base + "/rm3", headers={"Range": "bytes=4-"}).status_code == 200
+
+
+def test_proxy_cache_value_empty_or_off_caches_not(truehop, up, tmp_path) -> None:
+    # proxy_cache_variables.t "proxy_cache empty"; postpone_output accepted (proxy_cache_error.t)
+    port = free_port()
+    truehop(f"""
+events {{}}
+http {{
+    proxy_cache_path {tmp_path}/cache keys_zone=one:1m;
+    postpone_output 0;
+    server {{
+        listen 127.0.0.1:{port};
+        add_header X-Cache $upstream_cache_status always;
+        location / {{
+            proxy_pass http://127.0.0.1:{up.port};
+            proxy_cache $arg_z;
+            proxy_cache_valid 200 1m;
+        }}
+    }}
+}}
+""")
+    base = f"http://127.0.0.1:{port}"
+    for z in ("", "off"):
+        r = get(base + f"/z?z={z}")
+        assert (r.status_code, r.headers.get("x-cache", "")) == (200, "")
+    assert statuses(base, "/z?z=one", 2) == ["MISS", "HIT"]
+    assert get(base + "/z?z=two").status_code == 500      # cache "two" not found

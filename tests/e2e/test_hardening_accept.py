@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import trustme
-from harness import close_all, free_ports, parse_responses, worker_pid
+from harness import close_all, free_ports, parse_responses, raw_request, worker_pid
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -316,3 +316,50 @@ def test_fd_limit_never_empty_reply(truehop: Any, certs: tuple[str, str]) -> Non
         assert "[crit]" in log and "accept4() failed (24: Too many open files)" in log, log
     finally:
         close_all(socks)
+
+
+# -- upstream connections count too -----------------------------------------------------------
+
+UPSTREAM_CONF = """
+worker_processes 1;
+error_log error.log info;
+events { worker_connections 3; }
+http {
+    access_log off;
+    upstream app { server 127.0.0.1:@@APP@@; keepalive 4; }
+    server {
+        listen 127.0.0.1:@@PORT@@;
+        location / { proxy_pass http://app; }
+    }
+}
+"""
+
+
+def test_upstream_connections_count_against_worker_connections(truehop: Any,
+                                                                upstream: Any) -> None:
+    """A proxied request holds two slots, as in nginx: with `worker_connections 3`, one
+    client waiting on a slow upstream plus a second client leave no slot for the second
+    upstream connection: nginx's `[alert] 3 worker_connections are not enough while
+    connecting to upstream` and a 500 (ngx_http_upstream_connect; checked against nginx
+    1.22). Once the slow exchange is over its connection waits in the keep-alive pool and
+    serves the next request."""
+    port, = free_ports(1)
+    tp = truehop(UPSTREAM_CONF, PORT=port, APP=upstream.port, allow_log=("[alert]",))
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+    slow.sendall(b"GET /__slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.4)
+    second = raw_request(port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")[0]
+    assert parse_responses(second)[0].status == 500, second[:200]
+    line = tp.wait_for_log("worker_connections are not enough while connecting to upstream")
+    assert "[alert]" in line and "3 worker_connections" in line and 'request: "GET /x' in line
+    data = b""
+    while not parse_responses(data) or not parse_responses(data)[0].complete:
+        d = slow.recv(65536)
+        assert d, data
+        data += d
+    assert parse_responses(data)[0].status == 200
+    slow.close()
+    time.sleep(0.3)
+    # the pooled connection is reused: no new slot needed
+    again = raw_request(port, b"GET /y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")[0]
+    assert parse_responses(again)[0].status == 200

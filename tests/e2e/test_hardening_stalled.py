@@ -281,7 +281,10 @@ def h2_big_request(kb: int) -> bytes:
 @pytest.mark.parametrize("use_tls", [False, True])
 def test_h2_non_reading_clients_released(truehop: Any, upstream: Any, certs: tuple[str, str],
                                          use_tls: bool) -> None:
-    tp, port, tls_port = start(truehop, certs, upstream.port)
+    # upstream connections count against worker_connections, as in nginx, the 15 kept in
+    # the keep-alive pool once the responses are read too: 30 of 34 while the clients stall;
+    # held past their timeouts, only 4 of the 10 new clients would fit
+    tp, port, tls_port = start(truehop, certs, upstream.port, conns=34)
     ctx = client_tls(certs[0], "h2") if use_tls else None
     target = tls_port if use_tls else port
     socks = []
@@ -376,7 +379,9 @@ WS_REQUEST = (b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
 
 def ws_stalled(truehop: Any, upstream: Any, certs: tuple[str, str], flood: Flood,
                ws_idle: str, after: float) -> None:
-    tp, port, _ = start(truehop, certs, upstream.port, conns=15, ws=flood.port, ws_idle=ws_idle)
+    # each tunnel holds two slots (its upstream connection counts, as in nginx): 20 of 25
+    # while they stall; held past their timeouts, only 5 of the 10 new clients would fit
+    tp, port, _ = start(truehop, certs, upstream.port, conns=25, ws=flood.port, ws_idle=ws_idle)
     socks = []
     try:
         for _ in range(10):

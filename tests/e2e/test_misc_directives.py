@@ -31,6 +31,7 @@ def readable(root: Path) -> Path:
             os.chmod(os.path.join(d, f), 0o644)
     return root
 
+
 pytestmark = pytest.mark.timeout(60)
 
 CHARSET = """

@@ -40,6 +40,17 @@ def test_entry_path_levels() -> None:
     ([("Set-Cookie", "a=1")], ("set-cookie",), NOW + 600, ""),
     ([("Vary", "*")], (), 0, "vary"),
     ([("Vary", "*")], ("vary",), NOW + 600, ""),
+    # nginx reads the fields in order: a no-cache line is not undone by a later max-age
+    # (proxy_cache_control.t "cache-control no-cache multi line"), only by X-Accel-Expires
+    ([("Cache-Control", "no-cache"), ("Cache-Control", "max-age=60")], (), 0, "cache-control"),
+    ([("Cache-Control", "max-age=60"), ("Cache-Control", "no-cache")], (), 0, "cache-control"),
+    ([("Cache-Control", "max-age=6x")], (), 0, "cache-control"),
+    ([("Cache-Control", "max-age=60;x")], (), NOW + 60, ""),
+    ([("X-Accel-Expires", "60"), ("X-Accel-Expires", "0")], (), NOW + 60, ""),
+    ([("X-Accel-Expires", " 60")], (), NOW + 600, ""),
+    ([("X-Accel-Expires", "@1")], (), 1, ""),
+    ([("Expires", http_date(NOW + 90)), ("Expires", "garbage")], (), NOW + 90, ""),
+    ([("Vary", "a" * 129)], (), 0, "vary"),
 ])
 def test_freshness_precedence(headers: list[tuple[str, str]], ignore: tuple[str, ...],
                               until: float, refused: str) -> None:
@@ -84,13 +95,18 @@ def test_conditionals_and_ranges() -> None:
     assert policy.not_modified({"if-modified-since": lm}, None, lm, "exact") == 304
     assert policy.not_modified({"if-modified-since": lm}, None, lm, "off") == 0
     assert policy.not_modified({"if-match": '"b"'}, '"a"', lm, "exact") == 412
-    assert policy.byte_range({"range": "bytes=0-9"}, 100, None, None) == (0, 10)
-    assert policy.byte_range({"range": "bytes=-10"}, 100, None, None) == (90, 100)
-    assert policy.byte_range({"range": "bytes=90-"}, 100, None, None) == (90, 100)
-    assert policy.byte_range({"range": "bytes=100-"}, 100, None, None) is False
-    assert policy.byte_range({"range": "bytes=0-1,5-6"}, 100, None, None) is None
-    assert policy.byte_range({"range": "bytes=0-1", "if-range": '"x"'}, 100, '"y"', None) \
-        is None
+    assert policy.byte_range({"range": "bytes=0-9"}, 100, None, None, None) == [(0, 10)]
+    assert policy.byte_range({"range": "bytes=-10"}, 100, None, None, None) == [(90, 100)]
+    assert policy.byte_range({"range": "bytes=90-"}, 100, None, None, None) == [(90, 100)]
+    assert policy.byte_range({"range": "bytes=100-"}, 100, None, None, None) is False
+    # several ranges: multipart, as the static files' range filter answers them
+    assert policy.byte_range({"range": "bytes=0-1,5-6"}, 100, None, None, None) \
+        == [(0, 2), (5, 7)]
+    # one allowed (the range filter's single_range on a response being stored): whole
+    assert policy.byte_range({"range": "bytes=0-1,5-6"}, 100, None, None, 1) is None
+    assert policy.byte_range({"range": "bytes=0-1"}, 100, None, None, 0) is None
+    assert policy.byte_range({"range": "bytes=0-1", "if-range": '"x"'}, 100, '"y"', None,
+                             None) is None
 
 
 def test_bypass_values() -> None:

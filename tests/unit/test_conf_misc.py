@@ -52,7 +52,7 @@ def test_unknown_variable_keeps_the_typo_message(tmp_path):
 
 
 @pytest.mark.parametrize("name,module", [
-    ("gzip_ratio", "ngx_http_gzip_module"),
+    ("uid_got", "ngx_http_userid_module"),
     ("geoip_country_code", "ngx_http_geoip_module"),
     ("tcpinfo_rtt", "ngx_http_core_module"),
     ("sent_trailer_grpc_status", "ngx_http_core_module"),

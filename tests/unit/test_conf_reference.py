@@ -29,8 +29,10 @@ def test_reference_lists_every_entry_in_its_kind() -> None:
     assert "| `keepalive` | upstream | 32 | - |" in applied
     assert "| `keepalive_timeout` | http, server, location | 75s | inherited |" in applied
     assert "`open_file_cache`" in noop and "no descriptor cache" in noop
-    assert "| `limit_rate` |" in ignored and "`limit-rate-ignored`" in ignored
-    assert "- ngx_http_gzip_module: " in refused and "`gzip`" in refused
+    assert "| `limit_rate` |" in applied and "proxy/pacing.py" in applied
+    assert "| `limit_req` |" in applied and "`limit_req`" not in refused
+    assert "| `gzip` |" in applied and "`gzip`" not in refused
+    assert "- ngx_http_mirror_module: " in refused and "`mirror`" in refused
     for s in dt.SPECS:
         section = {"applied": applied, "no-effect": noop, "not-applied": ignored,
                    "refused": refused}[s.effect.kind]

@@ -322,14 +322,6 @@ CASES: list[tuple[str, str, str, str, bool]] = [
     ("tls-one-server-ok", "server {\n listen 127.0.0.1:8443 ssl;\n server_name a.example.test;\n"
      " ssl_certificate a.pem;\n ssl_certificate_key a.key;\n}\n",
      "tls-implicit-default", "note", False),
-    # limit-rate-ignored
-    ("limit-rate", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 100k; #!"),
-     "limit-rate-ignored", "warn", True),
-    ("limit-rate-server", UP + "server {\n listen 127.0.0.1:8080;\n limit_rate 1m; #!\n"
-     " location / { proxy_pass http://app;" + GOOD + " }\n}\n",
-     "limit-rate-ignored", "warn", True),
-    ("limit-rate-off-ok", loc("proxy_pass http://app;" + GOOD + "\nlimit_rate 0;"),
-     "limit-rate-ignored", "warn", False),
     # cache-set-cookie
     ("cache-cookie", CACHE + loc("proxy_pass http://app; proxy_cache one;\n"
                                  "proxy_ignore_headers Set-Cookie; #!" + GOOD, head=""),

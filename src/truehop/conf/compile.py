@@ -30,6 +30,7 @@ from truehop.conf.model import (
     HttpConf,
     IfOp,
     LevelSettings,
+    LimitExcept,
     Listen,
     LocationConf,
     LogFormat,
@@ -58,6 +59,10 @@ from truehop.route.variables import UnknownVariable, VariableScope
 
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')
+
+# the methods limit_except may list (ngx_methods_names)
+LIMIT_EXCEPT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE",
+                                  "OPTIONS", "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "PATCH"})
 
 # walk() stages: everything before a block's own values, everything after them
 BEFORE_LEVEL = range(LEVEL)
@@ -657,6 +662,25 @@ class Compiler:
 
     def compile_internal(self, d: Directive, loc: LocationConf) -> None:
         loc.internal = True
+
+    def compile_limit_except(self, d: Directive, loc: LocationConf) -> None:
+        """`limit_except METHOD ... { }` (ngx_http_core_limit_except): the listed methods
+        pass (GET lets HEAD through too); every other one is checked with the block's
+        access rules, merged with the location's as nginx merges the block (a nested
+        location of its own)."""
+        methods: set[str] = set()
+        for m in d.values:
+            up = m.upper()
+            if up not in LIMIT_EXCEPT_METHODS:
+                raise ConfigError.at(f'invalid method "{m}"', d)
+            methods.add(up)
+        if "GET" in methods:
+            methods.add("HEAD")
+        local = LevelSettings()
+        self.fill_level(local, d.block or ())
+        loc.limit_except = LimitExcept(frozenset(methods), local.merged_with(loc.settings),
+                                       (d.file, d.line))
+        loc.settings.access_phase = True
 
     def compile_proxy_pass(self, e: Directive, loc: LocationConf) -> None:
         """`proxy_pass` in a location or in its `if` (modifier "if"): checked here, its

@@ -20,7 +20,7 @@ Each directive has a `Spec` (one per set of contexts: nginx has two `server` dir
   (lint reports it under the entry's finding id), or refused (with its module).
 
 A real nginx directive that truehop does not implement is refused by name, with its module,
-never ignored: `"gzip" directive is not supported by truehop (ngx_http_gzip_module)`.
+never ignored: `"mirror" directive is not supported by truehop (ngx_http_mirror_module)`.
 `REFUSED` holds every directive of nginx 1.30 (http, core, events, stream, mail) that is not
 accepted, plus well-known third-party and NGINX Plus ones, as entries of the same table.
 `python -m truehop.conf.reference` renders the table (README.md's directive reference).
@@ -233,6 +233,8 @@ S = frozenset({SERVER})
 SL = frozenset({SERVER, LOCATION})
 L = frozenset({LOCATION})
 LI = frozenset({LOCATION, IF_LOCATION})
+LE = frozenset({LIMIT_EXCEPT})
+HSLE = frozenset({HTTP, SERVER, LOCATION, LIMIT_EXCEPT})
 U = frozenset({UPSTREAM})
 REWRITE = frozenset({SERVER, IF_SERVER, LOCATION, IF_LOCATION})
 ANY = frozenset({MAIN, EVENTS, HTTP, SERVER, LOCATION, UPSTREAM, IF_SERVER, IF_LOCATION,
@@ -246,6 +248,7 @@ UPS = "ngx_http_upstream_module"
 UZONE = "ngx_http_upstream_zone_module"
 REWR = "ngx_http_rewrite_module"
 KA = "ngx_http_upstream_keepalive_module"
+ACCESS = "ngx_http_access_module"
 
 
 def _d(name: str, contexts: frozenset[str], arity: str, module: str, doc: str, *,
@@ -278,11 +281,17 @@ _PIPE = "proxy/pipeline.py"
 _DOWN = "net/downstream.py, net/h2conn.py"
 _CACHE = "proxy/cache/handler.py"
 _CACHE_POLICY = "proxy/cache/policy.py"
+GZIP = "ngx_http_gzip_module"
+_GZ = "proxy/gzip.py"
+BROTLI = "ngx_brotli"
+_BR = "proxy/brotli.py"
 
 
-def _limit_rate_on(d: Directive) -> bool:
-    """limit_rate 0 (0k, ...) is nginx's default, off: nothing is left undone."""
-    return bool(d.args) and bool(d.args[0].value.rstrip("kKmMgG").lstrip("0"))
+LREQ = "ngx_http_limit_req_module"
+LCONN = "ngx_http_limit_conn_module"
+_LIMITS = "proxy/limits.py"            # the preaccess phase
+_ZONES = "net/shm.py, proxy/limits.py"  # memory shared by the workers
+_PACING = "proxy/pacing.py"             # a body filter, last in the chain
 
 
 SPECS: tuple[Spec, ...] = (
@@ -410,10 +419,33 @@ SPECS: tuple[Spec, ...] = (
     _d("tcp_nodelay", HSL, "FLAG", HCORE, "TCP_NODELAY on keepalive connections",
        target=SETTINGS_T, parse=P.flag, default=True,
        noop="the event loop sets TCP_NODELAY on every TCP connection"),
-    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request",
-       effect=not_applied("responses are sent at full speed", "limit-rate-ignored",
-                          "remove limit_rate, or throttle downloads in front of truehop",
-                          _limit_rate_on)),
+    # --- limits: ngx_http_limit_req_module, ngx_http_limit_conn_module, limit_rate ---------
+    _d("limit_req_zone", H, "2MORE", LREQ, "a shared zone of request rates: key zone=name:size rate=Nr/s|Nr/m",
+       target=SETTINGS_T, parse=P.limit_req_zone, merge=LIST, default=(), at=_ZONES),
+    _d("limit_req", HSL, "1MORE", LREQ, "limit the request rate by a zone: zone=name [burst=N] [nodelay | delay=N]",
+       target=SETTINGS_T, parse=P.limit_req, merge=LIST, default=(), at=_LIMITS),
+    _d("limit_req_status", HSL, "TAKE1", LREQ, "status of a rejected request (400-599)",
+       target=SETTINGS_T, parse=P.limit_status, default=503, at=_LIMITS),
+    _d("limit_req_log_level", HSL, "TAKE1", LREQ, "level of rejections in the error log (delays: one lower)",
+       target=SETTINGS_T, parse=P.limit_log_level, default="error", at=_LIMITS),
+    _d("limit_req_dry_run", HSL, "FLAG", LREQ, "count and log, but neither delay nor reject",
+       target=SETTINGS_T, parse=P.flag_once, default=False, at=_LIMITS),
+    _d("limit_conn_zone", H, "2MORE", LCONN, "a shared zone of connection counts: key zone=name:size",
+       target=SETTINGS_T, parse=P.limit_conn_zone, merge=LIST, default=(), at=_ZONES),
+    _d("limit_conn", HSL, "TAKE2", LCONN, "limit the requests in progress per key of a zone",
+       target=SETTINGS_T, parse=P.limit_conn, merge=LIST, default=(), at=_LIMITS),
+    _d("limit_conn_status", HSL, "TAKE1", LCONN, "status of a rejected request (400-599)",
+       target=SETTINGS_T, parse=P.limit_status, default=503, at=_LIMITS),
+    _d("limit_conn_log_level", HSL, "TAKE1", LCONN, "level of rejections in the error log",
+       target=SETTINGS_T, parse=P.limit_log_level, default="error", at=_LIMITS),
+    _d("limit_conn_dry_run", HSL, "FLAG", LCONN, "count and log, but do not reject",
+       target=SETTINGS_T, parse=P.flag_once, default=False, at=_LIMITS),
+    _d("limit_rate", HSLI, "TAKE1", HCORE, "limit the response rate per request, bytes/s (variables allowed; 0: off)",
+       target=SETTINGS_T, parse=P.size_value, default=0, at=_PACING),
+    _d("limit_rate_after", HSLI, "TAKE1", HCORE, "bytes sent at full speed before limit_rate applies",
+       target=SETTINGS_T, parse=P.size_value, default=0, at=_PACING),
+    _d("proxy_limit_rate", HSL, "TAKE1", PROXY, "limit the rate of reading a buffered response from the upstream",
+       target=SETTINGS_T, parse=P.size_value, default=0, at=_PACING + ", proxy/response.py"),
     # --- proxy -----------------------------------------------------------------------------
     _d("proxy_pass", LI, "TAKE1", PROXY, "the upstream URL or group requests are sent to",
        compile="compile_proxy_pass", stage=CONTENT, at="proxy/target.py, proxy/upstream.py"),
@@ -429,7 +461,7 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.proxy_buffers, default=(8, 8192), at="proxy/relay.py"),
     _d("proxy_busy_buffers_size", HSL, "TAKE1", PROXY, "buffers that may be busy sending to the client",
        target=SETTINGS_T, parse=P.size, default=16384,
-       noop="a buffered response is relayed as the client takes it, within proxy_buffers"),
+       noop="what waits for a slow client is bounded otherwise: 64 KiB writes, 16 KiB in the client's transport"),
     _d("proxy_request_buffering", HSL, "FLAG", PROXY, "read the whole request body before proxying",
        target=SETTINGS_T, parse=P.flag, default=True, at="proxy/upstream_request.py"),
     _d("proxy_connect_timeout", HSL, "TAKE1", PROXY, "timeout for connecting to the upstream",
@@ -461,10 +493,18 @@ SPECS: tuple[Spec, ...] = (
     _d("proxy_intercept_errors", HSL, "FLAG", PROXY, "answer upstream codes >= 300 with error_page",
        target=SETTINGS_T, parse=P.flag, default=False, at="proxy/relay.py"),
     _d("proxy_ignore_headers", HSL, "1MORE", PROXY, "upstream response headers whose meaning is ignored",
-       target=SETTINGS_T, parse=P.lower_words, default=frozenset(),
+       target=SETTINGS_T, parse=P.ignore_headers, default=frozenset(),
        at="proxy/response.py, proxy/cache/policy.py"),
-    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering",
-       noop="proxied responses are never written to temporary files"),
+    # a buffered response beyond proxy_buffers goes to a temp file (proxy/spool.py)
+    _d("proxy_max_temp_file_size", HSL, "TAKE1", PROXY, "maximum temporary file size when buffering (0: none)",
+       target=SETTINGS_T, parse=P.size, default=1024 * 1024 * 1024, at="proxy/spool.py"),
+    _d("proxy_temp_file_write_size", HSL, "TAKE1", PROXY, "how much is written to the temporary file at a time",
+       target=SETTINGS_T, parse=P.size,
+       default=Computed("2 x max(proxy_buffer_size, proxy_buffers' size)", P.default_write_size),
+       at="proxy/spool.py"),
+    _d("proxy_temp_path", HSL, "TAKE1234", PROXY, "temp dir for buffered upstream responses [levels]",
+       target=SETTINGS_T, parse=P.temp_path, default=Computed("proxy_temp", P.default_proxy_temp_path),
+       at="process/runtime.py, proxy/spool.py"),
     _d("proxy_cookie_domain", HSL, "TAKE12", PROXY, "rewrite the domain of Set-Cookie",
        target=SETTINGS_T, parse=P.cookie_rewrite("proxy_cookie_domain"), merge=RULES, default=(), at="proxy/response.py"),
     _d("proxy_cookie_path", HSL, "TAKE12", PROXY, "rewrite the path of Set-Cookie",
@@ -513,6 +553,11 @@ SPECS: tuple[Spec, ...] = (
        target=SETTINGS_T, parse=P.flag, default=False, at=_CACHE),
     _d("proxy_cache_convert_head", HSL, "FLAG", PROXY, "a HEAD is sent upstream as a GET when caching",
        target=SETTINGS_T, parse=P.flag, default=True, at=_CACHE),
+    _d("proxy_cache_max_range_offset", HSL, "TAKE1", PROXY,
+       "a Range starting at or after this offset goes upstream, uncached",
+       target=SETTINGS_T, parse=P.size, default=None, at=_CACHE),
+    _d("postpone_output", HSL, "TAKE1", HCORE, "hold output until this much is ready",
+       noop="truehop writes what it has as it has it: output is never postponed"),
     # --- client side -----------------------------------------------------------------------
     _d("client_max_body_size", HSL, "TAKE1", HCORE, "largest request body allowed (0: no limit)",
        target=SETTINGS_T, parse=P.size, default=1024 * 1024, at="proxy/pipeline.py, proxy/upstream.py"),
@@ -614,8 +659,7 @@ SPECS: tuple[Spec, ...] = (
     _d("resolver", HSL, "1MORE", HCORE, "DNS servers for names in proxy_pass variables",
        target=SETTINGS_T, parse=P.resolver, default=None, at="proxy/target.py"),
     # a buffered request body beyond client_body_buffer_size goes to a file under
-    # client_body_temp_path; proxied responses stay in memory within proxy_buffers, so
-    # proxy_temp_path is accepted and has no effect (Test::Nginx writes it into every config)
+    # client_body_temp_path (proxied responses: proxy_temp_path, with the proxy records)
     _d("client_body_temp_path", HSL, "TAKE1234", HCORE,
        "temp dir for request bodies beyond client_body_buffer_size [levels]",
        target=SETTINGS_T, parse=P.temp_path, default=Computed("client_body_temp", P.default_temp_path),
@@ -623,8 +667,6 @@ SPECS: tuple[Spec, ...] = (
     _d("client_body_in_file_only", HSL, "TAKE1", HCORE,
        "every buffered request body to a file, kept (on) or removed after (clean)",
        target=SETTINGS_T, parse=P.body_in_file_only, default="off", at="proxy/upstream.py, proxy/request_body.py"),
-    _d("proxy_temp_path", HSL, "1MORE", "ngx_http_proxy_module",
-       "temp dir for proxied bodies", noop="proxied responses are never written to temporary files"),
     _d("resolver_timeout", HSL, "TAKE1", HCORE, "DNS resolution timeout",
        target=SETTINGS_T, parse=P.time_, default=30.0, at="proxy/target.py"),
     _d("keepalive_disable", HSL, "1MORE", HCORE, "browsers kept from keep-alive (msie6, safari)",
@@ -642,6 +684,86 @@ SPECS: tuple[Spec, ...] = (
        target=REWRITE_T, parse=P.rewrite, at=_PIPE),
     _d("break", REWRITE, "NOARGS", REWR, "stop processing rewrite-module directives",
        target=REWRITE_T, parse=P.break_op, at=_PIPE),
+    # --- access and auth: access phase (proxy/access.py, proxy/auth.py) --------------------
+    _d("allow", HSLE, "TAKE1", ACCESS, "let an address (CIDR, unix:, all) through; first matching rule wins",
+       target=SETTINGS_T, parse=P.access_rule, field="access_rules", merge=LIST, default=(),
+       at="proxy/access.py"),
+    _d("deny", HSLE, "TAKE1", ACCESS, "refuse an address (CIDR, unix:, all) with 403; first matching rule wins",
+       target=SETTINGS_T, parse=P.access_rule, field="access_rules", merge=LIST, default=(),
+       at="proxy/access.py"),
+    _d("auth_delay", HSL, "TAKE1", HCORE, "delay of a 401 answer from the access phase",
+       target=SETTINGS_T, parse=P.time_, default=0.0, at="proxy/access.py"),
+    _d("satisfy", HSL, "TAKE1", HCORE, "all: every access module must allow; any: one suffices",
+       target=SETTINGS_T, parse=P.satisfy, default="all", unique=True, at="proxy/access.py"),
+    _d("auth_basic", HSLE, "TAKE1", "ngx_http_auth_basic_module", "HTTP Basic authentication realm (variables allowed), or off",
+       target=SETTINGS_T, parse=P.template, default=None, unique=True, at="proxy/auth.py"),
+    _d("auth_basic_user_file", HSLE, "TAKE1", "ngx_http_auth_basic_module",
+       "password file: {PLAIN} {SHA} {SSHA} $apr1$ and what crypt(3) accepts ($1$ $5$ $6$ $2y$ ...)",
+       target=SETTINGS_T, parse=P.user_file, default=None, unique=True, at="proxy/auth.py, htpasswd.py"),
+    _d("auth_request", HSL, "TAKE1", "ngx_http_auth_request_module", "authorize by a subrequest to this URI (2xx allows), or off",
+       target=SETTINGS_T, parse=P.auth_request, default=None, unique=True,
+       at="proxy/auth.py, proxy/subrequest.py"),
+    _d("auth_request_set", HSL, "TAKE2", "ngx_http_auth_request_module", "set a variable from the auth subrequest ($upstream_http_*)",
+       target=SETTINGS_T, parse=P.auth_request_set, merge=LIST, default=(), declare="declare_set",
+       at="proxy/auth.py"),
+    _d("limit_except", L, "1MORE", HCORE, "access rules for the methods not listed (GET implies HEAD)", block=True,
+       unique=True, compile="compile_limit_except", stage=CONTENT, at="proxy/access.py"),
+    # in a limit_except block nginx also takes these; truehop keeps the block to access rules
+    _d("access_log", LE, "1MORE", "ngx_http_log_module", "access log of the methods limit_except restricts", supported=False),
+    _d("proxy_pass", LE, "TAKE1", PROXY, "proxy the methods limit_except restricts elsewhere", supported=False),
+    # --- gzip (proxy/gzip.py) ----------------------------------------------------------------
+    _d("gzip", HSLI, "FLAG", GZIP, "compress responses with gzip (a streaming body filter)",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_GZ),
+    _d("gzip_types", HSL, "1MORE", GZIP, "MIME types compressed besides text/html (* = any)",
+       target=SETTINGS_T, parse=P.mime_types("text/html"), merge=RULES,
+       default=frozenset({"text/html"}), at=_GZ),
+    _d("gzip_comp_level", HSL, "TAKE1", GZIP, "compression level 1-9",
+       target=SETTINGS_T, parse=P.comp_level(1, 9), default=1, at=_GZ),
+    _d("gzip_min_length", HSL, "TAKE1", GZIP, "smallest Content-Length compressed",
+       target=SETTINGS_T, parse=P.size, default=20, at=_GZ),
+    _d("gzip_buffers", HSL, "TAKE2", GZIP, "number and size of compression buffers",
+       target=SETTINGS_T, parse=P.bufs, default=(32, 4096),
+       noop="zlib's output is written on as it comes: there are no buffers to count"),
+    _d("gzip_window", HSL, "TAKE1", GZIP, "zlib window size (512..32k)",
+       target=SETTINGS_T, parse=P.gzip_window, default=Computed("32k", lambda c: 15), at=_GZ),
+    _d("gzip_hash", HSL, "TAKE1", GZIP, "zlib hash memory (512..128k)",
+       target=SETTINGS_T, parse=P.gzip_hash, default=Computed("64k", lambda c: 8), at=_GZ),
+    _d("gzip_http_version", HSL, "TAKE1", HCORE, "lowest request HTTP version compressed (1.0|1.1)",
+       target=SETTINGS_T, parse=P.enum("1.0", "1.1"), default="1.1", at=_GZ),
+    _d("gzip_proxied", HSL, "1MORE", HCORE, "compress for requests with Via (off|any|expired|no-cache|...)",
+       target=SETTINGS_T, parse=P.gzip_proxied, merge=RULES, default=frozenset({"off"}), at=_GZ),
+    _d("gzip_vary", HSL, "FLAG", HCORE, "Vary: Accept-Encoding on responses gzip considered",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_GZ),
+    _d("gzip_disable", HSL, "1MORE", HCORE, "User-Agent regexes (or msie6) never sent gzip",
+       target=SETTINGS_T, parse=P.gzip_disable, merge=RULES, default=(),
+       also=(("gzip_disable_msie6", False),), at=_GZ),
+    _d("gzip_static", HSL, "TAKE1", "ngx_http_gzip_static_module", "serve file.gz beside file (on|off|always)",
+       target=SETTINGS_T, parse=P.enum("off", "on", "always"), default="off",
+       at="proxy/gzip.py, " + _PIPE),
+    _d("gunzip", HSL, "FLAG", "ngx_http_gunzip_module", "decode gzip responses for clients that do not accept gzip",
+       target=SETTINGS_T, parse=P.flag, default=False, at=_GZ),
+    _d("gunzip_buffers", HSL, "TAKE2", "ngx_http_gunzip_module", "number and size of decoding buffers",
+       target=SETTINGS_T, parse=P.bufs, default=(32, 4096),
+       noop="zlib's output is written on as it comes: there are no buffers to count"),
+    # --- ngx_brotli (proxy/brotli.py; third-party, google/ngx_brotli) -----------------------
+    _d("brotli", HSLI, "FLAG", BROTLI, "compress responses with brotli (needs the brotli package)",
+       target=SETTINGS_T, parse=P.brotli_flag, default=False, at=_BR),
+    _d("brotli_types", HSL, "1MORE", BROTLI, "MIME types compressed besides text/html (* = any)",
+       target=SETTINGS_T, parse=P.mime_types("text/html"), merge=RULES,
+       default=frozenset({"text/html"}), at=_BR),
+    _d("brotli_comp_level", HSL, "TAKE1", BROTLI, "compression quality 0-11",
+       target=SETTINGS_T, parse=P.comp_level(0, 11), default=6, at=_BR),
+    _d("brotli_window", HSL, "TAKE1", BROTLI, "encoder window size (1k..16m)",
+       target=SETTINGS_T, parse=P.brotli_window, default=Computed("512k", lambda c: 19),
+       at=_BR),
+    _d("brotli_min_length", HSL, "TAKE1", BROTLI, "smallest Content-Length compressed",
+       target=SETTINGS_T, parse=P.size, default=20, at=_BR),
+    _d("brotli_buffers", HSL, "TAKE2", BROTLI, "deprecated and unused by ngx_brotli",
+       target=SETTINGS_T, parse=P.bufs, default=(32, 4096),
+       noop="ngx_brotli itself ignores it (deprecated, unused)"),
+    _d("brotli_static", HSL, "TAKE1", BROTLI, "serve file.br beside file (on|off|always)",
+       target=SETTINGS_T, parse=P.enum("off", "on", "always"), default="off",
+       at="proxy/gzip.py, " + _PIPE),
     # --- hash tuning -----------------------------------------------------------------------
     _d("server_names_hash_bucket_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
     _d("server_names_hash_max_size", H, "TAKE1", HCORE, "server names hash tuning", noop=_TUNING),
@@ -720,17 +842,8 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_google_perftools_module': (
         "google_perftools_profiles"
     ),
-    'ngx_http_access_module': (
-        "allow deny"
-    ),
     'ngx_http_addition_module': (
         "add_after_body add_before_body addition_types"
-    ),
-    'ngx_http_auth_basic_module': (
-        "auth_basic auth_basic_user_file"
-    ),
-    'ngx_http_auth_request_module': (
-        "auth_request auth_request_set"
     ),
     'ngx_http_autoindex_module': (
         "autoindex_exact_size autoindex_format autoindex_localtime"
@@ -742,14 +855,13 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "charset charset_map charset_types override_charset source_charset"
     ),
     'ngx_http_core_module': (
-        "aio aio_write auth_delay "
+        "aio aio_write "
         "directio directio_alignment early_hints "
-        "gzip_disable gzip_http_version gzip_proxied gzip_vary "
-        "keepalive_min_timeout limit_except limit_rate_after "
+        "keepalive_min_timeout limit_rate_after "
         "log_subrequest max_headers msie_padding msie_refresh "
         "open_file_cache_errors open_file_cache_events open_file_cache_min_uses "
         "open_file_cache_valid output_buffers post_action postpone_output read_ahead "
-        "recursive_error_pages reset_timedout_connection satisfy send_lowat "
+        "recursive_error_pages reset_timedout_connection send_lowat "
         "sendfile_max_chunk subrequest_output_buffer_size"
     ),
     'ngx_http_dav_module': (
@@ -797,15 +909,8 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "grpc_ssl_protocols grpc_ssl_server_name grpc_ssl_session_reuse "
         "grpc_ssl_trusted_certificate grpc_ssl_verify grpc_ssl_verify_depth"
     ),
-    'ngx_http_gunzip_module': (
-        "gunzip gunzip_buffers"
-    ),
     'ngx_http_gzip_module': (
-        "gzip gzip_buffers gzip_comp_level gzip_hash gzip_min_length gzip_no_buffer gzip_types "
-        "gzip_window postpone_gzipping"
-    ),
-    'ngx_http_gzip_static_module': (
-        "gzip_static"
+        "gzip_no_buffer postpone_gzipping"
     ),
     'ngx_http_headers_module': (
         "add_header_inherit add_trailer add_trailer_inherit"
@@ -813,12 +918,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
     'ngx_http_image_filter_module': (
         "image_filter image_filter_buffer image_filter_interlace image_filter_jpeg_quality "
         "image_filter_sharpen image_filter_transparency image_filter_webp_quality"
-    ),
-    'ngx_http_limit_conn_module': (
-        "limit_conn limit_conn_dry_run limit_conn_log_level limit_conn_status limit_conn_zone"
-    ),
-    'ngx_http_limit_req_module': (
-        "limit_req limit_req_dry_run limit_req_log_level limit_req_status limit_req_zone"
     ),
     'ngx_http_log_module': (
         "open_log_file_cache"
@@ -845,7 +944,7 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
         "proxy_socket_keepalive proxy_ssl_certificate "
         "proxy_ssl_certificate_cache proxy_ssl_certificate_key proxy_ssl_ciphers "
         "proxy_ssl_conf_command proxy_ssl_crl proxy_ssl_password_file proxy_ssl_session_reuse "
-        "proxy_ssl_verify_depth proxy_store proxy_store_access proxy_temp_file_write_size "
+        "proxy_ssl_verify_depth proxy_store proxy_store_access "
     ),
     'ngx_http_random_index_module': (
         "random_index"
@@ -979,10 +1078,6 @@ _NGINX_UNSUPPORTED: dict[str, str] = {
 
 # Third-party modules and NGINX Plus, common in configs found in the wild.
 _OTHER_UNSUPPORTED: dict[str, str] = {
-    "ngx_brotli": (
-        "brotli brotli_static brotli_comp_level brotli_types brotli_buffers brotli_window "
-        "brotli_min_length"
-    ),
     "headers-more-nginx-module": (
         "more_set_headers more_clear_headers more_set_input_headers more_clear_input_headers"
     ),
@@ -1140,7 +1235,7 @@ def check_directive(d: Directive, context: str) -> Spec:
 
 def check_block(directives: Iterable[Directive], context: str) -> None:
     """Check a block's directives (and their blocks, recursively) in `context`."""
-    if context in DATA_BLOCKS or context == LIMIT_EXCEPT:
+    if context in DATA_BLOCKS:
         return
     seen: set[str] = set()
     for d in directives:

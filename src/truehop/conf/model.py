@@ -96,6 +96,37 @@ class ProxyRedirect:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitZone:
+    """`limit_req_zone` / `limit_conn_zone`: a shared memory zone of limit states. `kind`
+    is "limit_req" or "limit_conn"; `rate` (limit_req) is in milli-requests per second,
+    as nginx's ctx->rate (`rate=10r/s` is 10000, `rate=30r/m` is 500)."""
+    kind: str
+    name: str
+    key: Template
+    size: int
+    rate: int
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReq:
+    """`limit_req zone=name [burst=N] [nodelay | delay=N]`: burst and delay in
+    milli-requests, as nginx keeps them (`nodelay` is a delay no excess reaches)."""
+    zone: str
+    burst: int
+    delay: int
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConn:
+    """`limit_conn zone number`."""
+    zone: str
+    conn: int
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyPass:
     scheme: str                      # "http" or "https"
     upstream: UpstreamConf | None    # None when the target has variables
@@ -141,6 +172,45 @@ class CacheValid:
     any: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """One `allow` or `deny` (ngx_http_access_rule): `family` 4 or 6 with the address and
+    mask as integers (host bits already cleared), "unix" for `unix:`, "all" for `all`."""
+    deny: bool
+    family: str                      # "4", "6", "unix", "all"
+    addr: int = 0
+    mask: int = 0
+    text: str = ""
+    where: Where = ("", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class UserFile:
+    """auth_basic_user_file: the path (may hold variables); a relative one is taken from
+    `base`, the configuration's directory (nginx's conf prefix), when it is rendered."""
+    path: Template
+    base: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequestSet:
+    """`auth_request_set $name value`: evaluated in the subrequest once it is done."""
+    name: str
+    value: Template
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LimitExcept:
+    """`limit_except METHOD ... { }`: the methods it lets through (GET implies HEAD), and
+    the settings every other method is checked with: the block's own (allow/deny,
+    auth_basic) merged with its location's, as nginx merges the block as a nested
+    location (clcf->limit_except_loc_conf)."""
+    methods: frozenset[str]
+    settings: Settings
+    where: Where
+
+
 # The merged settings of one level (http, server, location, `if`): what the request path reads.
 # Every field is filled: by the level itself, else the enclosing level, else the directive's
 # default in conf/directives.py (the table says, per directive, its field, default and merge).
@@ -173,10 +243,26 @@ SETTING_FIELDS: Final = (
     "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_bypass", "proxy_no_cache",
     "proxy_cache_use_stale", "proxy_cache_background_update", "proxy_cache_lock",
     "proxy_cache_lock_timeout", "proxy_cache_lock_age", "proxy_cache_revalidate",
-    "proxy_cache_convert_head",
+    "proxy_cache_convert_head", "proxy_cache_max_range_offset",
     # issue 15, misc: charset, proxy_cookie_flags, client aborts, timed-out connections
     "charset", "source_charset", "charset_types", "override_charset", "proxy_cookie_flags",
     "proxy_ignore_client_abort", "reset_timedout_connection", "sendfile_max_chunk",
+    # limits (proxy.limits, proxy.pacing)
+    "limit_req_zone", "limit_req", "limit_req_status", "limit_req_log_level",
+    "limit_req_dry_run", "limit_conn_zone", "limit_conn", "limit_conn_status",
+    "limit_conn_log_level", "limit_conn_dry_run", "limit_rate", "limit_rate_after",
+    "proxy_limit_rate",
+    # access and auth (proxy/access.py, proxy/auth.py)
+    "access_rules", "satisfy", "auth_basic", "auth_basic_user_file", "auth_request",
+    "auth_request_set", "auth_delay",
+    # gzip (proxy/gzip.py)
+    "gzip", "gzip_types", "gzip_comp_level", "gzip_min_length", "gzip_buffers",
+    "gzip_window", "gzip_hash", "gzip_http_version", "gzip_proxied", "gzip_vary",
+    "gzip_disable", "gzip_disable_msie6", "gzip_static", "gunzip", "gunzip_buffers",
+    # ngx_brotli (proxy/brotli.py)
+    "brotli", "brotli_types", "brotli_comp_level", "brotli_window", "brotli_min_length",
+    "brotli_buffers", "brotli_static",
+    "proxy_temp_path", "proxy_max_temp_file_size", "proxy_temp_file_write_size",
 )
 
 
@@ -187,7 +273,7 @@ class Settings:
     class's attributes read-only, so tests/unit/test_conf_table.py checks that no code
     outside conf/ assigns to a Settings field."""
 
-    __slots__ = SETTING_FIELDS + ("where",)
+    __slots__ = SETTING_FIELDS + ("where", "access_phase")
 
     root: str
     alias: Template | None              # None: no alias (root applies)
@@ -283,6 +369,8 @@ class Settings:
     proxy_cache_lock_age: float
     proxy_cache_revalidate: bool
     proxy_cache_convert_head: bool
+    # proxy_cache_max_range_offset: None is nginx's unset (no limit)
+    proxy_cache_max_range_offset: int | None
     # issue 15, misc. charset / source_charset: None is `off`; charset_types: lower-case
     # MIME types ("*": any), text/html always among them
     charset: str | None
@@ -293,10 +381,79 @@ class Settings:
     proxy_ignore_client_abort: bool
     reset_timedout_connection: bool
     sendfile_max_chunk: int             # 0: no limit
+    # limits: the zones (http level only, so every level holds the http level's), a level's
+    # limit_req / limit_conn lines (a level with any replaces the inherited ones), and
+    # the rates: a size in bytes per second (0: off), or a template rendered per request
+    limit_req_zone: tuple[LimitZone, ...]
+    limit_req: tuple[LimitReq, ...]
+    limit_req_status: int
+    limit_req_log_level: str
+    limit_req_dry_run: bool
+    limit_conn_zone: tuple[LimitZone, ...]
+    limit_conn: tuple[LimitConn, ...]
+    limit_conn_status: int
+    limit_conn_log_level: str
+    limit_conn_dry_run: bool
+    limit_rate: int | Template
+    limit_rate_after: int | Template
+    proxy_limit_rate: int | Template
+    # allow/deny in order (one list: a level with any replaces the inherited ones whole);
+    # satisfy "all" | "any"; auth_basic's realm (None: unset; "off" is its rendered value);
+    # the password file; auth_request's URI (None: off); auth_request_set in order
+    access_rules: tuple[AccessRule, ...]
+    satisfy: str
+    auth_basic: Template | None
+    auth_basic_user_file: UserFile | None
+    auth_request: str | None
+    auth_request_set: tuple[AuthRequestSet, ...]
+    auth_delay: float                   # seconds a 401 from the access phase waits
+    # gzip (proxy/gzip.py): `gzip_types` holds lower-case MIME types ("*": any, even none);
+    # `gzip_window`/`gzip_hash` are zlib's wbits and memLevel (nginx stores them so);
+    # `gzip_http_version` "1.0" | "1.1"; `gzip_proxied` its flags ("off", "any", ...);
+    # `gzip_disable` the caseless regexes, `gzip_disable_msie6` its msie6 word (merged
+    # apart, as nginx does); `gzip_static` "off" | "on" | "always"
+    gzip: bool
+    gzip_types: frozenset[str]
+    gzip_comp_level: int
+    gzip_min_length: int
+    gzip_buffers: tuple[int, int]
+    gzip_window: int
+    gzip_hash: int
+    gzip_http_version: str
+    gzip_proxied: frozenset[str]
+    gzip_vary: bool
+    gzip_disable: tuple[re.Pattern[str], ...]
+    gzip_disable_msie6: bool
+    gzip_static: str
+    gunzip: bool                        # decode gzip for clients that do not take it
+    gunzip_buffers: tuple[int, int]
+    # ngx_brotli: `brotli_window` is the encoder's lgwin; `brotli_static` as gzip_static
+    brotli: bool
+    brotli_types: frozenset[str]
+    brotli_comp_level: int
+    brotli_window: int
+    brotli_min_length: int
+    brotli_buffers: tuple[int, int]
+    brotli_static: str
+    # a buffered response past proxy_buffers (proxy.spool): the temp dir and levels, the
+    # file's limit (0: no file), bytes written at a time (0: nginx's computed default)
+    proxy_temp_path: tuple[str, tuple[int, ...]]
+    proxy_max_temp_file_size: int
+    proxy_temp_file_write_size: int
     where: dict[str, Where]             # field -> first line that set it (lint, explain)
+    # derived when the settings are made, not a directive: whether the access phase has
+    # anything to check here (a location with limit_except sets it too), so that a request
+    # where none is configured pays one attribute test (proxy/access.py)
+    access_phase: bool
 
     def __init__(self) -> None:
         self.where = {}
+        self.access_phase = False
+
+    def derive(self) -> None:
+        """Set the fields computed from the others, once every field is filled."""
+        self.access_phase = bool(self.access_rules) or self.auth_basic is not None or \
+            self.auth_request is not None
 
     @staticmethod
     def from_values(values: dict[str, Any], where: dict[str, Where]) -> Settings:
@@ -305,6 +462,7 @@ class Settings:
         for f in SETTING_FIELDS:
             setattr(out, f, values[f])
         out.where = dict(where)
+        out.derive()
         return out
 
 
@@ -342,6 +500,7 @@ class LevelSettings:
         for f in SETTING_FIELDS:
             setattr(out, f, vals[f] if f in vals else getattr(parent, f))
         out.where = {**parent.where, **self.where}
+        out.derive()
         return out
 
 
@@ -516,6 +675,7 @@ class LocationConf:
     has_content: bool = False          # proxy_pass / return / try_files decide the content
     parent: LocationConf | None = None
     local: LevelSettings | None = None  # what this level wrote itself (for lint)
+    limit_except: LimitExcept | None = None
 
     @property
     def name(self) -> str:

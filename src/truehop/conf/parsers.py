@@ -13,6 +13,7 @@ fills a second field itself says so in its docstring (`keepalive_timeout`, `keep
 from __future__ import annotations
 
 import grp
+import importlib.util
 import ipaddress
 import os
 import pwd
@@ -20,11 +21,13 @@ import re
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from truehop.conf.ast import ConfigError, Directive
 from truehop.conf.model import (
     AccessLog,
+    AccessRule,
+    AuthRequestSet,
     BreakOp,
     CachePath,
     CacheValid,
@@ -35,6 +38,9 @@ from truehop.conf.model import (
     HeaderSetting,
     IfOp,
     LevelSettings,
+    LimitConn,
+    LimitReq,
+    LimitZone,
     Listen,
     LogFormat,
     MainConf,
@@ -47,6 +53,7 @@ from truehop.conf.model import (
     SetOp,
     SslCommand,
     UpstreamConf,
+    UserFile,
 )
 from truehop.conf.values import parse_expires, parse_size, parse_time
 from truehop.route.template import Template, literal
@@ -107,6 +114,17 @@ def default_access_log(c: Context) -> tuple[AccessLog, ...]:
 
 def default_temp_path(c: Context) -> tuple[str, tuple[int, ...]]:
     return (c.prefixed("client_body_temp"), ())
+
+
+def default_proxy_temp_path(c: Context) -> tuple[str, tuple[int, ...]]:
+    """nginx's compiled-in NGX_HTTP_PROXY_TEMP_PATH, under the prefix."""
+    return (c.prefixed("proxy_temp"), ())
+
+
+def default_write_size(c: Context) -> int:
+    """proxy_temp_file_write_size unset: 0, read as nginx's merge computes it (twice the
+    larger of proxy_buffer_size and one of proxy_buffers; proxy.spool.spool_limits)."""
+    return 0
 
 
 # --- plain values -------------------------------------------------------------------------
@@ -643,9 +661,10 @@ def integer(c: Context, d: Directive, s: LevelSettings) -> int:
 
 
 def temp_path(c: Context, d: Directive, s: LevelSettings) -> tuple[str, tuple[int, ...]]:
-    """client_body_temp_path path [level1 [level2 [level3]]] (ngx_conf_set_path_slot): each
+    """client_body_temp_path / proxy_temp_path path [level1 [level2 [level3]]]
+    (ngx_conf_set_path_slot): each
     level a number of characters of the ten-digit file name, 10 at most in all."""
-    if s.defined_here("client_body_temp_path"):
+    if s.defined_here(d.name):
         raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
     levels = []
     for v in d.values[1:]:
@@ -664,6 +683,182 @@ def body_in_file_only(c: Context, d: Directive, s: LevelSettings) -> str:
     return v
 
 
+
+
+# --- limits (ngx_http_limit_req_module, ngx_http_limit_conn_module, limit_rate) -------------
+
+_ZONE_MIN: Final = 8 * 4096          # nginx: a zone of fewer than 8 pages "is too small"
+NODELAY: Final = 1 << 60             # nginx's NGX_MAX_INT_T_VALUE / 1000, in milli-requests
+LIMIT_LOG_LEVELS: Final = ("info", "notice", "warn", "error")
+
+
+def _once(d: Directive, s: LevelSettings, name: str) -> None:
+    """ngx_conf_set_*_slot's "is duplicate": a value written twice in one block."""
+    if s.defined_here(name):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+
+
+def _zone_parameter(d: Directive, arg: str) -> tuple[str, int]:
+    """`zone=name:size` of limit_req_zone / limit_conn_zone."""
+    name, colon, size_text = arg[5:].partition(":")
+    if not colon:
+        raise ConfigError.at(f'invalid zone size "{arg}"', d)
+    try:
+        size = parse_size(size_text)
+    except ValueError:
+        raise ConfigError.at(f'invalid zone size "{arg}"', d) from None
+    if size < _ZONE_MIN:
+        raise ConfigError.at(f'zone "{arg}" is too small', d)
+    return name, size
+
+
+def _declare_zone(d: Directive, s: LevelSettings, zone: LimitZone) -> LimitZone:
+    """ngx_shared_memory_add's checks against the zones declared before, in nginx's order
+    (size, use, then key)."""
+    for kind in ("limit_req", "limit_conn"):
+        for z in s.get(kind + "_zone") or ():
+            if z.name != zone.name:
+                continue
+            if z.size != zone.size:
+                raise ConfigError.at(f'the size {zone.size} of shared memory zone '
+                                     f'"{zone.name}" conflicts with already declared size '
+                                     f'{z.size}', d)
+            if z.kind != zone.kind:
+                raise ConfigError.at(f'the shared memory zone "{zone.name}" is already '
+                                     'declared for a different use', d)
+            raise ConfigError.at(f'{d.name} "{zone.name}" is already bound to key '
+                                 f'"{z.key.source}"', d)
+    return zone
+
+
+def limit_req_zone(c: Context, d: Directive, s: LevelSettings) -> LimitZone:
+    """`limit_req_zone key zone=name:size rate=rate` (ngx_http_limit_req_zone): the rate in
+    milli-requests per second. `sync` (NGINX Plus' zone synchronisation) is refused."""
+    v = d.values
+    key = c.template(v[0], d)
+    name, size, rate, scale = "", 0, 1, 1
+    for arg in v[1:]:
+        if arg.startswith("zone="):
+            name, size = _zone_parameter(d, arg)
+            continue
+        if arg.startswith("rate="):
+            text = arg[5:]
+            if text.endswith("r/s"):
+                text = text[:-3]
+            elif text.endswith("r/m"):
+                text, scale = text[:-3], 60
+            rate = int(text) if text.isdigit() else 0
+            if rate <= 0:
+                raise ConfigError.at(f'invalid rate "{arg}"', d)
+            continue
+        if arg == "sync":
+            raise ConfigError.at('the "sync" parameter of "limit_req_zone" is not supported '
+                                 'by truehop (NGINX Plus zone synchronization)', d)
+        raise ConfigError.at(f'invalid parameter "{arg}"', d)
+    if not name:
+        raise ConfigError.at(f'"{d.name}" must have "zone" parameter', d)
+    return _declare_zone(d, s, LimitZone("limit_req", name, key, size, rate * 1000 // scale,
+                                         (d.file, d.line)))
+
+
+def limit_conn_zone(c: Context, d: Directive, s: LevelSettings) -> LimitZone:
+    """`limit_conn_zone key zone=name:size` (ngx_http_limit_conn_zone)."""
+    v = d.values
+    key = c.template(v[0], d)
+    name, size = "", 0
+    for arg in v[1:]:
+        if arg.startswith("zone="):
+            name, size = _zone_parameter(d, arg)
+            continue
+        raise ConfigError.at(f'invalid parameter "{arg}"', d)
+    if not name:
+        raise ConfigError.at(f'"{d.name}" must have "zone" parameter', d)
+    return _declare_zone(d, s, LimitZone("limit_conn", name, key, size, 0, (d.file, d.line)))
+
+
+def _positive(d: Directive, arg: str, skip: int, what: str) -> int:
+    text = arg[skip:]
+    n = int(text) if text.isdigit() else 0
+    if n <= 0:
+        raise ConfigError.at(f'invalid {what} value "{arg}"', d)
+    return n
+
+
+def limit_req(c: Context, d: Directive, s: LevelSettings) -> LimitReq:
+    """`limit_req zone=name [burst=number] [nodelay | delay=number]` (ngx_http_limit_req);
+    the zone must be declared somewhere (checked when the zones are made)."""
+    zone: str | None = None
+    burst = delay = 0
+    for arg in d.values:
+        if arg.startswith("zone="):
+            zone = arg[5:]
+        elif arg.startswith("burst="):
+            burst = _positive(d, arg, 6, "burst")
+        elif arg.startswith("delay="):
+            delay = _positive(d, arg, 6, "delay")
+        elif arg == "nodelay":
+            delay = NODELAY
+        else:
+            raise ConfigError.at(f'invalid parameter "{arg}"', d)
+    if zone is None:
+        raise ConfigError.at(f'"{d.name}" must have "zone" parameter', d)
+    if any(x.zone == zone for x in s.get("limit_req") or ()):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+    return LimitReq(zone, burst * 1000, min(delay * 1000, NODELAY), (d.file, d.line))
+
+
+def limit_conn(c: Context, d: Directive, s: LevelSettings) -> LimitConn:
+    """`limit_conn zone number` (ngx_http_limit_conn)."""
+    zone, number = d.values
+    n = int(number) if number.isdigit() else 0
+    if n <= 0:
+        raise ConfigError.at(f'invalid number of connections "{number}"', d)
+    if n > 65535:
+        raise ConfigError.at('connection limit must be less 65536', d)
+    if any(x.zone == zone for x in s.get("limit_conn") or ()):
+        raise ConfigError.at(f'"{d.name}" directive is duplicate', d)
+    return LimitConn(zone, n, (d.file, d.line))
+
+
+def limit_status(c: Context, d: Directive, s: LevelSettings) -> int:
+    """limit_req_status / limit_conn_status: ngx_conf_set_num_slot bounded to 400..599."""
+    _once(d, s, d.name)
+    v = d.values[0]
+    if not v.isdigit():
+        raise ConfigError.at(f'"{d.name}" directive invalid number', d)
+    n = int(v)
+    if not 400 <= n <= 599:
+        raise ConfigError.at("value must be between 400 and 599", d)
+    return n
+
+
+def limit_log_level(c: Context, d: Directive, s: LevelSettings) -> str:
+    """limit_req_log_level / limit_conn_log_level: info | notice | warn | error."""
+    _once(d, s, d.name)
+    v = d.values[0]
+    if v not in LIMIT_LOG_LEVELS:
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return v
+
+
+def flag_once(c: Context, d: Directive, s: LevelSettings) -> bool:
+    """An on/off flag that may be written once per block (limit_req_dry_run...)."""
+    _once(d, s, d.name)
+    return c.flag(d)
+
+
+def size_value(c: Context, d: Directive, s: LevelSettings) -> int | Template:
+    """ngx_http_set_complex_value_size_slot (limit_rate, limit_rate_after,
+    proxy_limit_rate): a size parsed now, or, with variables, a template whose value is
+    parsed per request."""
+    _once(d, s, d.name)
+    tpl = c.template(d.values[0], d)
+    if tpl.static is None:
+        return tpl
+    try:
+        return parse_size(tpl.static)
+    except ValueError:
+        raise ConfigError.at(f'"{d.name}" directive invalid value', d) from None
 
 
 def worker_ids(user: str, group: str, d: Directive | None) -> tuple[int, int]:
@@ -864,11 +1059,21 @@ def cache_use_stale(c: Context, d: Directive, s: LevelSettings) -> frozenset[str
     return frozenset() if "off" in flags else flags
 
 
+def ignore_headers(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    """proxy_ignore_headers: a bitmask in nginx (ngx_conf_set_bitmask_slot), so the lines
+    of one level add up."""
+    cur: frozenset[str] | None = s.get(d.name) if s.defined_here(d.name) else None
+    new = frozenset(x.lower() for x in d.values)
+    return new if cur is None else cur | new
+
+
 def min_uses(c: Context, d: Directive, s: LevelSettings) -> int:
     n = c.integer(d)
     if n == 0:
         raise c.invalid(d)
     return n
+
+
 # --- issue 15, misc: charset, proxy_cookie_flags, SSL tuning, sizes ---------------------------
 
 # ngx_http_charset_module's charset_types default (text/html is always among them)
@@ -1003,3 +1208,218 @@ def ssl_conf_command(c: Context, d: Directive, s: Any) -> SslCommand:
     if key in ("minprotocol", "maxprotocol") and value in _PROTOCOL_VERSIONS:
         return SslCommand(name, value, key[:3], where, arg=value)
     return SslCommand(name, value, "", where)
+# --- access and auth (ngx_http_access_module, ngx_http_auth_basic_module,
+# ngx_http_auth_request_module, satisfy) ----------------------------------------------------
+
+
+def _inet_addr(text: str) -> int | None:
+    """ngx_inet_addr: four decimal parts, each at most 255 (leading zeros allowed)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    v = 0
+    for p in parts:
+        if not p.isdigit() or not p.isascii() or int(p) > 255:
+            return None
+        v = (v << 8) | int(p)
+    return v
+
+
+def access_rule(c: Context, d: Directive, s: LevelSettings) -> AccessRule:
+    """`allow` / `deny` ADDRESS[/BITS] | unix: | all (ngx_http_access_rule, ngx_ptocidr).
+    Host bits set under the mask are cleared, with nginx's warning."""
+    v = d.values[0]
+    deny = d.name == "deny"
+    w = (d.file, d.line)
+    if v == "all":
+        return AccessRule(deny, "all", text=v, where=w)
+    if v == "unix:":
+        return AccessRule(deny, "unix", text=v, where=w)
+    addr_text, slash, bits = v.partition("/")
+    addr4 = _inet_addr(addr_text)
+    if addr4 is not None:
+        family, width, addr = "4", 32, addr4
+    else:
+        try:
+            if "%" in addr_text:
+                raise ValueError(addr_text)
+            addr = int(ipaddress.IPv6Address(addr_text))
+        except ValueError:
+            raise ConfigError.at(f'invalid parameter "{v}"', d) from None
+        family, width = "6", 128
+    if not slash:
+        shift = width
+    elif not bits.isdigit() or not bits.isascii() or int(bits) > width:
+        raise ConfigError.at(f'invalid parameter "{v}"', d)
+    else:
+        shift = int(bits)
+    mask = ((1 << shift) - 1) << (width - shift)
+    if addr & ~mask & ((1 << width) - 1):
+        c.warnings.append(f"low address bits of {v} are meaningless in {d.file}:{d.line}")
+        addr &= mask
+    return AccessRule(deny, family, addr, mask, v, w)
+
+
+def satisfy(c: Context, d: Directive, s: LevelSettings) -> str:
+    """`satisfy all | any` (an enum: nginx compares without case)."""
+    v = d.values[0]
+    if v.lower() not in ("all", "any"):
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return v.lower()
+
+
+def user_file(c: Context, d: Directive, s: LevelSettings) -> UserFile:
+    """auth_basic_user_file: a path, variables allowed; relative to the configuration's
+    directory (nginx's ccv.conf_prefix), also when variables render a relative one."""
+    v = d.values[0]
+    tpl = c.template(v, d)
+    if tpl.static is not None:
+        tpl = literal(c.conf_relative(v))
+    return UserFile(tpl, c.conf_relative("."))
+
+
+def auth_request(c: Context, d: Directive, s: LevelSettings) -> str | None:
+    """`auth_request URI | off`: None is off (it cancels an inherited one)."""
+    v = d.values[0]
+    return None if v == "off" else v
+
+
+def auth_request_set(c: Context, d: Directive, s: LevelSettings) -> AuthRequestSet:
+    name, value = d.values
+    if not name.startswith("$"):
+        raise ConfigError.at(f'invalid variable name "{name}"', d)
+    return AuthRequestSet(name[1:], c.template(value, d), (d.file, d.line))
+# --- gzip (ngx_http_gzip_module, ngx_http_gzip_static_module, the core's gzip_*) ----------
+
+
+GZIP_PROXIED_FLAGS = frozenset({"off", "expired", "no-cache", "no-store", "private",
+                                "no_last_modified", "no_etag", "auth", "any"})
+
+
+def mime_types(default: str) -> Parser:
+    """`gzip_types` (and the like: ngx_http_types_slot): the level's lines add up; the
+    directive's default type (text/html) is always in; `*` means any type, even none, and
+    ends the list; a type named twice is nginx's warning `duplicate MIME type`."""
+    def parse(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+        cur = s.get(d.name)
+        if cur is None:
+            cur = frozenset({default})
+        if "*" in cur:
+            return frozenset({"*"})
+        out = set(cur)
+        for v in d.values:
+            if v == "*":
+                return frozenset({"*"})
+            lv = v.lower()
+            if lv in out:
+                c.warnings.append(f'duplicate MIME type "{lv}" in {d.file}:{d.line}')
+            else:
+                out.add(lv)
+        return frozenset(out)
+    return parse
+
+
+def comp_level(low: int, high: int) -> Parser:
+    """`gzip_comp_level` (ngx_conf_set_num_slot with bounds), nginx's wording."""
+    def parse(c: Context, d: Directive, s: LevelSettings) -> int:
+        v = d.values[0]
+        if not v.isdigit():
+            raise ConfigError.at(f'"{d.name}" directive invalid number', d)
+        n = int(v)
+        if not low <= n <= high:
+            raise ConfigError.at(f'"{d.name}" directive must be between {low} and {high}', d)
+        return n
+    return parse
+
+
+def bufs(c: Context, d: Directive, s: LevelSettings) -> tuple[int, int]:
+    """`gzip_buffers number size` (ngx_conf_set_bufs_slot): both positive."""
+    n = d.values[0]
+    try:
+        size = parse_size(d.values[1])
+    except ValueError:
+        size = 0
+    if not n.isdigit() or int(n) == 0 or size == 0:
+        raise ConfigError.at(f'"{d.name}" directive invalid value', d)
+    return (int(n), size)
+
+
+def _power_of_two(d: Directive, v: int, top: int, top_log: int, words: str) -> int:
+    # ngx_http_gzip_window / ngx_http_gzip_hash: the size maps to zlib's log2 parameter
+    size, log = top, top_log
+    while size > 256:
+        if size == v:
+            return log
+        size >>= 1
+        log -= 1
+    raise ConfigError.at(f'"{d.name}" directive must be {words}', d)
+
+
+def gzip_window(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`gzip_window size` -> zlib's wbits (32k -> 15 ... 512 -> 9)."""
+    return _power_of_two(d, c.size(d), 32 * 1024, 15, "512, 1k, 2k, 4k, 8k, 16k, or 32k")
+
+
+def gzip_hash(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`gzip_hash size` -> zlib's memLevel (128k -> 9 ... 512 -> 1)."""
+    return _power_of_two(d, c.size(d), 128 * 1024, 9,
+                         "512, 1k, 2k, 4k, 8k, 16k, 32k, 64k, or 128k")
+
+
+def enum(*words: str) -> Parser:
+    """ngx_conf_set_enum_slot: one of `words`, else `invalid value "x"`."""
+    def parse(c: Context, d: Directive, s: LevelSettings) -> str:
+        v = d.values[0]
+        for w in words:
+            if v.lower() == w:
+                return w
+        raise ConfigError.at(f'invalid value "{v}"', d)
+    return parse
+
+
+def gzip_proxied(c: Context, d: Directive, s: LevelSettings) -> frozenset[str]:
+    """`gzip_proxied` (ngx_conf_set_bitmask_slot): the level's lines add up."""
+    out = set(s.get("gzip_proxied") or ())
+    for v in d.values:
+        lv = v.lower()
+        if lv not in GZIP_PROXIED_FLAGS:
+            raise ConfigError.at(f'invalid value "{v}"', d)
+        if lv in out:
+            c.warnings.append(f'duplicate value "{v}" in {d.file}:{d.line}')
+        out.add(lv)
+    return frozenset(out)
+
+
+def gzip_disable(c: Context, d: Directive, s: LevelSettings) -> tuple[re.Pattern[str], ...]:
+    """`gzip_disable regex ... | msie6` (ngx_http_gzip_disable): caseless regexes matched
+    against User-Agent, the level's lines adding up; the word msie6 sets
+    gzip_disable_msie6, which levels inherit apart from the regexes, as nginx's do."""
+    out = list(s.get("gzip_disable") or ())
+    for v in d.values:
+        if v == "msie6":
+            s.set("gzip_disable_msie6", True)
+            continue
+        out.append(c.regex(v, True, d))
+    return tuple(out)
+
+
+# --- ngx_brotli ---------------------------------------------------------------------------
+
+def brotli_flag(c: Context, d: Directive, s: LevelSettings) -> bool:
+    """`brotli on` compresses with Google's encoder, an optional dependency: without it
+    the configuration is refused rather than silently sending uncompressed responses."""
+    on = c.flag(d)
+    if on and importlib.util.find_spec("brotli") is None:
+        raise ConfigError.at('"brotli" directive needs the Python package "brotli" '
+                             "(pip install 'truehop[brotli]')", d)
+    return on
+
+
+def brotli_window(c: Context, d: Directive, s: LevelSettings) -> int:
+    """`brotli_window size` -> the encoder's lgwin (1k -> 10 ... 16m -> 24)."""
+    v = c.size(d)
+    for bits in range(10, 25):
+        if v == 1 << bits:
+            return bits
+    raise ConfigError.at(f'"{d.name}" directive must be 1k, 2k, 4k, 8k, 16k, 32k, 64k, '
+                         "128k, 256k, 512k, 1m, 2m, 4m, 8m or 16m", d)

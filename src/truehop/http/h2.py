@@ -1,32 +1,53 @@
 """HTTP/2 server side, sans-IO: client bytes -> stream events, responses -> bytes.
 
-Theory of operation. `H2Server` wraps an `h2.connection.H2Connection` (server side) and adds
-what h2 leaves to the application:
+Theory of operation. `H2Server` is truehop's own HTTP/2 connection (RFC 9113), in the shape
+of `http.h1`: `feed` takes what the client sent and returns events, the `send_*` methods queue
+frames that `data_to_send` hands out. Frames are read in place (`http.h2frames`), header
+blocks decoded by `http.hpack` (nginx's limits applied as it decodes), and the whole of it is
+compiled by mypyc with the rest of the request path. The `h2` library is only the tests'
+client and oracle.
 
-- **Request validation, per stream.** h2's own inbound header validation is off: a malformed
-  header block would make h2 tear down the whole connection, where RFC 9113 §8.1.1 (and nginx)
-  make it a stream error. `_validate` checks each block itself: lower-case token names,
-  no CR/LF/NUL in values, known pseudo-headers first and once, no connection-specific
-  fields (§8.2.2; `te: trailers` only), `:method` a token and `:path` origin-form (`*` only
-  for OPTIONS) before anything reaches an HTTP/1.1 serializer. Syntax violations reset the
-  stream with PROTOCOL_ERROR; semantic ones (`:method` with a space, absolute `:path`, a
-  `host` that disagrees with `:authority`) become a `StreamError` that the connection
-  answers with 400 on that stream, as nginx does.
-- **Abuse limits.** A frame scanner runs ahead of h2 over the raw bytes: a header block
-  (HEADERS + CONTINUATION) larger than `max_header_block` bytes, or a flood of PING /
-  SETTINGS / PRIORITY / empty DATA frames, ends the connection with GOAWAY
-  ENHANCE_YOUR_CALM before h2 buffers it. Rapid reset (CVE-2023-44487): more than
-  2 x `max_concurrent_streams` new streams in one read, or client resets of unfinished
-  streams beyond the same budget per `reset_window` seconds, end the connection the same way.
-  A stream arriving while `max_concurrent_streams` of ours are still active (a reset stream
+- **Frames and stream states.** A frame is acted on once it is complete (header checks
+  below run as soon as its 9-byte header is in). Streams are idle until HEADERS opens them
+  (odd ids, increasing: else PROTOCOL_ERROR), open, half-closed when either side sent
+  END_STREAM, closed when both did or either reset it (`_Stream`). A header block is
+  HEADERS then CONTINUATION frames on the same stream with nothing between (else
+  PROTOCOL_ERROR); it is decoded when END_HEADERS arrives, whatever the stream's fate, so the
+  HPACK context stays in step. Frames on streams we reset are dropped (their DATA still gives
+  the connection window back); DATA on a stream the client half-closed is answered with
+  RST_STREAM(STREAM_CLOSED) on that stream, as ngx_http_v2_state_data. SETTINGS are
+  applied and acknowledged; PING answered; a client GOAWAY ends the connection; PRIORITY
+  is read for the send order (below); unknown frame types are skipped; PUSH_PROMISE from a
+  client is a PROTOCOL_ERROR.
+- **Request validation, per stream.** Malformed header blocks are stream errors (RFC 9113
+  §8.1.1, and nginx): `_validate` checks each block: lower-case token names, no CR/LF/NUL in
+  values, known pseudo-headers first and once, no connection-specific fields (§8.2.2;
+  `te: trailers` only), `:method` a token and `:path` origin-form (`*` only for OPTIONS)
+  before anything reaches an HTTP/1.1 serializer. Syntax violations reset the stream with
+  PROTOCOL_ERROR; semantic ones (`:method` with a space, absolute `:path`, a `host` that
+  disagrees with `:authority`) become a `StreamError` that the connection answers with 400
+  on that stream, as nginx does.
+- **Abuse limits.** As soon as a frame header is in: a header block (HEADERS +
+  CONTINUATION) larger than `max_header_block` bytes or 32 frames, a flood of PING /
+  SETTINGS / PRIORITY / empty DATA frames, end the connection with GOAWAY ENHANCE_YOUR_CALM
+  before the block is buffered; a DATA frame larger than its stream's window is
+  FLOW_CONTROL_ERROR, any other frame over 16k FRAME_SIZE_ERROR. A header block that has
+  only partly arrived is followed (`hpack.walk`) so that an HPACK string over
+  `max_field_size` or an overlong integer is refused as soon as its bytes are in, as nginx's
+  streaming parser does. Rapid reset (CVE-2023-44487): more than 2 x
+  `max_concurrent_streams` new streams in one read, or client resets of unfinished streams
+  beyond the same budget per `reset_window` seconds, end the connection the same way. A
+  stream arriving while `max_concurrent_streams` of ours are still active (a reset stream
   stays active until its pipeline task is gone, see `stream_done`) is refused with
   REFUSED_STREAM. Streams opened and reset in the same read are never reported.
 - **Flow control both ways.** Request body bytes are acknowledged (`ack`) only when the
-  consumer has taken them, so a slow upstream slows the client; as nginx, a stream's window is
-  the preread 64k until the reader opens it (`open_window`), the connection's is 2^31-1, and
-  a stream answered before its request ended is reset with NO_ERROR (`stream_done`). Response bodies are queued
-  per stream (`send_body` / `send_end`) and written as the client's windows allow;
-  `pending(sid)` tells the caller how much waits, for back-pressure.
+  consumer has taken them, so a slow upstream slows the client (a WINDOW_UPDATE once half a
+  window is consumed, `_Window`); as nginx, a stream's window is the preread 64k until the
+  reader opens it (`open_window`), the connection's is 2^31-1, and a stream answered before
+  its request ended is reset with NO_ERROR (`stream_done`). Response bodies are queued per
+  stream (`send_body` / `send_end`) and written as the client's windows allow; `pending(sid)`
+  tells the caller how much waits, for back-pressure. A WINDOW_UPDATE or SETTINGS that takes
+  a window past 2^31-1 is FLOW_CONTROL_ERROR (the stream's, or the connection's).
 - **Priority (RFC 7540 §5.3, as nginx keeps it).** PRIORITY frames and HEADERS priority
   build a dependency tree (`_Node`: weight, parent, children, rank = depth, rel_weight =
   weight/256 times the parent's). Nodes of closed or idle streams are kept up to 32 and then
@@ -35,8 +56,8 @@ what h2 leaves to the application:
   frame order: shallower first, then the larger relative weight, round robin among equals.
   A stream that depends on itself ends the connection with PROTOCOL_ERROR; for a HEADERS
   frame its GOAWAY names the previous stream, since the new one was never accepted.
-- **Graceful GOAWAY.** `goaway()` writes GOAWAY(NO_ERROR, last stream) without putting h2 in
-  its closed state, so streams in flight still finish; newer streams are refused.
+- **Graceful GOAWAY.** `goaway()` writes GOAWAY(NO_ERROR, 2^31-1) and a PING, so streams in
+  flight still finish; the PING's ACK sends the final GOAWAY; newer streams are refused.
 - **Last stream of a connection (keepalive_requests, keepalive_time, keepalive_timeout 0).**
   nginx decides it when a stream is created (ngx_http_v2_state_headers): the stream that makes
   the count reach `max_requests`, or that arrives when the connection is older than
@@ -46,87 +67,128 @@ what h2 leaves to the application:
   once; waiting for the streams in flight gives the same last stream id and keeps h2-based
   clients (python h2 / httpx), which drop every open stream when a GOAWAY arrives, working.
 
-Errors never leak as h2 exceptions: a connection-level failure becomes a `ConnectionEnded`
+Errors never leave as exceptions: a connection-level failure becomes a `ConnectionEnded`
 event (GOAWAY already queued in `data_to_send`), after which the caller closes.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-import h2.stream
-import hpack.exceptions
-from hyperframe.frame import GoAwayFrame
+from typing import Final
 
 from truehop.http.events import RequestHead
 from truehop.http.h1 import parse_host
+from truehop.http.h2frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    DEFAULT_FRAME_SIZE,
+    DEFAULT_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    PADDED,
+    PING,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    RST_STREAM,
+    SETTINGS,
+    SETTINGS_ENABLE_CONNECT_PROTOCOL,
+    SETTINGS_ENABLE_PUSH,
+    SETTINGS_HEADER_TABLE_SIZE,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_CONCURRENT_STREAMS,
+    SETTINGS_MAX_FRAME_SIZE,
+    WINDOW_UPDATE,
+    data_frame,
+    goaway_frame,
+    headers_frames,
+    ping_frame,
+    read_header,
+    rst_stream_frame,
+    settings_ack,
+    settings_frame,
+    u32,
+    window_update_frame,
+)
+from truehop.http.h2frames import PREFACE as PREFACE
+from truehop.http.hpack import DEFAULT_TABLE_SIZE, Decoder, Encoder, HPACKError, walk
 
-# frame types and flags (RFC 9113 §6)
-_DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONT = range(10)
-_END_STREAM = 0x1
-_END_HEADERS = 0x4
-_PADDED = 0x8
-_PRIORITY_FLAG = 0x20
-_ACK = 0x1
+NO_ERROR: Final = 0x0
+PROTOCOL_ERROR: Final = 0x1
+INTERNAL_ERROR: Final = 0x2
+FLOW_CONTROL_ERROR: Final = 0x3
+STREAM_CLOSED: Final = 0x5
+FRAME_SIZE_ERROR: Final = 0x6
+REFUSED_STREAM: Final = 0x7
+CANCEL: Final = 0x8
+COMPRESSION_ERROR: Final = 0x9
+ENHANCE_YOUR_CALM: Final = 0xB
 
-MAX_CONTINUATION_FRAMES = 32      # below h2's own 64, so the answer is ENHANCE_YOUR_CALM
-MAX_FRAME_SIZE = (1 << 24) - 1    # nginx advertises (and reads) frames up to this size
-MAX_WINDOW = (1 << 31) - 1        # NGX_HTTP_V2_MAX_WINDOW, the largest RFC 9113 allows
-PREREAD_SIZE = 65536              # http2_body_preread_size's default: a stream's first window
-_MAX_CONTROL_FRAME = 16384        # any frame but HEADERS, CONTINUATION and DATA
-_INT_OCTETS = 4                   # nginx's NGX_HTTP_V2_INT_OCTETS: longest HPACK integer
-# what `_walk` expects next in a header block: a field representation, a name or value length
-_W_REPR, _W_NAME, _W_VALUE = range(3)
-_GOAWAY_PING = b"truehop\x00"
-_SELF_DEPENDENCY = re.compile(r"Stream (\d+) may not depend on itself")
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_CONTINUATION_FRAMES: Final = 32   # nginx-like bound on the frames of one header block
+MAX_FRAME_SIZE: Final = (1 << 24) - 1  # nginx advertises (and reads) frames up to this size
+MAX_WINDOW: Final = (1 << 31) - 1      # NGX_HTTP_V2_MAX_WINDOW, the largest RFC 9113 allows
+PREREAD_SIZE: Final = 65536            # http2_body_preread_size's default: a stream's first window
+_MAX_CONTROL_FRAME: Final = 16384      # any frame but HEADERS, CONTINUATION and DATA
+_GOAWAY_PING: Final = b"truehop\x00"
+_RESET_IDS_KEPT: Final = 1024          # streams reset lately whose late frames are dropped
 
-NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
-PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
-INTERNAL_ERROR = h2.errors.ErrorCodes.INTERNAL_ERROR
-REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
-ENHANCE_YOUR_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
-COMPRESSION_ERROR = h2.errors.ErrorCodes.COMPRESSION_ERROR
-FRAME_SIZE_ERROR = h2.errors.ErrorCodes.FRAME_SIZE_ERROR
-FLOW_CONTROL_ERROR = h2.errors.ErrorCodes.FLOW_CONTROL_ERROR
-CANCEL = h2.errors.ErrorCodes.CANCEL
 
 # RFC 9110 token characters; header names must also be lower case in HTTP/2
-_NAME_OK = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_NAME_OK: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 # ngx_http_v2_validate_header: these name bytes make the request a 400; any byte outside
 # _NAME_PLAIN (and '_' with underscores_in_headers) only makes the field invalid
-_NAME_BAD = bytes(range(0x00, 0x21)) + b"\x7f:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_NAME_PLAIN = frozenset(b"-0123456789abcdefghijklmnopqrstuvwxyz")
-_NAME_PLAIN_US = _NAME_PLAIN | {0x5F}
-_VALUE_BAD = b"\x00\r\n"
-_PATH_BAD = bytes(b for b in range(256) if b <= 0x20 or b >= 0x7F or b == 0x23)
-_ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_SCHEME_OK = _ALPHA | frozenset(b"0123456789+-.")
+_NAME_BAD: Final = bytes(range(0x00, 0x21)) + b"\x7f:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NAME_PLAIN: Final = frozenset(b"-0123456789abcdefghijklmnopqrstuvwxyz")
+_NAME_PLAIN_US: Final = _NAME_PLAIN | {0x5F}
+
+
+def _changing(keep: frozenset[int]) -> bytes:
+    """A translate table that keeps the bytes in `keep` and changes every other one."""
+    return bytes(c if c in keep else (0 if c else 1) for c in range(256))
+
+
+_PLAIN_MAP: Final = _changing(_NAME_PLAIN)
+_PLAIN_MAP_US: Final = _changing(_NAME_PLAIN_US)
+_PATH_MAP: Final = _changing(frozenset(c for c in range(0x21, 0x7F) if c != 0x23))
+_NAME_STRS: Final[dict[bytes, str]] = {}
+
+
+def _name_str(name: bytes) -> str:
+    """A header name as str: the same few names come again and again (HPACK's tables hand
+    out the same bytes objects), so they are decoded once."""
+    s = _NAME_STRS.get(name)
+    if s is None:
+        s = name.decode("latin-1")
+        if len(_NAME_STRS) >= 4096:
+            _NAME_STRS.clear()
+        _NAME_STRS[name] = s
+    return s
+
+
+_ALPHA: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_SCHEME_OK: Final = _ALPHA | frozenset(b"0123456789+-.")
 # ngx_http_v2_parse_method: a method nginx knows, or upper-case letters, '_' and '-'
-_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PROPFIND", "PUT", "MKCOL", "DELETE",
+_METHODS: Final = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PROPFIND", "PUT", "MKCOL", "DELETE",
                       "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "PATCH", "TRACE",
                       "CONNECT"})
-_METHOD_OK = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
-_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+_METHOD_OK: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+_PSEUDO: Final = frozenset({b":method", b":scheme", b":authority", b":path"})
 # RFC 9113 §8.2.2: connection-specific fields make a request malformed
-_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+_CONNECTION_SPECIFIC: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                                   b"transfer-encoding", b"upgrade"})
-_DROPPED_OUT = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+_DROPPED_OUT: Final = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                           "upgrade", "te", "http2-settings"})
 
 
-@dataclass(slots=True)
+
+
+@dataclass
 class H2Limits:
     """Per-connection limits. Defaults: nginx's http2_max_concurrent_streams 128,
     large_client_header_buffers 4 8k (`max_field_size`: one HPACK string, as sent;
@@ -164,108 +226,152 @@ class H2Limits:
 # -- events ---------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class StreamRequest:
     """A valid request head on a new stream. `end_stream`: no body follows."""
 
-    stream_id: int
-    head: RequestHead
-    end_stream: bool
+    def __init__(self, stream_id: int, head: RequestHead, end_stream: bool) -> None:
+        self.stream_id = stream_id
+        self.head = head
+        self.end_stream = end_stream
 
 
-@dataclass(slots=True)
 class StreamError:
     """A request the connection must answer with `status` on this stream (400, 494),
     nothing forwarded. `head` is a best-effort view of the request for the access log."""
 
-    stream_id: int
-    status: int
-    reason: str
-    head: RequestHead
+    def __init__(self, stream_id: int, status: int, reason: str, head: RequestHead) -> None:
+        self.stream_id = stream_id
+        self.status = status
+        self.reason = reason
+        self.head = head
 
 
-@dataclass(slots=True)
 class StreamBodyError:
     """The request body is not what its content-length says (ngx_http_v2_filter_request_body):
     the bytes past it were not reported; the stream's request ends with `status`."""
 
-    stream_id: int
-    status: int
-    reason: str
+    def __init__(self, stream_id: int, status: int, reason: str) -> None:
+        self.stream_id = stream_id
+        self.status = status
+        self.reason = reason
 
 
-@dataclass(slots=True)
 class StreamData:
-    stream_id: int
-    data: bytes
-    flow: int          # flow-controlled length, to pass to `ack` once consumed
+    """Request body bytes; `flow`: their flow-controlled length, to pass to `ack` once
+    consumed."""
+
+    def __init__(self, stream_id: int, data: bytes, flow: int) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.flow = flow
 
 
-@dataclass(slots=True)
 class StreamEnded:
-    stream_id: int
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
 
 
-@dataclass(slots=True)
 class StreamReset:
     """The client reset a stream we knew (or we reset it after a protocol error in it)."""
 
-    stream_id: int
-    error_code: int
-    by_client: bool
-    reason: str = ""
+    def __init__(self, stream_id: int, error_code: int, by_client: bool,
+                 reason: str = "") -> None:
+        self.stream_id = stream_id
+        self.error_code = error_code
+        self.by_client = by_client
+        self.reason = reason
 
 
-@dataclass(slots=True)
 class WindowOpened:
     """Send windows may have grown: the caller should offer queued bodies again (`pump`
     already ran; this tells it to wake writers waiting on `pending`)."""
 
 
-@dataclass(slots=True)
 class GoAwayComplete:
     """The final GOAWAY of a graceful shutdown went out: close once no stream is left."""
 
 
-@dataclass(slots=True)
 class ConnectionEnded:
     """The connection is over: flush `data_to_send()` and close. `calm`: abuse detected."""
 
-    error_code: int
-    reason: str
-    calm: bool = False
+    def __init__(self, error_code: int, reason: str, calm: bool = False) -> None:
+        self.error_code = error_code
+        self.reason = reason
+        self.calm = calm
 
 
 H2Event = StreamRequest | StreamError | StreamData | StreamEnded | StreamReset | WindowOpened | \
     GoAwayComplete | ConnectionEnded | StreamBodyError
 
-
-def _no_content_length(headers: object) -> None:
-    pass
+_PLACEHOLDER: Final = StreamReset(0, 0, True, "")   # a request reset in the same read
 
 
-class _Connection(h2.connection.H2Connection):
-    """h2's connection without its request body length check, which ends the whole
-    connection (InvalidBodyLengthError), nor its concurrent stream check, which ends it too
-    (TooManyStreamsError, GOAWAY PROTOCOL_ERROR); RFC 9113 makes both stream errors, and
-    `H2Server` checks them per stream, as nginx does."""
+class _ConnectionError(Exception):
+    """Ends the connection: GOAWAY with `code`, naming `last` (-1: the last stream taken)."""
 
-    @property
-    def open_inbound_streams(self) -> int:
-        # h2 reads this only to refuse a new stream over max_concurrent_streams (the count
-        # also drops closed streams: kept). `H2Server._request` refuses it alone with
-        # REFUSED_STREAM (RFC 9113 §5.1.2), first flight included.
-        _ = super().open_inbound_streams
-        return 0
+    def __init__(self, code: int, reason: str, last: int = -1) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.last = last
 
-    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
-        s = super()._begin_new_stream(stream_id, allowed_ids)
-        s._initialize_content_length = _no_content_length  # type: ignore[method-assign]
-        return s
+
+class _Window:
+    """A receive window and when to reopen it, as the h2 library did (its WindowManager,
+    which the tests' h2 client also uses): bytes the consumer has taken are given back once
+    they reach half the window (or at once when the window is shut), so WINDOW_UPDATE frames
+    stay few."""
+
+    def __init__(self, size: int) -> None:
+        self.current = size
+        self.max = size
+        self.processed = 0
+
+    def opened(self, n: int) -> None:
+        self.current += n
+        if self.current > self.max:
+            self.max = self.current
+
+    def process(self, n: int) -> int:
+        """`n` bytes consumed: the increment to send now (0: none yet)."""
+        self.processed += n
+        done = self.processed
+        increment = 0
+        if self.current == 0 and done > min(1024, self.max // 4):
+            increment = min(done, self.max - self.current)
+            self.processed = 0
+        elif done >= self.max // 2:
+            increment = min(done, self.max - self.current)
+            self.processed = 0
+        self.current += increment
+        return increment
+
+
+class _Stream:
+    """One stream's protocol state (the exchange itself is the caller's)."""
+
+    def __init__(self, sid: int, recv_window: int, send_window: int) -> None:
+        self.sid = sid
+        self.remote_closed = False       # the client sent END_STREAM
+        self.local_closed = False        # we sent END_STREAM
+        self.recv = _Window(recv_window)
+        self.send_window = send_window
+        self.declared = -1               # the request's content-length, -1: none
+        self.received = 0                # body bytes so far, against `declared`
+        self.bad_feed = -1               # the read in which the body length was refused
+
+
+class H2ConnectionState:
+    """The connection's windows and the peer's settings that bound what we send."""
+
+    def __init__(self) -> None:
+        self.outbound_flow_control_window = DEFAULT_WINDOW
+        self.max_outbound_frame_size = DEFAULT_FRAME_SIZE
+        self.peer_initial_window = DEFAULT_WINDOW
+        self.recv = _Window(DEFAULT_WINDOW)
 
 
 class _Outbox:
-    __slots__ = ("chunks", "size", "end", "offset", "done")
 
     def __init__(self) -> None:
         self.chunks: deque[bytes] = deque()
@@ -306,15 +412,14 @@ class _Outbox:
         return b"".join(parts)
 
 
-DEFAULT_WEIGHT = 16
-MAX_CLOSED_NODES = 32              # nginx: priority nodes kept for closed and idle streams
+DEFAULT_WEIGHT: Final = 16
+MAX_CLOSED_NODES: Final = 32              # nginx: priority nodes kept for closed and idle streams
 
 
 class _Node:
     """One stream in the priority tree. `parent` is None until the node is placed; the root
     is a `_Node(0)` with rank 0 and rel_weight 1.0."""
 
-    __slots__ = ("id", "weight", "parent", "children", "rank", "rel_weight", "active")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
@@ -339,7 +444,6 @@ def _children_update(node: _Node) -> None:
 class _PriorityTree:
     """nginx's HTTP/2 dependency tree (ngx_http_v2_set_dependency and friends)."""
 
-    __slots__ = ("root", "nodes", "closed")
 
     def __init__(self) -> None:
         self.root = _Node(0)
@@ -454,7 +558,6 @@ class _PriorityTree:
 class _Budget:
     """Counts events in a fixed window; `hit()` is True once `limit` is exceeded."""
 
-    __slots__ = ("limit", "period", "count", "start", "clock")
 
     def __init__(self, limit: int, period: float, clock: Callable[[], float]) -> None:
         self.limit = limit
@@ -472,578 +575,744 @@ class _Budget:
         return self.count > self.limit
 
 
+
+
 class H2Server:
     """One HTTP/2 server connection without I/O. See the module docstring."""
 
     def __init__(self, limits: H2Limits | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = lim = limits or H2Limits()
-        cfg = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                        validate_inbound_headers=False,
-                                        normalize_inbound_headers=False,
-                                        validate_outbound_headers=False,
-                                        normalize_outbound_headers=False)
-        self.conn = _Connection(cfg)
-        # request bodies against their content-length: [declared, received] per stream
-        self._body_len: dict[int, list[int]] = {}
+        self.conn = H2ConnectionState()
+        self.streams: dict[int, _Stream] = {}
+        self.decoder = Decoder(lim.max_field_size,
+                               max(lim.max_header_list_size, lim.header_limit + 32 * 1024))
+        self.encoder = Encoder()
         self.closed = False
         self.going_away = False
         self.last_stream_id = 0          # highest stream id accepted (GOAWAY's last id)
+        self.highest_id = 0              # highest stream id the client opened
         self.goaway_id: int | None = None
         self.accept_until: int | None = None   # the connection's last stream, once decided
         self.accepted = 0                # streams accepted (nginx's connection->requests)
         self._clock = clock
-        self._stop_at = clock() + lim.max_lifetime if lim.max_lifetime > 0 else None
+        self._stop_at = clock() + lim.max_lifetime if lim.max_lifetime > 0 else -1.0
         self.active: set[int] = set()    # streams reported and not yet `stream_done`
         self.reset_streams = 0           # client resets of unfinished streams (lifetime)
-        self._extra = bytearray()        # frames written around h2 (graceful GOAWAY)
+        self._reset_ids: dict[int, None] = {}   # streams reset lately (late frames dropped)
+        self._send = bytearray()         # frames to send
         self._out: dict[int, _Outbox] = {}
         self._resets = _Budget(lim.reset_budget, lim.reset_window, clock)
         self._block_limit = max(lim.max_header_block, 2 * lim.header_limit)
         self._control = _Budget(lim.control_frame_budget, lim.reset_window, clock)
-        # frame scanner state (runs over the raw bytes ahead of h2)
-        self._skip = len(PREFACE)        # payload bytes of the current frame still to pass
-        self._fh = b""                   # partial frame header
-        self._block = 0                  # bytes in the open header block, -1 when none
-        self._block_frames = 0
+        # input state: bytes of an incomplete frame (or preface) and how many it needs
+        self._buf = bytearray()
+        self._need = len(PREFACE)
+        self._preface = True
+        self._checked = False            # the buffered frame's header checks are done
+        # the header block being received: its stream, flags of its HEADERS frame, its
+        # fragments so far when it spans frames, bytes and frames counted, priority fields
         self.in_header_block = False
         self._block_sid = 0
-        self._headers_seen: list[int] = []   # header blocks the current read touches
-        self._scan_high = 0              # highest new stream id a HEADERS frame named
-        self._hpre_need = 0              # HEADERS: Pad Length / priority bytes still to come
-        self._hpre = b""
-        self._hflags = 0
-        self._hblock_left = 0            # header block bytes of the current frame still to come
-        self._hpad = 0                   # its padding, skipped after the block
-        # the HPACK walker (`_walk`): on for the current block, CONTINUATION to come, what it
-        # expects next (_W_*), the representation an index belongs to, the integer being
-        # read (octets so far, value), string bytes still to skip
-        self._w_on = True
-        self._w_more = False
-        self._w_kind = self._w_then = _W_REPR
-        self._w_octets = self._w_value = self._w_left = 0
-        # HPACK bytes of each stream's last complete header block ($request_length, as nginx
-        # counts it: the HEADERS and CONTINUATION payloads), taken when the stream opens
-        self.block_sizes: dict[int, int] = {}
+        self._block_flags = 0
+        self._block_prio: tuple[int, int, bool] | None = None
+        self._blk = bytearray()
+        self._block_bytes = 0            # HPACK bytes ($request_length as nginx counts it)
+        self._block_frames = 0
+        self._block_limit_seen = 0       # bytes of the block's frames (the flood bound)
+        self._w_resume = 0               # where `hpack.walk` resumes in the open block
+        # per read
+        self._events: list[H2Event] = []
+        self._feeds = 0
+        self._new_streams = 0
+        self._pending: dict[int, int] = {}     # stream -> index of its request in _events
+        self._placeholders = False
+        self._pump_after = False
         self.prio = _PriorityTree()
-        self._window_cap = lim.initial_window   # the largest stream window given (`_scan`)
+        self._window_cap = lim.initial_window   # the largest stream window given
 
     # -- setup -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Queue the server preface: SETTINGS, and a larger connection window."""
+        """Queue the server preface: SETTINGS (as before the codec was truehop's own: the
+        RFC defaults spelled out, and nginx's values: MAX_FRAME_SIZE 2^24-1, so a client may
+        send a whole header block in one HEADERS frame; no MAX_HEADER_LIST_SIZE), and a
+        larger connection window."""
         lim = self.limits
-        # initial values go out in the preface SETTINGS and bind h2's own checks at once;
-        # MAX_FRAME_SIZE as nginx's (2^24-1): a client may send a whole header block in one
-        # HEADERS frame (`_scan` bounds what is buffered)
-        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window,
-            h2.settings.SettingCodes.MAX_FRAME_SIZE: lim.max_frame_size,
-        })
-        self.conn.max_inbound_frame_size = lim.max_frame_size
-        self.conn.initiate_connection()
-        self.conn.decoder.max_header_list_size = max(lim.max_header_list_size,
-                                                     lim.header_limit + 32 * 1024)
-        extra = lim.connection_window - 65535
+        out = self._send
+        settings_frame(out, [(SETTINGS_HEADER_TABLE_SIZE, DEFAULT_TABLE_SIZE),
+                             (SETTINGS_ENABLE_PUSH, 0),
+                             (SETTINGS_INITIAL_WINDOW_SIZE, lim.initial_window),
+                             (SETTINGS_MAX_FRAME_SIZE, lim.max_frame_size),
+                             (SETTINGS_ENABLE_CONNECT_PROTOCOL, 0),
+                             (SETTINGS_MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams)])
+        extra = lim.connection_window - DEFAULT_WINDOW
         if extra > 0:
-            self.conn.increment_flow_control_window(extra)
+            window_update_frame(out, 0, extra)
+            self.conn.recv.opened(extra)
 
     # -- input -----------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> list[H2Event]:
         if self.closed:
             return []
-        self._headers_seen = [self._block_sid] if self.in_header_block else []
-        why = self._scan(data)
-        if why is not None:
-            code, reason, last = why
-            if last is not None:
+        buf = self._buf
+        if buf:
+            if len(buf) + len(data) < self._need and self._checked and \
+                    not self.in_header_block and not self._partial_is_block():
+                buf += data             # the rest of a large frame: nothing to do yet
+                return []
+            buf += data
+            data = bytes(buf)
+            self._buf = bytearray()
+        events: list[H2Event] = []
+        self._events = events
+        self._feeds += 1
+        self._new_streams = 0
+        if self._pending:
+            self._pending = {}
+        self._placeholders = False
+        self._pump_after = False
+        mark = len(self._send)
+        try:
+            self._frames(data)
+            if self.in_header_block or (self._buf and self._partial_is_block()):
+                self._walk_block()
+        except _ConnectionError as e:
+            if e.last >= 0 and e.last > self.last_stream_id:
                 # an error inside a header block: nginx has taken that stream as its last
                 # one (ngx_http_v2_state_headers sets last_sid before reading the block)
-                self.last_stream_id = max(self.last_stream_id, last)
-            return [self._terminate(code, reason, calm=code == ENHANCE_YOUR_CALM)]
-        high = self.conn.highest_inbound_stream_id
-        try:
-            events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
-            # h2 has queued GOAWAY with the right code
-            self.closed = True
-            code = getattr(e, "error_code", PROTOCOL_ERROR)
-            if isinstance(e.__cause__, hpack.exceptions.HPACKError) and \
-                    not isinstance(e, h2.exceptions.DenialOfServiceError):
-                # RFC 7541 §4.3 / RFC 9113 §4.3: a header block that cannot be decoded is a
-                # COMPRESSION_ERROR; nginx's GOAWAY names that block's stream (last_sid is
-                # set before decoding). h2 decodes before opening the stream: the block that
-                # failed is the first new one of this read. A field running past the end of
-                # the block is nginx's "header block with incorrect length": SIZE_ERROR.
-                cause = e.__cause__
-                truncated = isinstance(cause.__cause__, IndexError) or \
-                    str(cause) == "Truncated header block"
-                code = FRAME_SIZE_ERROR if truncated else COMPRESSION_ERROR
-                new = [sid for sid in self._headers_seen if sid > high]
-                last = min(new) if new else self.conn.highest_inbound_stream_id
-                self._replace_goaway(last, int(code))
-                return [ConnectionEnded(int(code), f"client sent invalid header block: {cause}")]
-            m = _SELF_DEPENDENCY.match(str(e))
-            if m is not None and int(m[1]) == self.conn.highest_inbound_stream_id > high:
-                # a HEADERS frame depending on its own stream: nginx never accepted that
-                # stream, so its GOAWAY names the one before
-                self._replace_goaway(high, int(code))
-                return [ConnectionEnded(int(code), f"client sent HEADERS frame for stream "
-                                                   f"{m[1]} with incorrect dependency")]
-            return [ConnectionEnded(int(code), f"client sent invalid HTTP/2: {e}")]
-        except Exception as e:  # hpack/hyperframe errors not wrapped by h2
-            return [self._terminate(PROTOCOL_ERROR, f"client sent invalid HTTP/2: {e}")]
-        return self._translate(events)
+                self.last_stream_id = e.last
+            if e.code == ENHANCE_YOUR_CALM:
+                del self._send[mark:]   # no pile of answers to a flood
+            events.append(self._terminate(e.code, e.reason, e.code == ENHANCE_YOUR_CALM))
+            return self._result(events)
+        if self.closed:
+            return self._result(events)
+        if self._pump_after:
+            self.pump()
+            events.append(WindowOpened())
+        return self._result(events)
 
-    def _replace_goaway(self, last_id: int, code: int) -> None:
-        out = self.conn.data_to_send()
-        if len(out) >= 17 and out[-17 + 3] == _GOAWAY and int.from_bytes(out[-17:-14], "big") == 8:
-            out = out[:-17]
-        self._extra += out
-        self._extra += GoAwayFrame(0, last_stream_id=last_id, error_code=code).serialize()
+    def _result(self, events: list[H2Event]) -> list[H2Event]:
+        if self._placeholders:
+            return [e for e in events if e is not _PLACEHOLDER]
+        return events
 
-    def _scan(self, data: bytes) -> tuple[int, str, int | None] | None:
-        """Walk frame headers over the raw bytes, and the HPACK field representations of
-        header blocks (`_walk`); return (error code, reason, GOAWAY's last stream id or None
-        for the highest accepted) to end the connection: an oversized header block or field,
-        a control-frame flood, a frame no flow-control window can take."""
-        lim = self.limits
+    def _partial_is_block(self) -> bool:
+        """Whether the buffered incomplete frame carries part of a header block."""
+        buf = self._buf
+        return not self._preface and len(buf) >= 9 and \
+            (buf[3] == HEADERS or buf[3] == CONTINUATION)
+
+    def _frames(self, data: bytes) -> None:
         pos = 0
         n = len(data)
+        if self._preface:
+            m = min(n, len(PREFACE))
+            if data[:m] != PREFACE[:m]:
+                raise _ConnectionError(PROTOCOL_ERROR,
+                                       "client sent invalid HTTP/2: invalid preface")
+            if n < len(PREFACE):
+                self._buf = bytearray(data)
+                self._need = len(PREFACE)
+                return
+            self._preface = False
+            pos = len(PREFACE)
         while pos < n:
-            if self._hpre_need:
-                # the Pad Length / priority fields before a HEADERS frame's block
-                take = min(self._hpre_need, n - pos)
-                self._hpre += data[pos:pos + take]
-                self._hpre_need -= take
-                pos += take
-                if self._hpre_need:
-                    break
-                self._headers_prefix_done()
-                continue
-            if self._hblock_left:
-                take = min(self._hblock_left, n - pos)
-                self._hblock_left -= take
-                if self._w_on:
-                    err = self._walk(data, pos, pos + take)
-                    if err is not None:
-                        return err[0], err[1], self._scan_high
-                pos += take
-                if not self._hblock_left:
-                    self._skip = self._hpad
-                    self._hpad = 0
-                continue
-            if self._skip:
-                take = min(self._skip, n - pos)
-                self._skip -= take
-                pos += take
-                continue
-            need = 9 - len(self._fh)
-            hdr = self._fh + data[pos:pos + need]
-            pos += min(need, n - pos)
-            if len(hdr) < 9:
-                self._fh = hdr
-                break
-            self._fh = b""
-            length = int.from_bytes(hdr[0:3], "big")
-            ftype = hdr[3]
-            flags = hdr[4]
-            self._skip = length
-            if ftype == _HEADERS:
-                sid = int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
-                self._headers_seen.append(sid)
-                if sid & 1 and sid > self._scan_high:
-                    self._scan_high = sid
-                if length > self._block_limit:
-                    return ENHANCE_YOUR_CALM, "client sent too large header block", None
-                self.in_header_block = not flags & _END_HEADERS
-                self._block = length
-                self._block_frames = 1
-                self._block_sid = sid
-                if len(self.block_sizes) > 256:
-                    self.block_sizes.clear()  # trailers' sizes are never taken
-                self.block_sizes[sid] = length
-                self._w_reset(more=not flags & _END_HEADERS)
-                self._hflags = flags
-                self._hpre = b""
-                pre = (1 if flags & _PADDED else 0) + (5 if flags & _PRIORITY_FLAG else 0)
-                if length > pre:
-                    self._skip = 0
-                    self._hpre_need = pre
-                    self._hblock_left = length - pre
-                    if not pre:
-                        self._headers_prefix_done()
-                # else: an empty or short frame, h2 answers it (FRAME_SIZE_ERROR)
-            elif ftype == _CONT:
-                if self.in_header_block:
-                    self._block += length
-                    self._block_frames += 1
-                    if self._block > self._block_limit or \
-                            self._block_frames > MAX_CONTINUATION_FRAMES:
-                        return (ENHANCE_YOUR_CALM,
-                                "client sent too large header block (CONTINUATION flood)", None)
-                    sid = self._block_sid
-                    self.block_sizes[sid] = self.block_sizes.get(sid, 0) + length
-                    if flags & _END_HEADERS:
-                        self.in_header_block = False
-                    if int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF == sid:
-                        self._w_more = not flags & _END_HEADERS
-                        self._skip = 0
-                        self._hblock_left = length
-                        self._hpad = 0
-                    else:
-                        self._w_on = False    # h2 refuses it (PROTOCOL_ERROR)
-            elif ftype in (_PING, _SETTINGS):
-                if not flags & _ACK and self._control.hit():
-                    return ENHANCE_YOUR_CALM, "client sent too many PING/SETTINGS frames (flood)", \
-                        None
-            elif ftype == _PRIORITY or (ftype == _DATA and length == 0
-                                         and not flags & _END_STREAM):
-                if self._control.hit():
-                    return ENHANCE_YOUR_CALM, "client sent too many empty frames (flood)", None
-            if ftype == _DATA:
-                # a frame larger than its stream's window (the initial one, unless the body's
-                # reader opened it) is a flow-control violation, refused before h2 buffers
-                # it whole; the window now is never smaller than when h2 reads the frame
-                if length > lim.initial_window and \
-                        length > self._stream_window(int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF):
-                    return (FLOW_CONTROL_ERROR, f"client violated flow control: received DATA "
-                            f"frame length {length}", None)
-            elif ftype not in (_HEADERS, _CONT) and length > _MAX_CONTROL_FRAME:
-                # we accept frames up to 2^24-1 as nginx advertises (for HEADERS and DATA);
-                # no other frame needs more than this, and h2 buffers a frame whole
-                return FRAME_SIZE_ERROR, f"client sent too large frame of type {ftype}", None
-        return None
+            if n - pos < 9:
+                self._buf = bytearray(data[pos:])
+                self._need = 9
+                self._checked = False
+                return
+            length, ftype, flags, sid = read_header(data, pos)
+            if not self._checked:
+                self._check_header(length, ftype, flags, sid)
+            if n - pos - 9 < length:
+                self._buf = bytearray(data[pos:])
+                self._need = 9 + length
+                self._checked = True
+                return
+            self._checked = False
+            start = pos + 9
+            pos = start + length
+            if self.in_header_block and ftype != CONTINUATION:
+                raise _ConnectionError(PROTOCOL_ERROR, f"client sent frame of type {ftype} "
+                                                       f"inside a header block")
+            if ftype == HEADERS:
+                self._headers(data, start, length, flags, sid)
+            elif ftype == DATA:
+                self._data(data, start, length, flags, sid)
+            elif ftype == CONTINUATION:
+                self._continuation(data, start, length, flags, sid)
+            elif ftype == WINDOW_UPDATE:
+                self._window_update(data, start, length, sid)
+            elif ftype == SETTINGS:
+                self._settings(data, start, length, flags, sid)
+            elif ftype == RST_STREAM:
+                self._rst_stream(data, start, length, sid)
+            elif ftype == PING:
+                self._ping(data, start, length, flags, sid)
+            elif ftype == PRIORITY:
+                self._priority_frame(data, start, length, sid)
+            elif ftype == GOAWAY:
+                if sid != 0:
+                    raise _ConnectionError(PROTOCOL_ERROR, "client sent GOAWAY frame with "
+                                                           "non-zero stream id")
+                if length < 8:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "client sent GOAWAY frame with "
+                                                             "incorrect length")
+                self.closed = True
+                self._out.clear()
+                self._events.append(ConnectionEnded(u32(data, start + 4),
+                                                    "client sent GOAWAY"))
+                return
+            elif ftype == PUSH_PROMISE:
+                raise _ConnectionError(PROTOCOL_ERROR, "client sent PUSH_PROMISE frame")
+            # other types: extensions, skipped (RFC 9113 §4.1)
+            if self.closed:
+                return
+
+    def _check_header(self, length: int, ftype: int, flags: int, sid: int) -> None:
+        """What is refused as soon as a frame header is in, before its payload is buffered:
+        an oversized header block, a control-frame flood, a DATA frame no window can take,
+        an oversized control frame."""
+        if length > self.limits.max_frame_size:
+            raise _ConnectionError(FRAME_SIZE_ERROR, f"client sent too large frame of type "
+                                                     f"{ftype}: {length}")
+        if ftype == HEADERS:
+            if length > self._block_limit:
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too large header block")
+            self._block_limit_seen = length
+            self._block_frames = 1
+            self._block_sid = sid
+            # a new block: nothing of it walked yet
+            self._w_resume = 0
+            self._blk = bytearray()
+        elif ftype == CONTINUATION:
+            if self.in_header_block:
+                self._block_limit_seen += length
+                self._block_frames += 1
+                if self._block_limit_seen > self._block_limit or \
+                        self._block_frames > MAX_CONTINUATION_FRAMES:
+                    raise _ConnectionError(
+                        ENHANCE_YOUR_CALM,
+                        "client sent too large header block (CONTINUATION flood)")
+        elif ftype == PING or ftype == SETTINGS:
+            if not flags & ACK and self._control.hit():
+                raise _ConnectionError(ENHANCE_YOUR_CALM,
+                                       "client sent too many PING/SETTINGS frames (flood)")
+        elif ftype == PRIORITY or (ftype == DATA and length == 0 and not flags & END_STREAM):
+            if self._control.hit():
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too many empty frames "
+                                                          "(flood)")
+        if ftype == DATA:
+            # a frame larger than its stream's window (the initial one, unless the body's
+            # reader opened it) is a flow-control violation, refused before it is buffered
+            if length > self.limits.initial_window and length > self._stream_window(sid):
+                raise _ConnectionError(FLOW_CONTROL_ERROR, f"client violated flow control: "
+                                                           f"received DATA frame length "
+                                                           f"{length}")
+        elif ftype != HEADERS and ftype != CONTINUATION and length > _MAX_CONTROL_FRAME:
+            # we accept frames up to 2^24-1 as nginx advertises (for HEADERS and DATA); no
+            # other frame needs more than this
+            raise _ConnectionError(FRAME_SIZE_ERROR, f"client sent too large frame of type "
+                                                     f"{ftype}")
 
     def _stream_window(self, sid: int) -> int:
         """The largest DATA frame the client may send on a stream now (or had in flight when
         we closed it)."""
-        st = self.conn.streams.get(sid)
+        st = self.streams.get(sid)
         if st is None:
             # a new stream (HEADERS in this read), or one closed and forgotten, whose DATA
-            # may still be in flight within the largest window we gave (and h2 drops it)
+            # may still be in flight within the largest window we gave
             return self._window_cap
-        return max(int(st.inbound_flow_control_window), self.limits.initial_window)
+        return max(st.recv.current, self.limits.initial_window)
 
-    def _headers_prefix_done(self) -> None:
-        """The Pad Length and priority fields of a HEADERS frame are in: the block follows,
-        then the padding (not part of $request_length, as nginx counts it)."""
-        pre = self._hpre
-        pad = pre[0] if self._hflags & _PADDED and pre else 0
-        if pad >= self._hblock_left:
-            self._w_on = False          # h2 refuses the frame (PROTOCOL_ERROR)
-            self._hpad = 0
-            return
-        self._hblock_left -= pad
-        self._hpad = pad
-        self.block_sizes[self._block_sid] = self._hblock_left
-        if not self._hblock_left:
-            self._skip = pad
-            self._hpad = 0
+    # -- header blocks ---------------------------------------------------------------------
 
-    def _w_reset(self, more: bool) -> None:
-        self._w_on = True
-        self._w_more = more
-        self._w_kind = _W_REPR
-        self._w_then = _W_REPR
-        self._w_octets = 0
-        self._w_value = 0
-        self._w_left = 0
-
-    def _walk(self, data: bytes, pos: int, end: int) -> tuple[int, str] | None:
-        """Follow the HPACK field representations of a header block as nginx's streaming
-        parser reads them (ngx_http_v2_state_header_block, _field_len), without decoding:
-        a string longer than large_client_header_buffers' size is ENHANCE_YOUR_CALM, an
-        integer still going after NGX_HTTP_V2_INT_OCTETS (4) octets is COMPRESSION_ERROR, an
-        empty name PROTOCOL_ERROR, each as soon as its bytes are in, even in a frame not yet
-        complete. The decoding itself (and every other HPACK error) is h2's."""
-        while pos < end:
-            if self._w_left:
-                take = min(self._w_left, end - pos)
-                self._w_left -= take
-                pos += take
-                continue
-            b = data[pos]
-            pos += 1
-            if self._w_octets == 0:
-                if self._w_kind == _W_REPR:
-                    if b & 0x80:
-                        prefix, self._w_then = 0x7F, _W_REPR        # indexed field
-                    elif b & 0x40:
-                        prefix, self._w_then = 0x3F, _W_NAME        # literal, indexed
-                    elif b & 0x20:
-                        prefix, self._w_then = 0x1F, _W_REPR        # table size update
-                    else:
-                        prefix, self._w_then = 0x0F, _W_NAME        # literal, not indexed
-                else:
-                    prefix = 0x7F                                   # string length, H bit
-                v = b & prefix
-                if v < prefix:
-                    err = self._w_int(v)
-                    if err is not None:
-                        return err
-                    continue
-                self._w_value = v
-                self._w_octets = 1
-                continue
-            self._w_octets += 1
-            self._w_value += (b & 0x7F) << (7 * (self._w_octets - 2))
-            if b < 0x80:
-                self._w_octets = 0
-                err = self._w_int(self._w_value)
-                if err is not None:
-                    return err
-            elif self._w_octets == _INT_OCTETS:
-                if end - pos + self._hblock_left > 0 or self._w_more:
-                    what = "length" if self._w_kind != _W_REPR else "index"
-                    return COMPRESSION_ERROR, f"client sent header block with too long " \
-                                              f"{what} value"
-                # the integer runs to the end of the block: nginx's "incorrect length",
-                # as h2 reports it (FRAME_SIZE_ERROR)
-                self._w_on = False
-                return None
-        return None
-
-    def _w_int(self, v: int) -> tuple[int, str] | None:
-        kind = self._w_kind
-        if kind == _W_REPR:
-            if self._w_then == _W_NAME:
-                self._w_kind = _W_NAME if v == 0 else _W_VALUE
-            return None
-        if v > self.limits.max_field_size:
-            return ENHANCE_YOUR_CALM, "client sent too large header field"
-        if kind == _W_NAME:
-            if v == 0:
-                return PROTOCOL_ERROR, "client sent zero header name length"
-            self._w_kind = _W_VALUE
+    def _walk_block(self) -> None:
+        """Follow what has arrived of an open header block (module docstring): the complete
+        fragments in `_blk`, then the part of a buffered incomplete frame."""
+        buf = self._buf
+        frag = b""
+        if buf and not self._preface and len(buf) >= 9:
+            length, ftype, flags, sid = read_header(bytes(buf[:9]), 0)
+            if ftype == HEADERS:
+                pre = (1 if flags & PADDED else 0) + (5 if flags & PRIORITY_FLAG else 0)
+                if len(buf) - 9 < pre:
+                    return
+                pad = buf[9] if flags & PADDED else 0
+                if pad + pre >= length:
+                    return                   # refused when complete
+                frag = bytes(buf[9 + pre:min(len(buf), 9 + length - pad)])
+            elif ftype == CONTINUATION and self.in_header_block:
+                frag = bytes(buf[9:])
+        blk = self._blk
+        r = self._w_resume
+        if r < len(blk):
+            tail = bytes(blk[r:]) + frag
         else:
-            self._w_kind = _W_REPR
-        self._w_left = v
-        return None
+            tail = frag[r - len(blk):]
+        if not tail:
+            return
+        try:
+            self._w_resume = r + walk(tail, 0, len(tail), self.limits.max_field_size)
+        except HPACKError as e:
+            raise _ConnectionError(e.code, e.reason, self._block_sid) from None
 
-    def _translate(self, events: list[h2.events.Event]) -> list[H2Event]:
-        out: list[H2Event] = []
-        new_streams = 0
-        pump = False
-        pending: dict[int, int] = {}     # stream id -> index in `out` of its request
-        skip_prio: object = None         # the PriorityUpdated of a HEADERS already applied
-        body_bad: set[int] = set()       # streams whose body length was refused in this read
-        for ev in events:
-            t = type(ev)
-            if t is h2.events.RequestReceived:
-                sid = ev.stream_id  # type: ignore[attr-defined]
-                new_streams += 1
-                if new_streams > self.limits.reset_budget:
-                    out.append(self._terminate(ENHANCE_YOUR_CALM,
-                                               "client sent too many streams at once",
-                                               calm=True))
-                    return out
-                if _list_size(ev.headers) > self.limits.header_limit:  # type: ignore[attr-defined]
-                    out.append(self._too_large_header(sid))
-                    return [e for e in out if not _placeholder(e)]
-                pu = ev.priority_updated  # type: ignore[attr-defined]
-                if pu is not None:
-                    skip_prio = pu
-                r = self._request(sid, ev.headers, ev.stream_ended is not None,  # type: ignore[attr-defined]
-                                  None if pu is None else
-                                  (pu.weight, pu.depends_on, bool(pu.exclusive)))
-                if r is not None:
-                    if isinstance(r, (StreamRequest, StreamError)):
-                        pending[sid] = len(out)
-                    out.append(r)
-            elif t is h2.events.DataReceived:
-                sid = ev.stream_id  # type: ignore[attr-defined]
-                flow = ev.flow_controlled_length or 0  # type: ignore[attr-defined]
-                data = ev.data or b""  # type: ignore[attr-defined]
-                bl = self._body_len.get(sid)
-                if bl is not None:
-                    bl[1] += len(data)
-                    last = ev.stream_ended is not None  # type: ignore[attr-defined]
-                    if bl[1] > bl[0] or (last and bl[1] != bl[0]):
-                        # never forwarded, not even the bytes before the end that comes
-                        # short: nginx answers 400 on the stream
-                        del self._body_len[sid]
-                        self._ack_closed(sid, flow)
-                        if sid in self.active:
-                            out.append(StreamBodyError(sid, 400, (
-                                "client intended to send body data larger than declared"
-                                if bl[1] > bl[0] else
-                                f"client prematurely closed stream: only {bl[1]} out of "
-                                f"{bl[0]} bytes of request body received")))
-                            body_bad.add(sid)
-                        continue
-                if sid in self.active:
-                    out.append(StreamData(sid, data, flow))
-                else:
-                    self._ack_closed(sid, flow)
-            elif t is h2.events.StreamEnded:
-                sid = ev.stream_id  # type: ignore[attr-defined]
-                bl = self._body_len.pop(sid, None)
-                if sid in body_bad:
-                    continue
-                if bl is not None and bl[1] != bl[0] and sid in self.active:
-                    out.append(StreamBodyError(sid, 400, f"client prematurely closed stream: "
-                                                         f"only {bl[1]} out of {bl[0]} bytes "
-                                                         f"of request body received"))
-                    continue
-                if sid in self.active:
-                    out.append(StreamEnded(sid))
-            elif t is h2.events.StreamReset:
-                sid = ev.stream_id  # type: ignore[attr-defined]
-                self._out.pop(sid, None)
-                if sid in pending:
-                    # opened and reset in the same read: never reported, never started
-                    out[pending.pop(sid)] = StreamReset(sid, 0, True, "")
-                    self.active.discard(sid)
-                    self.prio.closed_stream(sid)
-                    self.reset_streams += 1
-                    if self._resets.hit():
-                        out.append(self._terminate(ENHANCE_YOUR_CALM,
-                                                   "client reset too many streams",
-                                                   calm=True))
-                        return [e for e in out if not _placeholder(e)]
-                    continue
-                if sid in self.active and ev.remote_reset:  # type: ignore[attr-defined]
-                    self.reset_streams += 1
-                    if self._resets.hit():
-                        out.append(StreamReset(sid, int(ev.error_code or 0), True))  # type: ignore[attr-defined]
-                        out.append(self._terminate(ENHANCE_YOUR_CALM,
-                                                   "client reset too many streams",
-                                                   calm=True))
-                        return [e for e in out if not _placeholder(e)]
-                if sid in self.active:
-                    out.append(StreamReset(sid, int(ev.error_code or 0),  # type: ignore[attr-defined]
-                                           bool(ev.remote_reset)))  # type: ignore[attr-defined]
-            elif t is h2.events.PriorityUpdated:
-                if ev is not skip_prio:
-                    self.prio.priority(ev.stream_id, ev.weight,  # type: ignore[attr-defined]
-                                       ev.depends_on, bool(ev.exclusive))  # type: ignore[attr-defined]
-                    pump = pump or len(self._out) > 1
-            elif t is h2.events.PingAckReceived:
-                if ev.ping_data == _GOAWAY_PING and self.goaway_final():  # type: ignore[attr-defined]
-                    out.append(GoAwayComplete())
-            elif t is h2.events.WindowUpdated or t is h2.events.RemoteSettingsChanged:
-                pump = True
-            elif t is h2.events.ConnectionTerminated:
-                self.closed = True
-                out.append(ConnectionEnded(int(ev.error_code or 0),  # type: ignore[attr-defined]
-                                           "client sent GOAWAY"))
-                return [e for e in out if not _placeholder(e)]
-            elif t is h2.events.TrailersReceived:
-                sid = ev.stream_id  # type: ignore[attr-defined]
-                if _list_size(ev.headers) > self.limits.header_limit:  # type: ignore[attr-defined]
-                    out.append(self._too_large_header(sid))
-                    return [e for e in out if not _placeholder(e)]
-                bad = self._check_trailers(ev.headers)  # type: ignore[attr-defined]
-                if bad is not None and sid in self.active:
-                    self._reset(sid, PROTOCOL_ERROR)
-                    out.append(StreamReset(sid, int(PROTOCOL_ERROR), False, bad))
-                    continue
-                if ev.stream_ended is not None and sid in self.active:  # type: ignore[attr-defined]
-                    pass  # StreamEnded follows as its own event
-            elif t is h2.events.InformationalResponseReceived or \
-                    t is h2.events.ResponseReceived or t is h2.events.PushedStreamReceived:
-                # a client never sends these; h2 refuses them itself
-                pass
-        if pump:
-            self.pump()
-            out.append(WindowOpened())
-        return [e for e in out if not _placeholder(e)]
+    def _headers(self, data: bytes, start: int, length: int, flags: int, sid: int) -> None:
+        if sid == 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent HEADERS frame with "
+                                                   "stream id 0")
+        pos = start
+        end = start + length
+        if flags & PADDED:
+            if length < 1:
+                raise _ConnectionError(FRAME_SIZE_ERROR, "client sent HEADERS frame with "
+                                                         "incorrect length")
+            end -= data[pos]
+            pos += 1
+        prio: tuple[int, int, bool] | None = None
+        if flags & PRIORITY_FLAG:
+            if end - pos < 5:
+                raise _ConnectionError(PROTOCOL_ERROR if flags & PADDED else FRAME_SIZE_ERROR,
+                                       "client sent HEADERS frame with incorrect length")
+            dep = u32(data, pos)
+            prio = (data[pos + 4] + 1, dep & 0x7FFFFFFF, dep >> 31 == 1)
+            pos += 5
+        if end < pos:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent padded HEADERS frame with "
+                                                   "incorrect length")
+        if prio is not None and prio[1] == sid:
+            # nginx never took that stream: its GOAWAY names the one before
+            raise _ConnectionError(PROTOCOL_ERROR, f"client sent HEADERS frame for stream "
+                                                   f"{sid} with incorrect dependency")
+        self._block_sid = sid
+        self._block_flags = flags
+        self._block_prio = prio
+        self._block_bytes = end - pos
+        if flags & END_HEADERS:
+            self.in_header_block = False
+            self._block(data, pos, end)
+        else:
+            self.in_header_block = True
+            self._blk = bytearray(data[pos:end])
 
-    def _too_large_header(self, sid: int) -> ConnectionEnded:
-        # nginx counts names and values against large_client_header_buffers' number x size
-        # as it decodes them (ngx_http_v2_state_process_header): the connection ends, and its
-        # GOAWAY names this stream, the last one nginx took
-        self.last_stream_id = max(self.last_stream_id, sid)
-        return self._terminate(ENHANCE_YOUR_CALM, "client sent too large header", calm=True)
+    def _continuation(self, data: bytes, start: int, length: int, flags: int,
+                      sid: int) -> None:
+        if not self.in_header_block or sid != self._block_sid:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent unexpected CONTINUATION "
+                                                   "frame")
+        self._blk += data[start:start + length]
+        self._block_bytes += length
+        if flags & END_HEADERS:
+            self.in_header_block = False
+            blk = bytes(self._blk)
+            self._blk = bytearray()
+            self._block(blk, 0, len(blk))
+
+    def _block(self, data: bytes, pos: int, end: int) -> None:
+        """A complete header block for `_block_sid`: decoded, then a request, trailers, or
+        dropped (a stream we reset)."""
+        sid = self._block_sid
+        try:
+            fields = self.decoder.decode(data, pos, end)
+        except HPACKError as e:
+            if e.code == ENHANCE_YOUR_CALM and e.reason == "client sent too large header":
+                # nginx counts names and values as it decodes them
+                # (ngx_http_v2_state_process_header): its GOAWAY names this stream
+                raise _ConnectionError(ENHANCE_YOUR_CALM, e.reason, sid) from None
+            reason = e.reason
+            if e.code == COMPRESSION_ERROR or e.code == FRAME_SIZE_ERROR:
+                reason = f"client sent invalid header block: {reason}"
+            raise _ConnectionError(e.code, reason, sid) from None
+        end_stream = self._block_flags & END_STREAM != 0
+        st = self.streams.get(sid)
+        if st is not None:
+            self._trailers(st, fields, end_stream)
+            return
+        if sid <= self.highest_id:
+            if sid in self._reset_ids:
+                return                   # a stream we reset: late frames are dropped
+            raise _ConnectionError(STREAM_CLOSED if sid & 1 else PROTOCOL_ERROR,
+                                   f"client sent HEADERS frame for closed stream {sid}")
+        if not sid & 1:
+            raise _ConnectionError(PROTOCOL_ERROR, f"client sent HEADERS frame with "
+                                                   f"incorrect identifier {sid}")
+        self.highest_id = sid
+        self._new_streams += 1
+        if self._new_streams > self.limits.reset_budget:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too many streams at once")
+        if self.decoder.list_size > self.limits.header_limit:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too large header", sid)
+        r = self._request(sid, fields, end_stream, self._block_prio)
+        if r is None:
+            return
+        t = type(r)
+        events = self._events
+        if t is StreamRequest or t is StreamError:
+            self._pending[sid] = len(events)
+        events.append(r)
+        if end_stream and sid in self.active:
+            st = self.streams.get(sid)
+            if st is not None:
+                self._remote_end(st)
+
+    def _trailers(self, st: _Stream, fields: list[tuple[bytes, bytes]],
+                  end_stream: bool) -> None:
+        sid = st.sid
+        if st.remote_closed:
+            self._stream_error(sid, STREAM_CLOSED, "client sent HEADERS frame for "
+                                                   "half-closed stream")
+            return
+        if not end_stream:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent trailer headers without "
+                                                   "END_STREAM flag")
+        if self.decoder.list_size > self.limits.header_limit:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too large header", sid)
+        bad = _check_trailers(fields)
+        if bad is not None:
+            self._stream_error(sid, PROTOCOL_ERROR, bad)
+            return
+        self._remote_end(st)
+
+    def _stream_error(self, sid: int, code: int, reason: str) -> None:
+        """Reset the stream from our side for what the client did on it (reported when it
+        is active)."""
+        self._out.pop(sid, None)
+        self._send_rst(sid, code)
+        if sid in self.active:
+            self._events.append(StreamReset(sid, code, False, reason))
+
+    # -- other frames ----------------------------------------------------------------------
+
+    def _data(self, data: bytes, start: int, length: int, flags: int, sid: int) -> None:
+        if sid == 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent DATA frame with stream id 0")
+        pos = start
+        end = start + length
+        if flags & PADDED:
+            if length < 1 or data[pos] >= length:
+                raise _ConnectionError(PROTOCOL_ERROR, "client sent padded DATA frame with "
+                                                       "incorrect length")
+            end -= data[pos]
+            pos += 1
+        conn = self.conn
+        if length > conn.recv.current:
+            raise _ConnectionError(FLOW_CONTROL_ERROR, f"client violated connection flow "
+                                                       f"control: received DATA frame length "
+                                                       f"{length}")
+        conn.recv.current -= length
+        st = self.streams.get(sid)
+        if st is None:
+            if sid > self.highest_id:
+                raise _ConnectionError(PROTOCOL_ERROR, f"client sent DATA frame for idle "
+                                                       f"stream {sid}")
+            self._ack_connection(length)     # a stream gone: nobody reads it
+            return
+        if st.remote_closed:
+            # ngx_http_v2_state_data: "client sent DATA frame for half-closed stream"
+            self._ack_connection(length)
+            self._stream_error(sid, STREAM_CLOSED, "client sent DATA frame for half-closed "
+                                                   "stream")
+            return
+        if length > st.recv.current:
+            raise _ConnectionError(FLOW_CONTROL_ERROR, f"client violated flow control for "
+                                                       f"stream {sid}: received DATA frame "
+                                                       f"length {length}")
+        st.recv.current -= length
+        last = flags & END_STREAM != 0
+        if st.declared >= 0:
+            st.received += end - pos
+            if st.received > st.declared or (last and st.received != st.declared):
+                # never forwarded, not even the bytes before the end that comes short:
+                # nginx answers 400 on the stream
+                over = st.received > st.declared
+                declared = st.declared
+                st.declared = -1
+                self.ack(sid, length)
+                if sid in self.active:
+                    self._events.append(StreamBodyError(sid, 400, (
+                        "client intended to send body data larger than declared" if over else
+                        f"client prematurely closed stream: only {st.received} out of "
+                        f"{declared} bytes of request body received")))
+                    st.bad_feed = self._feeds
+                if last:
+                    self._remote_end(st)
+                return
+        if sid in self.active:
+            self._events.append(StreamData(sid, data[pos:end], length))
+        else:
+            self.ack(sid, length)
+        if last:
+            self._remote_end(st)
+
+    def _remote_end(self, st: _Stream) -> None:
+        """The client's END_STREAM on `st`."""
+        st.remote_closed = True
+        sid = st.sid
+        declared = st.declared
+        st.declared = -1
+        if st.local_closed:
+            self._forget(sid)
+        if st.bad_feed == self._feeds:
+            return
+        if sid in self.active:
+            if declared >= 0 and st.received != declared:
+                self._events.append(StreamBodyError(
+                    sid, 400, f"client prematurely closed stream: only {st.received} out of "
+                              f"{declared} bytes of request body received"))
+                return
+            self._events.append(StreamEnded(sid))
+
+    def _window_update(self, data: bytes, start: int, length: int, sid: int) -> None:
+        if length != 4:
+            raise _ConnectionError(FRAME_SIZE_ERROR, "client sent WINDOW_UPDATE frame with "
+                                                     "incorrect length")
+        inc = u32(data, start) & 0x7FFFFFFF
+        if sid == 0:
+            if inc == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "client sent WINDOW_UPDATE frame with "
+                                                       "incorrect window increment 0")
+            conn = self.conn
+            if conn.outbound_flow_control_window + inc > MAX_WINDOW:
+                raise _ConnectionError(FLOW_CONTROL_ERROR, "client violated connection flow "
+                                                           "control: window overflow")
+            conn.outbound_flow_control_window += inc
+            self._pump_after = True
+            return
+        st = self.streams.get(sid)
+        if st is None:
+            return                       # idle or closed: nothing to send on it
+        if inc == 0:
+            self._stream_error(sid, PROTOCOL_ERROR, "client sent WINDOW_UPDATE frame with "
+                                                    "incorrect window increment 0")
+            return
+        if st.send_window + inc > MAX_WINDOW:
+            self._stream_error(sid, FLOW_CONTROL_ERROR, "client violated flow control: "
+                                                        "window overflow")
+            return
+        st.send_window += inc
+        self._pump_after = True
+
+    def _settings(self, data: bytes, start: int, length: int, flags: int, sid: int) -> None:
+        if sid != 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent SETTINGS frame with non-zero "
+                                                   "stream id")
+        if flags & ACK:
+            if length:
+                raise _ConnectionError(FRAME_SIZE_ERROR, "client sent SETTINGS frame with "
+                                                         "the ACK flag and payload")
+            return
+        if length % 6:
+            raise _ConnectionError(FRAME_SIZE_ERROR, "client sent SETTINGS frame with "
+                                                     "incorrect length")
+        conn = self.conn
+        pos = start
+        end = start + length
+        while pos < end:
+            ident = (data[pos] << 8) | data[pos + 1]
+            value = u32(data, pos + 2)
+            pos += 6
+            if ident == SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise _ConnectionError(FLOW_CONTROL_ERROR, "client sent SETTINGS frame "
+                                                               "with incorrect "
+                                                               "INITIAL_WINDOW_SIZE value")
+                delta = value - conn.peer_initial_window
+                conn.peer_initial_window = value
+                if delta:
+                    for st in self.streams.values():
+                        if st.send_window + delta > MAX_WINDOW:
+                            raise _ConnectionError(FLOW_CONTROL_ERROR, "client violated flow "
+                                                                       "control: window "
+                                                                       "overflow")
+                        st.send_window += delta
+            elif ident == SETTINGS_MAX_FRAME_SIZE:
+                if value < DEFAULT_FRAME_SIZE or value > MAX_FRAME_SIZE:
+                    raise _ConnectionError(PROTOCOL_ERROR, "client sent SETTINGS frame with "
+                                                           "incorrect MAX_FRAME_SIZE value")
+                conn.max_outbound_frame_size = value
+            elif ident == SETTINGS_HEADER_TABLE_SIZE:
+                self.encoder.set_max_size(value)
+            elif ident == SETTINGS_ENABLE_PUSH:
+                if value > 1:
+                    raise _ConnectionError(PROTOCOL_ERROR, "client sent SETTINGS frame with "
+                                                           "incorrect ENABLE_PUSH value")
+        settings_ack(self._send)
+        self._pump_after = True
+
+    def _rst_stream(self, data: bytes, start: int, length: int, sid: int) -> None:
+        if length != 4:
+            raise _ConnectionError(FRAME_SIZE_ERROR, "client sent RST_STREAM frame with "
+                                                     "incorrect length")
+        if sid == 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent RST_STREAM frame with "
+                                                   "stream id 0")
+        st = self.streams.get(sid)
+        if st is None:
+            if sid > self.highest_id:
+                raise _ConnectionError(PROTOCOL_ERROR, f"client sent RST_STREAM frame for "
+                                                       f"idle stream {sid}")
+            return
+        code = u32(data, start)
+        self._forget(sid)
+        self._remember_reset(sid)
+        self._out.pop(sid, None)
+        events = self._events
+        idx = self._pending.pop(sid, -1)
+        if idx >= 0:
+            # opened and reset in the same read: never reported, never started
+            events[idx] = _PLACEHOLDER
+            self._placeholders = True
+            self.active.discard(sid)
+            self.prio.closed_stream(sid)
+            self.reset_streams += 1
+            if self._resets.hit():
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "client reset too many streams")
+            return
+        if sid in self.active:
+            self.reset_streams += 1
+            if self._resets.hit():
+                events.append(StreamReset(sid, code, True))
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "client reset too many streams")
+            events.append(StreamReset(sid, code, True))
+
+    def _ping(self, data: bytes, start: int, length: int, flags: int, sid: int) -> None:
+        if length != 8:
+            raise _ConnectionError(FRAME_SIZE_ERROR, "client sent PING frame with incorrect "
+                                                     "length")
+        if sid != 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent PING frame with non-zero "
+                                                   "stream id")
+        opaque = data[start:start + 8]
+        if not flags & ACK:
+            ping_frame(self._send, opaque, True)
+        elif opaque == _GOAWAY_PING and self.goaway_final():
+            self._events.append(GoAwayComplete())
+
+    def _priority_frame(self, data: bytes, start: int, length: int, sid: int) -> None:
+        if length != 5:
+            raise _ConnectionError(FRAME_SIZE_ERROR, "client sent PRIORITY frame with "
+                                                     "incorrect length")
+        if sid == 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "client sent PRIORITY frame with stream "
+                                                   "id 0")
+        dep = u32(data, start)
+        depend = dep & 0x7FFFFFFF
+        if depend == sid:
+            raise _ConnectionError(PROTOCOL_ERROR, f"client sent PRIORITY frame for stream "
+                                                   f"{sid} with incorrect dependency")
+        self.prio.priority(sid, data[start + 4] + 1, depend, dep >> 31 == 1)
+        if len(self._out) > 1:
+            self._pump_after = True
+
+    # -- streams ---------------------------------------------------------------------------
 
     def _request(self, sid: int, raw: list[tuple[bytes, bytes]], end_stream: bool,
                  prio: tuple[int, int, bool] | None = None) -> H2Event | None:
         if self.going_away and self.goaway_id is not None and sid > self.goaway_id:
-            self._reset(sid, REFUSED_STREAM)
+            self._send_rst(sid, REFUSED_STREAM)
             return None
         if self.accept_until is not None and sid > self.accept_until:
-            self._reset(sid, REFUSED_STREAM)
+            self._send_rst(sid, REFUSED_STREAM)
             return None
         if len(self.active) >= self.limits.max_concurrent_streams:
             # nginx: "concurrent streams exceeded"; the client may retry it
-            self._reset(sid, REFUSED_STREAM)
+            self._send_rst(sid, REFUSED_STREAM)
             if self._resets.hit():
-                return self._terminate(ENHANCE_YOUR_CALM, "client sent too many streams",
-                                       calm=True)
-            return StreamReset(sid, int(REFUSED_STREAM), False,
-                               "concurrent streams exceeded")
-        self.last_stream_id = max(self.last_stream_id, sid)
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "client sent too many streams")
+            return StreamReset(sid, REFUSED_STREAM, False, "concurrent streams exceeded")
+        if sid > self.last_stream_id:
+            self.last_stream_id = sid
         self.accepted += 1
         lim = self.limits
         if self.accept_until is None and (
                 (lim.max_requests and self.accepted >= lim.max_requests) or
-                (self._stop_at is not None and self._clock() > self._stop_at)):
+                (self._stop_at >= 0 and self._clock() > self._stop_at)):
             self.accept_until = sid
         self.prio.opened(sid, prio)
-        res = _validate(raw, end_stream, self.limits)
+        res = _validate(raw, end_stream, lim)
         if isinstance(res, str):
-            self._reset(sid, PROTOCOL_ERROR)
+            self._send_rst(sid, PROTOCOL_ERROR)
             self.prio.closed_stream(sid)
-            return StreamReset(sid, int(PROTOCOL_ERROR), False, res)
+            return StreamReset(sid, PROTOCOL_ERROR, False, res)
+        st = _Stream(sid, lim.initial_window, self.conn.peer_initial_window)
+        self.streams[sid] = st
         self.active.add(sid)
-        block = self.block_sizes.pop(sid, None)
         if isinstance(res, tuple):
             status, reason, head = res
             return StreamError(sid, status, reason, head)
-        if block is not None:
-            res.header_bytes = block
+        res.header_bytes = self._block_bytes
         if res.content_length is not None and not end_stream:
-            if len(self._body_len) > 4 * self.limits.max_concurrent_streams:
-                self._body_len = {k: v for k, v in self._body_len.items() if k in self.active}
-            self._body_len[sid] = [res.content_length, 0]
+            st.declared = res.content_length
         return StreamRequest(sid, res, end_stream)
 
-    def _check_trailers(self, raw: list[tuple[bytes, bytes]]) -> str | None:
-        for name, value in raw:
-            if name[:1] == b":":
-                return "client sent pseudo-header in trailers"
-            if not name or not _NAME_OK.issuperset(name):
-                return "client sent invalid header name in trailers"
-            if value.translate(None, _VALUE_BAD) != value:
-                return "client sent invalid header value in trailers"
-        return None
+    def _send_rst(self, sid: int, code: int) -> None:
+        rst_stream_frame(self._send, sid, code)
+        self._forget(sid)
+        self._remember_reset(sid)
+
+    def _forget(self, sid: int) -> None:
+        self.streams.pop(sid, None)
+
+    def _remember_reset(self, sid: int) -> None:
+        ids = self._reset_ids
+        ids[sid] = None
+        if len(ids) > _RESET_IDS_KEPT:
+            del ids[next(iter(ids))]
 
     # -- output ----------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        if self._extra:
-            self._extra += self.conn.data_to_send()
-            out = bytes(self._extra)
-            self._extra.clear()
-            return out
-        return self.conn.data_to_send()
+        out = self._send
+        if not out:
+            return b""
+        data = bytes(out)
+        out.clear()
+        return data
+
+    def header_pending(self) -> bool:
+        """A header block has begun and not ended (client_header_timeout bounds it)."""
+        return self.in_header_block or (not self.closed and self._partial_is_block())
 
     def send_response(self, sid: int, status: int, headers: list[tuple[str, str]],
                       end_stream: bool = False) -> bool:
         """HEADERS with `:status` and lower-cased fields (connection-specific ones dropped).
         False when the stream is gone."""
-        block: list[tuple[bytes, bytes]] = [(b":status", str(status).encode())]
-        for k, v in headers:
-            lk = k.lower()
-            if lk in _DROPPED_OUT:
-                continue
-            block.append((lk.encode("latin-1"), v.encode("latin-1", "replace")))
-        try:
-            self.conn.send_headers(sid, block, end_stream=end_stream)
-        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
+        st = self.streams.get(sid)
+        if st is None or st.local_closed or self.closed:
             return False
+        block: list[tuple[bytes, bytes]] = [(b":status", _status_bytes(status))]
+        for k, v in headers:
+            name = _out_name(k)
+            if name:
+                block.append((name, v.encode("latin-1", "replace")))
+        self._headers_out(st, block, end_stream)
         if end_stream:
             self._out.pop(sid, None)
         return True
 
+    def _headers_out(self, st: _Stream, block: list[tuple[bytes, bytes]],
+                     end_stream: bool) -> None:
+        encoded = bytearray()
+        self.encoder.encode(block, encoded)
+        headers_frames(self._send, st.sid, encoded, end_stream,
+                       self.conn.max_outbound_frame_size)
+        if end_stream:
+            self._local_end(st)
+
+    def _local_end(self, st: _Stream) -> None:
+        st.local_closed = True
+        if st.remote_closed:
+            self._forget(st.sid)
+
     def send_informational(self, sid: int, status: int = 100) -> None:
-        try:
-            self.conn.send_headers(sid, [(b":status", str(status).encode())])
-        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
-            pass
+        st = self.streams.get(sid)
+        if st is None or st.local_closed or self.closed:
+            return
+        self._headers_out(st, [(b":status", _status_bytes(status))], False)
 
     def send_body(self, sid: int, data: bytes) -> None:
         """Queue response body bytes; they go out as the windows allow (`pump`)."""
@@ -1089,6 +1358,7 @@ class H2Server:
 
     def _pump(self, sids: list[int]) -> None:
         conn = self.conn
+        out = self._send
         progress = True
         while progress:
             progress = False
@@ -1096,70 +1366,66 @@ class H2Server:
                 box = self._out.get(sid)
                 if box is None:
                     continue
-                try:
-                    if box.size == 0:
-                        if box.end:
-                            conn.end_stream(sid)
-                            del self._out[sid]
-                            if box.done:
-                                self._close_remote(sid)
-                        continue
-                    window = min(conn.local_flow_control_window(sid),
-                                 conn.max_outbound_frame_size)
-                    if window <= 0:
-                        continue
-                    piece = box.take(window)
-                    last = box.end and box.size == 0
-                    conn.send_data(sid, piece, end_stream=last)
-                    if last:
+                st = self.streams.get(sid)
+                if st is None or st.local_closed:
+                    del self._out[sid]
+                    continue
+                if box.size == 0:
+                    if box.end:
+                        data_frame(out, sid, b"", True)
+                        self._local_end(st)
                         del self._out[sid]
                         if box.done:
                             self._close_remote(sid)
-                    progress = True
-                except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError,
-                        h2.exceptions.FlowControlError, KeyError):
-                    self._out.pop(sid, None)
+                    continue
+                window = min(conn.outbound_flow_control_window, st.send_window,
+                             conn.max_outbound_frame_size)
+                if window <= 0:
+                    continue
+                piece = box.take(window)
+                last = box.end and box.size == 0
+                data_frame(out, sid, piece, last)
+                conn.outbound_flow_control_window -= len(piece)
+                st.send_window -= len(piece)
+                if last:
+                    self._local_end(st)
+                    del self._out[sid]
+                    if box.done:
+                        self._close_remote(sid)
+                progress = True
 
     def open_window(self, sid: int, size: int) -> None:
         """The stream's body is being read: raise its window by `size` (WINDOW_UPDATE), at
         most to MAX_WINDOW, as ngx_http_v2_read_request_body does. Nothing when the client
         has ended the stream (nginx sends none then)."""
-        st = self.conn.streams.get(sid)
-        if self.closed or st is None or st.closed or \
-                st.state_machine.state == h2.stream.StreamState.HALF_CLOSED_REMOTE:
+        st = self.streams.get(sid)
+        if self.closed or st is None or st.remote_closed:
             return
-        now = int(st.inbound_flow_control_window)
+        now = st.recv.current
         size = min(size, MAX_WINDOW - now)
         if size <= 0:
             return
-        try:
-            self.conn.increment_flow_control_window(size, sid)
-        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
-            return
+        window_update_frame(self._send, sid, size)
+        st.recv.opened(size)
         if now + size > self._window_cap:
             self._window_cap = now + size
 
     def ack(self, sid: int, n: int) -> None:
-        """The consumer took `n` flow-controlled bytes of this stream's body: reopen windows."""
+        """The consumer took `n` flow-controlled bytes of this stream's body: reopen windows
+        (the connection's always; the stream's while the client may still send on it)."""
         if n <= 0 or self.closed:
             return
-        try:
-            self.conn.acknowledge_received_data(n, sid)
-        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError,
-                ValueError):
-            self._ack_closed(sid, n)
+        self._ack_connection(n)
+        st = self.streams.get(sid)
+        if st is not None and not st.remote_closed:
+            inc = st.recv.process(n)
+            if inc:
+                window_update_frame(self._send, sid, inc)
 
-    def _ack_closed(self, sid: int, n: int) -> None:
-        # data for a stream nobody reads any more: give the connection window back
-        if n <= 0 or self.closed:
-            return
-        try:
-            self.conn.acknowledge_received_data(n, sid)
-        except Exception:
-            try:
-                self.conn.increment_flow_control_window(n)
-            except Exception:
-                pass
+    def _ack_connection(self, n: int) -> None:
+        inc = self.conn.recv.process(n)
+        if inc:
+            window_update_frame(self._send, 0, inc)
 
     def reset(self, sid: int, code: int = INTERNAL_ERROR) -> None:
         """Reset a stream from our side (e.g. an aborted response)."""
@@ -1167,12 +1433,9 @@ class H2Server:
         self._reset(sid, code)
 
     def _reset(self, sid: int, code: int) -> None:
-        if self.closed:
+        if self.closed or sid not in self.streams:
             return
-        try:
-            self.conn.reset_stream(sid, code)
-        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
-            pass
+        self._send_rst(sid, code)
 
     def stream_done(self, sid: int) -> None:
         """The stream's exchange is over (answered, aborted, or never started): it no longer
@@ -1180,7 +1443,6 @@ class H2Server:
         told to stop (`_close_remote`) once the response's END_STREAM is out."""
         self.active.discard(sid)
         self.prio.closed_stream(sid)
-        self._body_len.pop(sid, None)
         box = self._out.get(sid)
         if box is not None and box.size == 0 and not box.end:
             del self._out[sid]
@@ -1194,14 +1456,13 @@ class H2Server:
         """RFC 9113 §8.1, as ngx_http_v2_close_stream: a complete response sent before the
         whole request arrived is followed by RST_STREAM(NO_ERROR), so the client stops
         sending a body nobody reads (and keeps the response)."""
-        st = self.conn.streams.get(sid)
-        if st is not None and st.state_machine.state == h2.stream.StreamState.HALF_CLOSED_LOCAL:
+        st = self.streams.get(sid)
+        if st is not None and st.local_closed and not st.remote_closed:
             self._reset(sid, NO_ERROR)
 
     def stream_open(self, sid: int) -> bool:
         """Whether the client still accepts frames on this stream from us."""
-        s = self.conn.streams.get(sid)
-        return s is not None and not s.closed
+        return sid in self.streams
 
     def goaway(self) -> None:
         """Graceful shutdown, first step (RFC 9113 §6.8): GOAWAY with the largest stream id,
@@ -1210,11 +1471,8 @@ class H2Server:
         if self.closed or self.going_away:
             return
         self.going_away = True
-        self._raw(GoAwayFrame(0, last_stream_id=0x7FFFFFFF, error_code=int(NO_ERROR)))
-        try:
-            self.conn.ping(_GOAWAY_PING)
-        except Exception:
-            pass
+        goaway_frame(self._send, 0x7FFFFFFF, NO_ERROR)
+        ping_frame(self._send, _GOAWAY_PING, False)
 
     def goaway_final(self) -> bool:
         """GOAWAY naming the last stream we accept; later streams are refused. True when it
@@ -1223,13 +1481,8 @@ class H2Server:
             return False
         self.going_away = True
         self.goaway_id = self.last_stream_id
-        self._raw(GoAwayFrame(0, last_stream_id=self.goaway_id, error_code=int(NO_ERROR)))
+        goaway_frame(self._send, self.goaway_id, NO_ERROR)
         return True
-
-    def _raw(self, f: GoAwayFrame) -> None:
-        # written around h2 so that h2 stays open for the streams still in flight
-        self._extra += self.conn.data_to_send()
-        self._extra += f.serialize()
 
     def terminate(self, code: int, reason: str = "") -> ConnectionEnded:
         return self._terminate(code, reason)
@@ -1237,21 +1490,42 @@ class H2Server:
     def _terminate(self, code: int, reason: str, calm: bool = False) -> ConnectionEnded:
         if not self.closed:
             self.closed = True
-            try:
-                self.conn.close_connection(code, last_stream_id=self.last_stream_id)
-            except Exception:
-                pass
+            goaway_frame(self._send, self.last_stream_id, code)
         self._out.clear()
-        return ConnectionEnded(int(code), reason, calm)
+        return ConnectionEnded(code, reason, calm)
 
 
-def _list_size(raw: list[tuple[bytes, bytes]]) -> int:
-    return sum(len(n) + len(v) for n, v in raw)
+_STATUS_BYTES: Final = {s: str(s).encode() for s in range(100, 600)}
+_OUT_NAMES: Final[dict[str, bytes]] = {}
 
 
-def _placeholder(e: H2Event) -> bool:
-    """A request that was reset in the same read: dropped from the events."""
-    return type(e) is StreamReset and e.error_code == 0 and e.by_client and not e.reason
+def _out_name(name: str) -> bytes:
+    """A response header name as HTTP/2 sends it: lower case, b"" for the fields HTTP/2 has
+    no place for (connection-specific ones); the same few names come on every response."""
+    b = _OUT_NAMES.get(name)
+    if b is None:
+        lower = name.lower()
+        b = b"" if lower in _DROPPED_OUT else lower.encode("latin-1")
+        if len(_OUT_NAMES) >= 4096:
+            _OUT_NAMES.clear()
+        _OUT_NAMES[name] = b
+    return b
+
+
+def _status_bytes(status: int) -> bytes:
+    b = _STATUS_BYTES.get(status)
+    return b if b is not None else str(status).encode()
+
+
+def _check_trailers(raw: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in raw:
+        if name[:1] == b":":
+            return "client sent pseudo-header in trailers"
+        if not name or not _NAME_OK.issuperset(name):
+            return "client sent invalid header name in trailers"
+        if 0 in value or 13 in value or 10 in value:
+            return "client sent invalid header value in trailers"
+    return None
 
 
 # -- request validation ---------------------------------------------------------------------
@@ -1259,6 +1533,21 @@ def _placeholder(e: H2Event) -> bool:
 
 def _empty_head(method: str = "GET", path: str = "/") -> RequestHead:
     return RequestHead(method, path, path, None, "2.0", [], "", None, False, True)
+
+
+def _bad(status: int, method: str | None, raw: list[tuple[bytes, bytes]],
+         reason: str) -> tuple[int, str, RequestHead]:
+    # a best-effort view for the access log: the method once it is known to be valid
+    head = _empty_head(method or "GET")
+    head.header_bytes = _head_bytes(raw)
+    return status, reason, head
+
+
+def _head_bytes(raw: list[tuple[bytes, bytes]]) -> int:
+    n = 0
+    for name, value in raw:
+        n += len(name) + len(value) + 4
+    return n
 
 
 def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
@@ -1278,73 +1567,75 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
 
     Stricter than nginx, and reset: a pseudo-header after a regular field, connection-specific
     fields and `te` other than trailers (RFC 9113 §8.2.2, §8.3: malformed requests)."""
-    method = scheme = authority = path = None
+    method: str | None = None
+    scheme: str | None = None
+    authority: str | None = None
+    path: str | None = None
     seen_regular = False
     headers: list[tuple[str, str]] = []
     cookies: list[str] = []
     host_hdr: str | None = None
     cl: int | None = None
     count = 0
-    plain = _NAME_PLAIN_US if lim.underscores_in_headers else _NAME_PLAIN
-
-    def bad(status: int, reason: str) -> tuple[int, str, RequestHead]:
-        # a best-effort view for the access log: the method once it is known to be valid
-        head = _empty_head(method or "GET")
-        head.header_bytes = sum(len(n) + len(v) + 4 for n, v in raw)
-        return status, reason, head
+    plain_map = _PLAIN_MAP_US if lim.underscores_in_headers else _PLAIN_MAP
 
     for name, value in raw:
         if not name:
             return "client sent zero header name length"   # `_walk` ends the connection first
         pseudo = name[0] == 0x3A  # ':'
-        chars = name[1:] if pseudo else name
-        if chars.translate(None, _NAME_BAD) != chars:
-            return bad(400, f"client sent invalid header name: \"{name.decode('latin-1')}\"")
-        if value.translate(None, _VALUE_BAD) != value:
-            return bad(400, f"client sent header \"{name.decode('latin-1')}\" with invalid "
-                            f"value")
+        # the common case first: a name of plain characters only (translate with a table
+        # and nothing to delete gives back the same object when nothing changed)
+        is_plain = not pseudo and name.translate(plain_map) is name
+        if not is_plain and (not pseudo or name not in _PSEUDO):
+            chars = name[1:] if pseudo else name
+            if chars.translate(None, _NAME_BAD) != chars:
+                return _bad(400, method, raw, f"client sent invalid header name: "
+                                              f"\"{name.decode('latin-1')}\"")
+        if 0 in value or 13 in value or 10 in value:
+            return _bad(400, method, raw, f"client sent header \"{name.decode('latin-1')}\" "
+                                          f"with invalid value")
         if pseudo:
             if seen_regular:
                 return "client sent pseudo-header after regular header"
             sval = value.decode("latin-1")
             if name == b":method":
                 if method is not None:
-                    return bad(400, "client sent duplicate :method header")
+                    return _bad(400, method, raw, "client sent duplicate :method header")
                 if not sval:
-                    return bad(400, "client sent empty :method header")
+                    return _bad(400, method, raw, "client sent empty :method header")
                 if sval not in _METHODS and not _METHOD_OK.issuperset(value):
-                    return bad(400, f"client sent invalid method: \"{sval}\"")
+                    return _bad(400, method, raw, f"client sent invalid method: \"{sval}\"")
                 method = sval
             elif name == b":path":
                 if path is not None:
-                    return bad(400, "client sent duplicate :path header")
+                    return _bad(400, method, raw, "client sent duplicate :path header")
                 if not sval:
-                    return bad(400, "client sent empty :path header")
+                    return _bad(400, method, raw, "client sent empty :path header")
                 # ngx_http_parse_uri: origin-form only ('*' too is refused), no control
                 # characters or spaces; '#' and bytes >= 0x80 are refused here as well
-                if value[0] != 0x2F or value.translate(None, _PATH_BAD) != value:
-                    return bad(400, f"client sent invalid :path header: \"{sval}\"")
+                if value[0] != 0x2F or value.translate(_PATH_MAP) is not value:
+                    return _bad(400, method, raw, f"client sent invalid :path header: \"{sval}\"")
                 path = sval
             elif name == b":scheme":
                 if scheme is not None:
-                    return bad(400, "client sent duplicate :scheme header")
+                    return _bad(400, method, raw, "client sent duplicate :scheme header")
                 if not sval:
-                    return bad(400, "client sent empty :scheme header")
+                    return _bad(400, method, raw, "client sent empty :scheme header")
                 if not _ALPHA.issuperset(value[:1]) or not _SCHEME_OK.issuperset(value):
-                    return bad(400, f"client sent invalid :scheme header: \"{sval}\"")
+                    return _bad(400, method, raw, f"client sent invalid :scheme header: \"{sval}\"")
                 scheme = sval
             elif name == b":authority":
                 if authority is not None:
-                    return bad(400, "client sent duplicate \":authority\" header")
+                    return _bad(400, method, raw, "client sent duplicate \":authority\" header")
                 if parse_host(sval) is None:
-                    return bad(400, "client sent invalid \":authority\" header")
+                    return _bad(400, method, raw, "client sent invalid \":authority\" header")
                 authority = sval
             else:
-                return bad(400, f"client sent unknown pseudo-header "
+                return _bad(400, method, raw, f"client sent unknown pseudo-header "
                                 f"\"{name.decode('latin-1')}\"")
             continue
         seen_regular = True
-        if not plain.issuperset(name) and lim.ignore_invalid_headers:
+        if not is_plain and lim.ignore_invalid_headers:
             continue                     # nginx: "client sent invalid header", dropped
         if name in _CONNECTION_SPECIFIC:
             return f"client sent connection-specific header {name.decode('latin-1')!r}"
@@ -1356,31 +1647,31 @@ def _validate(raw: list[tuple[bytes, bytes]], end_stream: bool,
             continue
         count += 1
         if count > lim.max_header_count:
-            return bad(494, "client sent too many header lines")
+            return _bad(494, method, raw, "client sent too many header lines")
         if name == b"host":
             if host_hdr is not None:
-                return bad(400, "client sent duplicate host header")
+                return _bad(400, method, raw, "client sent duplicate host header")
             if parse_host(sval) is None:
-                return bad(400, "client sent invalid host header")
+                return _bad(400, method, raw, "client sent invalid host header")
             host_hdr = sval
             continue
         if name == b"content-length":
             if cl is not None:
-                return bad(400, "client sent duplicate header line: \"Content-Length\"")
+                return _bad(400, method, raw, "client sent duplicate header line: \"Content-Length\"")
             if not sval.isdigit() or not sval.isascii() or len(sval) > 18:
-                return bad(400, "client sent invalid \"Content-Length\" header")
+                return _bad(400, method, raw, "client sent invalid \"Content-Length\" header")
             cl = int(sval)
         if name == b"http2-settings":
             continue
-        headers.append((name.decode("latin-1"), sval))
+        headers.append((_name_str(name), sval))
     if method is None:
-        return bad(400, "client sent no :method header")
+        return _bad(400, method, raw, "client sent no :method header")
     if scheme is None:
-        return bad(400, "client sent no :scheme header")
+        return _bad(400, method, raw, "client sent no :scheme header")
     if path is None:
-        return bad(400, "client sent no :path header")
+        return _bad(400, method, raw, "client sent no :path header")
     head = _empty_head()
-    head.header_bytes = sum(len(n) + len(v) + 4 for n, v in raw)
+    head.header_bytes = _head_bytes(raw)
     head.method = method
     if authority is not None:
         host = parse_host(authority) or ""

@@ -965,7 +965,7 @@ def not_applied(cfg: Config) -> Iterator[Finding]:
     """Directives accepted so that a production config starts, whose effect truehop does not
     produce: the table (conf/directives.py) says so in their entry, with the finding's id
     and what does not happen; the compiler kept each line that leaves something undone
-    (`limit_rate 0`, nginx's default, does not)."""
+    (the entry's `active` test says which)."""
     for name, (f, line) in cfg.not_applied:
         eff = next(s.effect for s in lookup(name) if s.effect.kind == "not-applied")
         yield Finding(eff.finding, "warn", f, line,
@@ -1037,7 +1037,7 @@ RULES: dict[str, Rule] = {
     "keepalive-local-shared": keepalive_local_shared,
     "proxy-pass-uri-variables": proxy_pass_uri_variables,
     "tls-implicit-default": tls_implicit_default,
-    # one id per "accepted, not applied" entry of the table (limit-rate-ignored, ...)
+    # one id per "accepted, not applied" entry of the table
     **{s.effect.finding: not_applied for s in SPECS if s.effect.kind == "not-applied"},
 }
 # `map-context` (a map outside http) is a config error; the CLI reports it under that id.

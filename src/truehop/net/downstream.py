@@ -27,7 +27,15 @@ from typing import Any, Final
 from truehop.clock import monotonic as _monotonic
 from truehop.conf.model import Settings
 from truehop.http.events import Data, EndOfMessage, ProtocolError, Request, RequestHead
-from truehop.http.exchange import NO_BODY, NO_BODY_CL0, BodyStream, ClientGone, Exchange
+from truehop.http.exchange import (
+    NO_BODY,
+    NO_BODY_CL0,
+    TIMED_OUT,
+    BodyStream,
+    ClientGone,
+    Exchange,
+    expire,
+)
 from truehop.http.h1 import H1ServerParser, response_head_bytes
 from truehop.net.closing import CloseDeadline, LingeringClose, close_within
 from truehop.net.connection import (
@@ -41,6 +49,9 @@ from truehop.route.state import ConnectionInfo
 
 BODY_HIGH_WATER: Final = 256 * 1024
 PIPELINE_HIGH_WATER: Final = 32       # queued pipelined requests before reading pauses
+WRITE_HIGH_WATER: Final = 16 * 1024   # the transport's buffer before `drain` waits
+SENDFILE_PREAD: Final = 32 * 1024     # sendfile's fallback: read and written at a time
+SENDFILE_MAX_CHUNK: Final = 2 << 20   # sendfile(2) between two turns of the loop (nginx's 2m)
 # a request body nobody read is read and thrown away after the response
 # (ngx_http_discarded_request_body_handler) within the lingering limits (net.connection)
 
@@ -300,6 +311,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # what waits in our buffer for a client that does not read is bounded as nginx's
+        # busy buffers are (proxy_busy_buffers_size 16k), not uvloop's 64 KiB: the kernel's
+        # socket buffer is the real one (issue 14 item 5)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, 0)  # type: ignore[attr-defined]
         self.info = connection_info(transport, self.listener.key, self.scheme)
         srv = self.listener.default_server
         self.parser = H1ServerParser(self.listener.limits)
@@ -624,45 +639,61 @@ class ClientConnection(asyncio.Protocol):
             raise ClientGone("client closed connection")
         if not self._write_paused:
             return
-        self._drain_waiter = self.loop.create_future()
+        # a Future and a timer, not asyncio.wait_for (a Task per wait): a response larger
+        # than the socket's buffer waits here once per write
+        loop = self.loop
+        w = self._drain_waiter = loop.create_future()
+        timer = loop.call_later(self.send_timeout(), expire, w)
         try:
-            await asyncio.wait_for(self._drain_waiter, self.send_timeout())
-        except TimeoutError:
+            await w
+        finally:
+            timer.cancel()
+            self._drain_waiter = None
+        if w.result() is TIMED_OUT:
             self.runtime.log.info("client timed out (110: Connection timed out) while sending "
                                   "response to client", self.info)
             cur = self.current
             self.abort(_resets(cur.settings if cur is not None else None, self.listener))
-            raise ClientGone("send timeout") from None
-        finally:
-            self._drain_waiter = None
+            raise ClientGone("send timeout")
 
     def send_timeout(self) -> float:
         return self.listener.default_server.settings.send_timeout
 
     async def sendfile(self, f: Any, offset: int, count: int) -> None:
-        """Send part of a file. uvloop has no loop.sendfile, so: when nothing is queued in
-        the transport, the kernel's sendfile(2) writes straight to the socket; whatever it
-        could not take goes through the transport in pread chunks, with back-pressure."""
+        """Send part of a file. uvloop has no loop.sendfile, so: while nothing is queued in
+        the transport, the kernel's sendfile(2) writes straight to the socket,
+        SENDFILE_MAX_CHUNK at most before the loop is given a turn (nginx's
+        sendfile_max_chunk: one fast client must not keep the worker); when the socket is
+        full, a pread chunk larger than the transport's high-water mark goes through the
+        transport, whose drain (it resumes only when empty) is then the wait for the socket
+        to take more. Over TLS, pread chunks only."""
         tr = self.transport
         if tr is None or self.closed:
             raise ClientGone("client closed connection")
         fd = f.fileno()
-        if tr.get_write_buffer_size() == 0 and tr.get_extra_info("ssl_object") is None:
-            sock = tr.get_extra_info("socket")
-            if sock is not None:
+        sock = tr.get_extra_info("socket") if tr.get_extra_info("ssl_object") is None \
+            else None
+        sock_fd = sock.fileno() if sock is not None else -1
+        turn = 0
+        while count > 0:
+            if sock_fd >= 0 and tr.get_write_buffer_size() == 0:
                 try:
-                    while count > 0:
-                        n = os.sendfile(sock.fileno(), fd, offset, min(count, 1 << 20))
-                        if n == 0:
-                            break
-                        offset += n
-                        count -= n
+                    n = os.sendfile(sock_fd, fd, offset, min(count, SENDFILE_MAX_CHUNK))
                 except BlockingIOError:
-                    pass
+                    n = -1
                 except OSError as e:
                     raise ClientGone(str(e)) from None
-        while count > 0:
-            chunk = os.pread(fd, min(count, 256 * 1024), offset)
+                if n > 0:
+                    offset += n
+                    count -= n
+                    turn += n
+                    if turn >= SENDFILE_MAX_CHUNK and count > 0:
+                        turn = 0
+                        await asyncio.sleep(0)
+                        if self.closed:
+                            raise ClientGone("client closed connection")
+                    continue
+            chunk = os.pread(fd, min(count, SENDFILE_PREAD), offset)
             if not chunk:
                 # the file shrank under us: the response cannot be completed
                 self.abort()
@@ -670,6 +701,7 @@ class ClientConnection(asyncio.Protocol):
             tr.write(chunk)
             offset += len(chunk)
             count -= len(chunk)
+            turn = 0
             await self.drain()
 
     def send_continue(self) -> None:

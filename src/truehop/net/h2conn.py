@@ -717,7 +717,7 @@ class H2Connection(asyncio.Protocol):
     def _header_deadline(self) -> None:
         """A header block left open (HEADERS without END_HEADERS, then silence) is bounded
         by client_header_timeout, as nginx."""
-        if self.server.in_header_block:
+        if self.server.header_pending():
             if self._header_timer is None:
                 self._header_timer = self.loop.call_later(
                     self.listener.default_server.client_header_timeout, self._header_expired)
@@ -727,7 +727,7 @@ class H2Connection(asyncio.Protocol):
 
     def _header_expired(self) -> None:
         self._header_timer = None
-        if self.server.in_header_block and not self.closed:
+        if self.server.header_pending() and not self.closed:
             self.runtime.log.info("client timed out (110: Connection timed out) while "
                                   "reading client request headers", self.info)
             self.server.terminate(0x1, "header timeout")

@@ -29,6 +29,7 @@ from truehop.http.events import RequestHead
 from truehop.http.exchange import Exchange
 from truehop.http.h1 import H1Limits
 from truehop.log import ErrorLog
+from truehop.net.upstream import Slots
 from truehop.route.state import ConnectionInfo
 
 
@@ -138,13 +139,15 @@ REUSE_MAX = 32          # ngx_drain_connections: at most this many closed per dr
 REUSE_RETRY = 0.1       # a drain that found nothing reusable is not tried again before this
 
 
-class ConnectionTable:
+class ConnectionTable(Slots):
     """nginx's connection slots of one worker (ngx_get_connection): every accepted client
     connection holds one from accept (`Acceptor`) to close, whether it is still in its TLS
     handshake or h2c preface sniffing (`handshakes`) or serving HTTP (`connections`), so
     `worker_connections` bounds what a worker holds whatever a client does (issue 14 item 2:
-    before, handshakes were not counted at all). Upstream connections and listening sockets,
-    which nginx counts too, are not counted here.
+    before, handshakes were not counted at all). Upstream connections count too, as nginx's
+    (a proxied request holds two slots): `take_upstream` / `release_upstream`
+    (net.upstream.connect and its connection's end). Listening sockets, which nginx counts
+    as well, are not counted.
 
     When no slot is free, reusable connections are closed first (ngx_drain_connections):
     idle keep-alive connections and connections that have sent nothing yet, up to
@@ -160,17 +163,18 @@ class ConnectionTable:
         self.limit = limit
         self.connections: set[ClientSide] = set()
         self.handshakes: set[Any] = set()
+        self.upstream = 0               # open upstream connections (pooled ones included)
         self.alerted = False
         self._warned_at = -1
         self._barren_until = 0.0
 
     def __len__(self) -> int:
-        return len(self.connections) + len(self.handshakes)
+        return len(self.connections) + len(self.handshakes) + self.upstream
 
     def admit(self, c: Any, into: set[Any]) -> bool:
         """Give `c` a slot in `into` (one of the two sets): False when the worker is full and
         nothing could be reused; the caller closes `c`."""
-        if len(self.connections) + len(self.handshakes) >= self.limit and not self._drain():
+        if len(self) >= self.limit and not self._drain():
             if not self.alerted:
                 self.alerted = True
                 self.owner.log.alert(f"{self.limit} worker_connections are not enough")
@@ -180,9 +184,21 @@ class ConnectionTable:
 
     def released(self) -> None:
         """A slot came back: re-arm the alert once the burst is over."""
-        if self.alerted and len(self.connections) + len(self.handshakes) < \
-                self.limit - max(1, self.limit // 16):
+        if self.alerted and len(self) < self.limit - max(1, self.limit // 16):
             self.alerted = False
+
+    def take_upstream(self) -> bool:
+        """A slot for a new upstream connection (ngx_get_connection in
+        ngx_event_connect_peer): False when none is free even after closing reusable
+        client connections; the caller logs nginx's alert with its request and answers 500."""
+        if len(self) >= self.limit and not self._drain():
+            return False
+        self.upstream += 1
+        return True
+
+    def release_upstream(self) -> None:
+        self.upstream -= 1
+        self.released()
 
     def _drain(self) -> bool:
         """ngx_drain_connections: close reusable connections; True when a slot is free."""
@@ -204,7 +220,7 @@ class ConnectionTable:
             self.connections.discard(c)
             self.handshakes.discard(c)
             c.close()
-        return len(self.connections) + len(self.handshakes) < self.limit
+        return len(self) < self.limit
 
 
 # -- accepting --------------------------------------------------------------------------------

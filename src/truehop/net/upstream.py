@@ -34,6 +34,36 @@ class UpstreamError(Exception):
         super().__init__(message)
 
 
+class EventSink:
+    """Who takes a response's events as they are parsed, instead of a caller waiting in
+    `next_event` (proxy.spool: a buffered response read on while the client is slow). It
+    is told from the connection's callbacks; it pops the events itself (`pop_event`) and
+    reads `error` / `is_closed()` when none is left."""
+
+    __slots__ = ()
+
+    def upstream_ready(self) -> None:
+        """Events were parsed, or the connection failed, ended or was closed."""
+        raise NotImplementedError
+
+    def upstream_timed_out(self) -> None:
+        """The read deadline set by `arm_read_timeout` passed with nothing read."""
+        raise NotImplementedError
+
+
+class Slots:
+    """What counts upstream connections against worker_connections (net.listen's
+    ConnectionTable is one); this base counts nothing."""
+
+    limit: int = 0      # worker_connections, for the alert
+
+    def take_upstream(self) -> bool:
+        return True
+
+    def release_upstream(self) -> None:
+        pass
+
+
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, peer_key: tuple[str, int]) -> None:
         self.peer_key = peer_key
@@ -51,7 +81,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.received_any = False
         self.idle_limit = 0.0   # the upstream's Keep-Alive: timeout, less a margin (proxy.pool)
         self.eof_at = 0.0       # when the upstream closed its side (the pool's detector)
+        # reading is paused (`_paused`, the transport's state) while any of these holds:
         self._paused = False
+        self._full = False      # more than `high_water` parsed and not taken
+        self.held = False       # the sink has no room (`hold`)
+        self._yielding = False  # READ_TURN_MAX read in this turn of the loop
+        self.turn_at = -1.0     # the loop's time when `turn_bytes` started counting
+        self.turn_bytes = 0
+        self.sink: EventSink | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.tunnel: Callable[[bytes], None] | None = None
@@ -62,6 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_out = 0
         self.loop = asyncio.get_event_loop()
         self._deadline = Deadline(self.loop)  # the read deadline, kept lazily (net.deadline)
+        self.slots: Slots | None = None       # its worker_connections slot, given back once
 
     # -- pool protocol ---------------------------------------------------------------------
 
@@ -84,6 +122,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline.drop()
 
     def _timed_out(self) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_timed_out()
+            return
         f = self.flow
         if f is not None:
             f.resume(_TIMED_OUT)
@@ -108,7 +150,21 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel(data)
             return
         self.received_any = True
-        self.bytes_in += len(data)
+        n = len(data)
+        self.bytes_in += n
+        # fairness: libuv reads a readable socket up to 32 times in one turn of the loop
+        # (256 KiB each); past READ_TURN_MAX this connection waits for the next turn, so
+        # a fast upstream cannot keep the worker from everyone else (issue 14 item 7)
+        now = self.loop.time()      # uvloop's clock stands still within a turn
+        if now != self.turn_at:
+            self.turn_at = now
+            self.turn_bytes = n
+        else:
+            self.turn_bytes += n
+        if self.turn_bytes >= READ_TURN_MAX and not self._yielding:
+            self._yielding = True
+            self._reading()
+            self.loop.call_soon(self._next_turn)
         p = self.parser
         if p is None:
             # bytes while idle: the upstream is not speaking HTTP we can trust; drop it
@@ -126,9 +182,9 @@ class UpstreamConnection(asyncio.Protocol):
             for ev in evs:
                 if type(ev) is Data:
                     self.buffered += len(ev.data)
-            if self.buffered > self.high_water and not self._paused and self.transport:
-                self._paused = True
-                self.transport.pause_reading()
+            if self.buffered > self.high_water and not self._full:
+                self._full = True
+                self._reading()
             self._wake()
 
     def eof_received(self) -> bool | None:
@@ -150,6 +206,10 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self._deadline.drop()
+        slots = self.slots
+        if slots is not None:
+            self.slots = None
+            slots.release_upstream()
         if self.tunnel_lost is not None:
             self.tunnel_lost(exc)
             return
@@ -175,6 +235,10 @@ class UpstreamConnection(asyncio.Protocol):
             w.set_result(None)
 
     def _wake(self) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_ready()
+            return
         f = self.flow
         if f is not None:
             f.resume()   # the request goes on now, inside this callback
@@ -221,9 +285,9 @@ class UpstreamConnection(asyncio.Protocol):
         ev = self.events.popleft()
         if type(ev) is Data:
             self.buffered -= len(ev.data)
-            if self._paused and self.buffered < self.high_water // 2 and self.transport:
-                self._paused = False
-                self.transport.resume_reading()
+            if self._full and self.buffered < self.high_water // 2:
+                self._full = False
+                self._reading()
         elif type(ev) is EndOfMessage:
             self.parser = None
         return ev
@@ -258,6 +322,43 @@ class UpstreamConnection(asyncio.Protocol):
                                                "while reading upstream")
         return self.pop_event()
 
+    # -- a sink's controls (proxy.spool) ----------------------------------------------------
+
+    def hold(self) -> None:
+        """Stop reading until `unhold`: the sink has no room (its buffers and file are full)."""
+        self.held = True
+        self._deadline.clear()      # nginx's read timer runs only while it wants to read
+        self._reading()
+
+    def unhold(self) -> None:
+        self.held = False
+        self._reading()
+
+    def _next_turn(self) -> None:
+        self._yielding = False
+        self.turn_bytes = 0
+        self._reading()
+
+    def _reading(self) -> None:
+        """Pause or resume reading as the flags say."""
+        tr = self.transport
+        if tr is None or self.closed:
+            return
+        pause = self._full or self.held or self._yielding
+        if pause != self._paused:
+            self._paused = pause
+            if pause:
+                tr.pause_reading()
+            else:
+                tr.resume_reading()
+
+    def arm_read_timeout(self, timeout: float) -> None:
+        """The sink's read deadline: `upstream_timed_out` unless bytes come within it."""
+        self._deadline.set(timeout, self._timed_out)
+
+    def clear_read_timeout(self) -> None:
+        self._deadline.clear()
+
     def finished_cleanly(self) -> bool:
         return self.parser is None and not self.events and not self.closed and not self.eof
 
@@ -271,18 +372,32 @@ class UpstreamConnection(asyncio.Protocol):
         self.events.clear()
         if p is not None:
             rest += p.take_unparsed()
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
+        self._full = self.held = False
+        self._reading()
         return rest
 
 
 _TIMED_OUT: Final = object()
+READ_TURN_MAX: Final = 256 * 1024   # read from one upstream in one turn of the loop
 
 
 async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext | None = None,
-                  server_hostname: str | None = None) -> UpstreamConnection:
+                  server_hostname: str | None = None, slots: Slots | None = None
+                  ) -> UpstreamConnection:
+    """A new connection. `slots`: the worker_connections slot the caller took for it
+    (`Slots.take_upstream`); given back when the connection ends, or now if it fails."""
     loop = asyncio.get_running_loop()
+    try:
+        return await _connect(loop, host, port, timeout, ssl_ctx, server_hostname, slots)
+    except BaseException:
+        if slots is not None:
+            slots.release_upstream()
+        raise
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: float,
+                   ssl_ctx: ssl.SSLContext | None, server_hostname: str | None,
+                   slots: Slots | None) -> UpstreamConnection:
     try:
         if host.startswith("unix:"):
             opening = loop.create_unix_connection(
@@ -305,4 +420,8 @@ async def connect(host: str, port: int, timeout: float, ssl_ctx: ssl.SSLContext 
         target = f" to {host}" if host.startswith("unix:") else ""
         raise UpstreamError("error", f"connect(){target} failed ({code}: {e.strerror or e}) "
                                      f"while connecting to upstream") from None
+    if not proto.closed:
+        proto.slots = slots      # connection_lost gives it back from now on
+    elif slots is not None:
+        slots.release_upstream()     # already lost: it never will
     return proto

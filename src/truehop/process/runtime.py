@@ -33,6 +33,7 @@ from truehop.log import AccessSink, ErrorLog, ScopedErrorLog, escape_default, es
 from truehop.net.listen import ClientSide, ConnectionOwner, ConnectionTable, Listener
 from truehop.net.tls import CHOOSE_ATTR, apply_tuning, set_protocols
 from truehop.proxy.cache.store import prepare as prepare_caches
+from truehop.proxy.limits import Zones
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.upstream import Proxy
 from truehop.proxy.upstreams import ProxyRuntime, Upstreams
@@ -267,6 +268,7 @@ class Runtime(ConnectionOwner):
         self.proxy = Proxy(self.proxy_rt)
         self.pipeline = Pipeline(self)      # binds the proxy's content phase
         self.proxy_rt.pipeline = self.pipeline
+        self.proxy_rt.slots = self.table
 
     # -- build (can fail; nothing bound yet) -------------------------------------------
 
@@ -311,14 +313,20 @@ class Runtime(ConnectionOwner):
                 # SNI: the handshake picks the server by name, then its certificate
                 lst.ssl_context = self.sni_context(lst)
             self.listeners[key] = lst
+        # limit_req / limit_conn zones: made here, in the master before it forks, so that
+        # every worker shares them
+        self.limits = Zones.build(cfg)
         self._open_error_log(cfg.http.settings)  # opened (and checked) even if unused
-        temp_paths = {cfg.http.settings.client_body_temp_path}
+        hs = cfg.http.settings
+        temp_paths = {hs.client_body_temp_path, hs.proxy_temp_path}
         for srv in cfg.http.servers:
             self._open_sinks(srv.settings)
             temp_paths.add(srv.settings.client_body_temp_path)
+            temp_paths.add(srv.settings.proxy_temp_path)
             for loc in _walk(srv.locations + list(srv.named.values())):
                 self._open_sinks(loc.settings)
                 temp_paths.add(loc.settings.client_body_temp_path)
+                temp_paths.add(loc.settings.proxy_temp_path)
         for tp in temp_paths:
             if tp is not None:
                 self._create_temp_path(tp[0])

@@ -213,7 +213,14 @@ class Attempt:
                 sni = name.rsplit(":", 1)[0] if not name.startswith("[") else None
             elif s.proxy_ssl_verify:
                 sni = r.proxy_host.rsplit(":", 1)[0]
-        return await connect(peer.addr, peer.port, s.proxy_connect_timeout, ctx, sni)
+        slots = self.rt.slots
+        if slots is not None and not slots.take_upstream():
+            # ngx_event_connect_peer without a free connection: nginx's alert, and 500
+            # (ngx_http_upstream_connect finalizes with NGX_HTTP_INTERNAL_SERVER_ERROR)
+            self.rt.log.alert(f"{slots.limit} worker_connections are not "
+                              "enough while connecting to upstream", r.conn, r)
+            raise Finish(500)
+        return await connect(peer.addr, peer.port, s.proxy_connect_timeout, ctx, sni, slots)
 
     async def exchange(self, conn: UpstreamConnection) -> Response:
         """Send the request and return the response head (1xx answers are consumed).

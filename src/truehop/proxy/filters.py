@@ -18,8 +18,13 @@ in the list runs first; nginx 1.30's order, with those truehop has):
     expires_filter      `expires` (ngx_http_headers_filter, first part)
     add_header_filter   `add_header`, with nginx's status rule and `always` (its second)
     charset_filter      `charset` (proxy.charset: ngx_http_charset_header_filter)
-    ... sub, gzip: issue 15 adds them here, between add_header and range
+    gzip_filter         `gunzip`, ngx_brotli's `brotli` (proxy/brotli.py), then `gzip`
+                        (ngx_http_gzip_header_filter), and the `Vary` the header writer
+                        adds for them (proxy/gzip.py)
+    ... sub: issue 15 adds it here
     (range)             byte ranges of a static file: static.plan_response
+    limit_rate_filter   limit_rate / proxy_limit_rate (proxy.pacing): adds the pacing
+                        body filter, which must be last (nginx paces in its write filter)
     header writer       Server and Date first, then the fields (ngx_http_header_filter),
                         written by the exchange (HTTP/1 or HTTP/2)
 
@@ -27,6 +32,8 @@ Body filters run in the same order: a header filter that wants to transform the 
 (gzip drops Content-Length, adds Vary, then compresses) adds a `BodyFilter` to
 `HeadersOut.body_filters`; `send_header` then wraps the exchange so that the first one
 added sees the bytes first and the exchange (nginx's chunked and write filters) last.
+What is added is a constructor taking the next body (a BodyFilter subclass, or a function
+that builds a filter with its own parameters, as gzip's does).
 With no body filter active the exchange itself is returned: the hot path pays nothing.
 
 X-Accel-* are not here: nginx reads them in the upstream module when it processes the
@@ -38,6 +45,7 @@ is relayed (X-Accel-Buffering); see proxy.response.process_accel.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
 from truehop import __version__
@@ -45,7 +53,9 @@ from truehop.clock import wall as _time
 from truehop.conf.model import Settings
 from truehop.conf.values import parse_expires
 from truehop.http.exchange import Exchange, ResponseBody
+from truehop.proxy import brotli, gzip
 from truehop.proxy.charset import charset_filter
+from truehop.proxy.pacing import limit_rate_filter
 from truehop.proxy.static import (
     EXPIRES_STATUSES,
     ExpiresSpec,
@@ -105,6 +115,10 @@ class BodyFilter(ResponseBody):
         self.next.abort()
 
 
+# what builds one body filter in front of the next body
+BodyMaker = Callable[[ResponseBody], ResponseBody]
+
+
 class HeadersOut:
     """The response head as the header filters see and change it (nginx's
     r->headers_out): status, fields (Server, Date and framing excepted), the body's length
@@ -119,10 +133,12 @@ class HeadersOut:
         self.headers = headers
         self.content_length = content_length
         self.mtime = mtime
-        # constructors of the body filters to run, in order (None: none; most responses)
-        self.body_filters: list[type[BodyFilter]] | None = None
+        # constructors of the body filters to run, in order (None: none; most responses):
+        # a BodyFilter class, or anything that makes one from the next body (limit_rate's
+        # carries its pacer)
+        self.body_filters: list[BodyMaker] | None = None
 
-    def add_body_filter(self, f: type[BodyFilter]) -> None:
+    def add_body_filter(self, f: BodyMaker) -> None:
         if self.body_filters is None:
             self.body_filters = [f]
         else:
@@ -204,6 +220,28 @@ def _replace_header(headers: list[tuple[str, str]], lname: str, name: str,
     return out
 
 
+def gzip_filter(r: RequestState, s: Settings, h: HeadersOut) -> None:
+    """`gunzip`, ngx_brotli's filter (proxy/brotli.py), then `gzip` (proxy/gzip.py),
+    which also writes the Vary any of them asked for: with all off and no module having
+    looked at the request (gzip_static, brotli_static), nothing to do."""
+    if s.gunzip:
+        make = gzip.gunzip_filter(r, s, h.status, h.headers, h.content_length)
+        if make is not None:
+            h.content_length = None
+            h.add_body_filter(make)
+    if s.brotli:
+        make = brotli.header_filter(r, s, h.status, h.headers, h.content_length)
+        if make is not None:
+            h.content_length = None
+            h.add_body_filter(make)
+    if not s.gzip and not r.vary_encoding:
+        return
+    make = gzip.header_filter(r, s, h.status, h.headers, h.content_length)
+    if make is not None:
+        h.content_length = None
+        h.add_body_filter(make)
+
+
 def header_filters(r: RequestState, s: Settings, h: HeadersOut) -> None:
     """The header filters, in nginx's order (the module docstring). Written out as calls
     rather than a loop over a tuple: compiled, each is then a direct native call, and each
@@ -212,6 +250,9 @@ def header_filters(r: RequestState, s: Settings, h: HeadersOut) -> None:
     expires_filter(r, s, h)
     add_header_filter(r, s, h)
     charset_filter(r, s, h.headers)
+    gzip_filter(r, s, h)
+    # last: limit_rate paces in nginx's write filter, the last body filter
+    limit_rate_filter(r, s, h)
 
 
 def writer_fields(s: Settings) -> list[tuple[str, str]]:
@@ -255,7 +296,7 @@ def send_header(r: RequestState, ex: Exchange, status: int, headers: list[tuple[
     return chain_body(ex, bf)
 
 
-def chain_body(sink: ResponseBody, filters: list[type[BodyFilter]]) -> ResponseBody:
+def chain_body(sink: ResponseBody, filters: list[BodyMaker]) -> ResponseBody:
     """The body filters in front of `sink`: the first in the list sees the bytes first."""
     body = sink
     for f in reversed(filters):

@@ -3,6 +3,7 @@
     checks before any phase (`serve`): client certificate (495/496, and 421 for a Host
     other than the SNI name) -> server chosen -> realip -> URI normalised -> server rewrite
     -> find location -> location rewrite (`last` loops back, at most 10 times)
+    -> access (proxy.access: allow/deny, auth_basic, auth_request; only where configured)
     -> content: `return` | `proxy_pass` | `try_files` | static file
     -> error_page, then the response filters (proxy.filters: add_header, expires,
        Server/Date), which every response's head goes through
@@ -38,14 +39,17 @@ from truehop.conf.model import (
     RewriteOp,
     ServerConf,
     SetOp,
+    Settings,
 )
 from truehop.http.events import ProtocolError, RequestHead
 from truehop.http.exchange import ClientGone, Exchange
 from truehop.http.status import REASONS, SENT_AS, TITLES
 from truehop.log import ErrorLog
 from truehop.net.listen import Listener
-from truehop.proxy import static
+from truehop.proxy import gzip, static
+from truehop.proxy.access import check_access
 from truehop.proxy.filters import SERVER_FULL, send_header
+from truehop.proxy.limits import preaccess
 from truehop.route.servers import match_wildcard
 from truehop.route.state import ConnectionInfo, RequestState
 from truehop.route.uri import (
@@ -475,6 +479,15 @@ class Pipeline:
                 named = self.follow(r, ir)
                 self.server_rewrite(r, named)
 
+    async def subrequest(self, sr: RequestState, ex: Exchange) -> None:
+        """A subrequest's phases (proxy.subrequest): those of `process`, its special
+        responses and error pages too, answered to the subrequest's exchange; no access
+        log (nginx's log_subrequest off)."""
+        try:
+            await self.process(sr, ex)
+        except Finish as f:
+            await self.finish(sr, ex, f)
+
     def server_rewrite(self, r: RequestState, named: str | None) -> None:
         """After an internal redirect to a URI (error_page, X-Accel-Redirect, try_files,
         index), the server's rewrite instructions run again: ngx_http_internal_redirect
@@ -569,6 +582,14 @@ class Pipeline:
         ex.settings = s     # HTTP/1 keep-alive follows the location's settings
         if s.set_real_ip_from and not r.realip_done:
             self.realip(r, s)
+        # preaccess: limit_req, limit_conn; a subrequest (auth_request's) is counted with
+        # its main request, as nginx's handlers decline when r->main was seen
+        if (s.limit_req or s.limit_conn) and r.parent is None:
+            code = await preaccess(self.rt, r, ex, s)
+            if code:
+                raise Finish(code)
+        if s.access_phase and (denied := await check_access(self, r, loc)):
+            raise Finish(denied)
         if loc.proxy is not None:
             await self._content(r, ex, loc)
             return
@@ -747,6 +768,11 @@ class Pipeline:
             if idx.status != 404 or s.log_not_found:
                 self.rt.log.error(idx.reason, r.conn, r)
             raise Finish(idx.status)
+        if s.gzip_static != "off" or s.brotli_static != "off":
+            pre = gzip.precompressed(r, s, path, base, lambda m: self.rt.log.error(m, r.conn, r))
+            if pre is not None:
+                await self.send_file(r, ex, s, pre[0], pre[1], pre[2])
+                return
         target = static.resolve(path, root_dir=base)
         if isinstance(target, static.StaticError):
             if target.status != 404 or s.log_not_found:
@@ -762,7 +788,14 @@ class Pipeline:
         if isinstance(opened, static.StaticError):
             self.rt.log.error(opened.reason, r.conn, r)
             raise Finish(opened.status)
-        fd, st = opened
+        await self.send_file(r, ex, s, opened[0], opened[1], "")
+
+    async def send_file(self, r: RequestState, ex: Exchange, s: Settings, fd: int,
+                        st: os.stat_result, encoding: str) -> None:
+        """An open file as the answer (the static handler's second half; `encoding`:
+        the Content-Encoding of a gzip_static .gz or brotli_static .br, else "")."""
+        head = r.head
+        uri = r.uri
         f = os.fdopen(fd, "rb")
         try:
             if ex.body.error is not None:
@@ -773,10 +806,15 @@ class Pipeline:
                     raise Finish(bad)
             mime = static.mime_for(uri, s.types, s.default_type)
             hdrs = {k.lower(): v for k, v in head.headers}
+            if (s.gzip or s.brotli) and not encoding and "range" in hdrs and \
+                    gzip.drop_range(r, s, self.response_status(r, 200), mime, st.st_size):
+                del hdrs["range"]
             plan = static.plan_response(head.method, hdrs, st, mime, etag_on=s.etag,
                                         max_ranges=s.max_ranges,
                                         if_modified_since=_ims_mode(s.if_modified_since))
             status = plan.status
+            if encoding and not plan.special:
+                plan.headers.append(("Content-Encoding", encoding))
             if plan.special:
                 r.extra_headers = plan.headers
                 raise Finish(status)

@@ -16,6 +16,7 @@ from truehop.conf.model import CookieFlags, LocationConf, RedirectRule, Settings
 from truehop.http.events import ResponseHead
 from truehop.net.upstream import UpstreamConnection
 from truehop.proxy.cookie_flags import cookie_mask, edit_flags
+from truehop.proxy.pacing import accel_limit_rate, upstream_rates
 from truehop.proxy.pipeline import Finish, InternalRedirect
 from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
@@ -44,6 +45,7 @@ _ACT_ACCEL: Final = 5       # X-Accel-Buffering: read (unless ignored), hidden u
 _ACT_CONNECTION: Final = 6  # hop-by-hop, but kept in a 101
 _ACT_COOKIE: Final = 7      # Set-Cookie under proxy_cookie_domain / proxy_cookie_path
 _ACT_XAR: Final = 8         # X-Accel-Redirect: the response becomes an internal redirect
+_ACT_RATE: Final = 9        # X-Accel-Limit-Rate: the response's limit_rate (proxy.pacing)
 
 
 class ResponsePlan:
@@ -51,7 +53,8 @@ class ResponsePlan:
     worked out once per `Settings`: the per-response loop then only looks a name up."""
 
     __slots__ = ("response_drop", "honor_accel_buffering", "honor_accel_redirect",
-                 "response_action", "cookie_domain", "cookie_path", "cookie_flags")
+                 "honor_accel_rate", "response_action", "cookie_domain", "cookie_path",
+                 "cookie_flags")
 
     def __init__(self, s: Settings) -> None:
         hide = HIDE_DEFAULT.union(s.proxy_hide_header)
@@ -62,6 +65,7 @@ class ResponsePlan:
         self.response_drop = frozenset(hide | RESPONSE_HOP) - {"upgrade"}
         self.honor_accel_buffering = "x-accel-buffering" not in s.proxy_ignore_headers
         self.honor_accel_redirect = "x-accel-redirect" not in s.proxy_ignore_headers
+        self.honor_accel_rate = "x-accel-limit-rate" not in s.proxy_ignore_headers
         # per field name as sent (a bounded cache): most upstreams spell the same few names
         # the same way, so the loop over every field skips lower() and set tests
         self.response_action: dict[str, int] = {}
@@ -76,6 +80,8 @@ class ResponsePlan:
             act = _ACT_ACCEL
         elif lk == "x-accel-redirect" and self.honor_accel_redirect:
             act = _ACT_XAR
+        elif lk == "x-accel-limit-rate" and self.honor_accel_rate:
+            act = _ACT_RATE
         elif lk == "connection":
             act = _ACT_CONNECTION
         elif lk in self.response_drop:
@@ -112,6 +118,7 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
     out: list[tuple[str, str]] = []
     ctype = ""
     unbuffered: bool | None = None
+    accel_rate: str | None = None
     seen: dict[str, str] | None = None
     for kv in rh.headers:
         k = kv[0]
@@ -144,6 +151,16 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
         if act == _ACT_XAR:
             r.x_accel_redirect = v    # process_accel turns the response into a redirect
             continue
+        if act == _ACT_RATE:
+            if accel_rate is None:
+                accel_rate = v
+                accel_limit_rate(r, v)
+            else:
+                rt.log.warn(f'upstream sent duplicate header line: "{k}: {v}", previous '
+                            f'value: "{k}: {accel_rate}", ignored', r.conn, r)
+            if "x-accel-limit-rate" not in plan.response_drop:
+                out.append(kv)        # proxy_pass_header X-Accel-Limit-Rate
+            continue
         lk = k.lower()
         if seen is None:
             seen = {lk: v}
@@ -166,6 +183,7 @@ def response_headers(rt: ProxyRuntime, r: RequestState, plan: ResponsePlan, s: S
             kv = (k, v)
         out.append(kv)
     return out, ctype, unbuffered
+
 
 def rewrite_redirect(r: RequestState, s: Settings, loc: LocationConf, value: str,
                      refresh: bool) -> str:
@@ -207,6 +225,7 @@ def rewrite_redirect(r: RequestState, s: Settings, loc: LocationConf, value: str
                     r.captures = saved
     return value
 
+
 def _default_redirect(loc: LocationConf, target: str) -> str | None:
     """`proxy_redirect default`: proxy_pass's URL (with its URI part) -> the location's
     prefix; without a URI part, `http://host/` -> `/`. Not for proxy_pass with variables."""
@@ -236,16 +255,21 @@ def process_accel(rt: ProxyRuntime, r: RequestState, s: Settings, conn: Upstream
     (proxy.filters), not in it, as in nginx, where the upstream module handles them
     before ngx_http_send_header: they decide whether this response is sent at all and
     how its body is read, which no header filter can (a filter sees a head being sent).
-    X-Accel-Expires only steers nginx's proxy cache, which truehop does not have (the
-    field is hidden, as nginx hides it); X-Accel-Limit-Rate and X-Accel-Charset, hidden
-    too, belong to issue 15's limit_rate and charset."""
+    X-Accel-Limit-Rate (read by `response_headers`) and the buffering mode decide the
+    response's rates (proxy.pacing.upstream_rates: an unbuffered response is not
+    limited, a buffered one reads at proxy_limit_rate). X-Accel-Expires only steers
+    nginx's proxy cache, which truehop does not have (the field is hidden, as nginx hides
+    it); X-Accel-Charset, hidden too, belongs to issue 15's charset."""
     xar = r.x_accel_redirect
     if xar is not None:
         r.x_accel_redirect = None
         conn.abort()        # the app names what to serve instead; its body is not wanted
         r.carried_headers = [kv for kv in headers if kv[0].lower() in XAR_KEEP]
         accel_redirect(rt, r, xar)
-    return accel_buffering if accel_buffering is not None else not s.proxy_buffering
+    unbuffered = accel_buffering if accel_buffering is not None else not s.proxy_buffering
+    if unbuffered or r.limits is not None or s.proxy_limit_rate != 0:
+        upstream_rates(r, s, unbuffered)
+    return unbuffered
 
 
 def accel_redirect(rt: ProxyRuntime, r: RequestState, value: str) -> None:

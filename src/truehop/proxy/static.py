@@ -58,6 +58,8 @@ __all__ = [
     "DEFAULT_MAX_RANGES",
     "EXPIRES_STATUSES",
     "BodyPart",
+    "byte_ranges",
+    "multipart_body",
     "ExpiresSpec",
     "IndexRedirect",
     "StaticError",
@@ -839,6 +841,30 @@ def plan_response(method: str, headers: Mapping[str, str], st: os.stat_result, m
         return StaticPlan(206, h, [] if head else [(start, end - start)], end - start,
                           n_fixed=len(fixed))
 
+    ctype, body, length = multipart_body(ranges, mime, size, boundary)
+    h = [("Content-Type", ctype), ("Content-Length", str(length)), lm, *listed]
+    return StaticPlan(206, h, [] if head else body, length, n_fixed=3)
+
+
+def byte_ranges(value: str, size: int, max_ranges: int | None
+                ) -> list[tuple[int, int]] | None | Literal[False]:
+    """The ranges of a `Range: bytes=...` value (the text after `bytes=`) over `size`
+    bytes, as nginx's range filter parses them: [start, end) pairs; None to send the
+    whole response (too many ranges, overlapping more than the size); False for 416."""
+    try:
+        return _parse_ranges(value, size, DEFAULT_MAX_RANGES if max_ranges is None
+                             else max_ranges)
+    except _Declined:
+        return None
+    except _Unsatisfiable:
+        return False
+
+
+def multipart_body(ranges: Sequence[tuple[int, int]], mime: str, size: int,
+                   boundary: int | None = None) -> tuple[str, list[BodyPart], int]:
+    """nginx's multipart/byteranges answer (ngx_http_range_multipart_header): its
+    Content-Type, the body as part heads (bytes) and (offset, length) pieces of the
+    content, and its length."""
     num = next(_boundaries) if boundary is None else boundary
     bnd = f"{num:020d}"
     part_head = f"\r\n--{bnd}\r\n" + (f"Content-Type: {mime}\r\n" if mime else "")
@@ -853,9 +879,7 @@ def plan_response(method: str, headers: Mapping[str, str], st: os.stat_result, m
     tail = f"\r\n--{bnd}--\r\n".encode("latin-1")
     body.append(tail)
     length += len(tail)
-    h = [("Content-Type", f"multipart/byteranges; boundary={bnd}"),
-         ("Content-Length", str(length)), lm, *listed]
-    return StaticPlan(206, h, [] if head else body, length, n_fixed=3)
+    return f"multipart/byteranges; boundary={bnd}", body, length
 
 
 # --------------------------------------------------------------------------------------

@@ -117,8 +117,12 @@ class Proxy:
                 await relay(att, resp_plan, cache)
             finally:
                 # the peer is freed when the response ends, as nginx frees it at finalize:
-                # `conns` (least_conn, max_conns) counts whole responses and tunnels
-                att.state.done(peer, att.answered, failed=False)
+                # `conns` (least_conn, max_conns) counts whole responses and tunnels (the
+                # relay frees it itself once the whole response is read, att.peer = None)
+                peer = att.peer
+                if peer is not None:
+                    att.peer = None
+                    att.state.done(peer, att.answered, failed=False)
         finally:
             if cache is not None:
                 cache.finish()

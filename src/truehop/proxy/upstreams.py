@@ -19,6 +19,7 @@ from truehop.conf.model import PeerConf, Settings, UpstreamConf
 from truehop.detect import Detector
 from truehop.log import ErrorLog
 from truehop.net.tls import set_protocols
+from truehop.net.upstream import Slots
 from truehop.proxy.balancer import UpstreamBalancer
 from truehop.proxy.pipeline import Pipeline
 from truehop.proxy.pool import KeepalivePool
@@ -151,7 +152,7 @@ class ProxyRuntime:
     these on every request. `pipeline` is set once the pipeline is built (it binds the proxy's
     content phase, so the proxy comes first)."""
 
-    __slots__ = ("log", "detect", "upstreams", "tunnels", "pipeline")
+    __slots__ = ("log", "detect", "upstreams", "tunnels", "pipeline", "slots")
 
     pipeline: Pipeline
 
@@ -161,3 +162,6 @@ class ProxyRuntime:
         self.detect = detect
         self.upstreams = upstreams
         self.tunnels = tunnels
+        # the worker's connection slots: upstream connections count against
+        # worker_connections (net.listen.ConnectionTable); None counts nothing
+        self.slots: Slots | None = None

@@ -84,6 +84,22 @@ class UpstreamTry:
         self.response_length = 0    # $upstream_response_length: the response body
 
 
+class LimitState:
+    """What the limit modules keep of a request (nginx's r->main->limit_req_status and
+    limit_conn_status, and r->limit_rate): made when a limit first looks at it.
+    The statuses are 0 (not looked at) or 1-based as nginx keeps them; `rate` is -1 until
+    something sets it (X-Accel-Limit-Rate, an unbuffered response: 0, or the pacing body
+    filter once it knows the rate); `proxy_rate` is proxy_limit_rate's, for this response."""
+
+    __slots__ = ("req_status", "conn_status", "rate", "proxy_rate")
+
+    def __init__(self) -> None:
+        self.req_status = 0
+        self.conn_status = 0
+        self.rate = -1
+        self.proxy_rate = 0
+
+
 class RequestState:
     __slots__ = (
         "conn", "head", "server", "loc", "uri", "args", "captures", "vars", "remote_addr",
@@ -93,7 +109,8 @@ class RequestState:
         "uri_rewritten", "rewrite_break", "uri_changed", "error_location", "in_error_page",
         "error_status", "extra_headers", "carried_headers", "x_accel_redirect",
         "upstream_uri", "request_id", "pipelined", "realip_done", "request_body", "request_body_file",
-        "body_read", "body_file", "cache_status",
+        "body_read", "body_file", "cache_status", "limits", "parent",
+        "vary_encoding", "gzip_ratio", "brotli_ratio",
     )
 
     def __init__(self, conn: ConnectionInfo, head: RequestHead, server: ServerConf) -> None:
@@ -166,3 +183,15 @@ class RequestState:
         self.body_file: Any = None
         # $upstream_cache_status: MISS, HIT, EXPIRED... (proxy.cache); "" when not cached
         self.cache_status = ""
+        # the limit modules' view of this request (proxy.limits, proxy.pacing); None when
+        # no limit looked at it
+        self.limits: LimitState | None = None
+        # the main request of a subrequest (auth_request's, proxy.subrequest); None for a
+        # main request (nginx's r != r->main)
+        self.parent: RequestState | None = None
+        # gzip (proxy/gzip.py): a gzip module looked at the response (nginx's r->gzip_vary:
+        # the header writer then adds `Vary: Accept-Encoding` under gzip_vary on); the
+        # ratio of a compressed response, nginx's "%.2f" of in/out, for $gzip_ratio
+        self.vary_encoding = False
+        self.gzip_ratio: str | None = None
+        self.brotli_ratio: str | None = None    # $brotli_ratio (proxy/brotli.py)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from truehop.conf.values import parse_size
 from truehop.route.state import RequestState
 from truehop.route.template import Template, log_getter
 from truehop.route.template import not_found_twin as _nf
@@ -357,6 +358,12 @@ def _host(r: RequestState) -> str:
     return r.host
 
 
+def _request_method(r: RequestState) -> str:
+    """$request_method: the main request's method, in a subrequest too (r->main)."""
+    p = r.parent
+    return p.head.method if p is not None else r.head.method
+
+
 def _request_uri(r: RequestState) -> str:
     return r.head.target
 
@@ -547,6 +554,43 @@ def _request_filename(r: RequestState) -> str:
     return root + r.uri[cut:]
 
 
+# $limit_req_status and $limit_conn_status by nginx's 1-based status (0: not found)
+_LIMIT_REQ_STATUS: Final = ("", "PASSED", "DELAYED", "REJECTED", "DELAYED_DRY_RUN",
+                            "REJECTED_DRY_RUN")
+_LIMIT_CONN_STATUS: Final = ("", "PASSED", "REJECTED", "REJECTED_DRY_RUN")
+
+
+def _limit_req_status(r: RequestState) -> str:
+    st = r.limits
+    return _LIMIT_REQ_STATUS[st.req_status] if st is not None else ""
+
+
+def _limit_conn_status(r: RequestState) -> str:
+    st = r.limits
+    return _LIMIT_CONN_STATUS[st.conn_status] if st is not None else ""
+
+
+def _limit_rate(r: RequestState) -> str:
+    """$limit_rate: r->limit_rate in bytes/s, 0 until something set it: `set $limit_rate`
+    (kept in r.vars as written, read here as nginx's setter parses it: an invalid value
+    leaves 0), X-Accel-Limit-Rate, or the response's limit_rate once its body is sent."""
+    st = r.limits
+    if st is not None and st.rate >= 0:
+        return str(st.rate)
+    v = r.vars.get("limit_rate") if r.vars else None
+    if v is not None:
+        try:
+            return str(parse_size(v))
+        except ValueError:
+            pass
+    return "0"
+
+
+# built-in variables that `set` writes through (nginx's set_handler): `set $name` keeps the
+# value in r.vars, and the built-in getter reads it from there
+_SETTABLE_BUILTINS: Final = frozenset({"limit_rate"})
+
+
 BUILTIN: dict[str, Getter] = {
     "host": _host,
     "remote_addr": lambda r: r.remote_addr,
@@ -565,7 +609,7 @@ BUILTIN: dict[str, Getter] = {
     "args": _args,
     "query_string": _args,
     "is_args": _is_args,
-    "request_method": lambda r: r.head.method,
+    "request_method": _request_method,
     "request": _request,
     "status": _status,
     "body_bytes_sent": lambda r: str(r.body_bytes_sent),
@@ -624,6 +668,12 @@ BUILTIN: dict[str, Getter] = {
     "ssl_early_data": lambda r: "",
     "nginx_version": lambda r: "1.30.0",
     "http_host_raw": lambda r: r.head.host,
+    "limit_req_status": _limit_req_status,
+    "limit_conn_status": _limit_conn_status,
+    "limit_rate": _limit_rate,
+    # set when a gzip-compressed body ended (proxy/gzip.py); not found otherwise
+    "gzip_ratio": lambda r: r.gzip_ratio or "",
+    "brotli_ratio": lambda r: r.brotli_ratio or "",
 }
 
 # the not-found-aware twins of the built-ins whose value nginx can leave "not found" (read by
@@ -631,7 +681,7 @@ BUILTIN: dict[str, Getter] = {
 # and ngx_http_ssl_module.c. The others are always found, if empty.
 _NOT_FOUND: dict[str, LogGetter] = {
     "request": _request_nf,
-    "request_method": lambda r: r.head.method or None,
+    "request_method": lambda r: _request_method(r) or None,
     # a request that could not be parsed: nginx has no unparsed URI then, and its $uri is
     # empty ("client sent invalid request" leaves r->uri allocated with length 0)
     "request_uri": lambda r: r.head.target if r.head.method else None,
@@ -648,6 +698,10 @@ _NOT_FOUND: dict[str, LogGetter] = {
     "upstream_cache_status": lambda r: r.cache_status or None,
     "ssl_early_data": lambda r: None,
     "realpath_root": lambda r: _realpath_root(r) or None,
+    "limit_req_status": lambda r: _limit_req_status(r) or None,
+    "limit_conn_status": lambda r: _limit_conn_status(r) or None,
+    "gzip_ratio": lambda r: r.gzip_ratio,
+    "brotli_ratio": lambda r: r.brotli_ratio,
 }
 for _name in ("upstream_addr", "upstream_status", "upstream_response_time",
               "upstream_connect_time", "upstream_header_time", "upstream_bytes_sent",
@@ -744,7 +798,7 @@ class VariableScope:
             return _capture(int(name))
         if name in self.lazy:
             return self.lazy[name]
-        if name in self.settable:
+        if name in self.settable and name not in _SETTABLE_BUILTINS:
             def get_set(r: RequestState, _n: str = name) -> str:
                 return r.vars.get(_n, "")
             return get_set

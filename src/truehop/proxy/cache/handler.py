@@ -39,6 +39,7 @@ from truehop.proxy.cache.store import Entry, EntryWriter, Zone
 from truehop.proxy.filters import BodyFilter, send_header
 from truehop.proxy.pipeline import Finish
 from truehop.proxy.response import ResponsePlan, response_headers
+from truehop.proxy.static import BodyPart, multipart_body
 from truehop.proxy.upstream_request import UpstreamRequest
 from truehop.proxy.upstreams import ProxyRuntime
 from truehop.route.state import RequestState
@@ -80,6 +81,8 @@ class Caches:
         if tpl is None or r.head.method not in s.proxy_cache_methods:
             return None
         name = tpl.static if tpl.static is not None else tpl.render(r)
+        if not name or name == "off":
+            return None     # ngx_http_upstream_cache_get: a value empty or "off" caches not
         zone = self.zone(s, name)
         if zone is None:
             self.rt.log.error(f'cache "{name}" not found', r.conn, r)
@@ -88,7 +91,10 @@ class Caches:
         c = CacheRequest(self, r, ex, loc, s, zone, key, plan)
         if s.proxy_cache_bypass and any(policy.truthy([t.render(r) for t in line])
                                         for line in s.proxy_cache_bypass):
+            # the lookup is skipped, the response still stored (ngx_http_upstream_cache:
+            # u->cacheable is set before the bypass test; min_uses is the lookup's)
             c.set_status(policy.BYPASS)
+            c.uses = s.proxy_cache_min_uses
             return c
         await c.lookup()
         return c
@@ -99,7 +105,7 @@ class CacheRequest:
 
     __slots__ = ("caches", "r", "ex", "loc", "s", "zone", "key", "hexkey", "file_hex",
                  "plan", "status", "entry", "locked", "store_ok", "writer", "served",
-                 "revalidating", "uses", "background", "expect")
+                 "revalidating", "uses", "background", "expect", "cacheable", "cut")
 
     def __init__(self, caches: Caches, r: RequestState, ex: Exchange, loc: LocationConf,
                  s: Settings, zone: Zone, key: str, plan: ResponsePlan) -> None:
@@ -123,6 +129,11 @@ class CacheRequest:
         self.uses = 0
         self.background = False
         self.expect = -1                # the body's length when the upstream said it
+        # nginx's u->cacheable: False below proxy_cache_min_uses or for a Range past
+        # proxy_cache_max_range_offset; then the client's fields go upstream as they are
+        # and nothing is stored
+        self.cacheable = True
+        self.cut: tuple[int, int] | None = None     # the range relayed of a stored body
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -158,6 +169,15 @@ class CacheRequest:
         while True:
             now = time.time()
             e = self.open_entry(now)
+            if e is not None and e.error:
+                # an intercepted error remembered (ngx_http_file_cache_exists: fcn->error):
+                # answered with its status while valid, else renewed as a miss
+                if policy.fresh(e.valid_until, now):
+                    e.close()
+                    self.set_status(policy.HIT)
+                    raise Finish(e.status)
+                e.close()
+                e = None
             if e is not None:
                 if policy.fresh(e.valid_until, now):
                     await self.serve(e, policy.HIT)
@@ -173,12 +193,19 @@ class CacheRequest:
                 self.locked = zone.try_lock(self.hexkey, age)
                 if self.locked and stale_updating and s.proxy_cache_background_update:
                     self.background = True      # answered stale by `answer`
+                    return
+                self.check_range()
                 return
             self.set_status(policy.MISS)
+            if self.uses < s.proxy_cache_min_uses:
+                self.cacheable = False          # NGX_HTTP_CACHE_SCARCE
+                return
             if not s.proxy_cache_lock or self.locked:
+                self.check_range()
                 return
             if zone.try_lock(self.hexkey, age):
                 self.locked = True
+                self.check_range()
                 return
             # another request fills this entry: wait for it (then a HIT), at most
             # proxy_cache_lock_timeout, after which this one goes upstream, not stored
@@ -190,6 +217,34 @@ class CacheRequest:
                 return
             await zone.wait_unlocked(self.hexkey, deadline - mono)
 
+    def check_range(self) -> None:
+        """ngx_http_upstream_cache_check_range: a Range from proxy_cache_max_range_offset on
+        (or any, with 0; a suffix range always) makes the request uncacheable."""
+        limit = self.s.proxy_cache_max_range_offset
+        if limit is None:
+            return
+        rng = None
+        for k, v in self.r.head.headers:
+            if k.lower() == "range":
+                rng = v
+                break
+        if rng is None:
+            return
+        if limit == 0:
+            self.cacheable = False
+            return
+        if len(rng) < 7 or rng[:6].lower() != "bytes=":
+            return
+        spec = rng[6:].lstrip(" ")
+        if spec[:1] == "-":
+            self.cacheable = False
+            return
+        i = 0
+        while i < len(spec) and "0" <= spec[i] <= "9":
+            i += 1
+        if int(spec[:i] or "0") >= limit:
+            self.cacheable = False
+
     # -- the upstream request ------------------------------------------------------------------
 
     def upstream_request(self, req: UpstreamRequest) -> UpstreamRequest:
@@ -200,9 +255,17 @@ class CacheRequest:
         method = req.method
         if method == "HEAD" and s.proxy_cache_convert_head:
             method = "GET"
-        headers = [kv for kv in req.headers if kv[0].lower() not in _NOT_FORWARDED]
+        if not self.cacheable:
+            # nginx builds an uncacheable request with the plain headers, not the cache's
+            headers = req.headers
+        else:
+            headers = [kv for kv in req.headers if kv[0].lower() not in _NOT_FORWARDED]
+        same = len(headers) == len(req.headers)
         e = self.entry
-        if e is not None and s.proxy_cache_revalidate and self.status == policy.EXPIRED:
+        # only a 200 or 206 keeps its validators for revalidation (ngx_http_upstream
+        # send_response sets cache->last_modified/etag for those; -1 / none otherwise)
+        if e is not None and s.proxy_cache_revalidate and self.status == policy.EXPIRED \
+                and e.status in (200, 206) and self.cacheable:
             add: list[tuple[str, str]] = []
             lm = e.header_value("last-modified")
             etag = e.header_value("etag")
@@ -217,7 +280,8 @@ class CacheRequest:
                                                           "transfer-encoding"):
                     at -= 1
                 headers[at:at] = add
-        if method == req.method and len(headers) == len(req.headers):
+                same = False
+        if method == req.method and same:
             return req
         return UpstreamRequest(method, req.uri, req.version, headers, req.body,
                                req.stream_body, req.upgrading, req.keep_alive, req.close_why,
@@ -267,6 +331,17 @@ class CacheRequest:
                 self.release(att)
                 await self.serve(e, policy.STALE)
                 return True
+        if s.proxy_intercept_errors and status >= 300 and s.error_page \
+                and status in s.error_page:
+            # relay hands it to error_page; the cache remembers the status while the
+            # response would have been fresh (nginx's ngx_http_upstream_intercept_errors,
+            # cache->error; proxy_no_cache is not asked there)
+            if self.cacheable and self.store_ok:
+                fr = policy.freshness(status, rh.headers, s.proxy_ignore_headers,
+                                      s.proxy_cache_valid, now)
+                if fr.valid_until:
+                    self.zone.store_error(self.file_hex, self.key, status, fr.valid_until)
+            return False
         self.prepare_store(rh.status, rh, now)
         return False
 
@@ -274,7 +349,7 @@ class CacheRequest:
         """Open the entry's writer when the response may be stored."""
         s = self.s
         r = self.r
-        if not self.store_ok or self.uses < s.proxy_cache_min_uses:
+        if not self.store_ok or not self.cacheable:
             return
         if s.proxy_no_cache and any(policy.truthy([t.render(r) for t in line])
                                     for line in s.proxy_no_cache):
@@ -321,7 +396,11 @@ class CacheRequest:
             att.state.done(att.peer, att.answered, failed=False)
 
     def tee(self, out: ResponseBody) -> ResponseBody:
-        """What the relay writes the body to: the client, and the new entry if any."""
+        """What the relay writes the body to: the client (the range `client_range` chose
+        of it), and the new entry if any."""
+        cut = self.cut
+        if cut is not None:
+            out = RangeCut(out, cut[0], cut[1])
         if self.writer is None:
             return out
         return CacheTee(out, self)
@@ -376,6 +455,7 @@ class CacheRequest:
             status = e.status
             offset = 0
             length = e.body_len
+            parts: list[BodyPart] | None = None
             if status == 200:
                 req: dict[str, str] | None = None
                 for k, v in r.head.headers:
@@ -393,27 +473,102 @@ class CacheRequest:
                     if nm == 304:
                         status = 304
                     else:
-                        rng = policy.byte_range(req, length, etag, lm)
+                        rng = policy.byte_range(req, length, etag, lm, s.max_ranges)
                         if rng is False:
                             r.extra_headers = [("Content-Range", f"bytes */{length}")]
                             raise Finish(416)
-                        if isinstance(rng, tuple):
+                        if rng is not None:
                             status = 206
-                            offset, end = rng
-                            headers.append(("Content-Range",
-                                            f"bytes {offset}-{end - 1}/{e.body_len}"))
-                            length = end - offset
-                if status == 200 and rh.get("accept-ranges") is None:
+                            if len(rng) == 1:
+                                offset, end = rng[0]
+                                headers.append(("Content-Range",
+                                                f"bytes {offset}-{end - 1}/{e.body_len}"))
+                                length = end - offset
+                            else:
+                                # as a static file's: multipart/byteranges
+                                parts = self.multipart(headers, rng, length)
+                                length = 0
+                                for p in parts:
+                                    length += len(p) if isinstance(p, bytes) else p[1]
+                if status == 200 and rh.get("accept-ranges") is None and s.max_ranges != 0:
                     headers.append(("Accept-Ranges", "bytes"))
             final = rt.pipeline.response_status(r, status)
             reason = rh.reason if final == e.status else REASONS.get(final, "")
             out = send_header(r, ex, final, headers, None if status == 304 else length, reason)
             if status != 304 and length and not ex.head_only:
-                await out.sendfile(e, e.body_start + offset, length)
+                if parts is None:
+                    await out.sendfile(e, e.body_start + offset, length)
+                else:
+                    for p in parts:
+                        if isinstance(p, bytes):
+                            out.write(p)
+                        else:
+                            await out.sendfile(e, e.body_start + p[0], p[1])
             out.end()
         finally:
             if e is not self.entry:
                 e.close()
+
+    @staticmethod
+    def multipart(headers: list[tuple[str, str]], ranges: list[tuple[int, int]],
+                  size: int) -> list[BodyPart]:
+        """Several ranges of a cached 200: its Content-Type becomes multipart/byteranges
+        (each part says the original); the parts, as proxy.static builds them."""
+        at = -1
+        mime = ""
+        for i, (k, v) in enumerate(headers):
+            if k.lower() == "content-type":
+                at = i
+                mime = v
+                break
+        ctype, parts, _ = multipart_body(ranges, mime, size)
+        if at >= 0:
+            headers[at] = ("Content-Type", ctype)
+        else:
+            headers.insert(0, ("Content-Type", ctype))
+        return parts
+
+    # -- a Range on the response being stored ------------------------------------------------
+
+    def client_range(self, status: int, headers: list[tuple[str, str]],
+                     length: int | None) -> tuple[int, int | None]:
+        """The range filter on a cacheable response as it is relayed (and stored whole):
+        nginx lets it answer one range (ngx_http_upstream_copy_allow_ranges: allow_ranges,
+        single_range) of a 200 whose length is known and whose upstream accepts ranges.
+        Returns the status and length to send; the body is cut by `tee`."""
+        r = self.r
+        if status != 200 or length is None or not self.cacheable or self.s.max_ranges == 0:
+            return status, length
+        req: dict[str, str] | None = None
+        accepts = False
+        for k, v in r.head.headers:
+            lk = k.lower()
+            if lk == "range" or lk == "if-range":
+                if req is None:
+                    req = {}
+                req[lk] = v
+        if req is None or "range" not in req:
+            return status, length
+        etag = lm = None
+        for k, v in headers:
+            lk = k.lower()
+            if lk == "accept-ranges":
+                accepts = True
+            elif lk == "etag":
+                etag = v
+            elif lk == "last-modified":
+                lm = v
+        if not accepts:
+            return status, length
+        rng = policy.byte_range(req, length, etag, lm, 1)
+        if not rng:
+            # 416 is not answered here: nginx's range filter would, but the response is
+            # already on its way; the whole of it is sent (and stored)
+            return status, length
+        start, end = rng[0]
+        headers.append(("Content-Range", f"bytes {start}-{end - 1}/{length}"))
+        self.cut = (start, end)
+        return 206, end - start
 
     # -- background update -------------------------------------------------------------------------
 
@@ -494,3 +649,29 @@ class CacheTee(BodyFilter):
     def end(self) -> None:
         self.cache.stored()
         self.next.end()
+
+
+class RangeCut(BodyFilter):
+    """The bytes [lo, hi) of a relayed body go on, the rest is dropped (nginx's
+    ngx_http_range_singlepart_body on a body that arrives in parts)."""
+
+    __slots__ = ("lo", "hi", "pos")
+
+    def __init__(self, next: ResponseBody, lo: int, hi: int) -> None:
+        super().__init__(next)
+        self.lo = lo
+        self.hi = hi
+        self.pos = 0
+
+    def write(self, data: bytes) -> None:
+        pos = self.pos
+        n = len(data)
+        self.pos = pos + n
+        lo = self.lo
+        hi = self.hi
+        if pos + n <= lo or pos >= hi:
+            return
+        if pos >= lo and pos + n <= hi:
+            self.next.write(data)
+            return
+        self.next.write(data[max(lo - pos, 0):hi - pos])

@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, Literal
 
 from truehop.conf.model import CacheValid
-from truehop.proxy.static import parse_http_date
+from truehop.proxy.static import byte_ranges, parse_http_date
 
 # $upstream_cache_status
 MISS: Final = "MISS"
@@ -82,17 +82,40 @@ def valid_for(valid: tuple[CacheValid, ...], status: int) -> float:
     return 0.0
 
 
-def _number_after(value: str, low: str, name: str) -> int | None:
-    i = low.find(name)
-    if i < 0:
-        return None
-    i += len(name)
-    # nginx reads the digits that follow; none is 0 (`max-age=` refuses, as 0 does)
+def _delta_seconds(low: str, p: int) -> int | None:
+    """ngx_http_upstream_process_delta_seconds: the digits at `p` up to `,` `;` ` ` or the
+    end; None for anything else (nginx then does not cache); an overflow is the maximum."""
     n = 0
-    while i < len(value) and value[i].isdigit():
-        n = n * 10 + ord(value[i]) - 48
-        i += 1
+    end = len(low)
+    while p < end:
+        ch = low[p]
+        if ch in ",; ":
+            break
+        if not "0" <= ch <= "9":
+            return None
+        n = n * 10 + ord(ch) - 48
+        if n > _MAX_INT:
+            return _MAX_INT
+        p += 1
     return n
+
+
+def _atoi(v: str) -> int | None:
+    """ngx_atoi: only digits, at least one, no overflow; else None (NGX_ERROR)."""
+    if not v:
+        return None
+    n = 0
+    for ch in v:
+        if not "0" <= ch <= "9":
+            return None
+        n = n * 10 + ord(ch) - 48
+        if n > _MAX_INT:
+            return None
+    return n
+
+
+_MAX_INT: Final = (1 << 63) - 1
+_VARY_LEN: Final = 128     # NGX_HTTP_CACHE_VARY_LEN
 
 
 class Freshness:
@@ -111,7 +134,13 @@ class Freshness:
 
 def freshness(status: int, headers: Sequence[tuple[str, str]], ignore: frozenset[str],
               valid: tuple[CacheValid, ...], now: float) -> Freshness:
-    """How long a response stays fresh, as nginx 1.30 decides it (the module docstring).
+    """How long a response stays fresh, as nginx 1.30 decides it: the fields in the order
+    received, each as its handler in ngx_http_upstream.c treats it
+    (ngx_http_upstream_process_cache_control / _expires / _accel_expires / _set_cookie /
+    _vary), then ngx_http_upstream_send_response's verdict: a refusal that the fields
+    cannot lift (`cacheable = 0`: X-Accel-Expires 0, Set-Cookie, Vary *, a malformed
+    max-age) wins; `no-cache`-like and a past Expires refuse unless X-Accel-Expires came
+    after them; else the time they gave, else proxy_cache_valid's for the status.
     Whole seconds, as nginx counts them (ngx_time()): an entry valid for 1s is fresh until
     the second after next has begun (`fresh`)."""
     f = Freshness()
@@ -119,80 +148,113 @@ def freshness(status: int, headers: Sequence[tuple[str, str]], ignore: frozenset
     if status in _NEVER or status < 200:
         f.refused = REFUSED_STATUS
         return f
-    accel: str | None = None
-    ccs: list[str] = []
-    expires: str | None = None
+    ign_cc = "cache-control" in ignore
+    ign_exp = "expires" in ignore
+    ign_xae = "x-accel-expires" in ignore
+    until = 0.0
+    hard = ""           # u->cacheable = 0
+    no_cache = False    # u->headers_in.no_cache
+    expired = False     # u->headers_in.expired
+    accel_seen = expires_seen = False
     vary: list[str] = []
-    cookie = False
+    vary_len = -2
     for k, v in headers:
         lk = k.lower()
-        if lk == "x-accel-expires":
-            if accel is None:
-                accel = v
-        elif lk == "cache-control":
-            ccs.append(v)
-        elif lk == "expires":
-            if expires is None:
-                expires = v
-        elif lk == "set-cookie":
-            cookie = True
-        elif lk == "vary":
-            vary.extend(x.strip() for x in v.split(","))
-    if cookie and "set-cookie" not in ignore:
-        f.refused = REFUSED_COOKIE
-        return f
-    if "vary" not in ignore:
-        if "*" in vary:
-            f.refused = REFUSED_VARY
-            return f
-        f.vary = tuple(x for x in vary if x)
-    until = 0.0
-    no_cache = ""
-    # X-Accel-Expires: seconds from now, or @ an absolute time; 0 refuses
-    if accel is not None and "x-accel-expires" not in ignore:
-        a = accel.strip()
-        absolute = a.startswith("@")
-        digits = a[1:] if absolute else a
-        if digits.isdigit():
-            n = int(digits)
-            if absolute:
-                until = float(n)
-            elif n == 0:
-                f.refused = REFUSED_ACCEL
-                return f
-            else:
-                until = now + n
-    if "cache-control" not in ignore:
-        for cc in ccs:
-            low = cc.lower()
-            swr = _number_after(cc, low, "stale-while-revalidate=")
-            if swr is not None:
-                f.updating_sec = float(swr)
-            sie = _number_after(cc, low, "stale-if-error=")
-            if sie is not None:
-                f.error_sec = float(sie)
-            if until:
-                continue    # X-Accel-Expires said it first
-            if "no-cache" in low or "no-store" in low or "private" in low:
-                no_cache = REFUSED_CACHE_CONTROL
+        if lk == "cache-control":
+            if ign_cc:
                 continue
-            age = _number_after(cc, low, "s-maxage=")
-            if age is None:
-                age = _number_after(cc, low, "max-age=")
-            if age is not None:
-                if age == 0:
-                    no_cache = REFUSED_CACHE_CONTROL
+            low = v.lower()
+            if not (until and accel_seen):
+                if "no-cache" in low or "no-store" in low or "private" in low:
+                    no_cache = True
+                    continue
+                p = low.find("s-maxage=")
+                if p >= 0:
+                    p += 9
                 else:
-                    until = now + age
-    if no_cache and not until:
-        f.refused = no_cache
+                    p = low.find("max-age=")
+                    if p >= 0:
+                        p += 8
+                if p >= 0:
+                    n = _delta_seconds(low, p)
+                    if n is None:
+                        hard = hard or REFUSED_CACHE_CONTROL
+                        continue
+                    if n == 0:
+                        no_cache = True
+                        continue
+                    until = min(now + n, float(_MAX_INT))
+                    expired = False
+            # the extensions count even after X-Accel-Expires
+            p = low.find("stale-while-revalidate=")
+            if p >= 0:
+                n = _delta_seconds(low, p + 23)
+                if n is None:
+                    hard = hard or REFUSED_CACHE_CONTROL
+                    continue
+                f.updating_sec = f.error_sec = float(n)
+            p = low.find("stale-if-error=")
+            if p >= 0:
+                n = _delta_seconds(low, p + 15)
+                if n is None:
+                    hard = hard or REFUSED_CACHE_CONTROL
+                    continue
+                f.error_sec = float(n)
+        elif lk == "expires":
+            if expires_seen:
+                continue        # a duplicate is ignored
+            expires_seen = True
+            if ign_exp or until:
+                continue
+            t = parse_http_date(v)
+            if t is None or t < now:
+                expired = True
+                continue
+            until = t
+        elif lk == "x-accel-expires":
+            if accel_seen:
+                continue        # a duplicate is ignored
+            accel_seen = True
+            if ign_xae:
+                continue
+            if v[:1] != "@":
+                n = _atoi(v)
+                if n == 0:
+                    hard = hard or REFUSED_ACCEL
+                    continue
+                if n is None:
+                    continue
+                until = now + n
+            else:
+                n = _atoi(v[1:])
+                if n is None:
+                    continue
+                until = float(n)
+            no_cache = expired = False
+        elif lk == "set-cookie":
+            if "set-cookie" not in ignore:
+                hard = hard or REFUSED_COOKIE
+        elif lk == "vary":
+            if "vary" in ignore or hard:
+                continue
+            if v.strip() == "*":
+                hard = REFUSED_VARY
+                continue
+            vary_len += len(v) + 2
+            if vary_len > _VARY_LEN:
+                hard = REFUSED_VARY
+                continue
+            vary.extend(x.strip() for x in v.split(","))
+    if hard:
+        f.refused = hard
         return f
-    if not until and expires is not None and "expires" not in ignore:
-        t = parse_http_date(expires)
-        if t is None or t < now:
-            f.refused = REFUSED_EXPIRES
-            return f
-        until = t
+    if no_cache:
+        f.refused = REFUSED_CACHE_CONTROL
+        return f
+    if expired:
+        f.refused = REFUSED_EXPIRES
+        return f
+    f.vary = tuple(x for x in vary if x)
     if not until:
         secs = valid_for(valid, status)
         if secs <= 0:
@@ -271,39 +333,21 @@ def not_modified(req: dict[str, str], etag: str | None, last_modified: str | Non
     return 304
 
 
-def byte_range(req: dict[str, str], size: int, etag: str | None,
-               last_modified: str | None) -> tuple[int, int] | None | bool:
-    """A single `Range: bytes=` on a cached 200 (the range filter): (start, end) to send
-    as 206; False for 416; None for the whole response (no Range, an If-Range that does
-    not match, several ranges: sent whole, a deviation from nginx's multipart answer)."""
+def byte_range(req: dict[str, str], size: int, etag: str | None, last_modified: str | None,
+               max_ranges: int | None) -> list[tuple[int, int]] | None | Literal[False]:
+    """A `Range: bytes=` on a cached 200 (the range filter, ngx_http_range_header_filter):
+    the [start, end) ranges to send as 206 (several: multipart/byteranges); False for 416;
+    None for the whole response (no Range, an If-Range that does not match, too many)."""
     rng = req.get("range")
-    if rng is None or not rng[:6].lower() == "bytes=":
+    if rng is None or len(rng) < 7 or rng[:6].lower() != "bytes=":
+        return None
+    if max_ranges == 0:
         return None
     ir = req.get("if-range")
     if ir is not None:
-        if ir.endswith('"'):
+        if len(ir) >= 2 and ir.endswith('"'):
             if etag is None or ir != etag:
                 return None
         elif last_modified is None or parse_http_date(ir) != parse_http_date(last_modified):
             return None
-    spec = rng[6:].strip()
-    if "," in spec:
-        return None
-    first, dash, last = spec.partition("-")
-    first, last = first.strip(), last.strip()
-    if not dash:
-        return False
-    if not first:
-        if not last.isdigit():
-            return False
-        n = int(last)
-        if n == 0:
-            return False
-        return (max(size - n, 0), size)
-    if not first.isdigit() or (last and not last.isdigit()):
-        return False
-    start = int(first)
-    end = int(last) + 1 if last else size
-    if start >= size:
-        return False
-    return (start, min(end, size))
+    return byte_ranges(rng[6:], size, max_ranges)

@@ -10,6 +10,10 @@ An entry is one file, named by the md5 of its key under the zone's `levels`:
     head                        the upstream's status line and fields as received, CRLF
     body                        at `body_start`, sent with sendfile
 
+An entry with no head (length 0) is an upstream error that error_page intercepted (nginx
+keeps it as node->error in the zone's memory): a hit on it is answered with that status,
+through error_page again.
+
 It is written to a temp file in the zone's directory and renamed into place once the body
 is complete, so no reader ever sees half an entry (use_temp_path is not needed: the temp
 file is always on the cache's filesystem). A revalidation rewrites the fixed header in
@@ -56,7 +60,7 @@ class Entry:
 
     __slots__ = ("path", "fd", "valid_until", "stored", "updating_sec", "error_sec",
                  "body_start", "body_len", "status", "key", "vary", "variant", "head",
-                 "ino", "mtime_ns")
+                 "ino", "mtime_ns", "error")
 
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
@@ -74,6 +78,7 @@ class Entry:
         self.head: ResponseHead | None = None
         self.ino = 0
         self.mtime_ns = 0
+        self.error = False      # an intercepted error (no head, no body)
 
     def fileno(self) -> int:
         return self.fd     # what sendfile takes
@@ -93,7 +98,7 @@ class _Meta:
 
     __slots__ = ("ino", "mtime_ns", "valid_until", "stored", "updating_sec", "error_sec",
                  "body_start", "body_len", "status", "key", "vary", "variant", "head",
-                 "touched")
+                 "touched", "error")
 
     def __init__(self, e: Entry) -> None:
         self.ino = e.ino
@@ -110,6 +115,7 @@ class _Meta:
         self.variant = e.variant
         self.head = e.head
         self.touched = 0.0
+        self.error = e.error
 
 
 def parse_head(raw: bytes) -> ResponseHead:
@@ -209,9 +215,17 @@ class Zone:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def store_error(self, hexkey: str, key: str, status: int, valid_until: float) -> None:
+        """An intercepted upstream error remembered until `valid_until` (an entry with no
+        head and no body, see the module docstring)."""
+        head = ResponseHead(status, "", "1.1", [], None, False, True)
+        w = self.writer(hexkey, key, head, valid_until, 0.0, 0.0, (), "", error=True)
+        if w is not None:
+            w.commit()
+
     def writer(self, hexkey: str, key: str, head: ResponseHead, valid_until: float,
                updating_sec: float, error_sec: float, vary: tuple[str, ...],
-               variant_hex: str) -> EntryWriter | None:
+               variant_hex: str, error: bool = False) -> EntryWriter | None:
         self.temp_seq += 1
         tmp = os.path.join(self.conf.path, f"{TEMP_PREFIX}{os.getpid()}-{self.temp_seq}")
         try:
@@ -219,7 +233,7 @@ class Zone:
         except OSError:
             return None
         return EntryWriter(self, hexkey, tmp, f, key, head, valid_until, updating_sec,
-                           error_sec, vary, variant_hex)
+                           error_sec, vary, variant_hex, error)
 
     def update_validity(self, e: Entry, valid_until: float, now: float) -> None:
         """A revalidated entry (304): its fixed header rewritten in place."""
@@ -330,6 +344,7 @@ def _fill(e: Entry, m: _Meta) -> None:
     e.vary = m.vary
     e.variant = m.variant
     e.head = m.head
+    e.error = m.error
 
 
 def _read(e: Entry, size: int) -> bool:
@@ -353,7 +368,10 @@ def _read(e: Entry, size: int) -> bool:
     p += vlen
     names, _, e.variant = vary_raw.partition("\0")
     e.vary = tuple(n for n in names.split("\n") if n)
-    e.head = parse_head(first[p:p + hlen])
+    if hlen:
+        e.head = parse_head(first[p:p + hlen])
+    else:
+        e.error = True
     return True
 
 
@@ -366,7 +384,8 @@ class EntryWriter:
 
     def __init__(self, zone: Zone, hexkey: str, tmp: str, f: BinaryIO, key: str,
                  head: ResponseHead, valid_until: float, updating_sec: float,
-                 error_sec: float, vary: tuple[str, ...], variant_hex: str) -> None:
+                 error_sec: float, vary: tuple[str, ...], variant_hex: str,
+                 error: bool = False) -> None:
         self.zone = zone
         self.hexkey = hexkey
         self.tmp = tmp
@@ -377,7 +396,7 @@ class EntryWriter:
         kb = key.encode("latin-1", "replace")
         vb = ("\n".join(vary) + "\0" + variant_hex).encode("latin-1", "replace") \
             if vary else b""
-        hb = serialize_head(head)
+        hb = b"" if error else serialize_head(head)
         self.body_start = _HEAD.size + len(kb) + len(vb) + len(hb)
         self.header_fields = (valid_until, time.time(), updating_sec, error_sec, head.status,
                               len(kb), len(vb), len(hb))
