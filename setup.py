@@ -51,6 +51,7 @@ COMPILED = [
     "net/upstream.py",
     "net/h2conn.py",
     "net/negotiate.py",
+    "net/tls.py",
     "net/listen.py",
     "net/connection.py",
     "certificate.py",

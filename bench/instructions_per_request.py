@@ -12,21 +12,25 @@ cancel out. With --top it also prints the C functions the difference is spent in
 (_PyEval_EvalFrameDefault is the bytecode interpreter: Python code as such).
 
     python bench/instructions_per_request.py [--src DIR] [--top 20] [--n1 400 --n2 2400]
-        [--keep DIR] [--bare] [--mode h1|h1-close|h1-64k|h2c|tls|tls-h2]
+        [--keep DIR] [--bare] [--mode h1|h1-close|h1-64k|h2c|tls|tls-close|tls-resume|tls-h2]
         [--driver lockstep|h2load]
-        [--objects]
+        [--objects] [--nginx]
 
 --mode picks the client's protocol (the proxy's listener follows): h1 is plain HTTP/1.1
 keep-alive (the default, as before); h1-close opens a new TCP connection per request
 (`Connection: close`: the cost of accept, the per-connection objects and the close);
 h1-64k is keep-alive with 64 KiB responses (the relay's copies); h2c is HTTP/2 with prior knowledge on a plain port
-(`http2 on`); tls is HTTPS keep-alive with HTTP/1.1; tls-h2 is HTTPS with HTTP/2 chosen by
+(`http2 on`); tls is HTTPS keep-alive with HTTP/1.1; tls-close is a new TLS connection per
+request (`Connection: close`, a full handshake each time: the issue's "new connections" case);
+tls-resume is the same with the client resuming the previous connection's session (a TLS 1.3
+ticket: a resumed handshake, PSK with (EC)DHE); tls-h2 is HTTPS with HTTP/2 chosen by
 ALPN. TLS uses an ECDSA P-256 certificate made with openssl. The HTTP/2 modes send 10
 requests per connection at a time (h2load's -m10) on 4 connections and wait for all 40
 answers before the next round, so the proxy sees the same reads every run; `--driver h2load`
 uses h2load (-c4 -m10) instead, closer to the issue's figures, less repeatable. --objects
 prints the per-request instructions by shared object (libssl/libcrypto, the interpreter,
-mypyc's .so files, uvloop...).
+mypyc's .so files, uvloop...). --nginx counts nginx's worker as the proxy (the same
+configuration and client): the reference the issue's ratios are taken against.
 
 --src runs another checkout's src/ (e.g. a `git worktree` of an older commit) with this
 venv, to compare versions; `--src .venv/compiled` runs the mypyc build (`make compiled`). Needs valgrind and nginx. Loopback only; about 1-2 minutes.
@@ -104,7 +108,7 @@ REQUEST_64K = (b"GET /big/64k HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r
 BIG = 65536
 
 
-MODES = ("h1", "h1-close", "h1-64k", "h2c", "tls", "tls-h2")
+MODES = ("h1", "h1-close", "h1-64k", "h2c", "tls", "tls-close", "tls-resume", "tls-h2")
 CONNS = 4
 STREAMS = 10        # HTTP/2 requests in flight per connection (h2load -m10)
 WARMUP = 400        # a multiple of CONNS * STREAMS
@@ -116,6 +120,9 @@ def listener(mode: str, d: str) -> tuple[str, str]:
     listen = " ssl" if tls else ""
     extra = ""
     if tls:
+        # nginx 1.30's default, stated: the nginx compared against may be older (Debian's
+        # 1.22 defaults to TLSv1 TLSv1.1 TLSv1.2, so its handshakes would be TLS 1.2 ones)
+        extra += "\n        ssl_protocols TLSv1.2 TLSv1.3;"
         extra += (f"\n        ssl_certificate {d}/cert.pem;"
                   f"\n        ssl_certificate_key {d}/key.pem;")
     if mode in ("h2c", "tls-h2"):
@@ -140,13 +147,19 @@ def client_context(alpn: list[str]) -> ssl.SSLContext:
     return ctx
 
 
-def connect(port: int, mode: str) -> socket.socket:
+_CLIENT_CONTEXTS: dict[str, ssl.SSLContext] = {}
+
+
+def connect(port: int, mode: str, session: ssl.SSLSession | None = None) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(120)
     if mode.startswith("tls"):
         alpn = ["h2"] if mode == "tls-h2" else ["http/1.1"]
-        s = client_context(alpn).wrap_socket(s, server_hostname="localhost")
+        ctx = _CLIENT_CONTEXTS.get(mode)
+        if ctx is None:
+            ctx = _CLIENT_CONTEXTS[mode] = client_context(alpn)
+        s = ctx.wrap_socket(s, server_hostname="localhost", session=session)
         if (s.selected_alpn_protocol() == "h2") != (mode == "tls-h2"):
             raise RuntimeError(f"ALPN chose {s.selected_alpn_protocol()!r} for {mode}")
     return s
@@ -206,16 +219,26 @@ def drive(port: int, n: int, mode: str = "h1", driver: str = "lockstep") -> None
     if mode in ("h2c", "tls-h2"):
         (drive_h2load if driver == "h2load" else drive_h2)(port, n, mode)
         return
-    if mode == "h1-close":
+    if mode in ("h1-close", "tls-close", "tls-resume"):
+        session = None
         for _ in range(n):
-            s = connect(port, mode)
+            s = connect(port, mode, session)
             s.sendall(REQUEST_CLOSE)
             buf = b""
             while True:
-                chunk = s.recv(65536)
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLEOFError:      # a TCP close without close_notify
+                    break
                 if not chunk:
                     break
                 buf += chunk
+            if mode == "tls-resume":
+                # the TLS 1.3 tickets came after the handshake: take the newest
+                assert isinstance(s, ssl.SSLSocket)
+                if session is not None and not s.session_reused:
+                    raise RuntimeError("the session was not resumed")
+                session = s.session
             s.close()
             if not buf.endswith(b"hello, world\n"):
                 raise RuntimeError(f"unexpected answer: {buf[:200]!r}")
@@ -255,8 +278,9 @@ def drive(port: int, n: int, mode: str = "h1", driver: str = "lockstep") -> None
 
 
 def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
-             driver: str = "lockstep") -> str:
-    """One callgrind run of truehop's worker (src) or, with src None, of bench/bare_relay.py."""
+             driver: str = "lockstep", nginx: bool = False) -> str:
+    """One callgrind run of truehop's worker (src) or, with src None, of bench/bare_relay.py
+    (or, with nginx, of nginx's worker as the proxy, the same configuration)."""
     port = free_port()
     listen, extra = listener(mode, d)
     with open(f"{d}/truehop.conf", "w") as conf:
@@ -264,7 +288,10 @@ def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
                                      server_extra=extra))
     out = f"{d}/cg.%p"
     python = os.path.join(ROOT, ".venv", "bin", "python")
-    if src is None:
+    if nginx:
+        cmd = [nginx_bin(), "-p", d + "/", "-c", f"{d}/truehop.conf"]
+        env = dict(os.environ)
+    elif src is None:
         cmd = [python, os.path.join(HERE, "bare_relay.py"), str(port), str(up)]
         env = dict(os.environ)
     else:
@@ -277,23 +304,24 @@ def run_once(d: str, src: str | None, up: int, n: int, mode: str = "h1",
     master = p.pid   # the bare relay is one process: valgrind runs it as this pid
     try:
         wait_port(port, timeout=180)
-        if src is not None:
+        if src is not None or nginx:
             deadline = time.monotonic() + 30
             while not os.path.exists(f"{d}/truehop.pid") and time.monotonic() < deadline:
                 time.sleep(0.1)
             with open(f"{d}/truehop.pid") as pidfile:
                 master = int(pidfile.read())
             before = set(os.listdir(d))
-        drive(port, WARMUP if mode != "h1" else 300, mode, driver)
+        warm = 300 if mode == "h1" else 100 if mode.endswith(("-close", "-resume")) else WARMUP
+        drive(port, warm, mode, driver)
         drive(port, n, mode, driver)
         # truehop's master stops its worker; the bare relay ends on KeyboardInterrupt
-        os.kill(master, signal.SIGQUIT if src is not None else signal.SIGINT)
+        os.kill(master, signal.SIGQUIT if src is not None or nginx else signal.SIGINT)
         p.wait(120)
     finally:
         if p.poll() is None:
             p.kill()
     files = [f for f in os.listdir(d) if f.startswith("cg.") and f not in before]
-    worker = [f for f in files if f != f"cg.{master}"] if src is not None else files
+    worker = [f for f in files if f != f"cg.{master}"] if src is not None or nginx else files
     if not worker:
         raise RuntimeError("no callgrind output from the worker")
     path = os.path.join(d, worker[0])
@@ -363,6 +391,8 @@ def main() -> int:
     ap.add_argument("--src", default=os.path.join(ROOT, "src"))
     ap.add_argument("--bare", action="store_true",
                     help="count bench/bare_relay.py instead: the floor, in the same unit")
+    ap.add_argument("--nginx", action="store_true",
+                    help="count nginx's worker as the proxy instead (same config, same client)")
     ap.add_argument("--n1", type=int, default=400)
     ap.add_argument("--n2", type=int, default=2400)
     ap.add_argument("--top", type=int, default=0)
@@ -402,13 +432,14 @@ def main() -> int:
             sys.exit("--bare relays plain HTTP/1.1 only")
         t0 = time.monotonic()
         src = None if args.bare else args.src
-        a = functions(run_once(d, src, up, args.n1, args.mode, args.driver))
-        b = functions(run_once(d, src, up, args.n2, args.mode, args.driver))
+        a = functions(run_once(d, src, up, args.n1, args.mode, args.driver, args.nginx))
+        b = functions(run_once(d, src, up, args.n2, args.mode, args.driver, args.nginx))
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
             for name in (f"run-{args.n1}.cg", f"run-{args.n2}.cg"):
                 shutil.copy(os.path.join(d, name), os.path.join(args.keep, name))
-        print("bench/bare_relay.py" if args.bare else f"src: {args.src}", f"mode: {args.mode}",
+        print("nginx" if args.nginx else "bench/bare_relay.py" if args.bare else
+              f"src: {args.src}", f"mode: {args.mode}",
               f"driver: {args.driver}" if args.mode in ("h2c", "tls-h2") else "")
         report(a, b, args, f"{time.monotonic() - t0:.0f} s")
     finally:

@@ -39,7 +39,9 @@ from typing import Any
 from truehop.conf.model import SslCommand
 from truehop.net.closing import CloseDeadline, close_within
 
-READ_SIZE = 256 * 1024
+# SSL_read gives at most one record's plaintext (2^14 bytes) a call: a larger size only makes
+# the bytes object CPython allocates (then shrinks) for each read bigger
+READ_SIZE = 16 * 1024
 TLS_HANDSHAKE = 0x16
 
 _FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
@@ -163,24 +165,32 @@ def client_sni(data: bytes | bytearray) -> str | None | bool:
     return ""
 
 
-def record_sni(ctx: ssl.SSLContext) -> None:
-    """Make the context remember the client's SNI name on each SSLObject (`.sni`), keeping
-    whatever SNI callback it already has. Idempotent."""
-    cb = ctx.sni_callback
-    if getattr(cb, "_truehop_records_sni", False):
-        return
+class _RecordsSni:
+    """A context's SNI callback that keeps the client's name on the SSLObject (`.sni`), then
+    calls the callback the context had (which picks the server's context). A class, not a
+    closure: the compiled build cannot mark a function as already wrapped."""
 
-    def remember(sslobj: Any, name: str | None, c: ssl.SSLContext) -> Any:
+    def __init__(self, inner: Callable[..., Any] | None) -> None:
+        self.inner = inner
+
+    def __call__(self, sslobj: Any, name: str | None, c: ssl.SSLContext) -> Any:
         try:
             sslobj.sni = name or ""
         except AttributeError:
             pass
-        if cb is not None:
-            return cb(sslobj, name, c)  # type: ignore[arg-type]
+        inner = self.inner
+        if inner is not None:
+            return inner(sslobj, name, c)
         return None
 
-    remember._truehop_records_sni = True  # type: ignore[attr-defined]
-    ctx.sni_callback = remember
+
+def record_sni(ctx: ssl.SSLContext) -> None:
+    """Make the context remember the client's SNI name on each SSLObject (`.sni`), keeping
+    whatever SNI callback it already has. Idempotent."""
+    cb = ctx.sni_callback
+    if isinstance(cb, _RecordsSni):
+        return
+    ctx.sni_callback = _RecordsSni(cb)
 
 
 def ssl_detail(e: BaseException) -> str:
@@ -216,8 +226,9 @@ class TlsProtocol(asyncio.Protocol):
         self.handshake_timeout = handshake_timeout
         self.state = _FIRST
         self.raw: Any = None
-        self.inner: asyncio.Protocol | None = None
+        self.inner: Any = None      # the HTTP/1.x or HTTP/2 protocol (set_protocol may change it)
         self.sslobj: ssl.SSLObject | None = None
+        self.tls: Any = None        # sslobj's _ssl._SSLSocket (see data_received)
         self.inbio = ssl.MemoryBIO()
         self.outbio = ssl.MemoryBIO()
         self.paused = False
@@ -290,7 +301,11 @@ class TlsProtocol(asyncio.Protocol):
                 ctx = choose(sni or None)
                 data, self.early = bytes(early), b""
             record_sni(ctx)
-            self.sslobj = ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            so = self.sslobj = ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            # the C object under ssl.SSLObject: its read/write/pending/do_handshake are the
+            # same calls without ssl.py's interpreted wrapper around each (a Python frame per
+            # record read and per write); the SSLObject itself where it has none
+            self.tls = getattr(so, "_sslobj", so)
             self.state = _HANDSHAKE
         hello = self.hello
         if hello is not None:
@@ -316,7 +331,7 @@ class TlsProtocol(asyncio.Protocol):
         prev = self.state
         self.state = _CLOSED
         if self.inner is not None and prev in (_OPEN, _PLAIN):
-            self.inner.connection_lost(exc)  # type: ignore[arg-type]
+            self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -331,7 +346,7 @@ class TlsProtocol(asyncio.Protocol):
     def _handshake(self) -> None:
         assert self.sslobj is not None
         try:
-            self.sslobj.do_handshake()
+            self.tls.do_handshake()
         except ssl.SSLWantReadError:
             if self.hello is not None and self.outbio.pending and self._alpn_refused():
                 return
@@ -364,6 +379,13 @@ class TlsProtocol(asyncio.Protocol):
         no_application_protocol alert instead of that answer and fail the handshake."""
         assert self.sslobj is not None and self.hello is not None
         out = self.outbio.read()
+        if self.sslobj.selected_alpn_protocol() is not None:
+            # a protocol was chosen (the usual case): nothing to refuse, and the second hello
+            # after a HelloRetryRequest must offer the same protocols (RFC 8446 4.1.2)
+            self.hello = None
+            if self.raw is not None and not self.raw.is_closing():
+                self.raw.write(out)
+            return False
         if self.offered is None:
             self.offered = client_alpn(self.hello)
         # a HelloRetryRequest: the ALPN answer comes with the ServerHello after the second
@@ -423,13 +445,18 @@ class TlsProtocol(asyncio.Protocol):
     # -- application data ----------------------------------------------------------------
 
     def _read_app(self) -> None:
-        sslobj = self.sslobj
-        assert sslobj is not None
+        sslobj = self.tls
+        inbio = self.inbio
         while self.state == _OPEN and not self.paused:
+            # read only while a record may be there (bytes in the BIO, or plaintext OpenSSL
+            # kept): the SSLWantReadError that ends a read loop otherwise costs more than
+            # the record (an exception raised and caught, ~5k instructions compiled)
+            if not inbio.pending and not sslobj.pending():
+                break
             try:
                 chunk = sslobj.read(READ_SIZE)
             except ssl.SSLWantReadError:
-                break
+                break                            # a partial record: the rest is to come
             except ssl.SSLZeroReturnError:
                 chunk = b""
             except ssl.SSLError as e:
@@ -469,13 +496,15 @@ class TlsProtocol(asyncio.Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.state != _OPEN or self.closing or self.write_shut:
             return
-        sslobj = self.sslobj
-        assert sslobj is not None
-        view = memoryview(data)
+        sslobj = self.tls
         try:
-            while view:
-                n = sslobj.write(view)
-                view = view[n:]
+            # a memory BIO takes everything: one SSL_write, one record per 16 KiB
+            n = sslobj.write(data)
+            if n < len(data):
+                view = memoryview(data)[n:]
+                while view:
+                    n = sslobj.write(view)
+                    view = view[n:]
         except ssl.SSLError:
             self.raw.abort()
             return
@@ -585,10 +614,10 @@ class TlsTransport(asyncio.Transport):
             raw.set_write_buffer_limits(high, low)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._proto.inner = protocol  # type: ignore[assignment]
+        self._proto.inner = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._proto.inner  # type: ignore[return-value]
+        return self._proto.inner
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         p = self._proto
