@@ -15,9 +15,10 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "truehop"
 
-# modules only the master or the command line import lazily (never after a worker's switch)
+# modules only the master or the command line import lazily (never after a worker's switch);
+# truehop.testing is `truehop.Proxy`, the test helper a project's tests load, never a worker
 MASTER_ONLY = {"grp", "pwd", "cryptography", "truehop.demo", "truehop.explain", "truehop.quick",
-               "truehop.cli", "truehop.lint", "importlib", "pkgutil", "uvloop"}
+               "truehop.cli", "truehop.lint", "importlib", "pkgutil", "uvloop", "truehop.testing"}
 
 
 def lazy_imports() -> set[str]:
