@@ -20,8 +20,6 @@ the challenges it makes to the list it is given.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from typing import Final
 
@@ -31,33 +29,13 @@ from truehop.log import ErrorLog
 from truehop.proxy.subrequest import SubrequestRunner, run_subrequest
 from truehop.route.state import RequestState
 from truehop.route.template import Template
+from truehop.route.variables import basic_credentials
 
 _FILES_MAX: Final = 64
 # path -> ((mtime_ns, size, inode), contents): a password file is read again when it changes
 _files: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 
 
-def basic_credentials(r: RequestState) -> tuple[bytes, bytes] | None:
-    """(user, password) of `Authorization: Basic` (ngx_http_auth_basic_user), or None: no
-    such header, not base64, an empty user, or no ':'."""
-    auth = None
-    for k, v in r.head.headers:
-        if len(k) == 13 and k.lower() == "authorization":
-            auth = v
-            break
-    if auth is None or len(auth) < 6 or auth[:6].lower() != "basic ":
-        return None
-    enc = auth[6:].lstrip(" ").partition("=")[0]   # ngx_decode_base64 stops at '='
-    if not enc or len(enc) % 4 == 1:
-        return None
-    try:
-        raw = base64.b64decode(enc + "=" * (-len(enc) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, colon, password = raw.partition(b":")
-    if not colon or not user:
-        return None
-    return user, password
 
 
 def read_user_file(path: str) -> bytes:

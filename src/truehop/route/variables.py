@@ -415,10 +415,10 @@ def _content_length(r: RequestState) -> str:
     return _header(r.head.headers, "content-length", None)
 
 
-def _basic_user(r: RequestState) -> str | None:
-    """$remote_user: the user name of `Authorization: Basic` credentials, with or without
-    auth_basic (ngx_http_auth_basic_user); None (not found) when there is none, the
-    encoding is not base64, or the user part is empty or has no ':' after it."""
+def basic_credentials(r: RequestState) -> tuple[bytes, bytes] | None:
+    """(user, password) of `Authorization: Basic` (ngx_http_auth_basic_user), or None: no
+    such header, not base64, an empty user, or no ':'. auth_basic (proxy.auth) checks them;
+    $remote_user is the user part, with or without auth_basic."""
     auth = None
     for k, v in r.head.headers:
         if len(k) == 13 and k.lower() == "authorization":
@@ -433,10 +433,16 @@ def _basic_user(r: RequestState) -> str | None:
         raw = base64.b64decode(enc + "=" * (-len(enc) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
-    user, colon, _ = raw.partition(b":")
+    user, colon, password = raw.partition(b":")
     if not colon or not user:
         return None
-    return user.decode("latin-1")
+    return user, password
+
+
+def _basic_user(r: RequestState) -> str | None:
+    """$remote_user: None (not found) when there are no valid Basic credentials."""
+    cred = basic_credentials(r)
+    return cred[0].decode("latin-1") if cred is not None else None
 
 
 def _remote_user(r: RequestState) -> str:
